@@ -1,0 +1,59 @@
+//! The API layer: CRD types (serde + schema + CEL rules), no I/O.
+
+mod security_baseline;
+
+pub use security_baseline::*;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+/// API group of every kube-baseline kind.
+pub const GROUP: &str = "kube-baseline.dev";
+/// Field manager of every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "kube-baseline";
+/// Label on every object the operator creates.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Value of [`MANAGED_BY_LABEL`].
+pub const MANAGED_BY_VALUE: &str = "kube-baseline";
+/// Label naming the baseline that generated an object.
+pub const BASELINE_LABEL: &str = "kube-baseline.dev/baseline";
+/// Finalizer that lets the operator clean up before a baseline disappears.
+pub const FINALIZER: &str = "kube-baseline.dev/cleanup";
+/// Namespace the operator is installed into by default.
+pub const DEFAULT_INSTALL_NAMESPACE: &str = "kube-baseline-system";
+
+/// Every CRD the operator serves, in the order `kube-baseline crd` prints them.
+pub fn all_crds() -> Vec<CustomResourceDefinition> {
+    vec![SecurityBaseline::crd()]
+}
+
+/// The YAML `kube-baseline crd` prints and `crds/` holds: every CRD, `---`-separated.
+pub fn crds_yaml() -> Result<String, serde_saphyr::SerializeError> {
+    let mut out = String::new();
+    for crd in all_crds() {
+        out.push_str("---\n");
+        out.push_str(&serde_saphyr::to_string(&crd)?);
+    }
+    Ok(out)
+}
+
+/// Validates a SecurityBaseline (as JSON, so values the Rust types cannot hold are checked
+/// too) against the CEL rules of its CRD, offline, the way admission would.
+pub fn validate_baseline_cel(
+    object: &serde_json::Value,
+) -> Result<(), kube::core::cel::ValidationErrors> {
+    let crd = SecurityBaseline::crd();
+    let schema = crd
+        .spec
+        .versions
+        .first()
+        .and_then(|v| v.schema.as_ref())
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .map(serde_json::to_value)
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    kube::core::cel::Validator::new().validate(&schema, object, None)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,830 @@
+//! `SecurityBaseline` (kube-baseline.dev/v1alpha1): the declared baseline and its status.
+//!
+//! Doc comments on these types become the CRD's descriptions (`kubectl explain sbl.spec`).
+//! Every list and string is bounded (`maxItems`/`maxLength`) so the API server can cost the
+//! CEL rules below; a unit test walks the generated schema to keep it that way.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::{apis::meta::v1::Condition, util::intstr::IntOrString};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// Label values are at most 63 characters.
+const LABEL_VALUE_MAX: u32 = 63;
+
+/// Desired security baseline for a set of namespaces and nodes.
+///
+/// The operator keeps every selected namespace's default-deny NetworkPolicies, Pod Security
+/// labels, Roles and quota in line with this spec, audits RBAC, checks node and control-plane
+/// settings, and records every deviation (drift) in status.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "kube-baseline.dev",
+    version = "v1alpha1",
+    kind = "SecurityBaseline",
+    plural = "securitybaselines",
+    shortname = "sbl",
+    category = "security",
+    status = "SecurityBaselineStatus",
+    cel,
+    doc = "A declared security baseline: default-deny NetworkPolicies, Pod Security labels, least-privilege Roles and quota kept in selected namespaces, RBAC audited, node and control-plane settings checked. Status records every deviation (drift).",
+    printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.mode"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Compliant","type":"string","jsonPath":".status.conditions[?(@.type==\"Compliant\")].status"}"#,
+    printcolumn = r#"{"name":"Drift","type":"integer","jsonPath":".status.driftTotal"}"#,
+    printcolumn = r#"{"name":"Namespaces","type":"integer","jsonPath":".status.summary.namespacesSelected","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityBaselineSpec {
+    /// Enforce keeps the cluster in line with the baseline; Audit never writes to the
+    /// cluster and only reports drift in status, Events and metrics.
+    #[serde(default)]
+    pub mode: EnforcementMode,
+
+    /// Namespaces the baseline applies to, as a standard label selector. `{}` selects every
+    /// namespace (system namespaces stay excluded unless includeSystemNamespaces is true).
+    #[serde(default)]
+    pub namespace_selector: NamespaceSelector,
+
+    /// Namespace names never selected, whatever their labels.
+    #[serde(default)]
+    #[schemars(length(max = 256), inner(length(max = 63)))]
+    pub excluded_namespaces: Vec<String>,
+
+    /// Also select kube-system, kube-public, kube-node-lease and the operator's own
+    /// namespace. They are excluded by default because locking them down breaks clusters.
+    #[serde(default)]
+    pub include_system_namespaces: bool,
+
+    /// What happens to generated objects when a namespace stops matching or the baseline is
+    /// deleted: Delete removes them, Retain leaves them in place (no longer kept in line).
+    #[serde(default)]
+    pub on_unselect: OnUnselect,
+
+    /// Take over objects with a generated name that lack the operator's labels. When false,
+    /// such an object is left alone and reported as Conflict drift.
+    #[serde(default)]
+    pub adopt_existing: bool,
+
+    /// Default-deny NetworkPolicies kept in every selected namespace.
+    #[serde(default)]
+    pub network_policy: NetworkPolicySettings,
+
+    /// Pod Security admission labels (pod-security.kubernetes.io/*) set on selected
+    /// namespaces. Unset modes are not managed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_security: Option<PodSecuritySettings>,
+
+    /// Roles kept in every selected namespace, and the audit of RBAC found there.
+    #[serde(default)]
+    pub rbac: RbacSettings,
+
+    /// A ResourceQuota and LimitRange defaults kept in every selected namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_quota: Option<ResourceQuotaSettings>,
+
+    /// The kube-apiserver audit policy and audit log settings the control plane must use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_policy: Option<AuditPolicySettings>,
+
+    /// Kubelet settings checked on every selected node. Unset fields are not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubelet: Option<KubeletBaseline>,
+
+    /// Read-only hardening checks of the kube-apiserver and etcd flags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_plane: Option<ControlPlaneSettings>,
+}
+
+/// Whether the operator writes to the cluster.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
+pub enum EnforcementMode {
+    /// Create, repair and remove generated objects.
+    #[default]
+    Enforce,
+    /// Report drift only; never write anything but this object's status and Events.
+    Audit,
+}
+
+/// What to do with generated objects when a namespace is no longer selected.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
+pub enum OnUnselect {
+    /// Remove the objects the baseline generated (and the labels it set).
+    #[default]
+    Delete,
+    /// Leave them in place, no longer kept in line.
+    Retain,
+}
+
+/// A label selector over namespaces (the metav1.LabelSelector shape, with bounds).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceSelector {
+    /// Labels a namespace must carry, all of them, with exactly these values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "bounded_string_map")]
+    pub match_labels: BTreeMap<String, String>,
+
+    /// Set-based requirements, all of which must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub match_expressions: Vec<SelectorRequirement>,
+}
+
+/// One set-based label requirement.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(
+    "self.operator in ['In', 'NotIn'] ? size(self.values) > 0 : size(self.values) == 0"
+).message("namespaceSelector.matchExpressions: operators In and NotIn need at least one value; Exists and DoesNotExist take none"))]
+pub struct SelectorRequirement {
+    /// The label key.
+    #[schemars(length(max = 317))]
+    pub key: String,
+    /// How the key relates to the values.
+    pub operator: SelectorOperator,
+    /// Values for In and NotIn; empty for Exists and DoesNotExist.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 63)))]
+    pub values: Vec<String>,
+}
+
+/// Label selector operators.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum SelectorOperator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+}
+
+/// Default-deny NetworkPolicies.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySettings {
+    /// Which directions are denied by default.
+    #[serde(default)]
+    pub default_deny: DefaultDeny,
+    /// When egress is denied, allow DNS (UDP and TCP 53) to kube-system pods labelled
+    /// k8s-app=kube-dns, so workloads can still resolve names.
+    #[serde(default = "default_true", rename = "allowDNS")]
+    pub allow_dns: bool,
+    /// Allow traffic between pods of the same namespace in the denied directions.
+    #[serde(default)]
+    pub allow_same_namespace: bool,
+}
+
+impl Default for NetworkPolicySettings {
+    fn default() -> Self {
+        Self {
+            default_deny: DefaultDeny::default(),
+            allow_dns: true,
+            allow_same_namespace: false,
+        }
+    }
+}
+
+/// Directions denied by default.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DefaultDeny {
+    /// Deny all ingress to every pod of the namespace unless another policy allows it.
+    #[serde(default = "default_true")]
+    pub ingress: bool,
+    /// Deny all egress from every pod of the namespace unless another policy allows it.
+    #[serde(default = "default_true")]
+    pub egress: bool,
+}
+
+impl Default for DefaultDeny {
+    fn default() -> Self {
+        Self {
+            ingress: true,
+            egress: true,
+        }
+    }
+}
+
+/// Pod Security admission labels.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = kube::core::Rule::new(
+        "[has(self.enforce) ? self.enforce : 'restricted', has(self.audit) ? self.audit : 'restricted', has(self.warn) ? self.warn : 'restricted'].all(l, l in ['privileged', 'baseline', 'restricted'])"
+    ).message("podSecurity: levels must be one of privileged, baseline, restricted"),
+)]
+pub struct PodSecuritySettings {
+    /// Level enforced at admission (pod-security.kubernetes.io/enforce).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforce: Option<PodSecurityLevel>,
+    /// Level whose violations are recorded in the audit log (pod-security.kubernetes.io/audit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<PodSecurityLevel>,
+    /// Level whose violations are returned as warnings (pod-security.kubernetes.io/warn).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warn: Option<PodSecurityLevel>,
+    /// Pod Security Standards version the levels refer to: latest or v1.N.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16), regex(pattern = r"^(latest|v1\.[0-9]+)$"))]
+    pub version: Option<String>,
+}
+
+/// Pod Security Standards levels, from least to most restrictive.
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum PodSecurityLevel {
+    Privileged,
+    Baseline,
+    Restricted,
+}
+
+impl PodSecurityLevel {
+    /// The label value, as Pod Security admission spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Privileged => "privileged",
+            Self::Baseline => "baseline",
+            Self::Restricted => "restricted",
+        }
+    }
+
+    /// Parses a label value; None for anything Pod Security admission would not accept.
+    pub fn from_label(value: &str) -> Option<Self> {
+        match value {
+            "privileged" => Some(Self::Privileged),
+            "baseline" => Some(Self::Baseline),
+            "restricted" => Some(Self::Restricted),
+            _ => None,
+        }
+    }
+}
+
+/// Roles provisioned in every selected namespace and the RBAC audit.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RbacSettings {
+    /// Roles kept in every selected namespace exactly as written, named
+    /// baseline-<baseline>-<role name>.
+    #[serde(default)]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(r, self.exists_one(o, o.name == r.name))")
+        .message("rbac.roles: role names must be unique"))]
+    pub roles: Vec<RoleTemplate>,
+    /// Report over-privileged Roles and bindings in selected namespaces.
+    #[serde(default)]
+    pub audit: RbacAuditSettings,
+}
+
+/// A namespaced Role to provision.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleTemplate {
+    /// Role name suffix; the Role is named baseline-<baseline>-<name>.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// The Role's rules. Wildcards and the escalate, bind and impersonate verbs are rejected:
+    /// a baseline provisions least privilege only.
+    #[schemars(length(min = 1, max = 32))]
+    pub rules: Vec<RoleRule>,
+}
+
+/// One rule of a provisioned Role (rbac.authorization.k8s.io/v1 PolicyRule, namespaced).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = kube::core::Rule::new("!self.verbs.exists(v, v == '*')")
+        .message("rbac.roles[].rules[].verbs: '*' is not allowed; list the verbs the role needs"),
+    validation = kube::core::Rule::new("!self.resources.exists(r, r == '*' || r.startsWith('*/'))")
+        .message("rbac.roles[].rules[].resources: '*' is not allowed; list the resources the role needs"),
+    validation = kube::core::Rule::new("!self.apiGroups.exists(g, g == '*')")
+        .message("rbac.roles[].rules[].apiGroups: '*' is not allowed; list the API groups the role needs"),
+    validation = kube::core::Rule::new("!self.verbs.exists(v, v in ['escalate', 'bind', 'impersonate'])")
+        .message("rbac.roles[].rules[].verbs: escalate, bind and impersonate grant privilege escalation and are not allowed in a baseline role"),
+)]
+pub struct RoleRule {
+    /// API groups of the resources; "" is the core group.
+    #[serde(default)]
+    #[schemars(length(max = 32), inner(length(max = 253)))]
+    pub api_groups: Vec<String>,
+    /// Resources (and subresources such as pods/log) the rule covers.
+    #[serde(default)]
+    #[schemars(length(max = 64), inner(length(max = 253)))]
+    pub resources: Vec<String>,
+    /// Verbs allowed on those resources.
+    #[schemars(length(min = 1, max = 16), inner(length(max = 32)))]
+    pub verbs: Vec<String>,
+    /// Restricts the rule to these object names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 253)))]
+    pub resource_names: Vec<String>,
+}
+
+/// The RBAC least-privilege audit (report only; the operator never changes a user's RBAC).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RbacAuditSettings {
+    /// Turn the audit on or off.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Subjects or roles whose grants are not reported.
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    pub exempt: Vec<AuditExemption>,
+}
+
+impl Default for RbacAuditSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            exempt: Vec::new(),
+        }
+    }
+}
+
+/// A subject (User, Group, ServiceAccount) or role (Role, ClusterRole) the audit skips.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("self.kind in ['ServiceAccount', 'Role'] || !has(self.__namespace__)")
+    .message("rbac.audit.exempt[]: namespace only applies to ServiceAccount and Role"))]
+pub struct AuditExemption {
+    /// What is exempt.
+    pub kind: ExemptionKind,
+    /// Its name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Namespace of a ServiceAccount or Role; unset means every namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub namespace: Option<String>,
+}
+
+/// Kinds of exemption.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, schemars::JsonSchema,
+)]
+pub enum ExemptionKind {
+    User,
+    Group,
+    ServiceAccount,
+    Role,
+    ClusterRole,
+}
+
+/// ResourceQuota and LimitRange defaults, for quality of service.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceQuotaSettings {
+    /// Hard limits of the ResourceQuota baseline-<baseline>-quota (e.g. requests.cpu: "4",
+    /// pods: "50"). Empty: no ResourceQuota is generated.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "bounded_quantity_map")]
+    pub hard: BTreeMap<String, IntOrString>,
+    /// Container defaults of the LimitRange baseline-<baseline>-limits. Unset: no LimitRange.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<ContainerLimits>,
+}
+
+/// Per-container defaults and bounds (a LimitRange item of type Container).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerLimits {
+    /// Limits given to containers that set none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "bounded_quantity_map")]
+    pub default: BTreeMap<String, IntOrString>,
+    /// Requests given to containers that set none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "bounded_quantity_map")]
+    pub default_request: BTreeMap<String, IntOrString>,
+    /// Largest limits a container may set.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "bounded_quantity_map")]
+    pub max: BTreeMap<String, IntOrString>,
+    /// Smallest requests a container may set.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "bounded_quantity_map")]
+    pub min: BTreeMap<String, IntOrString>,
+}
+
+/// The audit policy and audit log settings the kube-apiserver must use.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditPolicySettings {
+    /// Built-in policy to render. Baseline follows the CIS Kubernetes Benchmark (3.2.2).
+    #[serde(default)]
+    pub profile: AuditProfile,
+    /// audit.k8s.io/v1 policy rules placed before the profile's rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub additional_rules: Vec<AuditPolicyRule>,
+    /// Audit log retention the kube-apiserver must be started with.
+    #[serde(default)]
+    pub log: AuditLogSettings,
+}
+
+/// Built-in audit policy profiles.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
+pub enum AuditProfile {
+    /// Log nothing (the checks of flags and log retention still run).
+    None,
+    /// Metadata for writes and sensitive reads only.
+    Minimal,
+    /// CIS-aligned: secrets, configmaps and tokenreviews at Metadata; exec, attach,
+    /// portforward and proxy logged; RBAC changes at RequestResponse; noisy system reads dropped.
+    #[default]
+    Baseline,
+    /// Baseline plus request bodies of every write.
+    Strict,
+}
+
+/// An audit.k8s.io/v1 PolicyRule.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditPolicyRule {
+    /// Level of events matched by this rule.
+    pub level: AuditLevel,
+    /// Users this rule applies to; empty means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 253)))]
+    pub users: Vec<String>,
+    /// Groups this rule applies to; empty means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 253)))]
+    pub user_groups: Vec<String>,
+    /// Verbs this rule applies to; empty means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(max = 32)))]
+    pub verbs: Vec<String>,
+    /// Resources this rule applies to; empty means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub resources: Vec<AuditGroupResources>,
+    /// Namespaces this rule applies to; empty means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 63)))]
+    pub namespaces: Vec<String>,
+    /// Non-resource URL paths this rule applies to (a trailing * is a prefix match).
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        rename = "nonResourceURLs"
+    )]
+    #[schemars(length(max = 32), inner(length(max = 253)))]
+    pub non_resource_urls: Vec<String>,
+    /// Stages for which no event is recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4))]
+    pub omit_stages: Vec<AuditStage>,
+}
+
+/// Audit levels, from least to most detail.
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Default,
+    schemars::JsonSchema,
+)]
+pub enum AuditLevel {
+    #[default]
+    None,
+    Metadata,
+    Request,
+    RequestResponse,
+}
+
+/// Audit stages.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum AuditStage {
+    RequestReceived,
+    ResponseStarted,
+    ResponseComplete,
+    Panic,
+}
+
+/// Resources of one API group, as in an audit policy rule.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditGroupResources {
+    /// API group; "" is the core group.
+    #[serde(default)]
+    #[schemars(length(max = 253))]
+    pub group: String,
+    /// Resources in that group; empty means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 253)))]
+    pub resources: Vec<String>,
+    /// Object names; empty means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 253)))]
+    pub resource_names: Vec<String>,
+}
+
+/// Audit log retention flags of the kube-apiserver (CIS 1.2.17-1.2.19: at least 30, 10, 100).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditLogSettings {
+    /// Minimum --audit-log-maxage in days.
+    #[serde(default = "default_max_age")]
+    #[schemars(range(min = 0, max = 3650))]
+    pub max_age: u32,
+    /// Minimum --audit-log-maxbackup files.
+    #[serde(default = "default_max_backup")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub max_backup: u32,
+    /// Minimum --audit-log-maxsize in megabytes.
+    #[serde(default = "default_max_size")]
+    #[schemars(range(min = 0, max = 100000))]
+    pub max_size: u32,
+}
+
+impl Default for AuditLogSettings {
+    fn default() -> Self {
+        Self {
+            max_age: default_max_age(),
+            max_backup: default_max_backup(),
+            max_size: default_max_size(),
+        }
+    }
+}
+
+/// Kubelet settings and the nodes they are checked on.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct KubeletBaseline {
+    /// Node labels selecting the nodes checked; empty selects every node.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "bounded_string_map")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Expected values of the kubelet's effective configuration.
+    #[serde(default)]
+    pub settings: KubeletSettings,
+}
+
+/// Expected kubelet settings (KubeletConfiguration fields). Unset fields are not checked.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct KubeletSettings {
+    /// authentication.anonymous.enabled (CIS 4.2.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anonymous_auth: Option<bool>,
+    /// authentication.webhook.enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_authentication: Option<bool>,
+    /// authorization.mode (CIS 4.2.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_mode: Option<KubeletAuthorizationMode>,
+    /// readOnlyPort (CIS 4.2.4); 0 disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 65535))]
+    pub read_only_port: Option<i32>,
+    /// protectKernelDefaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protect_kernel_defaults: Option<bool>,
+    /// rotateCertificates (CIS 4.2.10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate_certificates: Option<bool>,
+    /// seccompDefault (CIS 4.2.14).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp_default: Option<bool>,
+    /// makeIPTablesUtilChains (CIS 4.2.6).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "makeIPTablesUtilChains"
+    )]
+    pub make_iptables_util_chains: Option<bool>,
+}
+
+/// Kubelet authorization modes.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum KubeletAuthorizationMode {
+    Webhook,
+    AlwaysAllow,
+}
+
+/// Read-only hardening checks of the control plane.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlPlaneSettings {
+    /// kube-apiserver flags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_server: Option<ApiServerSettings>,
+    /// etcd as the kube-apiserver reaches it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<EtcdSettings>,
+}
+
+/// Expected kube-apiserver hardening.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiServerSettings {
+    /// --anonymous-auth (CIS 1.2.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anonymous_auth: Option<bool>,
+    /// Modes --authorization-mode must include; AlwaysAllow is always reported (CIS 1.2.6-1.2.8).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8), inner(length(max = 32)))]
+    pub require_authorization_modes: Vec<String>,
+    /// Admission plugins --enable-admission-plugins must include, e.g. NodeRestriction (CIS 1.2.14).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 64)))]
+    pub require_admission_plugins: Vec<String>,
+    /// An --encryption-provider-config with a real provider (aescbc, aesgcm, secretbox, kms)
+    /// for secrets (CIS 1.2.27-1.2.28).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_at_rest: Option<bool>,
+}
+
+/// Expected etcd hardening, as seen from the kube-apiserver's flags.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdSettings {
+    /// The kube-apiserver talks to etcd over TLS with a client certificate (CIS 1.2.25, 2.x).
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "clientTLS")]
+    pub client_tls: Option<bool>,
+}
+
+/// Observed state of a SecurityBaseline.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityBaselineStatus {
+    /// The generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Compliant, Reconciling and Stalled (kstatus).
+    #[serde(default)]
+    #[schemars(length(max = 8))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// Counts over namespaces and nodes.
+    #[serde(default)]
+    pub summary: BaselineSummary,
+    /// Number of drift findings, including those not listed in drift.
+    #[serde(default)]
+    pub drift_total: i64,
+    /// The first 50 drift findings, sorted by namespace, kind, name and check.
+    #[serde(default)]
+    #[schemars(length(max = 50))]
+    pub drift: Vec<DriftEntry>,
+}
+
+/// Counts over namespaces and nodes.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BaselineSummary {
+    /// Namespaces the baseline selects.
+    #[serde(default)]
+    pub namespaces_selected: i64,
+    /// Selected namespaces without drift.
+    #[serde(default)]
+    pub namespaces_compliant: i64,
+    /// Selected namespaces with drift.
+    #[serde(default)]
+    pub namespaces_drifted: i64,
+    /// Nodes the node checks apply to.
+    #[serde(default)]
+    pub nodes_selected: i64,
+    /// Selected nodes without drift (a node without an agent is never compliant).
+    #[serde(default)]
+    pub nodes_compliant: i64,
+    /// Drift repaired in Enforce mode since the operator started on this baseline.
+    #[serde(default)]
+    pub repairs: i64,
+}
+
+/// One deviation from the baseline.
+#[derive(
+    KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftEntry {
+    /// Namespace of the object; empty for cluster-scoped objects and nodes.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 63))]
+    pub namespace: String,
+    /// Kind of the object (NetworkPolicy, Role, Namespace, Node, ...).
+    #[schemars(length(max = 63))]
+    pub kind: String,
+    /// Name of the object (for node checks, the node name).
+    #[schemars(length(max = 253))]
+    pub name: String,
+    /// Stable check ID, e.g. network.default-deny or kubelet.anonymous-auth.
+    #[schemars(length(max = 63))]
+    pub check: String,
+    /// Why this is drift.
+    pub reason: DriftReason,
+    /// What differs, for a human.
+    #[serde(default)]
+    #[schemars(length(max = 1024))]
+    pub message: String,
+}
+
+/// Why an entry is drift.
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    schemars::JsonSchema,
+)]
+pub enum DriftReason {
+    /// A generated object does not exist.
+    Missing,
+    /// A generated object differs from what the baseline wants.
+    Modified,
+    /// An object exists that the baseline no longer wants.
+    Unexpected,
+    /// An audit check failed.
+    Violation,
+    /// An object with a generated name exists and is not ours.
+    Conflict,
+    /// The state could not be observed.
+    Unknown,
+}
+
+impl DriftReason {
+    /// The reason as written in status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Missing => "Missing",
+            Self::Modified => "Modified",
+            Self::Unexpected => "Unexpected",
+            Self::Violation => "Violation",
+            Self::Conflict => "Conflict",
+            Self::Unknown => "Unknown",
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_max_age() -> u32 {
+    30
+}
+fn default_max_backup() -> u32 {
+    10
+}
+fn default_max_size() -> u32 {
+    100
+}
+
+/// A string map whose keys and values are bounded (label keys are at most 317 characters:
+/// a 253-character prefix, a slash and a 63-character name).
+fn bounded_string_map(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "maxProperties": 32,
+        "additionalProperties": {"type": "string", "maxLength": LABEL_VALUE_MAX},
+    })
+}
+
+/// A map from resource name to a quantity ("500m", "2Gi", 10), as resource.Quantity is
+/// written in Kubernetes' own CRDs: an int-or-string with the quantity pattern.
+fn bounded_quantity_map(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "maxProperties": 32,
+        "additionalProperties": {
+            "x-kubernetes-int-or-string": true,
+            "anyOf": [{"type": "integer"}, {"type": "string", "maxLength": 64}],
+            "pattern": r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$",
+        },
+    })
+}

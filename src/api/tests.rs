@@ -1,0 +1,273 @@
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use super::*;
+
+fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+#[test]
+fn crds_dir_is_the_output_of_the_crd_command() {
+    let printed = crds_yaml().expect("CRDs render");
+    let path = repo_path("crds/kube-baseline.yaml");
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        printed == committed,
+        "{} is stale: run `cargo run -- crd > crds/kube-baseline.yaml` and commit it",
+        path.display()
+    );
+    let files: Vec<_> = std::fs::read_dir(repo_path("crds"))
+        .expect("crds/ exists")
+        .map(|e| e.expect("readable entry").file_name())
+        .collect();
+    let mut files: Vec<_> = files
+        .iter()
+        .map(|f| f.to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        ["kube-baseline.yaml", "kustomization.yaml"],
+        "crds/ holds the printer's output and its kustomization"
+    );
+}
+
+/// Every string and list in the schema must be bounded so the API server can cost CEL rules
+/// and a huge object cannot be stored; a field added without bounds fails here.
+#[test]
+fn every_string_list_and_map_in_the_schema_is_bounded() {
+    fn walk(schema: &Value, path: &str, missing: &mut Vec<String>) {
+        let Some(object) = schema.as_object() else {
+            return;
+        };
+        let int_or_string = object.get("x-kubernetes-int-or-string") == Some(&json!(true));
+        match object.get("type").and_then(Value::as_str) {
+            // RFC 3339 timestamps are bounded by their format.
+            Some("string")
+                if !object.contains_key("maxLength")
+                    && !object.contains_key("enum")
+                    && object.get("format") != Some(&json!("date-time")) =>
+            {
+                missing.push(format!("{path}: string without maxLength"))
+            }
+            Some("array") if !object.contains_key("maxItems") => {
+                missing.push(format!("{path}: array without maxItems"))
+            }
+            Some("object")
+                if object.contains_key("additionalProperties")
+                    && !object.contains_key("maxProperties") =>
+            {
+                missing.push(format!("{path}: map without maxProperties"))
+            }
+            _ => {}
+        }
+        if let Some(properties) = object.get("properties").and_then(Value::as_object) {
+            for (name, property) in properties {
+                walk(property, &format!("{path}.{name}"), missing);
+            }
+        }
+        if let Some(items) = object.get("items") {
+            walk(items, &format!("{path}[]"), missing);
+        }
+        if let Some(values) = object.get("additionalProperties") {
+            walk(values, &format!("{path}{{}}"), missing);
+        }
+        if !int_or_string {
+            for branch in object
+                .get("anyOf")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                walk(branch, path, missing);
+            }
+        }
+    }
+
+    for crd in all_crds() {
+        let schema = serde_json::to_value(&crd.spec.versions[0].schema).expect("schema is JSON");
+        let mut missing = Vec::new();
+        walk(
+            &schema["openAPIV3Schema"],
+            &crd.spec.names.kind,
+            &mut missing,
+        );
+        // metav1.Condition comes from k8s-openapi; the API server bounds it itself.
+        missing.retain(|m| !m.contains(".status.conditions[]."));
+        assert!(
+            missing.is_empty(),
+            "unbounded fields:\n{}",
+            missing.join("\n")
+        );
+    }
+}
+
+fn sample(name: &str) -> Value {
+    let path = repo_path(&format!("config/samples/{name}"));
+    let text = std::fs::read_to_string(&path).expect("sample exists");
+    serde_saphyr::from_str(&text).expect("sample is YAML")
+}
+
+#[test]
+fn samples_pass_cel_validation_and_deserialize() {
+    let dir = repo_path("config/samples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).expect("samples dir") {
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if name == "kustomization.yaml" {
+            continue;
+        }
+        let value = sample(&name);
+        if let Err(errors) = validate_baseline_cel(&value) {
+            panic!("{name} is rejected: {errors}");
+        }
+        let typed: SecurityBaseline = serde_json::from_value(value).expect("typed sample");
+        typed.validate_cel().expect("typed validation agrees");
+        checked += 1;
+    }
+    assert!(checked >= 2, "samples were found");
+}
+
+/// Validates `spec` and returns the messages of the failed rules.
+fn rejection_messages(spec: Value) -> Vec<String> {
+    let object = json!({
+        "apiVersion": "kube-baseline.dev/v1alpha1",
+        "kind": "SecurityBaseline",
+        "metadata": {"name": "t"},
+        "spec": spec,
+    });
+    match validate_baseline_cel(&object) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors.into_vec().into_iter().map(|e| e.message).collect(),
+    }
+}
+
+fn role_with(rule: Value) -> Value {
+    json!({"rbac": {"roles": [{"name": "app", "rules": [rule]}]}})
+}
+
+fn assert_rejected_with(spec: Value, expected: &str) {
+    let messages = rejection_messages(spec.clone());
+    assert!(
+        messages.iter().any(|m| m.contains(expected)),
+        "expected a rejection containing {expected:?} for {spec}, got {messages:?}"
+    );
+}
+
+#[test]
+fn least_privilege_rule_is_accepted() {
+    let spec = role_with(
+        json!({"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"]}),
+    );
+    assert_eq!(rejection_messages(spec), Vec::<String>::new());
+}
+
+#[test]
+fn wildcard_verb_is_rejected() {
+    assert_rejected_with(
+        role_with(json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "*"]})),
+        "verbs: '*' is not allowed",
+    );
+}
+
+#[test]
+fn wildcard_resource_is_rejected() {
+    assert_rejected_with(
+        role_with(json!({"apiGroups": [""], "resources": ["*"], "verbs": ["get"]})),
+        "resources: '*' is not allowed",
+    );
+    assert_rejected_with(
+        role_with(json!({"apiGroups": [""], "resources": ["*/scale"], "verbs": ["get"]})),
+        "resources: '*' is not allowed",
+    );
+}
+
+#[test]
+fn wildcard_api_group_is_rejected() {
+    assert_rejected_with(
+        role_with(json!({"apiGroups": ["*"], "resources": ["pods"], "verbs": ["get"]})),
+        "apiGroups: '*' is not allowed",
+    );
+}
+
+#[test]
+fn escalating_verbs_are_rejected() {
+    for verb in ["escalate", "bind", "impersonate"] {
+        assert_rejected_with(
+            role_with(
+                json!({"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles"], "verbs": [verb]}),
+            ),
+            "escalate, bind and impersonate grant privilege escalation",
+        );
+    }
+}
+
+#[test]
+fn unknown_pod_security_level_is_rejected() {
+    assert_rejected_with(
+        json!({"podSecurity": {"enforce": "strict"}}),
+        "podSecurity: levels must be one of privileged, baseline, restricted",
+    );
+    assert_rejected_with(
+        json!({"podSecurity": {"enforce": "restricted", "warn": "Restricted"}}),
+        "podSecurity: levels must be one of",
+    );
+    assert_eq!(
+        rejection_messages(json!({"podSecurity": {"enforce": "baseline", "warn": "restricted"}})),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn duplicate_role_names_are_rejected() {
+    let rule = json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]});
+    assert_rejected_with(
+        json!({"rbac": {"roles": [
+            {"name": "reader", "rules": [rule]},
+            {"name": "reader", "rules": [rule]},
+        ]}}),
+        "rbac.roles: role names must be unique",
+    );
+}
+
+#[test]
+fn selector_operator_values_are_checked() {
+    assert_rejected_with(
+        json!({"namespaceSelector": {"matchExpressions": [{"key": "env", "operator": "In", "values": []}]}}),
+        "operators In and NotIn need at least one value",
+    );
+    assert_rejected_with(
+        json!({"namespaceSelector": {"matchExpressions": [{"key": "env", "operator": "Exists", "values": ["x"]}]}}),
+        "Exists and DoesNotExist take none",
+    );
+}
+
+#[test]
+fn exemption_namespace_only_for_namespaced_kinds() {
+    assert_rejected_with(
+        json!({"rbac": {"audit": {"exempt": [{"kind": "Group", "name": "ops", "namespace": "shop"}]}}}),
+        "namespace only applies to ServiceAccount and Role",
+    );
+    assert_eq!(
+        rejection_messages(
+            json!({"rbac": {"audit": {"exempt": [{"kind": "ServiceAccount", "name": "ci", "namespace": "shop"}]}}})
+        ),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn schema_defaults_fill_an_empty_spec() {
+    let empty: SecurityBaselineSpec = serde_json::from_value(json!({})).expect("empty spec");
+    assert_eq!(empty.mode, EnforcementMode::Enforce);
+    assert_eq!(empty.on_unselect, OnUnselect::Delete);
+    assert!(empty.network_policy.default_deny.ingress && empty.network_policy.default_deny.egress);
+    assert!(empty.network_policy.allow_dns);
+    assert!(empty.rbac.audit.enabled);
+}

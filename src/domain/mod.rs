@@ -1,0 +1,1 @@
+//! The pure core: no kube::Client, no async. Everything here is unit-tested with inline YAML.

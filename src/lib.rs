@@ -1,0 +1,11 @@
+//! kube-baseline: a Kubernetes operator that enforces a declared security baseline and
+//! records every deviation.
+//!
+//! Three layers, one direction of dependency (DESIGN.md section 7):
+//! - [`api`]: the CRD types, no I/O;
+//! - [`domain`]: pure, synchronous functions (desired objects, drift, checks);
+//! - [`controller`] and [`cli`]: the shells that talk to the cluster and the user.
+
+pub mod api;
+pub mod cli;
+pub mod domain;
