@@ -1,1 +1,5 @@
-//! The pure core: no kube::Client, no async. Everything here is unit-tested with inline YAML.
+//! The pure core: no kube::Client, no async, no I/O. Everything here is unit-tested with
+//! inline YAML. The controller, the agent and `check` all call these functions, so they
+//! always agree.
+
+pub mod checks;
