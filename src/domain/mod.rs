@@ -3,3 +3,7 @@
 //! always agree.
 
 pub mod checks;
+pub mod generated;
+pub mod plan;
+pub mod pod_security;
+pub mod selection;

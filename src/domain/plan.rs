@@ -1,0 +1,635 @@
+//! The plan for one (baseline, namespace): drift between desired and observed objects, and
+//! the writes that repair it. Pure: the controller executes the actions, `check` prints
+//! the findings, and both therefore always agree.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::LimitRangeItem;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::api::{
+    BASELINE_LABEL, DriftEntry, DriftReason, EnforcementMode, OnUnselect, SecurityBaselineSpec,
+};
+use crate::domain::generated::{
+    BaselineRef, DesiredObject, GeneratedKind, NamespacedObject, desired_objects,
+    wanted_pod_security,
+};
+use crate::domain::pod_security::pod_security_drift;
+
+/// A write the controller performs to repair drift (Enforce mode only).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Server-side apply this object (create or repair) with our field manager, forced.
+    Apply(NamespacedObject),
+    /// Delete an object of ours, with preconditions so a replaced object is never deleted.
+    Delete {
+        kind: GeneratedKind,
+        namespace: String,
+        name: String,
+        uid: Option<String>,
+        resource_version: Option<String>,
+    },
+}
+
+/// Findings and repairs for one (baseline, namespace).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NamespacePlan {
+    /// Drift as observed, before any repair.
+    pub findings: Vec<DriftEntry>,
+    /// Writes that repair it; empty in Audit mode.
+    pub actions: Vec<Action>,
+}
+
+/// What the plan needs to know about the namespace and the objects in it.
+#[derive(Debug)]
+pub struct NamespaceState<'a> {
+    pub name: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+    /// Whether the baseline selects the namespace (see `selection::selects`).
+    pub selected: bool,
+    /// Objects in the namespace with our managed-by label and this baseline's label.
+    pub ours: &'a [&'a NamespacedObject],
+}
+
+/// Plans one (baseline, namespace). `lookup_any` finds an object of the namespace by kind
+/// and name whatever its labels; it is consulted only for names we would create, to tell
+/// a free name from one taken by an object that is not ours.
+pub fn plan_namespace(
+    spec: &SecurityBaselineSpec,
+    baseline: BaselineRef<'_>,
+    namespace: &NamespaceState<'_>,
+    lookup_any: &dyn Fn(GeneratedKind, &str) -> Option<ObjectMeta>,
+) -> NamespacePlan {
+    let mut plan = NamespacePlan::default();
+    if namespace.selected {
+        let desired = desired_objects(spec, baseline, namespace.name);
+        for wanted in &desired {
+            plan_desired(spec, baseline, namespace, wanted, lookup_any, &mut plan);
+        }
+        for observed in namespace.ours {
+            let still_wanted = desired
+                .iter()
+                .any(|d| d.object.kind() == observed.kind() && d.object.name() == observed.name());
+            if !still_wanted {
+                remove(observed, "no longer part of the baseline", &mut plan);
+            }
+        }
+        plan.findings.extend(pod_security_drift(
+            namespace.name,
+            &wanted_pod_security(spec),
+            namespace.labels,
+        ));
+    } else if spec.on_unselect == OnUnselect::Delete {
+        for observed in namespace.ours {
+            remove(observed, "the namespace is no longer selected", &mut plan);
+        }
+    }
+    if spec.mode == EnforcementMode::Audit {
+        plan.actions.clear();
+    }
+    plan.findings.sort();
+    plan
+}
+
+fn finding(
+    object: &NamespacedObject,
+    check: &str,
+    reason: DriftReason,
+    message: String,
+) -> DriftEntry {
+    DriftEntry {
+        namespace: object.namespace().to_string(),
+        kind: object.kind().as_str().to_string(),
+        name: object.name().to_string(),
+        check: check.to_string(),
+        reason,
+        message,
+    }
+}
+
+fn plan_desired(
+    spec: &SecurityBaselineSpec,
+    baseline: BaselineRef<'_>,
+    namespace: &NamespaceState<'_>,
+    wanted: &DesiredObject,
+    lookup_any: &dyn Fn(GeneratedKind, &str) -> Option<ObjectMeta>,
+    plan: &mut NamespacePlan,
+) {
+    let object = &wanted.object;
+    let observed = namespace
+        .ours
+        .iter()
+        .find(|o| o.kind() == object.kind() && o.name() == object.name());
+    match observed {
+        Some(observed) => {
+            if let Some(difference) = difference(object, observed, baseline) {
+                plan.findings.push(finding(
+                    object,
+                    wanted.check,
+                    DriftReason::Modified,
+                    difference,
+                ));
+                plan.actions.push(Action::Apply(object.clone()));
+            }
+        }
+        None => match lookup_any(object.kind(), object.name()) {
+            Some(other) => {
+                let owner = other
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(BASELINE_LABEL))
+                    .map(|b| format!(" (labelled for baseline {b:?})"))
+                    .unwrap_or_default();
+                if spec.adopt_existing {
+                    plan.findings.push(finding(
+                        object,
+                        wanted.check,
+                        DriftReason::Conflict,
+                        format!("an object that is not ours has this name{owner}; adopting it (adoptExisting)"),
+                    ));
+                    plan.actions.push(Action::Apply(object.clone()));
+                } else {
+                    plan.findings.push(finding(
+                        object,
+                        wanted.check,
+                        DriftReason::Conflict,
+                        format!("an object that is not ours has this name{owner}; left untouched (set adoptExisting to take it over)"),
+                    ));
+                }
+            }
+            None => {
+                plan.findings.push(finding(
+                    object,
+                    wanted.check,
+                    DriftReason::Missing,
+                    "does not exist".to_string(),
+                ));
+                plan.actions.push(Action::Apply(object.clone()));
+            }
+        },
+    }
+}
+
+fn remove(observed: &NamespacedObject, why: &str, plan: &mut NamespacePlan) {
+    let check = match observed.kind() {
+        GeneratedKind::NetworkPolicy => "network.default-deny",
+        GeneratedKind::Role => "role.provisioned",
+        GeneratedKind::ResourceQuota => "quota.resource-quota",
+        GeneratedKind::LimitRange => "quota.limit-range",
+    };
+    plan.findings.push(finding(
+        observed,
+        check,
+        DriftReason::Unexpected,
+        format!("exists but {why}"),
+    ));
+    plan.actions.push(Action::Delete {
+        kind: observed.kind(),
+        namespace: observed.namespace().to_string(),
+        name: observed.name().to_string(),
+        uid: observed.metadata().uid.clone(),
+        resource_version: observed.metadata().resource_version.clone(),
+    });
+}
+
+/// What differs between the desired and the observed object, for a human; None when the
+/// observed object is as wanted. Only what we set is compared: fields the API server
+/// defaults, and labels others add, are not drift.
+fn difference(
+    desired: &NamespacedObject,
+    observed: &NamespacedObject,
+    baseline: BaselineRef<'_>,
+) -> Option<String> {
+    let content = match (desired, observed) {
+        (NamespacedObject::NetworkPolicy(d), NamespacedObject::NetworkPolicy(o)) => {
+            (d.spec != o.spec).then(|| {
+                "spec differs (ingress, egress, policyTypes or podSelector changed)".to_string()
+            })
+        }
+        (NamespacedObject::Role(d), NamespacedObject::Role(o)) => {
+            (d.rules != o.rules).then(|| "rules differ from spec.rbac.roles".to_string())
+        }
+        (NamespacedObject::ResourceQuota(d), NamespacedObject::ResourceQuota(o)) => {
+            let empty = BTreeMap::new();
+            let want = d
+                .spec
+                .as_ref()
+                .and_then(|s| s.hard.as_ref())
+                .unwrap_or(&empty);
+            let have = o
+                .spec
+                .as_ref()
+                .and_then(|s| s.hard.as_ref())
+                .unwrap_or(&empty);
+            let scoped = o
+                .spec
+                .as_ref()
+                .is_some_and(|s| s.scopes.is_some() || s.scope_selector.is_some());
+            (!quantity_maps_equal(Some(want), Some(have)) || scoped)
+                .then(|| "hard limits differ".to_string())
+        }
+        (NamespacedObject::LimitRange(d), NamespacedObject::LimitRange(o)) => {
+            let want = d
+                .spec
+                .as_ref()
+                .map(|s| s.limits.as_slice())
+                .unwrap_or_default();
+            let have = o
+                .spec
+                .as_ref()
+                .map(|s| s.limits.as_slice())
+                .unwrap_or_default();
+            let same = want.len() == have.len()
+                && want.iter().zip(have).all(|(w, h)| limit_item_matches(w, h));
+            (!same).then(|| "container limits differ".to_string())
+        }
+        _ => Some("kind differs".to_string()),
+    };
+    content.or_else(|| {
+        let labels = desired.metadata().labels.iter().flatten();
+        let missing_label = labels
+            .clone()
+            .find(|(k, v)| observed.label(k) != Some(v.as_str()));
+        let owned = observed
+            .metadata()
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|r| r.uid == baseline.uid && r.kind == "SecurityBaseline");
+        match (missing_label, owned) {
+            (Some((key, _)), _) => Some(format!("label {key} is missing or changed")),
+            (None, false) => Some("ownerReference to the baseline is missing".to_string()),
+            (None, true) => None,
+        }
+    })
+}
+
+/// A LimitRange item matches when every field we set is equal; fields we leave unset are
+/// defaulted by the API server (default ⇐ max, defaultRequest ⇐ default) and not compared.
+fn limit_item_matches(want: &LimitRangeItem, have: &LimitRangeItem) -> bool {
+    let field = |w: &Option<BTreeMap<String, Quantity>>, h: &Option<BTreeMap<String, Quantity>>| {
+        w.is_none() || quantity_maps_equal(w.as_ref(), h.as_ref())
+    };
+    want.type_ == have.type_
+        && field(&want.default, &have.default)
+        && field(&want.default_request, &have.default_request)
+        && field(&want.max, &have.max)
+        && field(&want.min, &have.min)
+}
+
+fn quantity_maps_equal(
+    a: Option<&BTreeMap<String, Quantity>>,
+    b: Option<&BTreeMap<String, Quantity>>,
+) -> bool {
+    let empty = BTreeMap::new();
+    let (a, b) = (a.unwrap_or(&empty), b.unwrap_or(&empty));
+    a.len() == b.len()
+        && a.iter().all(|(key, qa)| {
+            b.get(key)
+                .is_some_and(|qb| match (quantity_value(&qa.0), quantity_value(&qb.0)) {
+                    (Some(x), Some(y)) => (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0),
+                    _ => qa.0 == qb.0,
+                })
+        })
+}
+
+/// The numeric value of a Kubernetes quantity ("500m", "2Gi", "1e3"); None if malformed.
+/// The API server rewrites quantities into canonical form ("0.5" → "500m"), so equality
+/// must be by value, not by string.
+pub fn quantity_value(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let multiplier = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024f64,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        exponent => {
+            let power: i32 = exponent.strip_prefix(['e', 'E'])?.parse().ok()?;
+            10f64.powi(power)
+        }
+    };
+    Some(number * multiplier)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::generated::generated_name;
+
+    const BASELINE: BaselineRef<'static> = BaselineRef {
+        name: "restricted",
+        uid: "uid-1",
+    };
+
+    fn spec(yaml: &str) -> SecurityBaselineSpec {
+        serde_saphyr::from_str(yaml).expect("spec parses")
+    }
+
+    const FULL: &str = r#"
+namespaceSelector: {matchLabels: {env: prod}}
+podSecurity: {enforce: restricted}
+rbac:
+  roles:
+  - name: app-reader
+    rules:
+    - {apiGroups: [""], resources: [pods], verbs: [get, list]}
+resourceQuota:
+  hard: {pods: 50, requests.cpu: "0.5"}
+  limits: {default: {cpu: 500m}}
+"#;
+
+    fn no_objects(_: GeneratedKind, _: &str) -> Option<ObjectMeta> {
+        None
+    }
+
+    fn plan(
+        spec: &SecurityBaselineSpec,
+        selected: bool,
+        ours: &[&NamespacedObject],
+        labels: &BTreeMap<String, String>,
+    ) -> NamespacePlan {
+        let state = NamespaceState {
+            name: "shop",
+            labels,
+            selected,
+            ours,
+        };
+        plan_namespace(spec, BASELINE, &state, &no_objects)
+    }
+
+    fn summary(plan: &NamespacePlan) -> Vec<(String, String, DriftReason)> {
+        plan.findings
+            .iter()
+            .map(|f| (f.kind.clone(), f.name.clone(), f.reason))
+            .collect()
+    }
+
+    fn restricted_labels() -> BTreeMap<String, String> {
+        BTreeMap::from([(
+            "pod-security.kubernetes.io/enforce".to_string(),
+            "restricted".to_string(),
+        )])
+    }
+
+    /// What the API server hands back after applying the desired objects: quantities in
+    /// canonical form, server-set metadata added.
+    fn as_stored(desired: &[DesiredObject]) -> Vec<NamespacedObject> {
+        desired
+            .iter()
+            .map(|d| {
+                let mut object = d.object.clone();
+                let mut meta = object.metadata().clone();
+                meta.uid = Some(format!("uid-{}", d.object.name()));
+                meta.resource_version = Some("7".to_string());
+                object = object.with_metadata(meta);
+                if let NamespacedObject::ResourceQuota(rq) = &mut object {
+                    let hard = rq
+                        .spec
+                        .as_mut()
+                        .and_then(|s| s.hard.as_mut())
+                        .expect("hard");
+                    hard.insert("requests.cpu".to_string(), Quantity("500m".to_string()));
+                }
+                if let NamespacedObject::LimitRange(lr) = &mut object {
+                    // The API server defaults defaultRequest from default.
+                    let item = &mut lr.spec.as_mut().expect("spec").limits[0];
+                    item.default_request = item.default.clone();
+                }
+                object
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_new_namespace_gets_every_object_and_label() {
+        let plan = plan(&spec(FULL), true, &[], &BTreeMap::new());
+        assert_eq!(
+            summary(&plan),
+            vec![
+                (
+                    "LimitRange".into(),
+                    "baseline-restricted-limits".into(),
+                    DriftReason::Missing
+                ),
+                ("Namespace".into(), "shop".into(), DriftReason::Missing),
+                (
+                    "NetworkPolicy".into(),
+                    "baseline-restricted-allow-dns".into(),
+                    DriftReason::Missing
+                ),
+                (
+                    "NetworkPolicy".into(),
+                    "baseline-restricted-deny-all".into(),
+                    DriftReason::Missing
+                ),
+                (
+                    "ResourceQuota".into(),
+                    "baseline-restricted-quota".into(),
+                    DriftReason::Missing
+                ),
+                (
+                    "Role".into(),
+                    "baseline-restricted-app-reader".into(),
+                    DriftReason::Missing
+                ),
+            ]
+        );
+        assert_eq!(
+            plan.actions.len(),
+            5,
+            "one apply per object; labels are applied per namespace"
+        );
+        assert!(plan.actions.iter().all(|a| matches!(a, Action::Apply(_))));
+    }
+
+    #[test]
+    fn a_converged_namespace_needs_nothing() {
+        let s = spec(FULL);
+        let stored = as_stored(&desired_objects(&s, BASELINE, "shop"));
+        let ours: Vec<_> = stored.iter().collect();
+        let plan = plan(&s, true, &ours, &restricted_labels());
+        assert_eq!(plan, NamespacePlan::default());
+    }
+
+    #[test]
+    fn an_edited_policy_is_modified_and_reapplied() {
+        let s = spec(FULL);
+        let mut stored = as_stored(&desired_objects(&s, BASELINE, "shop"));
+        let deny_all = stored
+            .iter_mut()
+            .find(|o| o.name() == "baseline-restricted-deny-all")
+            .expect("deny-all");
+        if let NamespacedObject::NetworkPolicy(np) = deny_all {
+            let edited: k8s_openapi::api::networking::v1::NetworkPolicySpec =
+                serde_saphyr::from_str(
+                    "podSelector: {}\npolicyTypes: [Ingress, Egress]\ningress: [{}]",
+                )
+                .expect("spec");
+            np.spec = Some(edited);
+        }
+        let ours: Vec<_> = stored.iter().collect();
+        let plan = plan(&s, true, &ours, &restricted_labels());
+        assert_eq!(
+            summary(&plan),
+            vec![(
+                "NetworkPolicy".into(),
+                "baseline-restricted-deny-all".into(),
+                DriftReason::Modified
+            )]
+        );
+        assert_eq!(plan.findings[0].check, "network.default-deny");
+        assert!(
+            matches!(&plan.actions[..], [Action::Apply(o)] if o.name() == "baseline-restricted-deny-all")
+        );
+    }
+
+    #[test]
+    fn a_stripped_label_or_owner_reference_is_modified() {
+        let s = spec("networkPolicy: {defaultDeny: {ingress: true, egress: false}}");
+        let stored = as_stored(&desired_objects(&s, BASELINE, "shop"));
+        let mut meta = stored[0].metadata().clone();
+        meta.owner_references = None;
+        let orphaned = stored[0].with_metadata(meta);
+        let plan = plan(&s, true, &[&orphaned], &BTreeMap::new());
+        assert_eq!(plan.findings[0].reason, DriftReason::Modified);
+        assert!(plan.findings[0].message.contains("ownerReference"));
+    }
+
+    #[test]
+    fn unselected_namespace_objects_are_deleted_or_retained() {
+        let s = spec(FULL);
+        let stored = as_stored(&desired_objects(&s, BASELINE, "shop"));
+        let ours: Vec<_> = stored.iter().collect();
+        let deleting = plan(&s, false, &ours, &BTreeMap::new());
+        assert_eq!(deleting.findings.len(), 5);
+        assert!(
+            deleting
+                .findings
+                .iter()
+                .all(|f| f.reason == DriftReason::Unexpected)
+        );
+        assert!(deleting.actions.iter().all(|a| matches!(
+            a,
+            Action::Delete {
+                uid: Some(_),
+                resource_version: Some(_),
+                ..
+            }
+        )));
+        let retain = spec(&format!("{FULL}\nonUnselect: Retain"));
+        assert_eq!(
+            plan(&retain, false, &ours, &BTreeMap::new()),
+            NamespacePlan::default()
+        );
+    }
+
+    #[test]
+    fn a_role_removed_from_the_spec_is_deleted() {
+        let with_role = spec(FULL);
+        let stored = as_stored(&desired_objects(&with_role, BASELINE, "shop"));
+        let ours: Vec<_> = stored.iter().collect();
+        let without_role = spec(&FULL.replace("app-reader", "other-reader"));
+        let plan = plan(&without_role, true, &ours, &restricted_labels());
+        assert_eq!(
+            summary(&plan),
+            vec![
+                (
+                    "Role".into(),
+                    "baseline-restricted-app-reader".into(),
+                    DriftReason::Unexpected
+                ),
+                (
+                    "Role".into(),
+                    "baseline-restricted-other-reader".into(),
+                    DriftReason::Missing
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_object_that_is_not_ours_is_a_conflict_unless_adopted() {
+        let s = spec("networkPolicy: {defaultDeny: {ingress: true, egress: false}}");
+        let foreign = |kind: GeneratedKind, name: &str| {
+            (kind == GeneratedKind::NetworkPolicy && name == "baseline-restricted-deny-all").then(
+                || ObjectMeta {
+                    name: Some(name.to_string()),
+                    labels: Some(BTreeMap::from([("team".to_string(), "shop".to_string())])),
+                    ..ObjectMeta::default()
+                },
+            )
+        };
+        let labels = BTreeMap::new();
+        let state = NamespaceState {
+            name: "shop",
+            labels: &labels,
+            selected: true,
+            ours: &[],
+        };
+        let conflict = plan_namespace(&s, BASELINE, &state, &foreign);
+        assert_eq!(conflict.findings[0].reason, DriftReason::Conflict);
+        assert!(
+            conflict.actions.is_empty(),
+            "an object that is not ours is never touched"
+        );
+        let adopt = spec(
+            "networkPolicy: {defaultDeny: {ingress: true, egress: false}}\nadoptExisting: true",
+        );
+        let adopted = plan_namespace(&adopt, BASELINE, &state, &foreign);
+        assert_eq!(adopted.findings[0].reason, DriftReason::Conflict);
+        assert_eq!(adopted.actions.len(), 1);
+    }
+
+    #[test]
+    fn audit_mode_reports_and_writes_nothing() {
+        let s = spec(&format!("{FULL}\nmode: Audit"));
+        let plan = plan(&s, true, &[], &BTreeMap::new());
+        assert_eq!(plan.findings.len(), 6);
+        assert!(plan.actions.is_empty());
+    }
+
+    #[test]
+    fn generated_names_stay_valid_dns_labels() {
+        assert_eq!(
+            generated_name("restricted", "deny-all"),
+            "baseline-restricted-deny-all"
+        );
+        let long = "a".repeat(60);
+        let first = generated_name(&long, "deny-all");
+        let second = generated_name(&long, "allow-dns");
+        assert!(first.len() <= 63 && second.len() <= 63);
+        assert_ne!(first, second);
+        assert_eq!(first, generated_name(&long, "deny-all"), "stable");
+        assert!(!first.ends_with('-') && first.starts_with("baseline-aaa"));
+    }
+
+    #[test]
+    fn quantities_compare_by_value() {
+        assert_eq!(quantity_value("500m"), Some(0.5));
+        assert_eq!(quantity_value("2Gi"), Some(2.0 * 1024.0 * 1024.0 * 1024.0));
+        assert_eq!(quantity_value("1e3"), Some(1000.0));
+        assert_eq!(quantity_value("12"), Some(12.0));
+        assert_eq!(quantity_value("x"), None);
+        let a = BTreeMap::from([("cpu".to_string(), Quantity("0.5".to_string()))]);
+        let b = BTreeMap::from([("cpu".to_string(), Quantity("500m".to_string()))]);
+        assert!(quantity_maps_equal(Some(&a), Some(&b)));
+    }
+}

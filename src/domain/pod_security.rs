@@ -1,0 +1,279 @@
+//! Pod Security admission labels: the merge over several baselines and the drift check.
+//!
+//! Labels are applied per namespace by one field manager, so what we apply must be the
+//! union over every enforcing baseline selecting the namespace: per mode, the strictest
+//! level wins, and the newest version.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+
+use crate::api::{DriftEntry, DriftReason, FIELD_MANAGER, PodSecurityLevel};
+use crate::domain::generated::{POD_SECURITY_MODES, POD_SECURITY_PREFIX, check_ids};
+
+/// What one baseline wants per mode: level and optional version.
+pub type WantedPodSecurity<'a> = BTreeMap<&'static str, (PodSecurityLevel, Option<&'a str>)>;
+
+/// Orders Pod Security versions: `latest` is newest, then v1.N by N. Unknown strings sort first.
+fn version_rank(version: &str) -> (u8, u64) {
+    if version == "latest" {
+        return (2, 0);
+    }
+    match version
+        .strip_prefix("v1.")
+        .and_then(|minor| minor.parse().ok())
+    {
+        Some(minor) => (1, minor),
+        None => (0, 0),
+    }
+}
+
+/// The label set our field manager should own on a namespace, from the wants of every
+/// enforcing baseline that selects it.
+pub fn merged_labels<'a>(
+    wants: impl IntoIterator<Item = &'a WantedPodSecurity<'a>>,
+) -> BTreeMap<String, String> {
+    let mut strictest: BTreeMap<&str, (PodSecurityLevel, Option<&str>)> = BTreeMap::new();
+    for want in wants {
+        for (mode, (level, version)) in want {
+            let entry = strictest.entry(mode).or_insert((*level, *version));
+            entry.0 = entry.0.max(*level);
+            entry.1 = match (entry.1, *version) {
+                (Some(a), Some(b)) => Some(if version_rank(b) > version_rank(a) {
+                    b
+                } else {
+                    a
+                }),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+    let mut labels = BTreeMap::new();
+    for (mode, (level, version)) in strictest {
+        labels.insert(
+            format!("{POD_SECURITY_PREFIX}{mode}"),
+            level.as_str().to_string(),
+        );
+        if let Some(version) = version {
+            labels.insert(
+                format!("{POD_SECURITY_PREFIX}{mode}-version"),
+                version.to_string(),
+            );
+        }
+    }
+    labels
+}
+
+/// Drift of one baseline's wants against the namespace's labels. A stricter level or a
+/// newer version set by someone else (another baseline, the admin) is not drift.
+pub fn pod_security_drift(
+    namespace: &str,
+    want: &WantedPodSecurity<'_>,
+    labels: &BTreeMap<String, String>,
+) -> Vec<DriftEntry> {
+    let mut drift = Vec::new();
+    for mode in POD_SECURITY_MODES {
+        let Some((level, version)) = want.get(mode) else {
+            continue;
+        };
+        let key = format!("{POD_SECURITY_PREFIX}{mode}");
+        let observed = labels.get(&key);
+        let problem = match observed.map(|v| (v, PodSecurityLevel::from_label(v))) {
+            None => Some((
+                DriftReason::Missing,
+                format!("label {key} is missing; want {}", level.as_str()),
+            )),
+            Some((value, parsed)) if parsed.is_none_or(|p| p < *level) => Some((
+                DriftReason::Modified,
+                format!(
+                    "label {key} is {value:?}; want {} or stricter",
+                    level.as_str()
+                ),
+            )),
+            Some(_) => version.and_then(|version| {
+                let version_key = format!("{key}-version");
+                match labels.get(&version_key) {
+                    None => Some((
+                        DriftReason::Missing,
+                        format!("label {version_key} is missing; want {version}"),
+                    )),
+                    Some(observed) if version_rank(observed) < version_rank(version) => Some((
+                        DriftReason::Modified,
+                        format!("label {version_key} is {observed:?}; want {version} or newer"),
+                    )),
+                    Some(_) => None,
+                }
+            }),
+        };
+        if let Some((reason, message)) = problem {
+            drift.push(DriftEntry {
+                namespace: namespace.to_string(),
+                kind: "Namespace".to_string(),
+                name: namespace.to_string(),
+                check: check_ids::POD_SECURITY.to_string(),
+                reason,
+                message,
+            });
+        }
+    }
+    drift
+}
+
+/// Label keys our field manager owns on an object, read from its managedFields.
+pub fn labels_owned_by_us(managed_fields: &[ManagedFieldsEntry]) -> BTreeSet<String> {
+    managed_fields
+        .iter()
+        .filter(|entry| {
+            entry.manager.as_deref() == Some(FIELD_MANAGER)
+                && entry.operation.as_deref() == Some("Apply")
+        })
+        .filter_map(|entry| entry.fields_v1.as_ref())
+        .filter_map(|fields| fields.0.get("f:metadata")?.get("f:labels")?.as_object())
+        .flat_map(|labels| {
+            labels
+                .keys()
+                .filter_map(|k| k.strip_prefix("f:"))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// The labels to apply to a namespace, or None when it already carries exactly what we want
+/// and we own no label we no longer want (so nothing is written).
+pub fn namespace_labels_to_apply(
+    desired: &BTreeMap<String, String>,
+    observed: &BTreeMap<String, String>,
+    owned_by_us: &BTreeSet<String>,
+) -> Option<BTreeMap<String, String>> {
+    let missing_or_different = desired.iter().any(|(k, v)| observed.get(k) != Some(v));
+    let no_longer_wanted = owned_by_us.iter().any(|k| !desired.contains_key(k));
+    // We must also own what we want: a label someone else set to the same value would
+    // otherwise stay theirs, and our later removal would not take effect.
+    let not_yet_owned = desired.keys().any(|k| !owned_by_us.contains(k));
+    (missing_or_different || no_longer_wanted || not_yet_owned).then(|| desired.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::SecurityBaselineSpec;
+    use crate::domain::generated::wanted_pod_security;
+
+    fn spec(yaml: &str) -> SecurityBaselineSpec {
+        serde_saphyr::from_str(yaml).expect("spec parses")
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn strictest_level_and_newest_version_win() {
+        let a = spec("podSecurity: {enforce: baseline, warn: restricted, version: v1.30}");
+        let b = spec("podSecurity: {enforce: restricted, version: latest}");
+        let merged = merged_labels([&wanted_pod_security(&a), &wanted_pod_security(&b)]);
+        assert_eq!(
+            merged,
+            labels(&[
+                ("pod-security.kubernetes.io/enforce", "restricted"),
+                ("pod-security.kubernetes.io/enforce-version", "latest"),
+                ("pod-security.kubernetes.io/warn", "restricted"),
+                ("pod-security.kubernetes.io/warn-version", "v1.30"),
+            ])
+        );
+    }
+
+    #[test]
+    fn stricter_observed_level_is_not_drift_weaker_is() {
+        let want = spec("podSecurity: {enforce: baseline}");
+        let want = wanted_pod_security(&want);
+        assert!(
+            pod_security_drift(
+                "shop",
+                &want,
+                &labels(&[("pod-security.kubernetes.io/enforce", "restricted")])
+            )
+            .is_empty()
+        );
+        let weaker = pod_security_drift(
+            "shop",
+            &want,
+            &labels(&[("pod-security.kubernetes.io/enforce", "privileged")]),
+        );
+        assert_eq!(weaker.len(), 1);
+        assert_eq!(weaker[0].reason, DriftReason::Modified);
+        assert_eq!(weaker[0].check, "pod-security.labels");
+        let missing = pod_security_drift("shop", &want, &BTreeMap::new());
+        assert_eq!(missing[0].reason, DriftReason::Missing);
+        let garbage = pod_security_drift(
+            "shop",
+            &want,
+            &labels(&[("pod-security.kubernetes.io/enforce", "strict")]),
+        );
+        assert_eq!(garbage[0].reason, DriftReason::Modified);
+    }
+
+    #[test]
+    fn version_older_than_wanted_is_drift() {
+        let want = spec("podSecurity: {enforce: restricted, version: v1.33}");
+        let want = wanted_pod_security(&want);
+        let older = labels(&[
+            ("pod-security.kubernetes.io/enforce", "restricted"),
+            ("pod-security.kubernetes.io/enforce-version", "v1.25"),
+        ]);
+        assert_eq!(
+            pod_security_drift("a", &want, &older)[0].reason,
+            DriftReason::Modified
+        );
+        let newer = labels(&[
+            ("pod-security.kubernetes.io/enforce", "restricted"),
+            ("pod-security.kubernetes.io/enforce-version", "latest"),
+        ]);
+        assert!(pod_security_drift("a", &want, &newer).is_empty());
+    }
+
+    #[test]
+    fn owned_labels_come_from_our_apply_entry_only() {
+        let fields: Vec<ManagedFieldsEntry> = serde_json::from_value(serde_json::json!([
+            {"manager": "kube-baseline", "operation": "Apply", "fieldsType": "FieldsV1",
+             "fieldsV1": {"f:metadata": {"f:labels": {"f:pod-security.kubernetes.io/enforce": {}}}}},
+            {"manager": "kubectl-label", "operation": "Update", "fieldsType": "FieldsV1",
+             "fieldsV1": {"f:metadata": {"f:labels": {"f:env": {}}}}},
+        ]))
+        .expect("managed fields");
+        assert_eq!(
+            labels_owned_by_us(&fields),
+            BTreeSet::from(["pod-security.kubernetes.io/enforce".to_string()])
+        );
+    }
+
+    #[test]
+    fn labels_are_applied_only_when_something_changes() {
+        let desired = labels(&[("pod-security.kubernetes.io/enforce", "restricted")]);
+        let owned = BTreeSet::from(["pod-security.kubernetes.io/enforce".to_string()]);
+        let observed = labels(&[
+            ("pod-security.kubernetes.io/enforce", "restricted"),
+            ("env", "prod"),
+        ]);
+        assert_eq!(namespace_labels_to_apply(&desired, &observed, &owned), None);
+        // Someone weakened it: repair.
+        let weakened = labels(&[("pod-security.kubernetes.io/enforce", "baseline")]);
+        assert_eq!(
+            namespace_labels_to_apply(&desired, &weakened, &owned),
+            Some(desired.clone())
+        );
+        // No longer wanted: apply the empty set to release our labels.
+        assert_eq!(
+            namespace_labels_to_apply(&BTreeMap::new(), &observed, &owned),
+            Some(BTreeMap::new())
+        );
+        // Nothing wanted, nothing owned: no write.
+        assert_eq!(
+            namespace_labels_to_apply(&BTreeMap::new(), &observed, &BTreeSet::new()),
+            None
+        );
+    }
+}
