@@ -21,7 +21,7 @@ use crate::domain::pod_security::pod_security_drift;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Server-side apply this object (create or repair) with our field manager, forced.
-    Apply(NamespacedObject),
+    Apply(Box<NamespacedObject>),
     /// Delete an object of ours, with preconditions so a replaced object is never deleted.
     Delete {
         kind: GeneratedKind,
@@ -130,7 +130,7 @@ fn plan_desired(
                     DriftReason::Modified,
                     difference,
                 ));
-                plan.actions.push(Action::Apply(object.clone()));
+                plan.actions.push(Action::Apply(Box::new(object.clone())));
             }
         }
         None => match lookup_any(object.kind(), object.name()) {
@@ -148,7 +148,7 @@ fn plan_desired(
                         DriftReason::Conflict,
                         format!("an object that is not ours has this name{owner}; adopting it (adoptExisting)"),
                     ));
-                    plan.actions.push(Action::Apply(object.clone()));
+                    plan.actions.push(Action::Apply(Box::new(object.clone())));
                 } else {
                     plan.findings.push(finding(
                         object,
@@ -165,7 +165,7 @@ fn plan_desired(
                     DriftReason::Missing,
                     "does not exist".to_string(),
                 ));
-                plan.actions.push(Action::Apply(object.clone()));
+                plan.actions.push(Action::Apply(Box::new(object.clone())));
             }
         },
     }
