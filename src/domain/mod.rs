@@ -7,3 +7,4 @@ pub mod generated;
 pub mod plan;
 pub mod pod_security;
 pub mod selection;
+pub mod status;

@@ -92,6 +92,46 @@ pub fn plan_namespace(
     plan
 }
 
+/// Plans what happens to a deleted baseline's objects in one namespace: deleted
+/// (onUnselect: Delete), or kept with our ownerReference dropped so garbage collection does
+/// not remove them once the baseline is gone (Retain). Audit mode writes nothing.
+pub fn plan_release(
+    spec: &SecurityBaselineSpec,
+    baseline: BaselineRef<'_>,
+    ours: &[&NamespacedObject],
+) -> NamespacePlan {
+    let mut plan = NamespacePlan::default();
+    if spec.mode == EnforcementMode::Audit {
+        return plan;
+    }
+    for observed in ours {
+        match spec.on_unselect {
+            OnUnselect::Delete => remove(observed, "its baseline is being deleted", &mut plan),
+            OnUnselect::Retain => {
+                let owned = observed
+                    .metadata()
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|r| r.uid == baseline.uid);
+                if owned {
+                    let meta = observed.metadata();
+                    let kept = ObjectMeta {
+                        name: meta.name.clone(),
+                        namespace: meta.namespace.clone(),
+                        labels: meta.labels.clone(),
+                        ..ObjectMeta::default()
+                    };
+                    plan.actions
+                        .push(Action::Apply(Box::new(observed.with_metadata(kept))));
+                }
+            }
+        }
+    }
+    plan.findings.clear();
+    plan
+}
+
 fn finding(
     object: &NamespacedObject,
     check: &str,
@@ -596,6 +636,38 @@ resourceQuota:
         let adopted = plan_namespace(&adopt, BASELINE, &state, &foreign);
         assert_eq!(adopted.findings[0].reason, DriftReason::Conflict);
         assert_eq!(adopted.actions.len(), 1);
+    }
+
+    #[test]
+    fn a_deleted_baseline_deletes_or_orphans_its_objects() {
+        let s = spec(FULL);
+        let stored = as_stored(&desired_objects(&s, BASELINE, "shop"));
+        let ours: Vec<_> = stored.iter().collect();
+        let deleting = plan_release(&s, BASELINE, &ours);
+        assert_eq!(deleting.actions.len(), 5);
+        assert!(
+            deleting
+                .actions
+                .iter()
+                .all(|a| matches!(a, Action::Delete { .. }))
+        );
+        let retain = spec(&format!("{FULL}\nonUnselect: Retain"));
+        let orphaning = plan_release(&retain, BASELINE, &ours);
+        assert_eq!(orphaning.actions.len(), 5);
+        for action in &orphaning.actions {
+            let Action::Apply(object) = action else {
+                panic!("orphaning applies")
+            };
+            assert!(
+                object.metadata().owner_references.is_none(),
+                "ownerReference dropped"
+            );
+            assert!(object.is_managed_by_us(), "labels kept");
+            assert!(
+                object.metadata().uid.is_none(),
+                "server fields are not applied"
+            );
+        }
     }
 
     #[test]

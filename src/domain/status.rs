@@ -1,0 +1,329 @@
+//! The SecurityBaseline status, built from what the reconcilers found: conditions (kstatus),
+//! summary counts and the bounded, sorted drift list.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::api::{BaselineSummary, DriftEntry, SecurityBaselineStatus};
+
+/// At most this many drift entries are listed; `driftTotal` counts all of them.
+pub const MAX_DRIFT_ENTRIES: usize = 50;
+
+/// Why reconciling failed, as it shows in conditions.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Failure {
+    /// The operator lacks a permission: a human must grant it (Stalled).
+    Forbidden(String),
+    /// Anything else; retried with backoff.
+    Error(String),
+}
+
+/// Everything the status is computed from.
+#[derive(Debug, Clone, Default)]
+pub struct StatusInputs {
+    pub generation: i64,
+    pub namespaces_selected: usize,
+    /// Selected namespaces not yet reconciled at this generation.
+    pub namespaces_pending: usize,
+    /// Selected namespaces with outstanding drift.
+    pub namespaces_drifted: usize,
+    pub nodes_selected: usize,
+    pub nodes_compliant: usize,
+    pub repairs: i64,
+    /// Outstanding drift in namespaces and on nodes.
+    pub drift: Vec<DriftEntry>,
+    pub failures: Vec<Failure>,
+    /// Other baselines sharing Pod Security labels with this one (strictest level applied).
+    pub shared_pod_security_with: BTreeSet<String>,
+}
+
+/// Builds the status. Conditions keep their lastTransitionTime from `previous` when their
+/// status did not change, so an unchanged cluster yields an identical status (no write).
+pub fn build_status(
+    inputs: StatusInputs,
+    previous: Option<&SecurityBaselineStatus>,
+    now: &Time,
+) -> SecurityBaselineStatus {
+    let StatusInputs {
+        generation,
+        namespaces_selected,
+        namespaces_pending,
+        namespaces_drifted,
+        nodes_selected,
+        nodes_compliant,
+        repairs,
+        mut drift,
+        mut failures,
+        shared_pod_security_with,
+    } = inputs;
+    drift.sort();
+    drift.dedup();
+    failures.sort();
+    failures.dedup();
+    let drift_total = drift.len();
+    let drifted_places: BTreeSet<(&str, &str)> = drift
+        .iter()
+        .map(|d| {
+            if d.namespace.is_empty() {
+                ("node", d.name.as_str())
+            } else {
+                ("ns", d.namespace.as_str())
+            }
+        })
+        .collect();
+    let forbidden: Vec<&String> = failures
+        .iter()
+        .filter_map(|f| match f {
+            Failure::Forbidden(m) => Some(m),
+            Failure::Error(_) => None,
+        })
+        .collect();
+    let first_failure = failures.first().map(|f| match f {
+        Failure::Forbidden(m) | Failure::Error(m) => m.clone(),
+    });
+
+    let shared = if shared_pod_security_with.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<_> = shared_pod_security_with.into_iter().collect();
+        format!(
+            "; Pod Security labels shared with baseline(s) {} (strictest level applied)",
+            names.join(", ")
+        )
+    };
+
+    let ready = match (&first_failure, namespaces_pending) {
+        (Some(message), _) => (
+            "False",
+            if forbidden.is_empty() {
+                "ReconcileError"
+            } else {
+                "Forbidden"
+            },
+            truncate(message),
+        ),
+        (None, 0) => (
+            "True",
+            "Reconciled",
+            format!("{namespaces_selected} namespaces reconciled at generation {generation}"),
+        ),
+        (None, pending) => (
+            "False",
+            "Progressing",
+            format!("{pending} of {namespaces_selected} namespaces not yet reconciled"),
+        ),
+    };
+    let compliant = if drift_total == 0 {
+        (
+            "True",
+            "NoDrift",
+            format!(
+                "no drift in {namespaces_selected} namespaces and {nodes_selected} nodes{shared}"
+            ),
+        )
+    } else {
+        let places = drifted_places.len();
+        (
+            "False",
+            "DriftDetected",
+            format!("{drift_total} drift findings in {places} namespaces or nodes{shared}"),
+        )
+    };
+    let reconciling = if namespaces_pending > 0 {
+        (
+            "True",
+            "Progressing",
+            format!("{namespaces_pending} namespaces to reconcile"),
+        )
+    } else {
+        ("False", "Idle", String::new())
+    };
+    let stalled = match forbidden.first() {
+        Some(message) => ("True", "Forbidden", truncate(message)),
+        None => ("False", "Idle", String::new()),
+    };
+
+    let previous_conditions = previous
+        .map(|p| p.conditions.as_slice())
+        .unwrap_or_default();
+    let conditions = [
+        ("Ready", ready),
+        ("Compliant", compliant),
+        ("Reconciling", reconciling),
+        ("Stalled", stalled),
+    ]
+    .into_iter()
+    .map(|(type_, (status, reason, message))| {
+        let last_transition_time = previous_conditions
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| now.clone());
+        Condition {
+            type_: type_.to_string(),
+            status: status.to_string(),
+            reason: reason.to_string(),
+            message,
+            observed_generation: Some(generation),
+            last_transition_time,
+        }
+    })
+    .collect();
+
+    drift.truncate(MAX_DRIFT_ENTRIES);
+    SecurityBaselineStatus {
+        observed_generation: Some(generation),
+        conditions,
+        summary: BaselineSummary {
+            namespaces_selected: count(namespaces_selected),
+            namespaces_compliant: count(namespaces_selected.saturating_sub(namespaces_drifted)),
+            namespaces_drifted: count(namespaces_drifted),
+            nodes_selected: count(nodes_selected),
+            nodes_compliant: count(nodes_compliant),
+            repairs,
+        },
+        drift_total: count(drift_total),
+        drift,
+    }
+}
+
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn truncate(message: &str) -> String {
+    message.chars().take(1024).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::DriftReason;
+
+    fn now() -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).expect("time"))
+    }
+
+    fn entry(namespace: &str, name: &str) -> DriftEntry {
+        DriftEntry {
+            namespace: namespace.to_string(),
+            kind: "NetworkPolicy".to_string(),
+            name: name.to_string(),
+            check: "network.default-deny".to_string(),
+            reason: DriftReason::Missing,
+            message: String::new(),
+        }
+    }
+
+    fn condition<'a>(status: &'a SecurityBaselineStatus, type_: &str) -> &'a Condition {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .expect("condition present")
+    }
+
+    #[test]
+    fn compliant_and_ready_when_nothing_is_pending_or_drifted() {
+        let status = build_status(
+            StatusInputs {
+                generation: 3,
+                namespaces_selected: 4,
+                ..Default::default()
+            },
+            None,
+            &now(),
+        );
+        assert_eq!(condition(&status, "Ready").status, "True");
+        assert_eq!(condition(&status, "Compliant").status, "True");
+        assert_eq!(condition(&status, "Reconciling").status, "False");
+        assert_eq!(condition(&status, "Stalled").status, "False");
+        assert!(
+            status
+                .conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(3))
+        );
+        assert_eq!(status.summary.namespaces_compliant, 4);
+    }
+
+    #[test]
+    fn drift_is_sorted_bounded_and_counted() {
+        let drift: Vec<_> = (0..60)
+            .rev()
+            .map(|i| entry(&format!("ns-{i:02}"), "x"))
+            .collect();
+        let status = build_status(
+            StatusInputs {
+                generation: 1,
+                namespaces_selected: 60,
+                namespaces_drifted: 60,
+                drift,
+                ..Default::default()
+            },
+            None,
+            &now(),
+        );
+        assert_eq!(status.drift_total, 60);
+        assert_eq!(status.drift.len(), MAX_DRIFT_ENTRIES);
+        assert_eq!(status.drift[0].namespace, "ns-00");
+        assert_eq!(condition(&status, "Compliant").reason, "DriftDetected");
+        assert!(
+            condition(&status, "Compliant")
+                .message
+                .starts_with("60 drift findings in 60")
+        );
+    }
+
+    #[test]
+    fn pending_namespaces_mean_reconciling_and_not_ready() {
+        let status = build_status(
+            StatusInputs {
+                generation: 2,
+                namespaces_selected: 10,
+                namespaces_pending: 3,
+                ..Default::default()
+            },
+            None,
+            &now(),
+        );
+        assert_eq!(condition(&status, "Ready").reason, "Progressing");
+        assert_eq!(condition(&status, "Reconciling").status, "True");
+    }
+
+    #[test]
+    fn forbidden_stalls() {
+        let status = build_status(
+            StatusInputs {
+                generation: 2,
+                failures: vec![Failure::Forbidden(
+                    "cannot patch networkpolicies in shop".into(),
+                )],
+                ..Default::default()
+            },
+            None,
+            &now(),
+        );
+        assert_eq!(condition(&status, "Stalled").status, "True");
+        assert_eq!(condition(&status, "Ready").reason, "Forbidden");
+    }
+
+    #[test]
+    fn unchanged_inputs_give_an_identical_status() {
+        let inputs = StatusInputs {
+            generation: 5,
+            namespaces_selected: 2,
+            drift: vec![entry("a", "b")],
+            namespaces_drifted: 1,
+            ..Default::default()
+        };
+        let first = build_status(inputs.clone(), None, &now());
+        let later = Time(k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).expect("time"));
+        let second = build_status(inputs, Some(&first), &later);
+        assert_eq!(
+            first, second,
+            "lastTransitionTime is kept, so no write is needed"
+        );
+    }
+}
