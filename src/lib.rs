@@ -8,4 +8,5 @@
 
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod domain;

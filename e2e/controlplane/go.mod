@@ -6,8 +6,10 @@
 // and points them at ./staging with `replace`; replace directives of a
 // dependency are ignored, so every staging module needs a replace here to the
 // published v0.36.x that matches v1.36.x. The list mirrors the replace block of
-// k8s.io/kubernetes' own go.mod. To move to another patch release, change
-// KUBE_VERSION in ../cluster and every version below, then `go mod tidy`.
+// k8s.io/kubernetes' own go.mod. ../cluster reads the kubernetes version from
+// the require line below (it keys the binary cache and the version stamp). To
+// move to another patch release v1.36.N: set k8s.io/kubernetes to v1.36.N and
+// every replace to v0.36.N, then run `GOTOOLCHAIN=local go mod tidy` here.
 module kube-baseline.local/e2e/controlplane
 
 go 1.26.0

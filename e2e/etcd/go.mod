@@ -3,8 +3,9 @@
 // etcd lives in its own module so that its dependency versions (grpc, otel,
 // ...) never move the ones k8s.io/kubernetes was released with in
 // ../controlplane. The server binary is the package main of
-// go.etcd.io/etcd/server/v3. To change the version, edit ETCD_VERSION in
-// ../cluster and the require below, then `go mod tidy`.
+// go.etcd.io/etcd/server/v3. ../cluster reads the etcd version from the
+// require line below; to change it, edit that line, then run
+// `GOTOOLCHAIN=local go mod tidy` here.
 module kube-baseline.local/e2e/etcd
 
 go 1.26.0

@@ -24,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Print every CustomResourceDefinition kube-baseline serves, as YAML.
     Crd,
+    /// Run the controller: keep every SecurityBaseline enforced and its status current.
+    Run(crate::controller::RunArgs),
 }
 
 /// Exit codes shared by every subcommand: 0 success/compliant, 1 drift, 2 error.
@@ -42,6 +44,31 @@ pub fn main() -> ExitCode {
     }
     match cli.command {
         Command::Crd => print_crds(),
+        Command::Run(args) => run_async(crate::controller::run(args)),
+    }
+}
+
+/// Runs an async subcommand on a multi-threaded runtime; errors go to the log and exit 2.
+fn run_async<E: std::fmt::Display>(
+    future: impl std::future::Future<Output = Result<(), E>>,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(exit::ERROR);
+        }
+    };
+    match runtime.block_on(future) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(err) => {
+            tracing::error!("{err}");
+            eprintln!("error: {err}");
+            ExitCode::from(exit::ERROR)
+        }
     }
 }
 

@@ -1,0 +1,123 @@
+//! Writes: server-side apply under our field manager, and guarded deletes.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::Role;
+use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
+use kube::{Api, Client};
+
+use crate::api::FIELD_MANAGER;
+use crate::domain::generated::GeneratedKind;
+use crate::domain::plan::Action;
+use crate::domain::status::Failure;
+
+/// A failed write, with what was being written.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct WriteError {
+    pub what: String,
+    #[source]
+    pub source: kube::Error,
+}
+
+impl WriteError {
+    /// How the failure shows in status: a missing permission needs a human.
+    pub fn to_failure(&self) -> Failure {
+        match &self.source {
+            kube::Error::Api(status) if status.code == 403 => Failure::Forbidden(self.to_string()),
+            _ => Failure::Error(self.to_string()),
+        }
+    }
+}
+
+fn api_resource(kind: GeneratedKind) -> ApiResource {
+    match kind {
+        GeneratedKind::NetworkPolicy => ApiResource::erase::<NetworkPolicy>(&()),
+        GeneratedKind::Role => ApiResource::erase::<Role>(&()),
+        GeneratedKind::ResourceQuota => ApiResource::erase::<ResourceQuota>(&()),
+        GeneratedKind::LimitRange => ApiResource::erase::<LimitRange>(&()),
+    }
+}
+
+/// Apply parameters: our stable field manager, forced, because the object is ours and the
+/// baseline is the source of truth for every field we set.
+pub fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+/// Performs one planned action. A delete whose object is already gone or was replaced
+/// (precondition failed) is not an error: the next reconcile sees the new state.
+pub async fn execute(client: &Client, action: &Action) -> Result<(), WriteError> {
+    match action {
+        Action::Apply(object) => {
+            let kind = object.kind();
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), object.namespace(), &api_resource(kind));
+            api.patch(
+                object.name(),
+                &apply_params(),
+                &Patch::Apply(object.to_json()),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|source| WriteError {
+                what: format!(
+                    "apply {} {}/{}",
+                    kind.as_str(),
+                    object.namespace(),
+                    object.name()
+                ),
+                source,
+            })
+        }
+        Action::Delete {
+            kind,
+            namespace,
+            name,
+            uid,
+            resource_version,
+        } => {
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), namespace, &api_resource(*kind));
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: uid.clone(),
+                    resource_version: resource_version.clone(),
+                }),
+                ..DeleteParams::default()
+            };
+            match api.delete(name, &params).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+                Err(source) => Err(WriteError {
+                    what: format!("delete {} {namespace}/{name}", kind.as_str()),
+                    source,
+                }),
+            }
+        }
+    }
+}
+
+/// Applies the Pod Security labels our field manager owns on a namespace. Labels set by
+/// others are untouched; labels only we owned and no longer want are removed.
+pub async fn apply_namespace_labels(
+    client: &Client,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+) -> Result<(), WriteError> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let body = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": namespace, "labels": labels},
+    });
+    api.patch(namespace, &apply_params(), &Patch::Apply(body))
+        .await
+        .map(|_| ())
+        .map_err(|source| WriteError {
+            what: format!("apply Pod Security labels to namespace {namespace}"),
+            source,
+        })
+}

@@ -1,0 +1,197 @@
+//! One reconcile per SecurityBaseline: the finalizer, and the status aggregated from the
+//! namespace results, written only when it changes.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action as RequeueAction;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Api, ResourceExt};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::apply::apply_params;
+use super::context::Context;
+use crate::api::{EnforcementMode, FINALIZER, SecurityBaseline};
+use crate::domain::selection::{NamespaceFacts, selects};
+use crate::domain::status::{StatusInputs, build_status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("cannot write the status of SecurityBaseline {name}: {source}")]
+    WriteStatus {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "SecurityBaseline {name} still has generated objects or results; waiting for namespaces to release them"
+    )]
+    CleanupPending { name: String },
+    #[error("finalizer of SecurityBaseline {name}: {message}")]
+    Finalizer { name: String, message: String },
+}
+
+pub fn error_policy(
+    _: Arc<SecurityBaseline>,
+    error: &ReconcileError,
+    _: Arc<Context>,
+) -> RequeueAction {
+    match error {
+        ReconcileError::CleanupPending { .. } => {
+            debug!(%error, "cleanup in progress");
+            RequeueAction::requeue(Duration::from_millis(500))
+        }
+        _ => {
+            warn!(%error, "baseline reconcile failed; retrying");
+            RequeueAction::requeue(Duration::from_secs(5))
+        }
+    }
+}
+
+pub async fn reconcile(
+    baseline: Arc<SecurityBaseline>,
+    ctx: Arc<Context>,
+) -> Result<RequeueAction, ReconcileError> {
+    ctx.wait_ready().await;
+    let name = baseline.name_any();
+    let span = info_span!("reconcile_baseline", baseline = %name, generation = baseline.metadata.generation);
+    async move {
+        let api: Api<SecurityBaseline> = Api::all(ctx.client.clone());
+        // Audit mode writes nothing but status and Events, so it takes no finalizer; one left
+        // from an earlier Enforce generation is still honoured.
+        let needs_finalizer = baseline.spec.mode == EnforcementMode::Enforce
+            || baseline.finalizers().iter().any(|f| f == FINALIZER);
+        if !needs_finalizer {
+            if baseline.metadata.deletion_timestamp.is_some() {
+                ctx.results.forget(&name);
+                return Ok(RequeueAction::await_change());
+            }
+            return publish_status(&baseline, &ctx).await;
+        }
+        finalizer(&api, FINALIZER, baseline, |event| async {
+            match event {
+                Finalizer::Apply(baseline) => publish_status(&baseline, &ctx).await,
+                Finalizer::Cleanup(baseline) => cleanup(&baseline, &ctx),
+            }
+        })
+        .await
+        .map_err(|error| match error {
+            kube::runtime::finalizer::Error::ApplyFailed(inner)
+            | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner,
+            other => ReconcileError::Finalizer {
+                name: name.clone(),
+                message: other.to_string(),
+            },
+        })
+    }
+    .instrument(span)
+    .await
+}
+
+/// The finalizer is released once every namespace has let go of the baseline: its objects
+/// deleted (Delete) or orphaned (Retain), its labels released.
+fn cleanup(baseline: &SecurityBaseline, ctx: &Context) -> Result<RequeueAction, ReconcileError> {
+    let name = baseline.name_any();
+    let uid = baseline.uid().unwrap_or_default();
+    let objects_left = ctx.generated.values().any(|index| {
+        index.any(|o| {
+            o.label(crate::api::BASELINE_LABEL) == Some(name.as_str())
+                && (baseline.spec.on_unselect == crate::api::OnUnselect::Delete
+                    || o.metadata()
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .any(|r| r.uid == uid))
+        })
+    });
+    if (baseline.spec.mode == EnforcementMode::Enforce && objects_left)
+        || ctx.results.has_namespaces(&name)
+    {
+        return Err(ReconcileError::CleanupPending { name });
+    }
+    ctx.results.forget(&name);
+    info!(baseline = %name, "released; removing finalizer");
+    Ok(RequeueAction::await_change())
+}
+
+/// Computes the status from the namespace results and writes it if it changed.
+async fn publish_status(
+    baseline: &SecurityBaseline,
+    ctx: &Context,
+) -> Result<RequeueAction, ReconcileError> {
+    let name = baseline.name_any();
+    let generation = baseline.metadata.generation.unwrap_or_default();
+    if let Some(status) = &baseline.status {
+        ctx.results.seed_repairs(&name, status.summary.repairs);
+    }
+    let (results, repairs) = ctx.results.snapshot(&name);
+    let results: std::collections::HashMap<_, _> = results.into_iter().collect();
+
+    let mut inputs = StatusInputs {
+        generation,
+        repairs,
+        ..StatusInputs::default()
+    };
+    let mut shared = BTreeSet::new();
+    for namespace in ctx.namespaces.state() {
+        if namespace.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let ns_name = namespace.name_any();
+        let labels = namespace.metadata.labels.clone().unwrap_or_default();
+        if !selects(
+            &baseline.spec,
+            NamespaceFacts {
+                name: &ns_name,
+                labels: &labels,
+            },
+            &ctx.operator_namespace,
+        ) {
+            continue;
+        }
+        inputs.namespaces_selected += 1;
+        match results.get(&ns_name) {
+            Some(result) if result.selected && result.generation == generation => {
+                if !result.findings.is_empty() {
+                    inputs.namespaces_drifted += 1;
+                }
+            }
+            _ => inputs.namespaces_pending += 1,
+        }
+    }
+    for result in results.values() {
+        inputs.drift.extend(result.findings.iter().cloned());
+        if let Some(failure) = &result.failure {
+            inputs.failures.push(failure.clone());
+        }
+        shared.extend(result.shared_pod_security_with.iter().cloned());
+    }
+    inputs.shared_pod_security_with = shared;
+
+    let status = build_status(
+        inputs,
+        baseline.status.as_ref(),
+        &Time(k8s_openapi::jiff::Timestamp::now()),
+    );
+    if baseline.status.as_ref() == Some(&status) {
+        return Ok(RequeueAction::await_change());
+    }
+    let api: Api<SecurityBaseline> = Api::all(ctx.client.clone());
+    let patch = serde_json::json!({
+        "apiVersion": "kube-baseline.dev/v1alpha1",
+        "kind": "SecurityBaseline",
+        "status": status,
+    });
+    let params: PatchParams = apply_params();
+    api.patch_status(&name, &params, &Patch::Apply(patch))
+        .await
+        .map_err(|source| ReconcileError::WriteStatus {
+            name: name.clone(),
+            source,
+        })?;
+    debug!(drift = status.drift_total, "status written");
+    Ok(RequeueAction::await_change())
+}

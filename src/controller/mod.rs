@@ -1,0 +1,178 @@
+//! The controller (`kube-baseline run`): watches feed in-memory indexes, two reconcilers
+//! turn them into writes and status.
+//!
+//! - [`namespaces`]: one reconcile per Namespace. For every baseline it plans (pure, in
+//!   `domain`) what the namespace needs, applies only the differences and records the drift
+//!   that remains. Work per event is proportional to one namespace.
+//! - [`baselines`]: one reconcile per SecurityBaseline: the finalizer and the status,
+//!   aggregated from the namespace results and written only when it changes.
+
+mod apply;
+mod baselines;
+mod cache;
+mod context;
+mod namespaces;
+mod results;
+mod watches;
+
+use std::time::Duration;
+
+use clap::Args;
+use futures::{StreamExt, future};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use tracing::{info, warn};
+
+use crate::api::{DEFAULT_INSTALL_NAMESPACE, SecurityBaseline};
+pub use context::Context;
+
+/// Flags of `kube-baseline run`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Namespace the operator runs in; always excluded from baselines like kube-system.
+    #[arg(long, env = "POD_NAMESPACE", default_value = DEFAULT_INSTALL_NAMESPACE)]
+    pub namespace: String,
+
+    /// Namespaces reconciled in parallel.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: u16,
+
+    /// Only reconcile SecurityBaselines matching this label selector (sharding, canaries,
+    /// isolated test runs). Default: all.
+    #[arg(long, value_name = "SELECTOR")]
+    pub baseline_selector: Option<String>,
+
+    /// Only consider Namespaces matching this label selector. Namespaces outside it are
+    /// never read or written. Default: all.
+    #[arg(long, value_name = "SELECTOR")]
+    pub namespace_selector: Option<String>,
+
+    /// Name reported in Events (the pod name in a cluster).
+    #[arg(long, env = "POD_NAME", default_value = "kube-baseline")]
+    pub instance: String,
+}
+
+/// Errors that stop the controller.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot build a Kubernetes client from the kubeconfig or in-cluster config: {0}")]
+    Client(#[source] kube::Error),
+    #[error("cannot subscribe to the SecurityBaseline watch")]
+    Subscribe,
+}
+
+/// Runs the controller until SIGTERM or Ctrl-C.
+pub async fn run(args: RunArgs) -> Result<(), RunError> {
+    let client = Client::try_default().await.map_err(RunError::Client)?;
+    run_with_client(client, args).await
+}
+
+/// Runs the controller with the given client (tests pass their own).
+pub async fn run_with_client(client: Client, args: RunArgs) -> Result<(), RunError> {
+    info!(namespace = %args.namespace, concurrency = args.concurrency, "starting controller");
+    let (baseline_store, baseline_writer) = reflector::store_shared::<SecurityBaseline>(1024);
+    let baselines_for_status = baseline_writer.subscribe().ok_or(RunError::Subscribe)?;
+    let baselines_for_namespaces = baseline_writer.subscribe().ok_or(RunError::Subscribe)?;
+    let mut baseline_config = watcher::Config::default();
+    if let Some(selector) = &args.baseline_selector {
+        baseline_config = baseline_config.labels(selector);
+    }
+    let baseline_watch = watcher(
+        Api::<SecurityBaseline>::all(client.clone()),
+        baseline_config,
+    )
+    .default_backoff()
+    .reflect_shared(baseline_writer)
+    .for_each(|event| {
+        if let Err(error) = event {
+            warn!(%error, "SecurityBaseline watch failed; retrying");
+        }
+        future::ready(())
+    });
+
+    let (namespace_store, namespace_writer) = reflector::store();
+    let mut namespace_config = watcher::Config::default();
+    if let Some(selector) = &args.namespace_selector {
+        namespace_config = namespace_config.labels(selector);
+    }
+    let namespace_stream = watcher(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        namespace_config,
+    )
+    .default_backoff()
+    .reflect(namespace_writer)
+    .applied_objects();
+
+    let (status_trigger, status_requests) = futures::channel::mpsc::unbounded();
+    let ctx = std::sync::Arc::new(Context::new(
+        client.clone(),
+        &args,
+        baseline_store.clone(),
+        namespace_store.clone(),
+        status_trigger,
+    ));
+
+    let shutdown = shutdown_signal();
+    let (shutdown_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let on_shutdown = |tx: &tokio::sync::broadcast::Sender<()>| {
+        let mut rx = tx.subscribe();
+        async move {
+            let _ = rx.recv().await;
+        }
+    };
+
+    let namespace_controller = Controller::for_stream(namespace_stream, namespace_store)
+        .reconcile_on(watches::namespace_triggers(&client, &ctx))
+        .reconcile_all_on(watches::baseline_spec_changes(baselines_for_namespaces))
+        .with_config(ControllerConfig::default().concurrency(args.concurrency))
+        .graceful_shutdown_on(on_shutdown(&shutdown_tx))
+        .run(namespaces::reconcile, namespaces::error_policy, ctx.clone())
+        .for_each(|_| future::ready(()));
+
+    let baseline_controller = Controller::for_shared_stream(baselines_for_status, baseline_store)
+        .reconcile_on(status_requests.map(|name: String| ObjectRef::new(&name)))
+        .with_config(ControllerConfig::default().debounce(Duration::from_millis(200)))
+        .graceful_shutdown_on(on_shutdown(&shutdown_tx))
+        .run(baselines::reconcile, baselines::error_policy, ctx.clone())
+        .for_each(|_| future::ready(()));
+
+    let shutdown = async move {
+        shutdown.await;
+        info!("shutting down: finishing in-flight reconciles");
+        let _ = shutdown_tx.send(());
+    };
+    // The watches never end on their own; the controllers end after a graceful shutdown.
+    tokio::select! {
+        () = baseline_watch => {}
+        _ = future::join3(namespace_controller, baseline_controller, shutdown) => {}
+    }
+    info!("controller stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,370 @@
+//! One reconcile per Namespace: plan every baseline against it (pure), apply only the
+//! differences, record the drift that remains.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::Action as RequeueAction;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use tracing::{Instrument, debug, info_span, warn};
+
+use super::apply::{self, WriteError};
+use super::context::Context;
+use super::results::NamespaceResult;
+use crate::api::{DriftEntry, DriftReason, EnforcementMode, SecurityBaseline};
+use crate::domain::generated::{BaselineRef, wanted_pod_security};
+use crate::domain::plan::{Action, NamespacePlan, NamespaceState, plan_namespace, plan_release};
+use crate::domain::pod_security::{
+    WantedPodSecurity, labels_owned_by_us, merged_labels, namespace_labels_to_apply,
+    pod_security_drift,
+};
+use crate::domain::selection::{NamespaceFacts, selects};
+
+/// Why a namespace reconcile must be retried.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("{count} writes failed in namespace {namespace}; first: {first}")]
+    Writes {
+        namespace: String,
+        count: usize,
+        first: WriteError,
+    },
+}
+
+/// Retries failed writes with a short delay; status already shows the failure.
+pub fn error_policy(
+    _: Arc<PartialObjectMeta<Namespace>>,
+    error: &ReconcileError,
+    _: Arc<Context>,
+) -> RequeueAction {
+    warn!(%error, "namespace reconcile failed; retrying");
+    RequeueAction::requeue(Duration::from_secs(5))
+}
+
+/// One baseline's plan for the namespace.
+struct Planned {
+    baseline: Arc<SecurityBaseline>,
+    name: String,
+    selected: bool,
+    deleting: bool,
+    plan: NamespacePlan,
+}
+
+impl Planned {
+    fn enforcing(&self) -> bool {
+        self.baseline.spec.mode == EnforcementMode::Enforce
+    }
+}
+
+pub async fn reconcile(
+    namespace: Arc<PartialObjectMeta<Namespace>>,
+    ctx: Arc<Context>,
+) -> Result<RequeueAction, ReconcileError> {
+    ctx.wait_ready().await;
+    let name = namespace.name_any();
+    let span = info_span!("reconcile_namespace", namespace = %name);
+    reconcile_namespace(&name, &namespace, &ctx)
+        .instrument(span)
+        .await
+}
+
+async fn reconcile_namespace(
+    name: &str,
+    namespace: &PartialObjectMeta<Namespace>,
+    ctx: &Context,
+) -> Result<RequeueAction, ReconcileError> {
+    if namespace.metadata.deletion_timestamp.is_some() {
+        // Its objects go with it; it no longer counts for any baseline.
+        for baseline in ctx.results.forget_namespace(name) {
+            ctx.refresh_status(&baseline);
+        }
+        return Ok(RequeueAction::await_change());
+    }
+    let labels = namespace.metadata.labels.clone().unwrap_or_default();
+    let facts = NamespaceFacts {
+        name,
+        labels: &labels,
+    };
+
+    let mut baselines = ctx.baselines.state();
+    baselines.sort_by_key(|b| b.name_any());
+    let planned: Vec<Planned> = baselines
+        .into_iter()
+        .filter_map(|baseline| {
+            let uid = baseline.uid()?;
+            let baseline_name = baseline.name_any();
+            let reference = BaselineRef {
+                name: &baseline_name,
+                uid: &uid,
+            };
+            let generated = ctx.generated_in(name, &baseline_name);
+            let ours: Vec<_> = generated.iter().map(Arc::as_ref).collect();
+            let deleting = baseline.metadata.deletion_timestamp.is_some();
+            let (selected, plan) = if deleting {
+                (false, plan_release(&baseline.spec, reference, &ours))
+            } else {
+                let selected = selects(&baseline.spec, facts, &ctx.operator_namespace);
+                let state = NamespaceState {
+                    name,
+                    labels: &labels,
+                    selected,
+                    ours: &ours,
+                };
+                let lookup = |kind, object_name: &str| ctx.lookup_name(kind, name, object_name);
+                (
+                    selected,
+                    plan_namespace(&baseline.spec, reference, &state, &lookup),
+                )
+            };
+            Some(Planned {
+                name: baseline_name,
+                baseline,
+                selected,
+                deleting,
+                plan,
+            })
+        })
+        .collect();
+
+    // Objects first, then the namespace's labels.
+    let mut failures: Vec<(String, WriteError)> = Vec::new();
+    let mut done: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
+    for planned in &planned {
+        for action in &planned.plan.actions {
+            match apply::execute(&ctx.client, action).await {
+                Ok(()) => {
+                    let target = match action {
+                        Action::Apply(object) => (
+                            object.kind().as_str().to_string(),
+                            object.name().to_string(),
+                        ),
+                        Action::Delete { kind, name, .. } => {
+                            (kind.as_str().to_string(), name.clone())
+                        }
+                    };
+                    done.entry(planned.name.clone()).or_default().insert(target);
+                }
+                Err(error) => failures.push((planned.name.clone(), error)),
+            }
+        }
+    }
+
+    let wants: Vec<(String, WantedPodSecurity<'_>)> = planned
+        .iter()
+        .filter(|p| p.selected && p.enforcing())
+        .map(|p| (p.name.clone(), wanted_pod_security(&p.baseline.spec)))
+        .filter(|(_, want)| !want.is_empty())
+        .collect();
+    let desired_labels = merged_labels(wants.iter().map(|(_, want)| want));
+    let owned = labels_owned_by_us(
+        namespace
+            .metadata
+            .managed_fields
+            .as_deref()
+            .unwrap_or_default(),
+    );
+    let mut labels_after = labels.clone();
+    if let Some(to_apply) = namespace_labels_to_apply(&desired_labels, &labels, &owned) {
+        match apply::apply_namespace_labels(&ctx.client, name, &to_apply).await {
+            Ok(()) => {
+                for released in owned.iter().filter(|k| !to_apply.contains_key(*k)) {
+                    labels_after.remove(released);
+                }
+                labels_after.extend(to_apply);
+            }
+            Err(error) => {
+                let blamed = wants.first().map(|(b, _)| b.clone()).unwrap_or_default();
+                failures.push((blamed, error));
+            }
+        }
+    }
+    let sharing: BTreeSet<&str> = wants.iter().map(|(b, _)| b.as_str()).collect();
+
+    for planned in &planned {
+        record(
+            ctx,
+            name,
+            namespace,
+            planned,
+            done.get(&planned.name),
+            &labels_after,
+            &sharing,
+            &failures,
+        )
+        .await;
+    }
+
+    let failure_count = failures.len();
+    match failures.into_iter().next() {
+        None => Ok(RequeueAction::await_change()),
+        Some((_, first)) => Err(ReconcileError::Writes {
+            namespace: name.to_string(),
+            count: failure_count,
+            first,
+        }),
+    }
+}
+
+/// Records what is left of one baseline's drift here, counts repairs, emits Events.
+#[allow(clippy::too_many_arguments)]
+async fn record(
+    ctx: &Context,
+    name: &str,
+    namespace: &PartialObjectMeta<Namespace>,
+    planned: &Planned,
+    done: Option<&BTreeSet<(String, String)>>,
+    labels_after: &BTreeMap<String, String>,
+    sharing: &BTreeSet<&str>,
+    failures: &[(String, WriteError)],
+) {
+    let repaired_here = |finding: &DriftEntry| {
+        done.is_some_and(|d| d.contains(&(finding.kind.clone(), finding.name.clone())))
+    };
+    let mut remaining: Vec<DriftEntry> = planned
+        .plan
+        .findings
+        .iter()
+        .filter(|f| f.kind != "Namespace" && !repaired_here(f))
+        .cloned()
+        .collect();
+    let repaired: Vec<&DriftEntry> = planned
+        .plan
+        .findings
+        .iter()
+        .filter(|f| f.kind != "Namespace" && repaired_here(f))
+        .collect();
+    let mut repairs = repaired.len();
+    if planned.selected {
+        let before = planned
+            .plan
+            .findings
+            .iter()
+            .filter(|f| f.kind == "Namespace")
+            .count();
+        let after = pod_security_drift(
+            name,
+            &wanted_pod_security(&planned.baseline.spec),
+            labels_after,
+        );
+        if planned.enforcing() {
+            repairs += before.saturating_sub(after.len());
+        }
+        remaining.extend(after);
+    }
+    remaining.sort();
+    let failure = failures
+        .iter()
+        .find(|(baseline, _)| baseline == &planned.name)
+        .map(|(_, error)| error.to_failure());
+
+    let result =
+        (planned.selected || !remaining.is_empty() || failure.is_some()).then(|| NamespaceResult {
+            generation: planned.baseline.metadata.generation.unwrap_or_default(),
+            selected: planned.selected,
+            findings: remaining.clone(),
+            failure,
+            shared_pod_security_with: if planned.selected
+                && planned.enforcing()
+                && sharing.contains(planned.name.as_str())
+            {
+                sharing
+                    .iter()
+                    .filter(|b| **b != planned.name)
+                    .map(|b| b.to_string())
+                    .collect()
+            } else {
+                BTreeSet::new()
+            },
+        });
+    let previous = ctx.results.record(&planned.name, name, result.clone());
+    if planned.enforcing() && !planned.deleting && repairs > 0 {
+        ctx.results
+            .add_repairs(&planned.name, i64::try_from(repairs).unwrap_or(i64::MAX));
+    }
+    if previous != result {
+        ctx.refresh_status(&planned.name);
+    }
+
+    // Events are news: drift that appears while we run. A first look at a namespace after
+    // start-up (its state predates us) is not news, so a restart writes no Events.
+    let is_news = previous.is_some()
+        || namespace
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .is_some_and(|created| created.0 > ctx.started);
+    if !is_news || planned.deleting {
+        return;
+    }
+    let previous_findings = previous.map(|p| p.findings).unwrap_or_default();
+    let new_drift: Vec<&DriftEntry> = remaining
+        .iter()
+        .filter(|f| !previous_findings.contains(f))
+        .collect();
+    let reference = planned.baseline.object_ref(&());
+    if !repaired.is_empty() && planned.enforcing() {
+        publish(
+            ctx,
+            &reference,
+            EventType::Normal,
+            "Repaired",
+            describe(name, &repaired),
+        )
+        .await;
+    }
+    if !new_drift.is_empty() {
+        publish(
+            ctx,
+            &reference,
+            EventType::Warning,
+            "DriftDetected",
+            describe(name, &new_drift),
+        )
+        .await;
+    }
+}
+
+fn describe(namespace: &str, findings: &[&DriftEntry]) -> String {
+    let items: Vec<String> = findings
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {} {} ({})",
+                reason_word(f.reason),
+                f.kind,
+                f.name,
+                f.check
+            )
+        })
+        .collect();
+    let mut note = format!("namespace {namespace}: {}", items.join("; "));
+    note.truncate(1000);
+    note
+}
+
+fn reason_word(reason: DriftReason) -> &'static str {
+    reason.as_str()
+}
+
+async fn publish(
+    ctx: &Context,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: "Reconcile".to_string(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, reference).await {
+        debug!(%error, "could not publish an Event");
+    }
+}

@@ -1,0 +1,157 @@
+//! The watches that feed the caches, and what each change triggers.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt, TryStreamExt, future, stream};
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::Role;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tracing::warn;
+
+use super::cache::NamespacedIndex;
+use super::context::Context;
+use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, SecurityBaseline};
+use crate::domain::generated::{GeneratedKind, NamespacedObject};
+
+type NamespaceRef = ObjectRef<PartialObjectMeta<Namespace>>;
+
+/// Every change to an object of a generated kind, mapped to its namespace: our objects
+/// (full objects, label-filtered) and the names of everyone's (metadata only).
+pub fn namespace_triggers(
+    client: &Client,
+    ctx: &Context,
+) -> impl Stream<Item = NamespaceRef> + Send + 'static {
+    let index = |kind| ctx.generated.get(&kind).cloned().unwrap_or_default();
+    let names = |kind| ctx.names.get(&kind).cloned().unwrap_or_default();
+    stream::select_all([
+        generated::<NetworkPolicy>(
+            client,
+            index(GeneratedKind::NetworkPolicy),
+            NamespacedObject::NetworkPolicy,
+        ),
+        generated::<Role>(client, index(GeneratedKind::Role), NamespacedObject::Role),
+        generated::<ResourceQuota>(
+            client,
+            index(GeneratedKind::ResourceQuota),
+            NamespacedObject::ResourceQuota,
+        ),
+        generated::<LimitRange>(
+            client,
+            index(GeneratedKind::LimitRange),
+            NamespacedObject::LimitRange,
+        ),
+        object_names::<NetworkPolicy>(client, names(GeneratedKind::NetworkPolicy)),
+        object_names::<Role>(client, names(GeneratedKind::Role)),
+        object_names::<ResourceQuota>(client, names(GeneratedKind::ResourceQuota)),
+        object_names::<LimitRange>(client, names(GeneratedKind::LimitRange)),
+    ])
+}
+
+fn log_and_skip<T>(
+    result: Result<T, watcher::Error>,
+    what: &'static str,
+) -> future::Ready<Option<T>> {
+    future::ready(match result {
+        Ok(value) => Some(value),
+        Err(error) => {
+            warn!(%error, watch = what, "watch failed; retrying with backoff");
+            None
+        }
+    })
+}
+
+fn generated<K>(
+    client: &Client,
+    index: Arc<NamespacedIndex<NamespacedObject>>,
+    wrap: fn(K) -> NamespacedObject,
+) -> stream::BoxStream<'static, NamespaceRef>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + k8s_openapi::Resource
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let config =
+        watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
+    watcher(Api::<K>::all(client.clone()), config)
+        .default_backoff()
+        .map_ok(move |event| {
+            index.apply(&event, |object: &K| {
+                Some((object.namespace()?, object.name_any(), wrap(object.clone())))
+            });
+            event
+        })
+        .touched_objects()
+        .filter_map(|result| log_and_skip(result, K::KIND))
+        .filter_map(|object: K| future::ready(object.namespace().map(|ns| NamespaceRef::new(&ns))))
+        .boxed()
+}
+
+fn object_names<K>(
+    client: &Client,
+    index: Arc<NamespacedIndex<ObjectMeta>>,
+) -> stream::BoxStream<'static, NamespaceRef>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + k8s_openapi::Resource
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    watcher(
+        Api::<PartialObjectMeta<K>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .map_ok(move |event| {
+        index.apply(&event, |object: &PartialObjectMeta<K>| {
+            // Keep only what conflict detection needs: name and labels.
+            let meta = ObjectMeta {
+                name: object.metadata.name.clone(),
+                labels: object.metadata.labels.clone(),
+                ..ObjectMeta::default()
+            };
+            Some((object.namespace()?, object.name_any(), meta))
+        });
+        event
+    })
+    .touched_objects()
+    .filter_map(|result| log_and_skip(result, K::KIND))
+    // Only a name we generate can change a plan (a Conflict appearing or going away).
+    .filter(|object| future::ready(object.name_any().starts_with("baseline-")))
+    .filter_map(|object| future::ready(object.namespace().map(|ns| NamespaceRef::new(&ns))))
+    .boxed()
+}
+
+/// Emits when a baseline's spec, identity or deletion state changes, so every namespace is
+/// re-planned; status writes (which change neither) do not trigger it.
+pub fn baseline_spec_changes(
+    baselines: impl Stream<Item = Arc<SecurityBaseline>> + Send + 'static,
+) -> impl Stream<Item = ()> + Send + 'static {
+    let mut seen: HashMap<String, (Option<String>, Option<i64>, bool)> = HashMap::new();
+    baselines.filter_map(move |baseline| {
+        let key = (
+            baseline.uid(),
+            baseline.metadata.generation,
+            baseline.metadata.deletion_timestamp.is_some(),
+        );
+        let changed = seen.insert(baseline.name_any(), key.clone()) != Some(key);
+        future::ready(changed.then_some(()))
+    })
+}
