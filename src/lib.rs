@@ -6,6 +6,7 @@
 //! - [`domain`]: pure, synchronous functions (desired objects, drift, checks);
 //! - [`controller`] and [`cli`]: the shells that talk to the cluster and the user.
 
+pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod controller;

@@ -1,7 +1,9 @@
 //! The API layer: CRD types (serde + schema + CEL rules), no I/O.
 
+mod node_report;
 mod security_baseline;
 
+pub use node_report::*;
 pub use security_baseline::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -24,7 +26,7 @@ pub const DEFAULT_INSTALL_NAMESPACE: &str = "kube-baseline-system";
 
 /// Every CRD the operator serves, in the order `kube-baseline crd` prints them.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![SecurityBaseline::crd()]
+    vec![SecurityBaseline::crd(), NodeReport::crd()]
 }
 
 /// The YAML `kube-baseline crd` prints and `crds/` holds: every CRD, `---`-separated.

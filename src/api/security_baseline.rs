@@ -556,15 +556,15 @@ pub struct AuditLogSettings {
     /// Minimum --audit-log-maxage in days.
     #[serde(default = "default_max_age")]
     #[schemars(range(min = 0, max = 3650))]
-    pub max_age: u32,
+    pub max_age: i32,
     /// Minimum --audit-log-maxbackup files.
     #[serde(default = "default_max_backup")]
     #[schemars(range(min = 0, max = 1000))]
-    pub max_backup: u32,
+    pub max_backup: i32,
     /// Minimum --audit-log-maxsize in megabytes.
     #[serde(default = "default_max_size")]
     #[schemars(range(min = 0, max = 100000))]
-    pub max_size: u32,
+    pub max_size: i32,
 }
 
 impl Default for AuditLogSettings {
@@ -795,13 +795,13 @@ impl DriftReason {
 fn default_true() -> bool {
     true
 }
-fn default_max_age() -> u32 {
+fn default_max_age() -> i32 {
     30
 }
-fn default_max_backup() -> u32 {
+fn default_max_backup() -> i32 {
     10
 }
-fn default_max_size() -> u32 {
+fn default_max_size() -> i32 {
     100
 }
 

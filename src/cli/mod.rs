@@ -26,6 +26,9 @@ pub enum Command {
     Crd,
     /// Run the controller: keep every SecurityBaseline enforced and its status current.
     Run(crate::controller::RunArgs),
+    /// Run the node agent: observe the kubelet, kube-apiserver and audit policy of this node
+    /// and publish them as its NodeReport (with --enforce, also write the rendered files).
+    Agent(crate::agent::AgentArgs),
 }
 
 /// Exit codes shared by every subcommand: 0 success/compliant, 1 drift, 2 error.
@@ -45,6 +48,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Crd => print_crds(),
         Command::Run(args) => run_async(crate::controller::run(args)),
+        Command::Agent(args) => run_async(crate::agent::run(args)),
     }
 }
 

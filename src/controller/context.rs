@@ -82,10 +82,12 @@ impl Context {
         // The stores only fail to become ready if their writer is dropped, i.e. on shutdown.
         let _ = self.baselines.wait_until_ready().await;
         let _ = self.namespaces.wait_until_ready().await;
-        for index in self.generated.values() {
+        for (kind, index) in &self.generated {
+            tracing::trace!(?kind, "waiting for generated objects cache");
             index.wait_ready().await;
         }
-        for index in self.names.values() {
+        for (kind, index) in &self.names {
+            tracing::trace!(?kind, "waiting for object names cache");
             index.wait_ready().await;
         }
     }

@@ -61,8 +61,6 @@ pub struct RunArgs {
 pub enum RunError {
     #[error("cannot build a Kubernetes client from the kubeconfig or in-cluster config: {0}")]
     Client(#[source] kube::Error),
-    #[error("cannot subscribe to the SecurityBaseline watch")]
-    Subscribe,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
@@ -74,9 +72,12 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
 /// Runs the controller with the given client (tests pass their own).
 pub async fn run_with_client(client: Client, args: RunArgs) -> Result<(), RunError> {
     info!(namespace = %args.namespace, concurrency = args.concurrency, "starting controller");
-    let (baseline_store, baseline_writer) = reflector::store_shared::<SecurityBaseline>(1024);
-    let baselines_for_status = baseline_writer.subscribe().ok_or(RunError::Subscribe)?;
-    let baselines_for_namespaces = baseline_writer.subscribe().ok_or(RunError::Subscribe)?;
+    // One watch of SecurityBaselines feeds the store and fans out to both controllers: the
+    // baseline controller (status, finalizer) and the namespace controller (re-plan every
+    // namespace when a spec changes).
+    let (baseline_store, baseline_writer) = reflector::store::<SecurityBaseline>();
+    let (baseline_events, baselines_for_status) = futures::channel::mpsc::unbounded();
+    let (spec_events, baselines_for_namespaces) = futures::channel::mpsc::unbounded();
     let mut baseline_config = watcher::Config::default();
     if let Some(selector) = &args.baseline_selector {
         baseline_config = baseline_config.labels(selector);
@@ -86,10 +87,16 @@ pub async fn run_with_client(client: Client, args: RunArgs) -> Result<(), RunErr
         baseline_config,
     )
     .default_backoff()
-    .reflect_shared(baseline_writer)
-    .for_each(|event| {
-        if let Err(error) = event {
-            warn!(%error, "SecurityBaseline watch failed; retrying");
+    .reflect(baseline_writer)
+    .applied_objects()
+    .for_each(move |event| {
+        match event {
+            Ok(baseline) => {
+                // Sends fail only once the controllers have shut down.
+                let _ = spec_events.unbounded_send(std::sync::Arc::new(baseline.clone()));
+                let _ = baseline_events.unbounded_send(Ok(baseline));
+            }
+            Err(error) => warn!(%error, "SecurityBaseline watch failed; retrying"),
         }
         future::ready(())
     });
@@ -133,7 +140,7 @@ pub async fn run_with_client(client: Client, args: RunArgs) -> Result<(), RunErr
         .run(namespaces::reconcile, namespaces::error_policy, ctx.clone())
         .for_each(|_| future::ready(()));
 
-    let baseline_controller = Controller::for_shared_stream(baselines_for_status, baseline_store)
+    let baseline_controller = Controller::for_stream(baselines_for_status, baseline_store)
         .reconcile_on(status_requests.map(|name: String| ObjectRef::new(&name)))
         .with_config(ControllerConfig::default().debounce(Duration::from_millis(200)))
         .graceful_shutdown_on(on_shutdown(&shutdown_tx))

@@ -64,8 +64,9 @@ pub async fn reconcile(
     namespace: Arc<PartialObjectMeta<Namespace>>,
     ctx: Arc<Context>,
 ) -> Result<RequeueAction, ReconcileError> {
-    ctx.wait_ready().await;
     let name = namespace.name_any();
+    tracing::trace!(namespace = %name, "namespace reconcile queued");
+    ctx.wait_ready().await;
     let span = info_span!("reconcile_namespace", namespace = %name);
     reconcile_namespace(&name, &namespace, &ctx)
         .instrument(span)

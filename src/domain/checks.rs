@@ -16,7 +16,13 @@ pub struct CheckInfo {
 
 /// Every check the product runs, in documentation order.
 pub fn all() -> Vec<CheckInfo> {
-    let groups: [&[CheckInfo]; 1] = [crate::domain::generated::CHECKS];
+    let groups: [&[CheckInfo]; 5] = [
+        crate::domain::generated::CHECKS,
+        crate::domain::rbac_audit::CHECKS,
+        crate::domain::audit_policy::CHECKS,
+        crate::domain::kubelet::CHECKS,
+        crate::domain::control_plane::CHECKS,
+    ];
     groups.iter().flat_map(|g| g.iter().copied()).collect()
 }
 

@@ -1,0 +1,216 @@
+//! Finding the kubelet and kube-apiserver on the node and reading what their flags point at.
+
+use std::time::SystemTime;
+
+use super::host::{Host, Process, apiserver_args_from_file};
+use super::observe::{ApiServerSources, Found, KubeletSources, NodeSources, SourceFile};
+use crate::domain::control_plane::ProcessFlags;
+
+/// Paths that override discovery (all host paths, resolved under the host root).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostOptions {
+    /// The kubelet's config file, instead of its --config flag.
+    pub kubelet_config: Option<String>,
+    /// The kubelet's drop-in directory, instead of its --config-dir flag.
+    pub kubelet_config_dir: Option<String>,
+    /// The kube-apiserver's flags (static Pod manifest or plain text), instead of its
+    /// command line.
+    pub apiserver_flags_file: Option<String>,
+    /// The audit policy file, instead of the kube-apiserver's --audit-policy-file (it is
+    /// also where --enforce writes the rendered policy).
+    pub audit_policy_file: Option<String>,
+}
+
+/// The kubelet as found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KubeletTarget {
+    /// Arguments after the program name.
+    pub args: Vec<String>,
+    /// Process start, for PendingRestart.
+    pub started: Option<SystemTime>,
+    /// Config file (host path).
+    pub config: Option<String>,
+    /// Drop-in directory (host path).
+    pub config_dir: Option<String>,
+}
+
+/// The kube-apiserver as found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ApiServerTarget {
+    /// Arguments after the program name.
+    pub args: Vec<String>,
+    /// Process start, for PendingRestart.
+    pub started: Option<SystemTime>,
+    /// --audit-policy-file (or the override).
+    pub audit_policy: Option<String>,
+    /// --encryption-provider-config.
+    pub encryption_config: Option<String>,
+    /// --authorization-config.
+    pub authorization_config: Option<String>,
+    /// --authentication-config.
+    pub authentication_config: Option<String>,
+}
+
+/// What runs on the node and where its files are.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Targets {
+    /// The kubelet.
+    pub kubelet: Found<KubeletTarget>,
+    /// The kube-apiserver.
+    pub api_server: Found<ApiServerTarget>,
+    /// Where the audit policy is (the override, else the kube-apiserver's flag).
+    pub audit_policy_path: Option<String>,
+}
+
+fn non_empty(value: Option<&str>) -> Option<String> {
+    value.filter(|v| !v.is_empty()).map(str::to_owned)
+}
+
+/// Finds the processes and the paths their flags (or the overrides) name.
+pub fn discover(host: &Host, options: &HostOptions) -> Targets {
+    let kubelet_files_given =
+        options.kubelet_config.is_some() || options.kubelet_config_dir.is_some();
+    let kubelet = match host.find_process(&["kubelet"]) {
+        Ok(Some(process)) => Found::Found(kubelet_target(process, options)),
+        // Files given explicitly: observe them even without a (visible) process.
+        _ if kubelet_files_given => Found::Found(KubeletTarget {
+            config: options.kubelet_config.clone(),
+            config_dir: options.kubelet_config_dir.clone(),
+            ..KubeletTarget::default()
+        }),
+        Ok(None) => Found::NotFound,
+        Err(message) => Found::Error(message),
+    };
+
+    let process = host.find_process(&["kube-apiserver"]);
+    let api_server = match (&options.apiserver_flags_file, process) {
+        (Some(file), process) => match host
+            .read_text(file)
+            .and_then(|text| apiserver_args_from_file(&text).map_err(|e| format!("{file}: {e}")))
+        {
+            Ok(args) => Found::Found(api_server_target(
+                args,
+                process.ok().flatten().and_then(|p| p.started),
+                options,
+            )),
+            Err(message) => Found::Error(format!("--apiserver-flags-file {message}")),
+        },
+        (None, Ok(Some(process))) => {
+            Found::Found(api_server_target(process.args, process.started, options))
+        }
+        (None, Ok(None)) => Found::NotFound,
+        (None, Err(message)) => Found::Error(message),
+    };
+    let audit_policy_path = match &api_server {
+        Found::Found(target) => target.audit_policy.clone(),
+        _ => options.audit_policy_file.clone(),
+    };
+    Targets {
+        kubelet,
+        api_server,
+        audit_policy_path,
+    }
+}
+
+fn kubelet_target(process: Process, options: &HostOptions) -> KubeletTarget {
+    let flags = ProcessFlags::parse(&process.args);
+    KubeletTarget {
+        config: options
+            .kubelet_config
+            .clone()
+            .or_else(|| non_empty(flags.get("config"))),
+        config_dir: options
+            .kubelet_config_dir
+            .clone()
+            .or_else(|| non_empty(flags.get("config-dir"))),
+        started: process.started,
+        args: process.args,
+    }
+}
+
+fn api_server_target(
+    args: Vec<String>,
+    started: Option<SystemTime>,
+    options: &HostOptions,
+) -> ApiServerTarget {
+    let flags = ProcessFlags::parse(&args);
+    ApiServerTarget {
+        audit_policy: options
+            .audit_policy_file
+            .clone()
+            .or_else(|| non_empty(flags.get("audit-policy-file"))),
+        encryption_config: non_empty(flags.get("encryption-provider-config")),
+        authorization_config: non_empty(flags.get("authorization-config")),
+        authentication_config: non_empty(flags.get("authentication-config")),
+        args,
+        started,
+    }
+}
+
+/// Reads one host file for a process that started at `started`.
+fn source_file(host: &Host, path: &str, started: Option<SystemTime>) -> SourceFile {
+    SourceFile {
+        path: path.to_owned(),
+        text: host.read_text(path),
+        changed_after_start: changed_after(host, path, started),
+    }
+}
+
+/// Whether a file was modified after the process started (so the process, which reads it
+/// only at start, may not use its content yet). Unknown times count as not changed.
+fn changed_after(host: &Host, path: &str, started: Option<SystemTime>) -> bool {
+    match (host.mtime(path), started) {
+        (Some(modified), Some(started)) => modified > started,
+        _ => false,
+    }
+}
+
+/// Reads every file the targets point at.
+pub fn read_sources(host: &Host, node_name: &str, targets: &Targets) -> NodeSources {
+    let kubelet = match &targets.kubelet {
+        Found::NotFound => Found::NotFound,
+        Found::Error(message) => Found::Error(message.clone()),
+        Found::Found(target) => Found::Found(KubeletSources {
+            args: target.args.clone(),
+            config: target
+                .config
+                .as_deref()
+                .map(|path| source_file(host, path, target.started)),
+            config_dir: target.config_dir.clone(),
+            drop_ins: match &target.config_dir {
+                None => Ok(Vec::new()),
+                Some(dir) => host.list_drop_ins(dir).map(|files| {
+                    files
+                        .into_iter()
+                        .map(|(relative, path)| SourceFile {
+                            path: relative,
+                            ..source_file(host, &path, target.started)
+                        })
+                        .collect()
+                }),
+            },
+        }),
+    };
+    let api_server = match &targets.api_server {
+        Found::NotFound => Found::NotFound,
+        Found::Error(message) => Found::Error(message.clone()),
+        Found::Found(target) => {
+            let read = |path: &Option<String>| {
+                path.as_deref()
+                    .map(|path| source_file(host, path, target.started))
+            };
+            Found::Found(ApiServerSources {
+                args: target.args.clone(),
+                audit_policy: read(&target.audit_policy),
+                encryption_config: read(&target.encryption_config),
+                authorization_config: read(&target.authorization_config),
+                authentication_config: read(&target.authentication_config),
+            })
+        }
+    };
+    NodeSources {
+        node_name: node_name.to_owned(),
+        kubelet,
+        api_server,
+    }
+}

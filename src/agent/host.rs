@@ -1,0 +1,341 @@
+//! Access to the node's filesystem and processes, under a configurable host root.
+//!
+//! In the DaemonSet the host's `/` is mounted at the host root (e.g. `/host`) and
+//! `<root>/proc` shows the host's processes (hostPID). Every path the agent reads from a
+//! process's flags is a *host* path and is resolved under the root here, so tests build a
+//! fake host in a temporary directory and the same code runs against it.
+//!
+//! Paths inside a containerized kube-apiserver (a static pod) are assumed to be mounted at
+//! the same host path, as kubeadm does; otherwise give the agent `--audit-policy-file`.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+/// Clock ticks per second of /proc/<pid>/stat times (USER_HZ). The kernel exports 100 on
+/// every architecture Kubernetes supports; reading sysconf(_SC_CLK_TCK) would need libc.
+const USER_HZ: u64 = 100;
+
+/// Errors writing files on the host (reads report their errors as observations instead).
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// Writing, syncing or renaming failed.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// Host path.
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Removing a stale file failed.
+    #[error("cannot remove {path}: {source}")]
+    Remove {
+        /// Host path.
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The node's filesystem and process table, seen from the agent.
+#[derive(Debug, Clone)]
+pub struct Host {
+    root: PathBuf,
+}
+
+/// A running process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Process {
+    /// Its PID (in the host's PID namespace).
+    pub pid: u32,
+    /// Arguments after the program name (and after the subcommand for hyperkube).
+    pub args: Vec<String>,
+    /// When it started, if /proc says.
+    pub started: Option<SystemTime>,
+}
+
+impl Host {
+    /// A host whose `/` is at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The agent-side path of a host path. Relative host paths are taken relative to the
+    /// host's `/` (the kubelet and kube-apiserver run from `/`).
+    pub fn resolve(&self, host_path: &str) -> PathBuf {
+        self.root.join(host_path.trim_start_matches('/'))
+    }
+
+    /// Finds the process whose program is one of `names` (`kubelet`, `kube-apiserver`),
+    /// also as a hyperkube subcommand. The lowest PID wins when several match (the oldest,
+    /// typically; a second kubelet on one node is not a supported setup).
+    pub fn find_process(&self, names: &[&str]) -> Result<Option<Process>, String> {
+        let proc_dir = self.resolve("/proc");
+        let entries = fs::read_dir(&proc_dir)
+            .map_err(|err| format!("cannot list {}: {err}", proc_dir.display()))?;
+        let mut pids: Vec<u32> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+            .collect();
+        pids.sort_unstable();
+        for pid in pids {
+            // Processes come and go while we look: an unreadable cmdline is skipped.
+            let Ok(raw) = fs::read(proc_dir.join(pid.to_string()).join("cmdline")) else {
+                continue;
+            };
+            let Some(args) = match_cmdline(&raw, names) else {
+                continue;
+            };
+            return Ok(Some(Process {
+                pid,
+                args,
+                started: self.process_start(pid),
+            }));
+        }
+        Ok(None)
+    }
+
+    /// When a process started: boot time (`btime` of /proc/stat) plus field 22 of
+    /// /proc/<pid>/stat (clock ticks since boot).
+    pub fn process_start(&self, pid: u32) -> Option<SystemTime> {
+        let stat = fs::read_to_string(self.resolve(&format!("/proc/{pid}/stat"))).ok()?;
+        let boot = fs::read_to_string(self.resolve("/proc/stat")).ok()?;
+        start_time(&stat, &boot)
+    }
+
+    /// A host file's text; the error is a message naming the host path.
+    pub fn read_text(&self, host_path: &str) -> Result<String, String> {
+        fs::read_to_string(self.resolve(host_path))
+            .map_err(|err| format!("cannot read {host_path}: {err}"))
+    }
+
+    /// A host file's modification time.
+    pub fn mtime(&self, host_path: &str) -> Option<SystemTime> {
+        fs::metadata(self.resolve(host_path))
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
+    /// The kubelet's drop-ins: every file under `dir` (recursively, as the kubelet's
+    /// filepath.WalkDir) whose name ends in `.conf`, as (path relative to `dir`, host path).
+    pub fn list_drop_ins(&self, dir: &str) -> Result<Vec<(String, String)>, String> {
+        let mut found = Vec::new();
+        self.walk(dir, "", &mut found)?;
+        Ok(found)
+    }
+
+    fn walk(
+        &self,
+        dir: &str,
+        relative: &str,
+        found: &mut Vec<(String, String)>,
+    ) -> Result<(), String> {
+        let host_dir = if relative.is_empty() {
+            dir.to_owned()
+        } else {
+            format!("{}/{relative}", dir.trim_end_matches('/'))
+        };
+        let entries = fs::read_dir(self.resolve(&host_dir))
+            .map_err(|err| format!("cannot list kubelet --config-dir {host_dir}: {err}"))?;
+        let mut names: Vec<(String, bool)> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let is_dir = e.file_type().ok()?.is_dir();
+                Some((e.file_name().to_str()?.to_owned(), is_dir))
+            })
+            .collect();
+        names.sort();
+        for (name, is_dir) in names {
+            let rel = if relative.is_empty() {
+                name.clone()
+            } else {
+                format!("{relative}/{name}")
+            };
+            if is_dir {
+                self.walk(dir, &rel, found)?;
+            } else if name.ends_with(".conf") {
+                found.push((rel.clone(), format!("{}/{rel}", dir.trim_end_matches('/'))));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a host file atomically: a temporary file in the same directory, synced, then
+    /// renamed over the target, so the kubelet or kube-apiserver never reads half a file.
+    /// An existing file's permissions are kept; a new file is 0600 (root reads it).
+    pub fn write_atomic(&self, host_path: &str, content: &str) -> Result<(), HostError> {
+        let target = self.resolve(host_path);
+        let err = |source| HostError::Write {
+            path: host_path.to_owned(),
+            source,
+        };
+        let dir = target.parent().unwrap_or(Path::new("/"));
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temp = dir.join(format!(".{name}.kube-baseline.tmp"));
+        let mode = fs::metadata(&target)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0o600);
+        let result = (|| {
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&temp)?;
+            file.set_permissions(fs::Permissions::from_mode(mode))?;
+            file.write_all(content.as_bytes())?;
+            file.sync_all()?;
+            fs::rename(&temp, &target)?;
+            if let Ok(dir) = fs::File::open(dir) {
+                // Persist the rename; failing to sync a directory is not worth an error.
+                let _ = dir.sync_all();
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        result.map_err(err)
+    }
+
+    /// Removes a host file (a drop-in no baseline wants any more).
+    pub fn remove(&self, host_path: &str) -> Result<(), HostError> {
+        fs::remove_file(self.resolve(host_path)).map_err(|source| HostError::Remove {
+            path: host_path.to_owned(),
+            source,
+        })
+    }
+}
+
+/// The arguments of a process whose program (or hyperkube subcommand) is one of `names`.
+fn match_cmdline(raw: &[u8], names: &[&str]) -> Option<Vec<String>> {
+    let mut argv: Vec<String> = raw
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    if argv.last().is_some_and(String::is_empty) {
+        argv.pop();
+    }
+    let program = argv.first()?;
+    let base = program.rsplit('/').next().unwrap_or(program);
+    if names.contains(&base) {
+        return Some(argv.split_off(1));
+    }
+    if base == "hyperkube" && argv.get(1).is_some_and(|sub| names.contains(&sub.as_str())) {
+        return Some(argv.split_off(2));
+    }
+    None
+}
+
+/// Process start from the text of /proc/<pid>/stat and /proc/stat.
+fn start_time(stat: &str, proc_stat: &str) -> Option<SystemTime> {
+    // The command name (field 2) may contain spaces and parentheses: fields after it
+    // start after the last ')'. starttime is field 22, i.e. the 20th after the ')'.
+    let after = &stat[stat.rfind(')')? + 1..];
+    let ticks: u64 = after.split_whitespace().nth(19)?.parse().ok()?;
+    let btime: u64 = proc_stat
+        .lines()
+        .find_map(|line| line.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let millis = btime
+        .checked_mul(1000)?
+        .checked_add(ticks.checked_mul(1000)? / USER_HZ)?;
+    UNIX_EPOCH.checked_add(Duration::from_millis(millis))
+}
+
+/// kube-apiserver arguments from a file given with --apiserver-flags-file: its static Pod
+/// manifest (the kube-apiserver container's command and args), or plain text with one
+/// argument per line or separated by spaces (a leading program name is dropped).
+pub fn apiserver_args_from_file(text: &str) -> Result<Vec<String>, String> {
+    if let Ok(Value::Object(manifest)) = serde_saphyr::from_str::<Value>(text)
+        && manifest.get("kind").and_then(Value::as_str) == Some("Pod")
+    {
+        let containers = manifest
+            .get("spec")
+            .and_then(|s| s.get("containers"))
+            .and_then(Value::as_array)
+            .ok_or("the Pod manifest has no spec.containers")?;
+        let container = containers
+            .iter()
+            .find(|c| c.get("name").and_then(Value::as_str) == Some("kube-apiserver"))
+            .or_else(|| containers.first())
+            .ok_or("the Pod manifest has no containers")?;
+        let strings = |key: &str| -> Vec<String> {
+            container
+                .get(key)
+                .and_then(Value::as_array)
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut args = strings("command");
+        if args.first().is_some_and(|a| !a.starts_with('-')) {
+            args.remove(0);
+        }
+        args.extend(strings("args"));
+        return Ok(args);
+    }
+    let mut args: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+    if args.first().is_some_and(|a| !a.starts_with('-')) {
+        args.remove(0);
+    }
+    Ok(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_reads_field_22_after_the_command_name() {
+        let stat = "4242 (kube api (x)) S 1 4242 4242 0 -1 4194560 1 2 3 4 5 6 7 8 20 0 12 0 12345 1000 200";
+        let start = start_time(stat, "cpu 1 2 3\nbtime 1700000000\nprocesses 9\n");
+        assert_eq!(
+            start,
+            Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + 123_450))
+        );
+        assert_eq!(start_time("garbage", "btime 1"), None);
+    }
+
+    #[test]
+    fn cmdline_matches_program_basename_and_hyperkube() {
+        let raw = b"/usr/bin/kubelet\0--config=/var/lib/kubelet/config.yaml\0";
+        assert_eq!(
+            match_cmdline(raw, &["kubelet"]),
+            Some(vec!["--config=/var/lib/kubelet/config.yaml".to_owned()])
+        );
+        let raw = b"/hyperkube\0kubelet\0--v=2\0";
+        assert_eq!(
+            match_cmdline(raw, &["kubelet"]),
+            Some(vec!["--v=2".to_owned()])
+        );
+        assert_eq!(match_cmdline(b"/bin/kubeletctl\0", &["kubelet"]), None);
+        assert_eq!(match_cmdline(b"", &["kubelet"]), None);
+    }
+
+    #[test]
+    fn apiserver_args_come_from_a_static_pod_or_plain_text() {
+        let manifest = "apiVersion: v1\nkind: Pod\nmetadata: {name: kube-apiserver}\nspec:\n  containers:\n  - name: kube-apiserver\n    command:\n    - kube-apiserver\n    - --authorization-mode=Node,RBAC\n    - --anonymous-auth=false\n";
+        assert_eq!(
+            apiserver_args_from_file(manifest).unwrap(),
+            ["--authorization-mode=Node,RBAC", "--anonymous-auth=false"]
+        );
+        assert_eq!(
+            apiserver_args_from_file("kube-apiserver --a=1\n--b 2\n").unwrap(),
+            ["--a=1", "--b", "2"]
+        );
+    }
+}

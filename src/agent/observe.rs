@@ -1,0 +1,466 @@
+//! From what was read on a node (process arguments and file texts) to a [`NodeReportSpec`].
+//!
+//! Pure: no I/O happens here, so `kube-baseline check` builds the same observations from
+//! files a user gives it ([`NodeSources`] with [`SourceFile::text`]) and gets exactly the
+//! verdicts the controller would reach from an agent's report.
+
+use kube::CustomResourceExt;
+use serde_json::Value;
+
+use crate::api::{
+    ApiServerObservation, AuditPolicyObservation, AuthenticationConfigObservation,
+    AuthorizationConfigObservation, EncryptionObservation, KubeletObservation, NodeReport,
+    NodeReportSpec, ObservationState, ObservedFlag,
+};
+use crate::domain::control_plane::{
+    API_SERVER_FLAGS, ProcessFlags, authentication_config_anonymous,
+    authorization_config_authorizers, secrets_providers, truncate,
+};
+use crate::domain::{audit_policy, kubelet};
+
+/// Longest message or path reported (the NodeReport schema's bounds).
+const MESSAGE_MAX: usize = 1024;
+const PATH_MAX: usize = 4096;
+
+/// A file a flag points at: its host path and its text, or why it could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    /// Host path (as the flag gives it).
+    pub path: String,
+    /// The text, or a message saying why it is unreadable.
+    pub text: Result<String, String>,
+    /// The file changed after the process that reads it started.
+    pub changed_after_start: bool,
+}
+
+impl SourceFile {
+    /// A file read successfully (what `check` builds from user-supplied files).
+    pub fn text(path: impl Into<String>, text: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            text: Ok(text.into()),
+            changed_after_start: false,
+        }
+    }
+}
+
+/// What was read about the kubelet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeletSources {
+    /// Its arguments (after the program name); empty when only files were given.
+    pub args: Vec<String>,
+    /// The --config file (or the agent's --kubelet-config).
+    pub config: Option<SourceFile>,
+    /// The --config-dir (host path).
+    pub config_dir: Option<String>,
+    /// Every `*.conf` file in --config-dir, path relative to it; Err when the directory
+    /// could not be listed.
+    pub drop_ins: Result<Vec<SourceFile>, String>,
+}
+
+impl Default for KubeletSources {
+    fn default() -> Self {
+        Self {
+            args: Vec::new(),
+            config: None,
+            config_dir: None,
+            drop_ins: Ok(Vec::new()),
+        }
+    }
+}
+
+/// What was read about the kube-apiserver.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ApiServerSources {
+    /// Its arguments (after the program name).
+    pub args: Vec<String>,
+    /// The --audit-policy-file (or the agent's --audit-policy-file).
+    pub audit_policy: Option<SourceFile>,
+    /// The --encryption-provider-config.
+    pub encryption_config: Option<SourceFile>,
+    /// The --authorization-config.
+    pub authorization_config: Option<SourceFile>,
+    /// The --authentication-config.
+    pub authentication_config: Option<SourceFile>,
+}
+
+/// How a component was found on the node.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Found<T> {
+    /// Not running here (and no files given for it).
+    #[default]
+    NotFound,
+    /// Looking for it failed (e.g. /proc unreadable).
+    Error(String),
+    /// Found; what was read.
+    Found(T),
+}
+
+/// Everything read on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeSources {
+    /// The node's name.
+    pub node_name: String,
+    /// The kubelet.
+    pub kubelet: Found<KubeletSources>,
+    /// The kube-apiserver.
+    pub api_server: Found<ApiServerSources>,
+}
+
+/// Builds the observations of one node. Never fails: what cannot be read or parsed becomes
+/// an Error observation with a message, which the checks report as Unknown.
+pub fn observe(sources: &NodeSources) -> NodeReportSpec {
+    let mut report = NodeReportSpec {
+        node_name: sources.node_name.clone(),
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        enforce: false,
+        kubelet: match &sources.kubelet {
+            Found::NotFound => KubeletObservation {
+                state: ObservationState::NotFound,
+                message: "no kubelet process found on the node".to_owned(),
+                ..KubeletObservation::default()
+            },
+            Found::Error(message) => KubeletObservation {
+                state: ObservationState::Error,
+                message: truncate(message.clone(), MESSAGE_MAX),
+                ..KubeletObservation::default()
+            },
+            Found::Found(kubelet) => observe_kubelet(kubelet),
+        },
+        api_server: match &sources.api_server {
+            Found::NotFound => ApiServerObservation::default(),
+            Found::Error(message) => ApiServerObservation {
+                state: ObservationState::Error,
+                message: truncate(message.clone(), MESSAGE_MAX),
+                ..ApiServerObservation::default()
+            },
+            Found::Found(api) => observe_api_server(api),
+        },
+        enforcement: Vec::new(),
+    };
+    fit_to_schema(&mut report);
+    report
+}
+
+fn kubelet_error(kubelet: &KubeletSources, message: String) -> KubeletObservation {
+    KubeletObservation {
+        state: ObservationState::Error,
+        message: truncate(message, MESSAGE_MAX),
+        config_file: kubelet
+            .config
+            .as_ref()
+            .map(|c| truncate(c.path.clone(), PATH_MAX))
+            .unwrap_or_default(),
+        config_dir: truncate(kubelet.config_dir.clone().unwrap_or_default(), PATH_MAX),
+        ..KubeletObservation::default()
+    }
+}
+
+fn observe_kubelet(kubelet: &KubeletSources) -> KubeletObservation {
+    let flags = ProcessFlags::parse(&kubelet.args);
+    let config_text = match &kubelet.config {
+        None => None,
+        Some(file) => match &file.text {
+            Ok(text) => Some(text.as_str()),
+            Err(message) => {
+                return kubelet_error(kubelet, format!("kubelet --config: {message}"));
+            }
+        },
+    };
+    let drop_ins = match &kubelet.drop_ins {
+        Ok(files) => files,
+        Err(message) => return kubelet_error(kubelet, message.clone()),
+    };
+    let mut texts = Vec::with_capacity(drop_ins.len());
+    for file in drop_ins {
+        match &file.text {
+            Ok(text) => texts.push((file.path.clone(), text.clone())),
+            Err(message) => {
+                return kubelet_error(kubelet, format!("kubelet drop-in: {message}"));
+            }
+        }
+    }
+    let effective = match kubelet::effective_config(config_text, &texts, &flags) {
+        Ok(effective) => effective,
+        Err(err) => return kubelet_error(kubelet, err.to_string()),
+    };
+    let mut names: Vec<String> = drop_ins.iter().map(|f| f.path.clone()).collect();
+    names.sort_by(|a, b| kubelet::drop_in_order(a, b));
+    KubeletObservation {
+        state: ObservationState::Observed,
+        message: String::new(),
+        config_file: kubelet
+            .config
+            .as_ref()
+            .map(|c| truncate(c.path.clone(), PATH_MAX))
+            .unwrap_or_default(),
+        config_dir: truncate(kubelet.config_dir.clone().unwrap_or_default(), PATH_MAX),
+        drop_ins: names,
+        settings: kubelet::settings_of(&effective.config),
+        origins: kubelet::origins_list(&effective.origins),
+        pending_restart: kubelet.config.iter().any(|c| c.changed_after_start)
+            || drop_ins.iter().any(|f| f.changed_after_start),
+    }
+}
+
+fn observe_api_server(api: &ApiServerSources) -> ApiServerObservation {
+    let flags = ProcessFlags::parse(&api.args);
+    let observed_flags = flags
+        .select(API_SERVER_FLAGS)
+        .into_iter()
+        .map(|(name, value)| ObservedFlag {
+            name,
+            value: truncate(value, PATH_MAX),
+        })
+        .collect();
+    let audit_policy = observe_policy(api.audit_policy.as_ref());
+    let encryption = observe_encryption(api.encryption_config.as_ref());
+    ApiServerObservation {
+        state: ObservationState::Observed,
+        message: String::new(),
+        flags: observed_flags,
+        pending_restart: audit_policy.pending_restart || encryption.pending_restart,
+        audit_policy,
+        encryption,
+        authorization_config: observe_authorization(api.authorization_config.as_ref()),
+        authentication_config: observe_authentication(api.authentication_config.as_ref()),
+    }
+}
+
+/// (state, message) of a file read, with its text when Observed.
+fn read(file: Option<&SourceFile>) -> (ObservationState, String, String, Option<&str>) {
+    match file {
+        None => (
+            ObservationState::NotFound,
+            String::new(),
+            String::new(),
+            None,
+        ),
+        Some(file) => {
+            let path = truncate(file.path.clone(), PATH_MAX);
+            match &file.text {
+                Ok(text) => (ObservationState::Observed, String::new(), path, Some(text)),
+                Err(message) => (
+                    ObservationState::Error,
+                    truncate(message.clone(), MESSAGE_MAX),
+                    path,
+                    None,
+                ),
+            }
+        }
+    }
+}
+
+fn observe_policy(file: Option<&SourceFile>) -> AuditPolicyObservation {
+    let (state, message, path, text) = read(file);
+    let pending_restart = file.is_some_and(|f| f.changed_after_start);
+    let Some(text) = text else {
+        return AuditPolicyObservation {
+            state,
+            message,
+            path,
+            ..AuditPolicyObservation::default()
+        };
+    };
+    match audit_policy::parse_policy(text) {
+        Ok(policy) => AuditPolicyObservation {
+            state: ObservationState::Observed,
+            message: String::new(),
+            path,
+            managed: audit_policy::is_managed(text),
+            omit_stages: policy.omit_stages,
+            omit_managed_fields: policy.omit_managed_fields,
+            rules: policy.rules,
+            pending_restart,
+        },
+        Err(err) => AuditPolicyObservation {
+            state: ObservationState::Error,
+            message: truncate(err.to_string(), MESSAGE_MAX),
+            path,
+            ..AuditPolicyObservation::default()
+        },
+    }
+}
+
+fn observe_encryption(file: Option<&SourceFile>) -> EncryptionObservation {
+    let (state, message, path, text) = read(file);
+    let Some(text) = text else {
+        return EncryptionObservation {
+            state,
+            message,
+            path,
+            ..EncryptionObservation::default()
+        };
+    };
+    match secrets_providers(text) {
+        Ok(providers) => EncryptionObservation {
+            state: ObservationState::Observed,
+            message: String::new(),
+            path,
+            secrets_providers: providers.into_iter().map(|p| truncate(p, 32)).collect(),
+            pending_restart: file.is_some_and(|f| f.changed_after_start),
+        },
+        Err(err) => EncryptionObservation {
+            state: ObservationState::Error,
+            message: truncate(err.to_string(), MESSAGE_MAX),
+            path,
+            ..EncryptionObservation::default()
+        },
+    }
+}
+
+fn observe_authorization(file: Option<&SourceFile>) -> AuthorizationConfigObservation {
+    let (state, message, path, text) = read(file);
+    let Some(text) = text else {
+        return AuthorizationConfigObservation {
+            state,
+            message,
+            path,
+            ..AuthorizationConfigObservation::default()
+        };
+    };
+    match authorization_config_authorizers(text) {
+        Ok(authorizers) => AuthorizationConfigObservation {
+            state: ObservationState::Observed,
+            message: String::new(),
+            path,
+            authorizers: authorizers.into_iter().map(|a| truncate(a, 64)).collect(),
+        },
+        Err(err) => AuthorizationConfigObservation {
+            state: ObservationState::Error,
+            message: truncate(err.to_string(), MESSAGE_MAX),
+            path,
+            ..AuthorizationConfigObservation::default()
+        },
+    }
+}
+
+fn observe_authentication(file: Option<&SourceFile>) -> AuthenticationConfigObservation {
+    let (state, message, path, text) = read(file);
+    let Some(text) = text else {
+        return AuthenticationConfigObservation {
+            state,
+            message,
+            path,
+            ..AuthenticationConfigObservation::default()
+        };
+    };
+    match authentication_config_anonymous(text) {
+        Ok(anonymous) => AuthenticationConfigObservation {
+            state: ObservationState::Observed,
+            message: String::new(),
+            path,
+            anonymous_enabled: anonymous.map(|(enabled, _)| enabled),
+            anonymous_conditions: anonymous
+                .map(|(_, conditions)| i32::try_from(conditions).unwrap_or(i32::MAX))
+                .unwrap_or(0),
+        },
+        Err(err) => AuthenticationConfigObservation {
+            state: ObservationState::Error,
+            message: truncate(err.to_string(), MESSAGE_MAX),
+            path,
+            ..AuthenticationConfigObservation::default()
+        },
+    }
+}
+
+/// Where an observation exceeds the NodeReport schema's bounds (maxItems, maxLength),
+/// as `.path: what` lines. The API server would reject such a report outright, so
+/// [`fit_to_schema`] turns the offending observation into an Error instead.
+pub fn schema_violations(report: &NodeReportSpec) -> Vec<String> {
+    let crd = NodeReport::crd();
+    let schema = crd
+        .spec
+        .versions
+        .first()
+        .and_then(|v| v.schema.as_ref())
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .and_then(|s| serde_json::to_value(s).ok())
+        .and_then(|s| s.pointer("/properties/spec").cloned())
+        .unwrap_or(Value::Null);
+    let value = serde_json::to_value(report).unwrap_or(Value::Null);
+    let mut out = Vec::new();
+    walk_bounds(&schema, &value, "", &mut out);
+    out
+}
+
+fn walk_bounds(schema: &Value, value: &Value, path: &str, out: &mut Vec<String>) {
+    let limit = |key: &str| schema.get(key).and_then(Value::as_u64);
+    match value {
+        Value::String(s) => {
+            if let Some(max) = limit("maxLength")
+                && s.chars().count() as u64 > max
+            {
+                out.push(format!("{path}: longer than {max} characters"));
+            }
+        }
+        Value::Array(items) => {
+            if let Some(max) = limit("maxItems")
+                && items.len() as u64 > max
+            {
+                out.push(format!("{path}: more than {max} items"));
+            }
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    walk_bounds(item_schema, item, &format!("{path}[{i}]"), out);
+                }
+            }
+        }
+        Value::Object(map) => {
+            if let Some(max) = limit("maxProperties")
+                && map.len() as u64 > max
+            {
+                out.push(format!("{path}: more than {max} properties"));
+            }
+            for (key, item) in map {
+                let child = schema
+                    .get("properties")
+                    .and_then(|p| p.get(key))
+                    .or_else(|| schema.get("additionalProperties"));
+                if let Some(child) = child {
+                    walk_bounds(child, item, &format!("{path}.{key}"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Replaces observations that exceed the schema's bounds with Error observations saying so
+/// (e.g. a live audit policy of 300 rules), so the report can always be published.
+pub fn fit_to_schema(report: &mut NodeReportSpec) {
+    for _ in 0..3 {
+        let violations = schema_violations(report);
+        let Some(first) = violations.first() else {
+            return;
+        };
+        let message = truncate(
+            format!("too large to report: {}", violations.join("; ")),
+            MESSAGE_MAX,
+        );
+        if first.starts_with(".apiServer.auditPolicy") {
+            let policy = &mut report.api_server.audit_policy;
+            *policy = AuditPolicyObservation {
+                state: ObservationState::Error,
+                message,
+                path: std::mem::take(&mut policy.path),
+                ..AuditPolicyObservation::default()
+            };
+        } else if first.starts_with(".apiServer") {
+            report.api_server = ApiServerObservation {
+                state: ObservationState::Error,
+                message,
+                ..ApiServerObservation::default()
+            };
+        } else if first.starts_with(".kubelet") {
+            report.kubelet = KubeletObservation {
+                state: ObservationState::Error,
+                message,
+                ..KubeletObservation::default()
+            };
+        } else {
+            report.enforcement.clear();
+            report.node_name = truncate(std::mem::take(&mut report.node_name), 253);
+        }
+    }
+}

@@ -1,0 +1,706 @@
+//! The agent against a fake host built in a temporary directory: fake /proc entries for
+//! the kubelet and kube-apiserver, and the files their flags point at.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::*;
+use crate::api::{
+    AuditPolicySettings, AuditProfile, DriftReason, EnforcementState, EnforcementTarget,
+    KubeletAuthorizationMode, ObservationState, SecurityBaselineSpec,
+};
+use crate::domain::{audit_policy, control_plane};
+
+macro_rules! fixture {
+    ($name:literal) => {
+        include_str!(concat!("../../tests/fixtures/nodes/", $name))
+    };
+}
+
+const KUBELET_PID: u32 = 812;
+const APISERVER_PID: u32 = 1404;
+const POLICY_PATH: &str = "/etc/kubernetes/audit/policy.yaml";
+/// 2020-01-01: mtime of every file the tests write.
+const FILES_2020: u64 = 1_577_836_800;
+/// 2021-01-01: boot time of the fake host.
+const BOOT_2021: u64 = 1_609_459_200;
+
+/// A fake host root; removed when dropped.
+struct FakeHost {
+    root: PathBuf,
+}
+
+impl FakeHost {
+    fn new(name: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let root = std::env::temp_dir().join(format!(
+            "kube-baseline-agent-{name}-{}-{}-{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        fs::create_dir_all(root.join("proc")).unwrap();
+        let host = Self { root };
+        // Booted in 2021: the fake processes started after the fixture files (2020) and
+        // before anything the agent writes (now).
+        host.boot_time(BOOT_2021);
+        host
+    }
+
+    fn host(&self) -> Host {
+        Host::new(&self.root)
+    }
+
+    fn path(&self, host_path: &str) -> PathBuf {
+        self.root.join(host_path.trim_start_matches('/'))
+    }
+
+    /// Writes a host file dated 2020-01-01 (older than the fake processes).
+    fn file(&self, host_path: &str, content: &str) -> &Self {
+        let path = self.path(host_path);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, content).unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(UNIX_EPOCH + Duration::from_secs(FILES_2020))
+            .unwrap();
+        self
+    }
+
+    fn read(&self, host_path: &str) -> String {
+        fs::read_to_string(self.path(host_path)).unwrap()
+    }
+
+    fn boot_time(&self, btime: u64) {
+        self.file(
+            "/proc/stat",
+            &format!("cpu  1 2 3 4\nbtime {btime}\nprocesses 99\n"),
+        );
+    }
+
+    /// A process: /proc/<pid>/cmdline from one argument per line, /proc/<pid>/stat
+    /// saying it started 100 s after boot.
+    fn process(&self, pid: u32, cmdline: &str) -> &Self {
+        let raw: String = cmdline.lines().map(|arg| format!("{arg}\0")).collect();
+        self.file(&format!("/proc/{pid}/cmdline"), &raw);
+        self.file(
+            &format!("/proc/{pid}/stat"),
+            &format!(
+                "{pid} (proc) S 1 {pid} {pid} 0 -1 4194560 1 2 3 4 5 6 7 8 20 0 12 0 10000 1000 200"
+            ),
+        );
+        self
+    }
+
+    /// A kubeadm control-plane node: kubelet with config and drop-ins, kube-apiserver with
+    /// hardened flags, its audit policy and encryption config.
+    fn control_plane(name: &str) -> Self {
+        let host = Self::new(name);
+        host.process(KUBELET_PID, fixture!("kubelet/kubeadm-cmdline.txt"))
+            .process(APISERVER_PID, fixture!("apiserver/hardened-cmdline.txt"))
+            .process(1, "/sbin/init\n")
+            .file(
+                "/var/lib/kubelet/config.yaml",
+                fixture!("kubelet/kubeadm-config.yaml"),
+            )
+            .file(
+                "/etc/kubernetes/kubelet.conf.d/10-hardening.conf",
+                fixture!("kubelet/kubelet.conf.d/10-hardening.conf"),
+            )
+            .file(
+                "/etc/kubernetes/kubelet.conf.d/20-debug.conf",
+                fixture!("kubelet/kubelet.conf.d/20-debug.conf"),
+            )
+            .file(
+                "/etc/kubernetes/kubelet.conf.d/nested/30-late.conf",
+                fixture!("kubelet/kubelet.conf.d/nested/30-late.conf"),
+            )
+            .file("/etc/kubernetes/kubelet.conf.d/README", "not a drop-in\n")
+            .file(
+                "/etc/kubernetes/kubelet.conf.d/15-disabled.conf.bak",
+                fixture!("kubelet/kubelet.conf.d/15-disabled.conf.bak"),
+            )
+            .file(POLICY_PATH, fixture!("audit/strong-policy.yaml"))
+            .file(
+                "/etc/kubernetes/enc/encryption.yaml",
+                fixture!("encryption/aescbc.yaml"),
+            );
+        // /proc entries that are not processes, or vanish, are skipped.
+        host.file("/proc/self/cmdline", "");
+        fs::create_dir_all(host.path("/proc/77")).unwrap();
+        host
+    }
+}
+
+impl Drop for FakeHost {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+fn run(host: &FakeHost, desired: &Desired, enforce: bool) -> PassOutcome {
+    pass(
+        &host.host(),
+        &HostOptions::default(),
+        "cp-1",
+        desired,
+        enforce,
+    )
+}
+
+fn baseline_policy(profile: AuditProfile) -> String {
+    audit_policy::render_policy_yaml(&AuditPolicySettings {
+        profile,
+        ..AuditPolicySettings::default()
+    })
+    .unwrap()
+}
+
+fn hardened_drop_in() -> String {
+    kubelet::render_drop_in(&KubeletSettings {
+        anonymous_auth: Some(false),
+        read_only_port: Some(0),
+        seccomp_default: Some(true),
+        authorization_mode: Some(KubeletAuthorizationMode::Webhook),
+        ..KubeletSettings::default()
+    })
+    .unwrap()
+    .unwrap()
+}
+
+#[test]
+fn discovers_kubelet_and_apiserver_from_proc_and_reads_their_files() {
+    let host = FakeHost::control_plane("discover");
+    let report = run(&host, &Desired::default(), false).report;
+
+    assert_eq!(report.node_name, "cp-1");
+    let kubelet = &report.kubelet;
+    assert_eq!(
+        kubelet.state,
+        ObservationState::Observed,
+        "{}",
+        kubelet.message
+    );
+    assert_eq!(kubelet.config_file, "/var/lib/kubelet/config.yaml");
+    assert_eq!(kubelet.config_dir, "/etc/kubernetes/kubelet.conf.d");
+    assert_eq!(
+        kubelet.drop_ins,
+        ["10-hardening.conf", "20-debug.conf", "nested/30-late.conf"]
+    );
+    assert_eq!(
+        kubelet.settings.anonymous_auth,
+        Some(true),
+        "20-debug.conf reopened it"
+    );
+    assert_eq!(kubelet.settings.protect_kernel_defaults, Some(true));
+    assert_eq!(
+        kubelet.settings.rotate_certificates,
+        Some(true),
+        "the .bak file is ignored"
+    );
+    assert!(
+        !kubelet.pending_restart,
+        "the kubelet started after its files were written"
+    );
+
+    let api = &report.api_server;
+    assert_eq!(api.state, ObservationState::Observed);
+    assert_eq!(api.flag("authorization-mode"), Some("Node,RBAC"));
+    assert_eq!(api.flag("audit-log-maxage"), Some("30"));
+    // Only the flags the checks read are reported.
+    assert_eq!(api.flag("tls-private-key-file"), None);
+    assert_eq!(api.audit_policy.state, ObservationState::Observed);
+    assert_eq!(api.audit_policy.rules.len(), 7);
+    assert!(!api.audit_policy.managed);
+    assert_eq!(api.encryption.secrets_providers, ["aescbc", "identity"]);
+    assert!(observe::schema_violations(&report).is_empty());
+
+    // The report is what the domain evaluates.
+    let spec: SecurityBaselineSpec = serde_saphyr::from_str(
+        "auditPolicy: {profile: Baseline}\nkubelet:\n  settings: {anonymousAuth: false, seccompDefault: true}\ncontrolPlane:\n  apiServer: {anonymousAuth: false, requireAuthorizationModes: [Node, RBAC], requireAdmissionPlugins: [NodeRestriction], encryptionAtRest: true}\n  etcd: {clientTLS: true}\n",
+    )
+    .unwrap();
+    let drift = control_plane::evaluate_node(&report, &spec, &BTreeMap::new());
+    let checks: Vec<(&str, DriftReason)> =
+        drift.iter().map(|d| (d.check.as_str(), d.reason)).collect();
+    assert_eq!(
+        checks,
+        [
+            (
+                audit_policy::check_ids::POLICY_MATCHES,
+                DriftReason::Violation
+            ),
+            (kubelet::check_ids::ANONYMOUS_AUTH, DriftReason::Violation),
+            (kubelet::check_ids::SECCOMP_DEFAULT, DriftReason::Violation),
+        ]
+    );
+}
+
+#[test]
+fn a_worker_without_processes_reports_not_found_and_the_checks_are_unknown() {
+    let host = FakeHost::new("empty");
+    host.process(1, "/sbin/init\n");
+    let report = run(&host, &Desired::default(), false).report;
+    assert_eq!(report.kubelet.state, ObservationState::NotFound);
+    assert_eq!(report.api_server.state, ObservationState::NotFound);
+    let spec: SecurityBaselineSpec =
+        serde_saphyr::from_str("kubelet:\n  settings: {anonymousAuth: false}\n").unwrap();
+    let drift = control_plane::evaluate_node(&report, &spec, &BTreeMap::new());
+    assert_eq!(drift.len(), 1);
+    assert_eq!(drift[0].reason, DriftReason::Unknown);
+    assert_eq!(drift[0].message, "no kubelet process found on the node");
+}
+
+#[test]
+fn unreadable_proc_is_an_error_not_a_pass() {
+    let host = FakeHost::new("noproc");
+    fs::remove_dir_all(host.path("/proc")).unwrap();
+    let report = run(&host, &Desired::default(), false).report;
+    assert_eq!(report.kubelet.state, ObservationState::Error);
+    assert_eq!(report.api_server.state, ObservationState::Error);
+    assert!(
+        report.kubelet.message.contains("cannot list"),
+        "{}",
+        report.kubelet.message
+    );
+}
+
+#[test]
+fn explicit_paths_override_discovery() {
+    let host = FakeHost::new("overrides");
+    host.file("/srv/kubelet.yaml", fixture!("kubelet/weak-config.yaml"))
+        .file("/srv/drop-ins/50-fix.conf", &hardened_drop_in())
+        .file(
+            "/etc/kubernetes/manifests/kube-apiserver.yaml",
+            fixture!("apiserver/kube-apiserver.yaml"),
+        )
+        .file("/srv/policy.yaml", &baseline_policy(AuditProfile::Baseline));
+    let options = HostOptions {
+        kubelet_config: Some("/srv/kubelet.yaml".to_owned()),
+        kubelet_config_dir: Some("/srv/drop-ins".to_owned()),
+        apiserver_flags_file: Some("/etc/kubernetes/manifests/kube-apiserver.yaml".to_owned()),
+        audit_policy_file: Some("/srv/policy.yaml".to_owned()),
+    };
+    let report = pass(&host.host(), &options, "n", &Desired::default(), false).report;
+    assert_eq!(
+        report.kubelet.state,
+        ObservationState::Observed,
+        "{}",
+        report.kubelet.message
+    );
+    assert_eq!(report.kubelet.settings.anonymous_auth, Some(false));
+    assert_eq!(report.kubelet.settings.read_only_port, Some(0));
+    assert_eq!(
+        report.kubelet.settings.make_iptables_util_chains,
+        Some(false),
+        "from the weak config"
+    );
+    assert_eq!(report.api_server.state, ObservationState::Observed);
+    assert_eq!(report.api_server.flag("anonymous-auth"), Some("false"));
+    // The audit policy comes from the override, not from the manifest's flag.
+    assert_eq!(report.api_server.audit_policy.path, "/srv/policy.yaml");
+    assert!(report.api_server.audit_policy.managed);
+}
+
+#[test]
+fn unreadable_files_become_unknown_checks() {
+    let host = FakeHost::control_plane("unreadable");
+    fs::remove_file(host.path(POLICY_PATH)).unwrap();
+    fs::remove_file(host.path("/var/lib/kubelet/config.yaml")).unwrap();
+    let report = run(&host, &Desired::default(), false).report;
+    assert_eq!(report.kubelet.state, ObservationState::Error);
+    assert!(
+        report
+            .kubelet
+            .message
+            .contains("/var/lib/kubelet/config.yaml"),
+        "{}",
+        report.kubelet.message
+    );
+    assert_eq!(
+        report.api_server.audit_policy.state,
+        ObservationState::Error
+    );
+    assert!(report.api_server.audit_policy.message.contains(POLICY_PATH));
+    let spec: SecurityBaselineSpec =
+        serde_saphyr::from_str("auditPolicy: {}\nkubelet:\n  settings: {readOnlyPort: 0}\n")
+            .unwrap();
+    let drift = control_plane::evaluate_node(&report, &spec, &BTreeMap::new());
+    let unknown: Vec<&str> = drift
+        .iter()
+        .filter(|d| d.reason == DriftReason::Unknown)
+        .map(|d| d.check.as_str())
+        .collect();
+    assert_eq!(
+        unknown,
+        [
+            audit_policy::check_ids::POLICY_COVERAGE,
+            audit_policy::check_ids::POLICY_MATCHES,
+            kubelet::check_ids::READ_ONLY_PORT,
+        ]
+    );
+}
+
+#[test]
+fn enforce_writes_once_then_reports_pending_restart_until_restart() {
+    let host = FakeHost::control_plane("enforce");
+    let policy = baseline_policy(AuditProfile::Strict);
+    let drop_in = hardened_drop_in();
+    let desired = Desired {
+        audit_policy: Want::Content(policy.clone()),
+        kubelet_drop_in: Want::Content(drop_in.clone()),
+        kubelet_notes: Vec::new(),
+    };
+
+    let first = run(&host, &desired, true);
+    assert_eq!(
+        first.written,
+        [
+            POLICY_PATH,
+            "/etc/kubernetes/kubelet.conf.d/90-kube-baseline.conf"
+        ]
+    );
+    assert_eq!(host.read(POLICY_PATH), policy);
+    assert_eq!(
+        host.read("/etc/kubernetes/kubelet.conf.d/90-kube-baseline.conf"),
+        drop_in
+    );
+    // No temporary files are left behind.
+    let leftovers: Vec<_> = fs::read_dir(host.path("/etc/kubernetes/audit"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+
+    let report = &first.report;
+    assert!(report.enforce);
+    assert!(
+        report
+            .enforcement
+            .iter()
+            .all(|e| e.state == EnforcementState::InSync)
+    );
+    assert_eq!(report.enforcement.len(), 2);
+    // The files are newer than the running processes: written, not yet in effect.
+    assert!(report.kubelet.pending_restart);
+    assert!(report.api_server.audit_policy.pending_restart);
+    assert!(report.api_server.pending_restart);
+    assert!(report.api_server.audit_policy.managed);
+    // The drop-in wins over 20-debug.conf on disk.
+    assert_eq!(report.kubelet.settings.anonymous_auth, Some(false));
+    assert_eq!(
+        report.kubelet.drop_ins.last().map(String::as_str),
+        Some("nested/30-late.conf")
+    );
+
+    // Second pass: nothing to write, same observations.
+    let second = run(&host, &desired, true);
+    assert!(second.written.is_empty());
+    assert_eq!(second.report, first.report);
+
+    // The admin restarts both (they now started after the files were written).
+    let later = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    host.boot_time(later);
+    let third = run(&host, &desired, true);
+    assert!(third.written.is_empty());
+    assert!(!third.report.kubelet.pending_restart);
+    assert!(!third.report.api_server.pending_restart);
+
+    let spec: SecurityBaselineSpec = serde_saphyr::from_str(
+        "auditPolicy: {profile: Strict}\nkubelet:\n  settings: {anonymousAuth: false, readOnlyPort: 0, seccompDefault: true, authorizationMode: Webhook}\n",
+    )
+    .unwrap();
+    // nested/30-late.conf sorts after 90-kube-baseline.conf in the kubelet's walk and
+    // deletes seccompDefault again: the agent does not hide that, it names the file.
+    let drift = control_plane::evaluate_node(&third.report, &spec, &BTreeMap::new());
+    assert_eq!(drift.len(), 1, "{drift:#?}");
+    assert_eq!(drift[0].check, kubelet::check_ids::SECCOMP_DEFAULT);
+    assert_eq!(drift[0].reason, DriftReason::Violation);
+    assert!(
+        drift[0]
+            .message
+            .contains("from drop-in nested/30-late.conf")
+    );
+    // Before the restart the passing checks were Unknown, not passing.
+    let pending = control_plane::evaluate_node(&first.report, &spec, &BTreeMap::new());
+    let unknown: Vec<&str> = pending
+        .iter()
+        .filter(|d| d.reason == DriftReason::Unknown)
+        .map(|d| d.check.as_str())
+        .collect();
+    assert_eq!(
+        unknown,
+        [
+            audit_policy::check_ids::POLICY_COVERAGE,
+            audit_policy::check_ids::POLICY_MATCHES,
+            kubelet::check_ids::ANONYMOUS_AUTH,
+            kubelet::check_ids::AUTHORIZATION_MODE,
+            kubelet::check_ids::READ_ONLY_PORT,
+        ]
+    );
+}
+
+#[test]
+fn without_enforce_a_foreign_policy_is_reported_not_replaced() {
+    let host = FakeHost::control_plane("foreign");
+    let foreign = host.read(POLICY_PATH);
+    let desired = Desired {
+        audit_policy: Want::Content(baseline_policy(AuditProfile::Baseline)),
+        kubelet_drop_in: Want::Content(hardened_drop_in()),
+        kubelet_notes: vec![
+            "readOnlyPort: baseline a wants 0, baseline b wants 10255; not written".to_owned(),
+        ],
+    };
+    let outcome = run(&host, &desired, false);
+    assert!(outcome.written.is_empty());
+    assert_eq!(host.read(POLICY_PATH), foreign, "untouched");
+    assert!(
+        !host
+            .path("/etc/kubernetes/kubelet.conf.d/90-kube-baseline.conf")
+            .exists()
+    );
+
+    let report = &outcome.report;
+    assert!(!report.enforce);
+    let policy = report
+        .enforcement
+        .iter()
+        .find(|e| e.target == EnforcementTarget::AuditPolicy)
+        .unwrap();
+    assert_eq!(policy.state, EnforcementState::Drifted);
+    assert_eq!(policy.path, POLICY_PATH);
+    assert!(
+        policy.message.contains("not written by kube-baseline"),
+        "{}",
+        policy.message
+    );
+    let drop_in = report
+        .enforcement
+        .iter()
+        .find(|e| e.target == EnforcementTarget::KubeletDropIn)
+        .unwrap();
+    assert_eq!(drop_in.state, EnforcementState::Drifted);
+    assert!(
+        drop_in.message.contains("missing") && drop_in.message.contains("baseline b wants 10255")
+    );
+
+    // The controller reports the difference as drift on the node.
+    let spec: SecurityBaselineSpec =
+        serde_saphyr::from_str("auditPolicy: {profile: Baseline}\n").unwrap();
+    let drift = control_plane::evaluate_node(report, &spec, &BTreeMap::new());
+    let matches = drift
+        .iter()
+        .find(|d| d.check == audit_policy::check_ids::POLICY_MATCHES)
+        .unwrap();
+    assert_eq!(matches.reason, DriftReason::Violation);
+    assert!(matches.message.contains("(not written by kube-baseline)"));
+}
+
+#[test]
+fn enforce_is_skipped_where_nothing_can_be_written() {
+    let host = FakeHost::new("skipped");
+    host.process(
+        KUBELET_PID,
+        "/usr/bin/kubelet\n--config=/var/lib/kubelet/config.yaml\n",
+    )
+    .process(APISERVER_PID, fixture!("apiserver/kubeadm-cmdline.txt"))
+    .file(
+        "/var/lib/kubelet/config.yaml",
+        fixture!("kubelet/kubeadm-config.yaml"),
+    );
+    let desired = Desired {
+        audit_policy: Want::Content(baseline_policy(AuditProfile::Baseline)),
+        kubelet_drop_in: Want::Content(hardened_drop_in()),
+        kubelet_notes: Vec::new(),
+    };
+    let outcome = run(&host, &desired, true);
+    assert!(outcome.written.is_empty());
+    let states: Vec<(EnforcementTarget, EnforcementState)> = outcome
+        .report
+        .enforcement
+        .iter()
+        .map(|e| (e.target, e.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (EnforcementTarget::AuditPolicy, EnforcementState::Skipped),
+            (EnforcementTarget::KubeletDropIn, EnforcementState::Skipped),
+        ]
+    );
+    assert!(
+        outcome.report.enforcement[1]
+            .message
+            .contains("--config-dir")
+    );
+}
+
+#[test]
+fn unknown_desired_state_touches_nothing_and_a_stale_drop_in_is_removed() {
+    let host = FakeHost::control_plane("stale");
+    let drop_in_path = "/etc/kubernetes/kubelet.conf.d/90-kube-baseline.conf";
+    host.file(drop_in_path, &hardened_drop_in());
+
+    // Cluster unreachable: no entries, no writes, no removal.
+    let outcome = run(&host, &Desired::default(), true);
+    assert!(outcome.report.enforcement.is_empty());
+    assert!(host.path(drop_in_path).exists());
+
+    // No baseline wants kubelet settings any more: reported without --enforce...
+    let desired = Desired {
+        kubelet_drop_in: Want::Absent,
+        ..Desired::default()
+    };
+    let outcome = run(&host, &desired, false);
+    assert_eq!(
+        outcome.report.enforcement[0].state,
+        EnforcementState::Drifted
+    );
+    assert!(host.path(drop_in_path).exists());
+    // ...and removed with it.
+    let outcome = run(&host, &desired, true);
+    assert_eq!(outcome.removed, [drop_in_path]);
+    assert!(!host.path(drop_in_path).exists());
+    assert!(
+        !outcome
+            .report
+            .kubelet
+            .drop_ins
+            .contains(&"90-kube-baseline.conf".to_owned())
+    );
+
+    // A drop-in someone else wrote under that name is never removed.
+    host.file(
+        drop_in_path,
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n",
+    );
+    let outcome = run(&host, &desired, true);
+    assert!(outcome.removed.is_empty());
+    assert!(host.path(drop_in_path).exists());
+}
+
+#[test]
+fn a_policy_too_large_for_the_schema_is_reported_as_an_error() {
+    let host = FakeHost::control_plane("large");
+    let mut text = String::from("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n");
+    for i in 0..300 {
+        text.push_str(&format!("- level: None\n  users: [user-{i}]\n"));
+    }
+    text.push_str("- level: Metadata\n");
+    host.file(POLICY_PATH, &text);
+    let report = run(&host, &Desired::default(), false).report;
+    let policy = &report.api_server.audit_policy;
+    assert_eq!(policy.state, ObservationState::Error);
+    assert!(
+        policy.message.contains("too large to report"),
+        "{}",
+        policy.message
+    );
+    assert!(policy.rules.is_empty());
+    assert_eq!(policy.path, POLICY_PATH);
+    assert!(observe::schema_violations(&report).is_empty());
+}
+
+#[test]
+fn observations_from_texts_for_check() {
+    // What `kube-baseline check` does with files a user gives it: no host, no /proc.
+    let sources = NodeSources {
+        node_name: "offline".to_owned(),
+        kubelet: observe::Found::Found(observe::KubeletSources {
+            args: Vec::new(),
+            config: Some(SourceFile::text(
+                "kubelet.yaml",
+                fixture!("kubelet/kubeadm-config.yaml"),
+            )),
+            config_dir: Some("kubelet.conf.d".to_owned()),
+            drop_ins: Ok(vec![SourceFile::text(
+                "10-hardening.conf",
+                fixture!("kubelet/kubelet.conf.d/10-hardening.conf"),
+            )]),
+        }),
+        api_server: observe::Found::Found(observe::ApiServerSources {
+            args: fixture!("apiserver/hardened-cmdline.txt")
+                .lines()
+                .skip(1)
+                .map(str::to_owned)
+                .collect(),
+            audit_policy: Some(SourceFile::text(
+                "policy.yaml",
+                baseline_policy(AuditProfile::Baseline),
+            )),
+            encryption_config: Some(SourceFile::text(
+                "encryption.yaml",
+                fixture!("encryption/wildcard-kms.yaml"),
+            )),
+            ..observe::ApiServerSources::default()
+        }),
+    };
+    let report = observe(&sources);
+    let spec: SecurityBaselineSpec = serde_saphyr::from_str(
+        "auditPolicy: {profile: Baseline}\nkubelet:\n  settings: {anonymousAuth: false, seccompDefault: true, protectKernelDefaults: true}\ncontrolPlane:\n  apiServer: {anonymousAuth: false, requireAuthorizationModes: [Node, RBAC], requireAdmissionPlugins: [NodeRestriction], encryptionAtRest: true}\n  etcd: {clientTLS: true}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        control_plane::evaluate_node(&report, &spec, &BTreeMap::new()),
+        Vec::new()
+    );
+}
+
+#[test]
+fn durations_parse() {
+    assert_eq!(parse_duration("60s").unwrap(), Duration::from_secs(60));
+    assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+    assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+    assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+    assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+    assert!(parse_duration("0s").is_err());
+    assert!(parse_duration("1d").is_err());
+    assert!(parse_duration("soon").is_err());
+}
+
+#[test]
+fn report_object_is_owned_by_the_node_and_labelled() {
+    let node = Node {
+        metadata: ObjectMeta {
+            name: Some("cp-1".to_owned()),
+            uid: Some("1234".to_owned()),
+            ..ObjectMeta::default()
+        },
+        ..Node::default()
+    };
+    let object = report_object(
+        NodeReportSpec {
+            node_name: "cp-1".to_owned(),
+            ..NodeReportSpec::default()
+        },
+        Some(&node),
+    );
+    assert_eq!(object.metadata.name.as_deref(), Some("cp-1"));
+    let owner = &object.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("Node", "1234"));
+    assert_eq!(
+        object
+            .metadata
+            .labels
+            .as_ref()
+            .unwrap()
+            .get(MANAGED_BY_LABEL)
+            .map(String::as_str),
+        Some(MANAGED_BY_VALUE)
+    );
+    let value = serde_json::to_value(&object).unwrap();
+    assert_eq!(value["apiVersion"], "kube-baseline.dev/v1alpha1");
+    assert_eq!(value["kind"], "NodeReport");
+}

@@ -1,0 +1,339 @@
+//! `NodeReport` (kube-baseline.dev/v1alpha1): what the node agent observed on one node.
+//!
+//! Audit policy and kubelet settings live on node disks, not in the API, so the agent
+//! (`kube-baseline agent`, a DaemonSet) reads them and publishes one cluster-scoped NodeReport
+//! per node, named after the node. The controller evaluates every report against every
+//! baseline with pure functions (`crate::domain::control_plane::evaluate_node`).
+//!
+//! The observations are the object's `spec`, written only by the agent with server-side apply
+//! (field manager `kube-baseline-agent`). A report has no desired state of its own: like a
+//! PolicyReport, its content *is* the observation, so one apply creates or updates it and the
+//! agent needs no status subresource. The agent rewrites it only when an observation changes,
+//! so nothing in here changes on every pass (no timestamps, no PIDs).
+//!
+//! Only the values the checks read are reported — never key material (encryption keys are
+//! reduced to provider names) and never whole config files — and every list and string is
+//! bounded, like every other kube-baseline schema.
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::{AuditPolicyRule, AuditStage, KubeletSettings};
+
+/// Field manager of the agent's server-side applies (distinct from the controller's, so
+/// `managedFields` tells who wrote what).
+pub const AGENT_FIELD_MANAGER: &str = "kube-baseline-agent";
+
+/// Observations of one node's kubelet, kube-apiserver, audit policy and encryption config.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "kube-baseline.dev",
+    version = "v1alpha1",
+    kind = "NodeReport",
+    plural = "nodereports",
+    shortname = "nr",
+    category = "security",
+    doc = "What the kube-baseline node agent observed on one node (named after it): the kubelet's effective configuration, the kube-apiserver's flags, audit policy and encryption providers. Written by the agent, evaluated by the controller against every SecurityBaseline.",
+    printcolumn = r#"{"name":"Kubelet","type":"string","jsonPath":".spec.kubelet.state"}"#,
+    printcolumn = r#"{"name":"APIServer","type":"string","jsonPath":".spec.apiServer.state"}"#,
+    printcolumn = r#"{"name":"Enforce","type":"boolean","jsonPath":".spec.enforce"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeReportSpec {
+    /// The node observed (equal to metadata.name).
+    #[schemars(length(max = 253))]
+    pub node_name: String,
+    /// Version of the agent that wrote the report.
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    pub agent_version: String,
+    /// Whether the agent runs with --enforce (writes the rendered audit policy and kubelet
+    /// drop-in). Without it the agent only reads.
+    #[serde(default)]
+    pub enforce: bool,
+    /// The kubelet: its effective configuration (config file, drop-ins, flags, defaults).
+    #[serde(default)]
+    pub kubelet: KubeletObservation,
+    /// The kube-apiserver, when one runs on this node (NotFound on worker nodes).
+    #[serde(default)]
+    pub api_server: ApiServerObservation,
+    /// What the agent did (or, without --enforce, would do) with files it manages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4))]
+    pub enforcement: Vec<EnforcementResult>,
+}
+
+/// The observations the domain evaluates: the NodeReport's spec.
+pub type NodeObservations = NodeReportSpec;
+
+/// Whether something could be observed.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
+pub enum ObservationState {
+    /// Found and read.
+    Observed,
+    /// Not present on this node (no such process, flag or file): checks that need it are
+    /// Unknown, or, for a missing flag, evaluated against the component's default.
+    #[default]
+    NotFound,
+    /// Present but unreadable or unparsable; `message` says why. Checks that need it are Unknown.
+    Error,
+}
+
+/// The kubelet's effective configuration, as the kubelet itself computes it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct KubeletObservation {
+    /// Observed, NotFound (no kubelet process) or Error (config unreadable).
+    #[serde(default)]
+    pub state: ObservationState,
+    /// Why the state is not Observed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 1024))]
+    pub message: String,
+    /// The --config file, as a host path.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 4096))]
+    pub config_file: String,
+    /// The --config-dir drop-in directory, as a host path.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 4096))]
+    pub config_dir: String,
+    /// Drop-in files merged, relative to configDir, in the order the kubelet merges them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 1024)))]
+    pub drop_ins: Vec<String>,
+    /// Effective values of the settings a baseline can check (all set when Observed).
+    #[serde(default)]
+    pub settings: KubeletSettings,
+    /// Where each effective setting came from (a default, the config file, a drop-in or a
+    /// flag), so a violation names the file to fix.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub origins: Vec<SettingOrigin>,
+    /// A config file or drop-in changed after the kubelet started: the running kubelet may
+    /// not use what is on disk until it restarts (the agent never restarts it).
+    #[serde(default)]
+    pub pending_restart: bool,
+}
+
+/// The kube-apiserver's flags and the files they point at.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiServerObservation {
+    /// Observed, NotFound (no kube-apiserver on this node) or Error.
+    #[serde(default)]
+    pub state: ObservationState,
+    /// Why the state is not Observed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 1024))]
+    pub message: String,
+    /// The flags the checks read, sorted by name; repeated list flags are joined with commas.
+    /// Flags not listed were not given (their defaults apply).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub flags: Vec<ObservedFlag>,
+    /// The policy file --audit-policy-file points at.
+    #[serde(default)]
+    pub audit_policy: AuditPolicyObservation,
+    /// The EncryptionConfiguration --encryption-provider-config points at.
+    #[serde(default)]
+    pub encryption: EncryptionObservation,
+    /// Authorizer types of the AuthorizationConfiguration --authorization-config points at
+    /// (it replaces --authorization-mode).
+    #[serde(default)]
+    pub authorization_config: AuthorizationConfigObservation,
+    /// Anonymous authentication of the AuthenticationConfiguration --authentication-config
+    /// points at.
+    #[serde(default)]
+    pub authentication_config: AuthenticationConfigObservation,
+    /// The audit policy or another file read at start changed after the kube-apiserver
+    /// started: the running process may still use the old content.
+    #[serde(default)]
+    pub pending_restart: bool,
+}
+
+impl ApiServerObservation {
+    /// The value of a reported flag, if it was given.
+    pub fn flag(&self, name: &str) -> Option<&str> {
+        self.flags
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.value.as_str())
+    }
+}
+
+/// Where one effective kubelet setting came from.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "camelCase")]
+pub struct SettingOrigin {
+    /// The setting, as in spec.kubelet.settings (e.g. anonymousAuth).
+    #[schemars(length(max = 64))]
+    pub setting: String,
+    /// "default", "legacy default (no --config)", "config file", "drop-in <name>" or
+    /// "flag --<name>".
+    #[schemars(length(max = 1100))]
+    pub origin: String,
+}
+
+/// One command-line flag.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedFlag {
+    /// Flag name without dashes, e.g. audit-log-path.
+    #[schemars(length(max = 128))]
+    pub name: String,
+    /// Its value ("true" for a boolean flag given without one).
+    #[serde(default)]
+    #[schemars(length(max = 4096))]
+    pub value: String,
+}
+
+/// The live audit policy, parsed.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditPolicyObservation {
+    /// Observed, NotFound (no --audit-policy-file) or Error (unreadable, unparsable or too
+    /// large to report).
+    #[serde(default)]
+    pub state: ObservationState,
+    /// Why the state is not Observed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 1024))]
+    pub message: String,
+    /// The policy file, as a host path.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 4096))]
+    pub path: String,
+    /// The file carries kube-baseline's header: the agent wrote it.
+    #[serde(default)]
+    pub managed: bool,
+    /// Policy-level omitStages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4))]
+    pub omit_stages: Vec<AuditStage>,
+    /// Policy-level omitManagedFields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub omit_managed_fields: Option<bool>,
+    /// The rules, in order (the kube-apiserver applies the first that matches).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub rules: Vec<AuditPolicyRule>,
+    /// The file changed after the kube-apiserver started (it reads the policy only at start).
+    #[serde(default)]
+    pub pending_restart: bool,
+}
+
+/// Encryption at rest, reduced to provider names (never keys).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EncryptionObservation {
+    /// Observed, NotFound (no --encryption-provider-config) or Error.
+    #[serde(default)]
+    pub state: ObservationState,
+    /// Why the state is not Observed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 1024))]
+    pub message: String,
+    /// The EncryptionConfiguration file, as a host path.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 4096))]
+    pub path: String,
+    /// Providers configured for secrets, in order (the first encrypts new writes), e.g.
+    /// [aescbc, identity]. Empty when no entry covers secrets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(max = 32)))]
+    pub secrets_providers: Vec<String>,
+    /// The file changed after the kube-apiserver started (it reads it only at start unless
+    /// automatic reload is on).
+    #[serde(default)]
+    pub pending_restart: bool,
+}
+
+/// The structured authorization configuration.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizationConfigObservation {
+    /// Observed, NotFound (no --authorization-config) or Error.
+    #[serde(default)]
+    pub state: ObservationState,
+    /// Why the state is not Observed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 1024))]
+    pub message: String,
+    /// The AuthorizationConfiguration file, as a host path.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 4096))]
+    pub path: String,
+    /// authorizers[].type in order (Node, RBAC, Webhook, AlwaysAllow, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 64)))]
+    pub authorizers: Vec<String>,
+}
+
+/// The structured authentication configuration's anonymous settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthenticationConfigObservation {
+    /// Observed, NotFound (no --authentication-config) or Error.
+    #[serde(default)]
+    pub state: ObservationState,
+    /// Why the state is not Observed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 1024))]
+    pub message: String,
+    /// The AuthenticationConfiguration file, as a host path.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 4096))]
+    pub path: String,
+    /// anonymous.enabled; unset when the file has no anonymous section (then the
+    /// --anonymous-auth flag decides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anonymous_enabled: Option<bool>,
+    /// Number of anonymous.conditions: when non-zero, anonymous requests are only allowed to
+    /// those paths (typically health endpoints).
+    #[serde(default)]
+    pub anonymous_conditions: i32,
+}
+
+/// A file the agent manages, and whether it holds what the baselines render.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EnforcementResult {
+    /// Which file.
+    pub target: EnforcementTarget,
+    /// Its host path (empty when it could not be determined).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 4096))]
+    pub path: String,
+    /// InSync, Drifted, Skipped or Failed.
+    pub state: EnforcementState,
+    /// Details for a human.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 1024))]
+    pub message: String,
+}
+
+/// Files the agent can write with --enforce.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum EnforcementTarget {
+    /// The kube-apiserver's --audit-policy-file.
+    AuditPolicy,
+    /// `<kubelet --config-dir>/90-kube-baseline.conf`.
+    KubeletDropIn,
+}
+
+/// How a managed file compares with what the baselines render.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum EnforcementState {
+    /// The file holds exactly the rendered content (written by the agent or already equal).
+    InSync,
+    /// The file differs and was left alone: the agent runs without --enforce.
+    Drifted,
+    /// Nothing can be written (e.g. the kubelet has no --config-dir); message says why.
+    Skipped,
+    /// Writing failed; message says why.
+    Failed,
+}

@@ -1,0 +1,719 @@
+//! The kubelet's effective configuration and the checks of `spec.kubelet.settings` against it.
+//!
+//! kube-bench and others read one config file and guess; the kubelet itself computes its
+//! configuration as (kubernetes cmd/kubelet/app/server.go, `NewKubeletCommand`):
+//!
+//! 1. the `--config` file decoded with the KubeletConfiguration v1beta1 defaults
+//!    (pkg/kubelet/apis/config/v1beta1/defaults.go, `SetDefaults_KubeletConfiguration`);
+//!    without `--config`, the v1beta1 defaults plus the *legacy* command-line defaults
+//!    (cmd/kubelet/app/options/options.go, `applyLegacyDefaults`: anonymous auth on, webhook
+//!    authentication off, AlwaysAllow, read-only port 10255);
+//! 2. every `*.conf` file under `--config-dir`, walked in lexical order
+//!    (`mergeKubeletConfigurations`), each applied as a JSON merge patch (RFC 7386: maps merge
+//!    deeply, lists and scalars are replaced, null deletes);
+//! 3. the command-line flags, re-parsed on top (`kubeletConfigFlagPrecedence`), so a
+//!    deprecated flag such as `--anonymous-auth` still wins over every file.
+//!
+//! [`effective_config`] reproduces exactly that, purely, from texts; [`evaluate_kubelet`]
+//! checks the result against a baseline (CIS 4.2.x).
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::api::{
+    DriftEntry, DriftReason, EnforcementMode, KubeletAuthorizationMode, KubeletBaseline,
+    KubeletObservation, KubeletSettings, ObservationState, SecurityBaselineSpec, SettingOrigin,
+};
+use crate::domain::checks::CheckInfo;
+use crate::domain::control_plane::{ProcessFlags, node_drift, parse_go_bool};
+
+/// Check IDs of the kubelet checks.
+pub mod check_ids {
+    pub const ANONYMOUS_AUTH: &str = "kubelet.anonymous-auth";
+    pub const WEBHOOK_AUTHENTICATION: &str = "kubelet.webhook-authentication";
+    pub const AUTHORIZATION_MODE: &str = "kubelet.authorization-mode";
+    pub const READ_ONLY_PORT: &str = "kubelet.read-only-port";
+    pub const PROTECT_KERNEL_DEFAULTS: &str = "kubelet.protect-kernel-defaults";
+    pub const ROTATE_CERTIFICATES: &str = "kubelet.rotate-certificates";
+    pub const SECCOMP_DEFAULT: &str = "kubelet.seccomp-default";
+    pub const MAKE_IPTABLES_UTIL_CHAINS: &str = "kubelet.make-iptables-util-chains";
+}
+
+/// The kubelet checks, for the registry.
+pub const CHECKS: &[CheckInfo] = &[
+    CheckInfo {
+        id: check_ids::ANONYMOUS_AUTH,
+        description: "Effective authentication.anonymous.enabled equals spec.kubelet.settings.anonymousAuth",
+        cis: &["4.2.1"],
+    },
+    CheckInfo {
+        id: check_ids::WEBHOOK_AUTHENTICATION,
+        description: "Effective authentication.webhook.enabled equals spec.kubelet.settings.webhookAuthentication",
+        cis: &[],
+    },
+    CheckInfo {
+        id: check_ids::AUTHORIZATION_MODE,
+        description: "Effective authorization.mode equals spec.kubelet.settings.authorizationMode",
+        cis: &["4.2.2"],
+    },
+    CheckInfo {
+        id: check_ids::READ_ONLY_PORT,
+        description: "Effective readOnlyPort equals spec.kubelet.settings.readOnlyPort",
+        cis: &["4.2.4"],
+    },
+    CheckInfo {
+        id: check_ids::PROTECT_KERNEL_DEFAULTS,
+        description: "Effective protectKernelDefaults equals spec.kubelet.settings.protectKernelDefaults",
+        cis: &[],
+    },
+    CheckInfo {
+        id: check_ids::ROTATE_CERTIFICATES,
+        description: "Effective rotateCertificates equals spec.kubelet.settings.rotateCertificates",
+        cis: &["4.2.10"],
+    },
+    CheckInfo {
+        id: check_ids::SECCOMP_DEFAULT,
+        description: "Effective seccompDefault equals spec.kubelet.settings.seccompDefault",
+        cis: &["4.2.14"],
+    },
+    CheckInfo {
+        id: check_ids::MAKE_IPTABLES_UTIL_CHAINS,
+        description: "Effective makeIPTablesUtilChains equals spec.kubelet.settings.makeIPTablesUtilChains",
+        cis: &["4.2.6"],
+    },
+];
+
+/// File name of the drop-in the agent writes with --enforce. "90-" sorts after the usual
+/// distribution drop-ins, so the baseline's values win over theirs (the kubelet merges in
+/// lexical order, later files override).
+pub const DROP_IN_NAME: &str = "90-kube-baseline.conf";
+
+/// Header of the rendered drop-in: says who writes it and why editing it is pointless.
+pub const DROP_IN_HEADER: &str = "# Managed by kube-baseline (the node agent with --enforce writes the kubelet settings of\n# every SecurityBaseline in Enforce mode that selects this node). Edits are overwritten;\n# the kubelet reads this file only when it restarts.\n";
+
+/// The API version and kind a KubeletConfiguration file must carry.
+const KUBELET_API_VERSION: &str = "kubelet.config.k8s.io/v1beta1";
+const KUBELET_KIND: &str = "KubeletConfiguration";
+
+/// Origin of a value the kubelet fills in itself.
+const ORIGIN_DEFAULT: &str = "default";
+/// Origin of a value from the legacy command-line defaults (no --config).
+const ORIGIN_LEGACY: &str = "legacy default (no --config)";
+/// Origin of a value from the --config file.
+const ORIGIN_CONFIG: &str = "config file";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FieldKind {
+    Bool,
+    Int,
+    Str,
+}
+
+/// One checked setting: where it lives in a KubeletConfiguration, the flag that overrides
+/// it, and the kubelet's defaults for it.
+#[derive(Debug)]
+struct Field {
+    /// Key in spec.kubelet.settings.
+    setting: &'static str,
+    check: &'static str,
+    path: &'static [&'static str],
+    flag: &'static str,
+    kind: FieldKind,
+    /// SetDefaults_KubeletConfiguration (v1beta1); None: not defaulted (Go zero value).
+    default: Option<DefaultValue>,
+    /// applyLegacyDefaults, used when the kubelet runs without --config.
+    legacy: Option<DefaultValue>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum DefaultValue {
+    Bool(bool),
+    Int(i64),
+    Str(&'static str),
+}
+
+impl DefaultValue {
+    fn to_json(self) -> Value {
+        match self {
+            Self::Bool(b) => Value::Bool(b),
+            Self::Int(i) => json!(i),
+            Self::Str(s) => Value::String(s.to_owned()),
+        }
+    }
+}
+
+/// The checked settings. Defaults cite kubernetes pkg/kubelet/apis/config/v1beta1/defaults.go
+/// (`SetDefaults_KubeletConfiguration`): anonymous auth false, webhook authentication true,
+/// authorization mode Webhook, makeIPTablesUtilChains true, seccompDefault false;
+/// readOnlyPort, protectKernelDefaults and rotateCertificates are not defaulted (0, false,
+/// false). Legacy defaults cite cmd/kubelet/app/options/options.go (`applyLegacyDefaults`).
+const FIELDS: &[Field] = &[
+    Field {
+        setting: "anonymousAuth",
+        check: check_ids::ANONYMOUS_AUTH,
+        path: &["authentication", "anonymous", "enabled"],
+        flag: "anonymous-auth",
+        kind: FieldKind::Bool,
+        default: Some(DefaultValue::Bool(false)),
+        legacy: Some(DefaultValue::Bool(true)),
+    },
+    Field {
+        setting: "webhookAuthentication",
+        check: check_ids::WEBHOOK_AUTHENTICATION,
+        path: &["authentication", "webhook", "enabled"],
+        flag: "authentication-token-webhook",
+        kind: FieldKind::Bool,
+        default: Some(DefaultValue::Bool(true)),
+        legacy: Some(DefaultValue::Bool(false)),
+    },
+    Field {
+        setting: "authorizationMode",
+        check: check_ids::AUTHORIZATION_MODE,
+        path: &["authorization", "mode"],
+        flag: "authorization-mode",
+        kind: FieldKind::Str,
+        default: Some(DefaultValue::Str("Webhook")),
+        legacy: Some(DefaultValue::Str("AlwaysAllow")),
+    },
+    Field {
+        setting: "readOnlyPort",
+        check: check_ids::READ_ONLY_PORT,
+        path: &["readOnlyPort"],
+        flag: "read-only-port",
+        kind: FieldKind::Int,
+        default: None,
+        legacy: Some(DefaultValue::Int(10255)),
+    },
+    Field {
+        setting: "protectKernelDefaults",
+        check: check_ids::PROTECT_KERNEL_DEFAULTS,
+        path: &["protectKernelDefaults"],
+        flag: "protect-kernel-defaults",
+        kind: FieldKind::Bool,
+        default: None,
+        legacy: None,
+    },
+    Field {
+        setting: "rotateCertificates",
+        check: check_ids::ROTATE_CERTIFICATES,
+        path: &["rotateCertificates"],
+        flag: "rotate-certificates",
+        kind: FieldKind::Bool,
+        default: None,
+        legacy: None,
+    },
+    Field {
+        setting: "seccompDefault",
+        check: check_ids::SECCOMP_DEFAULT,
+        path: &["seccompDefault"],
+        flag: "seccomp-default",
+        kind: FieldKind::Bool,
+        default: Some(DefaultValue::Bool(false)),
+        legacy: None,
+    },
+    Field {
+        setting: "makeIPTablesUtilChains",
+        check: check_ids::MAKE_IPTABLES_UTIL_CHAINS,
+        path: &["makeIPTablesUtilChains"],
+        flag: "make-iptables-util-chains",
+        kind: FieldKind::Bool,
+        default: Some(DefaultValue::Bool(true)),
+        legacy: None,
+    },
+];
+
+/// An error computing the effective configuration or rendering a drop-in.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeletConfigError {
+    /// A config file or drop-in is not YAML.
+    #[error("kubelet {what} is not valid YAML: {source}")]
+    Yaml {
+        /// "config file <path>" or "drop-in <name>".
+        what: String,
+        #[source]
+        source: Box<serde_saphyr::Error>,
+    },
+    /// A file parses but is not a KubeletConfiguration.
+    #[error("kubelet {what} is not a KubeletConfiguration: {message}")]
+    NotKubeletConfiguration {
+        /// Which file.
+        what: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A flag that overrides a checked field has a value the kubelet would reject.
+    #[error("kubelet flag --{flag}={value:?} is not a valid {expected}")]
+    Flag {
+        /// The flag.
+        flag: &'static str,
+        /// Its value.
+        value: String,
+        /// What it takes.
+        expected: &'static str,
+    },
+    /// The drop-in could not be serialized.
+    #[error("cannot render the kubelet drop-in: {0}")]
+    Render(#[source] Box<serde_saphyr::SerializeError>),
+}
+
+/// The kubelet's effective configuration and where each checked setting came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EffectiveConfig {
+    /// The merged KubeletConfiguration (v1beta1 field names).
+    pub config: Value,
+    /// settings key (e.g. "anonymousAuth") -> origin ("default", "drop-in 50-x.conf", ...).
+    pub origins: BTreeMap<&'static str, String>,
+}
+
+/// Computes the kubelet's effective configuration, the way the kubelet does (module docs):
+/// `config` is the text of the `--config` file (None without one), `drop_ins` the
+/// `(path relative to --config-dir, text)` of every `*.conf` file there (any order: they are
+/// sorted here in the kubelet's walk order), `flags` the kubelet's command line.
+pub fn effective_config(
+    config: Option<&str>,
+    drop_ins: &[(String, String)],
+    flags: &ProcessFlags,
+) -> Result<EffectiveConfig, KubeletConfigError> {
+    let mut origins = BTreeMap::new();
+    let mut merged = match config {
+        Some(text) => {
+            let mut value = parse_kubelet_yaml(text, ORIGIN_CONFIG, false)?;
+            for field in FIELDS {
+                let present = get_path(&value, field.path).is_some_and(|v| !v.is_null());
+                if present {
+                    origins.insert(field.setting, ORIGIN_CONFIG.to_owned());
+                } else {
+                    if let Some(default) = field.default {
+                        set_path(&mut value, field.path, default.to_json());
+                    }
+                    origins.insert(field.setting, ORIGIN_DEFAULT.to_owned());
+                }
+            }
+            value
+        }
+        None => {
+            let mut value = Value::Object(Map::new());
+            for field in FIELDS {
+                let (default, origin) = match (field.legacy, field.default) {
+                    (Some(legacy), _) => (Some(legacy), ORIGIN_LEGACY),
+                    (None, default) => (default, ORIGIN_DEFAULT),
+                };
+                if let Some(default) = default {
+                    set_path(&mut value, field.path, default.to_json());
+                }
+                origins.insert(field.setting, origin.to_owned());
+            }
+            value
+        }
+    };
+
+    let mut ordered: Vec<&(String, String)> = drop_ins.iter().collect();
+    ordered.sort_by(|a, b| drop_in_order(&a.0, &b.0));
+    for (name, text) in ordered {
+        let what = format!("drop-in {name}");
+        let patch = parse_kubelet_yaml(text, &what, true)?;
+        for field in FIELDS {
+            if get_path(&patch, field.path).is_some() {
+                origins.insert(field.setting, what.clone());
+            }
+        }
+        merge_patch(&mut merged, &patch);
+    }
+
+    for field in FIELDS {
+        let Some(raw) = flags.get(field.flag) else {
+            continue;
+        };
+        let value = match field.kind {
+            FieldKind::Bool => parse_go_bool(raw).map(Value::Bool),
+            FieldKind::Int => raw.trim().parse::<i64>().ok().map(|i| json!(i)),
+            FieldKind::Str => Some(Value::String(raw.to_owned())),
+        }
+        .ok_or_else(|| KubeletConfigError::Flag {
+            flag: field.flag,
+            value: raw.to_owned(),
+            expected: match field.kind {
+                FieldKind::Bool => "boolean",
+                FieldKind::Int => "integer",
+                FieldKind::Str => "string",
+            },
+        })?;
+        set_path(&mut merged, field.path, value);
+        origins.insert(field.setting, format!("flag --{}", field.flag));
+    }
+
+    Ok(EffectiveConfig {
+        config: merged,
+        origins,
+    })
+}
+
+/// The checked settings of an effective configuration. A field absent after merging (a
+/// drop-in deleted it with null) has the Go zero value, as in the kubelet. An authorization
+/// mode other than Webhook/AlwaysAllow or a port out of range (both rejected by the kubelet
+/// at start) stays unset, which the checks report as Unknown.
+pub fn settings_of(config: &Value) -> KubeletSettings {
+    let value = |setting: &str| {
+        FIELDS
+            .iter()
+            .find(|f| f.setting == setting)
+            .and_then(|f| get_path(config, f.path))
+            .filter(|v| !v.is_null())
+    };
+    let flag = |setting: &str| Some(value(setting).and_then(Value::as_bool).unwrap_or(false));
+    KubeletSettings {
+        anonymous_auth: flag("anonymousAuth"),
+        webhook_authentication: flag("webhookAuthentication"),
+        authorization_mode: match value("authorizationMode").and_then(Value::as_str) {
+            Some("Webhook") => Some(KubeletAuthorizationMode::Webhook),
+            Some("AlwaysAllow") => Some(KubeletAuthorizationMode::AlwaysAllow),
+            _ => None,
+        },
+        read_only_port: i32::try_from(value("readOnlyPort").and_then(Value::as_i64).unwrap_or(0))
+            .ok()
+            .filter(|port| (0..=65535).contains(port)),
+        protect_kernel_defaults: flag("protectKernelDefaults"),
+        rotate_certificates: flag("rotateCertificates"),
+        seccomp_default: flag("seccompDefault"),
+        make_iptables_util_chains: flag("makeIPTablesUtilChains"),
+    }
+}
+
+/// Origins as reported in a NodeReport, sorted by setting.
+pub fn origins_list(origins: &BTreeMap<&'static str, String>) -> Vec<SettingOrigin> {
+    origins
+        .iter()
+        .map(|(setting, origin)| SettingOrigin {
+            setting: (*setting).to_owned(),
+            origin: origin.clone(),
+        })
+        .collect()
+}
+
+/// The order the kubelet merges drop-ins in (filepath.WalkDir over --config-dir: entries of
+/// a directory by name, depth first), for paths relative to the directory: component by
+/// component, so `a/b.conf` comes before `a.conf` as in the walk.
+pub fn drop_in_order(a: &str, b: &str) -> Ordering {
+    a.split('/').cmp(b.split('/'))
+}
+
+fn parse_kubelet_yaml(text: &str, what: &str, drop_in: bool) -> Result<Value, KubeletConfigError> {
+    let value: Value = serde_saphyr::from_str(text).map_err(|source| KubeletConfigError::Yaml {
+        what: what.to_owned(),
+        source: Box::new(source),
+    })?;
+    let value = match value {
+        Value::Null if drop_in => Value::Object(Map::new()),
+        other => other,
+    };
+    let Some(object) = value.as_object() else {
+        return Err(KubeletConfigError::NotKubeletConfiguration {
+            what: what.to_owned(),
+            message: "the document is not a mapping".to_owned(),
+        });
+    };
+    match object.get("kind").and_then(Value::as_str) {
+        Some(KUBELET_KIND) => {}
+        None if drop_in => {}
+        other => {
+            return Err(KubeletConfigError::NotKubeletConfiguration {
+                what: what.to_owned(),
+                message: format!("kind is {other:?}, want {KUBELET_KIND}"),
+            });
+        }
+    }
+    Ok(value)
+}
+
+fn get_path<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter()
+        .try_fold(value, |current, key| current.as_object()?.get(*key))
+}
+
+fn set_path(value: &mut Value, path: &[&str], new: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        *value = new;
+        return;
+    };
+    let mut current = value;
+    for key in parents {
+        if !current.is_object() {
+            *current = Value::Object(Map::new());
+        }
+        let Value::Object(map) = current else {
+            return;
+        };
+        current = map
+            .entry((*key).to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    if !current.is_object() {
+        *current = Value::Object(Map::new());
+    }
+    if let Value::Object(map) = current {
+        map.insert((*last).to_owned(), new);
+    }
+}
+
+/// RFC 7386 JSON merge patch, as the kubelet applies drop-ins (jsonpatch.MergePatch).
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch_map) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let Value::Object(target_map) = target else {
+        return;
+    };
+    for (key, value) in patch_map {
+        if value.is_null() {
+            target_map.remove(key);
+        } else {
+            merge_patch(target_map.entry(key.clone()).or_insert(Value::Null), value);
+        }
+    }
+}
+
+/// Whether a baseline's kubelet checks apply to a node with these labels.
+pub fn kubelet_selects(baseline: &KubeletBaseline, node_labels: &BTreeMap<String, String>) -> bool {
+    baseline
+        .node_selector
+        .iter()
+        .all(|(key, value)| node_labels.get(key) == Some(value))
+}
+
+/// The settings a baseline sets, as a JSON object keyed like spec.kubelet.settings.
+fn settings_object(settings: &KubeletSettings) -> Map<String, Value> {
+    match serde_json::to_value(settings) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    }
+}
+
+/// IDs of the checks `settings` asks for (one per set field).
+pub fn requested_checks(settings: &KubeletSettings) -> Vec<&'static str> {
+    let object = settings_object(settings);
+    FIELDS
+        .iter()
+        .filter(|field| object.contains_key(field.setting))
+        .map(|field| field.check)
+        .collect()
+}
+
+/// Checks the observed effective kubelet settings against `want` (unset fields are not
+/// checked). A kubelet that was not found or whose config could not be read makes every
+/// requested check Unknown. A value that passes on disk while the kubelet has not restarted
+/// since its files changed is Unknown too (the running kubelet may still use the old value);
+/// values set by flags are always current.
+pub fn evaluate_kubelet(
+    node: &str,
+    observed: &KubeletObservation,
+    want: &KubeletSettings,
+) -> Vec<DriftEntry> {
+    let wanted = settings_object(want);
+    let have = settings_object(&observed.settings);
+    let mut drift = Vec::new();
+    for field in FIELDS {
+        let Some(want_value) = wanted.get(field.setting) else {
+            continue;
+        };
+        let path = field.path.join(".");
+        let entry = match observed.state {
+            ObservationState::NotFound => Some(node_drift(
+                node,
+                field.check,
+                DriftReason::Unknown,
+                if observed.message.is_empty() {
+                    "no kubelet process found on the node".to_owned()
+                } else {
+                    observed.message.clone()
+                },
+            )),
+            ObservationState::Error => Some(node_drift(
+                node,
+                field.check,
+                DriftReason::Unknown,
+                format!(
+                    "kubelet configuration could not be read: {}",
+                    observed.message
+                ),
+            )),
+            ObservationState::Observed => {
+                let origin = observed
+                    .origins
+                    .iter()
+                    .find(|o| o.setting == field.setting)
+                    .map(|o| o.origin.as_str());
+                let from = origin.map(|o| format!(" (from {o})")).unwrap_or_default();
+                match have.get(field.setting) {
+                    None => Some(node_drift(
+                        node,
+                        field.check,
+                        DriftReason::Unknown,
+                        format!("kubelet {path} has no recognizable value{from}"),
+                    )),
+                    Some(value) if value != want_value => Some(node_drift(
+                        node,
+                        field.check,
+                        DriftReason::Violation,
+                        format!("kubelet {path} is {value}{from}; the baseline wants {want_value}"),
+                    )),
+                    Some(value)
+                        if observed.pending_restart
+                            && !origin.is_some_and(|o| o.starts_with("flag ")) =>
+                    {
+                        Some(node_drift(
+                            node,
+                            field.check,
+                            DriftReason::Unknown,
+                            format!(
+                                "kubelet {path} is {value} on disk{from}, but the kubelet has not restarted since its configuration changed"
+                            ),
+                        ))
+                    }
+                    Some(_) => None,
+                }
+            }
+        };
+        drift.extend(entry);
+    }
+    drift
+}
+
+/// The kubelet settings to write on a node: the union of what every Enforce-mode baseline
+/// selecting the node sets. Audit-mode baselines never cause writes. A field two baselines
+/// set differently is left out (and named in `conflicts`): the agent will not pick a winner,
+/// and the controller reports the baseline that loses as drift.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DesiredKubelet {
+    /// What the drop-in should set.
+    pub settings: KubeletSettings,
+    /// One line per conflicting field.
+    pub conflicts: Vec<String>,
+}
+
+/// Computes [`DesiredKubelet`] from `(baseline name, spec)` pairs and the node's labels.
+pub fn desired_kubelet<'a>(
+    baselines: impl IntoIterator<Item = (&'a str, &'a SecurityBaselineSpec)>,
+    node_labels: &BTreeMap<String, String>,
+) -> DesiredKubelet {
+    let mut selected: Vec<(&str, &KubeletBaseline)> = baselines
+        .into_iter()
+        .filter(|(_, spec)| spec.mode == EnforcementMode::Enforce)
+        .filter_map(|(name, spec)| spec.kubelet.as_ref().map(|k| (name, k)))
+        .filter(|(_, k)| kubelet_selects(k, node_labels))
+        .collect();
+    selected.sort_by(|a, b| a.0.cmp(b.0));
+
+    let mut merged: BTreeMap<String, (Value, &str)> = BTreeMap::new();
+    let mut conflicting: BTreeSet<String> = BTreeSet::new();
+    let mut conflicts = Vec::new();
+    for (name, kubelet) in selected {
+        for (key, value) in settings_object(&kubelet.settings) {
+            match merged.get(&key) {
+                Some((existing, _)) if *existing == value => {}
+                Some((existing, first)) => {
+                    if conflicting.insert(key.clone()) {
+                        conflicts.push(format!(
+                            "{key}: baseline {first} wants {existing}, baseline {name} wants {value}; not written"
+                        ));
+                    }
+                }
+                None => {
+                    merged.insert(key, (value, name));
+                }
+            }
+        }
+    }
+    let object: Map<String, Value> = merged
+        .into_iter()
+        .filter(|(key, _)| !conflicting.contains(key))
+        .map(|(key, (value, _))| (key, value))
+        .collect();
+    DesiredKubelet {
+        settings: serde_json::from_value(Value::Object(object)).unwrap_or_default(),
+        conflicts,
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DropIn {
+    api_version: &'static str,
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authentication: Option<DropInAuthentication>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authorization: Option<DropInAuthorization>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    read_only_port: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protect_kernel_defaults: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rotate_certificates: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seccomp_default: Option<bool>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        rename = "makeIPTablesUtilChains"
+    )]
+    make_iptables_util_chains: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct DropInAuthentication {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    anonymous: Option<Enabled>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook: Option<Enabled>,
+}
+
+#[derive(Serialize)]
+struct Enabled {
+    enabled: bool,
+}
+
+#[derive(Serialize)]
+struct DropInAuthorization {
+    mode: KubeletAuthorizationMode,
+}
+
+/// Renders the `90-kube-baseline.conf` drop-in: a KubeletConfiguration with only the fields
+/// `settings` sets, deterministic. None when it sets nothing (no file is needed).
+pub fn render_drop_in(settings: &KubeletSettings) -> Result<Option<String>, KubeletConfigError> {
+    if settings == &KubeletSettings::default() {
+        return Ok(None);
+    }
+    let authentication = (settings.anonymous_auth.is_some()
+        || settings.webhook_authentication.is_some())
+    .then(|| DropInAuthentication {
+        anonymous: settings.anonymous_auth.map(|enabled| Enabled { enabled }),
+        webhook: settings
+            .webhook_authentication
+            .map(|enabled| Enabled { enabled }),
+    });
+    let drop_in = DropIn {
+        api_version: KUBELET_API_VERSION,
+        kind: KUBELET_KIND,
+        authentication,
+        authorization: settings
+            .authorization_mode
+            .map(|mode| DropInAuthorization { mode }),
+        read_only_port: settings.read_only_port,
+        protect_kernel_defaults: settings.protect_kernel_defaults,
+        rotate_certificates: settings.rotate_certificates,
+        seccomp_default: settings.seccomp_default,
+        make_iptables_util_chains: settings.make_iptables_util_chains,
+    };
+    let body = serde_saphyr::to_string(&drop_in)
+        .map_err(|err| KubeletConfigError::Render(Box::new(err)))?;
+    Ok(Some(format!("{DROP_IN_HEADER}{body}")))
+}
+
+#[cfg(test)]
+mod tests;

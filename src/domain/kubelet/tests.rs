@@ -1,0 +1,494 @@
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::*;
+use crate::api::{KubeletAuthorizationMode, SecurityBaselineSpec};
+
+const KUBEADM_CONFIG: &str =
+    include_str!("../../../tests/fixtures/nodes/kubelet/kubeadm-config.yaml");
+const WEAK_CONFIG: &str = include_str!("../../../tests/fixtures/nodes/kubelet/weak-config.yaml");
+const HARDENING: &str =
+    include_str!("../../../tests/fixtures/nodes/kubelet/kubelet.conf.d/10-hardening.conf");
+const DEBUG: &str =
+    include_str!("../../../tests/fixtures/nodes/kubelet/kubelet.conf.d/20-debug.conf");
+const LATE: &str =
+    include_str!("../../../tests/fixtures/nodes/kubelet/kubelet.conf.d/nested/30-late.conf");
+const KUBEADM_CMDLINE: &str =
+    include_str!("../../../tests/fixtures/nodes/kubelet/kubeadm-cmdline.txt");
+const LEGACY_CMDLINE: &str =
+    include_str!("../../../tests/fixtures/nodes/kubelet/legacy-flags-cmdline.txt");
+
+fn flags(cmdline: &str) -> ProcessFlags {
+    let args: Vec<&str> = cmdline.lines().skip(1).collect();
+    ProcessFlags::parse(&args)
+}
+
+fn no_flags() -> ProcessFlags {
+    ProcessFlags::default()
+}
+
+fn drop_ins(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items
+        .iter()
+        .map(|(name, text)| ((*name).to_owned(), (*text).to_owned()))
+        .collect()
+}
+
+fn hardened() -> KubeletSettings {
+    KubeletSettings {
+        anonymous_auth: Some(false),
+        webhook_authentication: Some(true),
+        authorization_mode: Some(KubeletAuthorizationMode::Webhook),
+        read_only_port: Some(0),
+        protect_kernel_defaults: Some(true),
+        rotate_certificates: Some(true),
+        seccomp_default: Some(true),
+        make_iptables_util_chains: Some(true),
+    }
+}
+
+fn observed(effective: &EffectiveConfig) -> KubeletObservation {
+    KubeletObservation {
+        state: ObservationState::Observed,
+        settings: settings_of(&effective.config),
+        origins: origins_list(&effective.origins),
+        ..KubeletObservation::default()
+    }
+}
+
+fn checks_of(drift: &[DriftEntry]) -> Vec<(&str, DriftReason)> {
+    drift.iter().map(|d| (d.check.as_str(), d.reason)).collect()
+}
+
+#[test]
+fn kubeadm_config_gets_v1beta1_defaults() {
+    let effective = effective_config(Some(KUBEADM_CONFIG), &[], &flags(KUBEADM_CMDLINE)).unwrap();
+    let settings = settings_of(&effective.config);
+    assert_eq!(
+        settings,
+        KubeletSettings {
+            anonymous_auth: Some(false),
+            webhook_authentication: Some(true),
+            authorization_mode: Some(KubeletAuthorizationMode::Webhook),
+            // Not defaulted in v1beta1: the Go zero value.
+            read_only_port: Some(0),
+            protect_kernel_defaults: Some(false),
+            rotate_certificates: Some(true),
+            // Defaulted: seccompDefault false, makeIPTablesUtilChains true.
+            seccomp_default: Some(false),
+            make_iptables_util_chains: Some(true),
+        }
+    );
+    assert_eq!(effective.origins["anonymousAuth"], "config file");
+    assert_eq!(effective.origins["makeIPTablesUtilChains"], "default");
+    // Unrelated fields survive untouched.
+    assert_eq!(effective.config["clusterDNS"], json!(["10.96.0.10"]));
+}
+
+#[test]
+fn drop_ins_merge_in_walk_order_later_wins_lists_replaced_null_deletes() {
+    // Given out of order on purpose: the merge sorts them like the kubelet's WalkDir.
+    let effective = effective_config(
+        Some(KUBEADM_CONFIG),
+        &drop_ins(&[
+            ("nested/30-late.conf", LATE),
+            ("20-debug.conf", DEBUG),
+            ("10-hardening.conf", HARDENING),
+        ]),
+        &no_flags(),
+    )
+    .unwrap();
+    let settings = settings_of(&effective.config);
+    // 10-hardening sets protectKernelDefaults; 20-debug reopens anonymous and the port.
+    assert_eq!(settings.protect_kernel_defaults, Some(true));
+    assert_eq!(settings.anonymous_auth, Some(true));
+    assert_eq!(settings.read_only_port, Some(10255));
+    // Deep merge: the sibling webhook.enabled of the config file is kept.
+    assert_eq!(settings.webhook_authentication, Some(true));
+    assert_eq!(
+        effective.config["authentication"]["x509"]["clientCAFile"],
+        "/etc/kubernetes/pki/ca.crt"
+    );
+    // Lists are replaced, not appended.
+    assert_eq!(
+        effective.config["clusterDNS"],
+        json!(["10.96.0.53", "10.96.0.54"])
+    );
+    // nested/30-late.conf comes last and deletes seccompDefault with null: zero value.
+    assert_eq!(settings.seccomp_default, Some(false));
+    assert_eq!(
+        effective.origins["seccompDefault"],
+        "drop-in nested/30-late.conf"
+    );
+    assert_eq!(effective.origins["anonymousAuth"], "drop-in 20-debug.conf");
+    assert_eq!(
+        effective.origins["protectKernelDefaults"],
+        "drop-in 10-hardening.conf"
+    );
+}
+
+#[test]
+fn flags_override_config_and_drop_ins() {
+    let flags = ProcessFlags::parse(&[
+        "--anonymous-auth=false",
+        "--read-only-port",
+        "0",
+        "--seccomp-default",
+    ]);
+    let effective = effective_config(
+        Some(WEAK_CONFIG),
+        &drop_ins(&[("20-debug.conf", DEBUG)]),
+        &flags,
+    )
+    .unwrap();
+    let settings = settings_of(&effective.config);
+    assert_eq!(settings.anonymous_auth, Some(false));
+    assert_eq!(settings.read_only_port, Some(0));
+    assert_eq!(settings.seccomp_default, Some(true));
+    assert_eq!(
+        settings.authorization_mode,
+        Some(KubeletAuthorizationMode::AlwaysAllow)
+    );
+    assert_eq!(settings.make_iptables_util_chains, Some(false));
+    assert_eq!(effective.origins["anonymousAuth"], "flag --anonymous-auth");
+    assert_eq!(effective.origins["authorizationMode"], "config file");
+}
+
+#[test]
+fn without_config_the_legacy_command_line_defaults_apply() {
+    let effective = effective_config(None, &[], &no_flags()).unwrap();
+    let settings = settings_of(&effective.config);
+    assert_eq!(settings.anonymous_auth, Some(true));
+    assert_eq!(settings.webhook_authentication, Some(false));
+    assert_eq!(
+        settings.authorization_mode,
+        Some(KubeletAuthorizationMode::AlwaysAllow)
+    );
+    assert_eq!(settings.read_only_port, Some(10255));
+    assert_eq!(settings.make_iptables_util_chains, Some(true));
+    assert_eq!(
+        effective.origins["anonymousAuth"],
+        "legacy default (no --config)"
+    );
+
+    // Flags only (the pre-config-file way), both `--flag value` and bare booleans.
+    let effective = effective_config(None, &[], &flags(LEGACY_CMDLINE)).unwrap();
+    let settings = settings_of(&effective.config);
+    assert_eq!(settings.anonymous_auth, Some(false));
+    assert_eq!(
+        settings.authorization_mode,
+        Some(KubeletAuthorizationMode::Webhook)
+    );
+    assert_eq!(settings.read_only_port, Some(0));
+    assert_eq!(settings.rotate_certificates, Some(true));
+    assert_eq!(settings.protect_kernel_defaults, Some(true));
+
+    // --config-dir without --config: drop-ins merge onto the legacy defaults.
+    let effective = effective_config(
+        None,
+        &drop_ins(&[("10-hardening.conf", HARDENING)]),
+        &no_flags(),
+    )
+    .unwrap();
+    let settings = settings_of(&effective.config);
+    assert_eq!(settings.anonymous_auth, Some(true));
+    assert_eq!(settings.seccomp_default, Some(true));
+}
+
+#[test]
+fn unreadable_configs_are_errors_naming_the_file() {
+    let err = effective_config(Some("kind: [unclosed"), &[], &no_flags()).unwrap_err();
+    assert!(err.to_string().contains("config file"), "{err}");
+    let err =
+        effective_config(Some("apiVersion: v1\nkind: ConfigMap\n"), &[], &no_flags()).unwrap_err();
+    assert!(
+        err.to_string().contains("not a KubeletConfiguration"),
+        "{err}"
+    );
+    let err = effective_config(
+        Some(KUBEADM_CONFIG),
+        &drop_ins(&[("50-bad.conf", "readOnlyPort: [")]),
+        &no_flags(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("drop-in 50-bad.conf"), "{err}");
+    let err = effective_config(
+        Some(KUBEADM_CONFIG),
+        &[],
+        &ProcessFlags::parse(&["--anonymous-auth=maybe"]),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("--anonymous-auth"), "{err}");
+}
+
+#[test]
+fn drop_in_order_is_the_kubelet_walk_order() {
+    let mut names = vec![
+        "b.conf",
+        "a.conf",
+        "a/z.conf",
+        "10-x.conf",
+        "nested/01.conf",
+        "README.conf",
+    ];
+    names.sort_by(|a, b| drop_in_order(a, b));
+    assert_eq!(
+        names,
+        [
+            "10-x.conf",
+            "README.conf",
+            "a/z.conf",
+            "a.conf",
+            "b.conf",
+            "nested/01.conf"
+        ]
+    );
+}
+
+#[test]
+fn merge_patch_is_rfc_7386() {
+    let mut target = json!({"a": {"b": 1, "c": [1, 2]}, "d": 1});
+    merge_patch(
+        &mut target,
+        &json!({"a": {"c": [3], "e": null}, "d": null, "f": {"g": 1}}),
+    );
+    assert_eq!(target, json!({"a": {"b": 1, "c": [3]}, "f": {"g": 1}}));
+}
+
+#[test]
+fn kubeadm_node_against_a_hardened_baseline() {
+    let effective = effective_config(Some(KUBEADM_CONFIG), &[], &flags(KUBEADM_CMDLINE)).unwrap();
+    let drift = evaluate_kubelet("node-1", &observed(&effective), &hardened());
+    assert_eq!(
+        checks_of(&drift),
+        [
+            (check_ids::PROTECT_KERNEL_DEFAULTS, DriftReason::Violation),
+            (check_ids::SECCOMP_DEFAULT, DriftReason::Violation),
+        ]
+    );
+    assert_eq!(drift[1].kind, "Node");
+    assert_eq!(drift[1].name, "node-1");
+    assert!(drift[1].namespace.is_empty());
+    assert!(
+        drift[1]
+            .message
+            .contains("seccompDefault is false (from default); the baseline wants true"),
+        "{}",
+        drift[1].message
+    );
+}
+
+#[test]
+fn violation_names_the_drop_in_that_set_the_value() {
+    let effective = effective_config(
+        Some(KUBEADM_CONFIG),
+        &drop_ins(&[("10-hardening.conf", HARDENING), ("20-debug.conf", DEBUG)]),
+        &no_flags(),
+    )
+    .unwrap();
+    let drift = evaluate_kubelet("node-1", &observed(&effective), &hardened());
+    let anonymous = drift
+        .iter()
+        .find(|d| d.check == check_ids::ANONYMOUS_AUTH)
+        .unwrap();
+    assert_eq!(anonymous.reason, DriftReason::Violation);
+    assert!(
+        anonymous.message.contains("from drop-in 20-debug.conf"),
+        "{}",
+        anonymous.message
+    );
+    assert!(drift.iter().any(|d| d.check == check_ids::READ_ONLY_PORT));
+}
+
+#[test]
+fn weak_config_fails_the_cis_checks() {
+    let effective = effective_config(Some(WEAK_CONFIG), &[], &no_flags()).unwrap();
+    let drift = evaluate_kubelet("node-1", &observed(&effective), &hardened());
+    let checks: Vec<&str> = drift.iter().map(|d| d.check.as_str()).collect();
+    assert_eq!(
+        checks,
+        [
+            check_ids::ANONYMOUS_AUTH,
+            check_ids::WEBHOOK_AUTHENTICATION,
+            check_ids::AUTHORIZATION_MODE,
+            check_ids::READ_ONLY_PORT,
+            check_ids::PROTECT_KERNEL_DEFAULTS,
+            check_ids::ROTATE_CERTIFICATES,
+            check_ids::SECCOMP_DEFAULT,
+            check_ids::MAKE_IPTABLES_UTIL_CHAINS,
+        ]
+    );
+    assert!(drift.iter().all(|d| d.reason == DriftReason::Violation));
+}
+
+#[test]
+fn unset_baseline_fields_are_not_checked() {
+    let effective = effective_config(Some(WEAK_CONFIG), &[], &no_flags()).unwrap();
+    let want = KubeletSettings {
+        authorization_mode: Some(KubeletAuthorizationMode::AlwaysAllow),
+        ..KubeletSettings::default()
+    };
+    assert!(evaluate_kubelet("n", &observed(&effective), &want).is_empty());
+    assert!(evaluate_kubelet("n", &observed(&effective), &KubeletSettings::default()).is_empty());
+}
+
+#[test]
+fn missing_kubelet_or_unreadable_config_is_unknown_never_passing() {
+    let not_found = KubeletObservation::default();
+    let drift = evaluate_kubelet("n", &not_found, &hardened());
+    assert_eq!(drift.len(), 8);
+    assert!(drift.iter().all(|d| d.reason == DriftReason::Unknown));
+
+    let error = KubeletObservation {
+        state: ObservationState::Error,
+        message: "cannot read /var/lib/kubelet/config.yaml: permission denied".to_owned(),
+        ..KubeletObservation::default()
+    };
+    let drift = evaluate_kubelet("n", &error, &hardened());
+    assert!(drift.iter().all(|d| d.reason == DriftReason::Unknown));
+    assert!(drift[0].message.contains("permission denied"));
+}
+
+#[test]
+fn pending_restart_makes_passing_file_values_unknown_but_not_flag_values() {
+    let flags = ProcessFlags::parse(&["--anonymous-auth=false"]);
+    let effective = effective_config(Some(KUBEADM_CONFIG), &[], &flags).unwrap();
+    let mut observation = observed(&effective);
+    observation.pending_restart = true;
+    let want = KubeletSettings {
+        anonymous_auth: Some(false),
+        rotate_certificates: Some(true),
+        seccomp_default: Some(true),
+        ..KubeletSettings::default()
+    };
+    let drift = evaluate_kubelet("n", &observation, &want);
+    assert_eq!(
+        checks_of(&drift),
+        [
+            // From the config file: on disk only until the kubelet restarts.
+            (check_ids::ROTATE_CERTIFICATES, DriftReason::Unknown),
+            // Failing values stay violations.
+            (check_ids::SECCOMP_DEFAULT, DriftReason::Violation),
+        ]
+    );
+}
+
+#[test]
+fn rendered_drop_in_makes_a_weak_kubelet_compliant() {
+    let rendered = render_drop_in(&hardened()).unwrap().unwrap();
+    assert!(rendered.starts_with(DROP_IN_HEADER));
+    assert_eq!(
+        render_drop_in(&hardened()).unwrap().unwrap(),
+        rendered,
+        "deterministic"
+    );
+    let effective = effective_config(
+        Some(WEAK_CONFIG),
+        &drop_ins(&[("20-debug.conf", DEBUG), (DROP_IN_NAME, &rendered)]),
+        &no_flags(),
+    )
+    .unwrap();
+    assert_eq!(settings_of(&effective.config), hardened());
+    assert!(evaluate_kubelet("n", &observed(&effective), &hardened()).is_empty());
+    assert_eq!(
+        effective.origins["readOnlyPort"],
+        format!("drop-in {DROP_IN_NAME}")
+    );
+}
+
+#[test]
+fn rendered_drop_in_sets_only_what_the_baseline_sets() {
+    assert_eq!(render_drop_in(&KubeletSettings::default()).unwrap(), None);
+    let rendered = render_drop_in(&KubeletSettings {
+        read_only_port: Some(0),
+        ..KubeletSettings::default()
+    })
+    .unwrap()
+    .unwrap();
+    let value: serde_json::Value = serde_saphyr::from_str(&rendered).unwrap();
+    assert_eq!(
+        value,
+        json!({"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration", "readOnlyPort": 0})
+    );
+}
+
+fn baseline(yaml: &str) -> SecurityBaselineSpec {
+    serde_saphyr::from_str(yaml).unwrap()
+}
+
+#[test]
+fn desired_drop_in_unites_enforce_baselines_selecting_the_node() {
+    let a = baseline("kubelet:\n  settings: {anonymousAuth: false, readOnlyPort: 0}\n");
+    let b = baseline("kubelet:\n  settings: {readOnlyPort: 0, seccompDefault: true}\n");
+    let audit = baseline("mode: Audit\nkubelet:\n  settings: {rotateCertificates: true}\n");
+    let other_nodes = baseline(
+        "kubelet:\n  nodeSelector: {pool: gpu}\n  settings: {protectKernelDefaults: true}\n",
+    );
+    let conflicting = baseline("kubelet:\n  settings: {anonymousAuth: true}\n");
+    let labels = BTreeMap::from([("pool".to_owned(), "web".to_owned())]);
+
+    let desired = desired_kubelet(
+        [
+            ("a", &a),
+            ("b", &b),
+            ("audit", &audit),
+            ("gpu", &other_nodes),
+        ],
+        &labels,
+    );
+    assert_eq!(
+        desired.settings,
+        KubeletSettings {
+            anonymous_auth: Some(false),
+            read_only_port: Some(0),
+            seccomp_default: Some(true),
+            ..KubeletSettings::default()
+        }
+    );
+    assert!(desired.conflicts.is_empty());
+
+    let desired = desired_kubelet([("z", &conflicting), ("a", &a)], &labels);
+    assert_eq!(
+        desired.settings.anonymous_auth, None,
+        "conflicting field is not written"
+    );
+    assert_eq!(desired.settings.read_only_port, Some(0));
+    assert_eq!(desired.conflicts.len(), 1);
+    assert!(
+        desired.conflicts[0]
+            .starts_with("anonymousAuth: baseline a wants false, baseline z wants true")
+    );
+}
+
+#[test]
+fn every_setting_has_a_field_and_a_registered_check() {
+    // A KubeletSettings field added without a FIELDS entry would never be checked.
+    let all = settings_object(&hardened());
+    assert_eq!(all.len(), FIELDS.len());
+    for key in all.keys() {
+        assert!(
+            FIELDS.iter().any(|f| f.setting == key),
+            "{key} has no FIELDS entry"
+        );
+    }
+    assert_eq!(requested_checks(&hardened()).len(), CHECKS.len());
+    for field in FIELDS {
+        assert!(CHECKS.iter().any(|c| c.id == field.check));
+    }
+}
+
+#[test]
+fn kubelet_selector_matches_labels() {
+    let labels = BTreeMap::from([("pool".to_owned(), "web".to_owned())]);
+    let mut kubelet = KubeletBaseline::default();
+    assert!(kubelet_selects(&kubelet, &labels));
+    kubelet
+        .node_selector
+        .insert("pool".to_owned(), "web".to_owned());
+    assert!(kubelet_selects(&kubelet, &labels));
+    kubelet
+        .node_selector
+        .insert("zone".to_owned(), "a".to_owned());
+    assert!(!kubelet_selects(&kubelet, &labels));
+}
