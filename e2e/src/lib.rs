@@ -1,0 +1,548 @@
+//! Test harness for the end-to-end tests: the local control plane from `e2e/cluster`, an
+//! operator process per test running with its own ServiceAccount identity bound to the
+//! RBAC in `config/rbac/`, throwaway names per test, and the apiserver audit log.
+//!
+//! Tests panic with a message on failure (this is test code); they never skip: without a
+//! cluster they fail and say how to start one.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
+use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use kube::{Api, Client, Config};
+use tokio::sync::OnceCell;
+
+/// Label every test object carries, so each operator under test sees only its own.
+pub const TEST_LABEL: &str = "kube-baseline.dev/e2e";
+/// Where the operator runs in these tests (its ServiceAccounts live here).
+pub const OPERATOR_NAMESPACE: &str = "kube-baseline-system";
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e/ has a parent")
+        .to_path_buf()
+}
+
+/// The `kube-baseline` binary under test (built by e2e/test-all before the tests run).
+pub fn operator_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("KUBE_BASELINE_BIN") {
+        return PathBuf::from(path);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("target"));
+    let binary = target.join("debug").join("kube-baseline");
+    assert!(
+        binary.exists(),
+        "{} not found: run `cargo build` first (e2e/test-all does)",
+        binary.display()
+    );
+    binary
+}
+
+/// The state dir of the running local control plane.
+pub fn cluster_dir() -> PathBuf {
+    let dir = std::env::var("KUBE_BASELINE_CLUSTER_DIR").expect(
+        "KUBE_BASELINE_CLUSTER_DIR is unset: start the control plane with `e2e/cluster up` and \
+         `eval \"$(e2e/cluster env)\"`, or run e2e/test-all",
+    );
+    PathBuf::from(dir)
+}
+
+/// A client with the admin credential (system:masters). Only the harness uses it.
+pub async fn admin_client() -> Client {
+    Client::try_default()
+        .await
+        .expect("admin client from KUBECONFIG (see e2e/cluster env)")
+}
+
+/// Runs `kubectl` (the v1.36 one `e2e/cluster env` puts first on PATH) and returns stdout.
+pub fn kubectl(args: &[&str]) -> String {
+    let output = Command::new("kubectl")
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        output.status.success(),
+        "kubectl {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Like [`kubectl`], but returns (success, stdout, stderr) instead of asserting.
+pub fn kubectl_result(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new("kubectl")
+        .args(args)
+        .current_dir(repo_root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    let output = child.wait_with_output().expect("kubectl finishes");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+static INSTALLED: OnceCell<()> = OnceCell::const_new();
+
+/// Installs the CRDs and the operator's RBAC (config/rbac) once per test binary.
+pub async fn ensure_installed() {
+    INSTALLED
+        .get_or_init(|| async {
+            let (ok, _, stderr) =
+                kubectl_result(&["create", "namespace", OPERATOR_NAMESPACE], None);
+            assert!(
+                ok || stderr.contains("AlreadyExists"),
+                "create namespace: {stderr}"
+            );
+            kubectl(&[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                "crds/kube-baseline.yaml",
+            ]);
+            kubectl(&[
+                "wait",
+                "--for=condition=Established",
+                "crd/securitybaselines.kube-baseline.dev",
+                "--timeout=60s",
+            ]);
+            kubectl(&[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-k",
+                "config/rbac",
+            ]);
+        })
+        .await;
+}
+
+static SEQUENCE: AtomicU32 = AtomicU32::new(0);
+
+/// A unique, DNS-label-safe id for one test: `<prefix>-<pid><seq>`.
+pub fn unique_id(prefix: &str) -> String {
+    let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    let prefix: String = prefix
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(20)
+        .collect();
+    format!("{}-{:x}{:x}", prefix.to_lowercase(), nanos % 0xfffff, seq)
+}
+
+/// One test's world: its id, the admin client, and the names it created.
+#[derive(Clone)]
+pub struct TestEnv {
+    pub id: String,
+    pub admin: Client,
+}
+
+impl std::fmt::Debug for TestEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestEnv").field("id", &self.id).finish()
+    }
+}
+
+impl TestEnv {
+    pub async fn new(prefix: &str) -> Self {
+        ensure_installed().await;
+        Self {
+            id: unique_id(prefix),
+            admin: admin_client().await,
+        }
+    }
+
+    /// The label selector the operator under test is restricted to.
+    pub fn selector(&self) -> String {
+        format!("{TEST_LABEL}={}", self.id)
+    }
+
+    /// `<id>-<suffix>`: a name unique to this test.
+    pub fn name(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.id)
+    }
+
+    /// Creates a namespace carrying this test's label plus `labels`.
+    pub async fn create_namespace(&self, suffix: &str, labels: &[(&str, &str)]) -> String {
+        let name = self.name(suffix);
+        let mut all: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        all.insert(TEST_LABEL.to_string(), self.id.clone());
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some(all),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        Api::<Namespace>::all(self.admin.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .expect("create namespace");
+        name
+    }
+
+    /// Applies a SecurityBaseline from YAML (name and test label are set here) as the admin.
+    pub fn apply_baseline(&self, name_suffix: &str, spec_yaml: &str) -> String {
+        let name = self.name(name_suffix);
+        let manifest = format!(
+            "apiVersion: kube-baseline.dev/v1alpha1\nkind: SecurityBaseline\nmetadata:\n  name: {name}\n  labels:\n    {TEST_LABEL}: {}\nspec:\n{}",
+            self.id,
+            indent(spec_yaml, 2)
+        );
+        let (ok, _, stderr) = kubectl_result(&["apply", "-f", "-"], Some(&manifest));
+        assert!(ok, "apply baseline {name}: {stderr}");
+        name
+    }
+
+    /// Creates a ServiceAccount with this ClusterRole bound (the operator's identity in
+    /// config/rbac) and returns a kubeconfig file authenticating as it.
+    pub async fn service_account_kubeconfig(
+        &self,
+        sa_name: &str,
+        cluster_role: Option<&str>,
+    ) -> PathBuf {
+        let sas: Api<ServiceAccount> = Api::namespaced(self.admin.clone(), OPERATOR_NAMESPACE);
+        let sa = ServiceAccount {
+            metadata: ObjectMeta {
+                name: Some(sa_name.to_string()),
+                labels: Some(BTreeMap::from([(TEST_LABEL.to_string(), self.id.clone())])),
+                ..ObjectMeta::default()
+            },
+            ..ServiceAccount::default()
+        };
+        sas.create(&PostParams::default(), &sa)
+            .await
+            .expect("create ServiceAccount");
+        if let Some(role) = cluster_role {
+            let binding = ClusterRoleBinding {
+                metadata: ObjectMeta {
+                    name: Some(sa_name.to_string()),
+                    labels: Some(BTreeMap::from([(TEST_LABEL.to_string(), self.id.clone())])),
+                    ..ObjectMeta::default()
+                },
+                role_ref: RoleRef {
+                    api_group: "rbac.authorization.k8s.io".to_string(),
+                    kind: "ClusterRole".to_string(),
+                    name: role.to_string(),
+                },
+                subjects: Some(vec![Subject {
+                    kind: "ServiceAccount".to_string(),
+                    name: sa_name.to_string(),
+                    namespace: Some(OPERATOR_NAMESPACE.to_string()),
+                    api_group: None,
+                }]),
+            };
+            Api::<ClusterRoleBinding>::all(self.admin.clone())
+                .create(&PostParams::default(), &binding)
+                .await
+                .expect("create ClusterRoleBinding");
+        }
+        let token = sas
+            .create_token_request(
+                sa_name,
+                &PostParams::default(),
+                &TokenRequest {
+                    spec: TokenRequestSpec {
+                        audiences: vec![],
+                        expiration_seconds: Some(4 * 3600),
+                        bound_object_ref: None,
+                    },
+                    ..TokenRequest::default()
+                },
+            )
+            .await
+            .expect("token request")
+            .status
+            .expect("token status")
+            .token;
+        let dir = cluster_dir();
+        let server = std::fs::read_to_string(dir.join("server"))
+            .expect("server file")
+            .trim()
+            .to_string();
+        let kubeconfig = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: {server}\n    certificate-authority: {}\nusers:\n- name: {sa_name}\n  user:\n    token: {token}\ncontexts:\n- name: {sa_name}\n  context: {{cluster: local, user: {sa_name}}}\ncurrent-context: {sa_name}\n",
+            dir.join("ca.crt").display()
+        );
+        let path = scratch_dir().join(format!("{sa_name}.kubeconfig"));
+        std::fs::write(&path, kubeconfig).expect("write kubeconfig");
+        path
+    }
+
+    /// Deletes what this test created (namespaces, baselines, ServiceAccounts, bindings).
+    pub async fn cleanup(&self) {
+        let selector = format!("-l={}", self.selector());
+        for kind in ["securitybaselines", "namespaces", "clusterrolebindings"] {
+            let _ = kubectl_result(&["delete", kind, &selector, "--wait=false"], None);
+        }
+        let _ = kubectl_result(
+            &[
+                "delete",
+                "serviceaccounts",
+                "-n",
+                OPERATOR_NAMESPACE,
+                &selector,
+                "--wait=false",
+            ],
+            None,
+        );
+    }
+}
+
+fn indent(text: &str, spaces: usize) -> String {
+    let pad = " ".repeat(spaces);
+    text.lines().map(|l| format!("{pad}{l}\n")).collect()
+}
+
+/// A directory for this test run's files (kubeconfigs, operator logs).
+pub fn scratch_dir() -> PathBuf {
+    let dir = repo_root().join("target").join("e2e");
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// The username the API server gives a ServiceAccount.
+pub fn service_account_user(sa_name: &str) -> String {
+    format!("system:serviceaccount:{OPERATOR_NAMESPACE}:{sa_name}")
+}
+
+/// A `kube-baseline run` process under test, killed when dropped.
+#[derive(Debug)]
+pub struct Operator {
+    child: Child,
+    pub user: String,
+    pub log: PathBuf,
+    pub kubeconfig: PathBuf,
+}
+
+impl Operator {
+    /// Starts an operator that sees only this test's namespaces and baselines, running as a
+    /// fresh ServiceAccount bound to config/rbac's ClusterRole (never the admin credential).
+    pub async fn start(env: &TestEnv, extra_args: &[&str]) -> Self {
+        let sa = format!("op-{}", env.id);
+        let kubeconfig = env
+            .service_account_kubeconfig(&sa, Some("kube-baseline-manager"))
+            .await;
+        Self::start_with(env, &sa, &kubeconfig, extra_args)
+    }
+
+    /// Starts another operator process with an existing identity.
+    pub fn start_with(env: &TestEnv, sa: &str, kubeconfig: &Path, extra_args: &[&str]) -> Self {
+        let selector = env.selector();
+        let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+        let log = scratch_dir().join(format!("{}-{seq}.log", env.id));
+        let log_file = std::fs::File::create(&log).expect("operator log");
+        let mut args = vec![
+            "run",
+            "--namespace",
+            OPERATOR_NAMESPACE,
+            "--baseline-selector",
+            &selector,
+            "--namespace-selector",
+            &selector,
+            "--log-level",
+            "info,kube_baseline=debug",
+        ];
+        args.extend_from_slice(extra_args);
+        let child = Command::new(operator_binary())
+            .args(&args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("POD_NAME", format!("{}-{seq}", env.id))
+            .stdout(log_file.try_clone().expect("log handle"))
+            .stderr(log_file)
+            .spawn()
+            .expect("start operator");
+        Self {
+            child,
+            user: service_account_user(sa),
+            log,
+            kubeconfig: kubeconfig.to_path_buf(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (TERM, KILL, STOP, CONT) to the operator.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} {}", self.pid());
+    }
+
+    /// Stops it with SIGTERM and waits for it to exit (at most `timeout`).
+    pub fn stop(mut self, timeout: Duration) -> std::process::ExitStatus {
+        self.signal("TERM");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "operator did not exit within {timeout:?} of SIGTERM; log: {}",
+                self.log.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("wait").is_none()
+    }
+
+    /// The operator's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `probe` every 100 ms until it returns Some, or panics after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One line of the apiserver audit log, the fields the tests read.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    pub stage: String,
+    pub verb: String,
+    pub user: AuditUser,
+    #[serde(default)]
+    pub object_ref: Option<AuditObjectRef>,
+    pub request_received_timestamp: String,
+    #[serde(default)]
+    pub request_uri: String,
+    #[serde(default)]
+    pub response_status: Option<AuditStatus>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct AuditUser {
+    #[serde(default)]
+    pub username: String,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditObjectRef {
+    #[serde(default)]
+    pub resource: String,
+    #[serde(default)]
+    pub namespace: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub subresource: String,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct AuditStatus {
+    #[serde(default)]
+    pub code: i32,
+}
+
+/// Every completed request in the audit log.
+pub fn audit_events() -> Vec<AuditEvent> {
+    let path = std::env::var("KUBE_BASELINE_AUDIT_LOG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| cluster_dir().join("audit.log"));
+    let text = std::fs::read_to_string(&path).expect("audit log readable");
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<AuditEvent>(line).ok())
+        .filter(|event| event.stage == "ResponseComplete")
+        .collect()
+}
+
+/// Mutating requests (create, update, patch, delete) made by `user`, in log order.
+pub fn writes_by(user: &str) -> Vec<AuditEvent> {
+    audit_events()
+        .into_iter()
+        .filter(|e| e.user.username == user)
+        .filter(|e| {
+            matches!(
+                e.verb.as_str(),
+                "create" | "update" | "patch" | "delete" | "deletecollection"
+            )
+        })
+        .collect()
+}
+
+/// Deletes a namespace and does not wait.
+pub async fn delete_namespace(client: &Client, name: &str) {
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(name, &DeleteParams::default())
+        .await;
+}
+
+/// A client authenticating with a kubeconfig file.
+pub async fn client_from_kubeconfig(path: &Path) -> Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).expect("kubeconfig");
+    let config =
+        Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+            .await
+            .expect("config from kubeconfig");
+    Client::try_from(config).expect("client")
+}
