@@ -34,6 +34,8 @@ pub struct Context {
     pub status_trigger: UnboundedSender<String>,
     /// When the controller started: drift that appears after it is news (an Event).
     pub started: k8s_openapi::jiff::Timestamp,
+    /// Raised once every cache has its first full list.
+    caches_synced: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Context {
@@ -73,23 +75,32 @@ impl Context {
             results: Results::default(),
             status_trigger,
             started: k8s_openapi::jiff::Timestamp::now(),
+            caches_synced: tokio::sync::watch::Sender::new(false),
         }
     }
 
     /// Waits until every cache has its first full list: acting on a partial view would
-    /// recreate objects that exist or report drift that is not there.
+    /// recreate objects that exist or report drift that is not there. Many reconciles wait
+    /// at once, so they wait on one flag that [`Context::sync_caches`] raises.
     pub async fn wait_ready(&self) {
+        let mut ready = self.caches_synced.subscribe();
+        // An error means the sender is gone, which cannot happen while `self` lives.
+        let _ = ready.wait_for(|synced| *synced).await;
+    }
+
+    /// Waits for every store and index, then raises the flag reconciles wait on. Runs once,
+    /// in one task: kube's `Store::wait_until_ready` wakes only one of several waiters.
+    pub async fn sync_caches(&self) {
         // The stores only fail to become ready if their writer is dropped, i.e. on shutdown.
         let _ = self.baselines.wait_until_ready().await;
         let _ = self.namespaces.wait_until_ready().await;
-        for (kind, index) in &self.generated {
-            tracing::trace!(?kind, "waiting for generated objects cache");
+        for index in self.generated.values() {
             index.wait_ready().await;
         }
-        for (kind, index) in &self.names {
-            tracing::trace!(?kind, "waiting for object names cache");
+        for index in self.names.values() {
             index.wait_ready().await;
         }
+        self.caches_synced.send_replace(true);
     }
 
     /// Our objects of `baseline` in `namespace`, every kind.

@@ -123,6 +123,14 @@ pub async fn run_with_client(client: Client, args: RunArgs) -> Result<(), RunErr
         status_trigger,
     ));
 
+    let synced = {
+        let ctx = ctx.clone();
+        async move {
+            ctx.sync_caches().await;
+            info!("caches synced; reconciling");
+            future::pending::<()>().await;
+        }
+    };
     let shutdown = shutdown_signal();
     let (shutdown_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let on_shutdown = |tx: &tokio::sync::broadcast::Sender<()>| {
@@ -155,6 +163,7 @@ pub async fn run_with_client(client: Client, args: RunArgs) -> Result<(), RunErr
     // The watches never end on their own; the controllers end after a graceful shutdown.
     tokio::select! {
         () = baseline_watch => {}
+        () = synced => {}
         _ = future::join3(namespace_controller, baseline_controller, shutdown) => {}
     }
     info!("controller stopped");

@@ -321,8 +321,10 @@ fn network_policies(
             spec: Some(NetworkPolicySpec {
                 pod_selector: Some(select_all()),
                 policy_types: Some(denied.clone()),
-                ingress: None,
-                egress: None,
+                // Explicitly empty, so we own these fields: a rule someone adds is then
+                // removed by our next apply instead of surviving as another manager's field.
+                ingress: Some(Vec::new()),
+                egress: Some(Vec::new()),
             }),
         }),
     }];
@@ -339,7 +341,7 @@ fn network_policies(
                 spec: Some(NetworkPolicySpec {
                     pod_selector: Some(select_all()),
                     policy_types: Some(vec!["Egress".to_string()]),
-                    ingress: None,
+                    ingress: Some(Vec::new()),
                     egress: Some(vec![NetworkPolicyEgressRule {
                         to: Some(vec![NetworkPolicyPeer {
                             namespace_selector: Some(LabelSelector {
@@ -379,17 +381,21 @@ fn network_policies(
                 spec: Some(NetworkPolicySpec {
                     pod_selector: Some(select_all()),
                     policy_types: Some(denied),
-                    ingress: deny.ingress.then(|| {
+                    ingress: Some(if deny.ingress {
                         vec![NetworkPolicyIngressRule {
                             from: same_namespace(),
                             ports: None,
                         }]
+                    } else {
+                        Vec::new()
                     }),
-                    egress: deny.egress.then(|| {
+                    egress: Some(if deny.egress {
                         vec![NetworkPolicyEgressRule {
                             to: same_namespace(),
                             ports: None,
                         }]
+                    } else {
+                        Vec::new()
                     }),
                 }),
             }),

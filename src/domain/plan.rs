@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::LimitRangeItem;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use crate::api::{
     BASELINE_LABEL, DriftEntry, DriftReason, EnforcementMode, OnUnselect, SecurityBaselineSpec,
@@ -243,7 +243,7 @@ fn difference(
 ) -> Option<String> {
     let content = match (desired, observed) {
         (NamespacedObject::NetworkPolicy(d), NamespacedObject::NetworkPolicy(o)) => {
-            (d.spec != o.spec).then(|| {
+            (normalized_policy(d) != normalized_policy(o)).then(|| {
                 "spec differs (ingress, egress, policyTypes or podSelector changed)".to_string()
             })
         }
@@ -296,12 +296,34 @@ fn difference(
             .owner_references
             .iter()
             .flatten()
-            .any(|r| r.uid == baseline.uid && r.kind == "SecurityBaseline");
+            .any(|r| r.kind == "SecurityBaseline" && refers_to(r, baseline));
         match (missing_label, owned) {
             (Some((key, _)), _) => Some(format!("label {key} is missing or changed")),
             (None, false) => Some("ownerReference to the baseline is missing".to_string()),
             (None, true) => None,
         }
+    })
+}
+
+/// Whether an ownerReference names the baseline: by uid, or by name when the uid is unknown
+/// (empty: a baseline read from a file by `kube-baseline check`, which never had one).
+fn refers_to(reference: &OwnerReference, baseline: BaselineRef<'_>) -> bool {
+    if baseline.uid.is_empty() {
+        reference.name == baseline.name
+    } else {
+        reference.uid == baseline.uid
+    }
+}
+
+/// The policy spec with empty rule lists and absent ones made equal: we apply explicit
+/// empty lists (to own the fields) and the API server may store them as absent.
+fn normalized_policy(
+    policy: &k8s_openapi::api::networking::v1::NetworkPolicy,
+) -> Option<k8s_openapi::api::networking::v1::NetworkPolicySpec> {
+    policy.spec.clone().map(|mut spec| {
+        spec.ingress = spec.ingress.filter(|rules| !rules.is_empty());
+        spec.egress = spec.egress.filter(|rules| !rules.is_empty());
+        spec
     })
 }
 
@@ -550,6 +572,41 @@ resourceQuota:
         let orphaned = stored[0].with_metadata(meta);
         let plan = plan(&s, true, &[&orphaned], &BTreeMap::new());
         assert_eq!(plan.findings[0].reason, DriftReason::Modified);
+        assert!(plan.findings[0].message.contains("ownerReference"));
+    }
+
+    #[test]
+    fn an_unknown_uid_compares_the_owner_reference_by_name() {
+        let s = spec("networkPolicy: {defaultDeny: {ingress: true, egress: false}}");
+        // Stored by the controller for the cluster's baseline (uid-1).
+        let stored = as_stored(&desired_objects(&s, BASELINE, "shop"));
+        let labels = BTreeMap::new();
+        let state = NamespaceState {
+            name: "shop",
+            labels: &labels,
+            selected: true,
+            ours: &[&stored[0]],
+        };
+        let from_file = BaselineRef {
+            name: "restricted",
+            uid: "",
+        };
+        assert_eq!(
+            plan_namespace(&s, from_file, &state, &no_objects),
+            NamespacePlan::default(),
+            "a baseline read from a file has no uid: the name decides"
+        );
+        let mut meta = stored[0].metadata().clone();
+        for reference in meta.owner_references.iter_mut().flatten() {
+            reference.name = "another-baseline".to_string();
+        }
+        let foreign_owner = stored[0].with_metadata(meta);
+        let state = NamespaceState {
+            ours: &[&foreign_owner],
+            ..state
+        };
+        let plan = plan_namespace(&s, from_file, &state, &no_objects);
+        assert_eq!(plan.findings.len(), 1, "{plan:?}");
         assert!(plan.findings[0].message.contains("ownerReference"));
     }
 
