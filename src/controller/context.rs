@@ -29,6 +29,8 @@ pub struct Context {
     /// free generated name from one taken by someone else without a GET.
     pub names: BTreeMap<GeneratedKind, Arc<NamespacedIndex<ObjectMeta>>>,
     pub results: Results,
+    /// Roles, ClusterRoles and bindings, for the RBAC audit.
+    pub rbac: Arc<super::rbac::RbacCache>,
     pub recorder: Recorder,
     /// Asks the baseline reconciler to refresh a baseline's status.
     pub status_trigger: UnboundedSender<String>,
@@ -73,6 +75,7 @@ impl Context {
                 .map(|k| (k, Arc::default()))
                 .collect(),
             results: Results::default(),
+            rbac: Arc::default(),
             status_trigger,
             started: k8s_openapi::jiff::Timestamp::now(),
             caches_synced: tokio::sync::watch::Sender::new(false),
@@ -100,6 +103,7 @@ impl Context {
         for index in self.names.values() {
             index.wait_ready().await;
         }
+        self.rbac.wait_ready().await;
         self.caches_synced.send_replace(true);
     }
 

@@ -12,6 +12,7 @@ mod baselines;
 mod cache;
 mod context;
 mod namespaces;
+mod rbac;
 mod results;
 mod watches;
 
@@ -141,7 +142,10 @@ pub async fn run_with_client(client: Client, args: RunArgs) -> Result<(), RunErr
     };
 
     let namespace_controller = Controller::for_stream(namespace_stream, namespace_store)
-        .reconcile_on(watches::namespace_triggers(&client, &ctx))
+        .reconcile_on(futures::stream::select(
+            watches::namespace_triggers(&client, &ctx),
+            rbac::namespace_triggers(&client, &ctx.rbac),
+        ))
         .reconcile_all_on(watches::baseline_spec_changes(baselines_for_namespaces))
         .with_config(ControllerConfig::default().concurrency(args.concurrency))
         .graceful_shutdown_on(on_shutdown(&shutdown_tx))

@@ -22,6 +22,7 @@ use crate::domain::pod_security::{
     WantedPodSecurity, labels_owned_by_us, merged_labels, namespace_labels_to_apply,
     pod_security_drift,
 };
+use crate::domain::rbac_audit::audit_namespace;
 use crate::domain::selection::{NamespaceFacts, selects};
 
 /// Why a namespace reconcile must be retried.
@@ -116,10 +117,16 @@ async fn reconcile_namespace(
                     ours: &ours,
                 };
                 let lookup = |kind, object_name: &str| ctx.lookup_name(kind, name, object_name);
-                (
-                    selected,
-                    plan_namespace(&baseline.spec, reference, &state, &lookup),
-                )
+                let mut plan = plan_namespace(&baseline.spec, reference, &state, &lookup);
+                if selected {
+                    // Report only: the audit never produces actions.
+                    let audit = ctx
+                        .rbac
+                        .read(|index| audit_namespace(index, name, &baseline.spec.rbac.audit));
+                    plan.findings.extend(audit);
+                    plan.findings.sort();
+                }
+                (selected, plan)
             };
             Some(Planned {
                 name: baseline_name,
@@ -222,8 +229,10 @@ async fn record(
     sharing: &BTreeSet<&str>,
     failures: &[(String, WriteError)],
 ) {
+    // An audit Violation is never repaired by a write of ours, even on an object we wrote.
     let repaired_here = |finding: &DriftEntry| {
-        done.is_some_and(|d| d.contains(&(finding.kind.clone(), finding.name.clone())))
+        finding.reason != DriftReason::Violation
+            && done.is_some_and(|d| d.contains(&(finding.kind.clone(), finding.name.clone())))
     };
     let mut remaining: Vec<DriftEntry> = planned
         .plan

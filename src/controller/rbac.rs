@@ -1,0 +1,174 @@
+//! The RBAC audit's caches: Roles, ClusterRoles and their bindings, all of them, fed into
+//! the domain's `RbacIndex`. A change re-plans only the namespaces whose audit it can
+//! change (the index says which), so one edited Role costs one namespace reconcile.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex, RwLock};
+
+use futures::{Stream, StreamExt, future, stream};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tracing::warn;
+
+use crate::domain::rbac_audit::{RbacIndex, RbacObject, RbacObjectRef};
+
+type NamespaceRef = ObjectRef<PartialObjectMeta<Namespace>>;
+
+/// The RBAC objects of the cluster, as the audit sees them.
+#[derive(Debug)]
+pub struct RbacCache {
+    index: RwLock<RbacIndex>,
+    /// First full list done, per kind.
+    ready: [watch::Sender<bool>; 4],
+}
+
+impl Default for RbacCache {
+    fn default() -> Self {
+        Self {
+            index: RwLock::new(RbacIndex::new()),
+            ready: std::array::from_fn(|_| watch::Sender::new(false)),
+        }
+    }
+}
+
+impl RbacCache {
+    /// Runs `read` with the index.
+    pub fn read<T>(&self, read: impl FnOnce(&RbacIndex) -> T) -> T {
+        match self.index.read() {
+            Ok(index) => read(&index),
+            Err(poisoned) => read(&poisoned.into_inner()),
+        }
+    }
+
+    fn write<T>(&self, write: impl FnOnce(&mut RbacIndex) -> T) -> T {
+        match self.index.write() {
+            Ok(mut index) => write(&mut index),
+            Err(poisoned) => write(&mut poisoned.into_inner()),
+        }
+    }
+
+    /// Waits until every kind has its first full list.
+    pub async fn wait_ready(&self) {
+        for ready in &self.ready {
+            let mut ready = ready.subscribe();
+            let _ = ready.wait_for(|r| *r).await;
+        }
+    }
+}
+
+/// Watches of the four RBAC kinds; yields the namespaces whose audit a change may change.
+pub fn namespace_triggers(
+    client: &Client,
+    cache: &Arc<RbacCache>,
+) -> impl Stream<Item = NamespaceRef> + Send + 'static {
+    stream::select_all([
+        watch_kind::<Role>(client, cache.clone(), 0),
+        watch_kind::<ClusterRole>(client, cache.clone(), 1),
+        watch_kind::<RoleBinding>(client, cache.clone(), 2),
+        watch_kind::<ClusterRoleBinding>(client, cache.clone(), 3),
+    ])
+}
+
+fn watch_kind<K>(
+    client: &Client,
+    cache: Arc<RbacCache>,
+    slot: usize,
+) -> stream::BoxStream<'static, NamespaceRef>
+where
+    K: Resource<DynamicType = ()>
+        + k8s_openapi::Resource
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+    for<'a> &'a K: Into<RbacObject<'a>>,
+{
+    // Objects of the current list, so a re-list can tell which ones disappeared.
+    let known: Arc<Mutex<HashMap<RbacObjectRef, ()>>> = Arc::default();
+    let relist: Arc<Mutex<Vec<K>>> = Arc::default();
+    watcher(Api::<K>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .filter_map(|result| {
+            future::ready(match result {
+                Ok(event) => Some(event),
+                Err(error) => {
+                    warn!(%error, watch = K::KIND, "watch failed; retrying with backoff");
+                    None
+                }
+            })
+        })
+        .map(move |event| {
+            let affected: BTreeSet<String> = match event {
+                watcher::Event::Apply(object) => {
+                    let Some(reference) = RbacObjectRef::of(&object) else {
+                        return Vec::new();
+                    };
+                    lock(&known).insert(reference, ());
+                    cache.write(|index| index.upsert(&object))
+                }
+                watcher::Event::Delete(object) => {
+                    let Some(reference) = RbacObjectRef::of(&object) else {
+                        return Vec::new();
+                    };
+                    lock(&known).remove(&reference);
+                    cache.write(|index| index.remove(&reference))
+                }
+                watcher::Event::Init => {
+                    lock(&relist).clear();
+                    BTreeSet::new()
+                }
+                watcher::Event::InitApply(object) => {
+                    lock(&relist).push(object);
+                    BTreeSet::new()
+                }
+                watcher::Event::InitDone => {
+                    let objects = std::mem::take(&mut *lock(&relist));
+                    let fresh: HashMap<RbacObjectRef, ()> = objects
+                        .iter()
+                        .filter_map(|o| RbacObjectRef::of(o))
+                        .map(|r| (r, ()))
+                        .collect();
+                    let gone: Vec<RbacObjectRef> = lock(&known)
+                        .keys()
+                        .filter(|r| !fresh.contains_key(*r))
+                        .cloned()
+                        .collect();
+                    let affected = cache.write(|index| {
+                        let mut affected = BTreeSet::new();
+                        for reference in &gone {
+                            affected.extend(index.remove(reference));
+                        }
+                        for object in &objects {
+                            affected.extend(index.upsert(object));
+                        }
+                        affected
+                    });
+                    *lock(&known) = fresh;
+                    cache.ready[slot].send_replace(true);
+                    affected
+                }
+            };
+            affected
+                .into_iter()
+                .map(|ns| NamespaceRef::new(&ns))
+                .collect::<Vec<_>>()
+        })
+        .flat_map(stream::iter)
+        .boxed()
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
