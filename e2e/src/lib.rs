@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::{Api, Client, Config};
 use tokio::sync::OnceCell;
@@ -272,6 +272,27 @@ impl TestEnv {
                 .create(&PostParams::default(), &binding)
                 .await
                 .expect("create ClusterRoleBinding");
+            if role == "kube-baseline-manager" {
+                // The namespaced half of config/rbac: the leader Lease and the audit-policy ConfigMap.
+                let role_binding = RoleBinding {
+                    metadata: ObjectMeta {
+                        name: Some(sa_name.to_string()),
+                        namespace: Some(OPERATOR_NAMESPACE.to_string()),
+                        labels: Some(BTreeMap::from([(TEST_LABEL.to_string(), self.id.clone())])),
+                        ..ObjectMeta::default()
+                    },
+                    role_ref: RoleRef {
+                        api_group: "rbac.authorization.k8s.io".to_string(),
+                        kind: "Role".to_string(),
+                        name: role.to_string(),
+                    },
+                    subjects: binding.subjects.clone(),
+                };
+                Api::<RoleBinding>::namespaced(self.admin.clone(), OPERATOR_NAMESPACE)
+                    .create(&PostParams::default(), &role_binding)
+                    .await
+                    .expect("create RoleBinding");
+            }
         }
         let token = sas
             .create_token_request(
@@ -362,6 +383,31 @@ impl Operator {
         Self::start_with(env, &sa, &kubeconfig, extra_args)
     }
 
+    /// Starts an operator with its own ServiceAccount `op-<id>-<suffix>` (for tests that run
+    /// several, so the audit log tells them apart).
+    pub async fn start_named(env: &TestEnv, suffix: &str, extra_args: &[&str]) -> Self {
+        let sa = format!("op-{}-{suffix}", env.id);
+        let kubeconfig = env
+            .service_account_kubeconfig(&sa, Some("kube-baseline-manager"))
+            .await;
+        Self::start_with(env, &sa, &kubeconfig, extra_args)
+    }
+
+    /// The base URL of its /metrics, /healthz and /readyz server (waits for it to listen).
+    pub async fn http_url(&self) -> String {
+        eventually(
+            Duration::from_secs(30),
+            "the operator's HTTP server",
+            || async {
+                let log = self.log_text();
+                let line = log.lines().find(|l| l.contains("serving /metrics"))?;
+                let address = line.split("address=").nth(1)?.split_whitespace().next()?;
+                Some(format!("http://{address}"))
+            },
+        )
+        .await
+    }
+
     /// Starts another operator process with an existing identity.
     pub fn start_with(env: &TestEnv, sa: &str, kubeconfig: &Path, extra_args: &[&str]) -> Self {
         let selector = env.selector();
@@ -378,6 +424,9 @@ impl Operator {
             &selector,
             "--log-level",
             "info,kube_baseline=debug",
+            // Parallel tests each get a free port; metrics_url() reads it from the log.
+            "--metrics-address",
+            "127.0.0.1:0",
         ];
         args.extend_from_slice(extra_args);
         let child = Command::new(operator_binary())
@@ -431,9 +480,9 @@ impl Operator {
         self.child.try_wait().expect("wait").is_none()
     }
 
-    /// The operator's log so far.
+    /// The operator's log so far, without terminal colour codes.
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
     }
 }
 
@@ -442,6 +491,46 @@ impl Drop for Operator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Removes ANSI escape sequences (`ESC [ ... m`).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// GETs a URL with curl; returns (HTTP status, body).
+pub fn http_get(url: &str) -> (u16, String) {
+    let output = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", url])
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// The value of one Prometheus series (exact name and labels as exposed), if present.
+pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        line.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// Polls `probe` every 100 ms until it returns Some, or panics after `timeout` with `what`.

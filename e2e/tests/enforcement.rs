@@ -356,7 +356,7 @@ async fn audit_mode_writes_nothing_and_reports_drift() {
 #[tokio::test]
 async fn unselecting_deletes_or_retains_and_shared_labels_stay() {
     let env = TestEnv::new("uns").await;
-    let deleting = env.apply_baseline("del", &format!("namespaceSelector: {{matchLabels: {{tier: a}}}}\npodSecurity: {{enforce: restricted, warn: restricted}}\n"));
+    let deleting = env.apply_baseline("del", "namespaceSelector: {matchLabels: {tier: a}}\npodSecurity: {enforce: restricted, warn: restricted}\n");
     let retaining = env.apply_baseline(
         "ret",
         "namespaceSelector: {matchLabels: {tier: b}}\nonUnselect: Retain\n",

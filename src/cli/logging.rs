@@ -1,5 +1,7 @@
 //! Logging set-up: human-readable or JSON lines on stderr, level from `RUST_LOG` or a flag.
 
+use std::io::IsTerminal;
+
 use clap::{Args, ValueEnum};
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
@@ -43,8 +45,13 @@ pub fn init(args: &LoggingArgs) -> Result<(), LoggingError> {
     };
     let registry = tracing_subscriber::registry().with(filter);
     match args.log_format {
+        // Colour only on a terminal: redirected logs stay greppable.
         LogFormat::Text => registry
-            .with(fmt::layer().with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
             .init(),
         LogFormat::Json => registry
             .with(fmt::layer().json().with_writer(std::io::stderr))

@@ -1,5 +1,6 @@
 //! The command line: parses arguments, sets up logging and dispatches to a subcommand.
 
+mod check;
 mod logging;
 
 use std::io::Write;
@@ -29,6 +30,10 @@ pub enum Command {
     /// Run the node agent: observe the kubelet, kube-apiserver and audit policy of this node
     /// and publish them as its NodeReport (with --enforce, also write the rendered files).
     Agent(crate::agent::AgentArgs),
+    /// Evaluate baselines against manifests or (read-only) the live cluster and print the
+    /// drift; exit 0 compliant, 1 drift, 2 error.
+    #[command(long_about = check::LONG_ABOUT)]
+    Check(check::CheckArgs),
 }
 
 /// Exit codes shared by every subcommand: 0 success/compliant, 1 drift, 2 error.
@@ -49,6 +54,7 @@ pub fn main() -> ExitCode {
         Command::Crd => print_crds(),
         Command::Run(args) => run_async(crate::controller::run(args)),
         Command::Agent(args) => run_async(crate::agent::run(args)),
+        Command::Check(args) => check::run(args),
     }
 }
 

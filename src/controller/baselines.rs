@@ -56,9 +56,13 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<RequeueAction, ReconcileError> {
     ctx.wait_ready().await;
+    // Which baseline supplies the published audit policy may have changed.
+    super::nodes::baseline_changed(&ctx);
     let name = baseline.name_any();
     let span = info_span!("reconcile_baseline", baseline = %name, generation = baseline.metadata.generation);
-    async move {
+    let started = std::time::Instant::now();
+    let metrics = ctx.metrics.clone();
+    let result = async move {
         let api: Api<SecurityBaseline> = Api::all(ctx.client.clone());
         // Audit mode writes nothing but status and Events, so it takes no finalizer; one left
         // from an earlier Enforce generation is still honoured.
@@ -88,7 +92,12 @@ pub async fn reconcile(
         })
     }
     .instrument(span)
-    .await
+    .await;
+    // A pending cleanup is waiting, not failing.
+    let failed =
+        matches!(&result, Err(error) if !matches!(error, ReconcileError::CleanupPending { .. }));
+    metrics.record_reconcile("securitybaseline", !failed, started.elapsed());
+    result
 }
 
 /// The finalizer is released once every namespace has let go of the baseline: its objects
@@ -113,6 +122,7 @@ fn cleanup(baseline: &SecurityBaseline, ctx: &Context) -> Result<RequeueAction, 
         return Err(ReconcileError::CleanupPending { name });
     }
     ctx.results.forget(&name);
+    ctx.metrics.forget_baseline(&name);
     info!(baseline = %name, "released; removing finalizer");
     Ok(RequeueAction::await_change())
 }
@@ -170,11 +180,45 @@ async fn publish_status(
         shared.extend(result.shared_pod_security_with.iter().cloned());
     }
     inputs.shared_pod_security_with = shared;
+    let nodes = super::nodes::node_status(ctx, baseline);
+    inputs.nodes_selected = nodes.selected;
+    inputs.nodes_compliant = nodes.compliant;
+    inputs.drift.extend(nodes.drift);
+    inputs.failures.extend(nodes.failures);
 
+    let (selected, drifted, pending) = (
+        inputs.namespaces_selected,
+        inputs.namespaces_drifted,
+        inputs.namespaces_pending,
+    );
+    let mut drift_by_check = std::collections::BTreeMap::<String, i64>::new();
+    for entry in &inputs.drift {
+        *drift_by_check.entry(entry.check.clone()).or_default() += 1;
+    }
     let status = build_status(
         inputs,
         baseline.status.as_ref(),
         &Time(k8s_openapi::jiff::Timestamp::now()),
+    );
+    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    ctx.metrics.set_baseline(
+        &name,
+        &drift_by_check,
+        [
+            (
+                "compliant",
+                count(selected.saturating_sub(drifted + pending)),
+            ),
+            ("drifted", count(drifted)),
+            ("pending", count(pending)),
+        ],
+        [
+            ("compliant", status.summary.nodes_compliant),
+            (
+                "drifted",
+                status.summary.nodes_selected - status.summary.nodes_compliant,
+            ),
+        ],
     );
     if baseline.status.as_ref() == Some(&status) {
         return Ok(RequeueAction::await_change());

@@ -29,8 +29,11 @@ pub struct Context {
     /// free generated name from one taken by someone else without a GET.
     pub names: BTreeMap<GeneratedKind, Arc<NamespacedIndex<ObjectMeta>>>,
     pub results: Results,
+    pub metrics: Arc<super::metrics::Metrics>,
     /// Roles, ClusterRoles and bindings, for the RBAC audit.
     pub rbac: Arc<super::rbac::RbacCache>,
+    /// Node labels, NodeReports and the published audit policy (node checks).
+    pub node_caches: super::nodes::NodeCaches,
     pub recorder: Recorder,
     /// Asks the baseline reconciler to refresh a baseline's status.
     pub status_trigger: UnboundedSender<String>,
@@ -75,7 +78,9 @@ impl Context {
                 .map(|k| (k, Arc::default()))
                 .collect(),
             results: Results::default(),
+            metrics: Arc::default(),
             rbac: Arc::default(),
+            node_caches: super::nodes::NodeCaches::default(),
             status_trigger,
             started: k8s_openapi::jiff::Timestamp::now(),
             caches_synced: tokio::sync::watch::Sender::new(false),
@@ -104,6 +109,7 @@ impl Context {
             index.wait_ready().await;
         }
         self.rbac.wait_ready().await;
+        self.node_caches.wait_ready().await;
         self.caches_synced.send_replace(true);
     }
 

@@ -11,7 +11,11 @@ mod apply;
 mod baselines;
 mod cache;
 mod context;
+mod http;
+mod leader;
+mod metrics;
 mod namespaces;
+mod nodes;
 mod rbac;
 mod results;
 mod watches;
@@ -52,9 +56,33 @@ pub struct RunArgs {
     #[arg(long, value_name = "SELECTOR")]
     pub namespace_selector: Option<String>,
 
-    /// Name reported in Events (the pod name in a cluster).
+    /// Only consider Nodes matching this label selector for kubelet and control-plane
+    /// checks; NodeReports of other nodes are ignored (isolated test runs). Default: all.
+    #[arg(long, value_name = "SELECTOR")]
+    pub node_selector: Option<String>,
+
+    /// Name reported in Events and used as the leader-election identity (the pod name in a
+    /// cluster).
     #[arg(long, env = "POD_NAME", default_value = "kube-baseline")]
     pub instance: String,
+
+    /// Address of the HTTP server for /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_address: std::net::SocketAddr,
+
+    /// Elect a leader through a Lease in --namespace, so several replicas are safe: only the
+    /// leader watches and writes; the others wait for the lease.
+    #[arg(long)]
+    pub leader_elect: bool,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "kube-baseline")]
+    pub lease_name: String,
+
+    /// Seconds a lease stays valid without renewal: how long a crashed leader blocks a
+    /// successor. A released lease (graceful shutdown) is taken over within a second.
+    #[arg(long, default_value_t = 15)]
+    pub lease_duration_seconds: u64,
 }
 
 /// Errors that stop the controller.
@@ -62,6 +90,10 @@ pub struct RunArgs {
 pub enum RunError {
     #[error("cannot build a Kubernetes client from the kubeconfig or in-cluster config: {0}")]
     Client(#[source] kube::Error),
+    #[error(transparent)]
+    Lease(#[from] leader::LeaseError),
+    #[error("lost the leader lease; exiting so that only the new leader writes")]
+    LostLease,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
@@ -124,10 +156,47 @@ pub async fn run_with_client(client: Client, args: RunArgs) -> Result<(), RunErr
         status_trigger,
     ));
 
+    let (readiness, readiness_rx) = tokio::sync::watch::channel(http::Readiness::Starting);
+    tokio::spawn(http::serve(
+        args.metrics_address,
+        ctx.metrics.clone(),
+        readiness_rx,
+    ));
+    // Nothing above has touched the API server yet: streams start when polled. A standby
+    // waits here, so it neither watches nor writes until it leads.
+    let leadership = if args.leader_elect {
+        readiness.send_replace(http::Readiness::Standby);
+        let settings = leader::LeaseSettings {
+            namespace: args.namespace.clone(),
+            name: args.lease_name.clone(),
+            identity: format!("{}-{}", args.instance, std::process::id()),
+            duration_seconds: args.lease_duration_seconds,
+        };
+        tokio::select! {
+            leadership = leader::acquire(client.clone(), &settings) => {
+                readiness.send_replace(http::Readiness::Starting);
+                Some(leadership?)
+            }
+            () = shutdown_signal() => {
+                info!("stopped while waiting for the lease");
+                return Ok(());
+            }
+        }
+    } else {
+        None
+    };
+    let (lease_lost, leadership) = match leadership {
+        Some(leadership) => {
+            let (lost, held) = leadership.split();
+            (futures::future::Either::Left(lost), Some(held))
+        }
+        None => (futures::future::Either::Right(future::pending()), None),
+    };
     let synced = {
         let ctx = ctx.clone();
         async move {
             ctx.sync_caches().await;
+            readiness.send_replace(http::Readiness::Serving);
             info!("caches synced; reconciling");
             future::pending::<()>().await;
         }
@@ -165,10 +234,22 @@ pub async fn run_with_client(client: Client, args: RunArgs) -> Result<(), RunErr
         let _ = shutdown_tx.send(());
     };
     // The watches never end on their own; the controllers end after a graceful shutdown.
+    let lease_lost = async move {
+        let _ = lease_lost.await;
+    };
     tokio::select! {
+        () = lease_lost => {
+            // Stop at once: a successor may already be writing.
+            tracing::error!("lost the leader lease; exiting");
+            return Err(RunError::LostLease);
+        }
         () = baseline_watch => {}
         () = synced => {}
+        () = nodes::run(client.clone(), ctx.clone(), args.node_selector.clone()) => {}
         _ = future::join3(namespace_controller, baseline_controller, shutdown) => {}
+    }
+    if let Some(leadership) = leadership {
+        leadership.release().await;
     }
     info!("controller stopped");
     Ok(())

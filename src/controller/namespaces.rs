@@ -69,9 +69,13 @@ pub async fn reconcile(
     tracing::trace!(namespace = %name, "namespace reconcile queued");
     ctx.wait_ready().await;
     let span = info_span!("reconcile_namespace", namespace = %name);
-    reconcile_namespace(&name, &namespace, &ctx)
+    let started = std::time::Instant::now();
+    let result = reconcile_namespace(&name, &namespace, &ctx)
         .instrument(span)
-        .await
+        .await;
+    ctx.metrics
+        .record_reconcile("namespace", result.is_ok(), started.elapsed());
+    result
 }
 
 async fn reconcile_namespace(
@@ -294,6 +298,8 @@ async fn record(
     if planned.enforcing() && !planned.deleting && repairs > 0 {
         ctx.results
             .add_repairs(&planned.name, i64::try_from(repairs).unwrap_or(i64::MAX));
+        ctx.metrics
+            .add_repairs(&planned.name, u64::try_from(repairs).unwrap_or_default());
     }
     if previous != result {
         ctx.refresh_status(&planned.name);

@@ -134,7 +134,7 @@ where
                     let objects = std::mem::take(&mut *lock(&relist));
                     let fresh: HashMap<RbacObjectRef, ()> = objects
                         .iter()
-                        .filter_map(|o| RbacObjectRef::of(o))
+                        .filter_map(RbacObjectRef::of)
                         .map(|r| (r, ()))
                         .collect();
                     let gone: Vec<RbacObjectRef> = lock(&known)

@@ -11,4 +11,5 @@ pub mod plan;
 pub mod pod_security;
 pub mod rbac_audit;
 pub mod selection;
+pub mod snapshot;
 pub mod status;

@@ -1,0 +1,256 @@
+//! SecurityBaselines from files (or the embedded default), validated as admission would:
+//! unknown fields (kubectl's strict field validation), the CRD's CEL rules, then the types.
+
+use kube::CustomResourceExt;
+use serde_json::Value;
+
+use super::documents::{Document, parse_named, read_file_text};
+use super::inventory::group_of;
+use crate::api::{GROUP, SecurityBaseline, validate_baseline_cel};
+
+/// The default baseline when `--baseline` is not given.
+pub const EMBEDDED_NAME: &str = "config/samples/restricted.yaml";
+const EMBEDDED: &str = include_str!("../../../config/samples/restricted.yaml");
+
+/// A baseline and where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedBaseline {
+    pub baseline: SecurityBaseline,
+    /// "FILE: document N", "embedded default config/samples/restricted.yaml" or "cluster".
+    pub source: String,
+}
+
+/// The embedded default baseline.
+pub fn embedded() -> Result<Vec<LoadedBaseline>, Vec<String>> {
+    let documents = parse_named(EMBEDDED_NAME, EMBEDDED)?;
+    let mut loaded = from_documents(&documents)?;
+    for baseline in &mut loaded {
+        baseline.source = format!("embedded default {EMBEDDED_NAME}");
+    }
+    Ok(loaded)
+}
+
+/// Every baseline of every file, in order; one error message per problem.
+pub fn from_files(files: &[String]) -> Result<Vec<LoadedBaseline>, Vec<String>> {
+    let mut loaded = Vec::new();
+    let mut errors = Vec::new();
+    for file in files {
+        let documents = match read_file_text(std::path::Path::new(file))
+            .map_err(|e| vec![e])
+            .and_then(|text| parse_named(file, &text))
+        {
+            Ok(documents) => documents,
+            Err(mut errs) => {
+                errors.append(&mut errs);
+                continue;
+            }
+        };
+        if documents.is_empty() {
+            errors.push(format!("{file}: no SecurityBaseline in the file"));
+        }
+        match from_documents(&documents) {
+            Ok(mut baselines) => loaded.append(&mut baselines),
+            Err(mut errs) => errors.append(&mut errs),
+        }
+    }
+    if errors.is_empty() {
+        check_unique(&loaded)?;
+        Ok(loaded)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Rejects two baselines of one name (the second would shadow the first).
+pub fn check_unique(loaded: &[LoadedBaseline]) -> Result<(), Vec<String>> {
+    let mut errors = Vec::new();
+    for (i, b) in loaded.iter().enumerate() {
+        if let Some(first) = loaded[..i]
+            .iter()
+            .find(|o| o.baseline.metadata.name == b.baseline.metadata.name)
+        {
+            errors.push(format!(
+                "{}: SecurityBaseline {} is also defined in {}",
+                b.source,
+                b.baseline.metadata.name.as_deref().unwrap_or_default(),
+                first.source
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+fn from_documents(documents: &[Document]) -> Result<Vec<LoadedBaseline>, Vec<String>> {
+    let mut loaded = Vec::new();
+    let mut errors = Vec::new();
+    for document in documents {
+        match parse_baseline(&document.value) {
+            Ok(baseline) => loaded.push(LoadedBaseline {
+                baseline,
+                source: document.origin.to_string(),
+            }),
+            Err(problems) => errors.extend(
+                problems
+                    .into_iter()
+                    .map(|p| format!("{}: {p}", document.origin)),
+            ),
+        }
+    }
+    if errors.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Validates and types one SecurityBaseline document.
+pub fn parse_baseline(value: &Value) -> Result<SecurityBaseline, Vec<String>> {
+    let text = |key: &str| value.get(key).and_then(Value::as_str).unwrap_or_default();
+    let (api_version, kind) = (text("apiVersion"), text("kind"));
+    if kind != "SecurityBaseline" || group_of(api_version) != GROUP {
+        return Err(vec![format!(
+            "expected a SecurityBaseline ({GROUP}/v1alpha1), found {}",
+            if kind.is_empty() {
+                "a document without kind".to_owned()
+            } else {
+                format!("{api_version} {kind}")
+            }
+        )]);
+    }
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if name.is_empty() {
+        return Err(vec!["SecurityBaseline has no metadata.name".to_owned()]);
+    }
+    let what = format!("SecurityBaseline {name}");
+    let mut problems: Vec<String> = unknown_fields(value)
+        .into_iter()
+        .map(|path| format!("{what}: unknown field {path}"))
+        .collect();
+    if let Err(errors) = validate_baseline_cel(value) {
+        problems.extend(
+            errors
+                .into_vec()
+                .into_iter()
+                .map(|e| format!("{what}: {e}")),
+        );
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    serde_json::from_value::<SecurityBaseline>(value.clone())
+        .map_err(|err| vec![format!("{what}: invalid: {err}")])
+}
+
+/// Fields the CRD's schema does not declare (below metadata, which is not in the schema),
+/// as `.spec.namespaceSelecter`. kubectl rejects them (strict field validation); silently
+/// dropping a misspelt selector would select every namespace.
+fn unknown_fields(value: &Value) -> Vec<String> {
+    let crd = SecurityBaseline::crd();
+    let schema = crd
+        .spec
+        .versions
+        .first()
+        .and_then(|v| v.schema.as_ref())
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .and_then(|s| serde_json::to_value(s).ok())
+        .unwrap_or(Value::Null);
+    let mut found = Vec::new();
+    if let Some(object) = value.as_object() {
+        for (key, child) in object {
+            if matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
+                continue;
+            }
+            match schema.pointer(&format!("/properties/{key}")) {
+                Some(child_schema) => walk(child_schema, child, &format!(".{key}"), &mut found),
+                None => found.push(format!(".{key}")),
+            }
+        }
+    }
+    found
+}
+
+fn walk(schema: &Value, value: &Value, path: &str, found: &mut Vec<String>) {
+    let preserves = schema
+        .get("x-kubernetes-preserve-unknown-fields")
+        .and_then(Value::as_bool)
+        == Some(true);
+    match value {
+        Value::Object(map) if !preserves => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties");
+            for (key, child) in map {
+                let child_schema = properties.and_then(|p| p.get(key)).or(additional);
+                match child_schema {
+                    Some(child_schema) => {
+                        walk(child_schema, child, &format!("{path}.{key}"), found);
+                    }
+                    None if properties.is_some() => found.push(format!("{path}.{key}")),
+                    None => {}
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    walk(item_schema, item, &format!("{path}[{i}]"), found);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_is_the_restricted_sample() {
+        let loaded = embedded().expect("the sample is valid");
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(
+            loaded[0].baseline.metadata.name.as_deref(),
+            Some("restricted")
+        );
+    }
+
+    #[test]
+    fn cel_rules_unknown_fields_and_types_are_checked() {
+        let errors = parse_baseline(&json!({
+            "apiVersion": "kube-baseline.dev/v1alpha1",
+            "kind": "SecurityBaseline",
+            "metadata": {"name": "bad"},
+            "spec": {
+                "namespaceSelecter": {},
+                "rbac": {"roles": [{"name": "r", "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["*"]}]}]}
+            }
+        }))
+        .expect_err("invalid");
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert_eq!(
+            errors[0],
+            "SecurityBaseline bad: unknown field .spec.namespaceSelecter"
+        );
+        assert!(
+            errors[1].contains("'*' is not allowed"),
+            "the CEL rule's message: {errors:#?}"
+        );
+        let wrong_type = parse_baseline(&json!({
+            "apiVersion": "kube-baseline.dev/v1alpha1",
+            "kind": "SecurityBaseline",
+            "metadata": {"name": "bad"},
+            "spec": {"mode": "Sometimes"}
+        }))
+        .expect_err("invalid");
+        assert!(wrong_type[0].contains("Sometimes"), "{wrong_type:?}");
+    }
+}

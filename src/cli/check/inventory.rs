@@ -1,0 +1,360 @@
+//! From documents to the objects the evaluation reads: the kinds `check` knows are
+//! deserialized (an error names the file and document), everything else is counted as
+//! ignored. Duplicates and namespaced objects without a namespace are errors, never guesses.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::documents::{Document, Origin};
+use crate::api::{GROUP, NodeReport, NodeReportSpec};
+use crate::domain::generated::NamespacedObject;
+use crate::domain::rbac_audit::{RbacIndex, RbacObject};
+use crate::domain::snapshot::{ClusterSnapshot, Labels};
+
+/// Everything read from manifests (or from the cluster), before evaluation.
+#[derive(Debug, Default)]
+pub struct Inventory {
+    pub namespaces: Vec<(String, Labels)>,
+    pub objects: Vec<NamespacedObject>,
+    pub roles: Vec<Role>,
+    pub cluster_roles: Vec<ClusterRole>,
+    pub role_bindings: Vec<RoleBinding>,
+    pub cluster_role_bindings: Vec<ClusterRoleBinding>,
+    pub nodes: Vec<(String, Labels)>,
+    pub node_reports: Vec<NodeReportSpec>,
+    /// Objects of other kinds: (origin, "apiVersion kind namespace/name").
+    pub ignored: Vec<(String, String)>,
+    /// Notes for the user (printed on stderr), e.g. a SecurityBaseline among the manifests.
+    pub notes: Vec<String>,
+    /// (kind, namespace, name) -> where it was read, to reject duplicates.
+    seen: BTreeMap<(String, String, String), String>,
+}
+
+/// The kinds `check` reads, by (API group, kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Known {
+    Namespace,
+    NetworkPolicy,
+    Role,
+    ResourceQuota,
+    LimitRange,
+    RoleBinding,
+    ClusterRole,
+    ClusterRoleBinding,
+    Node,
+    NodeReport,
+    SecurityBaseline,
+}
+
+impl Known {
+    fn of(group: &str, kind: &str) -> Option<Self> {
+        Some(match (group, kind) {
+            ("", "Namespace") => Self::Namespace,
+            ("networking.k8s.io", "NetworkPolicy") => Self::NetworkPolicy,
+            ("rbac.authorization.k8s.io", "Role") => Self::Role,
+            ("", "ResourceQuota") => Self::ResourceQuota,
+            ("", "LimitRange") => Self::LimitRange,
+            ("rbac.authorization.k8s.io", "RoleBinding") => Self::RoleBinding,
+            ("rbac.authorization.k8s.io", "ClusterRole") => Self::ClusterRole,
+            ("rbac.authorization.k8s.io", "ClusterRoleBinding") => Self::ClusterRoleBinding,
+            ("", "Node") => Self::Node,
+            (GROUP, "NodeReport") => Self::NodeReport,
+            (GROUP, "SecurityBaseline") => Self::SecurityBaseline,
+            _ => return None,
+        })
+    }
+
+    fn namespaced(self) -> bool {
+        matches!(
+            self,
+            Self::NetworkPolicy
+                | Self::Role
+                | Self::ResourceQuota
+                | Self::LimitRange
+                | Self::RoleBinding
+        )
+    }
+}
+
+/// The API group of an apiVersion (`v1` is the core group "").
+pub fn group_of(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map_or("", |(group, _)| group)
+}
+
+fn typed<T: DeserializeOwned>(value: &Value, kind: &str) -> Result<T, String> {
+    serde_json::from_value(value.clone()).map_err(|err| format!("not a valid {kind}: {err}"))
+}
+
+impl Inventory {
+    /// Adds every document; returns one message per malformed document.
+    pub fn add_documents(&mut self, documents: &[Document]) -> Result<(), Vec<String>> {
+        let errors: Vec<String> = documents
+            .iter()
+            .filter_map(|d| {
+                self.add_document(d)
+                    .err()
+                    .map(|e| format!("{}: {e}", d.origin))
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn add_document(&mut self, document: &Document) -> Result<(), String> {
+        let value = &document.value;
+        if !value.is_object() {
+            return Err(
+                "not a Kubernetes object (expected a mapping with apiVersion and kind)".to_owned(),
+            );
+        }
+        let text = |key: &str| value.get(key).and_then(Value::as_str).unwrap_or_default();
+        let (api_version, kind) = (text("apiVersion"), text("kind"));
+        if api_version.is_empty() || kind.is_empty() {
+            return Err("not a Kubernetes object: apiVersion and kind are required".to_owned());
+        }
+        let Some(known) = Known::of(group_of(api_version), kind) else {
+            let meta = value.get("metadata");
+            let field = |key: &str| {
+                meta.and_then(|m| m.get(key))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let (namespace, name) = (field("namespace"), field("name"));
+            let object = if namespace.is_empty() {
+                name
+            } else {
+                format!("{namespace}/{name}")
+            };
+            self.ignored.push((
+                document.origin.to_string(),
+                format!("{api_version} {kind} {object}"),
+            ));
+            return Ok(());
+        };
+        if known == Known::SecurityBaseline {
+            let name = value
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            self.notes.push(format!(
+                "{}: SecurityBaseline {name} is not used as a baseline here; pass its file with --baseline",
+                document.origin
+            ));
+            self.ignored.push((
+                document.origin.to_string(),
+                format!("{api_version} {kind} {name}"),
+            ));
+            return Ok(());
+        }
+        let meta: ObjectMeta = value
+            .get("metadata")
+            .map(|m| typed::<ObjectMeta>(m, "metadata"))
+            .transpose()?
+            .unwrap_or_default();
+        let name = meta.name.clone().filter(|n| !n.is_empty());
+        let Some(name) = name else {
+            return Err(format!("{kind} has no metadata.name"));
+        };
+        let namespace = meta.namespace.clone().unwrap_or_default();
+        if known.namespaced() && namespace.is_empty() {
+            return Err(format!(
+                "{kind} {name} has no metadata.namespace (check does not assume \"default\"; set it)"
+            ));
+        }
+        let namespace = if known.namespaced() {
+            namespace
+        } else {
+            String::new()
+        };
+        self.remember(kind, &namespace, &name, &document.origin)?;
+        let labels = meta.labels.clone().unwrap_or_default();
+        match known {
+            Known::Namespace => {
+                typed::<Namespace>(value, kind)?;
+                self.namespaces.push((name, labels));
+            }
+            Known::Node => {
+                typed::<Node>(value, kind)?;
+                self.nodes.push((name, labels));
+            }
+            Known::NodeReport => {
+                let mut report: NodeReport = typed(value, kind)?;
+                if report.spec.node_name.is_empty() {
+                    report.spec.node_name = name;
+                }
+                self.add_node_report(report.spec, &document.origin.to_string())?;
+            }
+            Known::NetworkPolicy => self
+                .objects
+                .push(NamespacedObject::NetworkPolicy(typed(value, kind)?)),
+            Known::ResourceQuota => self
+                .objects
+                .push(NamespacedObject::ResourceQuota(typed(value, kind)?)),
+            Known::LimitRange => self
+                .objects
+                .push(NamespacedObject::LimitRange(typed(value, kind)?)),
+            Known::Role => {
+                let role: Role = typed(value, kind)?;
+                self.objects.push(NamespacedObject::Role(role.clone()));
+                self.roles.push(role);
+            }
+            Known::RoleBinding => self.role_bindings.push(typed(value, kind)?),
+            Known::ClusterRole => self.cluster_roles.push(typed(value, kind)?),
+            Known::ClusterRoleBinding => self.cluster_role_bindings.push(typed(value, kind)?),
+            Known::SecurityBaseline => {}
+        }
+        Ok(())
+    }
+
+    fn remember(
+        &mut self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        origin: &Origin,
+    ) -> Result<(), String> {
+        let key = (kind.to_owned(), namespace.to_owned(), name.to_owned());
+        if let Some(first) = self.seen.get(&key) {
+            let object = if namespace.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{namespace}/{name}")
+            };
+            return Err(format!("{kind} {object} is also defined in {first}"));
+        }
+        self.seen.insert(key, origin.to_string());
+        Ok(())
+    }
+
+    /// Adds one node's observations (from a NodeReport manifest, the cluster, or node files).
+    pub fn add_node_report(&mut self, report: NodeReportSpec, origin: &str) -> Result<(), String> {
+        if let Some(_existing) = self
+            .node_reports
+            .iter()
+            .find(|r| r.node_name == report.node_name)
+        {
+            return Err(format!(
+                "observations of node {} are given twice ({origin} and an earlier NodeReport or --node)",
+                report.node_name
+            ));
+        }
+        self.node_reports.push(report);
+        Ok(())
+    }
+
+    /// Namespaces that hold objects but have no Namespace: not evaluated (their labels are
+    /// unknown, so selection cannot be decided).
+    pub fn namespaces_without_manifest(&self) -> BTreeSet<String> {
+        let known: BTreeSet<&str> = self.namespaces.iter().map(|(n, _)| n.as_str()).collect();
+        self.objects
+            .iter()
+            .map(NamespacedObject::namespace)
+            .chain(
+                self.role_bindings
+                    .iter()
+                    .filter_map(|b| b.metadata.namespace.as_deref()),
+            )
+            .filter(|ns| !known.contains(ns))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Counts per kind, for the verbose summary.
+    pub fn counts(&self) -> Vec<(&'static str, usize)> {
+        let count = |kind: &str| {
+            self.objects
+                .iter()
+                .filter(|o| o.kind().as_str() == kind)
+                .count()
+        };
+        vec![
+            ("Namespace", self.namespaces.len()),
+            ("NetworkPolicy", count("NetworkPolicy")),
+            ("Role", self.roles.len()),
+            ("ResourceQuota", count("ResourceQuota")),
+            ("LimitRange", count("LimitRange")),
+            ("RoleBinding", self.role_bindings.len()),
+            ("ClusterRole", self.cluster_roles.len()),
+            ("ClusterRoleBinding", self.cluster_role_bindings.len()),
+            ("Node", self.nodes.len()),
+            ("NodeReport", self.node_reports.len()),
+        ]
+    }
+
+    /// The snapshot the domain evaluates. `check_nodes` is forced for a live cluster;
+    /// otherwise nodes are checked when any node information was given.
+    pub fn into_snapshot(self, live: bool) -> ClusterSnapshot {
+        let rbac = RbacIndex::from_objects(
+            self.roles
+                .iter()
+                .map(RbacObject::from)
+                .chain(self.cluster_roles.iter().map(RbacObject::from))
+                .chain(self.role_bindings.iter().map(RbacObject::from))
+                .chain(self.cluster_role_bindings.iter().map(RbacObject::from)),
+        );
+        let check_nodes = live || !self.nodes.is_empty() || !self.node_reports.is_empty();
+        ClusterSnapshot {
+            namespaces: self.namespaces,
+            objects: self.objects,
+            rbac,
+            nodes: self.nodes,
+            node_reports: self.node_reports,
+            check_nodes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::check::documents::parse_named;
+
+    fn inventory(text: &str) -> Result<Inventory, Vec<String>> {
+        let documents = parse_named("m.yaml", text)?;
+        let mut inventory = Inventory::default();
+        inventory.add_documents(&documents)?;
+        Ok(inventory)
+    }
+
+    #[test]
+    fn known_kinds_are_read_and_others_ignored() {
+        let inv = inventory(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {env: prod}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: r, namespace: shop}\nrules: []\n",
+        )
+        .expect("valid");
+        assert_eq!(inv.namespaces.len(), 1);
+        assert_eq!(inv.roles.len(), 1);
+        assert_eq!(inv.objects.len(), 1, "a Role is also a generated kind");
+        assert_eq!(
+            inv.ignored,
+            vec![(
+                "m.yaml: document 2".to_owned(),
+                "apps/v1 Deployment shop/web".to_owned()
+            )]
+        );
+    }
+
+    #[test]
+    fn malformed_known_kinds_missing_namespaces_and_duplicates_are_errors() {
+        let errors = inventory(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: a, namespace: x}\nspec: {policyTypes: 7}\n---\napiVersion: v1\nkind: ResourceQuota\nmetadata: {name: q}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n---\nhello: world\n",
+        )
+        .expect_err("invalid");
+        assert_eq!(errors.len(), 4, "{errors:#?}");
+        assert!(errors[0].starts_with("m.yaml: document 1: not a valid NetworkPolicy"));
+        assert!(errors[1].contains("document 2: ResourceQuota q has no metadata.namespace"));
+        assert!(
+            errors[2].contains("document 4: Namespace x is also defined in m.yaml: document 3")
+        );
+        assert!(errors[3].contains("document 5: not a Kubernetes object"));
+    }
+}

@@ -1,0 +1,224 @@
+//! `check --live`: read the cluster through the current kubeconfig, read-only.
+//!
+//! READ-ONLY BY CONSTRUCTION: the only call this module makes on the API is `Api::list`
+//! (in [`list_all`]); it never creates, patches, replaces or deletes anything, and a unit
+//! test fails if one of those calls appears in this file. `check` needs `list` on the kinds
+//! below and nothing else.
+
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, Node, ResourceQuota};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use kube::api::{Api, ListParams};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use super::baselines::LoadedBaseline;
+use super::inventory::Inventory;
+use crate::api::{NodeReport, SecurityBaseline};
+use crate::domain::generated::NamespacedObject;
+
+/// Objects per list request (the rest come with continue tokens).
+const PAGE: u32 = 500;
+
+/// Every object of kind `K` in the cluster (all namespaces), page by page. The one API call
+/// of `check --live`.
+async fn list_all<K>(client: &Client) -> Result<Vec<K>, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let api: Api<K> = Api::all(client.clone());
+    let mut items = Vec::new();
+    let mut params = ListParams::default().limit(PAGE);
+    loop {
+        let page = api.list(&params).await?;
+        items.extend(page.items);
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = ListParams::default().limit(PAGE).continue_token(&token),
+            None => return Ok(items),
+        }
+    }
+}
+
+fn failed(what: &str, err: &kube::Error) -> String {
+    let hint = match err {
+        kube::Error::Api(status) if status.is_forbidden() => {
+            " (check needs list on it: kubectl auth can-i list <resource> --all-namespaces)"
+        }
+        _ => "",
+    };
+    format!("cannot list {what}: {err}{hint}")
+}
+
+/// The items, or None after recording why they could not be listed.
+fn take<T>(errors: &mut Vec<String>, what: &str, result: Result<T, kube::Error>) -> Option<T> {
+    match result {
+        Ok(items) => Some(items),
+        Err(err) => {
+            errors.push(failed(what, &err));
+            None
+        }
+    }
+}
+
+fn not_found(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.is_not_found())
+}
+
+/// What `--live` read.
+#[derive(Debug)]
+pub struct LiveCluster {
+    pub inventory: Inventory,
+    /// The cluster's SecurityBaselines, when asked for.
+    pub baselines: Vec<LoadedBaseline>,
+}
+
+/// Lists everything the evaluation reads; SecurityBaselines only when `want_baselines`.
+pub async fn read_cluster(want_baselines: bool) -> Result<LiveCluster, Vec<String>> {
+    let client = Client::try_default().await.map_err(|err| {
+        vec![format!(
+            "cannot create a Kubernetes client from the current kubeconfig: {err}"
+        )]
+    })?;
+    let c = &client;
+    let (namespaces, policies, roles, quotas, limits) = futures::join!(
+        list_all::<Namespace>(c),
+        list_all::<NetworkPolicy>(c),
+        list_all::<Role>(c),
+        list_all::<ResourceQuota>(c),
+        list_all::<LimitRange>(c),
+    );
+    let (role_bindings, cluster_roles, cluster_role_bindings, nodes, reports) = futures::join!(
+        list_all::<RoleBinding>(c),
+        list_all::<ClusterRole>(c),
+        list_all::<ClusterRoleBinding>(c),
+        list_all::<Node>(c),
+        list_all::<NodeReport>(c),
+    );
+    let baselines = if want_baselines {
+        Some(list_all::<SecurityBaseline>(c).await)
+    } else {
+        None
+    };
+
+    let mut errors = Vec::new();
+    let mut inventory = Inventory::default();
+    let namespaces: Option<Vec<Namespace>> = take(&mut errors, "namespaces", namespaces);
+    let policies: Option<Vec<NetworkPolicy>> = take(&mut errors, "networkpolicies", policies);
+    let roles: Option<Vec<Role>> = take(&mut errors, "roles", roles);
+    let quotas: Option<Vec<ResourceQuota>> = take(&mut errors, "resourcequotas", quotas);
+    let limits: Option<Vec<LimitRange>> = take(&mut errors, "limitranges", limits);
+    let role_bindings: Option<Vec<RoleBinding>> = take(&mut errors, "rolebindings", role_bindings);
+    let cluster_roles: Option<Vec<ClusterRole>> = take(&mut errors, "clusterroles", cluster_roles);
+    let cluster_role_bindings: Option<Vec<ClusterRoleBinding>> =
+        take(&mut errors, "clusterrolebindings", cluster_role_bindings);
+    let nodes: Option<Vec<Node>> = take(&mut errors, "nodes", nodes);
+    // Without the NodeReport CRD (no agent installed) every node is simply unobserved.
+    let reports = match reports {
+        Err(err) if not_found(&err) => {
+            inventory.notes.push(
+                "the NodeReport CRD is not installed: no node is observed by an agent, so node checks are Unknown".to_owned(),
+            );
+            Some(Vec::new())
+        }
+        other => take(&mut errors, "nodereports", other),
+    };
+    let baselines = match baselines {
+        None => Some(Vec::new()),
+        Some(Err(err)) if not_found(&err) => {
+            errors.push(
+                "the SecurityBaseline CRD is not installed in the cluster; pass baselines with --baseline FILE".to_owned(),
+            );
+            None
+        }
+        Some(result) => take(&mut errors, "securitybaselines", result),
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    for namespace in namespaces.into_iter().flatten() {
+        if namespace.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let labels = namespace.labels().clone();
+        inventory.namespaces.push((namespace.name_any(), labels));
+    }
+    inventory.objects.extend(
+        policies
+            .into_iter()
+            .flatten()
+            .map(NamespacedObject::NetworkPolicy),
+    );
+    let roles = roles.unwrap_or_default();
+    inventory
+        .objects
+        .extend(roles.iter().cloned().map(NamespacedObject::Role));
+    inventory.roles = roles;
+    inventory.objects.extend(
+        quotas
+            .into_iter()
+            .flatten()
+            .map(NamespacedObject::ResourceQuota),
+    );
+    inventory.objects.extend(
+        limits
+            .into_iter()
+            .flatten()
+            .map(NamespacedObject::LimitRange),
+    );
+    inventory.role_bindings = role_bindings.unwrap_or_default();
+    inventory.cluster_roles = cluster_roles.unwrap_or_default();
+    inventory.cluster_role_bindings = cluster_role_bindings.unwrap_or_default();
+    for node in nodes.into_iter().flatten() {
+        inventory
+            .nodes
+            .push((node.name_any(), node.labels().clone()));
+    }
+    for report in reports.into_iter().flatten() {
+        let mut spec = report.spec.clone();
+        if spec.node_name.is_empty() {
+            spec.node_name = report.name_any();
+        }
+        inventory
+            .add_node_report(spec, &format!("NodeReport {}", report.name_any()))
+            .map_err(|e| vec![e])?;
+    }
+    let baselines = baselines
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|b| b.metadata.deletion_timestamp.is_none())
+        .map(|baseline| LoadedBaseline {
+            source: format!("cluster (SecurityBaseline {})", baseline.name_any()),
+            baseline,
+        })
+        .collect();
+    Ok(LiveCluster {
+        inventory,
+        baselines,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    /// The structural guarantee: no write call exists in this module.
+    #[test]
+    fn this_module_only_lists() {
+        let source = include_str!("live.rs");
+        let code = source.split("#[cfg(test)]").next().unwrap_or_default();
+        for write in [
+            ".create(",
+            ".patch(",
+            ".patch_status(",
+            ".replace(",
+            ".delete(",
+            ".delete_collection(",
+            "Patch::",
+            "PostParams",
+            "PatchParams",
+            "DeleteParams",
+        ] {
+            assert!(!code.contains(write), "live.rs must not call {write}");
+        }
+        assert_eq!(code.matches("api.").count(), 1, "one API call: api.list");
+    }
+}

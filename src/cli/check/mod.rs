@@ -1,0 +1,253 @@
+//! `kube-baseline check`: the controller's evaluation with no controller. Baselines from
+//! files (or the embedded default), the cluster from manifests or, with `--live`, from the
+//! current kubeconfig (read-only), nodes from NodeReports or node files; drift printed as a
+//! table, JSON or YAML. Exit 0 compliant, 1 drift, 2 error.
+//!
+//! The evaluation is [`crate::domain::snapshot::evaluate_baseline`], built from the same pure
+//! functions the controller calls, so both always agree.
+
+mod baselines;
+mod documents;
+mod inventory;
+mod live;
+mod node_files;
+mod output;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use crate::api::DEFAULT_INSTALL_NAMESPACE;
+use crate::cli::exit;
+use crate::domain::snapshot::evaluate_baseline;
+
+use baselines::LoadedBaseline;
+use inventory::Inventory;
+pub use node_files::NodeFileArgs;
+pub use output::Format;
+use output::{BaselineReport, Report};
+
+pub(crate) const LONG_ABOUT: &str = "\
+Evaluate SecurityBaselines the way the controller does, with no controller: against manifests \
+(files, directories, stdin, `kubectl get -o yaml` lists) or, with --live, against the cluster \
+of the current kubeconfig (read-only). Nothing is written anywhere, so the drift shown is what \
+the controller would report in Audit mode (and repair in Enforce mode).
+
+Baselines: every SecurityBaseline document of the --baseline files, validated first like \
+admission would (the CRD's CEL rules, unknown fields, types). Without --baseline, the embedded \
+default config/samples/restricted.yaml is used (the `restricted` baseline: namespaces labelled \
+env=prod), or with --live every SecurityBaseline in the cluster.
+
+Manifests: Namespace, NetworkPolicy, Role, ResourceQuota, LimitRange, RoleBinding, ClusterRole, \
+ClusterRoleBinding, Node and NodeReport objects are evaluated; other kinds are ignored and \
+counted (--verbose lists them). A malformed document (bad YAML, no apiVersion or kind, a known \
+kind that does not deserialize) is an error naming the file and document number; namespaced \
+objects must name their namespace (\"default\" is not assumed); an object given twice is an \
+error; objects of a namespace without a Namespace manifest are not evaluated (a warning says \
+so).
+
+Nodes: NodeReports (from `kube-baseline agent --print` or the cluster) or the --node files \
+are evaluated like the controller does; a selected Node without observations is Unknown. When \
+the manifests hold no Node, NodeReport or --node at all, node checks are not evaluated and the \
+summary says so.
+
+Exit status: 0 compliant, 1 drift found, 2 error (unreadable or malformed input, invalid \
+baseline, cluster unreachable).";
+
+const EXAMPLES: &str = "\
+Examples:
+  # The sample cluster in the repository against the embedded restricted baseline (exits 1)
+  kube-baseline check examples/cluster
+
+  # A compliant sample (exits 0)
+  kube-baseline check examples/compliant
+
+  # Your own baseline against exported objects, from stdin, as JSON
+  kubectl get namespaces,networkpolicies,roles,rolebindings -A -o yaml \\
+    | kube-baseline check --baseline my-baseline.yaml - -o json
+
+  # A node without the agent, from copies of its files
+  kube-baseline check examples/cluster --node cp-1 \\
+    --kubelet-config examples/node/kubelet/config.yaml \\
+    --kubelet-config-dir examples/node/kubelet/kubelet.conf.d \\
+    --apiserver-flags examples/node/kube-apiserver.yaml \\
+    --audit-policy examples/node/audit-policy.yaml \\
+    --encryption-config examples/node/encryption-config.yaml
+
+  # The live cluster (read-only: only list requests), every SecurityBaseline in it
+  kube-baseline check --live";
+
+/// Options of `kube-baseline check`.
+#[derive(clap::Args, Debug, Clone)]
+#[command(after_long_help = EXAMPLES)]
+pub struct CheckArgs {
+    /// Manifests to evaluate: files, directories (recursively: *.yaml, *.yml, *.json, in
+    /// sorted order, hidden entries skipped) or - for stdin. Multi-document YAML and List
+    /// documents are read.
+    #[arg(value_name = "MANIFESTS", conflicts_with = "live")]
+    pub manifests: Vec<String>,
+
+    /// A file of one or more SecurityBaseline documents; repeat for several files. Default:
+    /// the embedded config/samples/restricted.yaml, or with --live every SecurityBaseline in
+    /// the cluster.
+    #[arg(short = 'b', long = "baseline", value_name = "FILE")]
+    pub baselines: Vec<String>,
+
+    /// Read the cluster of the current kubeconfig instead of manifests. Read-only: only list
+    /// requests (namespaces, networkpolicies, roles, resourcequotas, limitranges,
+    /// rolebindings, clusterroles, clusterrolebindings, nodes, nodereports,
+    /// securitybaselines).
+    #[arg(long)]
+    pub live: bool,
+
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+
+    /// The operator's namespace, never selected unless a baseline sets
+    /// includeSystemNamespaces (like kube-system).
+    #[arg(long, value_name = "NAMESPACE", default_value = DEFAULT_INSTALL_NAMESPACE)]
+    pub operator_namespace: String,
+
+    /// Also print (on stderr) what was read and every ignored object.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+
+    #[command(flatten)]
+    pub node_files: NodeFileArgs,
+}
+
+/// Runs `check`; the exit code is the result.
+pub fn run(args: CheckArgs) -> ExitCode {
+    match check(&args) {
+        Ok((text, compliant)) => {
+            let mut stdout = std::io::stdout().lock();
+            if let Err(err) = stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
+                eprintln!("error: cannot write to stdout: {err}");
+                return ExitCode::from(exit::ERROR);
+            }
+            ExitCode::from(if compliant { exit::OK } else { exit::DRIFT })
+        }
+        Err(errors) => {
+            for error in errors {
+                eprintln!("error: {error}");
+            }
+            ExitCode::from(exit::ERROR)
+        }
+    }
+}
+
+/// The rendered output and whether every baseline is compliant.
+fn check(args: &CheckArgs) -> Result<(String, bool), Vec<String>> {
+    if !args.live && args.manifests.is_empty() && args.node_files.node.is_none() {
+        return Err(vec![
+            "no manifests given: pass files, directories or - (stdin), node files with --node, or use --live".to_owned(),
+        ]);
+    }
+    let mut baselines = if args.baselines.is_empty() {
+        if args.live {
+            Vec::new()
+        } else {
+            baselines::embedded()?
+        }
+    } else {
+        baselines::from_files(&args.baselines)?
+    };
+
+    let mut inventory = if args.live {
+        let cluster = read_live(args.baselines.is_empty())?;
+        if args.baselines.is_empty() {
+            if cluster.baselines.is_empty() {
+                return Err(vec![
+                    "the cluster has no SecurityBaseline; pass one with --baseline FILE".to_owned(),
+                ]);
+            }
+            baselines = cluster.baselines;
+        }
+        cluster.inventory
+    } else {
+        let documents = if args.manifests.is_empty() {
+            Vec::new()
+        } else {
+            documents::read_inputs(&args.manifests)?
+        };
+        let mut inventory = Inventory::default();
+        inventory.add_documents(&documents)?;
+        inventory
+    };
+    if let Some(report) = node_files::observe_files(&args.node_files).map_err(|e| vec![e])? {
+        let origin = format!("--node {}", report.node_name);
+        inventory
+            .add_node_report(report, &origin)
+            .map_err(|e| vec![e])?;
+    }
+    explain_inputs(args, &inventory);
+
+    let snapshot = inventory.into_snapshot(args.live);
+    let reports: Vec<BaselineReport> = baselines
+        .iter()
+        .map(|LoadedBaseline { baseline, source }| {
+            let verdict = evaluate_baseline(baseline, &snapshot, &args.operator_namespace);
+            BaselineReport::new(
+                baseline.metadata.name.as_deref().unwrap_or_default(),
+                source,
+                baseline.spec.mode,
+                verdict,
+            )
+        })
+        .collect();
+    let report = Report {
+        compliant: reports.iter().all(|r| r.compliant),
+        baselines: reports,
+    };
+    let text = output::render(&report, args.output).map_err(|e| vec![e])?;
+    Ok((text, report.compliant))
+}
+
+fn read_live(want_baselines: bool) -> Result<live::LiveCluster, Vec<String>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| vec![format!("cannot start the async runtime: {err}")])?;
+    runtime.block_on(live::read_cluster(want_baselines))
+}
+
+/// Notes on stderr: what was ignored or cannot be evaluated, and with --verbose what was read.
+fn explain_inputs(args: &CheckArgs, inventory: &Inventory) {
+    for note in &inventory.notes {
+        eprintln!("note: {note}");
+    }
+    if !args.live {
+        for namespace in inventory.namespaces_without_manifest() {
+            eprintln!(
+                "warning: namespace {namespace} has objects but no Namespace manifest, so it is not evaluated (add it, e.g. kubectl get namespace {namespace} -o yaml)"
+            );
+        }
+    }
+    if args.verbose {
+        let counts: Vec<String> = inventory
+            .counts()
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(kind, n)| format!("{n} {kind}"))
+            .collect();
+        eprintln!(
+            "read: {}",
+            if counts.is_empty() {
+                "nothing check evaluates".to_owned()
+            } else {
+                counts.join(", ")
+            }
+        );
+        for (origin, object) in &inventory.ignored {
+            eprintln!("ignored: {origin}: {object}");
+        }
+    } else if !inventory.ignored.is_empty() {
+        eprintln!(
+            "note: {} objects of kinds check does not evaluate were ignored (--verbose lists them)",
+            inventory.ignored.len()
+        );
+    }
+}

@@ -1,0 +1,233 @@
+//! What `check` prints: a table per baseline, or one stable JSON/YAML document.
+
+use clap::ValueEnum;
+use serde::Serialize;
+
+use crate::api::{DriftEntry, EnforcementMode};
+use crate::domain::snapshot::BaselineVerdict;
+
+/// Output formats.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// A table per baseline and a summary line.
+    #[default]
+    Table,
+    /// One JSON document: {compliant, baselines: [{name, compliant, summary, drift}]}.
+    Json,
+    /// The same document as YAML.
+    Yaml,
+}
+
+/// The document `-o json` and `-o yaml` print. Field names are part of the CLI contract.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// True when no baseline has drift.
+    pub compliant: bool,
+    pub baselines: Vec<BaselineReport>,
+}
+
+/// One baseline's result.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BaselineReport {
+    pub name: String,
+    /// Where the baseline was read: "FILE: document N", the embedded default or the cluster.
+    pub source: String,
+    pub mode: EnforcementMode,
+    pub compliant: bool,
+    pub summary: Summary,
+    /// Every finding (not bounded like status), sorted by namespace, kind, name, check.
+    pub drift: Vec<DriftEntry>,
+}
+
+/// Counts, named like the SecurityBaseline status summary.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub drift_total: usize,
+    /// Namespaces with at least one finding, selected or not.
+    pub namespaces_with_drift: usize,
+    pub namespaces_selected: usize,
+    pub namespaces_compliant: usize,
+    pub namespaces_drifted: usize,
+    /// False when the input had no node information and node checks were not evaluated.
+    pub nodes_checked: bool,
+    pub nodes_selected: usize,
+    pub nodes_compliant: usize,
+}
+
+impl BaselineReport {
+    pub fn new(name: &str, source: &str, mode: EnforcementMode, verdict: BaselineVerdict) -> Self {
+        Self {
+            name: name.to_owned(),
+            source: source.to_owned(),
+            mode,
+            compliant: verdict.compliant(),
+            summary: Summary {
+                drift_total: verdict.findings.len(),
+                namespaces_with_drift: verdict.namespaces_with_findings(),
+                namespaces_selected: verdict.namespaces_selected,
+                namespaces_compliant: verdict
+                    .namespaces_selected
+                    .saturating_sub(verdict.namespaces_drifted),
+                namespaces_drifted: verdict.namespaces_drifted,
+                nodes_checked: verdict.nodes_checked,
+                nodes_selected: verdict.nodes_selected,
+                nodes_compliant: verdict.nodes_compliant,
+            },
+            drift: verdict.findings,
+        }
+    }
+}
+
+/// Renders the report in `format`.
+pub fn render(report: &Report, format: Format) -> Result<String, String> {
+    match format {
+        Format::Table => Ok(table(report)),
+        Format::Json => serde_json::to_string_pretty(report)
+            .map(|s| s + "\n")
+            .map_err(|e| format!("cannot render JSON: {e}")),
+        Format::Yaml => {
+            serde_saphyr::to_string(report).map_err(|e| format!("cannot render YAML: {e}"))
+        }
+    }
+}
+
+/// The one-line summary of a baseline.
+pub fn summary_line(summary: &Summary) -> String {
+    let nodes = if summary.nodes_checked {
+        format!(
+            "nodes: {}/{} compliant",
+            summary.nodes_compliant, summary.nodes_selected
+        )
+    } else {
+        "nodes: not checked, no Node, NodeReport or --node given".to_owned()
+    };
+    format!(
+        "{} drift findings in {} namespaces ({} namespaces selected, {nodes})",
+        summary.drift_total, summary.namespaces_with_drift, summary.namespaces_selected
+    )
+}
+
+fn table(report: &Report) -> String {
+    let mut out = String::new();
+    for (i, baseline) in report.baselines.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "SecurityBaseline {} ({} mode, from {}): {}\n",
+            baseline.name,
+            match baseline.mode {
+                EnforcementMode::Enforce => "Enforce",
+                EnforcementMode::Audit => "Audit",
+            },
+            baseline.source,
+            if baseline.compliant {
+                "compliant"
+            } else {
+                "drift found"
+            }
+        ));
+        if !baseline.drift.is_empty() {
+            let header = ["NAMESPACE", "KIND", "NAME", "CHECK", "REASON", "MESSAGE"];
+            let rows: Vec<[&str; 6]> = baseline
+                .drift
+                .iter()
+                .map(|d| {
+                    [
+                        if d.namespace.is_empty() {
+                            "-"
+                        } else {
+                            d.namespace.as_str()
+                        },
+                        d.kind.as_str(),
+                        d.name.as_str(),
+                        d.check.as_str(),
+                        d.reason.as_str(),
+                        d.message.as_str(),
+                    ]
+                })
+                .collect();
+            let mut widths = header.map(str::len);
+            for row in &rows {
+                for (width, cell) in widths.iter_mut().zip(row) {
+                    *width = (*width).max(cell.chars().count());
+                }
+            }
+            for row in std::iter::once(&header).chain(&rows) {
+                let mut line = String::new();
+                for (column, cell) in row.iter().enumerate() {
+                    if column + 1 == row.len() {
+                        line.push_str(cell);
+                    } else {
+                        line.push_str(cell);
+                        let pad = widths[column] - cell.chars().count() + 2;
+                        line.extend(std::iter::repeat_n(' ', pad));
+                    }
+                }
+                out.push_str(line.trim_end());
+                out.push('\n');
+            }
+        }
+        out.push_str(&summary_line(&baseline.summary));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::DriftReason;
+
+    fn report() -> Report {
+        let verdict = BaselineVerdict {
+            findings: vec![DriftEntry {
+                namespace: "shop".into(),
+                kind: "NetworkPolicy".into(),
+                name: "baseline-restricted-deny-all".into(),
+                check: "network.default-deny".into(),
+                reason: DriftReason::Missing,
+                message: "does not exist".into(),
+            }],
+            namespaces_selected: 2,
+            namespaces_drifted: 1,
+            ..BaselineVerdict::default()
+        };
+        Report {
+            compliant: false,
+            baselines: vec![BaselineReport::new(
+                "restricted",
+                "b.yaml: document 1",
+                EnforcementMode::Audit,
+                verdict,
+            )],
+        }
+    }
+
+    #[test]
+    fn the_table_has_aligned_columns_and_a_summary() {
+        let text = render(&report(), Format::Table).expect("renders");
+        assert_eq!(
+            text,
+            "SecurityBaseline restricted (Audit mode, from b.yaml: document 1): drift found\n\
+             NAMESPACE  KIND           NAME                          CHECK                 REASON   MESSAGE\n\
+             shop       NetworkPolicy  baseline-restricted-deny-all  network.default-deny  Missing  does not exist\n\
+             1 drift findings in 1 namespaces (2 namespaces selected, nodes: not checked, no Node, NodeReport or --node given)\n"
+        );
+    }
+
+    #[test]
+    fn json_and_yaml_are_the_same_document() {
+        let json: serde_json::Value =
+            serde_json::from_str(&render(&report(), Format::Json).expect("json")).expect("parses");
+        let yaml: serde_json::Value =
+            serde_saphyr::from_str(&render(&report(), Format::Yaml).expect("yaml"))
+                .expect("parses");
+        assert_eq!(json, yaml);
+        assert_eq!(json["baselines"][0]["summary"]["namespacesCompliant"], 1);
+        assert_eq!(json["baselines"][0]["drift"][0]["reason"], "Missing");
+    }
+}

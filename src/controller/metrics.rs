@@ -1,0 +1,245 @@
+//! Prometheus metrics: controller-runtime's names where they exist, plus drift gauges that
+//! alerts are built on.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Every metric the controller exposes.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    reconcile_total: Family<Labels, Counter>,
+    reconcile_errors: Family<Labels, Counter>,
+    reconcile_time: Family<Labels, Histogram>,
+    drift: Family<Labels, Gauge>,
+    namespaces: Family<Labels, Gauge>,
+    nodes: Family<Labels, Gauge>,
+    repairs: Family<Labels, Counter>,
+    /// Checks last reported per baseline, so series of fixed drift are removed.
+    drift_checks: Mutex<HashMap<String, BTreeSet<String>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let reconcile_total = Family::<Labels, Counter>::default();
+        let reconcile_errors = Family::<Labels, Counter>::default();
+        let reconcile_time = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ])
+        });
+        let drift = Family::<Labels, Gauge>::default();
+        let namespaces = Family::<Labels, Gauge>::default();
+        let nodes = Family::<Labels, Gauge>::default();
+        let repairs = Family::<Labels, Counter>::default();
+        // prometheus-client appends `_total` to counters.
+        registry.register(
+            "controller_runtime_reconcile",
+            "Total number of reconciliations per controller",
+            reconcile_total.clone(),
+        );
+        registry.register(
+            "controller_runtime_reconcile_errors",
+            "Total number of reconciliation errors per controller",
+            reconcile_errors.clone(),
+        );
+        registry.register(
+            "controller_runtime_reconcile_time_seconds",
+            "Length of time per reconciliation per controller",
+            reconcile_time.clone(),
+        );
+        registry.register(
+            "kube_baseline_drift",
+            "Outstanding drift findings per baseline and check",
+            drift.clone(),
+        );
+        registry.register(
+            "kube_baseline_namespaces",
+            "Namespaces selected by a baseline, by state (compliant, drifted, pending)",
+            namespaces.clone(),
+        );
+        registry.register(
+            "kube_baseline_nodes",
+            "Nodes selected by a baseline, by state (compliant, drifted)",
+            nodes.clone(),
+        );
+        registry.register(
+            "kube_baseline_repairs",
+            "Drift repaired in Enforce mode per baseline",
+            repairs.clone(),
+        );
+        Self {
+            registry,
+            reconcile_total,
+            reconcile_errors,
+            reconcile_time,
+            drift,
+            namespaces,
+            nodes,
+            repairs,
+            drift_checks: Mutex::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Records one reconcile of `controller` ("namespace" or "securitybaseline").
+    pub fn record_reconcile(&self, controller: &str, succeeded: bool, elapsed: Duration) {
+        let result = if succeeded { "success" } else { "error" };
+        self.reconcile_total
+            .get_or_create(&labels(&[("controller", controller), ("result", result)]))
+            .inc();
+        if !succeeded {
+            self.reconcile_errors
+                .get_or_create(&labels(&[("controller", controller)]))
+                .inc();
+        }
+        self.reconcile_time
+            .get_or_create(&labels(&[("controller", controller)]))
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Sets a baseline's drift and state gauges from its status.
+    pub fn set_baseline(
+        &self,
+        baseline: &str,
+        drift_by_check: &BTreeMap<String, i64>,
+        namespaces: [(&str, i64); 3],
+        nodes: [(&str, i64); 2],
+    ) {
+        let mut known = match self.drift_checks.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let previous = known.remove(baseline).unwrap_or_default();
+        for check in previous.iter().filter(|c| !drift_by_check.contains_key(*c)) {
+            self.drift
+                .remove(&labels(&[("baseline", baseline), ("check", check)]));
+        }
+        for (check, count) in drift_by_check {
+            self.drift
+                .get_or_create(&labels(&[("baseline", baseline), ("check", check)]))
+                .set(*count);
+        }
+        known.insert(
+            baseline.to_string(),
+            drift_by_check.keys().cloned().collect(),
+        );
+        for (state, count) in namespaces {
+            self.namespaces
+                .get_or_create(&labels(&[("baseline", baseline), ("state", state)]))
+                .set(count);
+        }
+        for (state, count) in nodes {
+            self.nodes
+                .get_or_create(&labels(&[("baseline", baseline), ("state", state)]))
+                .set(count);
+        }
+    }
+
+    /// Counts repairs.
+    pub fn add_repairs(&self, baseline: &str, repairs: u64) {
+        self.repairs
+            .get_or_create(&labels(&[("baseline", baseline)]))
+            .inc_by(repairs);
+    }
+
+    /// Removes every series of a deleted baseline.
+    pub fn forget_baseline(&self, baseline: &str) {
+        self.set_baseline(
+            baseline,
+            &BTreeMap::new(),
+            [("compliant", 0), ("drifted", 0), ("pending", 0)],
+            [("compliant", 0), ("drifted", 0)],
+        );
+        for state in ["compliant", "drifted", "pending"] {
+            self.namespaces
+                .remove(&labels(&[("baseline", baseline), ("state", state)]));
+        }
+        for state in ["compliant", "drifted"] {
+            self.nodes
+                .remove(&labels(&[("baseline", baseline), ("state", state)]));
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposes_controller_runtime_names_and_drops_fixed_drift() {
+        let metrics = Metrics::default();
+        metrics.record_reconcile("namespace", true, Duration::from_millis(3));
+        metrics.record_reconcile("namespace", false, Duration::from_millis(3));
+        metrics.set_baseline(
+            "b",
+            &BTreeMap::from([("network.default-deny".to_string(), 2)]),
+            [("compliant", 1), ("drifted", 1), ("pending", 0)],
+            [("compliant", 0), ("drifted", 0)],
+        );
+        metrics.add_repairs("b", 3);
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                r#"controller_runtime_reconcile_total{controller="namespace",result="success"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"controller_runtime_reconcile_errors_total{controller="namespace"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("controller_runtime_reconcile_time_seconds_bucket"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"kube_baseline_drift{baseline="b",check="network.default-deny"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"kube_baseline_namespaces{baseline="b",state="drifted"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"kube_baseline_repairs_total{baseline="b"} 3"#),
+            "{text}"
+        );
+        metrics.set_baseline(
+            "b",
+            &BTreeMap::new(),
+            [("compliant", 2), ("drifted", 0), ("pending", 0)],
+            [("compliant", 0), ("drifted", 0)],
+        );
+        assert!(
+            !metrics.encode().contains("kube_baseline_drift{"),
+            "fixed drift leaves no series"
+        );
+    }
+}

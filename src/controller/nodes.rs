@@ -1,0 +1,680 @@
+//! Nodes and control plane (DESIGN §5), the controller's side: NodeReports (what the node
+//! agents observed) and Node labels are watched into caches, evaluated against every
+//! baseline with the pure functions of `domain::control_plane`, and fed into the baseline
+//! status; the rendered audit policy is published for the agents.
+//!
+//! - Caches: every NodeReport (cluster-scoped, one per node) and the labels of every Node
+//!   matching `--node-selector` (metadata-only watch). A report counts only while its Node is
+//!   in the cache: a report left behind by a deleted Node, or of a Node outside the
+//!   selector, is ignored.
+//! - Evaluation ([`node_status`]), per baseline: every Node its `kubelet.nodeSelector`
+//!   selects gets the kubelet checks (`Unknown` without a report: no agent runs there);
+//!   every Node whose report shows a kube-apiserver gets the control-plane and audit checks;
+//!   when no report shows a kube-apiserver (managed control plane), those checks are
+//!   `Unknown` once for the cluster. A baseline without `kubelet`, `auditPolicy` and
+//!   `controlPlane` has no node checks at all: nodesSelected 0, no node drift.
+//!   `nodesSelected` counts the nodes with at least one check of the baseline,
+//!   `nodesCompliant` those of them without any finding (`Unknown` is never compliant).
+//! - Triggers: a Node whose labels change, a Node appearing or going away, or a report whose
+//!   observations change refreshes the status of every baseline with node checks (the
+//!   baseline controller debounces and deduplicates).
+//! - Audit policy ([`publish_loop`]): the `audit.k8s.io/v1` Policy rendered from
+//!   `spec.auditPolicy` is kept in the ConfigMap `kube-baseline-audit-policy` of the
+//!   operator's namespace (server-side apply, field manager `kube-baseline`, our labels), where
+//!   the agents read it. A node has one policy file, so one baseline supplies it: the
+//!   alphabetically first baseline in Enforce mode (not being deleted) that sets
+//!   `auditPolicy`. Other baselines' policies are still checked against the nodes, so a
+//!   baseline that renders a different policy shows `audit.policy-matches` drift. Audit-mode
+//!   baselines never cause a write. When no Enforce baseline sets `auditPolicy` any more, the
+//!   last published ConfigMap is left as it is (the agents keep the policy file they wrote;
+//!   the kube-apiserver cannot run without one). The ConfigMap is watched by name (field
+//!   selector), so it is compared without GETs, written only when its content differs, and
+//!   an edit by someone else is repaired. That watch starts only once an Enforce baseline
+//!   sets `auditPolicy`, so an installation that never publishes a policy needs no
+//!   ConfigMap permissions.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt, future};
+use k8s_openapi::api::core::v1::{ConfigMap, Node};
+use kube::api::Patch;
+use kube::core::PartialObjectMeta;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use tracing::{debug, info, warn};
+
+use super::apply::{WriteError, apply_params};
+use super::cache::NamespacedIndex;
+use super::context::Context;
+use crate::api::{
+    BASELINE_LABEL, DriftEntry, EnforcementMode, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NodeReport,
+    NodeReportSpec, ObservationState, SecurityBaseline, SecurityBaselineSpec,
+};
+use crate::domain::audit_policy::{AUDIT_POLICY_CONFIG_MAP, config_map_data};
+use crate::domain::control_plane::{
+    control_plane_checks, evaluate_node, unknown_node, unobserved_control_plane,
+};
+use crate::domain::kubelet::kubelet_selects;
+use crate::domain::status::Failure;
+
+/// Cluster-scoped objects are kept in a [`NamespacedIndex`] under this namespace.
+const CLUSTER: &str = "";
+/// How long the publisher waits for the ConfigMap watch to list before reporting it.
+const CONFIG_MAP_LIST_WAIT: Duration = Duration::from_secs(10);
+/// Pause before retrying a failed publish.
+const PUBLISH_RETRY: Duration = Duration::from_secs(5);
+
+/// A Node, as far as the checks need it.
+#[derive(Debug, Clone, PartialEq)]
+struct NodeFacts {
+    name: String,
+    labels: BTreeMap<String, String>,
+}
+
+/// The published audit policy ConfigMap, as far as the publisher compares it.
+#[derive(Debug, Clone, PartialEq)]
+struct PublishedPolicy {
+    labels: BTreeMap<String, String>,
+    data: BTreeMap<String, String>,
+}
+
+/// The caches and state of the node side (a field of [`Context`]).
+#[derive(Debug, Default)]
+pub struct NodeCaches {
+    /// Node labels by name.
+    nodes: NamespacedIndex<NodeFacts>,
+    /// NodeReport observations by report name (= node name).
+    reports: NamespacedIndex<NodeReportSpec>,
+    /// The ConfigMap kube-baseline-audit-policy, once its watch runs.
+    audit_config_map: Arc<NamespacedIndex<PublishedPolicy>>,
+    /// Wakes the audit policy publisher (a baseline or the ConfigMap changed).
+    publish: tokio::sync::Notify,
+    /// The last error of the ConfigMap watch (shown when it cannot list).
+    config_map_watch_error: Arc<Mutex<Option<(String, bool)>>>,
+    /// A failed publish: (the baseline supplying the policy, why).
+    publish_failure: Mutex<Option<(String, Failure)>>,
+}
+
+impl NodeCaches {
+    /// Waits until the Node and NodeReport caches have their first full list. (The
+    /// ConfigMap cache is the publisher's own business and never blocks reconciles.)
+    pub async fn wait_ready(&self) {
+        self.nodes.wait_ready().await;
+        self.reports.wait_ready().await;
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Whether a baseline has any node or control-plane check.
+fn has_node_checks(spec: &SecurityBaselineSpec) -> bool {
+    spec.kubelet.is_some() || !control_plane_checks(spec).is_empty()
+}
+
+/// The node part of a baseline's status.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeStatus {
+    /// Nodes with at least one check of the baseline.
+    pub selected: usize,
+    /// Selected nodes without findings.
+    pub compliant: usize,
+    /// Findings on nodes, and control-plane checks no agent could observe.
+    pub drift: Vec<DriftEntry>,
+    /// Publishing the audit policy this baseline supplies failed.
+    pub failures: Vec<Failure>,
+}
+
+/// Evaluates every cached node against `baseline` (pure functions over the caches).
+pub fn node_status(ctx: &Context, baseline: &SecurityBaseline) -> NodeStatus {
+    let caches = &ctx.node_caches;
+    let name = baseline.name_any();
+    let mut status = if has_node_checks(&baseline.spec) {
+        evaluate_nodes(
+            &baseline.spec,
+            &caches.nodes.in_namespace(CLUSTER, |_| true),
+            |node| caches.reports.get(CLUSTER, node),
+        )
+    } else {
+        NodeStatus::default()
+    };
+    status.failures = lock(&caches.publish_failure)
+        .iter()
+        .filter(|(source, _)| *source == name)
+        .map(|(_, failure)| failure.clone())
+        .collect();
+    status
+}
+
+/// The node checks of `spec` over `nodes` and their reports (see the module docs).
+fn evaluate_nodes(
+    spec: &SecurityBaselineSpec,
+    nodes: &[Arc<NodeFacts>],
+    report_of: impl Fn(&str) -> Option<Arc<NodeReportSpec>>,
+) -> NodeStatus {
+    let mut status = NodeStatus::default();
+    if !has_node_checks(spec) {
+        return status;
+    }
+    let control_plane = !control_plane_checks(spec).is_empty();
+    let mut observed = Vec::new();
+    for node in nodes {
+        let kubelet_selected = spec
+            .kubelet
+            .as_ref()
+            .is_some_and(|kubelet| kubelet_selects(kubelet, &node.labels));
+        let report = report_of(&node.name);
+        let (checked, findings) = match &report {
+            Some(report) => {
+                let runs_api_server = report.api_server.state != ObservationState::NotFound;
+                (
+                    kubelet_selected || (control_plane && runs_api_server),
+                    evaluate_node(report, spec, &node.labels),
+                )
+            }
+            None if kubelet_selected => (true, unknown_node(&node.name, spec)),
+            None => (false, Vec::new()),
+        };
+        if checked {
+            status.selected += 1;
+            if findings.is_empty() {
+                status.compliant += 1;
+            }
+        }
+        status.drift.extend(findings);
+        observed.extend(report);
+    }
+    status.drift.extend(unobserved_control_plane(
+        spec,
+        observed.iter().map(|r| &**r),
+    ));
+    status
+}
+
+/// Wakes the audit policy publisher: a baseline was reconciled (its spec, mode or deletion
+/// may have changed which policy is published).
+pub fn baseline_changed(ctx: &Context) {
+    ctx.node_caches.publish.notify_one();
+}
+
+/// Asks for a status refresh of every baseline with node checks.
+fn refresh_node_baselines(ctx: &Context) {
+    for baseline in ctx.baselines.state() {
+        if has_node_checks(&baseline.spec) {
+            ctx.refresh_status(&baseline.name_any());
+        }
+    }
+}
+
+/// Whether applying `event` changes what `index` holds (so evaluations may change).
+fn changes<K, V: PartialEq>(
+    index: &NamespacedIndex<V>,
+    event: &watcher::Event<K>,
+    convert: impl Fn(&K) -> Option<(String, String, V)>,
+) -> bool {
+    match event {
+        watcher::Event::Apply(object) => convert(object).is_some_and(|(namespace, name, value)| {
+            index.get(&namespace, &name).as_deref() != Some(&value)
+        }),
+        watcher::Event::Delete(_) | watcher::Event::InitDone => true,
+        watcher::Event::Init | watcher::Event::InitApply(_) => false,
+    }
+}
+
+fn node_facts(node: &PartialObjectMeta<Node>) -> Option<(String, String, NodeFacts)> {
+    let name = node.metadata.name.clone()?;
+    Some((
+        CLUSTER.to_owned(),
+        name.clone(),
+        NodeFacts {
+            name,
+            labels: node.metadata.labels.clone().unwrap_or_default(),
+        },
+    ))
+}
+
+fn report_spec(report: &NodeReport) -> Option<(String, String, NodeReportSpec)> {
+    Some((
+        CLUSTER.to_owned(),
+        report.metadata.name.clone()?,
+        report.spec.clone(),
+    ))
+}
+
+fn published_policy(config_map: &ConfigMap) -> Option<(String, String, PublishedPolicy)> {
+    Some((
+        CLUSTER.to_owned(),
+        config_map.metadata.name.clone()?,
+        PublishedPolicy {
+            labels: config_map.metadata.labels.clone().unwrap_or_default(),
+            data: config_map.data.clone().unwrap_or_default(),
+        },
+    ))
+}
+
+fn log_error<T>(result: Result<T, watcher::Error>, what: &'static str) -> future::Ready<()> {
+    if let Err(error) = result {
+        warn!(%error, watch = what, "watch failed; retrying with backoff");
+    }
+    future::ready(())
+}
+
+/// Runs the Node and NodeReport watches and the audit policy publisher; never returns.
+pub async fn run(client: Client, ctx: Arc<Context>, node_selector: Option<String>) {
+    let mut node_config = watcher::Config::default();
+    if let Some(selector) = &node_selector {
+        node_config = node_config.labels(selector);
+    }
+    let nodes = {
+        let ctx = ctx.clone();
+        // Api<PartialObjectMeta<_>> makes metadata-only requests: labels, no status.
+        watcher(
+            Api::<PartialObjectMeta<Node>>::all(client.clone()),
+            node_config,
+        )
+        .default_backoff()
+        .map_ok(move |event| {
+            let index = &ctx.node_caches.nodes;
+            let changed = changes(index, &event, node_facts);
+            index.apply(&event, node_facts);
+            if changed {
+                refresh_node_baselines(&ctx);
+            }
+        })
+        .for_each(|result| log_error(result, "Node"))
+    };
+    let reports = {
+        let ctx = ctx.clone();
+        watcher(
+            Api::<NodeReport>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .map_ok(move |event| {
+            let index = &ctx.node_caches.reports;
+            let changed = changes(index, &event, report_spec);
+            index.apply(&event, report_spec);
+            if changed {
+                refresh_node_baselines(&ctx);
+            }
+        })
+        .for_each(|result| log_error(result, "NodeReport"))
+    };
+    future::join3(nodes, reports, publish_loop(client, ctx)).await;
+}
+
+/// The baseline that supplies the published audit policy: the alphabetically first one in
+/// Enforce mode, not being deleted, that sets `auditPolicy`.
+fn policy_source(ctx: &Context) -> Option<Arc<SecurityBaseline>> {
+    ctx.baselines
+        .state()
+        .into_iter()
+        .filter(|b| {
+            b.spec.mode == EnforcementMode::Enforce
+                && b.spec.audit_policy.is_some()
+                && b.metadata.deletion_timestamp.is_none()
+        })
+        .min_by_key(|b| b.name_any())
+}
+
+/// Keeps the audit policy ConfigMap equal to what the policy source renders. Woken by
+/// baseline reconciles and ConfigMap changes; retries failures with a pause.
+async fn publish_loop(client: Client, ctx: Arc<Context>) {
+    ctx.wait_ready().await;
+    let mut watching = false;
+    loop {
+        ctx.node_caches.publish.notified().await;
+        let Some(source) = policy_source(&ctx) else {
+            set_failure(&ctx, None);
+            continue;
+        };
+        if !watching {
+            watching = true;
+            tokio::spawn(watch_config_map(client.clone(), ctx.clone()));
+        }
+        let result = publish(&client, &ctx, &source).await;
+        let failed = result.is_err();
+        set_failure(&ctx, result.err().map(|f| (source.name_any(), f)));
+        if failed {
+            tokio::time::sleep(PUBLISH_RETRY).await;
+            ctx.node_caches.publish.notify_one();
+        }
+    }
+}
+
+/// Records (or clears) the publish failure, refreshing the status of the baselines it
+/// concerns when it changes.
+fn set_failure(ctx: &Context, failure: Option<(String, Failure)>) {
+    let previous = {
+        let mut current = lock(&ctx.node_caches.publish_failure);
+        if *current == failure {
+            return;
+        }
+        std::mem::replace(&mut *current, failure.clone())
+    };
+    for (baseline, _) in previous.iter().chain(failure.iter()) {
+        ctx.refresh_status(baseline);
+    }
+}
+
+/// Watches the one ConfigMap by name and wakes the publisher when it changes.
+async fn watch_config_map(client: Client, ctx: Arc<Context>) {
+    let config =
+        watcher::Config::default().fields(&format!("metadata.name={AUDIT_POLICY_CONFIG_MAP}"));
+    let index = ctx.node_caches.audit_config_map.clone();
+    let last_error = ctx.node_caches.config_map_watch_error.clone();
+    watcher(
+        Api::<ConfigMap>::namespaced(client, &ctx.operator_namespace),
+        config,
+    )
+    .default_backoff()
+    .for_each(|result| {
+        match result {
+            Ok(event) => {
+                let changed = changes(&index, &event, published_policy);
+                index.apply(&event, published_policy);
+                if changed {
+                    ctx.node_caches.publish.notify_one();
+                }
+            }
+            Err(error) => {
+                let forbidden = matches!(
+                    &error,
+                    watcher::Error::InitialListFailed(kube::Error::Api(status))
+                        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+                        if status.code == 403
+                );
+                warn!(%error, watch = "ConfigMap", "watch failed; retrying with backoff");
+                *lock(&last_error) = Some((error.to_string(), forbidden));
+            }
+        }
+        future::ready(())
+    })
+    .await;
+}
+
+/// Applies the ConfigMap when the cached one differs from what `source` renders.
+async fn publish(client: &Client, ctx: &Context, source: &SecurityBaseline) -> Result<(), Failure> {
+    let caches = &ctx.node_caches;
+    let namespace = &ctx.operator_namespace;
+    let source_name = source.name_any();
+    let Some(settings) = &source.spec.audit_policy else {
+        return Ok(());
+    };
+    let data = config_map_data(settings).map_err(|error| {
+        Failure::Error(format!(
+            "cannot render the audit policy of SecurityBaseline {source_name}: {error}"
+        ))
+    })?;
+    if tokio::time::timeout(CONFIG_MAP_LIST_WAIT, caches.audit_config_map.wait_ready())
+        .await
+        .is_err()
+    {
+        let (error, forbidden) = lock(&caches.config_map_watch_error)
+            .clone()
+            .unwrap_or_else(|| ("the watch has not listed yet".to_owned(), false));
+        let message = format!(
+            "cannot watch ConfigMap {namespace}/{AUDIT_POLICY_CONFIG_MAP} (the published audit policy): {error}"
+        );
+        return Err(if forbidden {
+            Failure::Forbidden(message)
+        } else {
+            Failure::Error(message)
+        });
+    }
+    let labels = BTreeMap::from([
+        (MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned()),
+        (BASELINE_LABEL.to_owned(), source_name.clone()),
+    ]);
+    let current = caches
+        .audit_config_map
+        .get(CLUSTER, AUDIT_POLICY_CONFIG_MAP);
+    let up_to_date = current.is_some_and(|current| {
+        labels.iter().all(|(k, v)| current.labels.get(k) == Some(v))
+            && data.iter().all(|(k, v)| current.data.get(k) == Some(v))
+    });
+    if up_to_date {
+        debug!(source = %source_name, "audit policy ConfigMap up to date");
+        return Ok(());
+    }
+    let body = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": AUDIT_POLICY_CONFIG_MAP,
+            "namespace": namespace,
+            "labels": labels,
+        },
+        "data": data,
+    });
+    Api::<ConfigMap>::namespaced(client.clone(), namespace)
+        .patch(
+            AUDIT_POLICY_CONFIG_MAP,
+            &apply_params(),
+            &Patch::Apply(body),
+        )
+        .await
+        .map_err(|source| {
+            WriteError {
+                what: format!("apply ConfigMap {namespace}/{AUDIT_POLICY_CONFIG_MAP}"),
+                source,
+            }
+            .to_failure()
+        })?;
+    info!(source = %source_name, "published the rendered audit policy");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, labels: &[(&str, &str)]) -> PartialObjectMeta<Node> {
+        let mut meta = PartialObjectMeta::<Node>::default();
+        meta.metadata.name = Some(name.to_owned());
+        meta.metadata.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
+        meta
+    }
+
+    #[test]
+    fn only_label_changes_of_nodes_count_as_changes() {
+        let index = NamespacedIndex::default();
+        let a = node("a", &[("role", "worker")]);
+        assert!(!changes(
+            &index,
+            &watcher::Event::InitApply(a.clone()),
+            node_facts
+        ));
+        assert!(changes(
+            &index,
+            &watcher::Event::<PartialObjectMeta<Node>>::InitDone,
+            node_facts
+        ));
+        index.apply(&watcher::Event::Apply(a.clone()), node_facts);
+        let mut same_labels = a.clone();
+        same_labels.metadata.resource_version = Some("2".to_owned());
+        assert!(!changes(
+            &index,
+            &watcher::Event::Apply(same_labels),
+            node_facts
+        ));
+        let relabelled = node("a", &[("role", "infra")]);
+        assert!(changes(
+            &index,
+            &watcher::Event::Apply(relabelled),
+            node_facts
+        ));
+        assert!(changes(&index, &watcher::Event::Delete(a), node_facts));
+    }
+
+    fn spec(json: serde_json::Value) -> SecurityBaselineSpec {
+        serde_json::from_value(json).expect("baseline spec")
+    }
+
+    fn facts(name: &str, labels: &[(&str, &str)]) -> Arc<NodeFacts> {
+        Arc::new(NodeFacts {
+            name: name.to_owned(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        })
+    }
+
+    /// A report: a kubelet with anonymous auth as given, and optionally a kube-apiserver
+    /// started with --anonymous-auth=false and
+    /// --authorization-mode=Node,RBAC.
+    fn report(node: &str, kubelet_anonymous: Option<bool>, api_server: bool) -> NodeReportSpec {
+        let mut report = NodeReportSpec {
+            node_name: node.to_owned(),
+            ..NodeReportSpec::default()
+        };
+        if let Some(anonymous) = kubelet_anonymous {
+            report.kubelet.state = ObservationState::Observed;
+            report.kubelet.settings.anonymous_auth = Some(anonymous);
+        }
+        if api_server {
+            report.api_server.state = ObservationState::Observed;
+            report.api_server.flags = [
+                ("anonymous-auth", "false"),
+                ("authorization-mode", "Node,RBAC"),
+            ]
+            .into_iter()
+            .map(|(name, value)| crate::api::ObservedFlag {
+                name: name.to_owned(),
+                value: value.to_owned(),
+            })
+            .collect();
+        }
+        report
+    }
+
+    fn reports(list: Vec<NodeReportSpec>) -> impl Fn(&str) -> Option<Arc<NodeReportSpec>> {
+        let by_name: BTreeMap<String, Arc<NodeReportSpec>> = list
+            .into_iter()
+            .map(|r| (r.node_name.clone(), Arc::new(r)))
+            .collect();
+        move |name| by_name.get(name).cloned()
+    }
+
+    fn checks(status: &NodeStatus) -> Vec<(String, String, String, crate::api::DriftReason)> {
+        status
+            .drift
+            .iter()
+            .map(|d| (d.kind.clone(), d.name.clone(), d.check.clone(), d.reason))
+            .collect()
+    }
+
+    #[test]
+    fn a_baseline_without_node_settings_has_no_node_checks() {
+        let nodes = [facts("cp", &[]), facts("w1", &[])];
+        let status = evaluate_nodes(
+            &spec(serde_json::json!({"mode": "Audit"})),
+            &nodes,
+            reports(vec![report("cp", None, true)]),
+        );
+        assert_eq!(status, NodeStatus::default());
+        // No node and no report at all: still nothing (no Unknown control plane).
+        let status = evaluate_nodes(
+            &spec(serde_json::json!({"podSecurity": {"enforce": "restricted"}})),
+            &[],
+            reports(vec![]),
+        );
+        assert_eq!(status, NodeStatus::default());
+    }
+
+    #[test]
+    fn kubelet_checks_cover_selected_nodes_and_unknown_is_never_compliant() {
+        let spec = spec(serde_json::json!({
+            "kubelet": {"nodeSelector": {"role": "worker"}, "settings": {"anonymousAuth": false}},
+        }));
+        let nodes = [
+            facts("w1", &[("role", "worker")]),
+            facts("w2", &[("role", "worker")]),
+            facts("w3", &[("role", "worker")]),
+            facts("cp", &[]),
+        ];
+        let status = evaluate_nodes(
+            &spec,
+            &nodes,
+            reports(vec![
+                report("w1", Some(false), false),
+                report("w3", Some(true), false),
+                report("cp", Some(true), true),
+            ]),
+        );
+        assert_eq!((status.selected, status.compliant), (3, 1));
+        let reason = crate::api::DriftReason::Unknown;
+        let violation = crate::api::DriftReason::Violation;
+        let check = "kubelet.anonymous-auth".to_owned();
+        assert_eq!(
+            checks(&status),
+            [
+                ("Node".to_owned(), "w2".to_owned(), check.clone(), reason),
+                ("Node".to_owned(), "w3".to_owned(), check, violation),
+            ],
+            "cp is not selected; no control-plane checks asked for"
+        );
+    }
+
+    #[test]
+    fn control_plane_checks_run_where_an_api_server_is_seen_else_once_unknown() {
+        let spec = spec(serde_json::json!({
+            "controlPlane": {"apiServer": {"anonymousAuth": false}},
+        }));
+        let nodes = [facts("cp", &[]), facts("w1", &[])];
+        let with_api_server = evaluate_nodes(
+            &spec,
+            &nodes,
+            reports(vec![
+                report("cp", None, true),
+                report("w1", Some(true), false),
+            ]),
+        );
+        assert_eq!(
+            (
+                with_api_server.selected,
+                with_api_server.compliant,
+                with_api_server.drift.len()
+            ),
+            (1, 1, 0),
+            "{with_api_server:?}"
+        );
+
+        // Managed control plane: no report shows a kube-apiserver. A report of a node that
+        // is not (or no longer) in the Node cache does not count either.
+        for nodes in [&nodes[1..], &[][..]] {
+            let status = evaluate_nodes(
+                &spec,
+                nodes,
+                reports(vec![
+                    report("cp", None, true),
+                    report("w1", Some(true), false),
+                ]),
+            );
+            assert_eq!((status.selected, status.compliant), (0, 0));
+            let kinds: Vec<_> = checks(&status)
+                .into_iter()
+                .map(|(kind, name, _, reason)| (kind, name, reason))
+                .collect();
+            assert!(!kinds.is_empty());
+            assert!(kinds.iter().all(|k| *k
+                == (
+                    "ControlPlane".to_owned(),
+                    "kube-apiserver".to_owned(),
+                    crate::api::DriftReason::Unknown
+                )));
+        }
+    }
+}

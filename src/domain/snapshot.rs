@@ -1,0 +1,594 @@
+//! One baseline evaluated against a whole cluster at once, read-only: what
+//! `kube-baseline check` prints. Pure, and built from the same pieces the controller calls
+//! per namespace and per node ([`selects`], [`plan_namespace`], [`audit_namespace`],
+//! [`evaluate_node`], [`unknown_node`], [`unobserved_control_plane`]), so both always agree.
+//!
+//! Nothing is repaired here, so drift is what the plan found: in Audit mode exactly what the
+//! controller records in status; in Enforce mode what the controller would repair (and
+//! report as repaired) on its next pass.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::api::{
+    BASELINE_LABEL, DriftEntry, NodeReportSpec, ObservationState, SecurityBaseline,
+    SecurityBaselineSpec,
+};
+use crate::domain::control_plane::{
+    control_plane_checks, evaluate_node, unknown_node, unobserved_control_plane,
+};
+use crate::domain::generated::{BaselineRef, GeneratedKind, NamespacedObject};
+use crate::domain::kubelet::kubelet_selects;
+use crate::domain::plan::{NamespaceState, plan_namespace};
+use crate::domain::rbac_audit::{RbacIndex, audit_namespace};
+use crate::domain::selection::{NamespaceFacts, selects};
+
+/// Labels of a namespace or node.
+pub type Labels = BTreeMap<String, String>;
+
+/// The uid of a baseline that never was in a cluster (read from a file): ownerReferences
+/// are then compared by the baseline's name (see `plan`).
+pub const UNKNOWN_UID: &str = "";
+
+/// Everything the evaluation reads, as observed at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterSnapshot {
+    /// Every namespace, with its labels.
+    pub namespaces: Vec<(String, Labels)>,
+    /// Every object of the generated kinds (NetworkPolicy, Role, ResourceQuota, LimitRange)
+    /// in any namespace, ours or not: ours are recognised by their labels, the others can
+    /// block a generated name (Conflict).
+    pub objects: Vec<NamespacedObject>,
+    /// Every Role, ClusterRole, RoleBinding and ClusterRoleBinding.
+    pub rbac: RbacIndex,
+    /// Every node, with its labels.
+    pub nodes: Vec<(String, Labels)>,
+    /// Every NodeReport's observations (one per node that runs the agent).
+    pub node_reports: Vec<NodeReportSpec>,
+    /// Whether node and control-plane checks are evaluated. A live cluster always has nodes
+    /// (true); a set of manifests without any Node, NodeReport or node file says nothing
+    /// about nodes (false), and the verdict says they were not checked rather than
+    /// reporting every node check as Unknown.
+    pub check_nodes: bool,
+}
+
+/// The outcome of one baseline against a snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BaselineVerdict {
+    /// Every drift finding, sorted by (namespace, kind, name, check) and deduplicated.
+    pub findings: Vec<DriftEntry>,
+    /// Namespaces the baseline selects.
+    pub namespaces_selected: usize,
+    /// Selected namespaces with at least one finding.
+    pub namespaces_drifted: usize,
+    /// Whether node checks were evaluated (see [`ClusterSnapshot::check_nodes`]).
+    pub nodes_checked: bool,
+    /// Nodes the node checks apply to.
+    pub nodes_selected: usize,
+    /// Selected nodes without findings.
+    pub nodes_compliant: usize,
+}
+
+impl BaselineVerdict {
+    /// No drift at all.
+    pub fn compliant(&self) -> bool {
+        self.findings.is_empty()
+    }
+
+    /// Distinct namespaces with findings, selected or not (an unselected namespace may still
+    /// hold objects the baseline wants removed).
+    pub fn namespaces_with_findings(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| !f.namespace.is_empty())
+            .map(|f| f.namespace.as_str())
+            .collect::<BTreeSet<_>>()
+            .len()
+    }
+}
+
+/// The findings of one baseline in one namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamespaceVerdict {
+    /// Whether the baseline selects the namespace.
+    pub selected: bool,
+    /// Plan findings (generated objects, Pod Security labels) and, when selected, RBAC audit
+    /// findings; sorted.
+    pub findings: Vec<DriftEntry>,
+}
+
+/// The findings of one baseline on the nodes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodesVerdict {
+    /// Node and control-plane findings, sorted.
+    pub findings: Vec<DriftEntry>,
+    /// Nodes the node checks apply to.
+    pub selected: usize,
+    /// Selected nodes without findings.
+    pub compliant: usize,
+}
+
+/// The baseline as its generated objects refer to it; the uid is [`UNKNOWN_UID`] when the
+/// baseline has none (read from a file).
+pub fn baseline_ref(baseline: &SecurityBaseline) -> BaselineRef<'_> {
+    BaselineRef {
+        name: baseline.metadata.name.as_deref().unwrap_or_default(),
+        uid: baseline.metadata.uid.as_deref().unwrap_or(UNKNOWN_UID),
+    }
+}
+
+/// Evaluates one baseline against the whole snapshot. `operator_namespace` is excluded from
+/// selection like the system namespaces (see `selection::selects`).
+pub fn evaluate_baseline(
+    baseline: &SecurityBaseline,
+    snapshot: &ClusterSnapshot,
+    operator_namespace: &str,
+) -> BaselineVerdict {
+    let reference = baseline_ref(baseline);
+    let spec = &baseline.spec;
+    let by_namespace = objects_by_namespace(&snapshot.objects);
+    let mut verdict = BaselineVerdict::default();
+    for (name, labels) in &snapshot.namespaces {
+        let objects = by_namespace
+            .get(name.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let namespace = evaluate_namespace(
+            spec,
+            reference,
+            NamespaceFacts { name, labels },
+            operator_namespace,
+            objects,
+            &snapshot.rbac,
+        );
+        if namespace.selected {
+            verdict.namespaces_selected += 1;
+            if !namespace.findings.is_empty() {
+                verdict.namespaces_drifted += 1;
+            }
+        }
+        verdict.findings.extend(namespace.findings);
+    }
+    if snapshot.check_nodes {
+        let nodes = evaluate_nodes(spec, &snapshot.nodes, &snapshot.node_reports);
+        verdict.nodes_checked = true;
+        verdict.nodes_selected = nodes.selected;
+        verdict.nodes_compliant = nodes.compliant;
+        verdict.findings.extend(nodes.findings);
+    }
+    verdict.findings.sort();
+    verdict.findings.dedup();
+    verdict
+}
+
+/// Groups objects by namespace (each group in input order).
+pub fn objects_by_namespace(
+    objects: &[NamespacedObject],
+) -> BTreeMap<&str, Vec<&NamespacedObject>> {
+    let mut grouped: BTreeMap<&str, Vec<&NamespacedObject>> = BTreeMap::new();
+    for object in objects {
+        grouped.entry(object.namespace()).or_default().push(object);
+    }
+    grouped
+}
+
+/// The objects of `objects` that belong to the baseline: our managed-by label and its
+/// baseline label.
+pub fn ours<'a>(objects: &[&'a NamespacedObject], baseline: &str) -> Vec<&'a NamespacedObject> {
+    objects
+        .iter()
+        .copied()
+        .filter(|o| o.is_managed_by_us() && o.label(BASELINE_LABEL) == Some(baseline))
+        .collect()
+}
+
+/// One baseline in one namespace: selection, the plan's findings (nothing is repaired) and,
+/// when selected, the RBAC audit. `objects` are every object of the generated kinds in the
+/// namespace, ours or not.
+pub fn evaluate_namespace(
+    spec: &SecurityBaselineSpec,
+    baseline: BaselineRef<'_>,
+    namespace: NamespaceFacts<'_>,
+    operator_namespace: &str,
+    objects: &[&NamespacedObject],
+    rbac: &RbacIndex,
+) -> NamespaceVerdict {
+    let selected = selects(spec, namespace, operator_namespace);
+    let ours = ours(objects, baseline.name);
+    let state = NamespaceState {
+        name: namespace.name,
+        labels: namespace.labels,
+        selected,
+        ours: &ours,
+    };
+    let lookup_any = |kind: GeneratedKind, name: &str| -> Option<ObjectMeta> {
+        objects
+            .iter()
+            .find(|o| o.kind() == kind && o.name() == name)
+            .map(|o| o.metadata().clone())
+    };
+    let mut findings = plan_namespace(spec, baseline, &state, &lookup_any).findings;
+    if selected {
+        findings.extend(audit_namespace(rbac, namespace.name, &spec.rbac.audit));
+    }
+    findings.sort();
+    findings.dedup();
+    NamespaceVerdict { selected, findings }
+}
+
+/// One baseline on every node: the node checks of each node with a report, Unknown for a
+/// selected node without one, and Unknown control-plane checks (once) when no report shows a
+/// kube-apiserver. A node is selected when the baseline's kubelet nodeSelector selects it, or
+/// when it runs a kube-apiserver and the baseline has control-plane or audit checks. Nodes
+/// are those of `nodes` and of `reports` (a report without a Node has no labels).
+pub fn evaluate_nodes(
+    spec: &SecurityBaselineSpec,
+    nodes: &[(String, Labels)],
+    reports: &[NodeReportSpec],
+) -> NodesVerdict {
+    let no_labels = Labels::new();
+    let labels: BTreeMap<&str, &Labels> = nodes.iter().map(|(n, l)| (n.as_str(), l)).collect();
+    let names: BTreeSet<&str> = nodes
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .chain(reports.iter().map(|r| r.node_name.as_str()))
+        .collect();
+    let has_control_plane_checks = !control_plane_checks(spec).is_empty();
+    let mut verdict = NodesVerdict::default();
+    for name in names {
+        let node_labels = labels.get(name).copied().unwrap_or(&no_labels);
+        let kubelet_selected = spec
+            .kubelet
+            .as_ref()
+            .is_some_and(|k| kubelet_selects(k, node_labels));
+        let (selected, findings) = match reports.iter().find(|r| r.node_name == name) {
+            Some(report) => {
+                let runs_api_server = report.api_server.state != ObservationState::NotFound;
+                (
+                    kubelet_selected || (runs_api_server && has_control_plane_checks),
+                    evaluate_node(report, spec, node_labels),
+                )
+            }
+            None if kubelet_selected => (true, unknown_node(name, spec)),
+            None => (false, Vec::new()),
+        };
+        if selected {
+            verdict.selected += 1;
+            if findings.is_empty() {
+                verdict.compliant += 1;
+            }
+        }
+        verdict.findings.extend(findings);
+    }
+    verdict
+        .findings
+        .extend(unobserved_control_plane(spec, reports));
+    verdict.findings.sort();
+    verdict.findings.dedup();
+    verdict
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
+    use serde::de::DeserializeOwned;
+
+    use super::*;
+    use crate::api::{DriftReason, KubeletObservation, KubeletSettings};
+    use crate::domain::generated::desired_objects;
+    use crate::domain::rbac_audit::RbacObject;
+
+    fn yaml<T: DeserializeOwned>(text: &str) -> T {
+        serde_saphyr::from_str(text).expect("fixture parses")
+    }
+
+    fn baseline(text: &str) -> SecurityBaseline {
+        yaml(text)
+    }
+
+    const AUDIT: &str = r#"
+apiVersion: kube-baseline.dev/v1alpha1
+kind: SecurityBaseline
+metadata: {name: restricted}
+spec:
+  mode: Audit
+  namespaceSelector: {matchLabels: {env: prod}}
+  networkPolicy: {defaultDeny: {ingress: true, egress: true}, allowDNS: true}
+  podSecurity: {enforce: restricted}
+  rbac:
+    audit: {enabled: true}
+  kubelet:
+    settings: {anonymousAuth: false, readOnlyPort: 0}
+"#;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn prod() -> Labels {
+        labels(&[
+            ("env", "prod"),
+            ("pod-security.kubernetes.io/enforce", "restricted"),
+        ])
+    }
+
+    /// Every object the baseline wants in `namespace`, as the controller stored them for the
+    /// cluster's baseline (with a uid the file baseline does not know).
+    fn stored(baseline: &SecurityBaseline, namespace: &str) -> Vec<NamespacedObject> {
+        let cluster = BaselineRef {
+            name: "restricted",
+            uid: "0f6c1c1e-cluster-uid",
+        };
+        desired_objects(&baseline.spec, cluster, namespace)
+            .into_iter()
+            .map(|d| d.object)
+            .collect()
+    }
+
+    fn keys(verdict: &BaselineVerdict) -> Vec<(String, String, String, String, DriftReason)> {
+        verdict
+            .findings
+            .iter()
+            .map(|f| {
+                (
+                    f.namespace.clone(),
+                    f.kind.clone(),
+                    f.name.clone(),
+                    f.check.clone(),
+                    f.reason,
+                )
+            })
+            .collect()
+    }
+
+    fn key(
+        namespace: &str,
+        kind: &str,
+        name: &str,
+        check: &str,
+        reason: DriftReason,
+    ) -> (String, String, String, String, DriftReason) {
+        (
+            namespace.to_owned(),
+            kind.to_owned(),
+            name.to_owned(),
+            check.to_owned(),
+            reason,
+        )
+    }
+
+    fn report(node: &str, anonymous: bool) -> NodeReportSpec {
+        NodeReportSpec {
+            node_name: node.to_owned(),
+            kubelet: KubeletObservation {
+                state: ObservationState::Observed,
+                settings: KubeletSettings {
+                    anonymous_auth: Some(anonymous),
+                    read_only_port: Some(0),
+                    ..KubeletSettings::default()
+                },
+                ..KubeletObservation::default()
+            },
+            ..NodeReportSpec::default()
+        }
+    }
+
+    #[test]
+    fn a_compliant_cluster_has_no_findings() {
+        let b = baseline(AUDIT);
+        let snapshot = ClusterSnapshot {
+            namespaces: vec![
+                ("shop".to_owned(), prod()),
+                ("dev".to_owned(), labels(&[("env", "dev")])),
+                ("kube-system".to_owned(), Labels::new()),
+            ],
+            objects: stored(&b, "shop"),
+            nodes: vec![("node-1".to_owned(), Labels::new())],
+            node_reports: vec![report("node-1", false)],
+            check_nodes: true,
+            ..ClusterSnapshot::default()
+        };
+        let verdict = evaluate_baseline(&b, &snapshot, "kube-baseline-system");
+        assert_eq!(
+            verdict,
+            BaselineVerdict {
+                findings: Vec::new(),
+                namespaces_selected: 1,
+                namespaces_drifted: 0,
+                nodes_checked: true,
+                nodes_selected: 1,
+                nodes_compliant: 1,
+            }
+        );
+        assert!(verdict.compliant());
+    }
+
+    #[test]
+    fn drift_conflicts_rbac_and_nodes_are_found_by_the_shared_checks() {
+        let b = baseline(AUDIT);
+        // shop: deny-all deleted, allow-dns kept.
+        let mut objects: Vec<NamespacedObject> = stored(&b, "shop")
+            .into_iter()
+            .filter(|o| o.name() != "baseline-restricted-deny-all")
+            .collect();
+        // web: a user's NetworkPolicy holds the generated deny-all name.
+        let foreign: k8s_openapi::api::networking::v1::NetworkPolicy = yaml(
+            "metadata: {name: baseline-restricted-deny-all, namespace: web}\nspec: {podSelector: {}}",
+        );
+        objects.push(NamespacedObject::NetworkPolicy(foreign));
+        objects.extend(
+            stored(&b, "web")
+                .into_iter()
+                .filter(|o| o.name() != "baseline-restricted-deny-all"),
+        );
+        // old: no longer selected, still holds our objects (onUnselect: Delete).
+        objects.extend(stored(&b, "old"));
+        let role: Role = yaml(
+            "metadata: {name: everything, namespace: shop}\nrules: [{apiGroups: [''], resources: [configmaps], verbs: ['*']}]",
+        );
+        let binding: RoleBinding = yaml(
+            "metadata: {name: alice-everything, namespace: shop}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: everything}\nsubjects: [{kind: User, name: alice, apiGroup: rbac.authorization.k8s.io}]",
+        );
+        let admin: ClusterRoleBinding = yaml(
+            "metadata: {name: ci-admin}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\nsubjects: [{kind: ServiceAccount, name: ci, namespace: web}]",
+        );
+        let rbac = RbacIndex::from_objects([
+            RbacObject::from(&role),
+            RbacObject::from(&binding),
+            RbacObject::from(&admin),
+        ]);
+        let snapshot = ClusterSnapshot {
+            namespaces: vec![
+                (
+                    "shop".to_owned(),
+                    labels(&[
+                        ("env", "prod"),
+                        ("pod-security.kubernetes.io/enforce", "baseline"),
+                    ]),
+                ),
+                ("web".to_owned(), prod()),
+                ("old".to_owned(), labels(&[("env", "staging")])),
+            ],
+            objects,
+            rbac,
+            nodes: vec![
+                ("node-1".to_owned(), Labels::new()),
+                ("node-2".to_owned(), Labels::new()),
+            ],
+            node_reports: vec![report("node-1", true)],
+            check_nodes: true,
+        };
+        let verdict = evaluate_baseline(&b, &snapshot, "kube-baseline-system");
+        use DriftReason::*;
+        assert_eq!(
+            keys(&verdict),
+            vec![
+                key("", "Node", "node-1", "kubelet.anonymous-auth", Violation),
+                key("", "Node", "node-2", "kubelet.anonymous-auth", Unknown),
+                key("", "Node", "node-2", "kubelet.read-only-port", Unknown),
+                key(
+                    "old",
+                    "NetworkPolicy",
+                    "baseline-restricted-allow-dns",
+                    "network.default-deny",
+                    Unexpected
+                ),
+                key(
+                    "old",
+                    "NetworkPolicy",
+                    "baseline-restricted-deny-all",
+                    "network.default-deny",
+                    Unexpected
+                ),
+                key("shop", "Namespace", "shop", "pod-security.labels", Modified),
+                key(
+                    "shop",
+                    "NetworkPolicy",
+                    "baseline-restricted-deny-all",
+                    "network.default-deny",
+                    Missing
+                ),
+                key("shop", "Role", "everything", "rbac.wildcard", Violation),
+                key(
+                    "web",
+                    "ClusterRoleBinding",
+                    "ci-admin",
+                    "rbac.admin-binding",
+                    Violation
+                ),
+                key(
+                    "web",
+                    "NetworkPolicy",
+                    "baseline-restricted-deny-all",
+                    "network.default-deny",
+                    Conflict
+                ),
+            ]
+        );
+        assert_eq!(verdict.namespaces_selected, 2);
+        assert_eq!(verdict.namespaces_drifted, 2);
+        assert_eq!(verdict.namespaces_with_findings(), 3);
+        assert_eq!((verdict.nodes_selected, verdict.nodes_compliant), (2, 0));
+    }
+
+    #[test]
+    fn unknown_uid_matches_owner_references_by_name_and_a_cluster_uid_by_uid() {
+        let b = baseline(AUDIT);
+        let snapshot = ClusterSnapshot {
+            namespaces: vec![("shop".to_owned(), prod())],
+            objects: stored(&b, "shop"),
+            ..ClusterSnapshot::default()
+        };
+        assert_eq!(b.metadata.uid, None);
+        assert!(evaluate_baseline(&b, &snapshot, "x").compliant());
+        let mut live = b.clone();
+        live.metadata.uid = Some("another-uid".to_owned());
+        let verdict = evaluate_baseline(&live, &snapshot, "x");
+        assert_eq!(verdict.findings.len(), 2, "{verdict:?}");
+        assert!(
+            verdict
+                .findings
+                .iter()
+                .all(|f| f.reason == DriftReason::Modified && f.message.contains("ownerReference"))
+        );
+    }
+
+    #[test]
+    fn objects_of_another_baseline_are_not_ours() {
+        let b = baseline(AUDIT);
+        let other = baseline(&AUDIT.replace("name: restricted", "name: other"));
+        let mut objects = stored(&b, "shop");
+        objects.extend(
+            desired_objects(&other.spec, baseline_ref(&other), "shop")
+                .into_iter()
+                .map(|d| d.object),
+        );
+        let snapshot = ClusterSnapshot {
+            namespaces: vec![("shop".to_owned(), prod())],
+            objects,
+            ..ClusterSnapshot::default()
+        };
+        assert!(evaluate_baseline(&b, &snapshot, "x").compliant());
+        assert!(evaluate_baseline(&other, &snapshot, "x").compliant());
+    }
+
+    #[test]
+    fn nodes_are_not_checked_unless_asked_and_control_plane_is_unknown_without_reports() {
+        let b = baseline(&format!(
+            "{AUDIT}  controlPlane:\n    apiServer: {{anonymousAuth: false}}\n"
+        ));
+        let snapshot = ClusterSnapshot::default();
+        let verdict = evaluate_baseline(&b, &snapshot, "x");
+        assert!(verdict.compliant() && !verdict.nodes_checked);
+
+        let checked = ClusterSnapshot {
+            check_nodes: true,
+            ..ClusterSnapshot::default()
+        };
+        let verdict = evaluate_baseline(&b, &checked, "x");
+        assert!(verdict.nodes_checked);
+        assert!(!verdict.findings.is_empty());
+        assert!(verdict.findings.iter().all(|f| f.kind == "ControlPlane"
+            && f.name == "kube-apiserver"
+            && f.reason == DriftReason::Unknown));
+    }
+
+    #[test]
+    fn a_kubelet_node_selector_limits_the_nodes() {
+        let b = baseline(&AUDIT.replace(
+            "  kubelet:\n",
+            "  kubelet:\n    nodeSelector: {pool: secure}\n",
+        ));
+        let nodes = vec![
+            ("a".to_owned(), labels(&[("pool", "secure")])),
+            ("b".to_owned(), labels(&[("pool", "batch")])),
+        ];
+        let verdict = evaluate_nodes(&b.spec, &nodes, &[]);
+        assert_eq!((verdict.selected, verdict.compliant), (1, 0));
+        assert!(verdict.findings.iter().all(|f| f.name == "a"));
+    }
+}
