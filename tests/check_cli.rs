@@ -286,7 +286,7 @@ fn examples_cluster_shows_drift_in_a_table_and_exits_1() {
                 "sandbox",
                 "NetworkPolicy",
                 "baseline-restricted-allow-dns",
-                "network.default-deny",
+                "network.allow-dns",
                 "Unexpected"
             ),
             finding(

@@ -12,7 +12,7 @@ use crate::api::{
     BASELINE_LABEL, DriftEntry, DriftReason, EnforcementMode, OnUnselect, SecurityBaselineSpec,
 };
 use crate::domain::generated::{
-    BaselineRef, DesiredObject, GeneratedKind, NamespacedObject, desired_objects,
+    BaselineRef, DesiredObject, GeneratedKind, NamespacedObject, check_ids, desired_objects,
     wanted_pod_security,
 };
 use crate::domain::pod_security::pod_security_drift;
@@ -213,7 +213,13 @@ fn plan_desired(
 
 fn remove(observed: &NamespacedObject, why: &str, plan: &mut NamespacePlan) {
     let check = match observed.kind() {
-        GeneratedKind::NetworkPolicy => "network.default-deny",
+        GeneratedKind::NetworkPolicy if observed.name().ends_with("-allow-dns") => {
+            check_ids::ALLOW_DNS
+        }
+        GeneratedKind::NetworkPolicy if observed.name().ends_with("-allow-same-namespace") => {
+            check_ids::ALLOW_SAME_NAMESPACE
+        }
+        GeneratedKind::NetworkPolicy => check_ids::DEFAULT_DENY,
         GeneratedKind::Role => "role.provisioned",
         GeneratedKind::ResourceQuota => "quota.resource-quota",
         GeneratedKind::LimitRange => "quota.limit-range",

@@ -474,7 +474,7 @@ spec:
                     "old",
                     "NetworkPolicy",
                     "baseline-restricted-allow-dns",
-                    "network.default-deny",
+                    "network.allow-dns",
                     Unexpected
                 ),
                 key(
