@@ -18,6 +18,7 @@ mod namespaces;
 mod nodes;
 mod rbac;
 mod results;
+mod throttle;
 mod watches;
 
 use std::time::Duration;
@@ -66,6 +67,15 @@ pub struct RunArgs {
     #[arg(long, env = "POD_NAME", default_value = "kube-baseline")]
     pub instance: String,
 
+    /// Requests per second to the API server, sustained (0: unlimited). Every request,
+    /// watches included, takes a token; see BENCHMARKS.md for how the default was chosen.
+    #[arg(long, default_value_t = 50.0)]
+    pub kube_api_qps: f64,
+
+    /// Requests that may be sent at once above --kube-api-qps after a quiet period.
+    #[arg(long, default_value_t = 100)]
+    pub kube_api_burst: u32,
+
     /// Address of the HTTP server for /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_address: std::net::SocketAddr,
@@ -88,6 +98,8 @@ pub struct RunArgs {
 /// Errors that stop the controller.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    #[error("cannot find a kubeconfig or in-cluster config: {0}")]
+    Config(#[source] kube::config::InferConfigError),
     #[error("cannot build a Kubernetes client from the kubeconfig or in-cluster config: {0}")]
     Client(#[source] kube::Error),
     #[error(transparent)]
@@ -98,7 +110,14 @@ pub enum RunError {
 
 /// Runs the controller until SIGTERM or Ctrl-C.
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
-    let client = Client::try_default().await.map_err(RunError::Client)?;
+    let config = kube::Config::infer().await.map_err(RunError::Config)?;
+    let client = kube::client::ClientBuilder::try_from(config)
+        .map_err(RunError::Client)?
+        .with_layer(&throttle::ThrottleLayer::new(
+            args.kube_api_qps,
+            args.kube_api_burst,
+        ))
+        .build();
     run_with_client(client, args).await
 }
 
