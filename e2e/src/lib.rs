@@ -619,6 +619,54 @@ pub fn writes_by(user: &str) -> Vec<AuditEvent> {
         .collect()
 }
 
+/// The status of a SecurityBaseline, if it has one.
+pub async fn baseline_status(
+    client: &Client,
+    baseline: &str,
+) -> Option<kube_baseline::api::SecurityBaselineStatus> {
+    Api::<kube_baseline::api::SecurityBaseline>::all(client.clone())
+        .get(baseline)
+        .await
+        .ok()?
+        .status
+}
+
+/// Waits (30 s at most) until the baseline's status satisfies `check`; on timeout the
+/// panic shows the last status seen.
+pub async fn wait_baseline_status(
+    client: &Client,
+    baseline: &str,
+    what: &str,
+    check: impl Fn(&kube_baseline::api::SecurityBaselineStatus) -> bool,
+) -> kube_baseline::api::SecurityBaselineStatus {
+    let timeout = Duration::from_secs(30);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let current = baseline_status(client, baseline).await;
+        if let Some(status) = current.as_ref().filter(|s| check(s)) {
+            return status.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}; status: {current:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The status ("True", "False", "Unknown") of a condition, or "" when absent.
+pub fn condition_status(
+    status: &kube_baseline::api::SecurityBaselineStatus,
+    type_: &str,
+) -> String {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status.clone())
+        .unwrap_or_default()
+}
+
 /// Deletes a namespace and does not wait.
 pub async fn delete_namespace(client: &Client, name: &str) {
     let _ = Api::<Namespace>::all(client.clone())

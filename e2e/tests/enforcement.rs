@@ -19,39 +19,9 @@ const SETTLE: Duration = Duration::from_secs(30);
 
 const PROD: &str = "namespaceSelector: {matchLabels: {env: prod}}\n";
 
-async fn status(env: &TestEnv, baseline: &str) -> Option<SecurityBaselineStatus> {
-    Api::<SecurityBaseline>::all(env.admin.clone())
-        .get(baseline)
-        .await
-        .ok()?
-        .status
-}
-
-/// Waits until the baseline's status satisfies `check`.
-async fn wait_status(
-    env: &TestEnv,
-    baseline: &str,
-    what: &str,
-    check: impl Fn(&SecurityBaselineStatus) -> bool,
-) -> SecurityBaselineStatus {
-    eventually(SETTLE, what, || async {
-        status(env, baseline).await.filter(|s| check(s))
-    })
-    .await
-}
-
-fn condition(status: &SecurityBaselineStatus, type_: &str) -> String {
-    status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| c.status.clone())
-        .unwrap_or_default()
-}
-
 async fn wait_ready(env: &TestEnv, baseline: &str) -> SecurityBaselineStatus {
-    wait_status(env, baseline, "the baseline to be Ready", |s| {
-        condition(s, "Ready") == "True"
+    wait_baseline_status(&env.admin, baseline, "the baseline to be Ready", |s| {
+        condition_status(s, "Ready") == "True"
     })
     .await
 }
@@ -160,11 +130,11 @@ async fn a_new_selected_namespace_is_protected_promptly_and_others_get_nothing()
             .await
             .contains_key("pod-security.kubernetes.io/enforce")
     );
-    let status = wait_status(&env, &baseline, "1 namespace selected", |s| {
-        s.summary.namespaces_selected == 1 && condition(s, "Ready") == "True"
+    let status = wait_baseline_status(&env.admin, &baseline, "1 namespace selected", |s| {
+        s.summary.namespaces_selected == 1 && condition_status(s, "Ready") == "True"
     })
     .await;
-    assert_eq!(condition(&status, "Compliant"), "True");
+    assert_eq!(condition_status(&status, "Compliant"), "True");
     env.cleanup().await;
 }
 
@@ -259,12 +229,12 @@ async fn deleted_or_edited_objects_are_restored_in_enforce_mode() {
             .then_some(())
     })
     .await;
-    let status = wait_status(&env, &baseline, "repairs to be counted", |s| {
+    let status = wait_baseline_status(&env.admin, &baseline, "repairs to be counted", |s| {
         s.summary.repairs >= 2
     })
     .await;
     assert_eq!(
-        condition(&status, "Compliant"),
+        condition_status(&status, "Compliant"),
         "True",
         "repaired drift is not outstanding"
     );
@@ -280,11 +250,14 @@ async fn audit_mode_writes_nothing_and_reports_drift() {
     );
     let operator = Operator::start(&env, &[]).await;
     let ns = env.create_namespace("ns", &[("env", "prod")]).await;
-    let status = wait_status(&env, &baseline, "drift for the audited namespace", |s| {
-        s.drift_total >= 3 && condition(s, "Ready") == "True"
-    })
+    let status = wait_baseline_status(
+        &env.admin,
+        &baseline,
+        "drift for the audited namespace",
+        |s| s.drift_total >= 3 && condition_status(s, "Ready") == "True",
+    )
     .await;
-    assert_eq!(condition(&status, "Compliant"), "False");
+    assert_eq!(condition_status(&status, "Compliant"), "False");
     let reasons: Vec<_> = status
         .drift
         .iter()
@@ -417,7 +390,7 @@ async fn unselecting_deletes_or_retains_and_shared_labels_stay() {
         "a label someone else also set stays"
     );
     // Retain: b keeps its objects.
-    wait_status(&env, &retaining, "b no longer selected", |s| {
+    wait_baseline_status(&env.admin, &retaining, "b no longer selected", |s| {
         s.summary.namespaces_selected == 0
     })
     .await;
@@ -464,7 +437,7 @@ async fn objects_that_are_not_ours_are_never_touched() {
         SETTLE,
     )
     .await;
-    let status = wait_status(&env, &baseline, "the Conflict in status", |s| {
+    let status = wait_baseline_status(&env.admin, &baseline, "the Conflict in status", |s| {
         s.drift.iter().any(|d| d.reason == DriftReason::Conflict)
     })
     .await;
@@ -474,7 +447,7 @@ async fn objects_that_are_not_ours_are_never_touched() {
         .find(|d| d.reason == DriftReason::Conflict)
         .expect("conflict");
     assert_eq!(conflict.name, format!("baseline-{baseline}-allow-dns"));
-    assert_eq!(condition(&status, "Compliant"), "False");
+    assert_eq!(condition_status(&status, "Compliant"), "False");
 
     // Deleting the baseline removes its own objects only.
     Api::<SecurityBaseline>::all(env.admin.clone())
@@ -540,15 +513,16 @@ async fn two_baselines_share_a_namespace_with_the_strictest_level() {
     })
     .await;
     for (me, other) in [(&loose, &strict), (&strict, &loose)] {
-        let status = wait_status(&env, me, "both baselines to report sharing", |s| {
-            condition(s, "Ready") == "True"
-                && s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Compliant" && c.message.contains(other.as_str()))
-        })
-        .await;
+        let status =
+            wait_baseline_status(&env.admin, me, "both baselines to report sharing", |s| {
+                condition_status(s, "Ready") == "True"
+                    && s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Compliant" && c.message.contains(other.as_str()))
+            })
+            .await;
         assert_eq!(
-            condition(&status, "Compliant"),
+            condition_status(&status, "Compliant"),
             "True",
             "a stricter level is not drift for {me}"
         );
@@ -630,10 +604,10 @@ async fn a_restarted_operator_on_a_converged_cluster_writes_nothing() {
         env.create_namespace(&format!("ns{i}"), &[("env", "prod")])
             .await;
     }
-    wait_status(&env, &baseline, "3 namespaces converged", |s| {
+    wait_baseline_status(&env.admin, &baseline, "3 namespaces converged", |s| {
         s.summary.namespaces_selected == 3
-            && condition(s, "Ready") == "True"
-            && condition(s, "Compliant") == "True"
+            && condition_status(s, "Ready") == "True"
+            && condition_status(s, "Compliant") == "True"
     })
     .await;
     let user = operator.user.clone();

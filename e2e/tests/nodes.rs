@@ -197,43 +197,6 @@ async fn cleanup(env: &TestEnv, nodes: &[&str]) {
 
 // --- Status ----------------------------------------------------------------------------------
 
-async fn status(env: &TestEnv, baseline: &str) -> Option<SecurityBaselineStatus> {
-    Api::<SecurityBaseline>::all(env.admin.clone())
-        .get(baseline)
-        .await
-        .ok()?
-        .status
-}
-
-async fn wait_status(
-    env: &TestEnv,
-    baseline: &str,
-    what: &str,
-    check: impl Fn(&SecurityBaselineStatus) -> bool,
-) -> SecurityBaselineStatus {
-    let deadline = std::time::Instant::now() + SETTLE;
-    loop {
-        let current = status(env, baseline).await;
-        if let Some(status) = current.as_ref().filter(|s| check(s)) {
-            return status.clone();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out after {SETTLE:?} waiting for {what}; status: {current:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn condition(status: &SecurityBaselineStatus, type_: &str) -> String {
-    status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| c.status.clone())
-        .unwrap_or_default()
-}
-
 /// (kind, name, check, reason) of every drift entry.
 fn drift(status: &SecurityBaselineStatus) -> BTreeSet<(String, String, String, DriftReason)> {
     status
@@ -261,8 +224,8 @@ async fn wait_drift(
     baseline: &str,
     want: &BTreeSet<(String, String, String, DriftReason)>,
 ) -> SecurityBaselineStatus {
-    wait_status(
-        env,
+    wait_baseline_status(
+        &env.admin,
         baseline,
         &format!("drift of {baseline} = {want:?}"),
         |s| drift(s) == *want && s.drift_total == want.len() as i64,
@@ -326,7 +289,7 @@ async fn the_real_kube_apiserver_is_observed_and_checked() {
     );
     let status = wait_drift(&env, &ok, &unknown).await;
     assert_eq!(status.summary.nodes_selected, 0);
-    assert_eq!(condition(&status, "Compliant"), "False");
+    assert_eq!(condition_status(&status, "Compliant"), "False");
 
     // The agent finds the kube-apiserver that e2e/cluster started on this machine.
     run_agent(&agent, &node, &[]).await;
@@ -383,7 +346,7 @@ async fn the_real_kube_apiserver_is_observed_and_checked() {
         ),
         (1, 1)
     );
-    assert_eq!(condition(&status, "Compliant"), "True");
+    assert_eq!(condition_status(&status, "Compliant"), "True");
 
     // `strict` asks for more: one missing admission plugin, a year of audit logs, and the
     // rendered Baseline policy (the harness logs everything at Metadata). Audit log path,
@@ -406,7 +369,7 @@ async fn the_real_kube_apiserver_is_observed_and_checked() {
         ),
         (1, 0)
     );
-    assert_eq!(condition(&status, "Compliant"), "False");
+    assert_eq!(condition_status(&status, "Compliant"), "False");
     assert!(
         message(&status, "apiserver.admission-plugins").contains("AlwaysPullImages"),
         "{status:#?}"
@@ -558,8 +521,8 @@ kubelet:
     );
 
     // A baseline without kubelet, auditPolicy or controlPlane settings selects no node.
-    let status = wait_status(&env, &plain, "plain to be Ready", |s| {
-        condition(s, "Ready") == "True"
+    let status = wait_baseline_status(&env.admin, &plain, "plain to be Ready", |s| {
+        condition_status(s, "Ready") == "True"
     })
     .await;
     assert_eq!(
@@ -570,7 +533,7 @@ kubelet:
         ),
         (0, 0, 0)
     );
-    assert_eq!(condition(&status, "Compliant"), "True");
+    assert_eq!(condition_status(&status, "Compliant"), "True");
     cleanup(&env, &[&worker, &no_agent]).await;
 }
 
@@ -782,7 +745,7 @@ kubelet:
         ),
         (1, 1)
     );
-    assert_eq!(condition(&status, "Compliant"), "True");
+    assert_eq!(condition_status(&status, "Compliant"), "True");
 
     // An edit of the published ConfigMap is repaired.
     Api::<ConfigMap>::namespaced(env.admin.clone(), OPERATOR_NAMESPACE)
