@@ -13,3 +13,6 @@ pub mod rbac_audit;
 pub mod selection;
 pub mod snapshot;
 pub mod status;
+
+#[cfg(test)]
+mod fuzz_tests;

@@ -8,6 +8,8 @@
 
 mod baselines;
 mod documents;
+#[cfg(test)]
+mod fuzz_tests;
 mod inventory;
 mod live;
 mod node_files;
