@@ -134,6 +134,13 @@ async fn publish_status(
 ) -> Result<RequeueAction, ReconcileError> {
     let name = baseline.name_any();
     let generation = baseline.metadata.generation.unwrap_or_default();
+    let observed = baseline.status.as_ref().and_then(|s| s.observed_generation);
+    if observed == Some(generation) && ctx.in_startup_pass() {
+        // Namespaces this process has not reconciled yet would show as pending and be
+        // written back a moment later: wait for the start-up pass (it asks again at its end).
+        debug!(baseline = %name, "start-up pass in progress; status unchanged until it ends");
+        return Ok(RequeueAction::await_change());
+    }
     if let Some(status) = &baseline.status {
         ctx.results.seed_repairs(&name, status.summary.repairs);
     }

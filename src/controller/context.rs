@@ -1,15 +1,16 @@
 //! What every reconcile shares: the client, the caches and the results.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::Client;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::Store;
+use kube::{Client, ResourceExt};
 
 use super::RunArgs;
 use super::cache::NamespacedIndex;
@@ -41,6 +42,52 @@ pub struct Context {
     pub started: k8s_openapi::jiff::Timestamp,
     /// Raised once every cache has its first full list.
     caches_synced: tokio::sync::watch::Sender<bool>,
+    /// Namespaces that existed when the caches synced and that this process has not
+    /// reconciled yet (the start-up pass). None once the pass is done.
+    startup_pass: Mutex<Option<HashSet<String>>>,
+    /// Pod Security label writes whose watch event has not reached the namespace cache yet:
+    /// namespace → (its resourceVersion we wrote over, the labels we applied). Entries go
+    /// as soon as the cache shows another version, so this holds at most the namespaces
+    /// with a write in flight.
+    label_writes: Mutex<HashMap<String, LabelWrite>>,
+    /// The same for generated objects: namespace → writes whose watch event has not
+    /// reached the cache yet, so that a reconcile triggered by our own earlier write does
+    /// not write the object again (and report a repair that was none).
+    object_writes: Mutex<HashMap<String, Vec<ObjectWrite>>>,
+}
+
+/// An apply of a generated object: kind, name, the cached resourceVersion it was written
+/// over (None: not cached), and a hash of the applied body.
+#[derive(Debug, Clone)]
+struct ObjectWrite {
+    kind: GeneratedKind,
+    name: String,
+    written_over: Option<String>,
+    body: u64,
+    /// When it was written: an entry older than [`IN_FLIGHT_LIMIT`] is not trusted (an
+    /// add and a delete that both reached the cache would look like "not cached yet").
+    at: std::time::Instant,
+}
+
+/// How long a write may take to reach the caches through the watches (milliseconds in
+/// practice).
+const IN_FLIGHT_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn body_hash(body: &serde_json::Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    body.to_string().hash(&mut hasher);
+    hasher.finish()
+}
+
+/// A label write over a namespace version: (resourceVersion written over, labels applied).
+type LabelWrite = (Option<String>, BTreeMap<String, String>);
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
 }
 
 impl std::fmt::Debug for Context {
@@ -84,6 +131,9 @@ impl Context {
             status_trigger,
             started: k8s_openapi::jiff::Timestamp::now(),
             caches_synced: tokio::sync::watch::Sender::new(false),
+            startup_pass: Mutex::new(None),
+            label_writes: Mutex::default(),
+            object_writes: Mutex::default(),
         }
     }
 
@@ -110,7 +160,176 @@ impl Context {
         }
         self.rbac.wait_ready().await;
         self.node_caches.wait_ready().await;
+        let existing: HashSet<String> = self
+            .namespaces
+            .state()
+            .iter()
+            .map(|namespace| namespace.name_any())
+            .collect();
+        *lock(&self.startup_pass) = (!existing.is_empty()).then_some(existing);
         self.caches_synced.send_replace(true);
+    }
+
+    /// Whether the start-up pass is still running: some namespace that existed at start-up
+    /// (and still exists) has not been reconciled by this process yet. Until then a
+    /// baseline's status at an already observed generation would only say "not yet
+    /// reconciled" about namespaces this process has not looked at, so it is not written
+    /// (a restart on a converged cluster writes nothing).
+    pub fn in_startup_pass(&self) -> bool {
+        let mut pass = lock(&self.startup_pass);
+        let Some(pending) = pass.as_mut() else {
+            return false;
+        };
+        // A namespace deleted meanwhile is never reconciled: stop waiting for it.
+        pending.retain(|name| self.namespaces.get(&ObjectRef::new(name)).is_some());
+        if pending.is_empty() {
+            *pass = None;
+            return false;
+        }
+        true
+    }
+
+    /// Records that `namespace` was reconciled; when that ends the start-up pass, asks for
+    /// every baseline's status.
+    pub fn reconciled(&self, namespace: &str) {
+        let ended = {
+            let mut pass = lock(&self.startup_pass);
+            match pass.as_mut() {
+                Some(pending) => {
+                    pending.remove(namespace);
+                    let ended = pending.is_empty();
+                    if ended {
+                        *pass = None;
+                    }
+                    ended
+                }
+                None => false,
+            }
+        };
+        if ended {
+            for baseline in self.baselines.state() {
+                self.refresh_status(&baseline.name_any());
+            }
+        }
+    }
+
+    /// Whether `labels` were already applied by us to `namespace` at `resource_version`, the
+    /// version the cache still shows (our write's watch event has not arrived yet), so
+    /// applying them again would be a duplicate write.
+    pub fn labels_in_flight(
+        &self,
+        namespace: &str,
+        resource_version: Option<&str>,
+        labels: &BTreeMap<String, String>,
+    ) -> bool {
+        let mut writes = lock(&self.label_writes);
+        match writes.get(namespace) {
+            Some((written_over, applied)) if written_over.as_deref() == resource_version => {
+                applied == labels
+            }
+            Some(_) => {
+                // The cache has moved past our write.
+                writes.remove(namespace);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Remembers a successful label write over `resource_version` (see
+    /// [`Context::labels_in_flight`]).
+    pub fn labels_written(
+        &self,
+        namespace: &str,
+        resource_version: Option<&str>,
+        labels: BTreeMap<String, String>,
+    ) {
+        lock(&self.label_writes).insert(
+            namespace.to_string(),
+            (resource_version.map(str::to_string), labels),
+        );
+    }
+
+    /// The resourceVersion of our cached object, if cached.
+    fn cached_version(&self, kind: GeneratedKind, namespace: &str, name: &str) -> Option<String> {
+        self.generated
+            .get(&kind)?
+            .get(namespace, name)?
+            .metadata()
+            .resource_version
+            .clone()
+    }
+
+    /// Whether exactly this apply was already made over the version the cache still shows.
+    pub fn apply_in_flight(&self, object: &NamespacedObject, body: &serde_json::Value) -> bool {
+        let cached = self.cached_version(object.kind(), object.namespace(), object.name());
+        let hash = body_hash(body);
+        lock(&self.object_writes)
+            .get(object.namespace())
+            .is_some_and(|writes| {
+                writes.iter().any(|w| {
+                    w.kind == object.kind()
+                        && w.name == object.name()
+                        && w.written_over == cached
+                        && w.body == hash
+                        && w.at.elapsed() < IN_FLIGHT_LIMIT
+                })
+            })
+    }
+
+    /// The cached version an apply is about to be written over (see [`Context::applied`]).
+    pub fn version_before_apply(&self, object: &NamespacedObject) -> Option<String> {
+        self.cached_version(object.kind(), object.namespace(), object.name())
+    }
+
+    /// Remembers a successful apply over `written_over`.
+    pub fn applied(
+        &self,
+        object: &NamespacedObject,
+        written_over: Option<String>,
+        body: &serde_json::Value,
+    ) {
+        let write = ObjectWrite {
+            kind: object.kind(),
+            name: object.name().to_string(),
+            written_over,
+            body: body_hash(body),
+            at: std::time::Instant::now(),
+        };
+        let mut writes = lock(&self.object_writes);
+        let entry = writes.entry(object.namespace().to_string()).or_default();
+        entry.retain(|w| w.kind != write.kind || w.name != write.name);
+        entry.push(write);
+    }
+
+    /// Drops what is remembered of writes in `namespace` that the caches have caught up
+    /// with (called on every reconcile, so the memory holds only writes in flight).
+    pub fn settle_writes(&self, namespace: &str, namespace_version: Option<&str>) {
+        {
+            let mut labels = lock(&self.label_writes);
+            if labels
+                .get(namespace)
+                .is_some_and(|(written_over, _)| written_over.as_deref() != namespace_version)
+            {
+                labels.remove(namespace);
+            }
+        }
+        let mut writes = lock(&self.object_writes);
+        if let Some(entry) = writes.get_mut(namespace) {
+            entry.retain(|w| {
+                w.at.elapsed() < IN_FLIGHT_LIMIT
+                    && self.cached_version(w.kind, namespace, &w.name) == w.written_over
+            });
+            if entry.is_empty() {
+                writes.remove(namespace);
+            }
+        }
+    }
+
+    /// Forgets what is remembered about a namespace that is going away.
+    pub fn forget_namespace(&self, namespace: &str) {
+        lock(&self.label_writes).remove(namespace);
+        lock(&self.object_writes).remove(namespace);
     }
 
     /// Our objects of `baseline` in `namespace`, every kind.

@@ -163,6 +163,7 @@ pub async fn run_with_client(client: Client, args: RunArgs) -> Result<(), RunErr
         namespace_config,
     )
     .default_backoff()
+    .modify(slim_namespace)
     .reflect(namespace_writer)
     .applied_objects();
 
@@ -272,6 +273,17 @@ pub async fn run_with_client(client: Client, args: RunArgs) -> Result<(), RunErr
     }
     info!("controller stopped");
     Ok(())
+}
+
+/// Keeps what the controller reads of a Namespace: name, labels, uid, resourceVersion,
+/// timestamps, and our own field manager's managedFields entry (label ownership). The other
+/// managers' entries and the annotations (kubectl's last-applied-configuration among them)
+/// would be most of the cache at 10,000 namespaces.
+fn slim_namespace(namespace: &mut PartialObjectMeta<Namespace>) {
+    namespace.metadata.annotations = None;
+    if let Some(fields) = &mut namespace.metadata.managed_fields {
+        fields.retain(|entry| entry.manager.as_deref() == Some(crate::api::FIELD_MANAGER));
+    }
 }
 
 /// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C.

@@ -73,6 +73,7 @@ pub async fn reconcile(
     let result = reconcile_namespace(&name, &namespace, &ctx)
         .instrument(span)
         .await;
+    ctx.reconciled(&name);
     ctx.metrics
         .record_reconcile("namespace", result.is_ok(), started.elapsed());
     result
@@ -85,6 +86,7 @@ async fn reconcile_namespace(
 ) -> Result<RequeueAction, ReconcileError> {
     if namespace.metadata.deletion_timestamp.is_some() {
         // Its objects go with it; it no longer counts for any baseline.
+        ctx.forget_namespace(name);
         for baseline in ctx.results.forget_namespace(name) {
             ctx.refresh_status(&baseline);
         }
@@ -145,10 +147,29 @@ async fn reconcile_namespace(
     // Objects first, then the namespace's labels.
     let mut failures: Vec<(String, WriteError)> = Vec::new();
     let mut done: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
+    // Applies already made whose watch events the cache has not seen yet (a reconcile
+    // triggered by our own earlier write): neither written again nor drift.
+    let mut in_flight: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
+    ctx.settle_writes(name, namespace.metadata.resource_version.as_deref());
     for planned in &planned {
         for action in &planned.plan.actions {
+            let mut written_over = None;
+            if let Action::Apply(object) = action {
+                let body = object.to_json();
+                if ctx.apply_in_flight(object, &body) {
+                    in_flight.entry(planned.name.clone()).or_default().insert((
+                        object.kind().as_str().to_string(),
+                        object.name().to_string(),
+                    ));
+                    continue;
+                }
+                written_over = Some((ctx.version_before_apply(object), body));
+            }
             match apply::execute(&ctx.client, action).await {
                 Ok(()) => {
+                    if let (Action::Apply(object), Some((version, body))) = (action, written_over) {
+                        ctx.applied(object, version, &body);
+                    }
                     let target = match action {
                         Action::Apply(object) => (
                             object.kind().as_str().to_string(),
@@ -180,8 +201,18 @@ async fn reconcile_namespace(
             .unwrap_or_default(),
     );
     let mut labels_after = labels.clone();
+    let resource_version = namespace.metadata.resource_version.as_deref();
     if let Some(to_apply) = namespace_labels_to_apply(&desired_labels, &labels, &owned) {
-        match apply::apply_namespace_labels(&ctx.client, name, &to_apply).await {
+        // A reconcile triggered by our own writes can run before the namespace cache has
+        // our label write: applying the same labels again would be a duplicate write.
+        let written = if ctx.labels_in_flight(name, resource_version, &to_apply) {
+            Ok(())
+        } else {
+            apply::apply_namespace_labels(&ctx.client, name, &to_apply)
+                .await
+                .inspect(|()| ctx.labels_written(name, resource_version, to_apply.clone()))
+        };
+        match written {
             Ok(()) => {
                 for released in owned.iter().filter(|k| !to_apply.contains_key(*k)) {
                     labels_after.remove(released);
@@ -203,6 +234,7 @@ async fn reconcile_namespace(
             namespace,
             planned,
             done.get(&planned.name),
+            in_flight.get(&planned.name),
             &labels_after,
             &sharing,
             &failures,
@@ -229,6 +261,7 @@ async fn record(
     namespace: &PartialObjectMeta<Namespace>,
     planned: &Planned,
     done: Option<&BTreeSet<(String, String)>>,
+    in_flight: Option<&BTreeSet<(String, String)>>,
     labels_after: &BTreeMap<String, String>,
     sharing: &BTreeSet<&str>,
     failures: &[(String, WriteError)],
@@ -243,6 +276,10 @@ async fn record(
         .findings
         .iter()
         .filter(|f| f.kind != "Namespace" && !repaired_here(f))
+        .filter(|f| {
+            f.reason == DriftReason::Violation
+                || !in_flight.is_some_and(|w| w.contains(&(f.kind.clone(), f.name.clone())))
+        })
         .cloned()
         .collect();
     let repaired: Vec<&DriftEntry> = planned

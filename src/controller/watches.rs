@@ -90,7 +90,11 @@ where
         .default_backoff()
         .map_ok(move |event| {
             index.apply(&event, |object: &K| {
-                Some((object.namespace()?, object.name_any(), wrap(object.clone())))
+                // The plan compares spec, labels and ownerReferences; managedFields (a
+                // JSON tree per object, most of the cached bytes) are never read.
+                let mut kept = object.clone();
+                kept.meta_mut().managed_fields = None;
+                Some((object.namespace()?, object.name_any(), wrap(kept)))
             });
             event
         })

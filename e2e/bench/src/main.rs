@@ -1,0 +1,1313 @@
+//! Scale benchmark of kube-baseline (issue 8), on the local control plane from e2e/cluster.
+//!
+//! Run it through `e2e/bench-run`, which builds the release binaries, starts a fresh control
+//! plane per size and merges the results. One invocation of this binary measures one size N:
+//!
+//! 1. raw limit: the exact objects the baseline generates for N namespaces (the operator's
+//!    own `desired_objects` and Pod Security label patch), written by server-side apply
+//!    from a plain kube client, as a ServiceAccount bound to the operator's ClusterRole, at
+//!    the operator's concurrency;
+//! 2. cold converge: the release operator started (as its own ServiceAccount) on N
+//!    pre-existing selected namespaces; completion is seen through watches;
+//! 3. event → action on an idle converged cluster (sequential new namespaces);
+//! 4. drift repair (sequential deletions of a generated NetworkPolicy);
+//! 5. writes by the operator during an idle minute and across a restart (audit log);
+//! 6. event → action during a converge (a spec change re-converging every namespace);
+//! 7. the operator's peak RSS and CPU seconds from /proc.
+//!
+//! It is not a test: nothing is asserted on timings; it prints figures and writes JSON.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::Role;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::{ObjectMeta, PartialObjectMeta};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use kube_baseline::api::{BASELINE_LABEL, FIELD_MANAGER, MANAGED_BY_LABEL, SecurityBaseline};
+use kube_baseline::domain::generated::{
+    BaselineRef, GeneratedKind, desired_objects, wanted_pod_security,
+};
+use kube_baseline::domain::pod_security::merged_labels;
+use kube_baseline_e2e::{
+    OPERATOR_NAMESPACE, TEST_LABEL, TestEnv, client_from_kubeconfig, kubectl_result,
+    service_account_user, strip_ansi,
+};
+use serde_json::{Value, json};
+
+/// The baseline every run enforces: what README calls the default (deny-all + allow-dns
+/// NetworkPolicies, one Role, restricted Pod Security labels), plus the RBAC audit.
+const SPEC: &str = r#"mode: Enforce
+namespaceSelector: {}
+onUnselect: Delete
+networkPolicy:
+  defaultDeny: {ingress: true, egress: true}
+  allowDNS: true
+podSecurity: {enforce: restricted, audit: restricted, warn: restricted, version: latest}
+rbac:
+  roles:
+  - name: app-reader
+    rules:
+    - {apiGroups: [""], resources: [pods, services, configmaps], verbs: [get, list, watch]}
+  audit: {enabled: true}
+"#;
+
+#[derive(Parser, Debug)]
+#[command(about = "kube-baseline scale benchmark (one size per run; see e2e/bench-run)")]
+struct Args {
+    /// Namespaces to converge.
+    #[arg(long, default_value_t = 1000)]
+    namespaces: usize,
+    /// The operator's --concurrency, also used by the raw client.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// The operator's --kube-api-qps (its default is 50; 0 = unlimited). The raw client is
+    /// measured both unthrottled and with the same token bucket.
+    #[arg(long, default_value_t = 50.0)]
+    operator_qps: f64,
+    /// The operator's --kube-api-burst (its default).
+    #[arg(long, default_value_t = 100)]
+    operator_burst: u32,
+    /// Namespaces for the throttled raw measurement (at most N): a token bucket's rate is
+    /// its QPS after the burst, so a subset measures it without taking N / QPS seconds.
+    #[arg(long, default_value_t = 1000)]
+    throttled_raw_namespaces: usize,
+    /// Samples for the latency measurements (new namespaces, repairs).
+    #[arg(long, default_value_t = 200)]
+    samples: usize,
+    /// Pause between two latency samples, ms. Samples are sequential; the pause keeps the
+    /// "idle" measurements idle (at 5 writes per new namespace, back-to-back samples
+    /// would spend the operator's whole QPS budget and measure its throttle instead).
+    #[arg(long, default_value_t = 200)]
+    sample_gap_ms: u64,
+    /// Length of the idle write window, seconds.
+    #[arg(long, default_value_t = 60)]
+    idle_seconds: u64,
+    /// The operator binary (release build).
+    #[arg(long, default_value = "target/release/kube-baseline")]
+    operator: PathBuf,
+    /// The operator's --log-level (verbose levels cost the operator time).
+    #[arg(long, default_value = "info")]
+    operator_log_level: String,
+    /// Write this run's results here (JSON).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Instead of running: merge these per-size JSON files into --json and print the table.
+    #[arg(long, num_args = 1..)]
+    merge: Vec<PathBuf>,
+    /// The command line to record in the merged JSON.
+    #[arg(long, default_value = "")]
+    command: String,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    if !args.merge.is_empty() {
+        merge(&args);
+        return;
+    }
+    let result = run(&args).await;
+    print_table(std::slice::from_ref(&result));
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&result).unwrap()).expect("write json");
+    }
+}
+
+fn log(message: impl AsRef<str>) {
+    eprintln!(
+        "[bench {}] {}",
+        Timestamp::now().strftime("%H:%M:%S"),
+        message.as_ref()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The run
+
+async fn run(args: &Args) -> Value {
+    let n = args.namespaces;
+    let env = TestEnv::new("bench").await;
+    let admin = env.admin.clone();
+    log(format!("run {} with N = {n}", env.id));
+
+    // Identities: the operator and the raw client, both bound to config/rbac.
+    let op_sa = format!("op-{}", env.id);
+    let op_kubeconfig = env
+        .service_account_kubeconfig(&op_sa, Some("kube-baseline-manager"))
+        .await;
+    let raw_sa = format!("raw-{}", env.id);
+    let raw_kubeconfig = env
+        .service_account_kubeconfig(&raw_sa, Some("kube-baseline-manager"))
+        .await;
+    let raw_client = client_from_kubeconfig(&raw_kubeconfig).await;
+    let op_user = service_account_user(&op_sa);
+
+    // Two identical baselines: one the operator sees (test label), one it does not (owner
+    // of the raw client's objects).
+    let baseline = env.apply_baseline("b", SPEC);
+    let raw_label = format!("{}-raw", env.id);
+    let raw_baseline = format!("{}-raw", env.id);
+    let manifest = format!(
+        "apiVersion: kube-baseline.dev/v1alpha1\nkind: SecurityBaseline\nmetadata:\n  name: {raw_baseline}\n  labels:\n    {TEST_LABEL}: {raw_label}\nspec:\n{}",
+        SPEC.lines().map(|l| format!("  {l}\n")).collect::<String>()
+    );
+    let (ok, _, stderr) = kubectl_result(&["apply", "-f", "-"], Some(&manifest));
+    assert!(ok, "raw baseline: {stderr}");
+
+    // Raw limit.
+    let started = Instant::now();
+    let raw_names = names(&format!("{}-r", env.id), n);
+    create_namespaces(&admin, &raw_names, &raw_label, 16).await;
+    let create_raw_s = started.elapsed().as_secs_f64();
+    log(format!(
+        "created {n} namespaces for the raw client in {create_raw_s:.1} s"
+    ));
+    let raw = raw_limit(
+        &raw_client,
+        &raw_baseline,
+        &raw_names,
+        args.concurrency,
+        None,
+    )
+    .await;
+    log(format!(
+        "raw (unthrottled): {} writes in {:.2} s = {:.0} objects/s",
+        raw.writes, raw.seconds, raw.rate
+    ));
+    let raw_throttled = if args.operator_qps > 0.0 {
+        let m = n.min(args.throttled_raw_namespaces);
+        let names_q = names(&format!("{}-q", env.id), m);
+        create_namespaces(&admin, &names_q, &raw_label, 16).await;
+        let bucket = Arc::new(Bucket::new(args.operator_qps, args.operator_burst));
+        let r = raw_limit(
+            &raw_client,
+            &raw_baseline,
+            &names_q,
+            args.concurrency,
+            Some(bucket),
+        )
+        .await;
+        log(format!(
+            "raw at the operator's QPS {} / burst {}: {} writes in {:.2} s = {:.0} objects/s",
+            args.operator_qps, args.operator_burst, r.writes, r.seconds, r.rate
+        ));
+        Some(r)
+    } else {
+        None
+    };
+    let reference_rate = raw_throttled.as_ref().map_or(raw.rate, |r| r.rate);
+
+    // Namespaces the operator converges.
+    let started = Instant::now();
+    let ns_names = names(&format!("{}-c", env.id), n);
+    create_namespaces(&admin, &ns_names, &env.id, 16).await;
+    let create_s = started.elapsed().as_secs_f64();
+    log(format!(
+        "created {n} selected namespaces in {create_s:.1} s"
+    ));
+
+    let observer = Observer::start(&admin, &baseline, &env.id, 4).await;
+
+    // Cold converge.
+    let converge_from = Timestamp::now();
+    let started = Instant::now();
+    let mut operator = Operator::spawn(args, &env, &op_sa, &op_kubeconfig, "1");
+    observer
+        .wait_complete(&ns_names, Duration::from_secs(1800))
+        .await;
+    let converge_s = started.elapsed().as_secs_f64();
+    let converge_cpu = operator.cpu_seconds();
+    let converge_rss = operator.peak_rss_mib();
+    let converge_writes = audit_writes(&op_user, converge_from, Timestamp::now());
+    let converge_rate = raw.writes as f64 / converge_s;
+    log(format!(
+        "converge: {n} namespaces in {converge_s:.2} s = {converge_rate:.0} objects/s ({:.2} x raw at the same QPS, {:.2} x unthrottled raw); operator {converge_cpu:.1} CPU s, peak RSS {converge_rss:.1} MiB",
+        converge_rate / reference_rate,
+        converge_rate / raw.rate
+    ));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Event → action, idle.
+    let idle_names = names(&format!("{}-i", env.id), args.samples);
+    let mut idle_latency = Vec::new();
+    for name in &idle_names {
+        let sent = Instant::now();
+        create_namespaces(&admin, std::slice::from_ref(name), &env.id, 1).await;
+        if let Some(done) = observer
+            .wait_complete(std::slice::from_ref(name), Duration::from_secs(30))
+            .await
+        {
+            idle_latency.push(done.duration_since(sent));
+        }
+        tokio::time::sleep(Duration::from_millis(args.sample_gap_ms)).await;
+    }
+    let idle_e2a = stats(&idle_latency, args.samples);
+    log(format!("event→action idle: {idle_e2a}"));
+
+    // Drift repair.
+    let deny_all = kube_baseline::domain::generated::generated_name(&baseline, "deny-all");
+    let mut repair_latency = Vec::new();
+    for name in ns_names.iter().take(args.samples) {
+        let key = (GeneratedKind::NetworkPolicy, name.clone(), deny_all.clone());
+        let before = observer.uid(&key);
+        let sent = Instant::now();
+        Api::<NetworkPolicy>::namespaced(admin.clone(), name)
+            .delete(&deny_all, &DeleteParams::default())
+            .await
+            .expect("delete a generated policy");
+        if let Some(done) = observer
+            .wait_recreated(&key, before, Duration::from_secs(30))
+            .await
+        {
+            repair_latency.push(done.duration_since(sent));
+        }
+        tokio::time::sleep(Duration::from_millis(args.sample_gap_ms)).await;
+    }
+    let repair = stats(&repair_latency, args.samples);
+    log(format!("repair: {repair}"));
+
+    // Idle writes.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let idle_from = Timestamp::now();
+    tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
+    let idle_writes = audit_writes(&op_user, idle_from, Timestamp::now());
+    log(format!(
+        "idle {} s: writes {idle_writes}",
+        args.idle_seconds
+    ));
+    let first_cpu = operator.cpu_seconds();
+    let first_rss = operator.peak_rss_mib();
+    let first_rss_now = operator.rss_mib();
+
+    // Restart.
+    let total_namespaces = n + args.samples;
+    let restart_from = Timestamp::now();
+    let started = Instant::now();
+    operator.stop();
+    let mut operator = Operator::spawn(args, &env, &op_sa, &op_kubeconfig, "2");
+    let resynced = operator
+        .wait_reconciled(total_namespaces, Duration::from_secs(1800))
+        .await;
+    let resync_s = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let restart_writes = audit_writes(&op_user, restart_from, Timestamp::now());
+    log(format!(
+        "restart: every namespace reconciled again in {resync_s:.1} s ({resynced}); writes {restart_writes}"
+    ));
+    let restart_cpu = operator.cpu_seconds();
+    let restart_rss = operator.peak_rss_mib();
+
+    // Event → action during a converge: a spec change adds a Role to every namespace, and
+    // new namespaces arrive while the operator works through them.
+    observer.set_expected(5);
+    let during_names = names(&format!("{}-d", env.id), args.samples);
+    let mut all_old: Vec<String> = ns_names.clone();
+    all_old.extend(idle_names.iter().cloned());
+    // Spread the new namespaces over the time the re-converge (one Role per namespace)
+    // would take at the raw rate, so that they arrive while it runs.
+    let estimate = Duration::from_secs_f64(total_namespaces as f64 / converge_rate);
+    let interval =
+        (estimate / u32::try_from(args.samples).unwrap_or(1)).max(Duration::from_millis(5));
+    let patch = json!({"spec": {"rbac": {"roles": [
+        {"name": "app-reader", "rules": [{"apiGroups": [""], "resources": ["pods", "services", "configmaps"], "verbs": ["get", "list", "watch"]}]},
+        {"name": "extra", "rules": [{"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list"]}]}
+    ]}}});
+    let started = Instant::now();
+    Api::<SecurityBaseline>::all(admin.clone())
+        .patch(&baseline, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch baseline");
+    let creator = {
+        let admin = admin.clone();
+        let during_names = during_names.clone();
+        let label = env.id.clone();
+        tokio::spawn(async move {
+            let mut sent = HashMap::new();
+            for name in &during_names {
+                sent.insert(name.clone(), Instant::now());
+                create_namespaces(&admin, std::slice::from_ref(name), &label, 1).await;
+                tokio::time::sleep(interval).await;
+            }
+            sent
+        })
+    };
+    let reconverged = observer
+        .wait_complete(&all_old, Duration::from_secs(1800))
+        .await;
+    let reconverge_s = reconverged.map(|t| t.duration_since(started).as_secs_f64());
+    let sent = creator.await.expect("creator");
+    let mut during_latency = Vec::new();
+    for name in &during_names {
+        if let Some(done) = observer
+            .wait_complete(std::slice::from_ref(name), Duration::from_secs(60))
+            .await
+        {
+            during_latency.push(done.duration_since(sent[name]));
+        }
+    }
+    let during = stats(&during_latency, args.samples);
+    let created_during = reconverged.map_or(0, |done| sent.values().filter(|t| **t < done).count());
+    log(format!(
+        "during a re-converge of {total_namespaces} namespaces ({:.2} s): event→action {during}",
+        reconverge_s.unwrap_or(f64::NAN)
+    ));
+    let final_cpu = operator.cpu_seconds();
+    let final_rss = operator.peak_rss_mib();
+    operator.stop();
+
+    let ratio = converge_rate / reference_rate;
+    json!({
+        "namespaces": n,
+        "concurrency": args.concurrency,
+        "sample_gap_ms": args.sample_gap_ms,
+        "writes_per_namespace": 4,
+        "setup": {
+            "create_raw_namespaces_s": round(create_raw_s),
+            "create_selected_namespaces_s": round(create_s),
+        },
+        "operator_qps": args.operator_qps,
+        "operator_burst": args.operator_burst,
+        "raw": {"writes": raw.writes, "seconds": round(raw.seconds), "objects_per_s": round(raw.rate), "errors": raw.errors},
+        "raw_at_operator_qps": raw_throttled.as_ref().map(|r| json!({"writes": r.writes, "seconds": round(r.seconds), "objects_per_s": round(r.rate), "errors": r.errors})),
+        "converge": {
+            "seconds": round(converge_s),
+            "objects_per_s": round(converge_rate),
+            "ratio_to_raw": round(ratio),
+            "ratio_to_unthrottled_raw": round(converge_rate / raw.rate),
+            "operator_writes": converge_writes.to_json(),
+            "operator_cpu_s": round(converge_cpu),
+            "operator_peak_rss_mib": round(converge_rss),
+        },
+        "event_to_action_idle_ms": idle_e2a.to_json(),
+        "repair_ms": repair.to_json(),
+        "idle_writes": {"seconds": args.idle_seconds, "writes": idle_writes.to_json()},
+        "restart": {
+            "resync_s": round(resync_s),
+            "all_reconciled": resynced,
+            "writes": restart_writes.to_json(),
+        },
+        "during_converge": {
+            "reconverge_namespaces": total_namespaces,
+            "reconverge_s": reconverge_s.map(round),
+            "reconverge_objects_per_s": reconverge_s.map(|s| round(total_namespaces as f64 / s)),
+            "event_to_action_ms": during.to_json(),
+            "namespaces_created_before_reconverge_done": created_during,
+        },
+        "operator": {
+            "leader_elect": true,
+            "first_process": {"cpu_s": round(first_cpu), "peak_rss_mib": round(first_rss), "rss_after_idle_mib": round(first_rss_now)},
+            "restarted_process": {"cpu_s_resync": round(restart_cpu), "peak_rss_mib_resync": round(restart_rss), "cpu_s_end": round(final_cpu), "peak_rss_mib_end": round(final_rss)},
+        },
+    })
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn names(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i:05}")).collect()
+}
+
+async fn create_namespaces(admin: &Client, names: &[String], label: &str, concurrency: usize) {
+    let api: Api<Namespace> = Api::all(admin.clone());
+    futures::stream::iter(names.iter().cloned())
+        .map(|name| {
+            let api = api.clone();
+            async move {
+                let namespace = Namespace {
+                    metadata: ObjectMeta {
+                        name: Some(name.clone()),
+                        labels: Some(BTreeMap::from([(
+                            TEST_LABEL.to_string(),
+                            label.to_string(),
+                        )])),
+                        ..ObjectMeta::default()
+                    },
+                    ..Namespace::default()
+                };
+                for attempt in 0..5 {
+                    match api.create(&PostParams::default(), &namespace).await {
+                        Ok(_) => return,
+                        Err(kube::Error::Api(status)) if status.code == 409 => return,
+                        Err(error) if attempt < 4 => {
+                            log(format!("create namespace {name}: {error}; retrying"));
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                        Err(error) => panic!("create namespace {name}: {error}"),
+                    }
+                }
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect::<()>()
+        .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw limit
+
+#[derive(Debug)]
+struct Raw {
+    writes: usize,
+    seconds: f64,
+    rate: f64,
+    errors: usize,
+}
+
+/// Writes what the operator would for each namespace — its `desired_objects`, then the Pod
+/// Security labels — one namespace at a time per worker, `concurrency` workers, the same
+/// server-side apply parameters. No reads, no planning: the API server's limit.
+async fn raw_limit(
+    client: &Client,
+    baseline: &str,
+    namespaces: &[String],
+    concurrency: usize,
+    bucket: Option<Arc<Bucket>>,
+) -> Raw {
+    let sbl = Api::<SecurityBaseline>::all(client.clone())
+        .get(baseline)
+        .await
+        .expect("raw baseline");
+    let uid = sbl.uid().expect("uid");
+    let labels = merged_labels([&wanted_pod_security(&sbl.spec)]);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let started = Instant::now();
+    let results: Vec<(usize, usize)> = futures::stream::iter(namespaces.iter().cloned())
+        .map(|namespace| {
+            let client = client.clone();
+            let spec = &sbl.spec;
+            let uid = &uid;
+            let labels = &labels;
+            let params = &params;
+            let bucket = bucket.clone();
+            async move {
+                let reference = BaselineRef {
+                    name: baseline,
+                    uid,
+                };
+                let mut writes = 0;
+                let mut errors = 0;
+                for desired in desired_objects(spec, reference, &namespace) {
+                    let object = desired.object;
+                    let resource = match object.kind() {
+                        GeneratedKind::NetworkPolicy => ApiResource::erase::<NetworkPolicy>(&()),
+                        GeneratedKind::Role => ApiResource::erase::<Role>(&()),
+                        GeneratedKind::ResourceQuota => {
+                            ApiResource::erase::<k8s_openapi::api::core::v1::ResourceQuota>(&())
+                        }
+                        GeneratedKind::LimitRange => {
+                            ApiResource::erase::<k8s_openapi::api::core::v1::LimitRange>(&())
+                        }
+                    };
+                    let api: Api<DynamicObject> =
+                        Api::namespaced_with(client.clone(), &namespace, &resource);
+                    if let Some(bucket) = &bucket {
+                        bucket.take().await;
+                    }
+                    match api
+                        .patch(object.name(), params, &Patch::Apply(object.to_json()))
+                        .await
+                    {
+                        Ok(_) => writes += 1,
+                        Err(error) => {
+                            errors += 1;
+                            log(format!("raw apply in {namespace}: {error}"));
+                        }
+                    }
+                }
+                let body = json!({
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": namespace, "labels": labels},
+                });
+                if let Some(bucket) = &bucket {
+                    bucket.take().await;
+                }
+                match Api::<Namespace>::all(client)
+                    .patch(&namespace, params, &Patch::Apply(body))
+                    .await
+                {
+                    Ok(_) => writes += 1,
+                    Err(error) => {
+                        errors += 1;
+                        log(format!("raw label patch of {namespace}: {error}"));
+                    }
+                }
+                (writes, errors)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let seconds = started.elapsed().as_secs_f64();
+    let writes: usize = results.iter().map(|r| r.0).sum();
+    Raw {
+        writes,
+        seconds,
+        rate: writes as f64 / seconds,
+        errors: results.iter().map(|r| r.1).sum(),
+    }
+}
+
+/// The operator's client-side limit (a token bucket: `qps` a second, `burst` saved up).
+#[derive(Debug)]
+struct Bucket {
+    qps: f64,
+    burst: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl Bucket {
+    fn new(qps: f64, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self {
+            qps,
+            burst,
+            state: Mutex::new((burst, Instant::now())),
+        }
+    }
+
+    async fn take(&self) {
+        loop {
+            let wait = {
+                let mut state = self.state.lock().unwrap();
+                let now = Instant::now();
+                let (tokens, last) = &mut *state;
+                *tokens =
+                    (*tokens + now.duration_since(*last).as_secs_f64() * self.qps).min(self.burst);
+                *last = now;
+                if *tokens >= 1.0 {
+                    *tokens -= 1.0;
+                    return;
+                }
+                Duration::from_secs_f64((1.0 - *tokens) / self.qps)
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Watching the operator's work
+
+type Key = (GeneratedKind, String, String);
+
+#[derive(Debug, Default)]
+struct NsObs {
+    objects: HashSet<(GeneratedKind, String)>,
+    labeled: bool,
+    complete_at: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct ObsState {
+    namespaces: HashMap<String, NsObs>,
+    /// Current uid of each generated object and when that uid was first seen.
+    uids: HashMap<Key, (String, Instant)>,
+    expected: usize,
+}
+
+impl ObsState {
+    fn update(&mut self, namespace: &str, now: Instant) {
+        let expected = self.expected;
+        let ns = self.namespaces.entry(namespace.to_string()).or_default();
+        let have = ns.objects.len() + usize::from(ns.labeled);
+        if have >= expected {
+            ns.complete_at.get_or_insert(now);
+        } else {
+            ns.complete_at = None;
+        }
+    }
+}
+
+/// Watches (metadata only) of our generated NetworkPolicies and Roles and of the test's
+/// namespaces: when each namespace has all its objects and labels, and when each object
+/// was (re)created. Timestamps are taken when the watch event arrives.
+#[derive(Debug, Clone)]
+struct Observer {
+    state: Arc<Mutex<ObsState>>,
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Observer {
+    async fn start(admin: &Client, baseline: &str, test_label: &str, expected: usize) -> Self {
+        let observer = Self {
+            state: Arc::new(Mutex::new(ObsState {
+                expected,
+                ..ObsState::default()
+            })),
+            changed: tokio::sync::watch::Sender::new(0),
+        };
+        let selector = format!("{MANAGED_BY_LABEL}=kube-baseline,{BASELINE_LABEL}={baseline}");
+        let synced = Arc::new(tokio::sync::Semaphore::new(0));
+        observer.watch_objects::<NetworkPolicy>(
+            admin,
+            &selector,
+            GeneratedKind::NetworkPolicy,
+            synced.clone(),
+        );
+        observer.watch_objects::<Role>(admin, &selector, GeneratedKind::Role, synced.clone());
+        {
+            let observer = observer.clone();
+            let api = Api::<PartialObjectMeta<Namespace>>::all(admin.clone());
+            let config = watcher::Config::default().labels(&format!("{TEST_LABEL}={test_label}"));
+            let synced = synced.clone();
+            tokio::spawn(async move {
+                let mut events = watcher(api, config).default_backoff().boxed();
+                while let Some(event) = events.try_next().await.transpose() {
+                    let now = Instant::now();
+                    let Ok(event) = event else { continue };
+                    match event {
+                        watcher::Event::Apply(ns) | watcher::Event::InitApply(ns) => {
+                            let name = ns.name_any();
+                            let labeled = ns
+                                .labels()
+                                .get("pod-security.kubernetes.io/enforce")
+                                .is_some();
+                            let mut state = observer.state.lock().unwrap();
+                            state.namespaces.entry(name.clone()).or_default().labeled = labeled;
+                            state.update(&name, now);
+                        }
+                        watcher::Event::InitDone => synced.add_permits(1),
+                        _ => {}
+                    }
+                    observer.changed.send_modify(|v| *v += 1);
+                }
+            });
+        }
+        let _ = synced.acquire_many(3).await;
+        observer
+    }
+
+    fn watch_objects<K>(
+        &self,
+        admin: &Client,
+        selector: &str,
+        kind: GeneratedKind,
+        synced: Arc<tokio::sync::Semaphore>,
+    ) where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+    {
+        let observer = self.clone();
+        let api = Api::<PartialObjectMeta<K>>::all(admin.clone());
+        let config = watcher::Config::default().labels(selector);
+        tokio::spawn(async move {
+            let mut events = watcher(api, config).default_backoff().boxed();
+            while let Some(event) = events.try_next().await.transpose() {
+                let now = Instant::now();
+                let Ok(event) = event else { continue };
+                let (object, present) = match event {
+                    watcher::Event::Apply(o) | watcher::Event::InitApply(o) => (o, true),
+                    watcher::Event::Delete(o) => (o, false),
+                    watcher::Event::InitDone => {
+                        synced.add_permits(1);
+                        continue;
+                    }
+                    watcher::Event::Init => continue,
+                };
+                let (Some(namespace), name) = (object.namespace(), object.name_any()) else {
+                    continue;
+                };
+                let uid = object.uid().unwrap_or_default();
+                let mut state = observer.state.lock().unwrap();
+                let key = (kind, namespace.clone(), name.clone());
+                if present {
+                    state
+                        .namespaces
+                        .entry(namespace.clone())
+                        .or_default()
+                        .objects
+                        .insert((kind, name));
+                    let entry = state.uids.entry(key).or_insert_with(|| (uid.clone(), now));
+                    if entry.0 != uid {
+                        *entry = (uid, now);
+                    }
+                } else if let Some(ns) = state.namespaces.get_mut(&namespace) {
+                    ns.objects.remove(&(kind, name));
+                }
+                state.update(&namespace, now);
+                drop(state);
+                observer.changed.send_modify(|v| *v += 1);
+            }
+        });
+    }
+
+    fn set_expected(&self, expected: usize) {
+        let mut state = self.state.lock().unwrap();
+        state.expected = expected;
+        let names: Vec<String> = state.namespaces.keys().cloned().collect();
+        let now = Instant::now();
+        for name in names {
+            state.update(&name, now);
+        }
+    }
+
+    fn uid(&self, key: &Key) -> Option<String> {
+        self.state
+            .lock()
+            .unwrap()
+            .uids
+            .get(key)
+            .map(|u| u.0.clone())
+    }
+
+    /// When the last of `namespaces` became complete (None on timeout).
+    async fn wait_complete(&self, namespaces: &[String], timeout: Duration) -> Option<Instant> {
+        let check = || {
+            let state = self.state.lock().unwrap();
+            let mut last: Option<Instant> = None;
+            for name in namespaces {
+                let done = state.namespaces.get(name)?.complete_at?;
+                last = Some(last.map_or(done, |l| l.max(done)));
+            }
+            last
+        };
+        let mut rx = self.changed.subscribe();
+        let wait = async {
+            loop {
+                if let Some(done) = check() {
+                    return done;
+                }
+                let _ = rx.changed().await;
+            }
+        };
+        let result = tokio::time::timeout(timeout, wait).await.ok();
+        if result.is_none() {
+            log(format!(
+                "timed out after {timeout:?} waiting for {} namespaces",
+                namespaces.len()
+            ));
+        }
+        result
+    }
+
+    /// When `key` was seen again with a uid other than `before`.
+    async fn wait_recreated(
+        &self,
+        key: &Key,
+        before: Option<String>,
+        timeout: Duration,
+    ) -> Option<Instant> {
+        let mut rx = self.changed.subscribe();
+        let wait = async {
+            loop {
+                if let Some((uid, seen)) = self.state.lock().unwrap().uids.get(key).cloned()
+                    && Some(&uid) != before.as_ref()
+                {
+                    return seen;
+                }
+                let _ = rx.changed().await;
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.ok()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Latency statistics
+
+#[derive(Debug)]
+struct Stats {
+    samples: usize,
+    expected: usize,
+    p50: f64,
+    p95: f64,
+    p99: f64,
+    max: f64,
+}
+
+fn stats(durations: &[Duration], expected: usize) -> Stats {
+    let mut ms: Vec<f64> = durations.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    ms.sort_by(f64::total_cmp);
+    let pick = |q: f64| -> f64 {
+        if ms.is_empty() {
+            return f64::NAN;
+        }
+        let rank = ((q * ms.len() as f64).ceil() as usize).clamp(1, ms.len());
+        ms[rank - 1]
+    };
+    Stats {
+        samples: ms.len(),
+        expected,
+        p50: pick(0.50),
+        p95: pick(0.95),
+        p99: pick(0.99),
+        max: ms.last().copied().unwrap_or(f64::NAN),
+    }
+}
+
+impl Stats {
+    fn to_json(&self) -> Value {
+        json!({
+            "samples": self.samples,
+            "timeouts": self.expected - self.samples,
+            "p50": round(self.p50), "p95": round(self.p95), "p99": round(self.p99), "max": round(self.max),
+        })
+    }
+}
+
+impl std::fmt::Display for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({} of {} samples)",
+            self.p50, self.p95, self.p99, self.max, self.samples, self.expected
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The operator process
+
+#[derive(Debug)]
+struct Operator {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Operator {
+    fn spawn(args: &Args, env: &TestEnv, sa: &str, kubeconfig: &Path, tag: &str) -> Self {
+        let log_path =
+            kube_baseline_e2e::scratch_dir().join(format!("{}-operator-{tag}.log", env.id));
+        let file = std::fs::File::create(&log_path).expect("operator log");
+        let selector = env.selector();
+        let concurrency = args.concurrency.to_string();
+        let child = Command::new(&args.operator)
+            .args([
+                "run",
+                "--namespace",
+                OPERATOR_NAMESPACE,
+                "--baseline-selector",
+                &selector,
+                "--namespace-selector",
+                &selector,
+                "--concurrency",
+                &concurrency,
+                "--kube-api-qps",
+                &args.operator_qps.to_string(),
+                "--kube-api-burst",
+                &args.operator_burst.to_string(),
+                "--leader-elect",
+                "--log-level",
+                &args.operator_log_level,
+                "--metrics-address",
+                "127.0.0.1:0",
+            ])
+            .env("KUBECONFIG", kubeconfig)
+            .env("POD_NAME", format!("{sa}-{tag}"))
+            .stdout(file.try_clone().expect("log handle"))
+            .stderr(file)
+            .spawn()
+            .expect("start operator");
+        log(format!(
+            "operator {tag} started (pid {}, log {})",
+            child.id(),
+            log_path.display()
+        ));
+        Self {
+            child,
+            log: log_path,
+        }
+    }
+
+    fn proc_file(&self, name: &str) -> String {
+        std::fs::read_to_string(format!("/proc/{}/{name}", self.child.id())).unwrap_or_default()
+    }
+
+    fn status_kib(&self, field: &str) -> f64 {
+        self.proc_file("status")
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(f64::NAN)
+    }
+
+    /// VmHWM: the peak resident set.
+    fn peak_rss_mib(&self) -> f64 {
+        self.status_kib("VmHWM:") / 1024.0
+    }
+
+    fn rss_mib(&self) -> f64 {
+        self.status_kib("VmRSS:") / 1024.0
+    }
+
+    /// utime + stime, in seconds.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = self.proc_file("stat");
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return f64::NAN;
+        };
+        // After the comm: state is field 3, utime 14, stime 15.
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<f64>().ok());
+        match (ticks(14), ticks(15)) {
+            (Some(u), Some(s)) => (u + s) / clock_ticks(),
+            _ => f64::NAN,
+        }
+    }
+
+    fn metrics_url(&self) -> Option<String> {
+        let log = strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default());
+        let line = log.lines().find(|l| l.contains("serving /metrics"))?;
+        let address = line.split("address=").nth(1)?.split_whitespace().next()?;
+        Some(format!("http://{address}/metrics"))
+    }
+
+    /// Waits until the operator has reconciled `count` namespaces (its own metrics).
+    async fn wait_reconciled(&self, count: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(url) = self.metrics_url() {
+                let (_, body) = kube_baseline_e2e::http_get(&url);
+                let total: f64 = ["success", "error"]
+                    .iter()
+                    .filter_map(|result| {
+                        kube_baseline_e2e::metric_value(
+                            &body,
+                            &format!(
+                                "controller_runtime_reconcile_total{{controller=\"namespace\",result=\"{result}\"}}"
+                            ),
+                        )
+                    })
+                    .sum();
+                if total >= count as f64 {
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
+    }
+
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+// ---------------------------------------------------------------------------------------
+// The audit log
+
+#[derive(Debug, Default)]
+struct Writes {
+    total: usize,
+    lease: usize,
+    /// Writes other than the Lease, by "verb resource[/subresource]".
+    by_kind: BTreeMap<String, usize>,
+}
+
+impl Writes {
+    fn to_json(&self) -> Value {
+        json!({
+            "excluding_lease": self.total - self.lease,
+            "lease": self.lease,
+            "by_kind": self.by_kind,
+        })
+    }
+}
+
+impl std::fmt::Display for Writes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} excluding the Lease ({:?}), {} Lease",
+            self.total - self.lease,
+            self.by_kind,
+            self.lease
+        )
+    }
+}
+
+/// Mutating requests of `user` received in [from, to], from the audit log and its rotated
+/// backups (the API server rotates at 100 MB).
+fn audit_writes(user: &str, from: Timestamp, to: Timestamp) -> Writes {
+    // Let the API server flush what it has.
+    std::thread::sleep(Duration::from_millis(500));
+    let log = std::env::var("KUBE_BASELINE_AUDIT_LOG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| kube_baseline_e2e::cluster_dir().join("audit.log"));
+    let dir = log.parent().expect("audit log dir").to_path_buf();
+    let stem = log
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let from_system = std::time::SystemTime::UNIX_EPOCH
+        + Duration::from_secs(u64::try_from(from.as_second()).unwrap_or_default());
+    let mut writes = Writes::default();
+    let quoted_user = format!("\"username\":\"{user}\"");
+    for entry in std::fs::read_dir(&dir).expect("cluster dir").flatten() {
+        let path = entry.path();
+        let file_name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if !file_name.starts_with(&stem) || !file_name.ends_with(".log") {
+            continue;
+        }
+        if entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|m| m < from_system)
+        {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        for line in text.lines().filter(|l| l.contains(&quoted_user)) {
+            let Ok(event) = serde_json::from_str::<kube_baseline_e2e::AuditEvent>(line) else {
+                continue;
+            };
+            if event.stage != "ResponseComplete" || event.user.username != user {
+                continue;
+            }
+            if !matches!(
+                event.verb.as_str(),
+                "create" | "update" | "patch" | "delete" | "deletecollection"
+            ) {
+                continue;
+            }
+            let Ok(at) = event.request_received_timestamp.parse::<Timestamp>() else {
+                continue;
+            };
+            if at < from || at > to {
+                continue;
+            }
+            writes.total += 1;
+            let object = event
+                .object_ref
+                .unwrap_or(kube_baseline_e2e::AuditObjectRef {
+                    resource: String::new(),
+                    namespace: String::new(),
+                    name: String::new(),
+                    subresource: String::new(),
+                });
+            if object.resource == "leases" {
+                writes.lease += 1;
+                continue;
+            }
+            let what = if object.subresource.is_empty() {
+                format!("{} {}", event.verb, object.resource)
+            } else {
+                format!("{} {}/{}", event.verb, object.resource, object.subresource)
+            };
+            *writes.by_kind.entry(what).or_default() += 1;
+        }
+    }
+    writes
+}
+
+// ---------------------------------------------------------------------------------------
+// Output
+
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    let memory_gib = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|r| r.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kib| round(kib / 1024.0 / 1024.0));
+    json!({
+        "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "memory_gib": memory_gib,
+        "cpu": cpu,
+    })
+}
+
+fn merge(args: &Args) {
+    let runs: Vec<Value> = args
+        .merge
+        .iter()
+        .map(|path| {
+            serde_json::from_str(&std::fs::read_to_string(path).expect("read run json"))
+                .expect("run json parses")
+        })
+        .collect();
+    print_table(&runs);
+    let all = json!({
+        "date": Timestamp::now().to_string(),
+        "command": args.command,
+        "machine": machine(),
+        "runs": runs,
+    });
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&all).unwrap()).expect("write json");
+        eprintln!("wrote {}", path.display());
+    }
+}
+
+fn print_table(runs: &[Value]) {
+    let f = |v: &Value| match v {
+        Value::Number(n) => {
+            let x = n.as_f64().unwrap_or(f64::NAN);
+            if x.fract() == 0.0 {
+                format!("{x:.0}")
+            } else if x.abs() < 10.0 {
+                format!("{x:.2}")
+            } else {
+                format!("{x:.0}")
+            }
+        }
+        Value::Null => "-".to_string(),
+        other => other.to_string(),
+    };
+    let rows: Vec<(&str, Vec<&str>)> = vec![
+        (
+            "operator --kube-api-qps (0 = unlimited)",
+            vec!["operator_qps"],
+        ),
+        (
+            "raw limit (unthrottled), objects/s",
+            vec!["raw", "objects_per_s"],
+        ),
+        (
+            "raw at the operator's QPS, objects/s",
+            vec!["raw_at_operator_qps", "objects_per_s"],
+        ),
+        ("converge, s", vec!["converge", "seconds"]),
+        ("converge, objects/s", vec!["converge", "objects_per_s"]),
+        (
+            "converge / raw at same QPS (target >= 0.8)",
+            vec!["converge", "ratio_to_raw"],
+        ),
+        (
+            "converge / unthrottled raw",
+            vec!["converge", "ratio_to_unthrottled_raw"],
+        ),
+        (
+            "new ns -> protected idle p50, ms",
+            vec!["event_to_action_idle_ms", "p50"],
+        ),
+        (
+            "new ns -> protected idle p95, ms",
+            vec!["event_to_action_idle_ms", "p95"],
+        ),
+        (
+            "new ns -> protected idle p99, ms (target <= 200)",
+            vec!["event_to_action_idle_ms", "p99"],
+        ),
+        (
+            "new ns -> protected during converge p50, ms",
+            vec!["during_converge", "event_to_action_ms", "p50"],
+        ),
+        (
+            "new ns -> protected during converge p95, ms",
+            vec!["during_converge", "event_to_action_ms", "p95"],
+        ),
+        (
+            "new ns -> protected during converge p99, ms",
+            vec!["during_converge", "event_to_action_ms", "p99"],
+        ),
+        (
+            "  (re-converge it ran during, s)",
+            vec!["during_converge", "reconverge_s"],
+        ),
+        ("repair p50, ms", vec!["repair_ms", "p50"]),
+        ("repair p99, ms (target <= 500)", vec!["repair_ms", "p99"]),
+        (
+            "writes in idle window excl. Lease (target 0)",
+            vec!["idle_writes", "writes", "excluding_lease"],
+        ),
+        (
+            "  Lease writes in idle window",
+            vec!["idle_writes", "writes", "lease"],
+        ),
+        (
+            "writes across restart excl. Lease (target 0)",
+            vec!["restart", "writes", "excluding_lease"],
+        ),
+        (
+            "  Lease writes across restart",
+            vec!["restart", "writes", "lease"],
+        ),
+        (
+            "operator peak RSS, MiB (first process)",
+            vec!["operator", "first_process", "peak_rss_mib"],
+        ),
+        (
+            "operator CPU s, cold converge",
+            vec!["converge", "operator_cpu_s"],
+        ),
+        (
+            "operator CPU s, whole first process",
+            vec!["operator", "first_process", "cpu_s"],
+        ),
+        (
+            "operator peak RSS, MiB (restarted)",
+            vec!["operator", "restarted_process", "peak_rss_mib_end"],
+        ),
+    ];
+    let mut header = format!("{:<50}", "N namespaces");
+    for run in runs {
+        header.push_str(&format!("{:>12}", f(&run["namespaces"])));
+    }
+    println!("{header}");
+    for (label, path) in rows {
+        let mut line = format!("{label:<50}");
+        for run in runs {
+            let mut v = run;
+            for p in &path {
+                v = &v[*p];
+            }
+            line.push_str(&format!("{:>12}", f(v)));
+        }
+        println!("{line}");
+    }
+}
