@@ -312,18 +312,7 @@ impl TestEnv {
             .status
             .expect("token status")
             .token;
-        let dir = cluster_dir();
-        let server = std::fs::read_to_string(dir.join("server"))
-            .expect("server file")
-            .trim()
-            .to_string();
-        let kubeconfig = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: {server}\n    certificate-authority: {}\nusers:\n- name: {sa_name}\n  user:\n    token: {token}\ncontexts:\n- name: {sa_name}\n  context: {{cluster: local, user: {sa_name}}}\ncurrent-context: {sa_name}\n",
-            dir.join("ca.crt").display()
-        );
-        let path = scratch_dir().join(format!("{sa_name}.kubeconfig"));
-        std::fs::write(&path, kubeconfig).expect("write kubeconfig");
-        path
+        token_kubeconfig(sa_name, &token)
     }
 
     /// Deletes what this test created (namespaces, baselines, ServiceAccounts, bindings).
@@ -491,6 +480,22 @@ impl Drop for Operator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A kubeconfig file for the local control plane authenticating with a bearer `token`.
+pub fn token_kubeconfig(name: &str, token: &str) -> PathBuf {
+    let dir = cluster_dir();
+    let server = std::fs::read_to_string(dir.join("server"))
+        .expect("server file")
+        .trim()
+        .to_string();
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: {server}\n    certificate-authority: {}\nusers:\n- name: {name}\n  user:\n    token: {token}\ncontexts:\n- name: {name}\n  context: {{cluster: local, user: {name}}}\ncurrent-context: {name}\n",
+        dir.join("ca.crt").display()
+    );
+    let path = scratch_dir().join(format!("{name}.kubeconfig"));
+    std::fs::write(&path, kubeconfig).expect("write kubeconfig");
+    path
 }
 
 /// Removes ANSI escape sequences (`ESC [ ... m`).

@@ -535,22 +535,6 @@ async fn agent_rbac_is_read_mostly() {
     assert!(!ok, "the agent must not list every ConfigMap");
 }
 
-/// A kubeconfig file authenticating with `token`.
-fn token_kubeconfig(name: &str, token: &str) -> PathBuf {
-    let dir = cluster_dir();
-    let server = std::fs::read_to_string(dir.join("server"))
-        .expect("server file")
-        .trim()
-        .to_string();
-    let kubeconfig = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: {server}\n    certificate-authority: {}\nusers:\n- name: {name}\n  user:\n    token: {token}\ncontexts:\n- name: {name}\n  context: {{cluster: local, user: {name}}}\ncurrent-context: {name}\n",
-        dir.join("ca.crt").display()
-    );
-    let path = scratch_dir().join(format!("{name}.kubeconfig"));
-    std::fs::write(&path, kubeconfig).expect("write kubeconfig");
-    path
-}
-
 /// Server-side applies a NodeReport `name` with spec.nodeName `node_name` as the agent.
 fn apply_report(kubeconfig: &Path, name: &str, node_name: &str, dry_run: bool) -> (bool, String) {
     let manifest = format!(
