@@ -248,10 +248,14 @@ pub async fn run_with_client(client: Client, args: RunArgs) -> Result<(), RunErr
         .run(baselines::reconcile, baselines::error_policy, ctx.clone())
         .for_each(|_| future::ready(()));
 
+    // After SIGTERM, in-flight reconciles get a bounded time to finish: a reconcile stuck on an
+    // unreachable API server must not keep the pod from stopping.
     let shutdown = async move {
         shutdown.await;
         info!("shutting down: finishing in-flight reconciles");
         let _ = shutdown_tx.send(());
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+        warn!(grace = ?SHUTDOWN_GRACE, "in-flight reconciles did not finish; stopping anyway");
     };
     // The watches never end on their own; the controllers end after a graceful shutdown.
     let lease_lost = async move {
@@ -266,7 +270,8 @@ pub async fn run_with_client(client: Client, args: RunArgs) -> Result<(), RunErr
         () = baseline_watch => {}
         () = synced => {}
         () = nodes::run(client.clone(), ctx.clone(), args.node_selector.clone()) => {}
-        _ = future::join3(namespace_controller, baseline_controller, shutdown) => {}
+        _ = future::join(namespace_controller, baseline_controller) => {}
+        () = shutdown => {}
     }
     if let Some(leadership) = leadership {
         leadership.release().await;
@@ -285,6 +290,10 @@ fn slim_namespace(namespace: &mut PartialObjectMeta<Namespace>) {
         fields.retain(|entry| entry.manager.as_deref() == Some(crate::api::FIELD_MANAGER));
     }
 }
+
+/// How long a graceful shutdown waits for in-flight reconciles (Kubernetes' default
+/// termination grace period is 30 s; the lease must still be released within it).
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
 async fn shutdown_signal() {
