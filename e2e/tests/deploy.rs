@@ -412,7 +412,17 @@ async fn controller_rbac_covers_nodes_leases_and_only_its_config_map() {
     assert!(!can_i(user, &["patch", "nodes"]));
 
     let ns = ["-n", OPERATOR_NAMESPACE];
-    for verb in ["get", "update", "patch"] {
+    // The elector renews with update (compare-and-swap on the resourceVersion), never patch.
+    assert!(!can_i(
+        user,
+        &[
+            "patch",
+            "leases.coordination.k8s.io/kube-baseline",
+            ns[0],
+            ns[1]
+        ]
+    ));
+    for verb in ["get", "update"] {
         assert!(
             can_i(
                 user,

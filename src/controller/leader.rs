@@ -1,13 +1,36 @@
-//! Leader election through a coordination.k8s.io Lease: only the leader writes. A standby
-//! waits for the lease; the leader that loses it exits at once, so it cannot write after a
-//! successor has started.
+//! Leader election through a coordination.k8s.io Lease, with a write fence: only the
+//! leader writes, and it writes only while its lease is certainly still its own.
+//!
+//! The election follows client-go's `leaderelection`: the holder renews the Lease (an update
+//! with the resourceVersion it read, so two candidates cannot both win), and a candidate
+//! takes over once it has watched the same record unchanged for the lease duration, timed
+//! by its own monotonic clock (never by comparing its wall clock with the holder's).
+//!
+//! The fence closes the gap a renewal loop leaves open. A leader that is frozen (SIGSTOP, a
+//! long GC-like pause, a VM migration) wakes up still believing it leads; its reconciles
+//! would write before the renewal task notices the lease is gone. So every mutating request
+//! passes [`FenceLayer`], which lets it through only before `sent + duration`, where `sent`
+//! is when the last successful renewal was *sent*: a successor observes that renewal no
+//! earlier than it was sent, so it cannot take over before this deadline. The monotonic
+//! clock keeps running while the process is stopped, so a thawed leader finds its fence
+//! closed. (A request that passed the fence just before a freeze still goes out after it;
+//! only server-side fencing could stop that.)
+//!
+//! Written here rather than with kube-lease-manager because that crate renews inside its
+//! own loop and does not tell when a renewal succeeded, which the fence needs.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use kube::Client;
-use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::PostParams;
+use kube::{Api, Client};
 use tokio::sync::oneshot;
+use tower::{Layer, Service};
 use tracing::{debug, info, warn};
 
 /// Leader election settings.
@@ -20,6 +43,17 @@ pub struct LeaseSettings {
     pub duration_seconds: u64,
 }
 
+impl LeaseSettings {
+    fn duration(&self) -> Duration {
+        Duration::from_secs(self.duration_seconds.max(1))
+    }
+
+    /// How often the leader renews: three tries before the lease could expire.
+    fn renew_every(&self) -> Duration {
+        self.duration() / 3
+    }
+}
+
 /// Errors of leader election.
 #[derive(Debug, thiserror::Error)]
 #[error("leader election on Lease {namespace}/{name}: {source}")]
@@ -27,104 +61,455 @@ pub struct LeaseError {
     namespace: String,
     name: String,
     #[source]
-    source: kube_lease_manager::LeaseManagerError,
+    source: kube::Error,
 }
+
+// ---------------------------------------------------------------------------------------
+// The fence
+// ---------------------------------------------------------------------------------------
+
+/// Until when this process may write. Without leader election it is always open.
+#[derive(Debug)]
+pub struct WriteFence {
+    /// None: no leader election, writes always allowed.
+    deadline: Option<Mutex<Option<Instant>>>,
+}
+
+impl WriteFence {
+    /// A fence that never closes (a single replica without --leader-elect).
+    pub fn open() -> Arc<Self> {
+        Arc::new(Self { deadline: None })
+    }
+
+    /// A fence that is closed until the lease is acquired.
+    pub fn closed() -> Arc<Self> {
+        Arc::new(Self {
+            deadline: Some(Mutex::new(None)),
+        })
+    }
+
+    fn set(&self, until: Option<Instant>) {
+        if let Some(deadline) = &self.deadline {
+            *lock(deadline) = until;
+        }
+    }
+
+    /// Whether a write sent now is still covered by the lease.
+    pub fn allows_writes_at(&self, now: Instant) -> bool {
+        match &self.deadline {
+            None => true,
+            Some(deadline) => lock(deadline).is_some_and(|until| now < until),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// A mutating request refused because the lease may no longer be ours.
+#[derive(Debug, thiserror::Error)]
+#[error("{method} {path} refused: the leader lease may have passed to another replica")]
+pub struct FenceClosed {
+    method: http::Method,
+    path: String,
+}
+
+/// Wraps the client's HTTP service: mutating requests pass only while the fence is open.
+#[derive(Debug, Clone)]
+pub struct FenceLayer {
+    fence: Arc<WriteFence>,
+}
+
+impl FenceLayer {
+    pub fn new(fence: Arc<WriteFence>) -> Self {
+        Self { fence }
+    }
+}
+
+impl<S> Layer<S> for FenceLayer {
+    type Service = Fenced<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Fenced {
+            inner,
+            fence: self.fence.clone(),
+        }
+    }
+}
+
+/// The fenced service (see [`FenceLayer`]).
+#[derive(Debug, Clone)]
+pub struct Fenced<S> {
+    inner: S,
+    fence: Arc<WriteFence>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<S, B> Service<http::Request<B>> for Fenced<S>
+where
+    S: Service<http::Request<B>>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let mutating = !matches!(
+            *request.method(),
+            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+        );
+        // Checked as late as possible: right before the request goes on the wire.
+        if mutating && !self.fence.allows_writes_at(Instant::now()) {
+            let refused = FenceClosed {
+                method: request.method().clone(),
+                path: request.uri().path().to_string(),
+            };
+            warn!(error = %refused, "write refused by the leader fence");
+            return Box::pin(std::future::ready(Err(refused.into())));
+        }
+        let call = self.inner.call(request);
+        Box::pin(async move { call.await.map_err(Into::into) })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The election
+// ---------------------------------------------------------------------------------------
 
 /// The held lease: a future that resolves if it is lost, and the handle that releases it.
 #[derive(Debug)]
 pub struct Leadership {
-    manager: Arc<LeaseManager>,
     lost: oneshot::Receiver<()>,
-    renewals: tokio::task::JoinHandle<()>,
+    held: HeldLease,
 }
 
 /// Gives the lease up on shutdown.
 #[derive(Debug)]
 pub struct HeldLease {
-    manager: Arc<LeaseManager>,
+    api: Api<Lease>,
+    settings: LeaseSettings,
+    fence: Arc<WriteFence>,
     renewals: tokio::task::JoinHandle<()>,
 }
 
 /// How often a standby looks at the lease: a released lease is taken within this time.
 const STANDBY_POLL: Duration = Duration::from_secs(1);
 
-/// Waits until this process holds the lease.
-pub async fn acquire(client: Client, settings: &LeaseSettings) -> Result<Leadership, LeaseError> {
-    let wrap = |source| LeaseError {
-        namespace: settings.namespace.clone(),
-        name: settings.name.clone(),
-        source,
-    };
-    // Renew a third of the duration before expiry, so a slow API server does not cost the lease.
-    let grace = (settings.duration_seconds / 3).max(1);
-    info!(lease = %settings.name, identity = %settings.identity, "waiting for the leader lease");
-    let manager = loop {
-        // A fresh manager reads the Lease from the API server; a long-lived one would trust
-        // its cached expiry and sleep through a released lease (a graceful hand-over).
-        let manager = LeaseManagerBuilder::new(client.clone(), settings.name.clone())
-            .with_namespace(settings.namespace.clone())
-            .with_identity(settings.identity.clone())
-            .with_duration(settings.duration_seconds)
-            .with_grace(grace)
-            .build()
-            .await
-            .map_err(wrap)?;
-        match tokio::time::timeout(STANDBY_POLL, manager.changed()).await {
-            Ok(Ok(true)) => break Arc::new(manager),
-            Ok(Ok(false)) => debug!("lease held by another replica"),
-            Ok(Err(error)) => {
-                warn!(%error, "leader election failed; retrying");
-                tokio::time::sleep(STANDBY_POLL).await;
-            }
-            Err(_) => {}
+/// What a candidate last saw of the lease, and when (its own clock).
+#[derive(Debug)]
+struct Observed {
+    record: (Option<String>, Option<MicroTime>, Option<i32>),
+    since: Instant,
+}
+
+/// The outcome of one attempt.
+#[derive(Debug, PartialEq, Eq)]
+enum Attempt {
+    /// We hold the lease; the renewal (or take-over) was sent at this instant.
+    Held { sent: Instant },
+    /// Another replica holds a lease that has not expired.
+    HeldByOther(String),
+}
+
+/// The election state of one candidate.
+#[derive(Debug)]
+struct Elector {
+    api: Api<Lease>,
+    settings: LeaseSettings,
+    observed: Option<Observed>,
+}
+
+impl Elector {
+    /// One try to take or renew the lease (client-go's tryAcquireOrRenew).
+    async fn try_acquire_or_renew(&mut self) -> Result<Attempt, kube::Error> {
+        let sent = Instant::now();
+        let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
+        let duration_seconds = i32::try_from(self.settings.duration_seconds).unwrap_or(i32::MAX);
+        let Some(mut lease) = self.api.get_opt(&self.settings.name).await? else {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(self.settings.name.clone()),
+                    namespace: Some(self.settings.namespace.clone()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(LeaseSpec {
+                    holder_identity: Some(self.settings.identity.clone()),
+                    lease_duration_seconds: Some(duration_seconds),
+                    acquire_time: Some(now.clone()),
+                    renew_time: Some(now),
+                    lease_transitions: Some(0),
+                    ..LeaseSpec::default()
+                }),
+            };
+            return match self.api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(Attempt::Held { sent }),
+                // Another candidate created it first.
+                Err(kube::Error::Api(status)) if status.code == 409 => {
+                    Ok(Attempt::HeldByOther(String::new()))
+                }
+                Err(error) => Err(error),
+            };
+        };
+        let spec = lease.spec.clone().unwrap_or_default();
+        let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
+        let record = (
+            holder.clone(),
+            spec.renew_time.clone(),
+            spec.lease_duration_seconds,
+        );
+        let observed = match self.observed.take() {
+            Some(observed) if observed.record == record => observed,
+            _ => Observed {
+                record,
+                since: sent,
+            },
+        };
+        let ours = holder.as_deref() == Some(self.settings.identity.as_str());
+        let their_duration = Duration::from_secs(
+            spec.lease_duration_seconds
+                .and_then(|s| u64::try_from(s).ok())
+                .unwrap_or(self.settings.duration_seconds),
+        );
+        let expired = sent.saturating_duration_since(observed.since) >= their_duration;
+        self.observed = Some(observed);
+        if let Some(other) = holder.as_ref().filter(|_| !ours && !expired) {
+            return Ok(Attempt::HeldByOther(other.clone()));
         }
+        let transitions = spec.lease_transitions.unwrap_or_default();
+        lease.spec = Some(LeaseSpec {
+            holder_identity: Some(self.settings.identity.clone()),
+            lease_duration_seconds: Some(duration_seconds),
+            acquire_time: if ours {
+                spec.acquire_time
+            } else {
+                Some(now.clone())
+            },
+            renew_time: Some(now),
+            lease_transitions: Some(if ours {
+                transitions
+            } else {
+                transitions.saturating_add(1)
+            }),
+            ..spec
+        });
+        // The resourceVersion read above makes this a compare-and-swap.
+        match self
+            .api
+            .replace(&self.settings.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => Ok(Attempt::Held { sent }),
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                Ok(Attempt::HeldByOther(holder.unwrap_or_default()))
+            }
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// Waits until this process holds the lease, then keeps renewing it in the background and
+/// keeps `fence` open only as long as the lease is certainly ours.
+pub async fn acquire(
+    client: Client,
+    settings: &LeaseSettings,
+    fence: Arc<WriteFence>,
+) -> Result<Leadership, LeaseError> {
+    let api: Api<Lease> = Api::namespaced(client, &settings.namespace);
+    let mut elector = Elector {
+        api: api.clone(),
+        settings: settings.clone(),
+        observed: None,
     };
-    info!(identity = %settings.identity, "acquired the leader lease");
-    let (lost_tx, lost) = oneshot::channel();
-    let renewing = manager.clone();
-    let renewals = tokio::spawn(async move {
-        // Keeps renewing; returns only when the lease is no longer ours (or renewal fails).
-        loop {
-            match renewing.changed().await {
-                Ok(true) => continue,
-                Ok(false) => break,
-                Err(error) => {
-                    warn!(%error, "cannot renew the leader lease");
-                    break;
+    info!(lease = %settings.name, identity = %settings.identity, "waiting for the leader lease");
+    let mut errors = 0_u32;
+    loop {
+        match elector.try_acquire_or_renew().await {
+            Ok(Attempt::Held { sent }) => {
+                fence.set(Some(sent + settings.duration()));
+                break;
+            }
+            Ok(Attempt::HeldByOther(holder)) => {
+                errors = 0;
+                debug!(%holder, "lease held by another replica");
+            }
+            Err(source) => {
+                errors += 1;
+                // Forbidden or a missing namespace will not fix themselves: say so, loudly.
+                if errors % 10 == 1 {
+                    warn!(error = %source, "leader election failed; retrying");
+                }
+                if matches!(&source, kube::Error::Api(s) if s.code == 403) && errors >= 30 {
+                    return Err(LeaseError {
+                        namespace: settings.namespace.clone(),
+                        name: settings.name.clone(),
+                        source,
+                    });
                 }
             }
         }
+        tokio::time::sleep(STANDBY_POLL).await;
+    }
+    info!(identity = %settings.identity, "acquired the leader lease");
+    let (lost_tx, lost) = oneshot::channel();
+    let renewing_fence = fence.clone();
+    let renew_settings = settings.clone();
+    let renewals = tokio::spawn(async move {
+        keep_renewing(elector, &renew_settings, &renewing_fence).await;
+        renewing_fence.set(None);
         let _ = lost_tx.send(());
     });
     Ok(Leadership {
-        manager,
         lost,
-        renewals,
+        held: HeldLease {
+            api,
+            settings: settings.clone(),
+            fence,
+            renewals,
+        },
     })
+}
+
+/// Renews until the lease is lost: another holder took it, or no renewal succeeded before
+/// the fence's deadline.
+async fn keep_renewing(mut elector: Elector, settings: &LeaseSettings, fence: &WriteFence) {
+    let mut next = settings.renew_every();
+    loop {
+        tokio::time::sleep(next).await;
+        if !fence.allows_writes_at(Instant::now()) {
+            // Frozen or cut off past the deadline: a successor may be writing by now.
+            warn!("the leader lease expired before it could be renewed");
+            return;
+        }
+        match elector.try_acquire_or_renew().await {
+            Ok(Attempt::Held { sent }) => {
+                fence.set(Some(sent + settings.duration()));
+                next = settings.renew_every();
+            }
+            Ok(Attempt::HeldByOther(holder)) => {
+                warn!(%holder, "the leader lease was taken by another replica");
+                return;
+            }
+            Err(error) => {
+                warn!(%error, "cannot renew the leader lease; retrying");
+                next = STANDBY_POLL;
+            }
+        }
+    }
 }
 
 impl Leadership {
     /// Splits into the loss signal and the handle that releases the lease.
     pub fn split(self) -> (oneshot::Receiver<()>, HeldLease) {
-        (
-            self.lost,
-            HeldLease {
-                manager: self.manager,
-                renewals: self.renewals,
-            },
-        )
+        (self.lost, self.held)
     }
 }
 
 impl HeldLease {
-    /// Gives the lease up so a standby takes over at once.
+    /// Gives the lease up so a standby takes over at once (client-go's ReleaseOnCancel):
+    /// the holder is cleared, which a standby takes as free.
     pub async fn release(self) {
         self.renewals.abort();
-        match self.manager.release().await {
-            Ok(()) => info!("released the leader lease"),
+        // No write of ours may follow the release.
+        self.fence.set(None);
+        let released = async {
+            let Some(mut lease) = self.api.get_opt(&self.settings.name).await? else {
+                return Ok(false);
+            };
+            let Some(spec) = lease.spec.as_mut() else {
+                return Ok(false);
+            };
+            if spec.holder_identity.as_deref() != Some(self.settings.identity.as_str()) {
+                return Ok(false);
+            }
+            spec.holder_identity = None;
+            self.api
+                .replace(&self.settings.name, &PostParams::default(), &lease)
+                .await
+                .map(|_| true)
+        };
+        match released.await {
+            Ok(true) => info!("released the leader lease"),
+            Ok(false) => info!("the leader lease was no longer ours; nothing to release"),
             Err(error) => {
                 warn!(%error, "could not release the leader lease; it expires on its own")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[test]
+    fn an_open_fence_always_allows_writes() {
+        let fence = WriteFence::open();
+        assert!(fence.allows_writes_at(Instant::now()));
+        fence.set(None);
+        assert!(fence.allows_writes_at(Instant::now()));
+    }
+
+    #[test]
+    fn a_leader_fence_allows_writes_only_before_its_deadline() {
+        let fence = WriteFence::closed();
+        let now = Instant::now();
+        assert!(
+            !fence.allows_writes_at(now),
+            "closed until the lease is held"
+        );
+        fence.set(Some(now + Duration::from_secs(15)));
+        assert!(fence.allows_writes_at(now + Duration::from_secs(14)));
+        assert!(!fence.allows_writes_at(now + Duration::from_secs(15)));
+        fence.set(None);
+        assert!(!fence.allows_writes_at(now));
+    }
+
+    fn request(method: http::Method) -> http::Request<()> {
+        let mut request = http::Request::new(());
+        *request.method_mut() = method;
+        *request.uri_mut() = http::Uri::from_static("/apis/networking.k8s.io/v1/namespaces/a");
+        request
+    }
+
+    #[tokio::test]
+    async fn a_closed_fence_refuses_writes_and_lets_reads_through() {
+        let fence = WriteFence::closed();
+        let inner = tower::service_fn(|_: http::Request<()>| async {
+            Ok::<_, std::convert::Infallible>("sent")
+        });
+        let service = FenceLayer::new(fence.clone()).layer(inner);
+        let read = service.clone().oneshot(request(http::Method::GET)).await;
+        assert_eq!(read.ok(), Some("sent"));
+        for method in [
+            http::Method::PATCH,
+            http::Method::POST,
+            http::Method::DELETE,
+        ] {
+            let refused = service
+                .clone()
+                .oneshot(request(method.clone()))
+                .await
+                .expect_err("a write with the fence closed");
+            assert!(
+                refused.to_string().contains("leader lease"),
+                "{method}: {refused}"
+            );
+        }
+        fence.set(Some(Instant::now() + Duration::from_secs(60)));
+        let write = service.oneshot(request(http::Method::PATCH)).await;
+        assert_eq!(write.ok(), Some("sent"));
     }
 }

@@ -111,18 +111,37 @@ pub enum RunError {
 /// Runs the controller until SIGTERM or Ctrl-C.
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let config = kube::Config::infer().await.map_err(RunError::Config)?;
-    let client = kube::client::ClientBuilder::try_from(config)
+    // Every request but the Lease's passes the write fence: with --leader-elect, writes
+    // stop the moment the lease may have passed to another replica.
+    let fence = if args.leader_elect {
+        leader::WriteFence::closed()
+    } else {
+        leader::WriteFence::open()
+    };
+    let client = kube::client::ClientBuilder::try_from(config.clone())
         .map_err(RunError::Client)?
+        .with_layer(&leader::FenceLayer::new(fence.clone()))
         .with_layer(&throttle::ThrottleLayer::new(
             args.kube_api_qps,
             args.kube_api_burst,
         ))
         .build();
-    run_with_client(client, args).await
+    // The Lease has its own client: renewals must neither be fenced nor wait behind a
+    // burst of reconcile requests in the shared token bucket.
+    let lease_client = kube::client::ClientBuilder::try_from(config)
+        .map_err(RunError::Client)?
+        .build();
+    run_with_clients(client, lease_client, fence, args).await
 }
 
-/// Runs the controller with the given client (tests pass their own).
-pub async fn run_with_client(client: Client, args: RunArgs) -> Result<(), RunError> {
+/// Runs the controller with the given clients: `client` for everything but the Lease,
+/// passing `fence`; `lease_client` for leader election.
+pub async fn run_with_clients(
+    client: Client,
+    lease_client: Client,
+    fence: std::sync::Arc<leader::WriteFence>,
+    args: RunArgs,
+) -> Result<(), RunError> {
     info!(namespace = %args.namespace, concurrency = args.concurrency, "starting controller");
     // One watch of SecurityBaselines feeds the store and fans out to both controllers: the
     // baseline controller (status, finalizer) and the namespace controller (re-plan every
@@ -193,7 +212,7 @@ pub async fn run_with_client(client: Client, args: RunArgs) -> Result<(), RunErr
             duration_seconds: args.lease_duration_seconds,
         };
         tokio::select! {
-            leadership = leader::acquire(client.clone(), &settings) => {
+            leadership = leader::acquire(lease_client, &settings, fence) => {
                 readiness.send_replace(http::Readiness::Starting);
                 Some(leadership?)
             }
