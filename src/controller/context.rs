@@ -54,6 +54,8 @@ pub struct Context {
     /// reached the cache yet, so that a reconcile triggered by our own earlier write does
     /// not write the object again (and report a repair that was none).
     object_writes: Mutex<HashMap<String, Vec<ObjectWrite>>>,
+    /// Writes per object in the last minute: no write fight with another field manager.
+    pub repair_budget: super::repair_budget::RepairBudget,
 }
 
 /// An apply of a generated object: kind, name, the cached resourceVersion it was written
@@ -134,6 +136,7 @@ impl Context {
             startup_pass: Mutex::new(None),
             label_writes: Mutex::default(),
             object_writes: Mutex::default(),
+            repair_budget: super::repair_budget::RepairBudget::default(),
         }
     }
 

@@ -17,6 +17,7 @@ mod metrics;
 mod namespaces;
 mod nodes;
 mod rbac;
+mod repair_budget;
 mod results;
 mod throttle;
 mod watches;

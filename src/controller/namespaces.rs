@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::core::PartialObjectMeta;
@@ -14,6 +14,7 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use super::apply::{self, WriteError};
 use super::context::Context;
+use super::repair_budget::{self, WriteTarget};
 use super::results::NamespaceResult;
 use crate::api::{DriftEntry, DriftReason, EnforcementMode, SecurityBaseline};
 use crate::domain::generated::{BaselineRef, wanted_pod_security};
@@ -100,7 +101,7 @@ async fn reconcile_namespace(
 
     let mut baselines = ctx.baselines.state();
     baselines.sort_by_key(|b| b.name_any());
-    let planned: Vec<Planned> = baselines
+    let mut planned: Vec<Planned> = baselines
         .into_iter()
         .filter_map(|baseline| {
             let uid = baseline.uid()?;
@@ -150,10 +151,15 @@ async fn reconcile_namespace(
     // Applies already made whose watch events the cache has not seen yet (a reconcile
     // triggered by our own earlier write): neither written again nor drift.
     let mut in_flight: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
+    // Objects whose write budget is spent (another writer keeps changing them): not
+    // written now, reported as Conflict, retried when the budget allows.
+    let mut paused: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
+    let mut retry_after: Option<Duration> = None;
     ctx.settle_writes(name, namespace.metadata.resource_version.as_deref());
     for planned in &planned {
         for action in &planned.plan.actions {
             let mut written_over = None;
+            let mut budget_target = None;
             if let Action::Apply(object) = action {
                 let body = object.to_json();
                 if ctx.apply_in_flight(object, &body) {
@@ -163,10 +169,30 @@ async fn reconcile_namespace(
                     ));
                     continue;
                 }
+                let target =
+                    WriteTarget::new(object.kind().as_str(), object.namespace(), object.name());
+                if let Err(wait) = ctx.repair_budget.check(target, Instant::now()) {
+                    debug!(
+                        kind = object.kind().as_str(),
+                        object = object.name(),
+                        ?wait,
+                        "write budget spent: another writer keeps changing this object"
+                    );
+                    paused.entry(planned.name.clone()).or_default().insert((
+                        object.kind().as_str().to_string(),
+                        object.name().to_string(),
+                    ));
+                    retry_after = Some(retry_after.map_or(wait, |r| r.min(wait)));
+                    continue;
+                }
+                budget_target = Some(target);
                 written_over = Some((ctx.version_before_apply(object), body));
             }
             match apply::execute(&ctx.client, action).await {
                 Ok(()) => {
+                    if let Some(target) = budget_target {
+                        ctx.repair_budget.record(target, Instant::now());
+                    }
                     if let (Action::Apply(object), Some((version, body))) = (action, written_over) {
                         ctx.applied(object, version, &body);
                     }
@@ -186,6 +212,12 @@ async fn reconcile_namespace(
         }
     }
 
+    for planned in &mut planned {
+        if let Some(objects) = paused.get(&planned.name) {
+            mark_conflicts(&mut planned.plan.findings, objects);
+        }
+    }
+
     let wants: Vec<(String, WantedPodSecurity<'_>)> = planned
         .iter()
         .filter(|p| p.selected && p.enforcing())
@@ -202,7 +234,14 @@ async fn reconcile_namespace(
     );
     let mut labels_after = labels.clone();
     let resource_version = namespace.metadata.resource_version.as_deref();
-    if let Some(to_apply) = namespace_labels_to_apply(&desired_labels, &labels, &owned) {
+    let labels_target = WriteTarget::new("Namespace", name, "pod-security-labels");
+    let labels_budget = ctx.repair_budget.check(labels_target, Instant::now());
+    if let Err(wait) = labels_budget {
+        retry_after = Some(retry_after.map_or(wait, |r| r.min(wait)));
+    }
+    if let Some(to_apply) = namespace_labels_to_apply(&desired_labels, &labels, &owned)
+        .filter(|_| labels_budget.is_ok())
+    {
         // A reconcile triggered by our own writes can run before the namespace cache has
         // our label write: applying the same labels again would be a duplicate write.
         let written = if ctx.labels_in_flight(name, resource_version, &to_apply) {
@@ -210,7 +249,10 @@ async fn reconcile_namespace(
         } else {
             apply::apply_namespace_labels(&ctx.client, name, &to_apply)
                 .await
-                .inspect(|()| ctx.labels_written(name, resource_version, to_apply.clone()))
+                .inspect(|()| {
+                    ctx.repair_budget.record(labels_target, Instant::now());
+                    ctx.labels_written(name, resource_version, to_apply.clone());
+                })
         };
         match written {
             Ok(()) => {
@@ -237,6 +279,7 @@ async fn reconcile_namespace(
             in_flight.get(&planned.name),
             &labels_after,
             &sharing,
+            labels_budget.is_err(),
             &failures,
         )
         .await;
@@ -244,7 +287,12 @@ async fn reconcile_namespace(
 
     let failure_count = failures.len();
     match failures.into_iter().next() {
-        None => Ok(RequeueAction::await_change()),
+        // One more repair once the budget allows (plus a little, so the check passes).
+        None => Ok(
+            retry_after.map_or_else(RequeueAction::await_change, |wait| {
+                RequeueAction::requeue(wait + Duration::from_millis(100))
+            }),
+        ),
         Some((_, first)) => Err(ReconcileError::Writes {
             namespace: name.to_string(),
             count: failure_count,
@@ -264,6 +312,7 @@ async fn record(
     in_flight: Option<&BTreeSet<(String, String)>>,
     labels_after: &BTreeMap<String, String>,
     sharing: &BTreeSet<&str>,
+    labels_paused: bool,
     failures: &[(String, WriteError)],
 ) {
     // An audit Violation is never repaired by a write of ours, even on an object we wrote.
@@ -301,8 +350,16 @@ async fn record(
             &wanted_pod_security(&planned.baseline.spec),
             labels_after,
         );
+        let mut after = after;
         if planned.enforcing() {
             repairs += before.saturating_sub(after.len());
+            if labels_paused {
+                let namespace_key = after
+                    .iter()
+                    .map(|f| (f.kind.clone(), f.name.clone()))
+                    .collect();
+                mark_conflicts(&mut after, &namespace_key);
+            }
         }
         remaining.extend(after);
     }
@@ -378,6 +435,25 @@ async fn record(
             describe(name, &new_drift),
         )
         .await;
+    }
+}
+
+/// Drift on objects whose write budget is spent is a fight with another writer, not
+/// something the next write would fix: say so.
+fn mark_conflicts(findings: &mut [DriftEntry], objects: &BTreeSet<(String, String)>) {
+    for finding in findings.iter_mut() {
+        let key = (finding.kind.clone(), finding.name.clone());
+        if finding.reason != DriftReason::Violation && objects.contains(&key) {
+            finding.reason = DriftReason::Conflict;
+            // Stable text: status is written only when it changes.
+            finding.message = format!(
+                "another writer keeps changing this object: it was written {} times within {} s \
+                 and changed again each time, so repairs pause until a minute has passed \
+                 (its managedFields name the other field manager)",
+                repair_budget::MAX_WRITES,
+                repair_budget::WINDOW.as_secs()
+            );
+        }
     }
 }
 
