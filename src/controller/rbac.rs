@@ -2,7 +2,7 @@
 //! the domain's `RbacIndex`. A change re-plans only the namespaces whose audit it can
 //! change (the index says which), so one edited Role costs one namespace reconcile.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashSet};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -92,9 +92,12 @@ where
         + 'static,
     for<'a> &'a K: Into<RbacObject<'a>>,
 {
-    // Objects of the current list, so a re-list can tell which ones disappeared.
-    let known: Arc<Mutex<HashMap<RbacObjectRef, ()>>> = Arc::default();
-    let relist: Arc<Mutex<Vec<K>>> = Arc::default();
+    // Objects the index holds from this watch, so a re-list can tell which ones disappeared.
+    let known: Arc<Mutex<HashSet<RbacObjectRef>>> = Arc::default();
+    // During a re-list (between Init and InitDone): the objects it has listed so far. Only
+    // their references: each listed object goes into the index at once, so a re-list never
+    // holds the full objects of a whole kind (10,000 Roles, managedFields included).
+    let listed: Arc<Mutex<HashSet<RbacObjectRef>>> = Arc::default();
     watcher(Api::<K>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .filter_map(|result| {
@@ -112,7 +115,7 @@ where
                     let Some(reference) = RbacObjectRef::of(&object) else {
                         return Vec::new();
                     };
-                    lock(&known).insert(reference, ());
+                    lock(&known).insert(reference);
                     cache.write(|index| index.upsert(&object))
                 }
                 watcher::Event::Delete(object) => {
@@ -123,23 +126,24 @@ where
                     cache.write(|index| index.remove(&reference))
                 }
                 watcher::Event::Init => {
-                    lock(&relist).clear();
+                    lock(&listed).clear();
                     BTreeSet::new()
                 }
                 watcher::Event::InitApply(object) => {
-                    lock(&relist).push(object);
-                    BTreeSet::new()
+                    // Upserted as it arrives: a listed object is at least as fresh as the
+                    // one the index had. Until the first InitDone nothing reads the index.
+                    let Some(reference) = RbacObjectRef::of(&object) else {
+                        return Vec::new();
+                    };
+                    lock(&listed).insert(reference.clone());
+                    lock(&known).insert(reference);
+                    cache.write(|index| index.upsert(&object))
                 }
                 watcher::Event::InitDone => {
-                    let objects = std::mem::take(&mut *lock(&relist));
-                    let fresh: HashMap<RbacObjectRef, ()> = objects
-                        .iter()
-                        .filter_map(RbacObjectRef::of)
-                        .map(|r| (r, ()))
-                        .collect();
+                    let listed = std::mem::take(&mut *lock(&listed));
                     let gone: Vec<RbacObjectRef> = lock(&known)
-                        .keys()
-                        .filter(|r| !fresh.contains_key(*r))
+                        .iter()
+                        .filter(|r| !listed.contains(*r))
                         .cloned()
                         .collect();
                     let affected = cache.write(|index| {
@@ -147,12 +151,9 @@ where
                         for reference in &gone {
                             affected.extend(index.remove(reference));
                         }
-                        for object in &objects {
-                            affected.extend(index.upsert(object));
-                        }
                         affected
                     });
-                    *lock(&known) = fresh;
+                    *lock(&known) = listed;
                     cache.ready[slot].send_replace(true);
                     affected
                 }
