@@ -106,7 +106,8 @@ fn cleanup(baseline: &SecurityBaseline, ctx: &Context) -> Result<RequeueAction, 
     let name = baseline.name_any();
     let uid = baseline.uid().unwrap_or_default();
     let objects_left = ctx.generated.values().any(|index| {
-        index.any(|o| {
+        index.any(|cached| {
+            let o = cached.shared();
             o.label(crate::api::BASELINE_LABEL) == Some(name.as_str())
                 && (baseline.spec.on_unselect == crate::api::OnUnselect::Delete
                     || o.metadata()

@@ -2,10 +2,155 @@
 //! what it needs without a GET and without scanning the whole cluster.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher;
 use tokio::sync::watch;
+
+use crate::domain::generated::NamespacedObject;
+
+/// What the name index keeps of an object of a generated kind, ours or anyone's: that the
+/// name is taken, and the baseline it is labelled for (the only label a Conflict finding
+/// names). Every such object in the cluster is held, so it is kept this small.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TakenName {
+    pub baseline: Option<Box<str>>,
+}
+
+/// One of our generated objects as the cache holds it: what differs between objects
+/// (uid, resourceVersion; the namespace is the index key) apart from the rest, which is
+/// shared with every cached object of the same content. A baseline's objects are the same
+/// in every namespace it selects, so 10,000 namespaces hold one copy of each, not 10,000.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedObject {
+    uid: Option<Box<str>>,
+    resource_version: Option<Box<str>>,
+    shared: Arc<NamespacedObject>,
+}
+
+impl CachedObject {
+    /// The object as the API server returned it (less managedFields, annotations and
+    /// server timestamps, which nothing reads), in `namespace`.
+    pub fn object(&self, namespace: &str) -> NamespacedObject {
+        let mut object = (*self.shared).clone();
+        let meta = meta_mut(&mut object);
+        meta.namespace = Some(namespace.to_string());
+        meta.uid = self.uid.as_deref().map(str::to_string);
+        meta.resource_version = self.resource_version.as_deref().map(str::to_string);
+        object
+    }
+
+    pub fn resource_version(&self) -> Option<&str> {
+        self.resource_version.as_deref()
+    }
+
+    /// The content shared with identical objects: kind, name, labels, owner references,
+    /// spec. Its namespace, uid and resourceVersion are empty.
+    pub fn shared(&self) -> &NamespacedObject {
+        &self.shared
+    }
+}
+
+fn meta_mut(object: &mut NamespacedObject) -> &mut ObjectMeta {
+    match object {
+        NamespacedObject::NetworkPolicy(o) => &mut o.metadata,
+        NamespacedObject::Role(o) => &mut o.metadata,
+        NamespacedObject::ResourceQuota(o) => &mut o.metadata,
+        NamespacedObject::LimitRange(o) => &mut o.metadata,
+    }
+}
+
+/// Hands out one shared copy per distinct object content (see [`CachedObject`]). Holds only
+/// weak references: content no cached object uses any more is freed, and its entry
+/// dropped at the next sweep.
+#[derive(Debug, Default)]
+pub struct Interner {
+    by_hash: HashMap<u64, Vec<Weak<NamespacedObject>>>,
+    entries: usize,
+    /// Sweep when the entries reach this many (twice the live ones after the last sweep).
+    sweep_at: usize,
+}
+
+impl Interner {
+    /// The cache form of `object`.
+    pub fn intern(&mut self, mut object: NamespacedObject) -> CachedObject {
+        let meta = meta_mut(&mut object);
+        let uid = meta.uid.take().map(String::into_boxed_str);
+        let resource_version = meta.resource_version.take().map(String::into_boxed_str);
+        // Per-object and never read by the plan (managedFields alone are most of an
+        // object's bytes).
+        meta.namespace = None;
+        meta.managed_fields = None;
+        meta.annotations = None;
+        meta.creation_timestamp = None;
+        meta.generation = None;
+        let hash = content_hash(&object);
+        let candidates = self.by_hash.entry(hash).or_default();
+        let shared = match candidates
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|shared| **shared == object)
+        {
+            Some(shared) => shared,
+            None => {
+                let shared = Arc::new(object);
+                candidates.push(Arc::downgrade(&shared));
+                self.entries += 1;
+                shared
+            }
+        };
+        if self.entries >= self.sweep_at.max(64) {
+            self.sweep();
+        }
+        CachedObject {
+            uid,
+            resource_version,
+            shared,
+        }
+    }
+
+    fn sweep(&mut self) {
+        self.by_hash.retain(|_, candidates| {
+            candidates.retain(|weak| weak.strong_count() > 0);
+            !candidates.is_empty()
+        });
+        self.entries = self.by_hash.values().map(Vec::len).sum();
+        self.sweep_at = self.entries * 2;
+    }
+
+    /// Distinct contents held (live or not yet swept).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries
+    }
+}
+
+/// A hash of an object's content: of its JSON form, streamed into the hasher (the
+/// Kubernetes types implement no Hash). Equal objects serialize equally (maps are sorted).
+fn content_hash(object: &NamespacedObject) -> u64 {
+    use std::hash::Hasher;
+    struct HashWriter(std::collections::hash_map::DefaultHasher);
+    impl std::io::Write for HashWriter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.write(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut writer = HashWriter(std::collections::hash_map::DefaultHasher::new());
+    // Serializing into a hasher cannot fail; if it did, every object would share one
+    // bucket and still be told apart by equality.
+    let _ = match object {
+        NamespacedObject::NetworkPolicy(o) => serde_json::to_writer(&mut writer, o),
+        NamespacedObject::Role(o) => serde_json::to_writer(&mut writer, o),
+        NamespacedObject::ResourceQuota(o) => serde_json::to_writer(&mut writer, o),
+        NamespacedObject::LimitRange(o) => serde_json::to_writer(&mut writer, o),
+    };
+    writer.0.finish()
+}
 
 /// Objects of one kind, by namespace then name, replaced atomically on each re-list.
 #[derive(Debug)]
@@ -39,7 +184,7 @@ impl<V> NamespacedIndex<V> {
     pub fn apply<K>(
         &self,
         event: &watcher::Event<K>,
-        convert: impl Fn(&K) -> Option<(String, String, V)>,
+        mut convert: impl FnMut(&K) -> Option<(String, String, V)>,
     ) {
         let mut objects = match self.objects.write() {
             Ok(guard) => guard,
@@ -133,6 +278,49 @@ impl<V> NamespacedIndex<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::rbac::v1::{PolicyRule, Role};
+
+    fn role(namespace: &str, uid: &str, verbs: &[&str]) -> NamespacedObject {
+        NamespacedObject::Role(Role {
+            metadata: ObjectMeta {
+                name: Some("baseline-app-reader".to_string()),
+                namespace: Some(namespace.to_string()),
+                uid: Some(uid.to_string()),
+                resource_version: Some(format!("rv-{uid}")),
+                labels: Some(BTreeMap::from([("a".to_string(), "b".to_string())])),
+                ..ObjectMeta::default()
+            },
+            rules: Some(vec![PolicyRule {
+                verbs: verbs.iter().map(|v| v.to_string()).collect(),
+                ..PolicyRule::default()
+            }]),
+        })
+    }
+
+    #[test]
+    fn identical_content_is_shared_and_identity_kept_apart() {
+        let mut interner = Interner::default();
+        let a = interner.intern(role("ns-a", "1", &["get"]));
+        let b = interner.intern(role("ns-b", "2", &["get"]));
+        let c = interner.intern(role("ns-c", "3", &["get", "list"]));
+        assert!(Arc::ptr_eq(&a.shared, &b.shared), "same content, one copy");
+        assert!(!Arc::ptr_eq(&a.shared, &c.shared));
+        assert_eq!(interner.len(), 2);
+        // The object handed out is the one that was cached, less what nothing reads.
+        assert_eq!(b.object("ns-b"), role("ns-b", "2", &["get"]));
+        assert_eq!(b.resource_version(), Some("rv-2"));
+        assert_eq!(a.shared().namespace(), "");
+    }
+
+    #[test]
+    fn unused_content_is_swept() {
+        let mut interner = Interner::default();
+        for i in 0..200 {
+            // Every content used once and dropped at once.
+            drop(interner.intern(role("ns", "1", &[&format!("verb-{i}")])));
+        }
+        assert!(interner.len() < 100, "{} entries left", interner.len());
+    }
 
     fn convert(item: &(&'static str, &'static str, u32)) -> Option<(String, String, u32)> {
         Some((item.0.to_string(), item.1.to_string(), item.2))

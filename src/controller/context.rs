@@ -13,7 +13,7 @@ use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 
 use super::RunArgs;
-use super::cache::NamespacedIndex;
+use super::cache::{CachedObject, NamespacedIndex, TakenName};
 use super::results::Results;
 use crate::api::{BASELINE_LABEL, SecurityBaseline};
 use crate::domain::generated::{GeneratedKind, NamespacedObject};
@@ -25,10 +25,11 @@ pub struct Context {
     pub baselines: Store<SecurityBaseline>,
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     /// Our generated objects (label-filtered watches), per kind.
-    pub generated: BTreeMap<GeneratedKind, Arc<NamespacedIndex<NamespacedObject>>>,
-    /// Names (and labels) of every object of the generated kinds, ours or not, to tell a
-    /// free generated name from one taken by someone else without a GET.
-    pub names: BTreeMap<GeneratedKind, Arc<NamespacedIndex<ObjectMeta>>>,
+    pub generated: BTreeMap<GeneratedKind, Arc<NamespacedIndex<CachedObject>>>,
+    /// Names of every object of the generated kinds, ours or not (and the baseline each is
+    /// labelled for), to tell a free generated name from one taken by someone else without
+    /// a GET.
+    pub names: BTreeMap<GeneratedKind, Arc<NamespacedIndex<TakenName>>>,
     pub results: Results,
     pub metrics: Arc<super::metrics::Metrics>,
     /// Roles, ClusterRoles and bindings, for the RBAC audit.
@@ -258,9 +259,8 @@ impl Context {
         self.generated
             .get(&kind)?
             .get(namespace, name)?
-            .metadata()
-            .resource_version
-            .clone()
+            .resource_version()
+            .map(str::to_string)
     }
 
     /// Whether exactly this apply was already made over the version the cache still shows.
@@ -340,8 +340,11 @@ impl Context {
         self.generated
             .values()
             .flat_map(|index| {
-                index.in_namespace(namespace, |o| o.label(BASELINE_LABEL) == Some(baseline))
+                index.in_namespace(namespace, |o| {
+                    o.shared().label(BASELINE_LABEL) == Some(baseline)
+                })
             })
+            .map(|cached| Arc::new(cached.object(namespace)))
             .collect()
     }
 
@@ -349,20 +352,25 @@ impl Context {
     pub fn has_generated(&self, baseline: &str) -> bool {
         self.generated
             .values()
-            .any(|index| index.any(|o| o.label(BASELINE_LABEL) == Some(baseline)))
+            .any(|index| index.any(|o| o.shared().label(BASELINE_LABEL) == Some(baseline)))
     }
 
-    /// Any object of `kind` named `name` in `namespace`, ours or not.
+    /// Any object of `kind` named `name` in `namespace`, ours or not, as the metadata the
+    /// plan reads of it: its name and its baseline label.
     pub fn lookup_name(
         &self,
         kind: GeneratedKind,
         namespace: &str,
         name: &str,
     ) -> Option<ObjectMeta> {
-        self.names
-            .get(&kind)?
-            .get(namespace, name)
-            .map(|meta| (*meta).clone())
+        let taken = self.names.get(&kind)?.get(namespace, name)?;
+        Some(ObjectMeta {
+            name: Some(name.to_string()),
+            labels: taken.baseline.as_ref().map(|baseline| {
+                BTreeMap::from([(BASELINE_LABEL.to_string(), baseline.to_string())])
+            }),
+            ..ObjectMeta::default()
+        })
     }
 
     /// Asks for a status refresh of `baseline`.

@@ -9,7 +9,6 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::Role;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -17,9 +16,9 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tracing::warn;
 
-use super::cache::NamespacedIndex;
+use super::cache::{CachedObject, Interner, NamespacedIndex, TakenName};
 use super::context::Context;
-use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, SecurityBaseline};
+use crate::api::{BASELINE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SecurityBaseline};
 use crate::domain::generated::{GeneratedKind, NamespacedObject};
 
 type NamespaceRef = ObjectRef<PartialObjectMeta<Namespace>>;
@@ -71,7 +70,7 @@ fn log_and_skip<T>(
 
 fn generated<K>(
     client: &Client,
-    index: Arc<NamespacedIndex<NamespacedObject>>,
+    index: Arc<NamespacedIndex<CachedObject>>,
     wrap: fn(K) -> NamespacedObject,
 ) -> stream::BoxStream<'static, NamespaceRef>
 where
@@ -86,15 +85,18 @@ where
 {
     let config =
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
+    // One copy of each distinct content (see `CachedObject`).
+    let mut interner = Interner::default();
     watcher(Api::<K>::all(client.clone()), config)
         .default_backoff()
         .map_ok(move |event| {
             index.apply(&event, |object: &K| {
-                // The plan compares spec, labels and ownerReferences; managedFields (a
-                // JSON tree per object, most of the cached bytes) are never read.
-                let mut kept = object.clone();
-                kept.meta_mut().managed_fields = None;
-                Some((object.namespace()?, object.name_any(), wrap(kept)))
+                let namespace = object.namespace()?;
+                Some((
+                    namespace,
+                    object.name_any(),
+                    interner.intern(wrap(object.clone())),
+                ))
             });
             event
         })
@@ -106,7 +108,7 @@ where
 
 fn object_names<K>(
     client: &Client,
-    index: Arc<NamespacedIndex<ObjectMeta>>,
+    index: Arc<NamespacedIndex<TakenName>>,
 ) -> stream::BoxStream<'static, NamespaceRef>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
@@ -125,13 +127,15 @@ where
     .default_backoff()
     .map_ok(move |event| {
         index.apply(&event, |object: &PartialObjectMeta<K>| {
-            // Keep only what conflict detection needs: name and labels.
-            let meta = ObjectMeta {
-                name: object.metadata.name.clone(),
-                labels: object.metadata.labels.clone(),
-                ..ObjectMeta::default()
+            // Keep only what conflict detection reads: that the name is taken, and for
+            // which baseline it is labelled.
+            let taken = TakenName {
+                baseline: object
+                    .labels()
+                    .get(BASELINE_LABEL)
+                    .map(|b| b.as_str().into()),
             };
-            Some((object.namespace()?, object.name_any(), meta))
+            Some((object.namespace()?, object.name_any(), taken))
         });
         event
     })
