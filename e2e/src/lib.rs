@@ -20,6 +20,8 @@ use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::{Api, Client, Config};
 use tokio::sync::OnceCell;
 
+pub mod faults;
+
 /// Label every test object carries, so each operator under test sees only its own.
 pub const TEST_LABEL: &str = "kube-baseline.dev/e2e";
 /// Where the operator runs in these tests (its ServiceAccounts live here).
@@ -567,7 +569,7 @@ pub struct AuditEvent {
     #[serde(default)]
     pub object_ref: Option<AuditObjectRef>,
     pub request_received_timestamp: String,
-    #[serde(default)]
+    #[serde(default, rename = "requestURI")]
     pub request_uri: String,
     #[serde(default)]
     pub response_status: Option<AuditStatus>,

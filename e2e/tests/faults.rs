@@ -1,0 +1,1071 @@
+//! Fault scenarios (issue 9): the operator under the faults real clusters see. Each scenario
+//! reports generated objects lost, objects that are not ours changed or deleted, and the
+//! most writes to one object in a minute (from the API server's audit log), and fails
+//! unless the first two are 0.
+//!
+//! They stop and kill control-plane components, so they never run on the shared test
+//! cluster: each is `#[ignore]`d and `e2e/faults` runs them, one at a time, on a control
+//! plane of their own (see RELIABILITY.md).
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+
+use kube_baseline::api::{DriftReason, SecurityBaseline};
+use kube_baseline::domain::generated::generated_name;
+use kube_baseline_e2e::faults::{
+    ObjectKey, ScenarioReport, UserObjects, cluster, cluster_with_env, create_namespaces,
+    create_user_objects, env_count, events_since, generated_objects,
+    max_writes_per_object_per_minute, missing_after, responses_with, writes_to,
+};
+use kube_baseline_e2e::{
+    Operator, TEST_LABEL, TestEnv, condition_status, eventually, kubectl_result,
+};
+
+/// Every scenario's baseline: per namespace two NetworkPolicies and a Role (3 objects) and
+/// the Pod Security labels.
+const SPEC: &str = "namespaceSelector: {}
+networkPolicy:
+  defaultDeny: {ingress: true, egress: true}
+  allowDNS: true
+podSecurity:
+  enforce: restricted
+rbac:
+  roles:
+  - name: app-reader
+    rules:
+    - apiGroups: [\"\"]
+      resources: [pods]
+      verbs: [get, list, watch]
+";
+const PER_NAMESPACE: usize = 3;
+/// How long recovery may take before what is still missing counts as lost.
+const RECOVERY: Duration = Duration::from_secs(120);
+
+/// The generated objects the baseline wants in `namespaces`.
+fn expected(baseline: &str, namespaces: &[String]) -> BTreeSet<ObjectKey> {
+    let mut keys = BTreeSet::new();
+    for ns in namespaces {
+        for (resource, suffix) in [
+            ("networkpolicies", "deny-all"),
+            ("networkpolicies", "allow-dns"),
+            ("roles", "app-reader"),
+        ] {
+            keys.insert((
+                resource.to_string(),
+                ns.clone(),
+                generated_name(baseline, suffix),
+            ));
+        }
+    }
+    keys
+}
+
+/// A scenario's world: namespaces, objects that are not ours, a baseline, an operator.
+struct Scene {
+    env: TestEnv,
+    baseline: String,
+    namespaces: Vec<String>,
+    user: UserObjects,
+    since: Timestamp,
+    started: Instant,
+}
+
+impl Scene {
+    /// `count` namespaces (user objects in the first three), the baseline applied; no
+    /// operator yet.
+    async fn new(prefix: &str, count: usize) -> Self {
+        let started = Instant::now();
+        let since = Timestamp::now();
+        let env = TestEnv::new(prefix).await;
+        let namespaces = create_namespaces(&env, count, &[]).await;
+        let user_keys = create_user_objects(&env.admin, &namespaces[..count.min(3)]).await;
+        let user = UserObjects::snapshot(&env.admin, &user_keys).await;
+        let baseline = env.apply_baseline("b", SPEC);
+        Self {
+            env,
+            baseline,
+            namespaces,
+            user,
+            since,
+            started,
+        }
+    }
+
+    fn expected(&self) -> BTreeSet<ObjectKey> {
+        expected(&self.baseline, &self.namespaces)
+    }
+
+    /// Waits until every namespace has its objects.
+    async fn wait_converged(&self, within: Duration) {
+        let want = self.expected();
+        let missing = missing_after(&self.env.admin, &self.baseline, &want, within).await;
+        assert!(
+            missing.is_empty(),
+            "{} of {} objects missing after {within:?}, e.g. {:?}",
+            missing.len(),
+            want.len(),
+            missing.first()
+        );
+    }
+
+    /// Waits for recovery and builds the report: objects in `want` still missing after
+    /// [`RECOVERY`], user objects changed, writes by `users` to user objects, and the
+    /// busiest object.
+    async fn report(
+        &self,
+        scenario: &str,
+        want: &BTreeSet<ObjectKey>,
+        users: &[&str],
+        details: BTreeMap<String, String>,
+    ) -> ScenarioReport {
+        let lost = missing_after(&self.env.admin, &self.baseline, want, RECOVERY).await;
+        let changed = self.user.changed(&self.env.admin).await;
+        let events = events_since(users, self.since);
+        let unowned_writes = writes_to(&events, &self.user.keys());
+        let (max_writes, busiest) = max_writes_per_object_per_minute(&events);
+        let mut problems: Vec<String> = lost.iter().map(|k| format!("lost {k:?}")).collect();
+        problems.extend(changed.iter().cloned());
+        problems.extend(
+            unowned_writes
+                .iter()
+                .map(|w| format!("operator wrote: {w}")),
+        );
+        ScenarioReport {
+            scenario: scenario.to_string(),
+            objects_lost: lost.len(),
+            unowned_changed: changed.len() + unowned_writes.len(),
+            max_writes_per_object_per_minute: max_writes,
+            busiest_object: busiest,
+            seconds: self.started.elapsed().as_secs_f64(),
+            details,
+            problems,
+        }
+    }
+}
+
+fn details(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+fn operator_survived(operator: &mut Operator) {
+    assert!(
+        operator.is_running(),
+        "the operator exited; log: {}",
+        operator.log.display()
+    );
+}
+
+// -----------------------------------------------------------------------------------------
+// 1. kube-apiserver killed for 30 s in the middle of a converge
+// -----------------------------------------------------------------------------------------
+#[tokio::test]
+#[ignore = "fault scenario: run by e2e/faults on a control plane of its own"]
+async fn s1_apiserver_killed_for_30s_mid_converge() {
+    let scene = Scene::new("f1", 300).await;
+    // The default client limit (50 requests/s) makes this converge last ~25 s.
+    let mut operator = Operator::start(&scene.env, &[]).await;
+    let total = scene.expected().len();
+    eventually(
+        Duration::from_secs(120),
+        "the converge to be under way",
+        || async {
+            let n = generated_objects(&scene.env.admin, &scene.baseline)
+                .await
+                .len();
+            (n >= total / 5).then_some(n)
+        },
+    )
+    .await;
+    let before = generated_objects(&scene.env.admin, &scene.baseline)
+        .await
+        .len();
+    cluster(&["kill", "kube-apiserver"]);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    cluster(&["start", "kube-apiserver"]);
+    let restarted = Instant::now();
+    scene.wait_converged(RECOVERY).await;
+    let recovered = restarted.elapsed();
+    operator_survived(&mut operator);
+    scene
+        .report(
+            "1. kube-apiserver killed for 30 s mid-converge",
+            &scene.expected(),
+            &[&operator.user],
+            details(&[
+                ("objects when killed", format!("{before} of {total}")),
+                (
+                    "converged after restart",
+                    format!("{:.1} s", recovered.as_secs_f64()),
+                ),
+            ]),
+        )
+        .await
+        .finish();
+    drop(operator);
+    scene.env.cleanup().await;
+}
+
+// -----------------------------------------------------------------------------------------
+// 2. etcd compaction: the operator's watches resume from a compacted revision (410 Gone)
+// -----------------------------------------------------------------------------------------
+#[tokio::test]
+#[ignore = "fault scenario: run by e2e/faults on a control plane of its own"]
+async fn s2_etcd_compaction_forces_410_on_the_watches() {
+    let scene = Scene::new("f2", 20).await;
+    let mut operator = Operator::start(&scene.env, &[]).await;
+    scene.wait_converged(Duration::from_secs(120)).await;
+
+    // Frozen, the operator keeps the resourceVersions of its last events. Meanwhile its
+    // objects drift, etcd is compacted past those versions and the API server restarts
+    // without its watch cache, so every watch it resumes goes to etcd itself and is
+    // answered 410 Gone. (With the cache, a restarted API server replays its current
+    // state to an old resourceVersion instead; a long disconnection gets 410 from the
+    // cache, as here from etcd.)
+    operator.signal("STOP");
+    let ns = &scene.namespaces;
+    let policies: Api<NetworkPolicy> = Api::namespaced(scene.env.admin.clone(), &ns[0]);
+    policies
+        .delete(
+            &generated_name(&scene.baseline, "deny-all"),
+            &DeleteParams::default(),
+        )
+        .await
+        .expect("delete a generated policy");
+    Api::<Role>::namespaced(scene.env.admin.clone(), &ns[1])
+        .delete(
+            &generated_name(&scene.baseline, "app-reader"),
+            &DeleteParams::default(),
+        )
+        .await
+        .expect("delete a generated role");
+    let late = scene.env.create_namespace("late", &[]).await;
+    cluster(&["compact"]);
+    cluster(&["kill", "kube-apiserver"]);
+    cluster_with_env(
+        &["start", "kube-apiserver"],
+        &[("KB_APISERVER_EXTRA_FLAGS", "--watch-cache=false")],
+    );
+    let resumed_at = Timestamp::now();
+    operator.signal("CONT");
+
+    let mut namespaces = scene.namespaces.clone();
+    namespaces.push(late);
+    let want = expected(&scene.baseline, &namespaces);
+    let missing = missing_after(&scene.env.admin, &scene.baseline, &want, RECOVERY).await;
+    assert!(
+        missing.is_empty(),
+        "drift made while frozen not repaired: {missing:?}"
+    );
+    // The watches are answered 410 Gone and relist (after their backoff).
+    let relists = eventually(
+        Duration::from_secs(60),
+        "the operator to relist",
+        || async {
+            let after = events_since(&[&operator.user], resumed_at);
+            let lists = after
+                .iter()
+                .filter(|e| {
+                    e.verb == "list" && e.response_status.as_ref().is_some_and(|s| s.code == 200)
+                })
+                .count();
+            (lists > 0).then_some(lists)
+        },
+    )
+    .await;
+    let expired = operator.log_text().matches("is too old").count();
+    assert!(
+        expired > 0,
+        "no watch was answered 410 Gone (Expired); log: {}",
+        operator.log.display()
+    );
+    // After the relist the watches work: new drift is repaired.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    Api::<NetworkPolicy>::namespaced(scene.env.admin.clone(), &ns[2])
+        .delete(
+            &generated_name(&scene.baseline, "allow-dns"),
+            &DeleteParams::default(),
+        )
+        .await
+        .expect("delete after the relist");
+    let missing = missing_after(
+        &scene.env.admin,
+        &scene.baseline,
+        &want,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        missing.is_empty(),
+        "not repaired after the relist: {missing:?}"
+    );
+    operator_survived(&mut operator);
+    let finalizers = Api::<SecurityBaseline>::all(scene.env.admin.clone())
+        .get(&scene.baseline)
+        .await
+        .expect("baseline")
+        .finalizers()
+        .join(",");
+    // Back to the usual API server for the next scenarios.
+    cluster(&["kill", "kube-apiserver"]);
+    cluster(&["start", "kube-apiserver"]);
+    scene
+        .report(
+            "2. etcd compacted + API server restarted: watches get 410 Gone",
+            &want,
+            &[&operator.user],
+            details(&[
+                ("watches answered 410 Gone (Expired)", expired.to_string()),
+                ("lists after resuming", relists.to_string()),
+                ("finalizers on the baseline", finalizers),
+            ]),
+        )
+        .await
+        .finish();
+    drop(operator);
+    scene.env.cleanup().await;
+}
+
+// -----------------------------------------------------------------------------------------
+// 3. Another field manager fighting over a generated object
+// -----------------------------------------------------------------------------------------
+#[tokio::test]
+#[ignore = "fault scenario: run by e2e/faults on a control plane of its own"]
+async fn s3_field_manager_fight_is_no_hot_loop_and_shows_as_conflict() {
+    let scene = Scene::new("f3", 2).await;
+    let mut operator = Operator::start(&scene.env, &[]).await;
+    scene.wait_converged(Duration::from_secs(60)).await;
+    let contested = generated_name(&scene.baseline, "deny-all");
+    let policies: Api<NetworkPolicy> =
+        Api::namespaced(scene.env.admin.clone(), &scene.namespaces[0]);
+
+    // The fighter wants ingress-only and patches it back whenever it sees anything else,
+    // as fast as its watch (here: 100 ms polling) tells it, for 75 s.
+    let fight_started = Timestamp::now();
+    let fighter = {
+        let policies = policies.clone();
+        let contested = contested.clone();
+        tokio::spawn(async move {
+            let params = PatchParams {
+                field_manager: Some("fighter".to_string()),
+                ..PatchParams::default()
+            };
+            let patch = Patch::Merge(serde_json::json!({"spec": {"policyTypes": ["Ingress"]}}));
+            let end = Instant::now() + Duration::from_secs(75);
+            let mut fighter_writes = 0;
+            while Instant::now() < end {
+                let current = policies.get(&contested).await.expect("get contested");
+                let types = current
+                    .spec
+                    .and_then(|s| s.policy_types)
+                    .unwrap_or_default();
+                if types != ["Ingress"] {
+                    policies
+                        .patch(&contested, &params, &patch)
+                        .await
+                        .expect("fighter patch");
+                    fighter_writes += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            fighter_writes
+        })
+    };
+    // While the fight goes on, status names the conflict.
+    let status = kube_baseline_e2e::wait_baseline_status(
+        &scene.env.admin,
+        &scene.baseline,
+        "a Conflict on the contested policy",
+        |s| {
+            s.drift
+                .iter()
+                .any(|d| d.name == contested && d.reason == DriftReason::Conflict)
+        },
+    )
+    .await;
+    let conflict = status
+        .drift
+        .iter()
+        .find(|d| d.name == contested)
+        .map(|d| d.message.clone())
+        .unwrap_or_default();
+    let fighter_writes = fighter.await.expect("fighter finished");
+    // After the fight the operator repairs it (within its budget's minute).
+    eventually(
+        Duration::from_secs(75),
+        "the contested policy to be repaired",
+        || async {
+            let current = policies.get(&contested).await.ok()?;
+            let types = current.spec?.policy_types?;
+            (types.len() == 2).then_some(())
+        },
+    )
+    .await;
+    operator_survived(&mut operator);
+    let fight: Vec<_> = events_since(&[&operator.user], fight_started)
+        .into_iter()
+        .filter(|e| e.object_ref.as_ref().is_some_and(|o| o.name == contested))
+        .collect();
+    let (max_writes, busiest) = max_writes_per_object_per_minute(&fight);
+    assert!(
+        max_writes <= 3,
+        "{max_writes} writes to {busiest} within a minute (at most 3)"
+    );
+    scene
+        .report(
+            "3. another field manager fights over a generated object",
+            &scene.expected(),
+            &[&operator.user],
+            details(&[
+                ("fighter writes in 75 s", fighter_writes.to_string()),
+                (
+                    "operator writes to it, most in a minute",
+                    max_writes.to_string(),
+                ),
+                ("status message", conflict),
+            ]),
+        )
+        .await
+        .finish();
+    drop(operator);
+    scene.env.cleanup().await;
+}
+
+// -----------------------------------------------------------------------------------------
+// 4. API Priority and Fairness throttling the operator (429)
+// -----------------------------------------------------------------------------------------
+#[tokio::test]
+#[ignore = "fault scenario: run by e2e/faults on a control plane of its own"]
+async fn s4_api_priority_and_fairness_returns_429s() {
+    let scene = Scene::new("f4", 200).await;
+    let sa = format!("op-{}", scene.env.id);
+    // The smallest priority level there is, rejecting what it cannot serve at once, and a
+    // flow schema that puts the operator's ServiceAccount (only it) there.
+    let level: PriorityLevelConfiguration = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": scene.env.id, "labels": {TEST_LABEL: scene.env.id}},
+        "spec": {"type": "Limited", "limited": {
+            "nominalConcurrencyShares": 1, "lendablePercent": 0, "borrowingLimitPercent": 0,
+            "limitResponse": {"type": "Reject"}}}
+    }))
+    .expect("priority level");
+    let schema: FlowSchema = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": scene.env.id, "labels": {TEST_LABEL: scene.env.id}},
+        "spec": {
+            "priorityLevelConfiguration": {"name": scene.env.id},
+            "matchingPrecedence": 90,
+            "distinguisherMethod": {"type": "ByUser"},
+            "rules": [{
+                "subjects": [{"kind": "ServiceAccount", "serviceAccount": {
+                    "name": sa, "namespace": kube_baseline_e2e::OPERATOR_NAMESPACE}}],
+                "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"],
+                    "clusterScope": true, "namespaces": ["*"]}],
+                "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}]
+            }]
+        }
+    }))
+    .expect("flow schema");
+    Api::<PriorityLevelConfiguration>::all(scene.env.admin.clone())
+        .create(&PostParams::default(), &level)
+        .await
+        .expect("create priority level");
+    Api::<FlowSchema>::all(scene.env.admin.clone())
+        .create(&PostParams::default(), &schema)
+        .await
+        .expect("create flow schema");
+    // Unthrottled on our side and 8 reconciles at once: more than one seat can serve.
+    let mut operator = Operator::start(&scene.env, &["--kube-api-qps", "0"]).await;
+    scene.wait_converged(Duration::from_secs(300)).await;
+    operator_survived(&mut operator);
+    let events = events_since(&[&operator.user], scene.since);
+    let rejected = responses_with(&events, 429);
+    for name in [&scene.env.id] {
+        let _ = Api::<FlowSchema>::all(scene.env.admin.clone())
+            .delete(name, &DeleteParams::default())
+            .await;
+        let _ = Api::<PriorityLevelConfiguration>::all(scene.env.admin.clone())
+            .delete(name, &DeleteParams::default())
+            .await;
+    }
+    assert!(
+        rejected > 0,
+        "API Priority and Fairness rejected none of the operator's requests"
+    );
+    scene
+        .report(
+            "4. API Priority and Fairness rejects with 429",
+            &scene.expected(),
+            &[&operator.user],
+            details(&[
+                ("429 responses to the operator", rejected.to_string()),
+                ("requests by the operator", events.len().to_string()),
+            ]),
+        )
+        .await
+        .finish();
+    drop(operator);
+    scene.env.cleanup().await;
+}
+
+// -----------------------------------------------------------------------------------------
+// 5. Leader SIGKILL, and leader SIGSTOP for 20 s
+// -----------------------------------------------------------------------------------------
+async fn wait_leading(operator: &Operator, within: Duration) -> Timestamp {
+    eventually(within, "an operator to acquire the lease", || async {
+        operator
+            .log_text()
+            .contains("acquired the leader lease")
+            .then_some(())
+    })
+    .await;
+    Timestamp::now()
+}
+
+#[tokio::test]
+#[ignore = "fault scenario: run by e2e/faults on a control plane of its own"]
+async fn s5_a_killed_or_frozen_leader_writes_nothing_after_losing_the_lease() {
+    let scene = Scene::new("f5", 10).await;
+    let elect = ["--leader-elect", "--lease-duration-seconds", "10"];
+    let a = Operator::start_named(&scene.env, "a", &elect).await;
+    wait_leading(&a, Duration::from_secs(30)).await;
+    let b = Operator::start_named(&scene.env, "b", &elect).await;
+    scene.wait_converged(Duration::from_secs(60)).await;
+
+    // SIGKILL: b takes over once the lease expires, and repairs what changed meanwhile.
+    a.signal("KILL");
+    let killed = Instant::now();
+    let api = |ns: &str| Api::<NetworkPolicy>::namespaced(scene.env.admin.clone(), ns);
+    let deny_all = generated_name(&scene.baseline, "deny-all");
+    api(&scene.namespaces[0])
+        .delete(&deny_all, &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_leading(&b, Duration::from_secs(30)).await;
+    let takeover_after_kill = killed.elapsed();
+    scene.wait_converged(Duration::from_secs(30)).await;
+
+    // SIGSTOP b for 20 s: c takes over after 10 s; b, thawed, must not write at all.
+    let c = Operator::start_named(&scene.env, "c", &elect).await;
+    c.http_url().await;
+    b.signal("STOP");
+    let frozen_at = Timestamp::now();
+    let frozen = Instant::now();
+    api(&scene.namespaces[1])
+        .delete(&deny_all, &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_leading(&c, Duration::from_secs(30)).await;
+    let takeover_after_stop = frozen.elapsed();
+    scene.wait_converged(Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(20).saturating_sub(frozen.elapsed())).await;
+    // Something for a thawed leader to act on at once, if it still thought it led.
+    api(&scene.namespaces[2])
+        .delete(&deny_all, &DeleteParams::default())
+        .await
+        .expect("delete");
+    b.signal("CONT");
+    eventually(
+        Duration::from_secs(30),
+        "the thawed leader to exit",
+        || async {
+            // try_wait needs &mut; poll the process table instead.
+            (!std::path::Path::new(&format!("/proc/{}", b.pid())).exists()
+                || std::fs::read_to_string(format!("/proc/{}/stat", b.pid()))
+                    .is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z")))
+            .then_some(())
+        },
+    )
+    .await;
+    scene.wait_converged(Duration::from_secs(30)).await;
+    let after_freeze = events_since(&[&b.user], frozen_at);
+    let writes_after_lease_lost: Vec<String> = after_freeze
+        .iter()
+        .filter(|e| matches!(e.verb.as_str(), "create" | "update" | "patch" | "delete"))
+        .map(|e| format!("{} {}", e.verb, e.request_uri))
+        .collect();
+    assert!(
+        writes_after_lease_lost.is_empty(),
+        "the frozen leader wrote after losing its lease: {writes_after_lease_lost:?}"
+    );
+    assert!(
+        b.log_text().contains("refused")
+            || b.log_text().contains("expired before it could be renewed"),
+        "the thawed leader noticed the lost lease; log: {}",
+        b.log.display()
+    );
+    scene
+        .report(
+            "5. leader SIGKILL, then leader SIGSTOP for 20 s",
+            &scene.expected(),
+            &[&a.user, &b.user, &c.user],
+            details(&[
+                (
+                    "takeover after SIGKILL",
+                    format!("{:.1} s", takeover_after_kill.as_secs_f64()),
+                ),
+                (
+                    "takeover after SIGSTOP",
+                    format!("{:.1} s", takeover_after_stop.as_secs_f64()),
+                ),
+                (
+                    "writes by the frozen leader after SIGSTOP",
+                    writes_after_lease_lost.len().to_string(),
+                ),
+            ]),
+        )
+        .await
+        .finish();
+    drop((a, b, c));
+    scene.env.cleanup().await;
+}
+
+// -----------------------------------------------------------------------------------------
+// 6. kube-controller-manager restart: garbage collection leaves our objects alone
+// -----------------------------------------------------------------------------------------
+#[tokio::test]
+#[ignore = "fault scenario: run by e2e/faults on a control plane of its own"]
+async fn s6_controller_manager_restart_garbage_collects_nothing_of_ours() {
+    let scene = Scene::new("f6", 20).await;
+    let mut operator = Operator::start(&scene.env, &[]).await;
+    scene.wait_converged(Duration::from_secs(60)).await;
+    let uids = |client: Client, baseline: String| async move {
+        let selector = format!("kube-baseline.dev/baseline={baseline}");
+        let mut uids = BTreeSet::new();
+        for p in Api::<NetworkPolicy>::all(client.clone())
+            .list_metadata(&ListParams::default().labels(&selector))
+            .await
+            .expect("list")
+        {
+            uids.insert(p.uid().unwrap_or_default());
+        }
+        for r in Api::<Role>::all(client)
+            .list_metadata(&ListParams::default().labels(&selector))
+            .await
+            .expect("list")
+        {
+            uids.insert(r.uid().unwrap_or_default());
+        }
+        uids
+    };
+    let before = uids(scene.env.admin.clone(), scene.baseline.clone()).await;
+    // A crash, 10 s down, a restart; then the garbage collector rebuilds its graph from
+    // every ownerReference (ours point at the cluster-scoped SecurityBaseline).
+    cluster(&["kill", "kube-controller-manager"]);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    cluster(&["start", "kube-controller-manager"]);
+    // The GC syncs its graph within seconds here; a namespace deletion proves the
+    // controllers run again, and gives the GC time to act if it were going to.
+    let probe = scene.env.create_namespace("probe", &[]).await;
+    kube_baseline_e2e::delete_namespace(&scene.env.admin, &probe).await;
+    eventually(
+        Duration::from_secs(90),
+        "the restarted controller-manager to delete a namespace",
+        || async {
+            Api::<Namespace>::all(scene.env.admin.clone())
+                .get_opt(&probe)
+                .await
+                .expect("get")
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let after = uids(scene.env.admin.clone(), scene.baseline.clone()).await;
+    let replaced = before.difference(&after).count();
+    operator_survived(&mut operator);
+    assert_eq!(replaced, 0, "objects garbage-collected (and recreated)");
+    scene
+        .report(
+            "6. kube-controller-manager killed and restarted",
+            &scene.expected(),
+            &[&operator.user],
+            details(&[
+                ("objects", before.len().to_string()),
+                ("garbage-collected (uid changed)", replaced.to_string()),
+            ]),
+        )
+        .await
+        .finish();
+    drop(operator);
+    scene.env.cleanup().await;
+}
+
+// -----------------------------------------------------------------------------------------
+// 7. N namespaces (10,000 by default) deleted at once
+// -----------------------------------------------------------------------------------------
+#[tokio::test]
+#[ignore = "fault scenario: run by e2e/faults on a control plane of its own"]
+async fn s7_thousands_of_namespaces_deleted_at_once() {
+    let count = env_count("KUBE_BASELINE_FAULTS_NAMESPACES", 10_000);
+    let scene = Scene::new("f7", count).await;
+    let mut operator = Operator::start(&scene.env, &["--kube-api-qps", "0"]).await;
+    scene
+        .wait_converged(Duration::from_secs(60 + count as u64 / 10))
+        .await;
+    // A second, kept namespace must stay protected through it all.
+    let keep = scene.env.create_namespace("keep", &[]).await;
+    let keep_objects = expected(&scene.baseline, std::slice::from_ref(&keep));
+    let missing = missing_after(
+        &scene.env.admin,
+        &scene.baseline,
+        &keep_objects,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(missing.is_empty(), "kept namespace protected: {missing:?}");
+
+    let deleting_at = Timestamp::now();
+    let deleting = Instant::now();
+    let selector = format!("{TEST_LABEL}={},!keep", scene.env.id);
+    // Mark the kept one so the selector spares it.
+    Api::<Namespace>::all(scene.env.admin.clone())
+        .patch(
+            &keep,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"labels": {"keep": "yes"}}})),
+        )
+        .await
+        .expect("label keep");
+    let (ok, _, stderr) = kubectl_result(
+        &["delete", "namespaces", "-l", &selector, "--wait=false"],
+        None,
+    );
+    assert!(ok, "delete namespaces: {stderr}");
+    let namespaces = Api::<Namespace>::all(scene.env.admin.clone());
+    eventually(
+        Duration::from_secs(1800),
+        "every deleted namespace to be gone",
+        || async {
+            let left = namespaces
+                .list_metadata(&ListParams::default().labels(&selector))
+                .await
+                .expect("list")
+                .items
+                .len();
+            (left == 0).then_some(())
+        },
+    )
+    .await;
+    let gone_after = deleting.elapsed();
+    let status = kube_baseline_e2e::wait_baseline_status(
+        &scene.env.admin,
+        &scene.baseline,
+        "only the kept namespace selected",
+        |s| s.summary.namespaces_selected == 1,
+    )
+    .await;
+    operator_survived(&mut operator);
+    let during = events_since(&[&operator.user], deleting_at);
+    let writes: Vec<_> = during
+        .iter()
+        .filter(|e| matches!(e.verb.as_str(), "create" | "update" | "patch" | "delete"))
+        .filter(|e| e.object_ref.as_ref().is_none_or(|o| o.resource != "events"))
+        .collect();
+    let into_terminating = writes
+        .iter()
+        .filter(|e| e.response_status.as_ref().is_some_and(|s| s.code == 403))
+        .count();
+    scene
+        .report(
+            &format!("7. {count} namespaces deleted at once"),
+            &keep_objects,
+            &[&operator.user],
+            details(&[
+                (
+                    "all gone after",
+                    format!("{:.0} s", gone_after.as_secs_f64()),
+                ),
+                (
+                    "operator writes while they went (not Events)",
+                    writes.len().to_string(),
+                ),
+                (
+                    "writes refused into terminating namespaces",
+                    into_terminating.to_string(),
+                ),
+                (
+                    "status",
+                    format!(
+                        "selected {}, Ready={}",
+                        status.summary.namespaces_selected,
+                        condition_status(&status, "Ready")
+                    ),
+                ),
+            ]),
+        )
+        .await
+        .finish();
+    drop(operator);
+    scene.env.cleanup().await;
+}
+
+// -----------------------------------------------------------------------------------------
+// 8. Same-name user objects; the selector narrowed, then the baseline deleted, mid-converge
+// -----------------------------------------------------------------------------------------
+#[tokio::test]
+#[ignore = "fault scenario: run by e2e/faults on a control plane of its own"]
+async fn s8_same_name_user_objects_survive_unselect_and_delete_mid_converge() {
+    let count = 300;
+    let started = Instant::now();
+    let env = TestEnv::new("f8").await;
+    let since = Timestamp::now();
+    let keep: Vec<String> = create_namespaces(&env, count / 2, &[("tier", "keep")]).await;
+    let mut namespaces = keep.clone();
+    for i in 0..count / 2 {
+        namespaces.push(env.create_namespace(&format!("m{i}"), &[]).await);
+    }
+    let baseline = env.name("b");
+    // In five namespaces (kept and not) someone already has a policy with our name.
+    let squatted: Vec<String> = namespaces.iter().step_by(count / 5).cloned().collect();
+    let mut user_keys = create_user_objects(&env.admin, &namespaces[..2]).await;
+    for ns in &squatted {
+        let policy: NetworkPolicy = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": generated_name(&baseline, "deny-all")},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}
+        }))
+        .expect("policy");
+        Api::<NetworkPolicy>::namespaced(env.admin.clone(), ns)
+            .create(&PostParams::default(), &policy)
+            .await
+            .expect("create same-name policy");
+        user_keys.push((
+            "networkpolicies".to_string(),
+            ns.clone(),
+            generated_name(&baseline, "deny-all"),
+        ));
+    }
+    let user = UserObjects::snapshot(&env.admin, &user_keys).await;
+    env.apply_baseline("b", SPEC);
+    let mut operator = Operator::start(&env, &[]).await;
+    let total = count * PER_NAMESPACE;
+    eventually(
+        Duration::from_secs(120),
+        "the converge to be under way",
+        || async {
+            let n = generated_objects(&env.admin, &baseline).await.len();
+            (n >= total / 5).then_some(n)
+        },
+    )
+    .await;
+    // Narrow the selector mid-converge: half the namespaces leave.
+    env.apply_baseline(
+        "b",
+        &SPEC.replace(
+            "namespaceSelector: {}",
+            "namespaceSelector: {matchLabels: {tier: keep}}",
+        ),
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Then delete the baseline while that is still being worked through.
+    let (ok, _, stderr) = kubectl_result(
+        &["delete", "securitybaseline", &baseline, "--wait=false"],
+        None,
+    );
+    assert!(ok, "delete baseline: {stderr}");
+    eventually(
+        Duration::from_secs(300),
+        "the baseline's finalizer to be released",
+        || async {
+            Api::<SecurityBaseline>::all(env.admin.clone())
+                .get_opt(&baseline)
+                .await
+                .expect("get")
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    let left = generated_objects(&env.admin, &baseline).await;
+    operator_survived(&mut operator);
+    let changed = user.changed(&env.admin).await;
+    let events = events_since(&[&operator.user], since);
+    let unowned_writes = writes_to(&events, &user.keys());
+    let (max_writes, busiest) = max_writes_per_object_per_minute(&events);
+    let mut problems: Vec<String> = left.iter().map(|k| format!("left behind {k:?}")).collect();
+    problems.extend(changed.iter().cloned());
+    problems.extend(
+        unowned_writes
+            .iter()
+            .map(|w| format!("operator wrote: {w}")),
+    );
+    assert!(left.is_empty(), "generated objects left behind: {left:?}");
+    ScenarioReport {
+        scenario:
+            "8. same-name user objects; selector narrowed, then baseline deleted, mid-converge"
+                .to_string(),
+        objects_lost: changed.iter().filter(|c| c.ends_with("deleted")).count(),
+        unowned_changed: changed.len() + unowned_writes.len(),
+        max_writes_per_object_per_minute: max_writes,
+        busiest_object: busiest,
+        seconds: started.elapsed().as_secs_f64(),
+        details: details(&[
+            ("same-name user policies", squatted.len().to_string()),
+            ("generated objects left behind", left.len().to_string()),
+        ]),
+        problems,
+    }
+    .finish();
+    drop(operator);
+    env.cleanup().await;
+}
+
+// -----------------------------------------------------------------------------------------
+// 9. Malformed and huge objects in the cluster
+// -----------------------------------------------------------------------------------------
+#[tokio::test]
+#[ignore = "fault scenario: run by e2e/faults on a control plane of its own"]
+async fn s9_huge_and_odd_objects_are_handled_and_the_loop_goes_on() {
+    let scene = Scene::new("f9", 3).await;
+    let ns = scene.namespaces[0].clone();
+    let client = scene.env.admin.clone();
+    // A Role with 5,000 rules (about 0.5 MB), one with no rules, bindings to a Role that
+    // does not exist and with 1,000 subjects, a ClusterRoleBinding whose ServiceAccount
+    // subject has no namespace.
+    let rules: Vec<serde_json::Value> = (0..5000)
+        .map(|i| {
+            serde_json::json!({"apiGroups": [format!("g{i}.example.com")],
+                "resources": ["things", "things/status"], "verbs": ["get", "list", "*"]})
+        })
+        .collect();
+    let huge: Role = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "huge"}, "rules": rules
+    }))
+    .expect("role");
+    let roles = Api::<Role>::namespaced(client.clone(), &ns);
+    roles
+        .create(&PostParams::default(), &huge)
+        .await
+        .expect("create huge role");
+    let empty: Role =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "empty"}})).expect("role");
+    roles
+        .create(&PostParams::default(), &empty)
+        .await
+        .expect("create empty role");
+    let subjects: Vec<serde_json::Value> = (0..1000)
+        .map(|i| serde_json::json!({"kind": "User", "name": format!("user-{i}"), "apiGroup": "rbac.authorization.k8s.io"}))
+        .collect();
+    let bindings = Api::<RoleBinding>::namespaced(client.clone(), &ns);
+    for (name, role, subjects) in [
+        (
+            "to-nothing",
+            "does-not-exist",
+            serde_json::json!([{"kind": "User", "name": "x", "apiGroup": "rbac.authorization.k8s.io"}]),
+        ),
+        ("to-huge", "huge", serde_json::Value::Array(subjects)),
+    ] {
+        let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+            "subjects": subjects
+        }))
+        .expect("binding");
+        bindings
+            .create(&PostParams::default(), &binding)
+            .await
+            .expect("create binding");
+    }
+    let cluster_binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": scene.env.name("odd"), "labels": {TEST_LABEL: scene.env.id}},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": ""}]
+    }))
+    .expect("cluster binding");
+    let created_odd_binding = Api::<ClusterRoleBinding>::all(client.clone())
+        .create(&PostParams::default(), &cluster_binding)
+        .await
+        .is_ok();
+    // A namespace with 60 labels, long keys and values, and odd but valid characters.
+    let mut labels: Vec<(String, String)> = (0..60)
+        .map(|i| {
+            (
+                format!("odd.example.com/{}-{i}", "k".repeat(55)),
+                format!("{}.-_{i}", "v".repeat(58)),
+            )
+        })
+        .collect();
+    labels.push(("x".to_string(), String::new()));
+    let label_refs: Vec<(&str, &str)> = labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let odd = scene.env.create_namespace("odd", &label_refs).await;
+
+    let mut operator = Operator::start(&scene.env, &[]).await;
+    let mut namespaces = scene.namespaces.clone();
+    namespaces.push(odd.clone());
+    let want = expected(&scene.baseline, &namespaces);
+    let missing = missing_after(&client, &scene.baseline, &want, Duration::from_secs(60)).await;
+    assert!(
+        missing.is_empty(),
+        "odd namespace protected too: {missing:?}"
+    );
+    // The audit sees the huge Role's wildcard verbs.
+    let status = kube_baseline_e2e::wait_baseline_status(
+        &client,
+        &scene.baseline,
+        "a finding on the huge Role",
+        |s| {
+            s.drift
+                .iter()
+                .any(|d| d.namespace == ns && d.name == "huge")
+        },
+    )
+    .await;
+    // And the loop goes on: a namespace created afterwards is protected promptly.
+    let late = scene.env.create_namespace("late", &[]).await;
+    let late_objects = expected(&scene.baseline, std::slice::from_ref(&late));
+    let missing = missing_after(
+        &client,
+        &scene.baseline,
+        &late_objects,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        missing.is_empty(),
+        "a namespace created after the odd objects: {missing:?}"
+    );
+    operator_survived(&mut operator);
+    namespaces.push(late);
+    let mut report = scene
+        .report(
+            "9. huge and odd objects: 5,000-rule Role, 1,000-subject binding, 61-label namespace",
+            &expected(&scene.baseline, &namespaces),
+            &[&operator.user],
+            details(&[
+                ("drift findings", status.drift_total.to_string()),
+                (
+                    "ClusterRoleBinding with an empty subject namespace accepted by the API server",
+                    created_odd_binding.to_string(),
+                ),
+            ]),
+        )
+        .await;
+    report.details.insert(
+        "operator warnings".to_string(),
+        operator
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("WARN"))
+            .count()
+            .to_string(),
+    );
+    report.finish();
+    drop(operator);
+    let _ = Api::<ClusterRoleBinding>::all(client)
+        .delete(&scene.env.name("odd"), &DeleteParams::default())
+        .await;
+    scene.env.cleanup().await;
+}
