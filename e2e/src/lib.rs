@@ -605,11 +605,36 @@ pub fn audit_events() -> Vec<AuditEvent> {
     let path = std::env::var("KUBE_BASELINE_AUDIT_LOG")
         .map(PathBuf::from)
         .unwrap_or_else(|_| cluster_dir().join("audit.log"));
-    let text = std::fs::read_to_string(&path).expect("audit log readable");
-    text.lines()
-        .filter_map(|line| serde_json::from_str::<AuditEvent>(line).ok())
-        .filter(|event| event.stage == "ResponseComplete")
-        .collect()
+    // The API server rotates the log at --audit-log-maxsize into `audit-<time>.log` next to
+    // it: read the rotated files first (oldest first), then the current one.
+    let mut files: Vec<PathBuf> = Vec::new();
+    if let (Some(dir), Some(stem)) = (path.parent(), path.file_stem().and_then(|s| s.to_str())) {
+        let prefix = format!("{stem}-");
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            files = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".log"))
+                })
+                .collect();
+            // The names carry the rotation time, so they sort oldest first.
+            files.sort();
+        }
+    }
+    files.push(path);
+    let mut events = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("audit log readable");
+        events.extend(
+            text.lines()
+                .filter_map(|line| serde_json::from_str::<AuditEvent>(line).ok())
+                .filter(|event| event.stage == "ResponseComplete"),
+        );
+    }
+    events
 }
 
 /// Mutating requests (create, update, patch, delete) made by `user`, in log order.

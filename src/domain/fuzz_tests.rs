@@ -1,6 +1,7 @@
 //! Property tests of the pure core's inputs from outside: label selectors, audit policies,
 //! kubelet configuration and process flags. Whatever they hold, the checks return results or
-//! errors and never panic. Bounded so they run with the unit tests.
+//! errors and never panic. Bounded (256 cases each) so they run with the unit tests; set
+//! PROPTEST_CASES for a longer hunt (RELIABILITY.md).
 
 use std::collections::BTreeMap;
 
@@ -11,6 +12,14 @@ use crate::domain::audit_policy::{coverage_failures, parse_policy};
 use crate::domain::control_plane::ProcessFlags;
 use crate::domain::kubelet::effective_config;
 use crate::domain::selection::selector_matches;
+
+/// 256 cases, or PROPTEST_CASES (an explicit `with_cases` would ignore the variable).
+pub(crate) fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+}
 
 fn labels() -> impl Strategy<Value = BTreeMap<String, String>> {
     prop::collection::btree_map("[a-c]{1,2}", "[x-z]{0,2}", 0..5)
@@ -69,7 +78,7 @@ fn yamlish() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn selectors_follow_their_semantics(selector in selector(), labels in labels()) {

@@ -15,4 +15,4 @@ pub mod snapshot;
 pub mod status;
 
 #[cfg(test)]
-mod fuzz_tests;
+pub(crate) mod fuzz_tests;

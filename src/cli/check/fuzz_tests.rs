@@ -102,7 +102,7 @@ fn manifest() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(crate::domain::fuzz_tests::cases()))]
 
     #[test]
     fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
