@@ -13,6 +13,7 @@ mod cache;
 mod context;
 mod http;
 mod leader;
+mod lenient;
 mod metrics;
 mod namespaces;
 mod nodes;
@@ -154,24 +155,22 @@ pub async fn run_with_clients(
     if let Some(selector) = &args.baseline_selector {
         baseline_config = baseline_config.labels(selector);
     }
-    let baseline_watch = watcher(
-        Api::<SecurityBaseline>::all(client.clone()),
-        baseline_config,
-    )
-    .default_backoff()
-    .reflect(baseline_writer)
-    .applied_objects()
-    .for_each(move |event| {
-        match event {
-            Ok(baseline) => {
-                // Sends fail only once the controllers have shut down.
-                let _ = spec_events.unbounded_send(std::sync::Arc::new(baseline.clone()));
-                let _ = baseline_events.unbounded_send(Ok(baseline));
+    // Lenient: a baseline this version cannot read (a newer CRD) is skipped, not fatal.
+    let baseline_watch = lenient::watch_all::<SecurityBaseline>(client.clone(), baseline_config)
+        .default_backoff()
+        .reflect(baseline_writer)
+        .applied_objects()
+        .for_each(move |event| {
+            match event {
+                Ok(baseline) => {
+                    // Sends fail only once the controllers have shut down.
+                    let _ = spec_events.unbounded_send(std::sync::Arc::new(baseline.clone()));
+                    let _ = baseline_events.unbounded_send(Ok(baseline));
+                }
+                Err(error) => warn!(%error, "SecurityBaseline watch failed; retrying"),
             }
-            Err(error) => warn!(%error, "SecurityBaseline watch failed; retrying"),
-        }
-        future::ready(())
-    });
+            future::ready(())
+        });
 
     let (namespace_store, namespace_writer) = reflector::store();
     let mut namespace_config = watcher::Config::default();

@@ -291,20 +291,18 @@ pub async fn run(client: Client, ctx: Arc<Context>, node_selector: Option<String
     };
     let reports = {
         let ctx = ctx.clone();
-        watcher(
-            Api::<NodeReport>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .map_ok(move |event| {
-            let index = &ctx.node_caches.reports;
-            let changed = changes(index, &event, report_spec);
-            index.apply(&event, report_spec);
-            if changed {
-                refresh_node_baselines(&ctx);
-            }
-        })
-        .for_each(|result| log_error(result, "NodeReport"))
+        // Lenient: a report from a newer agent that this version cannot read is skipped.
+        super::lenient::watch_all::<NodeReport>(client.clone(), watcher::Config::default())
+            .default_backoff()
+            .map_ok(move |event| {
+                let index = &ctx.node_caches.reports;
+                let changed = changes(index, &event, report_spec);
+                index.apply(&event, report_spec);
+                if changed {
+                    refresh_node_baselines(&ctx);
+                }
+            })
+            .for_each(|result| log_error(result, "NodeReport"))
     };
     future::join3(nodes, reports, publish_loop(client, ctx)).await;
 }
