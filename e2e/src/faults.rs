@@ -244,10 +244,17 @@ fn is_write(event: &AuditEvent) -> bool {
 }
 
 /// The most writes to one object within any 60 s, over `events` (Lease renewals and Events
-/// are bookkeeping, not objects a fight could be about, and are left out): (count, object).
+/// are bookkeeping, not objects a fight could be about, and are left out; a request the API
+/// server refused — 429 from API Priority and Fairness, 409, 422 — wrote nothing and is not
+/// counted): (count, object).
 pub fn max_writes_per_object_per_minute(events: &[AuditEvent]) -> (usize, String) {
     let mut times: BTreeMap<String, Vec<Timestamp>> = BTreeMap::new();
-    for event in events.iter().filter(|e| is_write(e)) {
+    let succeeded = |e: &AuditEvent| {
+        e.response_status
+            .as_ref()
+            .is_some_and(|s| (200..300).contains(&s.code))
+    };
+    for event in events.iter().filter(|e| is_write(e) && succeeded(e)) {
         let Some(object) = &event.object_ref else {
             continue;
         };

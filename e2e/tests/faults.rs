@@ -27,7 +27,7 @@ use kube_baseline_e2e::faults::{
     max_writes_per_object_per_minute, missing_after, responses_with, writes_to,
 };
 use kube_baseline_e2e::{
-    Operator, TEST_LABEL, TestEnv, condition_status, eventually, kubectl_result,
+    Operator, TEST_LABEL, TestEnv, condition_status, eventually, kubectl, kubectl_result,
 };
 
 /// Every scenario's baseline: per namespace two NetworkPolicies and a Role (3 objects) and
@@ -1013,6 +1013,33 @@ async fn s9_huge_and_odd_objects_are_handled_and_the_loop_goes_on() {
         .collect();
     let odd = scene.env.create_namespace("odd", &label_refs).await;
 
+    // A baseline written under a newer CRD (a `mode` this version does not know): the CRD
+    // is widened the way an upgrade would, and the object stored. A typed list of
+    // SecurityBaselines would fail on it, and with it every baseline.
+    kubectl(&[
+        "patch",
+        "crd",
+        "securitybaselines.kube-baseline.dev",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/mode/enum/-","value":"Warn"}]"#,
+    ]);
+    let newer = eventually(
+        Duration::from_secs(30),
+        "the widened CRD to accept mode: Warn",
+        || async {
+            let name = scene.env.name("newer");
+            let manifest = format!(
+                "apiVersion: kube-baseline.dev/v1alpha1\nkind: SecurityBaseline\nmetadata:\n  name: {name}\n  labels: {{{TEST_LABEL}: {}}}\nspec:\n  namespaceSelector: {{}}\n  mode: Warn\n",
+                scene.env.id
+            );
+            kubectl_result(&["apply", "-f", "-"], Some(&manifest))
+                .0
+                .then_some(name)
+        },
+    )
+    .await;
+
     let mut operator = Operator::start(&scene.env, &[]).await;
     let mut namespaces = scene.namespaces.clone();
     namespaces.push(odd.clone());
@@ -1049,14 +1076,38 @@ async fn s9_huge_and_odd_objects_are_handled_and_the_loop_goes_on() {
         "a namespace created after the odd objects: {missing:?}"
     );
     operator_survived(&mut operator);
+    let skipped = operator
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("cannot read") && l.contains(&newer))
+        .count();
+    assert!(
+        skipped > 0,
+        "the unreadable baseline {newer} was skipped with a warning; log: {}",
+        operator.log.display()
+    );
+    // Put the CRD back for the scenarios after this one.
+    let (ok, _, stderr) = kubectl_result(&["delete", "securitybaseline", &newer], None);
+    assert!(ok, "delete {newer}: {stderr}");
+    kubectl(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        "crds/kube-baseline.yaml",
+    ]);
     namespaces.push(late);
     let mut report = scene
         .report(
-            "9. huge and odd objects: 5,000-rule Role, 1,000-subject binding, 61-label namespace",
+            "9. huge and odd objects (5,000-rule Role, 1,000-subject binding, 61-label namespace) and a baseline from a newer CRD",
             &expected(&scene.baseline, &namespaces),
             &[&operator.user],
             details(&[
                 ("drift findings", status.drift_total.to_string()),
+                (
+                    "unreadable baseline (newer CRD) skipped, warnings",
+                    skipped.to_string(),
+                ),
                 (
                     "ClusterRoleBinding with an empty subject namespace accepted by the API server",
                     created_odd_binding.to_string(),
