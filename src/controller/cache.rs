@@ -1,7 +1,7 @@
 //! In-memory indexes fed by watches: objects by namespace and name, so a reconcile reads
 //! what it needs without a GET and without scanning the whole cluster.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock, Weak};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -15,7 +15,24 @@ use crate::domain::generated::NamespacedObject;
 /// names). Every such object in the cluster is held, so it is kept this small.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TakenName {
-    pub baseline: Option<Box<str>>,
+    /// Shared between all objects labelled for the same baseline (see [`Labels`]).
+    pub baseline: Option<Arc<str>>,
+}
+
+/// One shared copy of each label value: the baseline label has one value per baseline,
+/// repeated on every object of that baseline.
+#[derive(Debug, Default)]
+pub struct Labels(std::collections::HashSet<Arc<str>>);
+
+impl Labels {
+    pub fn intern(&mut self, value: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(value) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = value.into();
+        self.0.insert(shared.clone());
+        shared
+    }
 }
 
 /// One of our generated objects as the cache holds it: what differs between objects
@@ -153,20 +170,27 @@ fn content_hash(object: &NamespacedObject) -> u64 {
 }
 
 /// Objects of one kind, by namespace then name, replaced atomically on each re-list.
+///
+/// Values are held inline and handed out as clones, for small values (a [`CachedObject`],
+/// a [`TakenName`]); [`NamespacedIndex`] holds larger ones behind an `Arc`. A namespace holds one to three objects of a kind, so its objects are a
+/// short vector, not a tree: at 10,000 namespaces a `BTreeMap` per namespace (a node of
+/// eleven slots for one or two entries) was most of these indexes' memory.
 #[derive(Debug)]
-pub struct NamespacedIndex<V> {
+pub struct CompactIndex<V> {
     objects: RwLock<Objects<V>>,
     ready: watch::Sender<bool>,
 }
 
+type ByNamespace<V> = HashMap<Box<str>, Vec<(Box<str>, V)>>;
+
 #[derive(Debug)]
 struct Objects<V> {
-    live: HashMap<String, BTreeMap<String, Arc<V>>>,
+    live: ByNamespace<V>,
     /// Objects of a re-list in progress (between Init and InitDone).
-    relist: HashMap<String, BTreeMap<String, Arc<V>>>,
+    relist: ByNamespace<V>,
 }
 
-impl<V> Default for NamespacedIndex<V> {
+impl<V> Default for CompactIndex<V> {
     fn default() -> Self {
         Self {
             objects: RwLock::new(Objects {
@@ -178,7 +202,18 @@ impl<V> Default for NamespacedIndex<V> {
     }
 }
 
-impl<V> NamespacedIndex<V> {
+fn insert<V>(objects: &mut ByNamespace<V>, namespace: String, name: String, value: V) {
+    let names = objects.entry(namespace.into_boxed_str()).or_default();
+    match names.iter_mut().find(|(n, _)| **n == *name) {
+        Some((_, slot)) => *slot = value,
+        None => {
+            names.push((name.into_boxed_str(), value));
+            names.shrink_to_fit();
+        }
+    }
+}
+
+impl<V: Clone> CompactIndex<V> {
     /// Applies a watch event; `convert` turns the watched object into (namespace, name,
     /// value), or None to skip it (a malformed object is skipped, never fatal).
     pub fn apply<K>(
@@ -193,35 +228,29 @@ impl<V> NamespacedIndex<V> {
         match event {
             watcher::Event::Apply(object) => {
                 if let Some((namespace, name, value)) = convert(object) {
-                    objects
-                        .live
-                        .entry(namespace)
-                        .or_default()
-                        .insert(name, Arc::new(value));
+                    insert(&mut objects.live, namespace, name, value);
                 }
             }
             watcher::Event::Delete(object) => {
                 if let Some((namespace, name, _)) = convert(object)
-                    && let Some(names) = objects.live.get_mut(&namespace)
+                    && let Some(names) = objects.live.get_mut(namespace.as_str())
                 {
-                    names.remove(&name);
+                    names.retain(|(n, _)| **n != *name);
+                    names.shrink_to_fit();
                     if names.is_empty() {
-                        objects.live.remove(&namespace);
+                        objects.live.remove(namespace.as_str());
                     }
                 }
             }
             watcher::Event::Init => objects.relist.clear(),
             watcher::Event::InitApply(object) => {
                 if let Some((namespace, name, value)) = convert(object) {
-                    objects
-                        .relist
-                        .entry(namespace)
-                        .or_default()
-                        .insert(name, Arc::new(value));
+                    insert(&mut objects.relist, namespace, name, value);
                 }
             }
             watcher::Event::InitDone => {
                 objects.live = std::mem::take(&mut objects.relist);
+                objects.live.shrink_to_fit();
                 drop(objects);
                 self.ready.send_replace(true);
             }
@@ -236,16 +265,28 @@ impl<V> NamespacedIndex<V> {
     }
 
     /// The object `name` in `namespace`.
-    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<V>> {
-        self.read().live.get(namespace)?.get(name).cloned()
+    pub fn get(&self, namespace: &str, name: &str) -> Option<V> {
+        self.read()
+            .live
+            .get(namespace)?
+            .iter()
+            .find(|(n, _)| **n == *name)
+            .map(|(_, v)| v.clone())
     }
 
     /// Every object in `namespace` that satisfies `keep`.
-    pub fn in_namespace(&self, namespace: &str, keep: impl Fn(&V) -> bool) -> Vec<Arc<V>> {
+    pub fn in_namespace(&self, namespace: &str, keep: impl Fn(&V) -> bool) -> Vec<V> {
         self.read()
             .live
             .get(namespace)
-            .map(|names| names.values().filter(|v| keep(v)).cloned().collect())
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|(_, v)| v)
+                    .filter(|v| keep(v))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -254,12 +295,13 @@ impl<V> NamespacedIndex<V> {
         self.read()
             .live
             .values()
-            .any(|names| names.values().any(|v| predicate(v)))
+            .any(|names| names.iter().any(|(_, v)| predicate(v)))
     }
 
     /// Number of objects held.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.read().live.values().map(BTreeMap::len).sum()
+        self.read().live.values().map(Vec::len).sum()
     }
 
     /// Whether the first list has completed.
@@ -275,10 +317,50 @@ impl<V> NamespacedIndex<V> {
     }
 }
 
+/// A [`CompactIndex`] of values behind an `Arc` (node facts, reports: larger values, few
+/// of them), handed out without copying.
+#[derive(Debug)]
+pub struct NamespacedIndex<V>(CompactIndex<Arc<V>>);
+
+impl<V> Default for NamespacedIndex<V> {
+    fn default() -> Self {
+        Self(CompactIndex::default())
+    }
+}
+
+impl<V> NamespacedIndex<V> {
+    /// See [`CompactIndex::apply`].
+    pub fn apply<K>(
+        &self,
+        event: &watcher::Event<K>,
+        mut convert: impl FnMut(&K) -> Option<(String, String, V)>,
+    ) {
+        self.0.apply(event, |object| {
+            convert(object).map(|(namespace, name, value)| (namespace, name, Arc::new(value)))
+        });
+    }
+
+    /// The object `name` in `namespace`.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<V>> {
+        self.0.get(namespace, name)
+    }
+
+    /// Every object in `namespace` that satisfies `keep`.
+    pub fn in_namespace(&self, namespace: &str, keep: impl Fn(&V) -> bool) -> Vec<Arc<V>> {
+        self.0.in_namespace(namespace, |v| keep(v))
+    }
+
+    /// Waits until the first list has completed.
+    pub async fn wait_ready(&self) {
+        self.0.wait_ready().await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use k8s_openapi::api::rbac::v1::{PolicyRule, Role};
+    use std::collections::BTreeMap;
 
     fn role(namespace: &str, uid: &str, verbs: &[&str]) -> NamespacedObject {
         NamespacedObject::Role(Role {
@@ -328,14 +410,14 @@ mod tests {
 
     #[test]
     fn relist_replaces_contents_atomically() {
-        let index = NamespacedIndex::default();
+        let index = CompactIndex::default();
         assert!(!index.is_ready());
         index.apply(&watcher::Event::Init, convert);
         index.apply(&watcher::Event::InitApply(("a", "x", 1)), convert);
         assert!(index.get("a", "x").is_none(), "not visible before InitDone");
         index.apply(&watcher::Event::InitDone, convert);
         assert!(index.is_ready());
-        assert_eq!(index.get("a", "x").as_deref(), Some(&1));
+        assert_eq!(index.get("a", "x"), Some(1));
         index.apply(&watcher::Event::Apply(("a", "y", 2)), convert);
         index.apply(&watcher::Event::Delete(("a", "x", 1)), convert);
         assert_eq!(index.in_namespace("a", |_| true).len(), 1);

@@ -13,7 +13,7 @@ use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 
 use super::RunArgs;
-use super::cache::{CachedObject, NamespacedIndex, TakenName};
+use super::cache::{CachedObject, CompactIndex, TakenName};
 use super::results::Results;
 use crate::api::{BASELINE_LABEL, SecurityBaseline};
 use crate::domain::generated::{GeneratedKind, NamespacedObject};
@@ -25,11 +25,11 @@ pub struct Context {
     pub baselines: Store<SecurityBaseline>,
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     /// Our generated objects (label-filtered watches), per kind.
-    pub generated: BTreeMap<GeneratedKind, Arc<NamespacedIndex<CachedObject>>>,
+    pub generated: BTreeMap<GeneratedKind, Arc<CompactIndex<CachedObject>>>,
     /// Names of every object of the generated kinds, ours or not (and the baseline each is
     /// labelled for), to tell a free generated name from one taken by someone else without
     /// a GET.
-    pub names: BTreeMap<GeneratedKind, Arc<NamespacedIndex<TakenName>>>,
+    pub names: BTreeMap<GeneratedKind, Arc<CompactIndex<TakenName>>>,
     pub results: Results,
     pub metrics: Arc<super::metrics::Metrics>,
     /// Roles, ClusterRoles and bindings, for the RBAC audit.
