@@ -98,7 +98,7 @@ where
     // their references: each listed object goes into the index at once, so a re-list never
     // holds the full objects of a whole kind (10,000 Roles, managedFields included).
     let listed: Arc<Mutex<HashSet<RbacObjectRef>>> = Arc::default();
-    watcher(Api::<K>::all(client.clone()), watcher::Config::default())
+    watcher(Api::<K>::all(client.clone()), super::watches::list_config())
         .default_backoff()
         .filter_map(|result| {
             future::ready(match result {
