@@ -3,7 +3,8 @@
 //! into) that namespace, and a change to one object names exactly the namespaces to audit
 //! again.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
@@ -333,7 +334,12 @@ type NamespacedName = (String, String);
 /// the namespaces to audit again.
 #[derive(Debug, Default, Clone)]
 pub struct RbacIndex {
-    roles: BTreeMap<NamespacedName, Vec<EffectiveRule>>,
+    /// Rules of each Role, shared between Roles with the same rules (a baseline's Role is
+    /// the same in every namespace: 10,000 namespaces hold one copy).
+    roles: BTreeMap<NamespacedName, Arc<[EffectiveRule]>>,
+    /// One copy of each distinct rule list in `roles`; a list no Role uses any more is
+    /// dropped with the last Role that had it.
+    role_rule_lists: HashSet<Arc<[EffectiveRule]>>,
     cluster_roles: BTreeMap<String, ClusterRoleRecord>,
     role_bindings: BTreeMap<NamespacedName, BindingRecord>,
     cluster_role_bindings: BTreeMap<String, BindingRecord>,
@@ -397,7 +403,9 @@ impl RbacIndex {
         let affected = self.affected_namespaces(object);
         match object {
             RbacObjectRef::Role { namespace, name } => {
-                self.roles.remove(&(namespace.clone(), name.clone()));
+                if let Some(rules) = self.roles.remove(&(namespace.clone(), name.clone())) {
+                    self.release_role_rules(rules);
+                }
             }
             RbacObjectRef::ClusterRole { name } => {
                 if self.cluster_roles.remove(name).is_some() {
@@ -483,7 +491,7 @@ impl RbacIndex {
     pub(super) fn role_rules(&self, namespace: &str, name: &str) -> Option<&[EffectiveRule]> {
         self.roles
             .get(&(namespace.to_owned(), name.to_owned()))
-            .map(Vec::as_slice)
+            .map(|rules| &**rules)
     }
 
     /// Effective rules of a ClusterRole, aggregation resolved; None when it does not exist.
@@ -509,7 +517,7 @@ impl RbacIndex {
         self.roles
             .range((namespace.to_owned(), String::new())..)
             .take_while(move |((ns, _), _)| ns == namespace)
-            .map(|((_, name), rules)| (name.as_str(), rules.as_slice()))
+            .map(|((_, name), rules)| (name.as_str(), &**rules))
     }
 
     /// RoleBindings of one namespace, by name.
@@ -539,8 +547,10 @@ impl RbacIndex {
     fn differs(&self, object: RbacObject<'_>, reference: &RbacObjectRef) -> bool {
         match (object, reference) {
             (RbacObject::Role(role), RbacObjectRef::Role { namespace, name }) => {
-                self.roles.get(&(namespace.clone(), name.clone()))
-                    != Some(&resource_rules(role.rules.as_deref(), None))
+                self.roles
+                    .get(&(namespace.clone(), name.clone()))
+                    .map(|r| &**r)
+                    != Some(resource_rules(role.rules.as_deref(), None).as_slice())
             }
             (RbacObject::ClusterRole(role), RbacObjectRef::ClusterRole { name }) => {
                 self.cluster_roles.get(name) != Some(&cluster_role_record(name, role))
@@ -570,6 +580,30 @@ impl RbacIndex {
         }
     }
 
+    /// Distinct Role rule lists held.
+    #[cfg(test)]
+    pub(super) fn role_rule_lists(&self) -> usize {
+        self.role_rule_lists.len()
+    }
+
+    /// The shared copy of a Role's rule list.
+    fn shared_role_rules(&mut self, rules: Vec<EffectiveRule>) -> Arc<[EffectiveRule]> {
+        if let Some(shared) = self.role_rule_lists.get(rules.as_slice()) {
+            return shared.clone();
+        }
+        let shared: Arc<[EffectiveRule]> = rules.into();
+        self.role_rule_lists.insert(shared.clone());
+        shared
+    }
+
+    /// Forgets a rule list a Role no longer holds, once no Role holds it.
+    fn release_role_rules(&mut self, rules: Arc<[EffectiveRule]>) {
+        // Two references: this one and the set's.
+        if Arc::strong_count(&rules) <= 2 {
+            self.role_rule_lists.remove(&*rules);
+        }
+    }
+
     /// Stores an object and its reverse-index entries; aggregation is resolved by callers.
     fn store(&mut self, object: RbacObject<'_>) {
         let Some(reference) = RbacObjectRef::of(object) else {
@@ -577,10 +611,10 @@ impl RbacIndex {
         };
         match (object, reference) {
             (RbacObject::Role(role), RbacObjectRef::Role { namespace, name }) => {
-                self.roles.insert(
-                    (namespace, name),
-                    resource_rules(role.rules.as_deref(), None),
-                );
+                let rules = self.shared_role_rules(resource_rules(role.rules.as_deref(), None));
+                if let Some(old) = self.roles.insert((namespace, name), rules) {
+                    self.release_role_rules(old);
+                }
             }
             (RbacObject::ClusterRole(role), RbacObjectRef::ClusterRole { name }) => {
                 let record = cluster_role_record(&name, role);

@@ -13,7 +13,7 @@ const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
 /// A resource rule, with the fields the authorizer matches on. Non-resource-URL rules have
 /// no place here: they never grant anything inside a namespace.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) struct Rule {
     pub api_groups: Vec<String>,
     pub resources: Vec<String>,
@@ -113,7 +113,7 @@ impl Rule {
 
 /// A rule as it applies to a subject, with the ClusterRole that actually holds it (for
 /// aggregated ClusterRoles, the component role to fix); None for a namespaced Role's rules.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) struct EffectiveRule {
     pub rule: Rule,
     pub source: Option<String>,

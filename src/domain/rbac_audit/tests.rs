@@ -1311,3 +1311,36 @@ fn every_check_is_registered_with_its_cis_ids() {
         );
     }
 }
+
+#[test]
+fn roles_with_the_same_rules_share_one_copy_until_the_last_goes() {
+    let role = |namespace: &str, verb: &str| -> Role {
+        serde_saphyr::from_str(&format!(
+            r#"
+metadata: {{name: reader, namespace: {namespace}}}
+rules: [{{apiGroups: [""], resources: [pods], verbs: [{verb}]}}]
+"#
+        ))
+        .expect("parses")
+    };
+    let mut index = RbacIndex::new();
+    index.upsert(&role("a", "get"));
+    index.upsert(&role("b", "get"));
+    index.upsert(&role("c", "list"));
+    assert_eq!(index.role_rule_lists(), 2);
+    let (a, b) = (
+        index.role_rules("a", "reader").expect("a"),
+        index.role_rules("b", "reader").expect("b"),
+    );
+    assert!(std::ptr::eq(a.as_ptr(), b.as_ptr()), "one copy for a and b");
+    // c changes to a's rules: its old list goes.
+    index.upsert(&role("c", "get"));
+    assert_eq!(index.role_rule_lists(), 1);
+    for namespace in ["a", "b", "c"] {
+        index.remove(&RbacObjectRef::Role {
+            namespace: namespace.into(),
+            name: "reader".into(),
+        });
+    }
+    assert_eq!(index.role_rule_lists(), 0);
+}
