@@ -193,3 +193,32 @@ async fn only_the_leader_writes_and_a_successor_takes_over() {
     drop(third);
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_deleted_audit_baseline_leaves_no_metric_series() {
+    // Audit mode takes no finalizer, so nothing runs at its deletion: its series must still go
+    // (an alert on a baseline that no longer exists would fire forever).
+    let env = TestEnv::new("metgone").await;
+    env.create_namespace("ns", &[]).await;
+    let baseline_name = env.apply_baseline("b", "mode: Audit\nnamespaceSelector: {}\n");
+    let operator = Operator::start(&env, &[]).await;
+    let url = operator.http_url().await;
+    let drifted =
+        format!(r#"kube_baseline_namespaces{{baseline="{baseline_name}",state="drifted"}}"#);
+    eventually(SETTLE, "the audit baseline's drift in /metrics", || async {
+        (metric_value(&scrape(&url), &drifted) == Some(1.0)).then_some(())
+    })
+    .await;
+    let (ok, _, stderr) = kubectl_result(&["delete", "securitybaseline", &baseline_name], None);
+    assert!(ok, "delete baseline: {stderr}");
+    eventually(
+        SETTLE,
+        "every series of the deleted baseline to go",
+        || async {
+            let text = scrape(&url);
+            (!text.contains(&format!(r#"baseline="{baseline_name}""#))).then_some(())
+        },
+    )
+    .await;
+    env.cleanup().await;
+}

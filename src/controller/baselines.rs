@@ -128,6 +128,33 @@ fn cleanup(baseline: &SecurityBaseline, ctx: &Context) -> Result<RequeueAction, 
     Ok(RequeueAction::await_change())
 }
 
+/// How often results and metrics of baselines that are gone are dropped.
+const PRUNE_EVERY: Duration = Duration::from_secs(10);
+
+/// Drops the results and metric series of baselines that no longer exist. A baseline with
+/// our finalizer is forgotten by its cleanup; one without (Audit mode) just disappears, and
+/// its `kube_baseline_*` series would otherwise stay — an alert on a baseline that is gone.
+/// Comparing with the store (rather than acting on delete events) also covers a deletion
+/// that happened while a watch was disconnected. Never returns.
+pub async fn prune_deleted(ctx: Arc<Context>) {
+    ctx.wait_ready().await;
+    loop {
+        tokio::time::sleep(PRUNE_EVERY).await;
+        let existing: BTreeSet<String> =
+            ctx.baselines.state().iter().map(|b| b.name_any()).collect();
+        for gone in ctx
+            .results
+            .baselines()
+            .into_iter()
+            .filter(|name| !existing.contains(name))
+        {
+            info!(baseline = %gone, "baseline is gone; dropping its results and metrics");
+            ctx.results.forget(&gone);
+            ctx.metrics.forget_baseline(&gone);
+        }
+    }
+}
+
 /// Computes the status from the namespace results and writes it if it changed.
 async fn publish_status(
     baseline: &SecurityBaseline,

@@ -237,7 +237,7 @@ pub async fn run_with_clients(
             ctx.sync_caches().await;
             readiness.send_replace(http::Readiness::Serving);
             info!("caches synced; reconciling");
-            future::pending::<()>().await;
+            baselines::prune_deleted(ctx).await;
         }
     };
     let shutdown = shutdown_signal();

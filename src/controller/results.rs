@@ -99,6 +99,11 @@ impl Results {
             .is_some_and(|r| !r.namespaces.is_empty())
     }
 
+    /// The baselines with results.
+    pub fn baselines(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
     /// Forgets a baseline entirely (it is gone).
     pub fn forget(&self, baseline: &str) {
         self.lock().remove(baseline);
