@@ -173,7 +173,7 @@ pub async fn run_with_clients(
         });
 
     let (namespace_store, namespace_writer) = reflector::store();
-    let mut namespace_config = watcher::Config::default();
+    let mut namespace_config = watches::list_config();
     if let Some(selector) = &args.namespace_selector {
         namespace_config = namespace_config.labels(selector);
     }
@@ -305,8 +305,17 @@ pub async fn run_with_clients(
 /// would be most of the cache at 10,000 namespaces.
 fn slim_namespace(namespace: &mut PartialObjectMeta<Namespace>) {
     namespace.metadata.annotations = None;
+    // The kind is known from the type; apiVersion/kind strings per namespace are not needed.
+    namespace.types = None;
     if let Some(fields) = &mut namespace.metadata.managed_fields {
         fields.retain(|entry| entry.manager.as_deref() == Some(crate::api::FIELD_MANAGER));
+        // Label ownership reads the manager, the operation and the fields; not when or
+        // through which API version they were written.
+        for entry in fields.iter_mut() {
+            entry.time = None;
+            entry.api_version = None;
+            entry.fields_type = None;
+        }
     }
 }
 
