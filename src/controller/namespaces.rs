@@ -18,13 +18,13 @@ use super::repair_budget::{self, WriteTarget};
 use super::results::NamespaceResult;
 use crate::api::{DriftEntry, DriftReason, EnforcementMode, SecurityBaseline};
 use crate::domain::generated::{BaselineRef, wanted_pod_security};
-use crate::domain::plan::{Action, NamespacePlan, NamespaceState, plan_namespace, plan_release};
+use crate::domain::plan::{Action, NamespacePlan, NamespaceState, plan_release};
 use crate::domain::pod_security::{
     WantedPodSecurity, labels_owned_by_us, merged_labels, namespace_labels_to_apply,
     pod_security_drift,
 };
-use crate::domain::rbac_audit::audit_namespace;
 use crate::domain::selection::{NamespaceFacts, selects};
+use crate::domain::snapshot::plan_with_audit;
 
 /// Why a namespace reconcile must be retried.
 #[derive(Debug, thiserror::Error)]
@@ -124,15 +124,9 @@ async fn reconcile_namespace(
                     ours: &ours,
                 };
                 let lookup = |kind, object_name: &str| ctx.lookup_name(kind, name, object_name);
-                let mut plan = plan_namespace(&baseline.spec, reference, &state, &lookup);
-                if selected {
-                    // Report only: the audit never produces actions.
-                    let audit = ctx
-                        .rbac
-                        .read(|index| audit_namespace(index, name, &baseline.spec.rbac.audit));
-                    plan.findings.extend(audit);
-                    plan.findings.sort();
-                }
+                let plan = ctx.rbac.read(|index| {
+                    plan_with_audit(&baseline.spec, reference, &state, &lookup, index)
+                });
                 (selected, plan)
             };
             Some(Planned {

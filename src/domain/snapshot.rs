@@ -20,7 +20,7 @@ use crate::domain::control_plane::{
 };
 use crate::domain::generated::{BaselineRef, GeneratedKind, NamespacedObject};
 use crate::domain::kubelet::kubelet_selects;
-use crate::domain::plan::{NamespaceState, plan_namespace};
+use crate::domain::plan::{NamespacePlan, NamespaceState, plan_namespace};
 use crate::domain::rbac_audit::{RbacIndex, audit_namespace};
 use crate::domain::selection::{NamespaceFacts, selects};
 
@@ -208,13 +208,28 @@ pub fn evaluate_namespace(
             .find(|o| o.kind() == kind && o.name() == name)
             .map(|o| o.metadata().clone())
     };
-    let mut findings = plan_namespace(spec, baseline, &state, &lookup_any).findings;
-    if selected {
-        findings.extend(audit_namespace(rbac, namespace.name, &spec.rbac.audit));
-    }
-    findings.sort();
-    findings.dedup();
+    let findings = plan_with_audit(spec, baseline, &state, &lookup_any, rbac).findings;
     NamespaceVerdict { selected, findings }
+}
+
+/// What the controller and `check` both do for one (baseline, namespace): the plan and,
+/// when the namespace is selected, the RBAC audit's findings added to it (report only: the
+/// audit never produces actions). One composition, so both always agree.
+pub fn plan_with_audit(
+    spec: &SecurityBaselineSpec,
+    baseline: BaselineRef<'_>,
+    state: &NamespaceState<'_>,
+    lookup_any: &dyn Fn(GeneratedKind, &str) -> Option<ObjectMeta>,
+    rbac: &RbacIndex,
+) -> NamespacePlan {
+    let mut plan = plan_namespace(spec, baseline, state, lookup_any);
+    if state.selected {
+        plan.findings
+            .extend(audit_namespace(rbac, state.name, &spec.rbac.audit));
+    }
+    plan.findings.sort();
+    plan.findings.dedup();
+    plan
 }
 
 /// One baseline on every node: the node checks of each node with a report, Unknown for a
