@@ -364,6 +364,62 @@ impl ScenarioReport {
     }
 }
 
+/// What a scenario had before its fault, to judge the cluster against after it.
+pub struct Before<'a> {
+    pub client: &'a Client,
+    pub baseline: &'a str,
+    /// Objects that are not ours, as they were.
+    pub user: &'a UserObjects,
+    /// When the scenario began (audit-log window) and its clock.
+    pub since: Timestamp,
+    pub started: Instant,
+}
+
+impl std::fmt::Debug for Before<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Before")
+            .field("baseline", &self.baseline)
+            .field("since", &self.since)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Before<'_> {
+    /// The report: objects in `want` still missing after `recovery`, user objects changed,
+    /// writes by `users` to user objects, and the busiest object of those users.
+    pub async fn report(
+        &self,
+        scenario: &str,
+        want: &BTreeSet<ObjectKey>,
+        recovery: Duration,
+        users: &[&str],
+        details: BTreeMap<String, String>,
+    ) -> ScenarioReport {
+        let lost = missing_after(self.client, self.baseline, want, recovery).await;
+        let changed = self.user.changed(self.client).await;
+        let events = events_since(users, self.since);
+        let unowned_writes = writes_to(&events, &self.user.keys());
+        let (max_writes, busiest) = max_writes_per_object_per_minute(&events);
+        let mut problems: Vec<String> = lost.iter().map(|k| format!("lost {k:?}")).collect();
+        problems.extend(changed.iter().cloned());
+        problems.extend(
+            unowned_writes
+                .iter()
+                .map(|w| format!("operator wrote: {w}")),
+        );
+        ScenarioReport {
+            scenario: scenario.to_string(),
+            objects_lost: lost.len(),
+            unowned_changed: changed.len() + unowned_writes.len(),
+            max_writes_per_object_per_minute: max_writes,
+            busiest_object: busiest,
+            seconds: self.started.elapsed().as_secs_f64(),
+            details,
+            problems,
+        }
+    }
+}
+
 /// Where reports go: KUBE_BASELINE_FAULTS_REPORT, or target/faults/report.jsonl.
 pub fn report_file() -> PathBuf {
     std::env::var("KUBE_BASELINE_FAULTS_REPORT")

@@ -22,9 +22,9 @@ use kube::{Api, Client, ResourceExt};
 use kube_baseline::api::{DriftReason, SecurityBaseline};
 use kube_baseline::domain::generated::generated_name;
 use kube_baseline_e2e::faults::{
-    ObjectKey, ScenarioReport, UserObjects, cluster, cluster_with_env, create_namespaces,
+    Before, ObjectKey, ScenarioReport, UserObjects, cluster, cluster_with_env, create_namespaces,
     create_user_objects, env_count, events_since, generated_objects,
-    max_writes_per_object_per_minute, missing_after, responses_with, writes_to,
+    max_writes_per_object_per_minute, missing_after, responses_with,
 };
 use kube_baseline_e2e::{
     Operator, TEST_LABEL, TestEnv, condition_status, eventually, kubectl, kubectl_result,
@@ -127,28 +127,15 @@ impl Scene {
         users: &[&str],
         details: BTreeMap<String, String>,
     ) -> ScenarioReport {
-        let lost = missing_after(&self.env.admin, &self.baseline, want, RECOVERY).await;
-        let changed = self.user.changed(&self.env.admin).await;
-        let events = events_since(users, self.since);
-        let unowned_writes = writes_to(&events, &self.user.keys());
-        let (max_writes, busiest) = max_writes_per_object_per_minute(&events);
-        let mut problems: Vec<String> = lost.iter().map(|k| format!("lost {k:?}")).collect();
-        problems.extend(changed.iter().cloned());
-        problems.extend(
-            unowned_writes
-                .iter()
-                .map(|w| format!("operator wrote: {w}")),
-        );
-        ScenarioReport {
-            scenario: scenario.to_string(),
-            objects_lost: lost.len(),
-            unowned_changed: changed.len() + unowned_writes.len(),
-            max_writes_per_object_per_minute: max_writes,
-            busiest_object: busiest,
-            seconds: self.started.elapsed().as_secs_f64(),
-            details,
-            problems,
+        Before {
+            client: &self.env.admin,
+            baseline: &self.baseline,
+            user: &self.user,
+            since: self.since,
+            started: self.started,
         }
+        .report(scenario, want, RECOVERY, users, details)
+        .await
     }
 }
 
@@ -905,33 +892,26 @@ async fn s8_same_name_user_objects_survive_unselect_and_delete_mid_converge() {
     .await;
     let left = generated_objects(&env.admin, &baseline).await;
     operator_survived(&mut operator);
-    let changed = user.changed(&env.admin).await;
-    let events = events_since(&[&operator.user], since);
-    let unowned_writes = writes_to(&events, &user.keys());
-    let (max_writes, busiest) = max_writes_per_object_per_minute(&events);
-    let mut problems: Vec<String> = left.iter().map(|k| format!("left behind {k:?}")).collect();
-    problems.extend(changed.iter().cloned());
-    problems.extend(
-        unowned_writes
-            .iter()
-            .map(|w| format!("operator wrote: {w}")),
-    );
     assert!(left.is_empty(), "generated objects left behind: {left:?}");
-    ScenarioReport {
-        scenario:
-            "8. same-name user objects; selector narrowed, then baseline deleted, mid-converge"
-                .to_string(),
-        objects_lost: changed.iter().filter(|c| c.ends_with("deleted")).count(),
-        unowned_changed: changed.len() + unowned_writes.len(),
-        max_writes_per_object_per_minute: max_writes,
-        busiest_object: busiest,
-        seconds: started.elapsed().as_secs_f64(),
-        details: details(&[
+    // Nothing of ours is wanted any more: what is judged is the user objects.
+    Before {
+        client: &env.admin,
+        baseline: &baseline,
+        user: &user,
+        since,
+        started,
+    }
+    .report(
+        "8. same-name user objects; selector narrowed, then baseline deleted, mid-converge",
+        &BTreeSet::new(),
+        RECOVERY,
+        &[&operator.user],
+        details(&[
             ("same-name user policies", squatted.len().to_string()),
             ("generated objects left behind", left.len().to_string()),
         ]),
-        problems,
-    }
+    )
+    .await
     .finish();
     drop(operator);
     env.cleanup().await;
