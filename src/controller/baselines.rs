@@ -155,6 +155,9 @@ pub async fn prune_deleted(ctx: Arc<Context>) {
     }
 }
 
+/// Labels of a namespace without any.
+static NO_LABELS: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+
 /// Computes the status from the namespace results and writes it if it changed.
 async fn publish_status(
     baseline: &SecurityBaseline,
@@ -172,49 +175,47 @@ async fn publish_status(
     if let Some(status) = &baseline.status {
         ctx.results.seed_repairs(&name, status.summary.repairs);
     }
-    let (results, repairs) = ctx.results.snapshot(&name);
-    let results: std::collections::HashMap<_, _> = results.into_iter().collect();
-
-    let mut inputs = StatusInputs {
-        generation,
-        repairs,
-        ..StatusInputs::default()
-    };
-    let mut shared = BTreeSet::new();
-    for namespace in ctx.namespaces.state() {
-        if namespace.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        let ns_name = namespace.name_any();
-        let labels = namespace.metadata.labels.clone().unwrap_or_default();
-        if !selects(
-            &baseline.spec,
-            NamespaceFacts {
-                name: &ns_name,
-                labels: &labels,
-            },
-            &ctx.operator_namespace,
-        ) {
-            continue;
-        }
-        inputs.namespaces_selected += 1;
-        match results.get(&ns_name) {
-            Some(result) if result.selected && result.generation == generation => {
-                if !result.findings.is_empty() {
-                    inputs.namespaces_drifted += 1;
-                }
+    let namespaces = ctx.namespaces.state();
+    let mut inputs = ctx.results.read(&name, |results, repairs| {
+        let mut inputs = StatusInputs {
+            generation,
+            repairs,
+            ..StatusInputs::default()
+        };
+        for namespace in &namespaces {
+            if namespace.metadata.deletion_timestamp.is_some() {
+                continue;
             }
-            _ => inputs.namespaces_pending += 1,
+            let ns_name = namespace.metadata.name.as_deref().unwrap_or_default();
+            let facts = NamespaceFacts {
+                name: ns_name,
+                labels: namespace.metadata.labels.as_ref().unwrap_or(&NO_LABELS),
+            };
+            if !selects(&baseline.spec, facts, &ctx.operator_namespace) {
+                continue;
+            }
+            inputs.namespaces_selected += 1;
+            match results.get(ns_name) {
+                Some(result) if result.selected && result.generation == generation => {
+                    if !result.findings.is_empty() {
+                        inputs.namespaces_drifted += 1;
+                    }
+                }
+                _ => inputs.namespaces_pending += 1,
+            }
         }
-    }
-    for result in results.values() {
-        inputs.drift.extend(result.findings.iter().cloned());
-        if let Some(failure) = &result.failure {
-            inputs.failures.push(failure.clone());
+        for result in results.values() {
+            inputs.drift.extend(result.findings.iter().cloned());
+            if let Some(failure) = &result.failure {
+                inputs.failures.push(failure.clone());
+            }
+            inputs
+                .shared_pod_security_with
+                .extend(result.shared_pod_security_with.iter().cloned());
         }
-        shared.extend(result.shared_pod_security_with.iter().cloned());
-    }
-    inputs.shared_pod_security_with = shared;
+        inputs
+    });
+    drop(namespaces);
     let nodes = super::nodes::node_status(ctx, baseline);
     inputs.nodes_selected = nodes.selected;
     inputs.nodes_compliant = nodes.compliant;

@@ -76,19 +76,19 @@ impl Results {
         }
     }
 
-    /// The namespace results and repair count of a baseline.
-    pub fn snapshot(&self, baseline: &str) -> (Vec<(String, NamespaceResult)>, i64) {
+    /// Reads a baseline's namespace results (by namespace) and repair count in place: a
+    /// status is computed from 10,000 results at that scale, several times a second during
+    /// a converge, and copying them each time was most of its cost. Reconciles recording a
+    /// result wait meanwhile, so `read` must not block.
+    pub fn read<T>(
+        &self,
+        baseline: &str,
+        read: impl FnOnce(&HashMap<String, NamespaceResult>, i64) -> T,
+    ) -> T {
         let all = self.lock();
         match all.get(baseline) {
-            Some(results) => (
-                results
-                    .namespaces
-                    .iter()
-                    .map(|(ns, r)| (ns.clone(), r.clone()))
-                    .collect(),
-                results.repairs,
-            ),
-            None => (Vec::new(), 0),
+            Some(results) => read(&results.namespaces, results.repairs),
+            None => read(&HashMap::new(), 0),
         }
     }
 
