@@ -213,6 +213,16 @@ fn insert<V>(objects: &mut ByNamespace<V>, namespace: String, name: String, valu
     }
 }
 
+fn remove<V>(objects: &mut ByNamespace<V>, namespace: &str, name: &str) {
+    if let Some(names) = objects.get_mut(namespace) {
+        names.retain(|(n, _)| **n != *name);
+        names.shrink_to_fit();
+        if names.is_empty() {
+            objects.remove(namespace);
+        }
+    }
+}
+
 impl<V: Clone> CompactIndex<V> {
     /// Applies a watch event; `convert` turns the watched object into (namespace, name,
     /// value), or None to skip it (a malformed object is skipped, never fatal).
@@ -221,30 +231,40 @@ impl<V: Clone> CompactIndex<V> {
         event: &watcher::Event<K>,
         mut convert: impl FnMut(&K) -> Option<(String, String, V)>,
     ) {
+        self.apply_matching(event, |object| {
+            convert(object).map(|(namespace, name, value)| (namespace, name, Some(value)))
+        });
+    }
+
+    /// Applies a watch event of a watch wider than the index: `convert` turns the watched
+    /// object into (namespace, name, value), with None as value for an object the index
+    /// does not hold. An object that changes so that it no longer belongs (its label
+    /// removed) leaves the index, as a label-filtered watch would have sent its deletion.
+    pub fn apply_matching<K>(
+        &self,
+        event: &watcher::Event<K>,
+        mut convert: impl FnMut(&K) -> Option<(String, String, Option<V>)>,
+    ) {
         let mut objects = match self.objects.write() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
         match event {
-            watcher::Event::Apply(object) => {
-                if let Some((namespace, name, value)) = convert(object) {
+            watcher::Event::Apply(object) => match convert(object) {
+                Some((namespace, name, Some(value))) => {
                     insert(&mut objects.live, namespace, name, value);
                 }
-            }
+                Some((namespace, name, None)) => remove(&mut objects.live, &namespace, &name),
+                None => {}
+            },
             watcher::Event::Delete(object) => {
-                if let Some((namespace, name, _)) = convert(object)
-                    && let Some(names) = objects.live.get_mut(namespace.as_str())
-                {
-                    names.retain(|(n, _)| **n != *name);
-                    names.shrink_to_fit();
-                    if names.is_empty() {
-                        objects.live.remove(namespace.as_str());
-                    }
+                if let Some((namespace, name, _)) = convert(object) {
+                    remove(&mut objects.live, &namespace, &name);
                 }
             }
             watcher::Event::Init => objects.relist.clear(),
             watcher::Event::InitApply(object) => {
-                if let Some((namespace, name, value)) = convert(object) {
+                if let Some((namespace, name, Some(value))) = convert(object) {
                     insert(&mut objects.relist, namespace, name, value);
                 }
             }
@@ -427,5 +447,35 @@ mod tests {
         index.apply(&watcher::Event::InitDone, convert);
         assert!(index.get("a", "y").is_none());
         assert_eq!(index.len(), 1);
+    }
+
+    /// Held only when its value is odd: a watch wider than the index (every object of a
+    /// kind, only ours held).
+    fn odd(item: &(&'static str, &'static str, u32)) -> Option<(String, String, Option<u32>)> {
+        Some((
+            item.0.to_string(),
+            item.1.to_string(),
+            (item.2 % 2 == 1).then_some(item.2),
+        ))
+    }
+
+    #[test]
+    fn an_object_that_stops_matching_leaves_the_index() {
+        let index = CompactIndex::default();
+        index.apply_matching(&watcher::Event::Init, odd);
+        index.apply_matching(&watcher::Event::InitApply(("a", "x", 1)), odd);
+        index.apply_matching(&watcher::Event::InitApply(("a", "y", 2)), odd);
+        index.apply_matching(&watcher::Event::InitDone, odd);
+        assert_eq!(index.get("a", "x"), Some(1));
+        assert!(index.get("a", "y").is_none(), "never held");
+        // x changes so that it no longer belongs (our label removed): it goes, as the
+        // deletion a label-filtered watch would have sent.
+        index.apply_matching(&watcher::Event::Apply(("a", "x", 4)), odd);
+        assert!(index.get("a", "x").is_none());
+        // y starts to belong.
+        index.apply_matching(&watcher::Event::Apply(("a", "y", 5)), odd);
+        assert_eq!(index.get("a", "y"), Some(5));
+        index.apply_matching(&watcher::Event::Delete(("a", "y", 5)), odd);
+        assert_eq!(index.len(), 0);
     }
 }

@@ -252,7 +252,15 @@ pub async fn run_with_clients(
     let namespace_controller = Controller::for_stream(namespace_stream, namespace_store)
         .reconcile_on(futures::stream::select(
             watches::namespace_triggers(&client, &ctx),
-            rbac::namespace_triggers(&client, &ctx.rbac),
+            rbac::namespace_triggers(
+                &client,
+                &ctx.rbac,
+                watches::KindFeed::new(
+                    &ctx,
+                    crate::domain::generated::GeneratedKind::Role,
+                    crate::domain::generated::NamespacedObject::Role,
+                ),
+            ),
         ))
         .reconcile_all_on(watches::baseline_spec_changes(baselines_for_namespaces))
         .with_config(ControllerConfig::default().concurrency(args.concurrency))

@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tracing::warn;
 
+use super::watches::KindFeed;
 use crate::domain::rbac_audit::{RbacIndex, RbacObject, RbacObjectRef};
 
 type NamespaceRef = ObjectRef<PartialObjectMeta<Namespace>>;
@@ -64,15 +65,18 @@ impl RbacCache {
 }
 
 /// Watches of the four RBAC kinds; yields the namespaces whose audit a change may change.
+/// The watch of every Role also feeds the generated-object indexes of Roles (`roles`), so
+/// each Role change reaches the operator once.
 pub fn namespace_triggers(
     client: &Client,
     cache: &Arc<RbacCache>,
+    mut roles: KindFeed<Role>,
 ) -> impl Stream<Item = NamespaceRef> + Send + 'static {
     stream::select_all([
-        watch_kind::<Role>(client, cache.clone(), 0),
-        watch_kind::<ClusterRole>(client, cache.clone(), 1),
-        watch_kind::<RoleBinding>(client, cache.clone(), 2),
-        watch_kind::<ClusterRoleBinding>(client, cache.clone(), 3),
+        watch_kind::<Role>(client, cache.clone(), 0, move |event| roles.observe(event)),
+        watch_kind::<ClusterRole>(client, cache.clone(), 1, |_| None),
+        watch_kind::<RoleBinding>(client, cache.clone(), 2, |_| None),
+        watch_kind::<ClusterRoleBinding>(client, cache.clone(), 3, |_| None),
     ])
 }
 
@@ -80,6 +84,7 @@ fn watch_kind<K>(
     client: &Client,
     cache: Arc<RbacCache>,
     slot: usize,
+    mut also: impl FnMut(&watcher::Event<K>) -> Option<NamespaceRef> + Send + 'static,
 ) -> stream::BoxStream<'static, NamespaceRef>
 where
     K: Resource<DynamicType = ()>
@@ -110,6 +115,7 @@ where
             })
         })
         .map(move |event| {
+            let also_affected = also(&event);
             let affected: BTreeSet<String> = match event {
                 watcher::Event::Apply(object) => {
                     let Some(reference) = RbacObjectRef::of(&object) else {
@@ -161,6 +167,7 @@ where
             affected
                 .into_iter()
                 .map(|ns| NamespaceRef::new(&ns))
+                .chain(also_affected)
                 .collect::<Vec<_>>()
         })
         .flat_map(stream::iter)

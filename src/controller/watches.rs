@@ -4,11 +4,9 @@ use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use futures::{Stream, StreamExt, TryStreamExt, future, stream};
+use futures::{Stream, StreamExt, future, stream};
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::Role;
+use k8s_openapi::api::core::v1::Namespace;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -23,36 +21,126 @@ use crate::domain::generated::{GeneratedKind, NamespacedObject};
 
 type NamespaceRef = ObjectRef<PartialObjectMeta<Namespace>>;
 
-/// Every change to an object of a generated kind, mapped to its namespace: our objects
-/// (full objects, label-filtered) and the names of everyone's (metadata only).
+/// Every change to an object of a generated kind, mapped to the namespace it may re-plan.
+/// One watch per kind, of all its objects, feeds both indexes of that kind ([`KindFeed`]);
+/// Roles come from the RBAC audit's watch of every Role (`rbac::namespace_triggers`), which
+/// is handed the Role feed.
 pub fn namespace_triggers(
     client: &Client,
     ctx: &Context,
 ) -> impl Stream<Item = NamespaceRef> + Send + 'static {
-    let index = |kind| ctx.generated.get(&kind).cloned().unwrap_or_default();
-    let names = |kind| ctx.names.get(&kind).cloned().unwrap_or_default();
     stream::select_all([
-        generated::<NetworkPolicy>(
+        watch_kind(
             client,
-            index(GeneratedKind::NetworkPolicy),
-            NamespacedObject::NetworkPolicy,
+            KindFeed::new(
+                ctx,
+                GeneratedKind::NetworkPolicy,
+                NamespacedObject::NetworkPolicy,
+            ),
         ),
-        generated::<Role>(client, index(GeneratedKind::Role), NamespacedObject::Role),
-        generated::<ResourceQuota>(
+        watch_kind(
             client,
-            index(GeneratedKind::ResourceQuota),
-            NamespacedObject::ResourceQuota,
+            KindFeed::new(
+                ctx,
+                GeneratedKind::ResourceQuota,
+                NamespacedObject::ResourceQuota,
+            ),
         ),
-        generated::<LimitRange>(
+        watch_kind(
             client,
-            index(GeneratedKind::LimitRange),
-            NamespacedObject::LimitRange,
+            KindFeed::new(ctx, GeneratedKind::LimitRange, NamespacedObject::LimitRange),
         ),
-        object_names::<NetworkPolicy>(client, names(GeneratedKind::NetworkPolicy)),
-        object_names::<Role>(client, names(GeneratedKind::Role)),
-        object_names::<ResourceQuota>(client, names(GeneratedKind::ResourceQuota)),
-        object_names::<LimitRange>(client, names(GeneratedKind::LimitRange)),
     ])
+}
+
+/// Feeds the two indexes of one generated kind from a watch of all its objects: our
+/// objects (those with our managed-by label) into the generated index, every object's name
+/// into the name index. One watch for both, not a label-filtered watch of ours plus a
+/// metadata watch of all: each of our writes then reaches the operator once per kind, not
+/// twice (three times for a Role, which the RBAC audit watches too), which at 10,000
+/// namespaces was a good part of the API server's and the operator's work in a converge.
+pub struct KindFeed<K> {
+    generated: Arc<CompactIndex<CachedObject>>,
+    names: Arc<CompactIndex<TakenName>>,
+    /// One copy of each distinct content (see `CachedObject`).
+    interner: Interner,
+    /// One copy of each baseline label value (see `TakenName`).
+    baselines: Labels,
+    wrap: fn(K) -> NamespacedObject,
+}
+
+impl<K> std::fmt::Debug for KindFeed<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KindFeed").finish_non_exhaustive()
+    }
+}
+
+impl<K> KindFeed<K>
+where
+    K: Resource<Scope = NamespaceResourceScope> + Clone,
+{
+    pub fn new(ctx: &Context, kind: GeneratedKind, wrap: fn(K) -> NamespacedObject) -> Self {
+        Self::feeding(
+            ctx.generated.get(&kind).cloned().unwrap_or_default(),
+            ctx.names.get(&kind).cloned().unwrap_or_default(),
+            wrap,
+        )
+    }
+
+    fn feeding(
+        generated: Arc<CompactIndex<CachedObject>>,
+        names: Arc<CompactIndex<TakenName>>,
+        wrap: fn(K) -> NamespacedObject,
+    ) -> Self {
+        Self {
+            generated,
+            names,
+            interner: Interner::default(),
+            baselines: Labels::default(),
+            wrap,
+        }
+    }
+
+    /// Applies one watch event to both indexes; returns the namespace whose plan it may
+    /// change: any change to an object of ours, or to an object with a name we generate
+    /// (a Conflict appearing or going away).
+    pub fn observe(&mut self, event: &watcher::Event<K>) -> Option<NamespaceRef> {
+        let Self {
+            generated,
+            names,
+            interner,
+            baselines,
+            wrap,
+        } = self;
+        names.apply(event, |object| {
+            // Keep only what conflict detection reads: that the name is taken, and for
+            // which baseline it is labelled.
+            let taken = TakenName {
+                baseline: object
+                    .labels()
+                    .get(BASELINE_LABEL)
+                    .map(|b| baselines.intern(b)),
+            };
+            Some((object.namespace()?, object.name_any(), taken))
+        });
+        generated.apply_matching(event, |object| {
+            let value = is_ours(object).then(|| interner.intern(wrap(object.clone())));
+            Some((object.namespace()?, object.name_any(), value))
+        });
+        let object = match event {
+            watcher::Event::Apply(object)
+            | watcher::Event::Delete(object)
+            | watcher::Event::InitApply(object) => object,
+            watcher::Event::Init | watcher::Event::InitDone => return None,
+        };
+        (is_ours(object) || object.name_any().starts_with("baseline-"))
+            .then(|| object.namespace().map(|ns| NamespaceRef::new(&ns)))
+            .flatten()
+    }
+}
+
+fn is_ours(object: &impl Resource) -> bool {
+    object.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
 }
 
 /// Objects per list page of the watches of many objects (client-go's and kube's default is
@@ -81,11 +169,7 @@ fn log_and_skip<T>(
     })
 }
 
-fn generated<K>(
-    client: &Client,
-    index: Arc<CompactIndex<CachedObject>>,
-    wrap: fn(K) -> NamespacedObject,
-) -> stream::BoxStream<'static, NamespaceRef>
+fn watch_kind<K>(client: &Client, mut feed: KindFeed<K>) -> stream::BoxStream<'static, NamespaceRef>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
         + k8s_openapi::Resource
@@ -96,68 +180,11 @@ where
         + Sync
         + 'static,
 {
-    let config = list_config().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
-    // One copy of each distinct content (see `CachedObject`).
-    let mut interner = Interner::default();
-    watcher(Api::<K>::all(client.clone()), config)
+    watcher(Api::<K>::all(client.clone()), list_config())
         .default_backoff()
-        .map_ok(move |event| {
-            index.apply(&event, |object: &K| {
-                let namespace = object.namespace()?;
-                Some((
-                    namespace,
-                    object.name_any(),
-                    interner.intern(wrap(object.clone())),
-                ))
-            });
-            event
-        })
-        .touched_objects()
         .filter_map(|result| log_and_skip(result, K::KIND))
-        .filter_map(|object: K| future::ready(object.namespace().map(|ns| NamespaceRef::new(&ns))))
+        .filter_map(move |event| future::ready(feed.observe(&event)))
         .boxed()
-}
-
-fn object_names<K>(
-    client: &Client,
-    index: Arc<CompactIndex<TakenName>>,
-) -> stream::BoxStream<'static, NamespaceRef>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + k8s_openapi::Resource
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let mut baselines = Labels::default();
-    watcher(
-        Api::<PartialObjectMeta<K>>::all(client.clone()),
-        list_config(),
-    )
-    .default_backoff()
-    .map_ok(move |event| {
-        index.apply(&event, |object: &PartialObjectMeta<K>| {
-            // Keep only what conflict detection reads: that the name is taken, and for
-            // which baseline it is labelled.
-            let taken = TakenName {
-                baseline: object
-                    .labels()
-                    .get(BASELINE_LABEL)
-                    .map(|b| baselines.intern(b)),
-            };
-            Some((object.namespace()?, object.name_any(), taken))
-        });
-        event
-    })
-    .touched_objects()
-    .filter_map(|result| log_and_skip(result, K::KIND))
-    // Only a name we generate can change a plan (a Conflict appearing or going away).
-    .filter(|object| future::ready(object.name_any().starts_with("baseline-")))
-    .filter_map(|object| future::ready(object.namespace().map(|ns| NamespaceRef::new(&ns))))
-    .boxed()
 }
 
 /// Emits when a baseline's spec, identity or deletion state changes, so every namespace is
@@ -175,4 +202,108 @@ pub fn baseline_spec_changes(
         let changed = seen.insert(baseline.name_any(), key.clone()) != Some(key);
         future::ready(changed.then_some(()))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+
+    fn policy(namespace: &str, name: &str, labels: &[(&str, &str)]) -> NetworkPolicy {
+        NetworkPolicy {
+            metadata: ObjectMeta {
+                namespace: Some(namespace.to_string()),
+                name: Some(name.to_string()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect::<BTreeMap<_, _>>(),
+                ),
+                ..ObjectMeta::default()
+            },
+            ..NetworkPolicy::default()
+        }
+    }
+
+    const OURS: [(&str, &str); 2] = [(MANAGED_BY_LABEL, MANAGED_BY_VALUE), (BASELINE_LABEL, "b")];
+
+    #[test]
+    fn one_watch_feeds_both_indexes_and_triggers_only_what_can_change_a_plan() {
+        let generated: Arc<CompactIndex<CachedObject>> = Arc::default();
+        let names: Arc<CompactIndex<TakenName>> = Arc::default();
+        let mut feed = KindFeed::feeding(
+            generated.clone(),
+            names.clone(),
+            NamespacedObject::NetworkPolicy,
+        );
+        let ns = |name: &str| Some(NamespaceRef::new(name));
+        feed.observe(&watcher::Event::Init);
+        assert_eq!(
+            feed.observe(&watcher::Event::InitApply(policy(
+                "a",
+                "baseline-b-deny-all",
+                &OURS
+            ))),
+            ns("a")
+        );
+        assert_eq!(
+            feed.observe(&watcher::Event::InitApply(policy("a", "theirs", &[]))),
+            None,
+            "a foreign object with a name we never generate changes no plan"
+        );
+        feed.observe(&watcher::Event::InitDone);
+        assert!(generated.is_ready() && names.is_ready());
+        assert!(generated.get("a", "baseline-b-deny-all").is_some());
+        assert!(
+            generated.get("a", "theirs").is_none(),
+            "not ours: not in the generated index"
+        );
+        assert!(names.get("a", "theirs").is_some(), "but its name is taken");
+        assert_eq!(
+            names
+                .get("a", "baseline-b-deny-all")
+                .and_then(|t| t.baseline)
+                .as_deref(),
+            Some("b")
+        );
+
+        // Someone takes a name we generate, without our label: a Conflict for that plan.
+        assert_eq!(
+            feed.observe(&watcher::Event::Apply(policy(
+                "c",
+                "baseline-b-allow-dns",
+                &[]
+            ))),
+            ns("c")
+        );
+        assert!(generated.get("c", "baseline-b-allow-dns").is_none());
+        assert!(names.get("c", "baseline-b-allow-dns").is_some());
+
+        // Our label removed from our object: it is no longer ours, and the plan is redone.
+        assert_eq!(
+            feed.observe(&watcher::Event::Apply(policy(
+                "a",
+                "baseline-b-deny-all",
+                &[]
+            ))),
+            ns("a")
+        );
+        assert!(generated.get("a", "baseline-b-deny-all").is_none());
+        assert!(names.get("a", "baseline-b-deny-all").is_some());
+
+        assert_eq!(
+            feed.observe(&watcher::Event::Delete(policy(
+                "a",
+                "baseline-b-deny-all",
+                &[]
+            ))),
+            ns("a")
+        );
+        assert!(names.get("a", "baseline-b-deny-all").is_none());
+    }
 }
