@@ -173,16 +173,22 @@ async fn run(args: &Args) -> Value {
     log(format!(
         "created {n} namespaces for the raw client in {create_raw_s:.1} s"
     ));
+    let raw_observer = Observer::start(&admin, &raw_baseline, &raw_label, 4).await;
+    let cp_cpu_before = control_plane_cpu_seconds();
+    let bench_cpu_before = process_cpu_seconds(std::process::id());
     let raw = raw_limit(
         &raw_client,
         &raw_baseline,
         &raw_names,
         args.concurrency,
         None,
+        &raw_observer,
     )
     .await;
+    let raw_cp_cpu = control_plane_cpu_seconds() - cp_cpu_before;
+    let raw_client_cpu = process_cpu_seconds(std::process::id()) - bench_cpu_before;
     log(format!(
-        "raw (unthrottled): {} writes in {:.2} s = {:.0} objects/s",
+        "raw (unthrottled): {} writes in {:.2} s = {:.0} objects/s; API server + etcd {raw_cp_cpu:.1} CPU s, client {raw_client_cpu:.1} CPU s",
         raw.writes, raw.seconds, raw.rate
     ));
     let raw_throttled = if args.operator_qps > 0.0 {
@@ -196,6 +202,7 @@ async fn run(args: &Args) -> Value {
             &names_q,
             args.concurrency,
             Some(bucket),
+            &raw_observer,
         )
         .await;
         log(format!(
@@ -206,6 +213,7 @@ async fn run(args: &Args) -> Value {
     } else {
         None
     };
+    raw_observer.stop();
     let reference_rate = raw_throttled.as_ref().map_or(raw.rate, |r| r.rate);
 
     // Namespaces the operator converges.
@@ -222,17 +230,19 @@ async fn run(args: &Args) -> Value {
     // Cold converge.
     let converge_from = Timestamp::now();
     let started = Instant::now();
+    let cp_cpu_before = control_plane_cpu_seconds();
     let mut operator = Operator::spawn(args, &env, &op_sa, &op_kubeconfig, "1");
     observer
         .wait_complete(&ns_names, Duration::from_secs(1800))
         .await;
     let converge_s = started.elapsed().as_secs_f64();
     let converge_cpu = operator.cpu_seconds();
+    let converge_cp_cpu = control_plane_cpu_seconds() - cp_cpu_before;
     let converge_rss = operator.peak_rss_mib();
     let converge_writes = audit_writes(&op_user, converge_from, Timestamp::now());
     let converge_rate = raw.writes as f64 / converge_s;
     log(format!(
-        "converge: {n} namespaces in {converge_s:.2} s = {converge_rate:.0} objects/s ({:.2} x raw at the same QPS, {:.2} x unthrottled raw); operator {converge_cpu:.1} CPU s, peak RSS {converge_rss:.1} MiB",
+        "converge: {n} namespaces in {converge_s:.2} s = {converge_rate:.0} objects/s ({:.2} x raw at the same QPS, {:.2} x unthrottled raw); operator {converge_cpu:.1} CPU s, peak RSS {converge_rss:.1} MiB; API server + etcd {converge_cp_cpu:.1} CPU s",
         converge_rate / reference_rate,
         converge_rate / raw.rate
     ));
@@ -378,7 +388,7 @@ async fn run(args: &Args) -> Value {
         },
         "operator_qps": args.operator_qps,
         "operator_burst": args.operator_burst,
-        "raw": {"writes": raw.writes, "seconds": round(raw.seconds), "objects_per_s": round(raw.rate), "errors": raw.errors},
+        "raw": {"writes": raw.writes, "seconds": round(raw.seconds), "objects_per_s": round(raw.rate), "errors": raw.errors, "control_plane_cpu_s": round(raw_cp_cpu), "client_cpu_s": round(raw_client_cpu)},
         "raw_at_operator_qps": raw_throttled.as_ref().map(|r| json!({"writes": r.writes, "seconds": round(r.seconds), "objects_per_s": round(r.rate), "errors": r.errors})),
         "converge": {
             "seconds": round(converge_s),
@@ -387,6 +397,7 @@ async fn run(args: &Args) -> Value {
             "ratio_to_unthrottled_raw": round(converge_rate / raw.rate),
             "operator_writes": converge_writes.to_json(),
             "operator_cpu_s": round(converge_cpu),
+            "control_plane_cpu_s": round(converge_cp_cpu),
             "operator_peak_rss_mib": round(converge_rss),
         },
         "event_to_action_idle_ms": idle_e2a.to_json(),
@@ -468,13 +479,16 @@ struct Raw {
 
 /// Writes what the operator would for each namespace — its `desired_objects`, then the Pod
 /// Security labels — one namespace at a time per worker, `concurrency` workers, the same
-/// server-side apply parameters. No reads, no planning: the API server's limit.
+/// server-side apply parameters. No reads, no planning: the API server's limit. Measured
+/// like the converge: with `observer` watching, until it has seen every object and label
+/// (its watches cost the API server and this process the same in both measurements).
 async fn raw_limit(
     client: &Client,
     baseline: &str,
     namespaces: &[String],
     concurrency: usize,
     bucket: Option<Arc<Bucket>>,
+    observer: &Observer,
 ) -> Raw {
     let sbl = Api::<SecurityBaseline>::all(client.clone())
         .get(baseline)
@@ -551,7 +565,12 @@ async fn raw_limit(
         .buffer_unordered(concurrency)
         .collect()
         .await;
-    let seconds = started.elapsed().as_secs_f64();
+    // Done when the observer has seen every object, as for the converge.
+    let seen = observer
+        .wait_complete(namespaces, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(Instant::now);
+    let seconds = seen.duration_since(started).as_secs_f64();
     let writes: usize = results.iter().map(|r| r.0).sum();
     Raw {
         writes,
@@ -639,6 +658,8 @@ impl ObsState {
 struct Observer {
     state: Arc<Mutex<ObsState>>,
     changed: tokio::sync::watch::Sender<u64>,
+    /// Its watch tasks, to stop them ([`Observer::stop`]).
+    tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
 impl Observer {
@@ -649,6 +670,7 @@ impl Observer {
                 ..ObsState::default()
             })),
             changed: tokio::sync::watch::Sender::new(0),
+            tasks: Arc::default(),
         };
         let selector = format!("{MANAGED_BY_LABEL}=kube-baseline,{BASELINE_LABEL}={baseline}");
         let synced = Arc::new(tokio::sync::Semaphore::new(0));
@@ -664,7 +686,8 @@ impl Observer {
             let api = Api::<PartialObjectMeta<Namespace>>::all(admin.clone());
             let config = watcher::Config::default().labels(&format!("{TEST_LABEL}={test_label}"));
             let synced = synced.clone();
-            tokio::spawn(async move {
+            let tasks = observer.tasks.clone();
+            let task = tokio::spawn(async move {
                 let mut events = watcher(api, config).default_backoff().boxed();
                 while let Some(event) = events.try_next().await.transpose() {
                     let now = Instant::now();
@@ -686,9 +709,17 @@ impl Observer {
                     observer.changed.send_modify(|v| *v += 1);
                 }
             });
+            tasks.lock().unwrap().push(task.abort_handle());
         }
         let _ = synced.acquire_many(3).await;
         observer
+    }
+
+    /// Stops its watches.
+    fn stop(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
     }
 
     fn watch_objects<K>(
@@ -709,7 +740,8 @@ impl Observer {
         let observer = self.clone();
         let api = Api::<PartialObjectMeta<K>>::all(admin.clone());
         let config = watcher::Config::default().labels(selector);
-        tokio::spawn(async move {
+        let tasks = self.tasks.clone();
+        let task = tokio::spawn(async move {
             let mut events = watcher(api, config).default_backoff().boxed();
             while let Some(event) = events.try_next().await.transpose() {
                 let now = Instant::now();
@@ -748,6 +780,7 @@ impl Observer {
                 observer.changed.send_modify(|v| *v += 1);
             }
         });
+        tasks.lock().unwrap().push(task.abort_handle());
     }
 
     fn set_expected(&self, expected: usize) {
@@ -957,17 +990,7 @@ impl Operator {
 
     /// utime + stime, in seconds.
     fn cpu_seconds(&self) -> f64 {
-        let stat = self.proc_file("stat");
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            return f64::NAN;
-        };
-        // After the comm: state is field 3, utime 14, stime 15.
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<f64>().ok());
-        match (ticks(14), ticks(15)) {
-            (Some(u), Some(s)) => (u + s) / clock_ticks(),
-            _ => f64::NAN,
-        }
+        process_cpu_seconds(self.child.id())
     }
 
     fn metrics_url(&self) -> Option<String> {
@@ -1024,6 +1047,40 @@ impl Drop for Operator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// utime + stime of a process, in seconds (NaN if it cannot be read).
+fn process_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return f64::NAN;
+    };
+    // After the comm: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<f64>().ok());
+    match (ticks(14), ticks(15)) {
+        (Some(u), Some(s)) => (u + s) / clock_ticks(),
+        _ => f64::NAN,
+    }
+}
+
+/// CPU seconds used so far by the API server and etcd of the local control plane (from
+/// the pid files `e2e/cluster` keeps in its state dir): with the rates, this shows where
+/// the machine's time went: a converge costs the API server more than the raw client's
+/// writes, by the watch events it sends to the operator.
+fn control_plane_cpu_seconds() -> f64 {
+    let Ok(dir) = std::env::var("KUBE_BASELINE_CLUSTER_DIR") else {
+        return f64::NAN;
+    };
+    ["kube-apiserver", "etcd"]
+        .iter()
+        .map(|component| {
+            std::fs::read_to_string(format!("{dir}/{component}.pid"))
+                .ok()
+                .and_then(|pid| pid.trim().parse::<u32>().ok())
+                .map_or(f64::NAN, process_cpu_seconds)
+        })
+        .sum()
 }
 
 fn clock_ticks() -> f64 {
@@ -1284,6 +1341,18 @@ fn print_table(runs: &[Value]) {
         (
             "operator CPU s, cold converge",
             vec!["converge", "operator_cpu_s"],
+        ),
+        (
+            "API server + etcd CPU s, raw (unthrottled)",
+            vec!["raw", "control_plane_cpu_s"],
+        ),
+        (
+            "raw client CPU s (with the observer's watches)",
+            vec!["raw", "client_cpu_s"],
+        ),
+        (
+            "API server + etcd CPU s, cold converge",
+            vec!["converge", "control_plane_cpu_s"],
         ),
         (
             "operator CPU s, whole first process",
