@@ -57,6 +57,8 @@ pub struct Context {
     object_writes: Mutex<HashMap<String, Vec<ObjectWrite>>>,
     /// Writes per object in the last minute: no write fight with another field manager.
     pub repair_budget: super::repair_budget::RepairBudget,
+    /// When each namespace's latest reconcile started (paces re-plans after a spec change).
+    pub reconcile_clock: super::replan::ReconcileClock,
 }
 
 /// An apply of a generated object: kind, name, the cached resourceVersion it was written
@@ -138,6 +140,7 @@ impl Context {
             label_writes: Mutex::default(),
             object_writes: Mutex::default(),
             repair_budget: super::repair_budget::RepairBudget::default(),
+            reconcile_clock: super::replan::ReconcileClock::default(),
         }
     }
 
@@ -331,6 +334,7 @@ impl Context {
 
     /// Forgets what is remembered about a namespace that is going away.
     pub fn forget_namespace(&self, namespace: &str) {
+        self.reconcile_clock.forget(namespace);
         lock(&self.label_writes).remove(namespace);
         lock(&self.object_writes).remove(namespace);
     }

@@ -19,6 +19,7 @@ mod namespaces;
 mod nodes;
 mod rbac;
 mod repair_budget;
+mod replan;
 mod results;
 mod throttle;
 mod watches;
@@ -32,7 +33,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
 use crate::api::{DEFAULT_INSTALL_NAMESPACE, SecurityBaseline};
@@ -249,20 +250,43 @@ pub async fn run_with_clients(
         }
     };
 
+    // A spec change re-plans every namespace, released a few at a time (see `replan`).
+    let (replans, replan_requests) = futures::channel::mpsc::unbounded::<String>();
+    let replan_pacer = {
+        let ctx = ctx.clone();
+        let store = namespace_store.clone();
+        let window = usize::from(args.concurrency);
+        async move {
+            let namespaces = || store.state().iter().map(|n| n.name_any()).collect();
+            let spec_changes = watches::baseline_spec_changes(baselines_for_namespaces);
+            replan::pace(
+                &ctx.reconcile_clock,
+                spec_changes,
+                namespaces,
+                replans,
+                window,
+            )
+            .await;
+            // Only ends on shutdown; the controllers decide when to stop.
+            future::pending::<()>().await;
+        }
+    };
     let namespace_controller = Controller::for_stream(namespace_stream, namespace_store)
         .reconcile_on(futures::stream::select(
-            watches::namespace_triggers(&client, &ctx),
-            rbac::namespace_triggers(
-                &client,
-                &ctx.rbac,
-                watches::KindFeed::new(
-                    &ctx,
-                    crate::domain::generated::GeneratedKind::Role,
-                    crate::domain::generated::NamespacedObject::Role,
+            replan_requests.map(|name| ObjectRef::new(&name)),
+            futures::stream::select(
+                watches::namespace_triggers(&client, &ctx),
+                rbac::namespace_triggers(
+                    &client,
+                    &ctx.rbac,
+                    watches::KindFeed::new(
+                        &ctx,
+                        crate::domain::generated::GeneratedKind::Role,
+                        crate::domain::generated::NamespacedObject::Role,
+                    ),
                 ),
             ),
         ))
-        .reconcile_all_on(watches::baseline_spec_changes(baselines_for_namespaces))
         .with_config(ControllerConfig::default().concurrency(args.concurrency))
         .graceful_shutdown_on(on_shutdown(&shutdown_tx))
         .run(namespaces::reconcile, namespaces::error_policy, ctx.clone())
@@ -296,6 +320,7 @@ pub async fn run_with_clients(
         }
         () = baseline_watch => {}
         () = synced => {}
+        () = replan_pacer => {}
         () = nodes::run(client.clone(), ctx.clone(), args.node_selector.clone()) => {}
         _ = future::join(namespace_controller, baseline_controller) => {}
         () = shutdown => {}

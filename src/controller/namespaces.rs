@@ -69,6 +69,8 @@ pub async fn reconcile(
     let name = namespace.name_any();
     tracing::trace!(namespace = %name, "namespace reconcile queued");
     ctx.wait_ready().await;
+    // Before the baselines are read: a spec change seen later re-plans this namespace.
+    ctx.reconcile_clock.starting(&name);
     let span = info_span!("reconcile_namespace", namespace = %name);
     let started = std::time::Instant::now();
     let result = reconcile_namespace(&name, &namespace, &ctx)

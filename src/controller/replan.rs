@@ -1,0 +1,214 @@
+//! Re-planning every namespace after a baseline's spec changes, without making a namespace
+//! created meanwhile wait behind all of them.
+//!
+//! kube-runtime's queue is first in, first out. Queuing all 10,000 namespaces at once (its
+//! `reconcile_all_on`) put a namespace created a moment later behind every one of them:
+//! about a minute unprotected at 10,000 namespaces. Here the re-plan is a backlog released
+//! a few at a time: at most [`window`](pace) of its namespaces wait in the queue, and one
+//! more is released each time one of them starts, so a new namespace's watch event joins a
+//! short queue. A namespace whose reconcile started after the change (its own event came
+//! first) already reads the new spec and is not re-planned again.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::channel::mpsc::UnboundedSender;
+use futures::{Stream, StreamExt};
+use tokio::sync::Notify;
+
+/// When each namespace's latest reconcile started, on a counter that also stamps baseline
+/// spec changes: a namespace needs re-planning for a change if its latest reconcile
+/// started before the change was seen.
+#[derive(Debug, Default)]
+pub struct ReconcileClock {
+    ticks: AtomicU64,
+    started: Mutex<HashMap<Box<str>, u64>>,
+    /// Raised when a reconcile starts (the pacer releases one more).
+    start: Notify,
+}
+
+impl ReconcileClock {
+    /// The current tick: a change stamped with it is seen by every reconcile that starts
+    /// later. Changes are stamped after the baseline store has them, and a reconcile reads
+    /// the store after [`ReconcileClock::starting`], so a later tick means the new spec.
+    pub fn now(&self) -> u64 {
+        self.ticks.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// Records that a reconcile of `namespace` starts now.
+    pub fn starting(&self, namespace: &str) {
+        let tick = self.now();
+        lock(&self.started).insert(namespace.into(), tick);
+        self.start.notify_one();
+    }
+
+    /// Whether `namespace`'s latest reconcile started before `change` (or never did).
+    pub fn started_before(&self, namespace: &str, change: u64) -> bool {
+        lock(&self.started)
+            .get(namespace)
+            .is_none_or(|started| *started < change)
+    }
+
+    /// Forgets a namespace that is gone.
+    pub fn forget(&self, namespace: &str) {
+        lock(&self.started).remove(namespace);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// How long the pacer waits for a released namespace to start before releasing more
+/// anyway (one deleted meanwhile never starts).
+const STALL: Duration = Duration::from_secs(2);
+
+/// Turns spec changes into namespace re-plans sent to `out`, at most `window` of them
+/// waiting to start at any time. `namespaces` lists the namespaces to re-plan (all of the
+/// store's). Ends when `spec_changes` ends or `out` is closed.
+pub async fn pace(
+    clock: &ReconcileClock,
+    spec_changes: impl Stream<Item = ()>,
+    namespaces: impl Fn() -> Vec<String>,
+    out: UnboundedSender<String>,
+    window: usize,
+) {
+    let window = window.max(1);
+    let mut spec_changes = std::pin::pin!(spec_changes);
+    // (namespace, the change it must see), in release order.
+    let mut backlog: VecDeque<(String, u64)> = VecDeque::new();
+    let mut waiting: Vec<(String, u64)> = Vec::new();
+    loop {
+        waiting.retain(|(namespace, change)| clock.started_before(namespace, *change));
+        while waiting.len() < window {
+            let Some((namespace, change)) = backlog.pop_front() else {
+                break;
+            };
+            if !clock.started_before(&namespace, change) {
+                continue;
+            }
+            if out.unbounded_send(namespace.clone()).is_err() {
+                return;
+            }
+            waiting.push((namespace, change));
+        }
+        tokio::select! {
+            change = spec_changes.next() => {
+                if change.is_none() {
+                    return;
+                }
+                let change = clock.now();
+                let mut all = namespaces();
+                all.sort();
+                // Every namespace must see this change, the ones the previous backlog had
+                // not reached yet included: the new backlog replaces it.
+                backlog = all.into_iter().map(|namespace| (namespace, change)).collect();
+                for (_, seen) in &mut waiting {
+                    *seen = change;
+                }
+            }
+            () = clock.start.notified() => {}
+            () = tokio::time::sleep(STALL), if !waiting.is_empty() => waiting.clear(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::channel::mpsc;
+
+    use super::*;
+
+    fn names(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("ns-{i:03}")).collect()
+    }
+
+    /// Whatever is in the channel now.
+    fn drain(rx: &mut mpsc::UnboundedReceiver<String>) -> Vec<String> {
+        let mut got = Vec::new();
+        while let Ok(name) = rx.try_recv() {
+            got.push(name);
+        }
+        got
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn releases_the_backlog_as_reconciles_start() {
+        let clock = std::sync::Arc::new(ReconcileClock::default());
+        let (changes_tx, changes) = mpsc::unbounded::<()>();
+        let (out, mut released) = mpsc::unbounded();
+        let pacer = {
+            let clock = clock.clone();
+            tokio::spawn(async move { pace(&clock, changes, || names(100), out, 8).await })
+        };
+        changes_tx.unbounded_send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let first = drain(&mut released);
+        assert_eq!(first, names(8), "only a window of the 100 is queued");
+
+        // Two of them start: two more are released, in order.
+        clock.starting("ns-000");
+        clock.starting("ns-001");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(drain(&mut released), vec!["ns-008", "ns-009"]);
+
+        // A namespace reconciled for its own reasons after the change is not re-planned.
+        clock.starting("ns-010");
+        clock.starting("ns-002");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(drain(&mut released), vec!["ns-011"]);
+
+        // A released namespace that never starts (deleted) does not stall the backlog.
+        tokio::time::sleep(STALL + Duration::from_secs(1)).await;
+        assert_eq!(drain(&mut released).len(), 8);
+
+        drop(changes_tx);
+        pacer.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_second_change_re_plans_everyone_again() {
+        let clock = std::sync::Arc::new(ReconcileClock::default());
+        let (changes_tx, changes) = mpsc::unbounded::<()>();
+        let (out, mut released) = mpsc::unbounded();
+        let pacer = {
+            let clock = clock.clone();
+            tokio::spawn(async move { pace(&clock, changes, || names(3), out, 8).await })
+        };
+        changes_tx.unbounded_send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(drain(&mut released), names(3));
+        for name in names(3) {
+            clock.starting(&name);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(
+            drain(&mut released).is_empty(),
+            "all started after the change"
+        );
+
+        changes_tx.unbounded_send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(drain(&mut released), names(3));
+        drop(changes_tx);
+        pacer.await.unwrap();
+    }
+
+    #[test]
+    fn a_reconcile_that_started_before_a_change_must_run_again() {
+        let clock = ReconcileClock::default();
+        clock.starting("a");
+        let change = clock.now();
+        assert!(clock.started_before("a", change));
+        assert!(clock.started_before("never-reconciled", change));
+        clock.starting("a");
+        assert!(!clock.started_before("a", change));
+        clock.forget("a");
+        assert!(clock.started_before("a", change));
+    }
+}
