@@ -6,6 +6,10 @@
 //!   that remains. Work per event is proportional to one namespace.
 //! - [`baselines`]: one reconcile per SecurityBaseline: the finalizer and the status,
 //!   aggregated from the namespace results and written only when it changes.
+//! - [`replan`]: after a baseline's spec changes, every namespace is re-planned, released
+//!   into the namespace queue a few at a time so new namespaces do not wait behind them.
+//! - [`watches`], [`rbac`], [`nodes`]: the watches that feed the in-memory indexes
+//!   ([`cache`]) and say which namespaces a change may re-plan.
 
 mod apply;
 mod baselines;
