@@ -261,7 +261,18 @@ pub async fn run_with_clients(
         let store = namespace_store.clone();
         let window = usize::from(args.concurrency);
         async move {
-            let namespaces = || store.state().iter().map(|n| n.name_any()).collect();
+            // Newest first: a namespace created just before the change may have been
+            // protected under the old spec a moment ago, and is the likeliest to be in use
+            // by someone waiting for it.
+            let namespaces = || {
+                let mut all: Vec<_> = store
+                    .state()
+                    .iter()
+                    .map(|n| (n.metadata.creation_timestamp.clone(), n.name_any()))
+                    .collect();
+                all.sort_by(|a, b| b.cmp(a));
+                all.into_iter().map(|(_, name)| name).collect()
+            };
             let spec_changes = watches::baseline_spec_changes(baselines_for_namespaces);
             replan::pace(
                 &ctx.reconcile_clock,

@@ -70,7 +70,8 @@ const STALL: Duration = Duration::from_secs(2);
 
 /// Turns spec changes into namespace re-plans sent to `out`, at most `window` of them
 /// waiting to start at any time. `namespaces` lists the namespaces to re-plan (all of the
-/// store's). Ends when `spec_changes` ends or `out` is closed.
+/// store's), in the order they are to be released. Ends when `spec_changes` ends or `out`
+/// is closed.
 pub async fn pace(
     clock: &ReconcileClock,
     spec_changes: impl Stream<Item = ()>,
@@ -103,8 +104,7 @@ pub async fn pace(
                     return;
                 }
                 let change = clock.now();
-                let mut all = namespaces();
-                all.sort();
+                let all = namespaces();
                 // Every namespace must see this change, the ones the previous backlog had
                 // not reached yet included: the new backlog replaces it.
                 backlog = all.into_iter().map(|namespace| (namespace, change)).collect();
