@@ -17,7 +17,7 @@ use super::context::Context;
 use super::repair_budget::{self, WriteTarget};
 use super::results::NamespaceResult;
 use crate::api::{DriftEntry, DriftReason, EnforcementMode, SecurityBaseline};
-use crate::domain::generated::{BaselineRef, wanted_pod_security};
+use crate::domain::generated::{BaselineRef, GeneratedKind, wanted_pod_security};
 use crate::domain::plan::{Action, NamespacePlan, NamespaceState, plan_release};
 use crate::domain::pod_security::{
     WantedPodSecurity, labels_owned_by_us, merged_labels, namespace_labels_to_apply,
@@ -54,6 +54,8 @@ struct Planned {
     selected: bool,
     deleting: bool,
     plan: NamespacePlan,
+    /// The resourceVersion of each of our objects (kind, name) the plan was made from.
+    seen: BTreeMap<(GeneratedKind, String), Option<String>>,
 }
 
 impl Planned {
@@ -113,6 +115,13 @@ async fn reconcile_namespace(
                 uid: &uid,
             };
             let generated = ctx.generated_in(name, &baseline_name);
+            let seen = generated
+                .iter()
+                .map(|o| {
+                    let version = o.metadata().resource_version.clone();
+                    ((o.kind(), o.name().to_string()), version)
+                })
+                .collect();
             let ours: Vec<_> = generated.iter().map(Arc::as_ref).collect();
             let deleting = baseline.metadata.deletion_timestamp.is_some();
             let (selected, plan) = if deleting {
@@ -137,6 +146,7 @@ async fn reconcile_namespace(
                 selected,
                 deleting,
                 plan,
+                seen,
             })
         })
         .collect();
@@ -158,7 +168,15 @@ async fn reconcile_namespace(
             let mut budget_target = None;
             if let Action::Apply(object) = action {
                 let body = object.to_json();
-                if ctx.apply_in_flight(object, &body) {
+                let key = (object.kind(), object.name().to_string());
+                let planned_over = planned.seen.get(&key).cloned().flatten();
+                // The object changed in the cache since the plan was made (typically: the
+                // watch event of our own earlier write arrived meanwhile). The plan is stale
+                // for it, and that event has queued this namespace again: the next
+                // reconcile decides, not this one (writing now was a duplicate write and a
+                // Repaired event for drift that never was).
+                let cache_moved = ctx.version_before_apply(object) != planned_over;
+                if cache_moved || ctx.apply_in_flight(object, &body) {
                     in_flight.entry(planned.name.clone()).or_default().insert((
                         object.kind().as_str().to_string(),
                         object.name().to_string(),
