@@ -200,7 +200,8 @@ async fn reconcile_namespace(
                     continue;
                 }
                 budget_target = Some(target);
-                written_over = Some((ctx.version_before_apply(object), body));
+                // The version the plan was made from is the one the cache still shows.
+                written_over = Some((planned_over, body));
             }
             match apply::execute(&ctx.client, action).await {
                 Ok(()) => {

@@ -128,75 +128,93 @@ mod tests {
         (0..n).map(|i| format!("ns-{i:03}")).collect()
     }
 
-    /// Whatever is in the channel now.
-    fn drain(rx: &mut mpsc::UnboundedReceiver<String>) -> Vec<String> {
-        let mut got = Vec::new();
-        while let Ok(name) = rx.try_recv() {
-            got.push(name);
+    /// A running pacer over `n` namespaces with a window of 8, and its ends.
+    struct Pacer {
+        clock: std::sync::Arc<ReconcileClock>,
+        changes: mpsc::UnboundedSender<()>,
+        released: mpsc::UnboundedReceiver<String>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Pacer {
+        fn start(n: usize) -> Self {
+            let clock = std::sync::Arc::new(ReconcileClock::default());
+            let (changes, spec_changes) = mpsc::unbounded::<()>();
+            let (out, released) = mpsc::unbounded();
+            let task = {
+                let clock = clock.clone();
+                tokio::spawn(async move { pace(&clock, spec_changes, || names(n), out, 8).await })
+            };
+            Self {
+                clock,
+                changes,
+                released,
+                task,
+            }
         }
-        got
+
+        fn spec_change(&self) {
+            self.changes.unbounded_send(()).unwrap();
+        }
+
+        /// What the pacer has released since the last call, after letting it run.
+        async fn released(&mut self) -> Vec<String> {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let mut got = Vec::new();
+            while let Ok(name) = self.released.try_recv() {
+                got.push(name);
+            }
+            got
+        }
+
+        async fn stop(self) {
+            drop(self.changes);
+            self.task.await.unwrap();
+        }
     }
 
     #[tokio::test(start_paused = true)]
     async fn releases_the_backlog_as_reconciles_start() {
-        let clock = std::sync::Arc::new(ReconcileClock::default());
-        let (changes_tx, changes) = mpsc::unbounded::<()>();
-        let (out, mut released) = mpsc::unbounded();
-        let pacer = {
-            let clock = clock.clone();
-            tokio::spawn(async move { pace(&clock, changes, || names(100), out, 8).await })
-        };
-        changes_tx.unbounded_send(()).unwrap();
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        let first = drain(&mut released);
-        assert_eq!(first, names(8), "only a window of the 100 is queued");
+        let mut pacer = Pacer::start(100);
+        pacer.spec_change();
+        assert_eq!(
+            pacer.released().await,
+            names(8),
+            "only a window of the 100 is queued"
+        );
 
         // Two of them start: two more are released, in order.
-        clock.starting("ns-000");
-        clock.starting("ns-001");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        assert_eq!(drain(&mut released), vec!["ns-008", "ns-009"]);
+        pacer.clock.starting("ns-000");
+        pacer.clock.starting("ns-001");
+        assert_eq!(pacer.released().await, vec!["ns-008", "ns-009"]);
 
         // A namespace reconciled for its own reasons after the change is not re-planned.
-        clock.starting("ns-010");
-        clock.starting("ns-002");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        assert_eq!(drain(&mut released), vec!["ns-011"]);
+        pacer.clock.starting("ns-010");
+        pacer.clock.starting("ns-002");
+        assert_eq!(pacer.released().await, vec!["ns-011"]);
 
         // A released namespace that never starts (deleted) does not stall the backlog.
         tokio::time::sleep(STALL + Duration::from_secs(1)).await;
-        assert_eq!(drain(&mut released).len(), 8);
-
-        drop(changes_tx);
-        pacer.await.unwrap();
+        assert_eq!(pacer.released().await.len(), 8);
+        pacer.stop().await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_second_change_re_plans_everyone_again() {
-        let clock = std::sync::Arc::new(ReconcileClock::default());
-        let (changes_tx, changes) = mpsc::unbounded::<()>();
-        let (out, mut released) = mpsc::unbounded();
-        let pacer = {
-            let clock = clock.clone();
-            tokio::spawn(async move { pace(&clock, changes, || names(3), out, 8).await })
-        };
-        changes_tx.unbounded_send(()).unwrap();
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        assert_eq!(drain(&mut released), names(3));
+        let mut pacer = Pacer::start(3);
+        pacer.spec_change();
+        assert_eq!(pacer.released().await, names(3));
         for name in names(3) {
-            clock.starting(&name);
+            pacer.clock.starting(&name);
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(
-            drain(&mut released).is_empty(),
+            pacer.released().await.is_empty(),
             "all started after the change"
         );
 
-        changes_tx.unbounded_send(()).unwrap();
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        assert_eq!(drain(&mut released), names(3));
-        drop(changes_tx);
-        pacer.await.unwrap();
+        pacer.spec_change();
+        assert_eq!(pacer.released().await, names(3));
+        pacer.stop().await;
     }
 
     #[test]
