@@ -26,8 +26,8 @@ pub struct HostOptions {
 pub struct KubeletTarget {
     /// Arguments after the program name.
     pub args: Vec<String>,
-    /// Process start, for PendingRestart.
-    pub started: Option<SystemTime>,
+    /// The latest instant the process can have started, for PendingRestart.
+    pub started_by: Option<SystemTime>,
     /// Config file (host path).
     pub config: Option<String>,
     /// Drop-in directory (host path).
@@ -39,8 +39,8 @@ pub struct KubeletTarget {
 pub struct ApiServerTarget {
     /// Arguments after the program name.
     pub args: Vec<String>,
-    /// Process start, for PendingRestart.
-    pub started: Option<SystemTime>,
+    /// The latest instant the process can have started, for PendingRestart.
+    pub started_by: Option<SystemTime>,
     /// --audit-policy-file (or the override).
     pub audit_policy: Option<String>,
     /// --encryption-provider-config.
@@ -90,13 +90,13 @@ pub fn discover(host: &Host, options: &HostOptions) -> Targets {
         {
             Ok(args) => Found::Found(api_server_target(
                 args,
-                process.ok().flatten().and_then(|p| p.started),
+                process.ok().flatten().and_then(|p| p.started_by),
                 options,
             )),
             Err(message) => Found::Error(format!("--apiserver-flags-file {message}")),
         },
         (None, Ok(Some(process))) => {
-            Found::Found(api_server_target(process.args, process.started, options))
+            Found::Found(api_server_target(process.args, process.started_by, options))
         }
         (None, Ok(None)) => Found::NotFound,
         (None, Err(message)) => Found::Error(message),
@@ -123,14 +123,14 @@ fn kubelet_target(process: Process, options: &HostOptions) -> KubeletTarget {
             .kubelet_config_dir
             .clone()
             .or_else(|| non_empty(flags.get("config-dir"))),
-        started: process.started,
+        started_by: process.started_by,
         args: process.args,
     }
 }
 
 fn api_server_target(
     args: Vec<String>,
-    started: Option<SystemTime>,
+    started_by: Option<SystemTime>,
     options: &HostOptions,
 ) -> ApiServerTarget {
     let flags = ProcessFlags::parse(&args);
@@ -143,24 +143,24 @@ fn api_server_target(
         authorization_config: non_empty(flags.get("authorization-config")),
         authentication_config: non_empty(flags.get("authentication-config")),
         args,
-        started,
+        started_by,
     }
 }
 
-/// Reads one host file for a process that started at `started`.
-fn source_file(host: &Host, path: &str, started: Option<SystemTime>) -> SourceFile {
+/// Reads one host file for a process that started by `started_by`.
+fn source_file(host: &Host, path: &str, started_by: Option<SystemTime>) -> SourceFile {
     SourceFile {
         path: path.to_owned(),
         text: host.read_text(path),
-        changed_after_start: changed_after(host, path, started),
+        changed_after_start: changed_after(host, path, started_by),
     }
 }
 
 /// Whether a file was modified after the process started (so the process, which reads it
 /// only at start, may not use its content yet). Unknown times count as not changed.
-fn changed_after(host: &Host, path: &str, started: Option<SystemTime>) -> bool {
-    match (host.mtime(path), started) {
-        (Some(modified), Some(started)) => modified > started,
+fn changed_after(host: &Host, path: &str, started_by: Option<SystemTime>) -> bool {
+    match (host.mtime(path), started_by) {
+        (Some(modified), Some(started_by)) => modified > started_by,
         _ => false,
     }
 }
@@ -175,7 +175,7 @@ pub fn read_sources(host: &Host, node_name: &str, targets: &Targets) -> NodeSour
             config: target
                 .config
                 .as_deref()
-                .map(|path| source_file(host, path, target.started)),
+                .map(|path| source_file(host, path, target.started_by)),
             config_dir: target.config_dir.clone(),
             drop_ins: match &target.config_dir {
                 None => Ok(Vec::new()),
@@ -184,7 +184,7 @@ pub fn read_sources(host: &Host, node_name: &str, targets: &Targets) -> NodeSour
                         .into_iter()
                         .map(|(relative, path)| SourceFile {
                             path: relative,
-                            ..source_file(host, &path, target.started)
+                            ..source_file(host, &path, target.started_by)
                         })
                         .collect()
                 }),
@@ -197,7 +197,7 @@ pub fn read_sources(host: &Host, node_name: &str, targets: &Targets) -> NodeSour
         Found::Found(target) => {
             let read = |path: &Option<String>| {
                 path.as_deref()
-                    .map(|path| source_file(host, path, target.started))
+                    .map(|path| source_file(host, path, target.started_by))
             };
             Found::Found(ApiServerSources {
                 args: target.args.clone(),

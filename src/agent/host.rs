@@ -54,8 +54,8 @@ pub struct Process {
     pub pid: u32,
     /// Arguments after the program name (and after the subcommand for hyperkube).
     pub args: Vec<String>,
-    /// When it started, if /proc says.
-    pub started: Option<SystemTime>,
+    /// The latest instant it can have started, if /proc says.
+    pub started_by: Option<SystemTime>,
 }
 
 impl Host {
@@ -93,18 +93,29 @@ impl Host {
             return Ok(Some(Process {
                 pid,
                 args,
-                started: self.process_start(pid),
+                started_by: self.process_started_by(pid),
             }));
         }
         Ok(None)
     }
 
-    /// When a process started: boot time (`btime` of /proc/stat) plus field 22 of
-    /// /proc/<pid>/stat (clock ticks since boot).
-    pub fn process_start(&self, pid: u32) -> Option<SystemTime> {
+    /// The latest instant a process can have started (see [`started_by`]): a file modified
+    /// after it was certainly modified after the process started.
+    pub fn process_started_by(&self, pid: u32) -> Option<SystemTime> {
         let stat = fs::read_to_string(self.resolve(&format!("/proc/{pid}/stat"))).ok()?;
-        let boot = fs::read_to_string(self.resolve("/proc/stat")).ok()?;
-        start_time(&stat, &boot)
+        started_by(&stat, self.booted_by()?)
+    }
+
+    /// The latest instant the host can have booted: from /proc/uptime read against the
+    /// clock (to 10 ms) or, where that is missing, from /proc/stat's whole-second btime.
+    fn booted_by(&self) -> Option<SystemTime> {
+        let from_uptime = fs::read_to_string(self.resolve("/proc/uptime"))
+            .ok()
+            .and_then(|uptime| booted_by_uptime(&uptime, SystemTime::now()));
+        from_uptime.or_else(|| {
+            let proc_stat = fs::read_to_string(self.resolve("/proc/stat")).ok()?;
+            booted_by_btime(&proc_stat)
+        })
     }
 
     /// A host file's text; the error is a message naming the host path.
@@ -233,22 +244,42 @@ fn match_cmdline(raw: &[u8], names: &[&str]) -> Option<Vec<String>> {
     None
 }
 
-/// Process start from the text of /proc/<pid>/stat and /proc/stat.
-fn start_time(stat: &str, proc_stat: &str) -> Option<SystemTime> {
+/// The latest instant a process can have started, given the latest instant the host can
+/// have booted. Field 22 of /proc/<pid>/stat is its start in clock ticks since boot,
+/// truncated to a tick, so the process started before boot + (ticks + 1) / USER_HZ. Using
+/// the latest instant means a file written just before the start (config tools write a
+/// file and restart the component within a second) is never taken for a later change; a
+/// change within that uncertainty after the start goes unseen until the next one.
+fn started_by(stat: &str, booted_by: SystemTime) -> Option<SystemTime> {
     // The command name (field 2) may contain spaces and parentheses: fields after it
     // start after the last ')'. starttime is field 22, i.e. the 20th after the ')'.
     let after = &stat[stat.rfind(')')? + 1..];
     let ticks: u64 = after.split_whitespace().nth(19)?.parse().ok()?;
+    let millis = ticks.checked_add(1)?.checked_mul(1000)? / USER_HZ;
+    booted_by.checked_add(Duration::from_millis(millis))
+}
+
+/// The latest boot instant from /proc/uptime's first field (seconds since boot, truncated
+/// to 10 ms) read just before `now`: the host booted at or before `now - uptime`.
+fn booted_by_uptime(uptime: &str, now: SystemTime) -> Option<SystemTime> {
+    let (seconds, hundredths) = uptime.split_whitespace().next()?.split_once('.')?;
+    let seconds: u64 = seconds.parse().ok()?;
+    let hundredths: u64 = hundredths.get(..2)?.parse().ok()?;
+    now.checked_sub(Duration::from_millis(
+        seconds.checked_mul(1000)?.checked_add(hundredths * 10)?,
+    ))
+}
+
+/// The latest boot instant from /proc/stat's btime, the boot in whole seconds (truncated):
+/// the host booted before btime + 1 s.
+fn booted_by_btime(proc_stat: &str) -> Option<SystemTime> {
     let btime: u64 = proc_stat
         .lines()
         .find_map(|line| line.strip_prefix("btime "))?
         .trim()
         .parse()
         .ok()?;
-    let millis = btime
-        .checked_mul(1000)?
-        .checked_add(ticks.checked_mul(1000)? / USER_HZ)?;
-    UNIX_EPOCH.checked_add(Duration::from_millis(millis))
+    UNIX_EPOCH.checked_add(Duration::from_secs(btime.checked_add(1)?))
 }
 
 /// kube-apiserver arguments from a file given with --apiserver-flags-file: its static Pod
@@ -299,15 +330,45 @@ pub fn apiserver_args_from_file(text: &str) -> Result<Vec<String>, String> {
 mod tests {
     use super::*;
 
+    const BTIME: u64 = 1_700_000_000;
+
+    fn at_millis(millis: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(millis)
+    }
+
     #[test]
-    fn start_time_reads_field_22_after_the_command_name() {
+    fn started_by_reads_field_22_after_the_command_name_and_adds_one_tick() {
         let stat = "4242 (kube api (x)) S 1 4242 4242 0 -1 4194560 1 2 3 4 5 6 7 8 20 0 12 0 12345 1000 200";
-        let start = start_time(stat, "cpu 1 2 3\nbtime 1700000000\nprocesses 9\n");
+        // 12,345 ticks = 123.45 s, truncated: started before 123.46 s after boot.
         assert_eq!(
-            start,
-            Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + 123_450))
+            started_by(stat, at_millis(BTIME * 1000)),
+            Some(at_millis(BTIME * 1000 + 123_460))
         );
-        assert_eq!(start_time("garbage", "btime 1"), None);
+        assert_eq!(started_by("garbage", at_millis(0)), None);
+        assert_eq!(started_by("1 (x) S 1", at_millis(0)), None);
+    }
+
+    #[test]
+    fn btime_is_whole_seconds_so_the_boot_is_before_the_next_second() {
+        let proc_stat = format!("cpu 1 2 3\nbtime {BTIME}\nprocesses 9\n");
+        assert_eq!(
+            booted_by_btime(&proc_stat),
+            Some(at_millis((BTIME + 1) * 1000))
+        );
+        assert_eq!(booted_by_btime("cpu 1 2 3\n"), None);
+        assert_eq!(booted_by_btime("btime soon\n"), None);
+    }
+
+    #[test]
+    fn uptime_puts_the_boot_at_now_minus_uptime() {
+        let now = at_millis(BTIME * 1000 + 5_000_000);
+        assert_eq!(
+            booted_by_uptime("4876.54 9000.01\n", now),
+            Some(at_millis(BTIME * 1000 + 5_000_000 - 4_876_540))
+        );
+        assert_eq!(booted_by_uptime("", now), None);
+        assert_eq!(booted_by_uptime("12 3", now), None);
+        assert_eq!(booted_by_uptime("x.5 3", now), None);
     }
 
     #[test]

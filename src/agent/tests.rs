@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::*;
 use crate::api::{
@@ -73,6 +73,26 @@ impl FakeHost {
             .set_modified(UNIX_EPOCH + Duration::from_secs(FILES_2020))
             .unwrap();
         self
+    }
+
+    /// Sets a host file's modification time.
+    fn touch(&self, host_path: &str, at: SystemTime) -> &Self {
+        fs::File::options()
+            .write(true)
+            .open(self.path(host_path))
+            .unwrap()
+            .set_modified(at)
+            .unwrap();
+        self
+    }
+
+    /// /proc/uptime saying the host booted at `boot`, read against the real clock.
+    fn uptime_since(&self, boot: SystemTime) {
+        let up = SystemTime::now().duration_since(boot).unwrap();
+        self.file(
+            "/proc/uptime",
+            &format!("{}.{:02} 1.00\n", up.as_secs(), up.subsec_millis() / 10),
+        );
     }
 
     fn read(&self, host_path: &str) -> String {
@@ -703,4 +723,57 @@ fn report_object_is_owned_by_the_node_and_labelled() {
     let value = serde_json::to_value(&object).unwrap();
     assert_eq!(value["apiVersion"], "kube-baseline.dev/v1alpha1");
     assert_eq!(value["kind"], "NodeReport");
+}
+
+/// `ms` milliseconds after the fake boot (btime).
+fn after_boot(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(BOOT_2021 * 1000 + ms)
+}
+
+const KUBELET_CONFIG: &str = "/var/lib/kubelet/config.yaml";
+
+#[test]
+fn a_file_written_in_the_second_its_process_started_is_not_pending_restart() {
+    // The fake processes started 100 s after boot (10,000 ticks). btime is whole seconds:
+    // the real boot was in [btime, btime + 1 s), so the start in [+100 s, +101.01 s). A
+    // config tool that writes a file and restarts the component within one second (kubeadm,
+    // e2e/cluster) leaves a file dated inside that window: it may predate the start.
+    let host = FakeHost::control_plane("same-second");
+    for at in [
+        after_boot(100_000),
+        after_boot(100_600),
+        after_boot(101_010),
+    ] {
+        host.touch(KUBELET_CONFIG, at).touch(POLICY_PATH, at);
+        let report = run(&host, &Desired::default(), false).report;
+        assert!(!report.kubelet.pending_restart, "{at:?}");
+        assert!(!report.api_server.audit_policy.pending_restart, "{at:?}");
+    }
+}
+
+#[test]
+fn a_file_written_after_the_latest_possible_start_is_pending_restart() {
+    let host = FakeHost::control_plane("after-start");
+    host.touch(KUBELET_CONFIG, after_boot(101_011))
+        .touch(POLICY_PATH, after_boot(101_011));
+    let report = run(&host, &Desired::default(), false).report;
+    assert!(report.kubelet.pending_restart);
+    assert!(report.api_server.audit_policy.pending_restart);
+}
+
+#[test]
+fn with_proc_uptime_the_start_is_known_to_ten_milliseconds() {
+    // /proc/uptime against the clock puts the boot at btime + 0.5 s (to 10 ms): the
+    // processes started in [+100.5 s, +100.52 s] (plus the few ms this test takes).
+    let host = FakeHost::control_plane("uptime");
+    host.uptime_since(after_boot(500));
+    host.touch(KUBELET_CONFIG, after_boot(100_450));
+    let report = run(&host, &Desired::default(), false).report;
+    assert!(!report.kubelet.pending_restart, "written before the start");
+    host.touch(KUBELET_CONFIG, after_boot(100_700));
+    let report = run(&host, &Desired::default(), false).report;
+    assert!(
+        report.kubelet.pending_restart,
+        "written 0.2 s after the start, in the second btime cannot split"
+    );
 }
