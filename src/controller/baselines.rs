@@ -117,9 +117,8 @@ fn cleanup(baseline: &SecurityBaseline, ctx: &Context) -> Result<RequeueAction, 
                         .any(|r| r.uid == uid))
         })
     });
-    if (baseline.spec.mode == EnforcementMode::Enforce && objects_left)
-        || ctx.results.has_namespaces(&name)
-    {
+    // In either mode: an Audit baseline still releases what an earlier Enforce made.
+    if objects_left || ctx.results.has_namespaces(&name) {
         return Err(ReconcileError::CleanupPending { name });
     }
     ctx.results.forget(&name);

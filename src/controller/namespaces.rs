@@ -20,8 +20,8 @@ use crate::api::{DriftEntry, DriftReason, EnforcementMode, SecurityBaseline};
 use crate::domain::generated::{BaselineRef, GeneratedKind, wanted_pod_security};
 use crate::domain::plan::{Action, NamespacePlan, NamespaceState, plan_release};
 use crate::domain::pod_security::{
-    WantedPodSecurity, labels_owned_by_us, merged_labels, namespace_labels_to_apply,
-    pod_security_drift,
+    WantedPodSecurity, held_pod_security, labels_owned_by_us, merged_labels,
+    namespace_labels_to_apply, pod_security_drift,
 };
 use crate::domain::selection::{NamespaceFacts, selects};
 use crate::domain::snapshot::plan_with_audit;
@@ -239,7 +239,6 @@ async fn reconcile_namespace(
         .map(|p| (p.name.clone(), wanted_pod_security(&p.baseline.spec)))
         .filter(|(_, want)| !want.is_empty())
         .collect();
-    let desired_labels = merged_labels(wants.iter().map(|(_, want)| want));
     let owned = labels_owned_by_us(
         namespace
             .metadata
@@ -247,6 +246,12 @@ async fn reconcile_namespace(
             .as_deref()
             .unwrap_or_default(),
     );
+    let held: Vec<WantedPodSecurity<'_>> = planned
+        .iter()
+        .filter(|p| p.selected && !p.enforcing())
+        .map(|p| held_pod_security(&wanted_pod_security(&p.baseline.spec), &labels, &owned))
+        .collect();
+    let desired_labels = merged_labels(wants.iter().map(|(_, want)| want).chain(&held));
     let mut labels_after = labels.clone();
     let resource_version = namespace.metadata.resource_version.as_deref();
     let labels_target = WriteTarget::new("Namespace", name, "pod-security-labels");
@@ -259,6 +264,7 @@ async fn reconcile_namespace(
     {
         // A reconcile triggered by our own writes can run before the namespace cache has
         // our label write: applying the same labels again would be a duplicate write.
+        debug!(labels = ?to_apply, owned = ?owned, observed = ?labels, "applying Pod Security labels");
         let written = if ctx.labels_in_flight(name, resource_version, &to_apply) {
             Ok(())
         } else {

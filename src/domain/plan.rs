@@ -80,30 +80,32 @@ pub fn plan_namespace(
             &wanted_pod_security(spec),
             namespace.labels,
         ));
+        // Audit leaves a selected namespace as it is: nothing created, repaired or removed,
+        // also what an earlier Enforce generation made.
+        if spec.mode == EnforcementMode::Audit {
+            plan.actions.clear();
+        }
     } else if spec.on_unselect == OnUnselect::Delete {
+        // Leaving is governed by onUnselect alone, in either mode: what we made goes.
         for observed in namespace.ours {
             remove(observed, "the namespace is no longer selected", &mut plan);
         }
-    }
-    if spec.mode == EnforcementMode::Audit {
-        plan.actions.clear();
     }
     plan.findings.sort();
     plan
 }
 
-/// Plans what happens to a deleted baseline's objects in one namespace: deleted
-/// (onUnselect: Delete), or kept with our ownerReference dropped so garbage collection does
-/// not remove them once the baseline is gone (Retain). Audit mode writes nothing.
+/// Plans what happens to a deleted baseline's objects in one namespace, in either mode:
+/// deleted (onUnselect: Delete), or kept with our ownerReference dropped so garbage
+/// collection does not remove them once the baseline is gone (Retain). An Audit baseline
+/// has objects of its own only from an earlier Enforce generation; dropping the reference
+/// is then the one write it makes to them.
 pub fn plan_release(
     spec: &SecurityBaselineSpec,
     baseline: BaselineRef<'_>,
     ours: &[&NamespacedObject],
 ) -> NamespacePlan {
     let mut plan = NamespacePlan::default();
-    if spec.mode == EnforcementMode::Audit {
-        return plan;
-    }
     for observed in ours {
         match spec.on_unselect {
             OnUnselect::Delete => remove(observed, "its baseline is being deleted", &mut plan),
@@ -739,6 +741,48 @@ resourceQuota:
         let plan = plan(&s, true, &[], &BTreeMap::new());
         assert_eq!(plan.findings.len(), 6);
         assert!(plan.actions.is_empty());
+    }
+
+    #[test]
+    fn audit_mode_leaves_what_an_earlier_enforce_made_in_a_selected_namespace() {
+        let enforce = spec(FULL);
+        let stored = as_stored(&desired_objects(&enforce, BASELINE, "shop"));
+        let ours: Vec<_> = stored.iter().collect();
+        let audit = spec(&format!(
+            "{}\nmode: Audit",
+            FULL.replace("app-reader", "other-reader")
+        ));
+        let plan = plan(&audit, true, &ours, &restricted_labels());
+        assert!(
+            plan.findings
+                .iter()
+                .any(|f| f.reason == DriftReason::Unexpected),
+            "{:?}",
+            plan.findings
+        );
+        assert!(plan.actions.is_empty(), "nothing removed or created");
+    }
+
+    #[test]
+    fn leaving_follows_on_unselect_in_audit_mode_too() {
+        let enforce = spec(FULL);
+        let stored = as_stored(&desired_objects(&enforce, BASELINE, "shop"));
+        let ours: Vec<_> = stored.iter().collect();
+        for on_unselect in ["Delete", "Retain"] {
+            let audit = spec(&format!("{FULL}\nmode: Audit\nonUnselect: {on_unselect}"));
+            let enforcing = spec(&format!("{FULL}\nonUnselect: {on_unselect}"));
+            assert_eq!(
+                plan(&audit, false, &ours, &BTreeMap::new()),
+                plan(&enforcing, false, &ours, &BTreeMap::new()),
+                "unselected, {on_unselect}"
+            );
+            assert_eq!(
+                plan_release(&audit, BASELINE, &ours),
+                plan_release(&enforcing, BASELINE, &ours),
+                "deleted, {on_unselect}"
+            );
+            assert_eq!(plan_release(&audit, BASELINE, &ours).actions.len(), 5);
+        }
     }
 
     #[test]

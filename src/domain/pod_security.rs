@@ -119,6 +119,28 @@ pub fn pod_security_drift(
     drift
 }
 
+/// What a baseline in Audit mode holds on a namespace it selects: the Pod Security labels
+/// its spec names that our field manager owns there, at their current values. Audit changes
+/// nothing (not even to release a label an earlier Enforce generation set), so these stay
+/// in the set we apply; an enforcing baseline may still raise them.
+pub fn held_pod_security<'a>(
+    want: &WantedPodSecurity<'_>,
+    labels: &'a BTreeMap<String, String>,
+    owned_by_us: &BTreeSet<String>,
+) -> WantedPodSecurity<'a> {
+    let ours = |key: &str| owned_by_us.contains(key).then(|| labels.get(key)).flatten();
+    let mut held = WantedPodSecurity::new();
+    for mode in want.keys() {
+        let key = format!("{POD_SECURITY_PREFIX}{mode}");
+        let Some(level) = ours(&key).and_then(|value| PodSecurityLevel::from_label(value)) else {
+            continue;
+        };
+        let version = ours(&format!("{key}-version")).map(String::as_str);
+        held.insert(mode, (level, version));
+    }
+    held
+}
+
 /// Label keys our field manager owns on an object, read from its managedFields.
 pub fn labels_owned_by_us(managed_fields: &[ManagedFieldsEntry]) -> BTreeSet<String> {
     managed_fields
@@ -168,6 +190,39 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn audit_holds_only_the_labels_it_names_that_we_own_at_their_values() {
+        let audit = spec(
+            "mode: Audit\npodSecurity: {enforce: restricted, warn: restricted, version: v1.30}",
+        );
+        let want = wanted_pod_security(&audit);
+        let observed = labels(&[
+            ("pod-security.kubernetes.io/enforce", "baseline"),
+            ("pod-security.kubernetes.io/enforce-version", "v1.29"),
+            ("pod-security.kubernetes.io/warn", "restricted"),
+            ("pod-security.kubernetes.io/audit", "restricted"),
+        ]);
+        let owned: BTreeSet<String> = [
+            "pod-security.kubernetes.io/enforce",
+            "pod-security.kubernetes.io/enforce-version",
+            "pod-security.kubernetes.io/audit",
+        ]
+        .map(str::to_string)
+        .into();
+        let held = held_pod_security(&want, &observed, &owned);
+        // enforce: ours, held as it is (not raised to restricted, version not changed);
+        // warn: someone else's; audit: ours but not named by this baseline.
+        assert_eq!(
+            merged_labels([&held]),
+            labels(&[
+                ("pod-security.kubernetes.io/enforce", "baseline"),
+                ("pod-security.kubernetes.io/enforce-version", "v1.29"),
+            ])
+        );
+        let garbage = labels(&[("pod-security.kubernetes.io/enforce", "strict")]);
+        assert!(held_pod_security(&want, &garbage, &owned).is_empty());
     }
 
     #[test]
