@@ -1153,14 +1153,19 @@ async fn namespace_snapshot(
     seen
 }
 
-/// uid and resourceVersion of every generated object of `baselines`.
+/// uid and resourceVersion of every generated object of `baselines` in `namespaces`.
 async fn object_snapshot(
     client: &Client,
     baselines: &[&str],
+    namespaces: &[String],
 ) -> BTreeMap<ObjectKey, (String, String)> {
     let mut seen = BTreeMap::new();
     for baseline in baselines {
-        for key in generated_objects(client, baseline).await {
+        for key in generated_objects(client, baseline)
+            .await
+            .into_iter()
+            .filter(|(_, ns, _)| namespaces.contains(ns))
+        {
             let (resource, ns, name) = &key;
             let meta = match resource.as_str() {
                 "networkpolicies" => Api::<NetworkPolicy>::namespaced(client.clone(), ns)
@@ -1295,7 +1300,7 @@ async fn s10_an_unreadable_baseline_releases_nothing_across_a_restart() {
 
     let baselines = [scene.baseline.as_str(), unreadable.as_str()];
     let labels_before = namespace_snapshot(&client, &scene.namespaces).await;
-    let objects_before = object_snapshot(&client, &baselines).await;
+    let objects_before = object_snapshot(&client, &baselines, &scene.namespaces).await;
     let baseline_api = Api::<kube::api::DynamicObject>::all_with(
         client.clone(),
         &kube::api::ApiResource::erase::<SecurityBaseline>(&()),
@@ -1327,7 +1332,7 @@ async fn s10_an_unreadable_baseline_releases_nothing_across_a_restart() {
     operator_survived(&mut operator);
 
     let labels_after = namespace_snapshot(&client, &scene.namespaces).await;
-    let objects_after = object_snapshot(&client, &baselines).await;
+    let objects_after = object_snapshot(&client, &baselines, &scene.namespaces).await;
     let unreadable_after =
         unreadable_meta(baseline_api.get(&unreadable).await.expect("get baseline"));
     let namespaces_changed = changes(&labels_before, &labels_after);
