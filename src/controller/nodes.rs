@@ -336,7 +336,8 @@ pub async fn run(client: Client, ctx: Arc<Context>, node_selector: Option<String
     };
     let reports = {
         let ctx = ctx.clone();
-        // Lenient: a report from a newer agent that this version cannot read is skipped.
+        // Lenient: a report from a newer agent that this version cannot read is left out of
+        // the index and registered as unreadable (its node is Unknown, see `report_of`).
         super::lenient::watch_all::<NodeReport>(
             client.clone(),
             watcher::Config::default(),
