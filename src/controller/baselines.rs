@@ -59,6 +59,12 @@ pub async fn reconcile(
     // Which baseline supplies the published audit policy may have changed.
     super::nodes::baseline_changed(&ctx);
     let name = baseline.name_any();
+    if ctx.unreadable_baselines.hides(&name) {
+        // Cached from before it became unreadable: its finalizer and status are left as
+        // they are until this version can read it again.
+        debug!(baseline = %name, "cannot be read now; not reconciled");
+        return Ok(RequeueAction::await_change());
+    }
     let span = info_span!("reconcile_baseline", baseline = %name, generation = baseline.metadata.generation);
     let started = std::time::Instant::now();
     let metrics = ctx.metrics.clone();
@@ -139,8 +145,11 @@ pub async fn prune_deleted(ctx: Arc<Context>) {
     ctx.wait_ready().await;
     loop {
         tokio::time::sleep(PRUNE_EVERY).await;
-        let existing: BTreeSet<String> =
-            ctx.baselines.state().iter().map(|b| b.name_any()).collect();
+        let existing: BTreeSet<String> = ctx
+            .readable_baselines()
+            .iter()
+            .map(|b| b.name_any())
+            .collect();
         for gone in ctx
             .results
             .baselines()

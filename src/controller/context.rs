@@ -14,6 +14,7 @@ use kube::{Client, ResourceExt};
 
 use super::RunArgs;
 use super::cache::{CachedObject, CompactIndex, TakenName};
+use super::lenient::Unreadable;
 use super::results::Results;
 use crate::api::{BASELINE_LABEL, SecurityBaseline};
 use crate::domain::generated::{GeneratedKind, NamespacedObject};
@@ -23,6 +24,9 @@ pub struct Context {
     pub client: Client,
     pub operator_namespace: String,
     pub baselines: Store<SecurityBaseline>,
+    /// SecurityBaselines that exist but this version cannot read (see `lenient`): present,
+    /// never acted on.
+    pub unreadable_baselines: Arc<Unreadable>,
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     /// Our generated objects (label-filtered watches), per kind.
     pub generated: BTreeMap<GeneratedKind, Arc<CompactIndex<CachedObject>>>,
@@ -115,11 +119,13 @@ impl Context {
             controller: "kube-baseline".to_string(),
             instance: Some(args.instance.clone()),
         };
+        let metrics: Arc<super::metrics::Metrics> = Arc::default();
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             operator_namespace: args.namespace.clone(),
             baselines,
+            unreadable_baselines: Arc::new(Unreadable::new("SecurityBaseline", metrics.clone())),
             namespaces,
             generated: GeneratedKind::ALL
                 .into_iter()
@@ -130,9 +136,9 @@ impl Context {
                 .map(|k| (k, Arc::default()))
                 .collect(),
             results: Results::default(),
-            metrics: Arc::default(),
             rbac: Arc::default(),
-            node_caches: super::nodes::NodeCaches::default(),
+            node_caches: super::nodes::NodeCaches::new(metrics.clone()),
+            metrics,
             status_trigger,
             started: k8s_openapi::jiff::Timestamp::now(),
             caches_synced: tokio::sync::watch::Sender::new(false),
@@ -196,6 +202,15 @@ impl Context {
         true
     }
 
+    /// The baselines to act on: every cached one except those that exist but cannot be
+    /// read (their cached version, if any, is an old one: acting on it could change what
+    /// they own) and those deleted while unreadable.
+    pub fn readable_baselines(&self) -> Vec<Arc<SecurityBaseline>> {
+        let mut baselines = self.baselines.state();
+        baselines.retain(|b| !self.unreadable_baselines.hides(&b.name_any()));
+        baselines
+    }
+
     /// Records that `namespace` was reconciled; when that ends the start-up pass, asks for
     /// every baseline's status.
     pub fn reconciled(&self, namespace: &str) {
@@ -214,7 +229,7 @@ impl Context {
             }
         };
         if ended {
-            for baseline in self.baselines.state() {
+            for baseline in self.readable_baselines() {
                 self.refresh_status(&baseline.name_any());
             }
         }

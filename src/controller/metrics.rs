@@ -31,6 +31,7 @@ pub struct Metrics {
     namespaces: Family<Labels, Gauge>,
     nodes: Family<Labels, Gauge>,
     repairs: Family<Labels, Counter>,
+    unreadable: Family<Labels, Gauge>,
     /// Checks last reported per baseline, so series of fixed drift are removed.
     drift_checks: Mutex<HashMap<String, BTreeSet<String>>>,
 }
@@ -49,6 +50,7 @@ impl Default for Metrics {
         let namespaces = Family::<Labels, Gauge>::default();
         let nodes = Family::<Labels, Gauge>::default();
         let repairs = Family::<Labels, Counter>::default();
+        let unreadable = Family::<Labels, Gauge>::default();
         // prometheus-client appends `_total` to counters.
         registry.register(
             "controller_runtime_reconcile",
@@ -85,6 +87,12 @@ impl Default for Metrics {
             "Drift repaired in Enforce mode per baseline",
             repairs.clone(),
         );
+        registry.register(
+            "kube_baseline_unreadable_objects",
+            "Objects that exist but this version cannot read (a newer CRD or agent), by kind; \
+             nothing they own is released or changed while they are unreadable",
+            unreadable.clone(),
+        );
         Self {
             registry,
             reconcile_total,
@@ -94,6 +102,7 @@ impl Default for Metrics {
             namespaces,
             nodes,
             repairs,
+            unreadable,
             drift_checks: Mutex::default(),
         }
     }
@@ -152,6 +161,13 @@ impl Metrics {
                 .get_or_create(&labels(&[("baseline", baseline), ("state", state)]))
                 .set(count);
         }
+    }
+
+    /// Sets how many objects of `kind` exist but cannot be read.
+    pub fn set_unreadable(&self, kind: &str, count: i64) {
+        self.unreadable
+            .get_or_create(&labels(&[("kind", kind)]))
+            .set(count);
     }
 
     /// Counts repairs.

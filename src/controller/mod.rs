@@ -160,23 +160,6 @@ pub async fn run_with_clients(
     if let Some(selector) = &args.baseline_selector {
         baseline_config = baseline_config.labels(selector);
     }
-    // Lenient: a baseline this version cannot read (a newer CRD) is skipped, not fatal.
-    let baseline_watch = lenient::watch_all::<SecurityBaseline>(client.clone(), baseline_config)
-        .default_backoff()
-        .reflect(baseline_writer)
-        .applied_objects()
-        .for_each(move |event| {
-            match event {
-                Ok(baseline) => {
-                    // Sends fail only once the controllers have shut down.
-                    let _ = spec_events.unbounded_send(std::sync::Arc::new(baseline.clone()));
-                    let _ = baseline_events.unbounded_send(Ok(baseline));
-                }
-                Err(error) => warn!(%error, "SecurityBaseline watch failed; retrying"),
-            }
-            future::ready(())
-        });
-
     let (namespace_store, namespace_writer) = reflector::store();
     let mut namespace_config = watches::list_config();
     if let Some(selector) = &args.namespace_selector {
@@ -199,6 +182,28 @@ pub async fn run_with_clients(
         namespace_store.clone(),
         status_trigger,
     ));
+
+    // Lenient: a baseline this version cannot read (a newer CRD) is not fatal; it is left
+    // out of the store and counted as present (see `lenient`).
+    let baseline_watch = lenient::watch_all::<SecurityBaseline>(
+        client.clone(),
+        baseline_config,
+        ctx.unreadable_baselines.clone(),
+    )
+    .default_backoff()
+    .reflect(baseline_writer)
+    .applied_objects()
+    .for_each(move |event| {
+        match event {
+            Ok(baseline) => {
+                // Sends fail only once the controllers have shut down.
+                let _ = spec_events.unbounded_send(std::sync::Arc::new(baseline.clone()));
+                let _ = baseline_events.unbounded_send(Ok(baseline));
+            }
+            Err(error) => warn!(%error, "SecurityBaseline watch failed; retrying"),
+        }
+        future::ready(())
+    });
 
     let (readiness, readiness_rx) = tokio::sync::watch::channel(http::Readiness::Starting);
     tokio::spawn(http::serve(

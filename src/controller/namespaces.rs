@@ -20,7 +20,7 @@ use crate::api::{DriftEntry, DriftReason, EnforcementMode, SecurityBaseline};
 use crate::domain::generated::{BaselineRef, GeneratedKind, wanted_pod_security};
 use crate::domain::plan::{Action, NamespacePlan, NamespaceState, plan_release};
 use crate::domain::pod_security::{
-    WantedPodSecurity, held_pod_security, labels_owned_by_us, merged_labels,
+    WantedPodSecurity, held_pod_security, hold_owned_labels, labels_owned_by_us, merged_labels,
     namespace_labels_to_apply, pod_security_drift,
 };
 use crate::domain::selection::{NamespaceFacts, selects};
@@ -103,7 +103,8 @@ async fn reconcile_namespace(
         labels: &labels,
     };
 
-    let mut baselines = ctx.baselines.state();
+    // A baseline that cannot be read is not planned: nothing it owns is written.
+    let mut baselines = ctx.readable_baselines();
     baselines.sort_by_key(|b| b.name_any());
     let mut planned: Vec<Planned> = baselines
         .into_iter()
@@ -251,7 +252,19 @@ async fn reconcile_namespace(
         .filter(|p| p.selected && !p.enforcing())
         .map(|p| held_pod_security(&wanted_pod_security(&p.baseline.spec), &labels, &owned))
         .collect();
-    let desired_labels = merged_labels(wants.iter().map(|(_, want)| want).chain(&held));
+    let mut desired_labels = merged_labels(wants.iter().map(|(_, want)| want).chain(&held));
+    if ctx.unreadable_baselines.any() {
+        // An unreadable baseline may select any namespace and want any of our labels
+        // (its selector and wants cannot be read): release and loosen nothing.
+        let held = hold_owned_labels(&desired_labels, &labels, &owned);
+        if held != desired_labels {
+            debug!(
+                unreadable = ?ctx.unreadable_baselines.names(),
+                "Pod Security labels held for baselines this version cannot read"
+            );
+        }
+        desired_labels = held;
+    }
     let mut labels_after = labels.clone();
     let resource_version = namespace.metadata.resource_version.as_deref();
     let labels_target = WriteTarget::new("Namespace", name, "pod-security-labels");

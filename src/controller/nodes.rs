@@ -48,6 +48,7 @@ use tracing::{debug, info, warn};
 use super::apply::{WriteError, apply_params};
 use super::cache::NamespacedIndex;
 use super::context::Context;
+use super::lenient::Unreadable;
 use crate::api::{
     BASELINE_LABEL, DriftEntry, EnforcementMode, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NodeReport,
     NodeReportSpec, ObservationState, SecurityBaseline, SecurityBaselineSpec,
@@ -81,8 +82,10 @@ struct PublishedPolicy {
 }
 
 /// The caches and state of the node side (a field of [`Context`]).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct NodeCaches {
+    /// NodeReports that exist but this version cannot read (a newer agent).
+    unreadable_reports: Arc<Unreadable>,
     /// Node labels by name.
     nodes: NamespacedIndex<NodeFacts>,
     /// NodeReport observations by report name (= node name).
@@ -98,6 +101,30 @@ pub struct NodeCaches {
 }
 
 impl NodeCaches {
+    pub fn new(metrics: Arc<super::metrics::Metrics>) -> Self {
+        Self {
+            unreadable_reports: Arc::new(Unreadable::new("NodeReport", metrics)),
+            nodes: NamespacedIndex::default(),
+            reports: NamespacedIndex::default(),
+            audit_config_map: Arc::default(),
+            publish: tokio::sync::Notify::default(),
+            config_map_watch_error: Arc::default(),
+            publish_failure: Mutex::default(),
+        }
+    }
+
+    /// The report of `node` as the checks read it: an unreadable one as a report that
+    /// observed nothing (every check Unknown), never as no report.
+    fn report_of(&self, node: &str) -> Option<Arc<NodeReportSpec>> {
+        if self.unreadable_reports.is_unreadable(node) {
+            return Some(Arc::new(unreadable_report(node)));
+        }
+        if self.unreadable_reports.hides(node) {
+            return None;
+        }
+        self.reports.get(CLUSTER, node)
+    }
+
     /// Waits until the Node and NodeReport caches have their first full list. (The
     /// ConfigMap cache is the publisher's own business and never blocks reconciles.)
     pub async fn wait_ready(&self) {
@@ -111,6 +138,24 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         Ok(guard) => guard,
         Err(poisoned) => poisoned.into_inner(),
     }
+}
+
+/// What the checks see of a node whose NodeReport this version cannot read (a newer
+/// agent): the agent runs there, but nothing it observed can be read, so every check of
+/// the node — kubelet, and control plane, as it may run a kube-apiserver — is Unknown.
+fn unreadable_report(node: &str) -> NodeReportSpec {
+    let message = format!(
+        "the NodeReport of node {node} cannot be read by this version of kube-baseline (written by a newer agent?)"
+    );
+    let mut report = NodeReportSpec {
+        node_name: node.to_owned(),
+        ..NodeReportSpec::default()
+    };
+    report.kubelet.state = ObservationState::Error;
+    report.kubelet.message.clone_from(&message);
+    report.api_server.state = ObservationState::Error;
+    report.api_server.message = message;
+    report
 }
 
 /// Whether a baseline has any node or control-plane check.
@@ -139,7 +184,7 @@ pub fn node_status(ctx: &Context, baseline: &SecurityBaseline) -> NodeStatus {
         evaluate_nodes(
             &baseline.spec,
             &caches.nodes.in_namespace(CLUSTER, |_| true),
-            |node| caches.reports.get(CLUSTER, node),
+            |node| caches.report_of(node),
         )
     } else {
         NodeStatus::default()
@@ -205,7 +250,7 @@ pub fn baseline_changed(ctx: &Context) {
 
 /// Asks for a status refresh of every baseline with node checks.
 fn refresh_node_baselines(ctx: &Context) {
-    for baseline in ctx.baselines.state() {
+    for baseline in ctx.readable_baselines() {
         if has_node_checks(&baseline.spec) {
             ctx.refresh_status(&baseline.name_any());
         }
@@ -291,27 +336,47 @@ pub async fn run(client: Client, ctx: Arc<Context>, node_selector: Option<String
     };
     let reports = {
         let ctx = ctx.clone();
-        // Lenient: a report from a newer agent that this version cannot read is skipped.
-        super::lenient::watch_all::<NodeReport>(client.clone(), watcher::Config::default())
-            .default_backoff()
-            .map_ok(move |event| {
-                let index = &ctx.node_caches.reports;
-                let changed = changes(index, &event, report_spec);
-                index.apply(&event, report_spec);
-                if changed {
-                    refresh_node_baselines(&ctx);
-                }
-            })
-            .for_each(|result| log_error(result, "NodeReport"))
+        // Lenient: a report from a newer agent that this version cannot read is left out of
+        // the index and registered as unreadable (its node is Unknown, see `report_of`).
+        super::lenient::watch_all::<NodeReport>(
+            client.clone(),
+            watcher::Config::default(),
+            ctx.node_caches.unreadable_reports.clone(),
+        )
+        .default_backoff()
+        .map_ok(move |event| {
+            let index = &ctx.node_caches.reports;
+            let changed = changes(index, &event, report_spec);
+            index.apply(&event, report_spec);
+            if changed {
+                refresh_node_baselines(&ctx);
+            }
+        })
+        .for_each(|result| log_error(result, "NodeReport"))
     };
-    future::join3(nodes, reports, publish_loop(client, ctx)).await;
+    // A report becoming unreadable (or readable again) changes node checks too.
+    let unreadable_reports = {
+        let ctx = ctx.clone();
+        let mut changes = ctx.node_caches.unreadable_reports.subscribe();
+        async move {
+            while changes.changed().await.is_ok() {
+                refresh_node_baselines(&ctx);
+            }
+        }
+    };
+    future::join4(
+        nodes,
+        reports,
+        unreadable_reports,
+        publish_loop(client, ctx),
+    )
+    .await;
 }
 
 /// The baseline that supplies the published audit policy: the alphabetically first one in
 /// Enforce mode, not being deleted, that sets `auditPolicy`.
 fn policy_source(ctx: &Context) -> Option<Arc<SecurityBaseline>> {
-    ctx.baselines
-        .state()
+    ctx.readable_baselines()
         .into_iter()
         .filter(|b| {
             b.spec.mode == EnforcementMode::Enforce
@@ -433,6 +498,15 @@ async fn publish(client: &Client, ctx: &Context, source: &SecurityBaseline) -> R
     let current = caches
         .audit_config_map
         .get(CLUSTER, AUDIT_POLICY_CONFIG_MAP);
+    // Published for a baseline we cannot read: its object, left exactly as it is.
+    if let Some(owner) = current
+        .as_ref()
+        .and_then(|c| c.labels.get(BASELINE_LABEL))
+        .filter(|owner| ctx.unreadable_baselines.is_unreadable(owner))
+    {
+        debug!(owner = %owner, "audit policy ConfigMap belongs to an unreadable baseline; left as it is");
+        return Ok(());
+    }
     let up_to_date = current.is_some_and(|current| {
         labels.iter().all(|(k, v)| current.labels.get(k) == Some(v))
             && data.iter().all(|(k, v)| current.data.get(k) == Some(v))
@@ -674,5 +748,65 @@ mod tests {
                     crate::api::DriftReason::Unknown
                 )));
         }
+    }
+
+    #[test]
+    fn a_node_whose_report_cannot_be_read_is_unknown_not_unreported() {
+        let spec = spec(serde_json::json!({
+            "kubelet": {"nodeSelector": {}, "settings": {"anonymousAuth": false}},
+            "controlPlane": {"apiServer": {"anonymousAuth": false}},
+        }));
+        let nodes = [facts("w1", &[])];
+        let unreadable = evaluate_nodes(&spec, &nodes, |node| {
+            Some(Arc::new(unreadable_report(node)))
+        });
+        let absent = evaluate_nodes(&spec, &nodes, |_| None);
+        assert_ne!(unreadable, absent);
+        assert_eq!((unreadable.selected, unreadable.compliant), (1, 0));
+        assert!(!unreadable.drift.is_empty());
+        assert!(
+            unreadable.drift.iter().all(|d| d.kind == "Node"
+                && d.name == "w1"
+                && d.reason == crate::api::DriftReason::Unknown
+                && d.message.contains("cannot be read")),
+            "{unreadable:?}"
+        );
+        // Its kube-apiserver may run there: no "no agent observed one" for the cluster.
+        let control_plane = control_plane_checks(&spec);
+        assert!(
+            unreadable
+                .drift
+                .iter()
+                .any(|d| control_plane.contains(&d.check.as_str())),
+            "{unreadable:?}"
+        );
+    }
+
+    #[test]
+    fn the_register_turns_an_unreadable_report_into_an_unknown_one() {
+        let metrics = Arc::new(super::super::metrics::Metrics::default());
+        let caches = NodeCaches::new(metrics);
+        assert!(caches.report_of("w1").is_none(), "no report at all");
+        let event = |mode: &str| -> watcher::Event<kube::api::DynamicObject> {
+            watcher::Event::Apply(
+                serde_json::from_value(serde_json::json!({
+                    "apiVersion": "kube-baseline.dev/v1alpha1",
+                    "kind": "NodeReport",
+                    "metadata": {"name": "w1"},
+                    "spec": {"nodeName": "w1", "kubelet": {"state": mode}},
+                }))
+                .expect("object"),
+            )
+        };
+        // A newer agent's state this version does not know.
+        let dropped = super::super::lenient::decode_event::<NodeReport>(
+            Ok(event("Sampled")),
+            &caches.unreadable_reports,
+        );
+        assert!(dropped.is_none());
+        let report = caches
+            .report_of("w1")
+            .expect("an unreadable report is a report");
+        assert_eq!(report.kubelet.state, ObservationState::Error);
     }
 }

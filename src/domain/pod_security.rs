@@ -175,6 +175,47 @@ pub fn namespace_labels_to_apply(
     (missing_or_different || no_longer_wanted || not_yet_owned).then(|| desired.clone())
 }
 
+/// The labels to apply while a baseline that may select the namespace cannot be read (a
+/// newer CRD): its wants are unknown, so every label our field manager owns stays — at its
+/// current value, or at what the readable baselines want where that is stricter (a level)
+/// or newer (a version). Nothing is released or loosened; a value this version cannot
+/// rank is kept as it is.
+pub fn hold_owned_labels(
+    desired: &BTreeMap<String, String>,
+    observed: &BTreeMap<String, String>,
+    owned_by_us: &BTreeSet<String>,
+) -> BTreeMap<String, String> {
+    let mut held = desired.clone();
+    for key in owned_by_us {
+        let Some(current) = observed.get(key) else {
+            continue;
+        };
+        let replaced = held
+            .get(key)
+            .is_some_and(|wanted| supersedes(key, wanted, current));
+        if !replaced {
+            held.insert(key.clone(), current.clone());
+        }
+    }
+    held
+}
+
+/// Whether `wanted` is stricter (a level) or newer (a `-version`) than `current`.
+fn supersedes(key: &str, wanted: &str, current: &str) -> bool {
+    if key.ends_with("-version") {
+        let current = version_rank(current);
+        current != (0, 0) && version_rank(wanted) > current
+    } else {
+        match (
+            PodSecurityLevel::from_label(wanted),
+            PodSecurityLevel::from_label(current),
+        ) {
+            (Some(wanted), Some(current)) => wanted > current,
+            _ => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,5 +371,70 @@ mod tests {
             namespace_labels_to_apply(&BTreeMap::new(), &observed, &BTreeSet::new()),
             None
         );
+    }
+
+    #[test]
+    fn with_an_unreadable_baseline_nothing_owned_is_released_or_loosened() {
+        let owned: BTreeSet<String> = [
+            "pod-security.kubernetes.io/enforce",
+            "pod-security.kubernetes.io/enforce-version",
+            "pod-security.kubernetes.io/warn",
+            "pod-security.kubernetes.io/audit",
+        ]
+        .map(String::from)
+        .into();
+        let observed = labels(&[
+            ("pod-security.kubernetes.io/enforce", "baseline"),
+            ("pod-security.kubernetes.io/enforce-version", "v1.30"),
+            ("pod-security.kubernetes.io/warn", "restricted"),
+            ("pod-security.kubernetes.io/audit", "restricted"),
+            ("team", "shop"),
+        ]);
+        // The readable baselines want: enforce stricter and its version newer (applied),
+        // warn looser (not), no audit (kept), and a label we do not own yet (applied).
+        let desired = labels(&[
+            ("pod-security.kubernetes.io/enforce", "restricted"),
+            ("pod-security.kubernetes.io/enforce-version", "latest"),
+            ("pod-security.kubernetes.io/warn", "baseline"),
+            ("pod-security.kubernetes.io/warn-version", "v1.31"),
+        ]);
+        let held = hold_owned_labels(&desired, &observed, &owned);
+        assert_eq!(
+            held,
+            labels(&[
+                ("pod-security.kubernetes.io/enforce", "restricted"),
+                ("pod-security.kubernetes.io/enforce-version", "latest"),
+                ("pod-security.kubernetes.io/warn", "restricted"),
+                ("pod-security.kubernetes.io/warn-version", "v1.31"),
+                ("pod-security.kubernetes.io/audit", "restricted"),
+            ])
+        );
+        // No readable baseline wants anything: everything owned stays, no write at all.
+        let held = hold_owned_labels(&BTreeMap::new(), &observed, &owned);
+        assert_eq!(namespace_labels_to_apply(&held, &observed, &owned), None);
+        // Without the hold, the same namespace would lose every label (the old behaviour).
+        assert_eq!(
+            namespace_labels_to_apply(&BTreeMap::new(), &observed, &owned),
+            Some(BTreeMap::new())
+        );
+    }
+
+    #[test]
+    fn values_that_cannot_be_ranked_are_kept() {
+        let owned: BTreeSet<String> = [
+            "pod-security.kubernetes.io/enforce",
+            "pod-security.kubernetes.io/enforce-version",
+        ]
+        .map(String::from)
+        .into();
+        let observed = labels(&[
+            ("pod-security.kubernetes.io/enforce", "strictest"),
+            ("pod-security.kubernetes.io/enforce-version", "v2.0"),
+        ]);
+        let desired = labels(&[
+            ("pod-security.kubernetes.io/enforce", "restricted"),
+            ("pod-security.kubernetes.io/enforce-version", "latest"),
+        ]);
+        assert_eq!(hold_owned_labels(&desired, &observed, &owned), observed);
     }
 }
