@@ -154,6 +154,11 @@ impl UserObjects {
         Self(seen)
     }
 
+    /// Objects as their creator saw them in the create response: (uid, resourceVersion).
+    pub fn from_created(created: BTreeMap<ObjectKey, (String, String)>) -> Self {
+        Self(created)
+    }
+
     /// Objects deleted, recreated or modified since the snapshot.
     pub async fn changed(&self, client: &Client) -> Vec<String> {
         let mut changed = Vec::new();
@@ -294,11 +299,31 @@ pub fn max_writes_per_object_per_minute(events: &[AuditEvent]) -> (usize, String
     worst
 }
 
-/// Writes among `events` to objects in `unowned` (by resource, namespace, name).
+/// Writes among `events` to objects in `unowned` (by resource, namespace, name) that the
+/// API server carried out; a refused attempt (the write guard's 403, a failed
+/// precondition's 409) changed nothing and is counted by [`refused_writes_to`].
 pub fn writes_to(events: &[AuditEvent], unowned: &BTreeSet<ObjectKey>) -> Vec<String> {
+    attempts_to(events, unowned, true)
+}
+
+/// Attempts among `events` to write objects in `unowned` that the API server refused.
+pub fn refused_writes_to(events: &[AuditEvent], unowned: &BTreeSet<ObjectKey>) -> Vec<String> {
+    attempts_to(events, unowned, false)
+}
+
+fn attempts_to(
+    events: &[AuditEvent],
+    unowned: &BTreeSet<ObjectKey>,
+    carried_out: bool,
+) -> Vec<String> {
+    let succeeded = |e: &AuditEvent| {
+        e.response_status
+            .as_ref()
+            .is_some_and(|s| (200..300).contains(&s.code))
+    };
     events
         .iter()
-        .filter(|e| is_write(e))
+        .filter(|e| is_write(e) && succeeded(e) == carried_out)
         .filter_map(|e| e.object_ref.as_ref().map(|o| (e, o)))
         .filter(|(_, o)| {
             o.subresource.is_empty()

@@ -173,6 +173,8 @@ async fn default_install_passes_a_server_side_dry_run() {
         "DaemonSet/kube-baseline-agent",
         "ValidatingAdmissionPolicy/kube-baseline-agent-own-node-report",
         "ValidatingAdmissionPolicyBinding/kube-baseline-agent-own-node-report",
+        "ValidatingAdmissionPolicy/kube-baseline-write-guard",
+        "ValidatingAdmissionPolicyBinding/kube-baseline-write-guard",
     ] {
         assert!(
             names.iter().any(|n| n == expected),

@@ -24,10 +24,11 @@ use kube_baseline::domain::generated::generated_name;
 use kube_baseline_e2e::faults::{
     Before, ObjectKey, ScenarioReport, UserObjects, cluster, cluster_with_env, create_namespaces,
     create_user_objects, env_count, events_since, generated_objects,
-    max_writes_per_object_per_minute, missing_after, responses_with,
+    max_writes_per_object_per_minute, missing_after, refused_writes_to, responses_with,
 };
 use kube_baseline_e2e::{
     Operator, TEST_LABEL, TestEnv, condition_status, eventually, http_get, kubectl, kubectl_result,
+    wait_baseline_status,
 };
 
 /// Every scenario's baseline: per namespace two NetworkPolicies and a Role (3 objects) and
@@ -1438,4 +1439,127 @@ async fn s10_an_unreadable_baseline_releases_nothing_across_a_restart() {
         "crds/kube-baseline.yaml",
     ]);
     scene.env.cleanup().await;
+}
+
+// -----------------------------------------------------------------------------------------
+// 11. Users create objects with our names while we create ours
+// -----------------------------------------------------------------------------------------
+
+/// Namespaces become selected and, at once, a user creates a policy with the name of our
+/// default-deny policy in each: whichever create lands first wins the name. Ours is created
+/// by a forced server-side apply when our cache holds nothing by that name; without the
+/// write guard (config/rbac/write_guard.yaml) an apply that lands after the user's create
+/// took their policy over. Checked: no user policy changed (uid and resourceVersion from
+/// its create response), every namespace holds one of the two, and the namespaces the users
+/// won show `Conflict`.
+#[tokio::test]
+#[ignore = "fault scenario: run by e2e/faults on a control plane of its own"]
+async fn s11_user_creates_racing_ours_are_never_taken_over() {
+    use futures::StreamExt;
+
+    let count = env_count("KUBE_BASELINE_FAULTS_RACE_NAMESPACES", 500);
+    let started = Instant::now();
+    let env = TestEnv::new("f11").await;
+    let since = Timestamp::now();
+    let namespaces = create_namespaces(&env, count, &[]).await;
+    let baseline = env.apply_baseline(
+        "b",
+        &SPEC.replace(
+            "namespaceSelector: {}",
+            "namespaceSelector: {matchLabels: {race: \"on\"}}",
+        ),
+    );
+    let operator = Operator::start(&env, &[]).await;
+    wait_baseline_status(&env.admin, &baseline, "the baseline to be Ready", |s| {
+        condition_status(s, "Ready") == "True"
+    })
+    .await;
+
+    let contested = generated_name(&baseline, "deny-all");
+    let race = |ns: String| {
+        let client = env.admin.clone();
+        let contested = contested.clone();
+        async move {
+            Api::<Namespace>::all(client.clone())
+                .patch(
+                    &ns,
+                    &PatchParams::default(),
+                    &Patch::Merge(serde_json::json!({"metadata": {"labels": {"race": "on"}}})),
+                )
+                .await
+                .expect("select the namespace");
+            let policy: NetworkPolicy = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": contested, "labels": {"team": "racer"}},
+                "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}
+            }))
+            .expect("policy");
+            match Api::<NetworkPolicy>::namespaced(client, &ns)
+                .create(&PostParams::default(), &policy)
+                .await
+            {
+                Ok(created) => Some((
+                    ("networkpolicies".to_string(), ns, contested),
+                    (
+                        created.uid().unwrap_or_default(),
+                        created.resource_version().unwrap_or_default(),
+                    ),
+                )),
+                Err(kube::Error::Api(status)) if status.code == 409 => None,
+                Err(error) => panic!("create the user's policy: {error}"),
+            }
+        }
+    };
+    let won: BTreeMap<ObjectKey, (String, String)> = futures::stream::iter(namespaces.clone())
+        .map(race)
+        .buffer_unordered(16)
+        .filter_map(|won| async move { won })
+        .collect()
+        .await;
+    let user = UserObjects::from_created(won.clone());
+    let user_namespaces: BTreeSet<&String> = won.keys().map(|(_, ns, _)| ns).collect();
+
+    // Everything of ours but the policies the users won.
+    let want: BTreeSet<ObjectKey> = expected(&baseline, &namespaces)
+        .into_iter()
+        .filter(|(_, ns, name)| !(user_namespaces.contains(ns) && *name == contested))
+        .collect();
+    let conflicts = wait_baseline_status(
+        &env.admin,
+        &baseline,
+        "a Conflict for each policy the users won, and no other drift",
+        |s| {
+            s.summary.namespaces_selected == i64::try_from(count).unwrap_or_default()
+                && s.drift_total == i64::try_from(won.len()).unwrap_or_default()
+                && s.drift.iter().all(|d| d.reason == DriftReason::Conflict)
+        },
+    )
+    .await
+    .drift_total;
+    let refused = refused_writes_to(&events_since(&[&operator.user], since), &user.keys());
+    Before {
+        client: &env.admin,
+        baseline: &baseline,
+        user: &user,
+        since,
+        started,
+    }
+    .report(
+        "11. users create same-name objects while we create ours",
+        &want,
+        RECOVERY,
+        &[&operator.user],
+        details(&[
+            ("namespaces", count.to_string()),
+            ("names the users won", won.len().to_string()),
+            ("drift entries (Conflicts)", conflicts.to_string()),
+            (
+                "applies refused by the write guard",
+                refused.len().to_string(),
+            ),
+        ]),
+    )
+    .await
+    .finish();
+    drop(operator);
+    env.cleanup().await;
 }

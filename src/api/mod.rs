@@ -19,6 +19,11 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "kube-baseline";
 /// Label naming the baseline that generated an object.
 pub const BASELINE_LABEL: &str = "kube-baseline.dev/baseline";
+/// Annotation on an apply that adopts an object that is not ours (`adoptExisting`): the
+/// write guard admission policy (config/rbac/write_guard.yaml) admits only that.
+pub const ADOPT_ANNOTATION: &str = "kube-baseline.dev/adopt";
+/// Text in the write guard's refusal, by which the controller recognizes it.
+pub const WRITE_GUARD: &str = "kube-baseline-write-guard";
 /// Finalizer that lets the operator clean up before a baseline disappears.
 pub const FINALIZER: &str = "kube-baseline.dev/cleanup";
 /// Namespace the operator is installed into by default.

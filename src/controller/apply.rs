@@ -8,7 +8,7 @@ use k8s_openapi::api::rbac::v1::Role;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::{Api, Client};
 
-use crate::api::FIELD_MANAGER;
+use crate::api::{FIELD_MANAGER, WRITE_GUARD};
 use crate::domain::generated::GeneratedKind;
 use crate::domain::plan::Action;
 use crate::domain::status::Failure;
@@ -23,6 +23,13 @@ pub struct WriteError {
 }
 
 impl WriteError {
+    /// Whether the API server's write guard (config/rbac/write_guard.yaml) refused it: the
+    /// object by that name is not ours (someone created it after our cache was read).
+    pub fn refused_by_write_guard(&self) -> bool {
+        matches!(&self.source, kube::Error::Api(status)
+            if status.code == 403 && status.message.contains(WRITE_GUARD))
+    }
+
     /// How the failure shows in status: a missing permission needs a human.
     pub fn to_failure(&self) -> Failure {
         match &self.source {

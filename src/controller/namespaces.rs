@@ -161,6 +161,8 @@ async fn reconcile_namespace(
     // Objects whose write budget is spent (another writer keeps changing them): not
     // written now, reported as Conflict, retried when the budget allows.
     let mut paused: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
+    // Creates the API server refused because an object that is not ours took the name.
+    let mut refused: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
     let mut retry_after: Option<Duration> = None;
     ctx.settle_writes(name, namespace.metadata.resource_version.as_deref());
     for planned in &planned {
@@ -223,6 +225,17 @@ async fn reconcile_namespace(
                     };
                     done.entry(planned.name.clone()).or_default().insert(target);
                 }
+                Err(error) if error.refused_by_write_guard() => {
+                    // Someone created an object by this name after our cache was read; the
+                    // API server refused to let us take it over. Its watch event re-plans.
+                    debug!(%error, "not ours: refused by the write guard");
+                    if let Action::Apply(object) = action {
+                        refused.entry(planned.name.clone()).or_default().insert((
+                            object.kind().as_str().to_string(),
+                            object.name().to_string(),
+                        ));
+                    }
+                }
                 Err(error) => failures.push((planned.name.clone(), error)),
             }
         }
@@ -230,7 +243,10 @@ async fn reconcile_namespace(
 
     for planned in &mut planned {
         if let Some(objects) = paused.get(&planned.name) {
-            mark_conflicts(&mut planned.plan.findings, objects);
+            mark_conflicts(&mut planned.plan.findings, objects, &budget_spent_message());
+        }
+        if let Some(objects) = refused.get(&planned.name) {
+            mark_conflicts(&mut planned.plan.findings, objects, TAKEN_MESSAGE);
         }
     }
 
@@ -392,7 +408,7 @@ async fn record(
                     .iter()
                     .map(|f| (f.kind.clone(), f.name.clone()))
                     .collect();
-                mark_conflicts(&mut after, &namespace_key);
+                mark_conflicts(&mut after, &namespace_key, &budget_spent_message());
             }
         }
         remaining.extend(after);
@@ -473,23 +489,35 @@ async fn record(
 }
 
 /// Drift on objects whose write budget is spent is a fight with another writer, not
-/// something the next write would fix: say so.
-fn mark_conflicts(findings: &mut [DriftEntry], objects: &BTreeSet<(String, String)>) {
+/// something the next write would fix; an object the write guard kept us from creating is
+/// someone else's: say so.
+fn mark_conflicts(
+    findings: &mut [DriftEntry],
+    objects: &BTreeSet<(String, String)>,
+    message: &str,
+) {
     for finding in findings.iter_mut() {
         let key = (finding.kind.clone(), finding.name.clone());
         if finding.reason != DriftReason::Violation && objects.contains(&key) {
             finding.reason = DriftReason::Conflict;
             // Stable text: status is written only when it changes.
-            finding.message = format!(
-                "another writer keeps changing this object: it was written {} times within {} s \
-                 and changed again each time, so repairs pause until a minute has passed \
-                 (its managedFields name the other field manager)",
-                repair_budget::MAX_WRITES,
-                repair_budget::WINDOW.as_secs()
-            );
+            finding.message = message.to_string();
         }
     }
 }
+
+fn budget_spent_message() -> String {
+    format!(
+        "another writer keeps changing this object: it was written {} times within {} s \
+         and changed again each time, so repairs pause until a minute has passed \
+         (its managedFields name the other field manager)",
+        repair_budget::MAX_WRITES,
+        repair_budget::WINDOW.as_secs()
+    )
+}
+
+const TAKEN_MESSAGE: &str = "an object that is not ours was created with this name while we were creating \
+     ours; left untouched (the API server's kube-baseline-write-guard refused the write)";
 
 fn describe(namespace: &str, findings: &[&DriftEntry]) -> String {
     let items: Vec<String> = findings

@@ -9,7 +9,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use crate::api::{
-    BASELINE_LABEL, DriftEntry, DriftReason, EnforcementMode, OnUnselect, SecurityBaselineSpec,
+    ADOPT_ANNOTATION, BASELINE_LABEL, DriftEntry, DriftReason, EnforcementMode, OnUnselect,
+    SecurityBaselineSpec,
 };
 use crate::domain::generated::{
     BaselineRef, DesiredObject, GeneratedKind, NamespacedObject, check_ids, desired_objects,
@@ -190,7 +191,7 @@ fn plan_desired(
                         DriftReason::Conflict,
                         format!("an object that is not ours has this name{owner}; adopting it (adoptExisting)"),
                     ));
-                    plan.actions.push(Action::Apply(Box::new(object.clone())));
+                    plan.actions.push(Action::Apply(Box::new(adopting(object))));
                 } else {
                     plan.findings.push(finding(
                         object,
@@ -211,6 +212,15 @@ fn plan_desired(
             }
         },
     }
+}
+
+/// The object marked as adopting one that is not ours: the write guard admits the apply.
+fn adopting(object: &NamespacedObject) -> NamespacedObject {
+    let mut meta = object.metadata().clone();
+    meta.annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(ADOPT_ANNOTATION.to_string(), "true".to_string());
+    object.with_metadata(meta)
 }
 
 fn remove(observed: &NamespacedObject, why: &str, plan: &mut NamespacePlan) {
@@ -700,7 +710,19 @@ resourceQuota:
         );
         let adopted = plan_namespace(&adopt, BASELINE, &state, &foreign);
         assert_eq!(adopted.findings[0].reason, DriftReason::Conflict);
-        assert_eq!(adopted.actions.len(), 1);
+        let [Action::Apply(object)] = adopted.actions.as_slice() else {
+            panic!("one apply: {:?}", adopted.actions)
+        };
+        assert_eq!(
+            object
+                .metadata()
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(ADOPT_ANNOTATION))
+                .map(String::as_str),
+            Some("true"),
+            "the write guard admits an adopting apply only with this mark"
+        );
     }
 
     #[test]
