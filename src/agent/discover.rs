@@ -2,7 +2,10 @@
 
 use std::time::SystemTime;
 
+use serde_json::Value;
+
 use super::host::{Host, Process, apiserver_args_from_file};
+use super::membership::ClusterCa;
 use super::observe::{ApiServerSources, Found, KubeletSources, NodeSources, SourceFile};
 use crate::domain::control_plane::ProcessFlags;
 
@@ -19,6 +22,8 @@ pub struct HostOptions {
     /// The audit policy file, instead of the kube-apiserver's --audit-policy-file (it is
     /// also where --enforce writes the rendered policy).
     pub audit_policy_file: Option<String>,
+    /// The agent's cluster: only processes of this cluster are observed.
+    pub cluster_ca: ClusterCa,
 }
 
 /// The kubelet as found.
@@ -32,6 +37,8 @@ pub struct KubeletTarget {
     pub config: Option<String>,
     /// Drop-in directory (host path).
     pub config_dir: Option<String>,
+    /// Other processes of this cluster that run here too, if any.
+    pub note: String,
 }
 
 /// The kube-apiserver as found.
@@ -49,6 +56,8 @@ pub struct ApiServerTarget {
     pub authorization_config: Option<String>,
     /// --authentication-config.
     pub authentication_config: Option<String>,
+    /// Other processes of this cluster that run here too, if any.
+    pub note: String,
 }
 
 /// What runs on the node and where its files are.
@@ -70,8 +79,16 @@ fn non_empty(value: Option<&str>) -> Option<String> {
 pub fn discover(host: &Host, options: &HostOptions) -> Targets {
     let kubelet_files_given =
         options.kubelet_config.is_some() || options.kubelet_config_dir.is_some();
-    let kubelet = match host.find_process(&["kubelet"]) {
-        Ok(Some(process)) => Found::Found(kubelet_target(process, options)),
+    let kubelets = host.find_processes(&["kubelet"]).map(|all| {
+        ours_only(all, "kubelet", |process| {
+            kubelet_is_ours(host, process, &options.cluster_ca)
+        })
+    });
+    let kubelet = match kubelets {
+        Ok(Some((process, note))) => Found::Found(KubeletTarget {
+            note,
+            ..kubelet_target(process, options)
+        }),
         // Files given explicitly: observe them even without a (visible) process.
         _ if kubelet_files_given => Found::Found(KubeletTarget {
             config: options.kubelet_config.clone(),
@@ -82,7 +99,11 @@ pub fn discover(host: &Host, options: &HostOptions) -> Targets {
         Err(message) => Found::Error(message),
     };
 
-    let process = host.find_process(&["kube-apiserver"]);
+    let process = host.find_processes(&["kube-apiserver"]).map(|all| {
+        ours_only(all, "kube-apiserver", |process| {
+            api_server_is_ours(host, process, &options.cluster_ca)
+        })
+    });
     let api_server = match (&options.apiserver_flags_file, process) {
         (Some(file), process) => match host
             .read_text(file)
@@ -90,14 +111,15 @@ pub fn discover(host: &Host, options: &HostOptions) -> Targets {
         {
             Ok(args) => Found::Found(api_server_target(
                 args,
-                process.ok().flatten().and_then(|p| p.started_by),
+                process.ok().flatten().and_then(|(p, _)| p.started_by),
                 options,
             )),
             Err(message) => Found::Error(format!("--apiserver-flags-file {message}")),
         },
-        (None, Ok(Some(process))) => {
-            Found::Found(api_server_target(process.args, process.started_by, options))
-        }
+        (None, Ok(Some((process, note)))) => Found::Found(ApiServerTarget {
+            note,
+            ..api_server_target(process.args, process.started_by, options)
+        }),
         (None, Ok(None)) => Found::NotFound,
         (None, Err(message)) => Found::Error(message),
     };
@@ -110,6 +132,93 @@ pub fn discover(host: &Host, options: &HostOptions) -> Targets {
         api_server,
         audit_policy_path,
     }
+}
+
+/// The first (oldest) process of this cluster among `all`, with a note naming the others
+/// of this cluster when there are several (an upgrade running two versions side by side);
+/// processes of other clusters are left out (logged).
+fn ours_only(
+    all: Vec<Process>,
+    what: &str,
+    is_ours: impl Fn(&Process) -> bool,
+) -> Option<(Process, String)> {
+    let (ours, others): (Vec<Process>, Vec<Process>) = all.into_iter().partition(|p| is_ours(p));
+    if !others.is_empty() {
+        let pids: Vec<u32> = others.iter().map(|p| p.pid).collect();
+        tracing::debug!(
+            ?pids,
+            "{what} processes of another cluster on this host: not observed"
+        );
+    }
+    let mut ours = ours.into_iter();
+    let first = ours.next()?;
+    let rest: Vec<String> = ours.map(|p| p.pid.to_string()).collect();
+    let note = if rest.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "{} {what} processes of this cluster run on this node; observed PID {} (the oldest), not PID {}",
+            rest.len() + 1,
+            first.pid,
+            rest.join(", ")
+        )
+    };
+    Some((first, note))
+}
+
+/// A kube-apiserver is ours when its serving certificate (--tls-cert-file, else the one it
+/// generates in --cert-dir) chains to our cluster's CA.
+fn api_server_is_ours(host: &Host, process: &Process, ca: &ClusterCa) -> bool {
+    if !ca.is_known() {
+        return true;
+    }
+    let flags = ProcessFlags::parse(&process.args);
+    let cert = non_empty(flags.get("tls-cert-file")).unwrap_or_else(|| {
+        let dir = non_empty(flags.get("cert-dir")).unwrap_or_else(|| "/var/run/kubernetes".into());
+        format!("{}/apiserver.crt", dir.trim_end_matches('/'))
+    });
+    host.read_text(&cert).is_ok_and(|pem| ca.issued(&pem))
+}
+
+/// A kubelet is ours when the kubeconfig it talks to the API server with (--kubeconfig)
+/// names our cluster's CA.
+fn kubelet_is_ours(host: &Host, process: &Process, ca: &ClusterCa) -> bool {
+    if !ca.is_known() {
+        return true;
+    }
+    let flags = ProcessFlags::parse(&process.args);
+    let Some(path) = non_empty(flags.get("kubeconfig")) else {
+        return false;
+    };
+    let Ok(kubeconfig) = host
+        .read_text(&path)
+        .and_then(|text| serde_saphyr::from_str::<Value>(&text).map_err(|e| e.to_string()))
+    else {
+        return false;
+    };
+    let clusters = kubeconfig
+        .get("clusters")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    clusters
+        .iter()
+        .filter_map(|c| c.get("cluster"))
+        .any(|cluster| {
+            let inline = cluster
+                .get("certificate-authority-data")
+                .and_then(Value::as_str)
+                .and_then(|data| {
+                    use base64::Engine;
+                    base64::engine::general_purpose::STANDARD.decode(data).ok()
+                })
+                .and_then(|der_or_pem| String::from_utf8(der_or_pem).ok());
+            let file = cluster
+                .get("certificate-authority")
+                .and_then(Value::as_str)
+                .and_then(|file| host.read_text(file).ok());
+            inline.or(file).is_some_and(|pem| ca.shared_by(&pem))
+        })
 }
 
 fn kubelet_target(process: Process, options: &HostOptions) -> KubeletTarget {
@@ -125,6 +234,7 @@ fn kubelet_target(process: Process, options: &HostOptions) -> KubeletTarget {
             .or_else(|| non_empty(flags.get("config-dir"))),
         started_by: process.started_by,
         args: process.args,
+        note: String::new(),
     }
 }
 
@@ -144,6 +254,7 @@ fn api_server_target(
         authentication_config: non_empty(flags.get("authentication-config")),
         args,
         started_by,
+        note: String::new(),
     }
 }
 
@@ -189,6 +300,7 @@ pub fn read_sources(host: &Host, node_name: &str, targets: &Targets) -> NodeSour
                         .collect()
                 }),
             },
+            note: target.note.clone(),
         }),
     };
     let api_server = match &targets.api_server {
@@ -205,6 +317,7 @@ pub fn read_sources(host: &Host, node_name: &str, targets: &Targets) -> NodeSour
                 encryption_config: read(&target.encryption_config),
                 authorization_config: read(&target.authorization_config),
                 authentication_config: read(&target.authentication_config),
+                note: target.note.clone(),
             })
         }
     };

@@ -70,10 +70,9 @@ impl Host {
         self.root.join(host_path.trim_start_matches('/'))
     }
 
-    /// Finds the process whose program is one of `names` (`kubelet`, `kube-apiserver`),
-    /// also as a hyperkube subcommand. The lowest PID wins when several match (the oldest,
-    /// typically; a second kubelet on one node is not a supported setup).
-    pub fn find_process(&self, names: &[&str]) -> Result<Option<Process>, String> {
+    /// Every process whose program is one of `names` (`kubelet`, `kube-apiserver`), also
+    /// as a hyperkube subcommand, lowest PID (typically the oldest) first.
+    pub fn find_processes(&self, names: &[&str]) -> Result<Vec<Process>, String> {
         let proc_dir = self.resolve("/proc");
         let entries = fs::read_dir(&proc_dir)
             .map_err(|err| format!("cannot list {}: {err}", proc_dir.display()))?;
@@ -82,6 +81,7 @@ impl Host {
             .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
             .collect();
         pids.sort_unstable();
+        let mut found = Vec::new();
         for pid in pids {
             // Processes come and go while we look: an unreadable cmdline is skipped.
             let Ok(raw) = fs::read(proc_dir.join(pid.to_string()).join("cmdline")) else {
@@ -90,13 +90,13 @@ impl Host {
             let Some(args) = match_cmdline(&raw, names) else {
                 continue;
             };
-            return Ok(Some(Process {
+            found.push(Process {
                 pid,
                 args,
                 started_by: self.process_started_by(pid),
-            }));
+            });
         }
-        Ok(None)
+        Ok(found)
     }
 
     /// The latest instant a process can have started (see [`started_by`]): a file modified

@@ -13,6 +13,7 @@
 pub mod discover;
 pub mod enforce;
 pub mod host;
+pub mod membership;
 pub mod observe;
 
 use std::path::PathBuf;
@@ -38,6 +39,7 @@ use crate::domain::kubelet;
 pub use discover::HostOptions;
 pub use enforce::{Desired, Want};
 pub use host::Host;
+use membership::ClusterCa;
 pub use observe::{NodeSources, SourceFile, observe};
 
 /// Options of `kube-baseline agent`.
@@ -107,7 +109,10 @@ pub struct AgentArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     /// No client configuration (kubeconfig or in-cluster).
-    #[error("cannot create a Kubernetes client (kubeconfig or in-cluster config): {0}")]
+    #[error("cannot read the client configuration (kubeconfig or in-cluster config): {0}")]
+    Config(#[source] kube::config::InferConfigError),
+    /// The client could not be built from its configuration.
+    #[error("cannot create a Kubernetes client: {0}")]
     Client(#[source] kube::Error),
     /// The NodeReport could not be read or written.
     #[error("cannot {action} NodeReport {node}: {source}")]
@@ -242,8 +247,8 @@ where
 const STARTUP_WAIT: Duration = Duration::from_secs(30);
 
 impl Cluster {
-    async fn connect(args: &AgentArgs) -> Result<Self, AgentError> {
-        let client = Client::try_default().await.map_err(AgentError::Client)?;
+    async fn connect(args: &AgentArgs, config: kube::Config) -> Result<Self, AgentError> {
+        let client = Client::try_from(config).map_err(AgentError::Client)?;
         let by_name =
             |name: &str| watcher::Config::default().fields(&format!("metadata.name={name}"));
         Ok(Self {
@@ -411,16 +416,26 @@ fn report_object(spec: NodeReportSpec, node: Option<&Node>) -> NodeReport {
 /// Runs the agent until SIGTERM (or after one pass with --once).
 pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
     let host = Host::new(&args.host_root);
+    // The cluster's CA tells its processes from other clusters' on this host.
+    let config = match kube::Config::infer().await {
+        Ok(config) => Some(config),
+        Err(_) if args.print => None,
+        Err(error) => return Err(AgentError::Config(error)),
+    };
     let options = HostOptions {
         kubelet_config: args.kubelet_config.clone(),
         kubelet_config_dir: args.kubelet_config_dir.clone(),
         apiserver_flags_file: args.apiserver_flags_file.clone(),
         audit_policy_file: args.audit_policy_file.clone(),
+        cluster_ca: config
+            .as_ref()
+            .and_then(|c| c.root_cert.clone())
+            .map(ClusterCa::new)
+            .unwrap_or_default(),
     };
-    let cluster = if args.print {
-        None
-    } else {
-        Some(Cluster::connect(&args).await?)
+    let cluster = match config {
+        Some(config) if !args.print => Some(Cluster::connect(&args, config).await?),
+        _ => None,
     };
     // What this agent last published: the fallback while the report watch is not ready,
     // so an unchanged observation is never rewritten.

@@ -56,6 +56,8 @@ pub struct KubeletSources {
     /// Every `*.conf` file in --config-dir, path relative to it; Err when the directory
     /// could not be listed.
     pub drop_ins: Result<Vec<SourceFile>, String>,
+    /// Other processes of this cluster running here too (reported in the message).
+    pub note: String,
 }
 
 impl Default for KubeletSources {
@@ -65,6 +67,7 @@ impl Default for KubeletSources {
             config: None,
             config_dir: None,
             drop_ins: Ok(Vec::new()),
+            note: String::new(),
         }
     }
 }
@@ -82,6 +85,8 @@ pub struct ApiServerSources {
     pub authorization_config: Option<SourceFile>,
     /// The --authentication-config.
     pub authentication_config: Option<SourceFile>,
+    /// Other processes of this cluster running here too (reported in the message).
+    pub note: String,
 }
 
 /// How a component was found on the node.
@@ -188,7 +193,7 @@ fn observe_kubelet(kubelet: &KubeletSources) -> KubeletObservation {
     names.sort_by(|a, b| kubelet::drop_in_order(a, b));
     KubeletObservation {
         state: ObservationState::Observed,
-        message: String::new(),
+        message: truncate(kubelet.note.clone(), MESSAGE_MAX),
         config_file: kubelet
             .config
             .as_ref()
@@ -217,7 +222,7 @@ fn observe_api_server(api: &ApiServerSources) -> ApiServerObservation {
     let encryption = observe_encryption(api.encryption_config.as_ref());
     ApiServerObservation {
         state: ObservationState::Observed,
-        message: String::new(),
+        message: truncate(api.note.clone(), MESSAGE_MAX),
         flags: observed_flags,
         pending_restart: audit_policy.pending_restart || encryption.pending_restart,
         audit_policy,

@@ -308,6 +308,7 @@ fn explicit_paths_override_discovery() {
         kubelet_config_dir: Some("/srv/drop-ins".to_owned()),
         apiserver_flags_file: Some("/etc/kubernetes/manifests/kube-apiserver.yaml".to_owned()),
         audit_policy_file: Some("/srv/policy.yaml".to_owned()),
+        ..HostOptions::default()
     };
     let report = pass(&host.host(), &options, "n", &Desired::default(), false).report;
     assert_eq!(
@@ -649,6 +650,7 @@ fn observations_from_texts_for_check() {
                 "10-hardening.conf",
                 fixture!("kubelet/kubelet.conf.d/10-hardening.conf"),
             )]),
+            note: String::new(),
         }),
         api_server: observe::Found::Found(observe::ApiServerSources {
             args: fixture!("apiserver/hardened-cmdline.txt")
@@ -775,5 +777,128 @@ fn with_proc_uptime_the_start_is_known_to_ten_milliseconds() {
     assert!(
         report.kubelet.pending_restart,
         "written 0.2 s after the start, in the second btime cannot split"
+    );
+}
+
+macro_rules! cert {
+    ($name:literal) => {
+        include_str!(concat!("../../tests/fixtures/nodes/certs/", $name))
+    };
+}
+
+/// A host running the kube-apiserver and kubelet of another cluster (lower PIDs, older) and
+/// of ours.
+fn two_clusters(name: &str) -> FakeHost {
+    let host = FakeHost::new(name);
+    host.file("/other/apiserver.crt", cert!("apiserver-theirs.crt"))
+        .file("/ours/apiserver.crt", cert!("apiserver-ours.crt"))
+        .file(
+            "/other/kubelet.conf",
+            &kubeconfig_with_ca_file("/other/ca.crt"),
+        )
+        .file("/other/ca.crt", cert!("theirs-ca.crt"))
+        .file("/ours/ca.crt", cert!("ours-ca.crt"))
+        .file(
+            "/ours/kubelet.conf",
+            &kubeconfig_with_ca_file("/ours/ca.crt"),
+        )
+        .process(
+            50,
+            "/usr/bin/kube-apiserver\n--tls-cert-file=/other/apiserver.crt\n--anonymous-auth=true",
+        )
+        .process(60, "/usr/bin/kubelet\n--kubeconfig=/other/kubelet.conf")
+        .process(
+            500,
+            "/usr/bin/kube-apiserver\n--tls-cert-file=/ours/apiserver.crt\n--anonymous-auth=false",
+        )
+        .process(600, "/usr/bin/kubelet\n--kubeconfig=/ours/kubelet.conf");
+    host
+}
+
+fn kubeconfig_with_ca_file(path: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:6443\n    certificate-authority: {path}\n"
+    )
+}
+
+fn options_for(ca_pem: &str) -> HostOptions {
+    HostOptions {
+        cluster_ca: membership::ClusterCa::from_pem(ca_pem).expect("CA"),
+        ..HostOptions::default()
+    }
+}
+
+#[test]
+fn only_processes_of_the_agents_cluster_are_observed() {
+    let host = two_clusters("two-clusters");
+    let report = pass(
+        &host.host(),
+        &options_for(cert!("ours-ca.crt")),
+        "n",
+        &Desired::default(),
+        false,
+    )
+    .report;
+    assert_eq!(report.api_server.state, ObservationState::Observed);
+    assert_eq!(
+        report.api_server.flag("anonymous-auth"),
+        Some("false"),
+        "our kube-apiserver (PID 500), not the other cluster's older one (PID 50)"
+    );
+    assert_eq!(report.kubelet.state, ObservationState::Observed);
+    assert_eq!(report.api_server.message, "");
+
+    // Seen from the other cluster's agent, the same host shows the other processes.
+    let theirs = pass(
+        &host.host(),
+        &options_for(cert!("theirs-ca.crt")),
+        "n",
+        &Desired::default(),
+        false,
+    )
+    .report;
+    assert_eq!(theirs.api_server.flag("anonymous-auth"), Some("true"));
+}
+
+#[test]
+fn no_process_of_the_agents_cluster_is_not_found_whatever_else_runs() {
+    let host = FakeHost::new("decoys");
+    host.file("/other/apiserver.crt", cert!("apiserver-theirs.crt"))
+        .process(
+            50,
+            "/usr/bin/kube-apiserver\n--tls-cert-file=/other/apiserver.crt",
+        )
+        // A kubelet-named process without a kubeconfig (a decoy, a standalone kubelet).
+        .process(60, "/usr/bin/kubelet\n100000");
+    let report = pass(
+        &host.host(),
+        &options_for(cert!("ours-ca.crt")),
+        "n",
+        &Desired::default(),
+        false,
+    )
+    .report;
+    assert_eq!(report.api_server.state, ObservationState::NotFound);
+    assert_eq!(report.kubelet.state, ObservationState::NotFound);
+}
+
+#[test]
+fn several_kube_apiservers_of_the_cluster_are_named_in_the_report() {
+    let host = two_clusters("upgrade");
+    host.process(
+        700,
+        "/usr/bin/kube-apiserver\n--tls-cert-file=/ours/apiserver.crt\n--anonymous-auth=false",
+    );
+    let report = pass(
+        &host.host(),
+        &options_for(cert!("ours-ca.crt")),
+        "n",
+        &Desired::default(),
+        false,
+    )
+    .report;
+    assert_eq!(
+        report.api_server.message,
+        "2 kube-apiserver processes of this cluster run on this node; observed PID 500 (the oldest), not PID 700"
     );
 }

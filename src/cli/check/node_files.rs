@@ -170,6 +170,7 @@ fn kubelet_sources(args: &NodeFileArgs) -> Result<KubeletSources, String> {
         config,
         config_dir,
         drop_ins,
+        note: String::new(),
     })
 }
 
@@ -218,6 +219,7 @@ fn api_server_sources(file: &Path, args: &NodeFileArgs) -> Result<ApiServerSourc
             "authentication-config",
         )?,
         args: apiserver_args,
+        note: String::new(),
     })
 }
 
