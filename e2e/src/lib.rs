@@ -401,6 +401,18 @@ impl Operator {
 
     /// Starts another operator process with an existing identity.
     pub fn start_with(env: &TestEnv, sa: &str, kubeconfig: &Path, extra_args: &[&str]) -> Self {
+        Self::start_with_baselines(env, sa, kubeconfig, &env.selector(), extra_args)
+    }
+
+    /// [`Operator::start_with`] reconciling only the baselines `baseline_selector` matches
+    /// (a shard of this test's baselines); it still sees only this test's namespaces.
+    pub fn start_with_baselines(
+        env: &TestEnv,
+        sa: &str,
+        kubeconfig: &Path,
+        baseline_selector: &str,
+        extra_args: &[&str],
+    ) -> Self {
         let selector = env.selector();
         let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
         let log = scratch_dir().join(format!("{}-{seq}.log", env.id));
@@ -410,7 +422,7 @@ impl Operator {
             "--namespace",
             OPERATOR_NAMESPACE,
             "--baseline-selector",
-            &selector,
+            baseline_selector,
             "--namespace-selector",
             &selector,
             "--log-level",

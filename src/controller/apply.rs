@@ -23,6 +23,11 @@ pub struct WriteError {
 }
 
 impl WriteError {
+    /// Whether the object changed since the version the write was planned from (409).
+    pub fn is_stale(&self) -> bool {
+        matches!(&self.source, kube::Error::Api(status) if status.code == 409)
+    }
+
     /// Whether the API server's write guard (config/rbac/write_guard.yaml) refused it: the
     /// object by that name is not ours (someone created it after our cache was read).
     pub fn refused_by_write_guard(&self) -> bool {
@@ -109,22 +114,36 @@ pub async fn execute(client: &Client, action: &Action) -> Result<(), WriteError>
 
 /// Applies the Pod Security labels our field manager owns on a namespace. Labels set by
 /// others are untouched; labels only we owned and no longer want are removed.
+///
+/// The apply carries the resourceVersion the labels were planned from: a namespace changed
+/// since (another shard's or a user's label write our cache has not seen yet) fails with
+/// 409 instead of being overwritten from a stale view; its watch event re-plans it.
 pub async fn apply_namespace_labels(
     client: &Client,
+    manager: &str,
     namespace: &str,
+    planned_from: Option<&str>,
     labels: &BTreeMap<String, String>,
 ) -> Result<(), WriteError> {
     let api: Api<Namespace> = Api::all(client.clone());
+    let mut metadata = serde_json::json!({"name": namespace, "labels": labels});
+    if let Some(version) = planned_from {
+        metadata["resourceVersion"] = serde_json::Value::from(version);
+    }
     let body = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {"name": namespace, "labels": labels},
+        "metadata": metadata,
     });
-    api.patch(namespace, &apply_params(), &Patch::Apply(body))
-        .await
-        .map(|_| ())
-        .map_err(|source| WriteError {
-            what: format!("apply Pod Security labels to namespace {namespace}"),
-            source,
-        })
+    api.patch(
+        namespace,
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(body),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|source| WriteError {
+        what: format!("apply Pod Security labels to namespace {namespace}"),
+        source,
+    })
 }

@@ -23,6 +23,8 @@ use crate::domain::generated::{GeneratedKind, NamespacedObject};
 pub struct Context {
     pub client: Client,
     pub operator_namespace: String,
+    /// The field manager of our Pod Security label applies (see [`RunArgs::label_field_manager`]).
+    pub label_manager: String,
     pub baselines: Store<SecurityBaseline>,
     /// SecurityBaselines that exist but this version cannot read (see `lenient`): present,
     /// never acted on.
@@ -124,6 +126,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             operator_namespace: args.namespace.clone(),
+            label_manager: args.label_field_manager(),
             baselines,
             unreadable_baselines: Arc::new(Unreadable::new("SecurityBaseline", metrics.clone())),
             namespaces,

@@ -59,6 +59,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "SELECTOR")]
     pub baseline_selector: Option<String>,
 
+    /// This instance's shard name, when several instances split the baselines between
+    /// them with --baseline-selector over namespaces they share: each applies Pod Security
+    /// labels under its own field manager (`kube-baseline-shard-<NAME>`), so none removes
+    /// another's labels (lowercase letters, digits and '-', at most 63).
+    #[arg(long, value_name = "NAME", value_parser = parse_shard)]
+    pub shard: Option<String>,
+
     /// Only consider Namespaces matching this label selector. Namespaces outside it are
     /// never read or written. Default: all.
     #[arg(long, value_name = "SELECTOR")]
@@ -150,6 +157,13 @@ pub async fn run_with_clients(
     args: RunArgs,
 ) -> Result<(), RunError> {
     info!(namespace = %args.namespace, concurrency = args.concurrency, "starting controller");
+    if args.baseline_selector.is_some() && args.shard.is_none() {
+        warn!(
+            "--baseline-selector without --shard: if another instance reconciles other \
+             baselines over the same namespaces, give each its own --shard, or their Pod \
+             Security label applies (one field manager) undo each other"
+        );
+    }
     // One watch of SecurityBaselines feeds the store and fans out to both controllers: the
     // baseline controller (status, finalizer) and the namespace controller (re-plan every
     // namespace when a spec changes).
@@ -170,7 +184,10 @@ pub async fn run_with_clients(
         namespace_config,
     )
     .default_backoff()
-    .modify(slim_namespace)
+    .modify({
+        let label_manager = args.label_field_manager();
+        move |namespace| slim_namespace(namespace, &label_manager)
+    })
     .reflect(namespace_writer)
     .applied_objects();
 
@@ -352,16 +369,42 @@ pub async fn run_with_clients(
     Ok(())
 }
 
+impl RunArgs {
+    /// The field manager of our Pod Security label applies: `kube-baseline`, or
+    /// `kube-baseline-shard-<NAME>` for a shard.
+    pub fn label_field_manager(&self) -> String {
+        match &self.shard {
+            None => crate::api::FIELD_MANAGER.to_string(),
+            Some(name) => format!("{}-shard-{name}", crate::api::FIELD_MANAGER),
+        }
+    }
+}
+
+fn parse_shard(name: &str) -> Result<String, String> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if valid {
+        Ok(name.to_string())
+    } else {
+        Err(format!(
+            "{name:?} is not a shard name: use lowercase letters, digits and '-', at most 63"
+        ))
+    }
+}
+
 /// Keeps what the controller reads of a Namespace: name, labels, uid, resourceVersion,
 /// timestamps, and our own field manager's managedFields entry (label ownership). The other
 /// managers' entries and the annotations (kubectl's last-applied-configuration among them)
 /// would be most of the cache at 10,000 namespaces.
-fn slim_namespace(namespace: &mut PartialObjectMeta<Namespace>) {
+fn slim_namespace(namespace: &mut PartialObjectMeta<Namespace>, label_manager: &str) {
     namespace.metadata.annotations = None;
     // The kind is known from the type; apiVersion/kind strings per namespace are not needed.
     namespace.types = None;
     if let Some(fields) = &mut namespace.metadata.managed_fields {
-        fields.retain(|entry| entry.manager.as_deref() == Some(crate::api::FIELD_MANAGER));
+        fields.retain(|entry| entry.manager.as_deref() == Some(label_manager));
         // Label ownership reads the manager, the operation and the fields; not when or
         // through which API version they were written.
         for entry in fields.iter_mut() {

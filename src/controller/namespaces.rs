@@ -20,8 +20,8 @@ use crate::api::{DriftEntry, DriftReason, EnforcementMode, SecurityBaseline};
 use crate::domain::generated::{BaselineRef, GeneratedKind, wanted_pod_security};
 use crate::domain::plan::{Action, NamespacePlan, NamespaceState, plan_release};
 use crate::domain::pod_security::{
-    WantedPodSecurity, held_pod_security, hold_owned_labels, labels_owned_by_us, merged_labels,
-    namespace_labels_to_apply, pod_security_drift,
+    WantedPodSecurity, held_pod_security, hold_owned_labels, labels_owned_by_us, labels_we_apply,
+    merged_labels, namespace_labels_to_apply, pod_security_drift,
 };
 use crate::domain::selection::{NamespaceFacts, selects};
 use crate::domain::snapshot::plan_with_audit;
@@ -262,6 +262,7 @@ async fn reconcile_namespace(
             .managed_fields
             .as_deref()
             .unwrap_or_default(),
+        &ctx.label_manager,
     );
     let held: Vec<WantedPodSecurity<'_>> = planned
         .iter()
@@ -288,6 +289,9 @@ async fn reconcile_namespace(
     if let Err(wait) = labels_budget {
         retry_after = Some(retry_after.map_or(wait, |r| r.min(wait)));
     }
+    // Stricter labels someone else set (an admin, another shard) are neither taken nor
+    // lowered.
+    let desired_labels = labels_we_apply(&desired_labels, &labels, &owned);
     if let Some(to_apply) = namespace_labels_to_apply(&desired_labels, &labels, &owned)
         .filter(|_| labels_budget.is_ok())
     {
@@ -297,12 +301,18 @@ async fn reconcile_namespace(
         let written = if ctx.labels_in_flight(name, resource_version, &to_apply) {
             Ok(())
         } else {
-            apply::apply_namespace_labels(&ctx.client, name, &to_apply)
-                .await
-                .inspect(|()| {
-                    ctx.repair_budget.record(labels_target, Instant::now());
-                    ctx.labels_written(name, resource_version, to_apply.clone());
-                })
+            apply::apply_namespace_labels(
+                &ctx.client,
+                &ctx.label_manager,
+                name,
+                resource_version,
+                &to_apply,
+            )
+            .await
+            .inspect(|()| {
+                ctx.repair_budget.record(labels_target, Instant::now());
+                ctx.labels_written(name, resource_version, to_apply.clone());
+            })
         };
         match written {
             Ok(()) => {
@@ -310,6 +320,10 @@ async fn reconcile_namespace(
                     labels_after.remove(released);
                 }
                 labels_after.extend(to_apply);
+            }
+            // Planned from a version the namespace has left: its event re-plans it.
+            Err(error) if error.is_stale() => {
+                debug!(%error, "labels planned from a stale namespace")
             }
             Err(error) => {
                 let blamed = wants.first().map(|(b, _)| b.clone()).unwrap_or_default();

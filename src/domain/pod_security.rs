@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 
-use crate::api::{DriftEntry, DriftReason, FIELD_MANAGER, PodSecurityLevel};
+#[cfg(test)]
+use crate::api::FIELD_MANAGER;
+use crate::api::{DriftEntry, DriftReason, PodSecurityLevel};
 use crate::domain::generated::{POD_SECURITY_MODES, POD_SECURITY_PREFIX, check_ids};
 
 /// What one baseline wants per mode: level and optional version.
@@ -141,13 +143,15 @@ pub fn held_pod_security<'a>(
     held
 }
 
-/// Label keys our field manager owns on an object, read from its managedFields.
-pub fn labels_owned_by_us(managed_fields: &[ManagedFieldsEntry]) -> BTreeSet<String> {
+/// Label keys `manager` (our field manager) owns on an object, read from its managedFields.
+pub fn labels_owned_by_us(
+    managed_fields: &[ManagedFieldsEntry],
+    manager: &str,
+) -> BTreeSet<String> {
     managed_fields
         .iter()
         .filter(|entry| {
-            entry.manager.as_deref() == Some(FIELD_MANAGER)
-                && entry.operation.as_deref() == Some("Apply")
+            entry.manager.as_deref() == Some(manager) && entry.operation.as_deref() == Some("Apply")
         })
         .filter_map(|entry| entry.fields_v1.as_ref())
         .filter_map(|fields| fields.0.get("f:metadata")?.get("f:labels")?.as_object())
@@ -158,6 +162,39 @@ pub fn labels_owned_by_us(managed_fields: &[ManagedFieldsEntry]) -> BTreeSet<Str
                 .map(str::to_string)
         })
         .collect()
+}
+
+/// Of the labels we want, the ones we apply: those we own already, and those whose current
+/// value is weaker (a level) or older (a version) than ours, missing, or not a value we can
+/// rank. A value someone else set that is as strict or as new as ours is theirs: we neither
+/// take it over nor lower it. That someone may be an admin, or another kube-baseline
+/// instance sharding the baselines under its own field manager (`--shard`): each instance
+/// then leaves the other's stricter labels alone, and together they reach the labels one
+/// instance over all the baselines would, without a write fight.
+pub fn labels_we_apply(
+    desired: &BTreeMap<String, String>,
+    observed: &BTreeMap<String, String>,
+    owned_by_us: &BTreeSet<String>,
+) -> BTreeMap<String, String> {
+    desired
+        .iter()
+        .filter(|(key, wanted)| {
+            owned_by_us.contains(*key)
+                || observed
+                    .get(*key)
+                    .is_none_or(|current| !ranked(key, current) || supersedes(key, wanted, current))
+        })
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
+}
+
+/// Whether a label value can be ordered (a Pod Security level, or a `-version`).
+fn ranked(key: &str, value: &str) -> bool {
+    if key.ends_with("-version") {
+        version_rank(value) != (0, 0)
+    } else {
+        PodSecurityLevel::from_label(value).is_some()
+    }
 }
 
 /// The labels to apply to a namespace, or None when it already carries exactly what we want
@@ -341,8 +378,44 @@ mod tests {
         ]))
         .expect("managed fields");
         assert_eq!(
-            labels_owned_by_us(&fields),
+            labels_owned_by_us(&fields, FIELD_MANAGER),
             BTreeSet::from(["pod-security.kubernetes.io/enforce".to_string()])
+        );
+    }
+
+    #[test]
+    fn labels_someone_else_set_as_strict_or_stricter_are_neither_taken_nor_lowered() {
+        let desired = labels(&[
+            ("pod-security.kubernetes.io/enforce", "baseline"),
+            ("pod-security.kubernetes.io/enforce-version", "latest"),
+            ("pod-security.kubernetes.io/warn", "restricted"),
+            ("pod-security.kubernetes.io/audit", "restricted"),
+        ]);
+        // Another shard (or an admin) set enforce stricter and enforce-version older; warn
+        // equal; audit is unrankable; nothing is ours.
+        let observed = labels(&[
+            ("pod-security.kubernetes.io/enforce", "restricted"),
+            ("pod-security.kubernetes.io/enforce-version", "v1.30"),
+            ("pod-security.kubernetes.io/warn", "restricted"),
+            ("pod-security.kubernetes.io/audit", "strict"),
+        ]);
+        assert_eq!(
+            labels_we_apply(&desired, &observed, &BTreeSet::new()),
+            labels(&[
+                ("pod-security.kubernetes.io/enforce-version", "latest"),
+                ("pod-security.kubernetes.io/audit", "restricted"),
+            ])
+        );
+        // What we own we keep applying (lowering our own label when the spec says so).
+        let owned = BTreeSet::from(["pod-security.kubernetes.io/enforce".to_string()]);
+        assert_eq!(
+            labels_we_apply(&desired, &observed, &owned).get("pod-security.kubernetes.io/enforce"),
+            Some(&"baseline".to_string())
+        );
+        // Missing: ours to set.
+        assert_eq!(
+            labels_we_apply(&desired, &BTreeMap::new(), &BTreeSet::new()),
+            desired
         );
     }
 
