@@ -453,3 +453,107 @@ pub fn wanted_pod_security(
     }
     wanted
 }
+
+#[cfg(test)]
+mod tests {
+    //! The generated policies' content, pinned as the API server stores it: a changed port,
+    //! namespace or selector is a behaviour change and must fail here.
+    use super::*;
+    use serde_json::json;
+
+    const BASELINE: BaselineRef<'static> = BaselineRef {
+        name: "b",
+        uid: "uid-b",
+    };
+
+    fn specs(yaml: &str) -> BTreeMap<String, serde_json::Value> {
+        let spec: SecurityBaselineSpec = serde_saphyr::from_str(yaml).expect("spec parses");
+        desired_objects(&spec, BASELINE, "shop")
+            .iter()
+            .filter(|d| d.object.kind() == GeneratedKind::NetworkPolicy)
+            .map(|d| {
+                (
+                    d.object.name().to_string(),
+                    d.object.to_json()["spec"].clone(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn deny_all_with_dns_and_same_namespace_allowed() {
+        let policies = specs(
+            "networkPolicy: {defaultDeny: {ingress: true, egress: true}, allowDNS: true, allowSameNamespace: true}",
+        );
+        assert_eq!(
+            policies.keys().collect::<Vec<_>>(),
+            [
+                "baseline-b-allow-dns",
+                "baseline-b-allow-same-namespace",
+                "baseline-b-deny-all"
+            ]
+        );
+        assert_eq!(
+            policies["baseline-b-deny-all"],
+            json!({"podSelector": {}, "policyTypes": ["Ingress", "Egress"], "ingress": [], "egress": []})
+        );
+        // DNS: UDP and TCP 53 to the kube-dns pods in kube-system only.
+        assert_eq!(
+            policies["baseline-b-allow-dns"],
+            json!({
+                "podSelector": {},
+                "policyTypes": ["Egress"],
+                "ingress": [],
+                "egress": [{
+                    "to": [{
+                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                        "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}
+                    }],
+                    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+                }]
+            })
+        );
+        // Same namespace: every pod of this namespace, both directions, no other namespace.
+        assert_eq!(
+            policies["baseline-b-allow-same-namespace"],
+            json!({
+                "podSelector": {},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [{"from": [{"podSelector": {}}]}],
+                "egress": [{"to": [{"podSelector": {}}]}]
+            })
+        );
+    }
+
+    #[test]
+    fn ingress_only_denies_no_egress_and_needs_no_dns_policy() {
+        let policies = specs(
+            "networkPolicy: {defaultDeny: {ingress: true, egress: false}, allowDNS: true, allowSameNamespace: true}",
+        );
+        assert_eq!(
+            policies.keys().collect::<Vec<_>>(),
+            ["baseline-b-allow-same-namespace", "baseline-b-deny-all"]
+        );
+        assert_eq!(
+            policies["baseline-b-deny-all"]["policyTypes"],
+            json!(["Ingress"])
+        );
+        assert_eq!(
+            policies["baseline-b-allow-same-namespace"],
+            json!({
+                "podSelector": {},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": [{"podSelector": {}}]}],
+                "egress": []
+            })
+        );
+    }
+
+    #[test]
+    fn nothing_denied_generates_no_policy() {
+        assert!(
+            specs("networkPolicy: {defaultDeny: {ingress: false, egress: false}, allowDNS: true}")
+                .is_empty()
+        );
+    }
+}
