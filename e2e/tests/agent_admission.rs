@@ -1,0 +1,174 @@
+//! The node agent through the admission policy it ships with (config/agent/
+//! admission_policy.yaml): the production ServiceAccount `kube-baseline-agent`, with a token
+//! bound to a Pod on a node (the Pod exists with `nodeName` set and never runs: there is no
+//! kubelet), may write only that node's NodeReport.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, ResourceExt};
+use kube_baseline::api::NodeReport;
+use kube_baseline_e2e::*;
+
+const AGENT_NAMESPACE: &str = "kube-baseline-agent";
+const AGENT_SA: &str = "kube-baseline-agent";
+
+/// Installs what config/agent ships for the agent's identity: namespace, ServiceAccount,
+/// RBAC with its bindings, and the admission policy.
+fn install_agent_identity() {
+    for file in [
+        "config/agent/namespace.yaml",
+        "config/agent/service_account.yaml",
+        "config/agent/rbac.yaml",
+        "config/agent/admission_policy.yaml",
+    ] {
+        kubectl(&["apply", "--server-side", "--force-conflicts", "-f", file]);
+    }
+}
+
+async fn create_node(env: &TestEnv, suffix: &str) -> String {
+    let name = env.name(suffix);
+    let node = Node {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            labels: Some(BTreeMap::from([(TEST_LABEL.to_string(), env.id.clone())])),
+            ..ObjectMeta::default()
+        },
+        ..Node::default()
+    };
+    Api::<Node>::all(env.admin.clone())
+        .create(&PostParams::default(), &node)
+        .await
+        .expect("create Node");
+    name
+}
+
+/// An agent Pod bound to `node` (it never runs here).
+async fn agent_pod(env: &TestEnv, node: &str) -> Pod {
+    let pod = Pod {
+        metadata: ObjectMeta {
+            name: Some(format!("agent-{node}")),
+            namespace: Some(AGENT_NAMESPACE.to_string()),
+            labels: Some(BTreeMap::from([(TEST_LABEL.to_string(), env.id.clone())])),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec {
+            node_name: Some(node.to_string()),
+            service_account_name: Some(AGENT_SA.to_string()),
+            containers: vec![Container {
+                name: "agent".to_string(),
+                image: Some("kube-baseline:never-pulled".to_string()),
+                ..Container::default()
+            }],
+            ..PodSpec::default()
+        }),
+        ..Pod::default()
+    };
+    Api::<Pod>::namespaced(env.admin.clone(), AGENT_NAMESPACE)
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("create agent Pod")
+}
+
+/// A kubeconfig for the agent's ServiceAccount: its token bound to `pod`, or to nothing.
+async fn agent_kubeconfig(env: &TestEnv, name: &str, pod: Option<&Pod>) -> std::path::PathBuf {
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: Vec::new(),
+            bound_object_ref: pod.map(|pod| BoundObjectReference {
+                api_version: Some("v1".to_string()),
+                kind: Some("Pod".to_string()),
+                name: Some(pod.name_any()),
+                uid: pod.uid(),
+            }),
+            expiration_seconds: Some(3600),
+        },
+        ..TokenRequest::default()
+    };
+    let token = Api::<ServiceAccount>::namespaced(env.admin.clone(), AGENT_NAMESPACE)
+        .create_token_request(AGENT_SA, &PostParams::default(), &request)
+        .await
+        .expect("token request")
+        .status
+        .expect("token status")
+        .token;
+    token_kubeconfig(&format!("{}-{name}", env.id), &token)
+}
+
+/// `kube-baseline agent --once` for `node` with `kubeconfig`: (succeeded, log).
+async fn run_agent(kubeconfig: &Path, node: &str) -> (bool, String) {
+    let output = tokio::process::Command::new(operator_binary())
+        .args([
+            "agent",
+            "--once",
+            "--host-root",
+            "/",
+            "--namespace",
+            OPERATOR_NAMESPACE,
+            "--node-name",
+            node,
+        ])
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .await
+        .expect("agent runs");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), log)
+}
+
+#[tokio::test]
+async fn the_agent_writes_only_the_report_of_the_node_its_pod_is_bound_to() {
+    let env = TestEnv::new("agentvap").await;
+    install_agent_identity();
+    let own = create_node(&env, "own").await;
+    let other = create_node(&env, "other").await;
+    let pod = agent_pod(&env, &own).await;
+    let bound = agent_kubeconfig(&env, "bound", Some(&pod)).await;
+    let reports = Api::<NodeReport>::all(env.admin.clone());
+
+    // Its own node's report is written.
+    let (ok, log) = run_agent(&bound, &own).await;
+    assert!(ok, "own node's report refused: {log}");
+    let report = reports.get(&own).await.expect("own NodeReport");
+    assert_eq!(report.spec.node_name, own);
+
+    // Another node's report is refused by the policy, in the API server.
+    let (ok, log) = run_agent(&bound, &other).await;
+    assert!(!ok, "another node's report was written: {log}");
+    assert!(
+        log.contains("kube-baseline-agent-own-node-report")
+            && log.contains(&format!("may write only the NodeReport {own}")),
+        "refused by the policy: {log}"
+    );
+    assert!(reports.get_opt(&other).await.expect("get").is_none());
+
+    // A token bound to no Pod names no node: no report at all, not even the own node's.
+    let unbound = agent_kubeconfig(&env, "unbound", None).await;
+    let (ok, log) = run_agent(&unbound, &other).await;
+    assert!(!ok, "a report written without a node-bound token: {log}");
+    assert!(
+        log.contains("bound to a node"),
+        "refused by the policy: {log}"
+    );
+    assert!(reports.get_opt(&other).await.expect("get").is_none());
+
+    let _ = Api::<Pod>::namespaced(env.admin.clone(), AGENT_NAMESPACE)
+        .delete(&pod.name_any(), &DeleteParams::default())
+        .await;
+    for node in [&own, &other] {
+        let _ = Api::<Node>::all(env.admin.clone())
+            .delete(node, &DeleteParams::default())
+            .await;
+        let _ = reports.delete(node, &DeleteParams::default()).await;
+    }
+    env.cleanup().await;
+}
