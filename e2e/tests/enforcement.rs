@@ -671,12 +671,25 @@ async fn a_restarted_operator_on_a_converged_cluster_writes_nothing() {
     let before = writes_by(&user).len();
 
     let restarted = Operator::start_with(&env, &format!("op-{}", env.id), &kubeconfig, &[]);
-    // Long enough for the caches to sync and every namespace and baseline to be reconciled.
-    eventually(SETTLE, "the restarted operator to reconcile", || async {
-        restarted.log_text().contains("caches synced").then_some(())
+    // Until its own metrics say it has reconciled every namespace and the baseline (so the
+    // count below covers a whole pass, not an operator still starting).
+    let metrics = format!("{}/metrics", restarted.http_url().await);
+    eventually(SETTLE, "the restarted operator to reconcile everything", || async {
+        let (_, exposition) = http_get(&metrics);
+        let reconciled = |controller: &str| {
+            metric_value(
+                &exposition,
+                &format!(
+                    "controller_runtime_reconcile_total{{controller=\"{controller}\",result=\"success\"}}"
+                ),
+            )
+            .unwrap_or_default()
+        };
+        (reconciled("namespace") >= 3.0 && reconciled("securitybaseline") >= 1.0).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // A write made by those reconciles reaches the audit log within this.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let after = writes_by(&user);
     let new_writes: Vec<_> = after[before..]
         .iter()
