@@ -1,0 +1,87 @@
+//! Events on the baseline: a repair is `Repaired`, drift that appears and stays is
+//! `DriftDetected`, each naming the namespace and object. (A restart emits none: the restart
+//! test in enforcement.rs finds no write at all, Events included.)
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::Api;
+use kube::api::{DeleteParams, ListParams};
+use kube_baseline_e2e::*;
+
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// (reason, note) of the Events about `baseline` (cluster-scoped: they land in `default`).
+async fn events_about(env: &TestEnv, baseline: &str) -> Vec<(String, String)> {
+    Api::<Event>::namespaced(env.admin.clone(), "default")
+        .list(&ListParams::default())
+        .await
+        .expect("list Events")
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(baseline))
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_repair_and_new_drift_are_events_naming_what_happened() {
+    let env = TestEnv::new("evt").await;
+    let enforcing = env.apply_baseline("enf", "namespaceSelector: {matchLabels: {evt: enf}}\n");
+    let auditing = env.apply_baseline(
+        "aud",
+        "mode: Audit\nnamespaceSelector: {matchLabels: {evt: aud}}\n",
+    );
+    let _operator = Operator::start(&env, &[]).await;
+    let repaired_ns = env.create_namespace("r", &[("evt", "enf")]).await;
+    let policy = format!("baseline-{enforcing}-deny-all");
+    let policies = Api::<NetworkPolicy>::namespaced(env.admin.clone(), &repaired_ns);
+    eventually(SETTLE, "the generated policy", || async {
+        policies.get_opt(&policy).await.expect("get")
+    })
+    .await;
+    policies
+        .delete(&policy, &DeleteParams::default())
+        .await
+        .expect("delete the generated policy");
+    let repaired = eventually(SETTLE, "a Repaired Event", || async {
+        events_about(&env, &enforcing)
+            .await
+            .into_iter()
+            .find(|(reason, _)| reason == "Repaired")
+    })
+    .await;
+    assert!(
+        repaired.1.contains(&repaired_ns) && repaired.1.contains(&policy),
+        "the Event names the namespace and the object: {repaired:?}"
+    );
+    assert!(
+        events_about(&env, &enforcing)
+            .await
+            .iter()
+            .all(|(reason, _)| reason == "Repaired"),
+        "no DriftDetected for drift that was repaired at once"
+    );
+
+    let drifted_ns = env.create_namespace("a", &[("evt", "aud")]).await;
+    let detected = eventually(SETTLE, "a DriftDetected Event", || async {
+        events_about(&env, &auditing)
+            .await
+            .into_iter()
+            .find(|(reason, _)| reason == "DriftDetected")
+    })
+    .await;
+    assert!(
+        detected.1.contains(&drifted_ns) && detected.1.contains("Missing"),
+        "the Event names the namespace and the reason: {detected:?}"
+    );
+    assert!(
+        events_about(&env, &auditing)
+            .await
+            .iter()
+            .all(|(reason, _)| reason != "Repaired"),
+        "Audit mode repairs nothing"
+    );
+    env.cleanup().await;
+}
