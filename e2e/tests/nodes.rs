@@ -1,4 +1,4 @@
-//! Nodes and control plane end to end (DESIGN §5): the node agent runs on this machine,
+//! Nodes and control plane end to end (docs/architecture.md §6): the agent runs on this machine,
 //! finds the real kube-apiserver of e2e/cluster in /proc (there is no kubelet: kubelet
 //! files are given by path) and publishes a NodeReport as its own ServiceAccount, bound to
 //! config/agent's RBAC; the operator, as its own ServiceAccount bound to config/rbac, turns

@@ -1,4 +1,4 @@
-//! Nodes and control plane (DESIGN §5), the controller's side: NodeReports (what the node
+//! Nodes and control plane (docs/architecture.md §6), controller side: NodeReports (what the node
 //! agents observed) and Node labels are watched into caches, evaluated against every
 //! baseline with the pure functions of `domain::control_plane`, and fed into the baseline
 //! status; the rendered audit policy is published for the agents.

@@ -1,4 +1,4 @@
-//! The RBAC least-privilege audit (DESIGN.md section 4): which subjects hold more power
+//! The RBAC least-privilege audit (docs/checks-rbac.md): which subjects hold more power
 //! than least privilege allows in a selected namespace. Report only: findings are drift
 //! with reason `Violation`; nothing here (or in the controller) changes a user's RBAC.
 //!
