@@ -701,7 +701,9 @@ pub async fn wait_baseline_status(
     what: &str,
     check: impl Fn(&kube_baseline::api::SecurityBaselineStatus) -> bool,
 ) -> kube_baseline::api::SecurityBaselineStatus {
-    let timeout = Duration::from_secs(30);
+    // Over a minute: a status that changed 3 times within the last minute waits for its
+    // write budget (at most 3 requests per object per minute, status included).
+    let timeout = Duration::from_secs(75);
     let deadline = Instant::now() + timeout;
     loop {
         let current = baseline_status(client, baseline).await;

@@ -1,7 +1,8 @@
-//! Fault scenarios (issue 9): the operator under the faults real clusters see. Each scenario
-//! reports generated objects lost, objects that are not ours changed or deleted, and the
-//! most writes to one object in a minute (from the API server's audit log), and fails
-//! unless the first two are 0.
+//! Fault scenarios (issues 9 and 14): the operator under the faults real clusters see. Each
+//! scenario reports generated objects lost, objects that are not ours changed or deleted,
+//! and the most mutating requests to one object in a minute, every response counted (from
+//! the API server's audit log), and fails unless the first two are 0 and the third at most
+//! 3.
 //!
 //! They stop and kill control-plane components, so they never run on the shared test
 //! cluster: each is `#[ignore]`d and `e2e/faults` runs them, one at a time, on a control
