@@ -23,6 +23,12 @@ pub struct WriteError {
 }
 
 impl WriteError {
+    /// How long until the write budget of its object allows another request, if that is
+    /// why it failed (see `repair_budget`).
+    pub fn budget_wait(&self) -> Option<std::time::Duration> {
+        super::repair_budget::budget_spent(&self.source).map(|spent| spent.retry_in)
+    }
+
     /// How the failure shows in status: a missing permission needs a human.
     pub fn to_failure(&self) -> Failure {
         match &self.source {
@@ -32,7 +38,7 @@ impl WriteError {
     }
 }
 
-fn api_resource(kind: GeneratedKind) -> ApiResource {
+pub fn api_resource(kind: GeneratedKind) -> ApiResource {
     match kind {
         GeneratedKind::NetworkPolicy => ApiResource::erase::<NetworkPolicy>(&()),
         GeneratedKind::Role => ApiResource::erase::<Role>(&()),

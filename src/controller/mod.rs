@@ -133,11 +133,14 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         leader::WriteFence::open()
     };
     let write_timeout = leader::write_timeout(args.leader_elect, args.lease_duration_seconds);
+    // One budget per object for every mutating request (see `repair_budget`).
+    let budget = std::sync::Arc::<repair_budget::RepairBudget>::default();
     let client = kube::client::ClientBuilder::try_from(config.clone())
         .map_err(RunError::Client)?
         .with_layer(&client_stack(
             fence.clone(),
             write_timeout,
+            budget.clone(),
             args.kube_api_qps,
             args.kube_api_burst,
         ))
@@ -148,7 +151,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let lease_client = kube::client::ClientBuilder::try_from(config)
         .map_err(RunError::Client)?
         .build();
-    run_with_clients(client, lease_client, fence, args).await
+    run_with_clients(client, lease_client, fence, budget, args).await
 }
 
 /// Requests waiting to be handed to kube's HTTP stack (they wait there only while the
@@ -156,13 +159,14 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
 const REQUEST_BUFFER: usize = 1024;
 
 /// Retries of 429, 503 and 504 answers (honouring Retry-After), each attempt through the
-/// token bucket and the fence again. Fewer and shorter than kube's default (15, up to
-/// 1,000 s apart): a write still failing after that is requeued by its reconcile.
+/// token bucket, the fence and the write budget again. Fewer and shorter than kube's
+/// default (15, up to 1,000 s apart): two, so one write's attempts fit in its object's
+/// budget of 3 a minute; a write still failing after that is requeued by its reconcile.
 fn retry_policy() -> kube::client::retry::RetryPolicy {
     kube::client::retry::RetryPolicy::new(
         Duration::from_millis(200),
         Duration::from_secs(5),
-        3,
+        2,
         true,
     )
     .unwrap_or_default()
@@ -177,12 +181,14 @@ type FromBuffer = Stack<
     Stack<throttle::ThrottleLayer, Stack<RetryLayer<RetryPolicy>, Identity>>,
 >;
 
-/// Retries, then the token bucket, then the fence, innermost: every attempt that leaves
-/// the process (a retry too) is checked, after its wait for a token. kube's stack cannot
-/// be cloned, and a retry needs a service it can call again: hence the buffer.
+/// Retries, then the token bucket, then the fence, then the write budget, innermost:
+/// every attempt that leaves the process (a retry too) is checked against the fence after
+/// its wait for a token, and counted against its object's budget. kube's stack cannot be
+/// cloned, and a retry needs a service it can call again: hence the buffer.
 fn client_stack(
     fence: std::sync::Arc<leader::WriteFence>,
     write_timeout: Duration,
+    budget: std::sync::Arc<repair_budget::RepairBudget>,
     qps: f64,
     burst: u32,
 ) -> ClientStack {
@@ -191,6 +197,7 @@ fn client_stack(
         .layer(throttle::ThrottleLayer::new(qps, burst))
         .layer(BufferLayer::new(REQUEST_BUFFER))
         .layer(leader::FenceLayer::new(fence, write_timeout))
+        .layer(repair_budget::WriteBudgetLayer::new(budget))
         .into_inner()
 }
 
@@ -200,6 +207,7 @@ async fn run_with_clients(
     client: Client,
     lease_client: Client,
     fence: std::sync::Arc<leader::WriteFence>,
+    budget: std::sync::Arc<repair_budget::RepairBudget>,
     args: RunArgs,
 ) -> Result<(), RunError> {
     info!(namespace = %args.namespace, concurrency = args.concurrency, "starting controller");
@@ -251,6 +259,7 @@ async fn run_with_clients(
         baseline_store.clone(),
         namespace_store.clone(),
         status_trigger,
+        budget,
     ));
 
     let (readiness, readiness_rx) = tokio::sync::watch::channel(http::Readiness::Starting);
@@ -410,10 +419,10 @@ fn slim_namespace(namespace: &mut PartialObjectMeta<Namespace>) {
     namespace.types = None;
     if let Some(fields) = &mut namespace.metadata.managed_fields {
         fields.retain(|entry| entry.manager.as_deref() == Some(crate::api::FIELD_MANAGER));
-        // Label ownership reads the manager, the operation and the fields; not when or
-        // through which API version they were written.
+        // Label ownership reads the manager, the operation and the fields, and the write
+        // budget when they were last written (a new leader must not exceed it with the
+        // previous leader's writes); not through which API version.
         for entry in fields.iter_mut() {
-            entry.time = None;
             entry.api_version = None;
             entry.fields_type = None;
         }
@@ -474,7 +483,8 @@ mod tests {
                 }
             })
         };
-        let client = client_stack(fence, Duration::from_secs(10), 0.0, 1).layer(wire);
+        let client =
+            client_stack(fence, Duration::from_secs(10), Arc::default(), 0.0, 1).layer(wire);
         let mut request = Request::new(kube::client::Body::from(b"{}".to_vec()));
         *request.method_mut() = ::http::Method::PATCH;
         *request.uri_mut() = ::http::Uri::from_static("/api/v1/namespaces/a");
