@@ -21,6 +21,7 @@ use kube::{Api, Client, Config};
 use tokio::sync::OnceCell;
 
 pub mod faults;
+pub mod proxy;
 
 /// Label every test object carries, so each operator under test sees only its own.
 pub const TEST_LABEL: &str = "kube-baseline.dev/e2e";
@@ -483,6 +484,11 @@ impl Operator {
         self.child.try_wait().expect("wait").is_none()
     }
 
+    /// How it exited, if it has.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("wait")
+    }
+
     /// The operator's log so far, without terminal colour codes.
     pub fn log_text(&self) -> String {
         strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
@@ -494,6 +500,30 @@ impl Drop for Operator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The local API server's address (from the `server` file of the cluster directory).
+pub fn api_server_address() -> std::net::SocketAddr {
+    let server = std::fs::read_to_string(cluster_dir().join("server")).expect("server file");
+    let authority = server
+        .trim()
+        .trim_start_matches("https://")
+        .trim_end_matches('/');
+    std::net::ToSocketAddrs::to_socket_addrs(authority)
+        .expect("API server address")
+        .next()
+        .expect("an API server address")
+}
+
+/// A copy of `kubeconfig` whose server is `address` (same scheme, CA and credentials).
+pub fn kubeconfig_via(kubeconfig: &Path, address: std::net::SocketAddr) -> PathBuf {
+    let text = std::fs::read_to_string(kubeconfig).expect("kubeconfig");
+    let server = std::fs::read_to_string(cluster_dir().join("server")).expect("server file");
+    let rewritten = text.replace(server.trim(), &format!("https://{address}"));
+    assert_ne!(rewritten, text, "the kubeconfig names the API server");
+    let path = kubeconfig.with_extension("via-proxy.kubeconfig");
+    std::fs::write(&path, rewritten).expect("write kubeconfig");
+    path
 }
 
 /// A kubeconfig file for the local control plane authenticating with a bearer `token`.
@@ -683,7 +713,9 @@ pub async fn wait_baseline_status(
     what: &str,
     check: impl Fn(&kube_baseline::api::SecurityBaselineStatus) -> bool,
 ) -> kube_baseline::api::SecurityBaselineStatus {
-    let timeout = Duration::from_secs(30);
+    // Over a minute: a status that changed 3 times within the last minute waits for its
+    // write budget (at most 3 requests per object per minute, status included).
+    let timeout = Duration::from_secs(75);
     let deadline = Instant::now() + timeout;
     loop {
         let current = baseline_status(client, baseline).await;

@@ -1,7 +1,8 @@
-//! Fault scenarios (issue 9): the operator under the faults real clusters see. Each scenario
-//! reports generated objects lost, objects that are not ours changed or deleted, and the
-//! most writes to one object in a minute (from the API server's audit log), and fails
-//! unless the first two are 0.
+//! Fault scenarios (issues 9 and 14): the operator under the faults real clusters see. Each
+//! scenario reports generated objects lost, objects that are not ours changed or deleted,
+//! and the most mutating requests to one object in a minute, every response counted (from
+//! the API server's audit log), and fails unless the first two are 0 and the third at most
+//! 3.
 //!
 //! They stop and kill control-plane components, so they never run on the shared test
 //! cluster: each is `#[ignore]`d and `e2e/faults` runs them, one at a time, on a control
@@ -26,9 +27,10 @@ use kube_baseline_e2e::faults::{
     create_user_objects, env_count, events_since, generated_objects,
     max_writes_per_object_per_minute, missing_after, refused_writes_to, responses_with,
 };
+use kube_baseline_e2e::proxy::StallingProxy;
 use kube_baseline_e2e::{
-    Operator, TEST_LABEL, TestEnv, condition_status, eventually, http_get, kubectl, kubectl_result,
-    wait_baseline_status,
+    Operator, TEST_LABEL, TestEnv, api_server_address, condition_status, eventually, http_get,
+    kubeconfig_via, kubectl, kubectl_result, wait_baseline_status,
 };
 
 /// Every scenario's baseline: per namespace two NetworkPolicies and a Role (3 objects) and
@@ -1562,4 +1564,289 @@ async fn s11_user_creates_racing_ours_are_never_taken_over() {
     .finish();
     drop(operator);
     env.cleanup().await;
+}
+
+// -----------------------------------------------------------------------------------------
+// 12. A leader whose writes get 429s is frozen past its lease, then thawed
+// -----------------------------------------------------------------------------------------
+
+/// Has every write of `user` but its Lease renewals rejected by API Priority and Fairness
+/// (a priority level without a seat, rejecting): each write gets 429 and waits for its
+/// retry, while its reads and renewals go through. Returns the objects' name, for
+/// [`unsqueeze`].
+async fn squeeze_all_but_leases(env: &TestEnv, service_account: &str) -> String {
+    let name = format!("{}-squeeze", env.id);
+    let level: PriorityLevelConfiguration = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {TEST_LABEL: env.id}},
+        "spec": {"type": "Limited", "limited": {
+            "nominalConcurrencyShares": 0, "lendablePercent": 0, "borrowingLimitPercent": 0,
+            "limitResponse": {"type": "Reject"}}}
+    }))
+    .expect("priority level");
+    let schema: FlowSchema = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {TEST_LABEL: env.id}},
+        "spec": {
+            "priorityLevelConfiguration": {"name": name},
+            "matchingPrecedence": 90,
+            "distinguisherMethod": {"type": "ByUser"},
+            "rules": [{
+                "subjects": [{"kind": "ServiceAccount", "serviceAccount": {
+                    "name": service_account, "namespace": kube_baseline_e2e::OPERATOR_NAMESPACE}}],
+                // Writes to every group but coordination.k8s.io, the Lease's.
+                "resourceRules": [{"verbs": ["create", "update", "patch", "delete", "deletecollection"],
+                    "apiGroups": ["", "networking.k8s.io", "rbac.authorization.k8s.io",
+                        "kube-baseline.dev", "events.k8s.io", "apiextensions.k8s.io"],
+                    "resources": ["*"], "clusterScope": true, "namespaces": ["*"]}]
+            }]
+        }
+    }))
+    .expect("flow schema");
+    Api::<PriorityLevelConfiguration>::all(env.admin.clone())
+        .create(&PostParams::default(), &level)
+        .await
+        .expect("create priority level");
+    Api::<FlowSchema>::all(env.admin.clone())
+        .create(&PostParams::default(), &schema)
+        .await
+        .expect("create flow schema");
+    name
+}
+
+async fn unsqueeze(env: &TestEnv, name: &str) {
+    let _ = Api::<FlowSchema>::all(env.admin.clone())
+        .delete(name, &DeleteParams::default())
+        .await;
+    let _ = Api::<PriorityLevelConfiguration>::all(env.admin.clone())
+        .delete(name, &DeleteParams::default())
+        .await;
+}
+
+/// Waits until `operator` has exited (at most `within`); how long it took, or None.
+async fn exited_within(operator: &mut Operator, within: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if operator.exit_status().is_some() {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// Mutating requests of `user` the API server received at or after `since`, whatever
+/// their response (a 429 is a request on the wire too).
+fn attempted_writes_since(user: &str, since: Timestamp) -> Vec<String> {
+    events_since(&[user], since)
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.verb.as_str(),
+                "create" | "update" | "patch" | "delete" | "deletecollection"
+            )
+        })
+        .map(|e| {
+            format!(
+                "{} {} -> {}",
+                e.verb,
+                e.request_uri,
+                e.response_status.as_ref().map_or(0, |s| s.code)
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+#[ignore = "fault scenario: run by e2e/faults on a control plane of its own"]
+async fn s12_a_leader_frozen_amid_429s_sends_nothing_after_its_fence() {
+    let scene = Scene::new("f10", 400).await;
+    let squeeze = squeeze_all_but_leases(&scene.env, &format!("op-{}-a", scene.env.id)).await;
+    let elect = ["--leader-elect", "--lease-duration-seconds", "10"];
+    // Unthrottled on our side and 32 reconciles at once: many writes at once on one seat,
+    // so at any moment many are rejected and waiting for their retry.
+    let mut a = Operator::start_named(
+        &scene.env,
+        "a",
+        &[&elect[..], &["--kube-api-qps", "0", "--concurrency", "32"]].concat(),
+    )
+    .await;
+    wait_leading(&a, Duration::from_secs(30)).await;
+    let b = Operator::start_named(&scene.env, "b", &elect).await;
+    b.http_url().await;
+    // Freeze the leader while its writes are being rejected (so retries are pending), as
+    // soon as 10 429s show, early in the converge.
+    let rejected_before = eventually(
+        Duration::from_secs(120),
+        "429s for the leader's writes",
+        || async {
+            let rejected = responses_with(&events_since(&[&a.user], scene.since), 429);
+            (rejected >= 10).then_some(rejected)
+        },
+    )
+    .await;
+    a.signal("STOP");
+    let frozen_at = Timestamp::now();
+    let frozen = Instant::now();
+    wait_leading(&b, Duration::from_secs(30)).await;
+    let takeover = frozen.elapsed();
+    tokio::time::sleep(Duration::from_secs(20).saturating_sub(frozen.elapsed())).await;
+    a.signal("CONT");
+    let exited = exited_within(&mut a, Duration::from_secs(30)).await;
+    unsqueeze(&scene.env, &squeeze).await;
+    scene.wait_converged(Duration::from_secs(120)).await;
+    // From a second after SIGSTOP (a request sent just before may arrive just after): the
+    // fence closed at most a lease duration after it, and the process was frozen until
+    // well after that, so anything later came after the fence.
+    let after_fence = attempted_writes_since(
+        &a.user,
+        frozen_at + k8s_openapi::jiff::SignedDuration::from_secs(1),
+    );
+    let mut report = scene
+        .report(
+            "12. leader frozen for 20 s while its writes get 429s",
+            &scene.expected(),
+            &[&a.user, &b.user],
+            details(&[
+                (
+                    "429s to the leader before SIGSTOP",
+                    rejected_before.to_string(),
+                ),
+                (
+                    "takeover after SIGSTOP",
+                    format!("{:.1} s", takeover.as_secs_f64()),
+                ),
+                (
+                    "requests by the frozen leader after its fence (any response)",
+                    after_fence.len().to_string(),
+                ),
+                (
+                    "thawed leader exited",
+                    exited.map_or("no".to_string(), |d| {
+                        format!("after {:.1} s", d.as_secs_f64())
+                    }),
+                ),
+            ]),
+        )
+        .await;
+    report
+        .problems
+        .extend(after_fence.iter().map(|w| format!("after the fence: {w}")));
+    report.finish();
+    assert!(
+        after_fence.is_empty(),
+        "the frozen leader sent writes after its fence: {after_fence:?}"
+    );
+    assert!(exited.is_some(), "the thawed leader did not exit");
+    drop((a, b));
+    scene.env.cleanup().await;
+}
+
+// -----------------------------------------------------------------------------------------
+// 13. The leader's connection to the API server hangs (renewals hang), then heals
+// -----------------------------------------------------------------------------------------
+#[tokio::test]
+#[ignore = "fault scenario: run by e2e/faults on a control plane of its own"]
+async fn s13_a_leader_whose_renewals_hang_stops_at_its_fence_and_exits() {
+    const LEASE: Duration = Duration::from_secs(10);
+    let scene = Scene::new("f11", 300).await;
+    let proxy = StallingProxy::start(api_server_address()).await;
+    let elect = ["--leader-elect", "--lease-duration-seconds", "10"];
+    // The leader reaches the API server only through the proxy; the standby directly.
+    let sa = format!("op-{}-a", scene.env.id);
+    let direct = scene
+        .env
+        .service_account_kubeconfig(&sa, Some("kube-baseline-manager"))
+        .await;
+    let mut a = Operator::start_with(
+        &scene.env,
+        &sa,
+        &kubeconfig_via(&direct, proxy.address),
+        &elect,
+    );
+    wait_leading(&a, Duration::from_secs(30)).await;
+    let b = Operator::start_named(&scene.env, "b", &elect).await;
+    b.http_url().await;
+    // Cut the leader off mid-converge, with writes in flight.
+    let total = scene.expected().len();
+    eventually(
+        Duration::from_secs(120),
+        "the converge to be under way",
+        || async {
+            let n = generated_objects(&scene.env.admin, &scene.baseline)
+                .await
+                .len();
+            (n >= total / 5).then_some(n)
+        },
+    )
+    .await;
+    proxy.stall();
+    let stalled_at = Timestamp::now();
+    let stalled = Instant::now();
+    // Its last renewal was sent before the stall, so its fence closes within a lease
+    // duration of it; a second more for the process to end.
+    let exited = exited_within(&mut a, LEASE + Duration::from_secs(1)).await;
+    wait_leading(&b, Duration::from_secs(30)).await;
+    let takeover = stalled.elapsed();
+    // The partition heals well after the fence: whatever the old leader still has in
+    // flight reaches the API server now.
+    tokio::time::sleep((LEASE * 2).saturating_sub(stalled.elapsed())).await;
+    proxy.heal();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let exit_code = match exited {
+        Some(_) => a.exit_status().and_then(|s| s.code()),
+        None => exited_within(&mut a, Duration::from_secs(30))
+            .await
+            .and_then(|_| a.exit_status().and_then(|s| s.code())),
+    };
+    scene.wait_converged(Duration::from_secs(120)).await;
+    // Nothing the leader sends after the stall can arrive before the heal, i.e. before a
+    // lease duration after its last renewal: anything from a second after the stall on
+    // came after its fence.
+    let after_fence = attempted_writes_since(
+        &a.user,
+        stalled_at + k8s_openapi::jiff::SignedDuration::from_secs(1),
+    );
+    let said_why = a.log_text().contains("lost the leader lease; exiting");
+    let mut report = scene
+        .report(
+            "13. leader's renewals hang (connection stalled), healed after 20 s",
+            &scene.expected(),
+            &[&a.user, &b.user],
+            details(&[
+                (
+                    "leader exited after the stall",
+                    exited.map_or(format!("not within {}s", LEASE.as_secs() + 1), |d| {
+                        format!("{:.1} s", d.as_secs_f64())
+                    }),
+                ),
+                ("its exit code", format!("{exit_code:?}")),
+                (
+                    "takeover after the stall",
+                    format!("{:.1} s", takeover.as_secs_f64()),
+                ),
+                (
+                    "requests by the old leader after its fence (any response)",
+                    after_fence.len().to_string(),
+                ),
+            ]),
+        )
+        .await;
+    report
+        .problems
+        .extend(after_fence.iter().map(|w| format!("after the fence: {w}")));
+    report.finish();
+    assert!(
+        after_fence.is_empty(),
+        "the cut-off leader's writes reached the API server after its fence: {after_fence:?}"
+    );
+    assert!(
+        exited.is_some(),
+        "the leader whose renewals hang did not exit within the lease duration"
+    );
+    assert!(
+        exit_code.is_some_and(|c| c != 0),
+        "it exits with an error: {exit_code:?}"
+    );
+    assert!(said_why, "its log says why; log: {}", a.log.display());
+    drop((a, b, proxy));
+    scene.env.cleanup().await;
 }

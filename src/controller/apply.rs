@@ -35,6 +35,12 @@ impl WriteError {
             if status.code == 403 && status.message.contains(WRITE_GUARD))
     }
 
+    /// How long until the write budget of its object allows another request, if that is
+    /// why it failed (see `repair_budget`).
+    pub fn budget_wait(&self) -> Option<std::time::Duration> {
+        super::repair_budget::budget_spent(&self.source).map(|spent| spent.retry_in)
+    }
+
     /// How the failure shows in status: a missing permission needs a human.
     pub fn to_failure(&self) -> Failure {
         match &self.source {
@@ -44,7 +50,7 @@ impl WriteError {
     }
 }
 
-fn api_resource(kind: GeneratedKind) -> ApiResource {
+pub fn api_resource(kind: GeneratedKind) -> ApiResource {
     match kind {
         GeneratedKind::NetworkPolicy => ApiResource::erase::<NetworkPolicy>(&()),
         GeneratedKind::Role => ApiResource::erase::<Role>(&()),

@@ -61,8 +61,9 @@ pub struct Context {
     /// reached the cache yet, so that a reconcile triggered by our own earlier write does
     /// not write the object again (and report a repair that was none).
     object_writes: Mutex<HashMap<String, Vec<ObjectWrite>>>,
-    /// Writes per object in the last minute: no write fight with another field manager.
-    pub repair_budget: super::repair_budget::RepairBudget,
+    /// Requests per object in the last minute (shared with the client's budget layer,
+    /// which records every attempt): no write fight with another field manager.
+    pub repair_budget: Arc<super::repair_budget::RepairBudget>,
     /// When each namespace's latest reconcile started (paces re-plans after a spec change).
     pub reconcile_clock: super::replan::ReconcileClock,
 }
@@ -116,6 +117,7 @@ impl Context {
         baselines: Store<SecurityBaseline>,
         namespaces: Store<PartialObjectMeta<Namespace>>,
         status_trigger: UnboundedSender<String>,
+        repair_budget: Arc<super::repair_budget::RepairBudget>,
     ) -> Self {
         let reporter = Reporter {
             controller: "kube-baseline".to_string(),
@@ -148,7 +150,7 @@ impl Context {
             startup_pass: Mutex::new(None),
             label_writes: Mutex::default(),
             object_writes: Mutex::default(),
-            repair_budget: super::repair_budget::RepairBudget::default(),
+            repair_budget,
             reconcile_clock: super::replan::ReconcileClock::default(),
         }
     }

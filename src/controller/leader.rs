@@ -16,6 +16,13 @@
 //! closed. (A request that passed the fence just before a freeze still goes out after it;
 //! only server-side fencing could stop that.)
 //!
+//! The fence is the innermost layer of the client, right above kube's HTTP stack, whose
+//! own retry layer is switched off: retries (429, 503, 504) are made above the fence, so
+//! every attempt that leaves the process is checked, a retry too. Every write attempt and
+//! every renewal has a timeout well under the lease duration, and the renewal loop wakes at
+//! the fence's deadline whatever a renewal is doing: a leader whose renewals hang stops
+//! writing at its fence and exits.
+//!
 //! Written here rather than with kube-lease-manager because that crate renews inside its
 //! own loop and does not tell when a renewal succeeded, which the fence needs.
 
@@ -52,7 +59,27 @@ impl LeaseSettings {
     fn renew_every(&self) -> Duration {
         self.duration() / 3
     }
+
+    /// How long one renewal (a read and a compare-and-swap) may take: a hung one is given
+    /// up in time for the next try before the deadline.
+    fn renew_timeout(&self) -> Duration {
+        self.duration() / 3
+    }
 }
+
+/// How long one write attempt may wait for its answer: a third of the lease duration with
+/// leader election (so a hung write is given up well before the lease could pass), at
+/// most [`MAX_WRITE_TIMEOUT`].
+pub fn write_timeout(leader_elect: bool, lease_duration_seconds: u64) -> Duration {
+    if leader_elect {
+        (Duration::from_secs(lease_duration_seconds.max(1)) / 3).min(MAX_WRITE_TIMEOUT)
+    } else {
+        MAX_WRITE_TIMEOUT
+    }
+}
+
+/// Our writes are small; an API server that takes longer than this to answer one is stuck.
+const MAX_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Errors of leader election.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +121,16 @@ impl WriteFence {
         }
     }
 
+    #[cfg(test)]
+    pub fn set_for_test(&self, until: Option<Instant>) {
+        self.set(until);
+    }
+
+    /// Until when writes are allowed (None: not at all, or no fence).
+    fn deadline(&self) -> Option<Instant> {
+        self.deadline.as_ref().and_then(|deadline| *lock(deadline))
+    }
+
     /// Whether a write sent now is still covered by the lease.
     pub fn allows_writes_at(&self, now: Instant) -> bool {
         match &self.deadline {
@@ -118,15 +155,29 @@ pub struct FenceClosed {
     path: String,
 }
 
-/// Wraps the client's HTTP service: mutating requests pass only while the fence is open.
+/// A write attempt that got no answer in time.
+#[derive(Debug, thiserror::Error)]
+#[error("{method} {path}: no answer from the API server within {after:?}")]
+pub struct WriteTimedOut {
+    method: http::Method,
+    path: String,
+    after: Duration,
+}
+
+/// Wraps kube's HTTP service (the innermost layer: every attempt passes it): mutating
+/// requests pass only while the fence is open, and each gets `write_timeout`.
 #[derive(Debug, Clone)]
 pub struct FenceLayer {
     fence: Arc<WriteFence>,
+    write_timeout: Duration,
 }
 
 impl FenceLayer {
-    pub fn new(fence: Arc<WriteFence>) -> Self {
-        Self { fence }
+    pub fn new(fence: Arc<WriteFence>, write_timeout: Duration) -> Self {
+        Self {
+            fence,
+            write_timeout,
+        }
     }
 }
 
@@ -137,6 +188,7 @@ impl<S> Layer<S> for FenceLayer {
         Fenced {
             inner,
             fence: self.fence.clone(),
+            write_timeout: self.write_timeout,
         }
     }
 }
@@ -146,6 +198,7 @@ impl<S> Layer<S> for FenceLayer {
 pub struct Fenced<S> {
     inner: S,
     fence: Arc<WriteFence>,
+    write_timeout: Duration,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -179,8 +232,26 @@ where
             warn!(error = %refused, "write refused by the leader fence");
             return Box::pin(std::future::ready(Err(refused.into())));
         }
-        let call = self.inner.call(request);
-        Box::pin(async move { call.await.map_err(Into::into) })
+        if !mutating {
+            // Reads include watches, which are meant to stay open.
+            let call = self.inner.call(request);
+            return Box::pin(async move { call.await.map_err(Into::into) });
+        }
+        let timed_out = WriteTimedOut {
+            method: request.method().clone(),
+            path: request.uri().path().to_string(),
+            after: self.write_timeout,
+        };
+        let call = tokio::time::timeout(self.write_timeout, self.inner.call(request));
+        Box::pin(async move {
+            match call.await {
+                Ok(answer) => answer.map_err(Into::into),
+                Err(_) => {
+                    warn!(error = %timed_out, "write attempt timed out");
+                    Err(timed_out.into())
+                }
+            }
+        })
     }
 }
 
@@ -231,7 +302,24 @@ struct Elector {
     observed: Option<Observed>,
 }
 
+/// Why one try at the lease failed.
+#[derive(Debug, thiserror::Error)]
+enum TryError {
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+    #[error("no answer from the API server within {0:?}")]
+    TimedOut(Duration),
+}
+
 impl Elector {
+    /// [`Elector::try_acquire_or_renew`], given up after `timeout`.
+    async fn try_within(&mut self, timeout: Duration) -> Result<Attempt, TryError> {
+        match tokio::time::timeout(timeout, self.try_acquire_or_renew()).await {
+            Ok(attempt) => Ok(attempt?),
+            Err(_) => Err(TryError::TimedOut(timeout)),
+        }
+    }
+
     /// One try to take or renew the lease (client-go's tryAcquireOrRenew).
     async fn try_acquire_or_renew(&mut self) -> Result<Attempt, kube::Error> {
         let sent = Instant::now();
@@ -335,7 +423,7 @@ pub async fn acquire(
     info!(lease = %settings.name, identity = %settings.identity, "waiting for the leader lease");
     let mut errors = 0_u32;
     loop {
-        match elector.try_acquire_or_renew().await {
+        match elector.try_within(settings.renew_timeout()).await {
             Ok(Attempt::Held { sent }) => {
                 fence.set(Some(sent + settings.duration()));
                 break;
@@ -344,7 +432,16 @@ pub async fn acquire(
                 errors = 0;
                 debug!(%holder, "lease held by another replica");
             }
-            Err(source) => {
+            Err(TryError::TimedOut(after)) => {
+                errors += 1;
+                if errors % 10 == 1 {
+                    warn!(
+                        ?after,
+                        "leader election: no answer from the API server; retrying"
+                    );
+                }
+            }
+            Err(TryError::Api(source)) => {
                 errors += 1;
                 // Forbidden or a missing namespace will not fix themselves: say so, loudly.
                 if errors % 10 == 1 {
@@ -382,17 +479,29 @@ pub async fn acquire(
 }
 
 /// Renews until the lease is lost: another holder took it, or no renewal succeeded before
-/// the fence's deadline.
+/// the fence's deadline. It wakes at the deadline whatever a renewal is doing, so a hung
+/// renewal cannot keep a leader that has lost its lease running.
 async fn keep_renewing(mut elector: Elector, settings: &LeaseSettings, fence: &WriteFence) {
     let mut next = settings.renew_every();
     loop {
-        tokio::time::sleep(next).await;
-        if !fence.allows_writes_at(Instant::now()) {
-            // Frozen or cut off past the deadline: a successor may be writing by now.
+        let Some(deadline) = fence.deadline() else {
+            return;
+        };
+        let renewal = async {
+            tokio::time::sleep(next).await;
+            elector.try_within(settings.renew_timeout()).await
+        };
+        let outcome = tokio::select! {
+            () = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => None,
+            outcome = renewal => Some(outcome),
+        };
+        // None: the deadline came first (a renewal hung, or the process was frozen).
+        let Some(outcome) = outcome.filter(|_| fence.allows_writes_at(Instant::now())) else {
+            // A successor may be writing by now.
             warn!("the leader lease expired before it could be renewed");
             return;
-        }
-        match elector.try_acquire_or_renew().await {
+        };
+        match outcome {
             Ok(Attempt::Held { sent }) => {
                 fence.set(Some(sent + settings.duration()));
                 next = settings.renew_every();
@@ -439,12 +548,13 @@ impl HeldLease {
                 .await
                 .map(|_| true)
         };
-        match released.await {
-            Ok(true) => info!("released the leader lease"),
-            Ok(false) => info!("the leader lease was no longer ours; nothing to release"),
-            Err(error) => {
+        match tokio::time::timeout(self.settings.renew_timeout(), released).await {
+            Ok(Ok(true)) => info!("released the leader lease"),
+            Ok(Ok(false)) => info!("the leader lease was no longer ours; nothing to release"),
+            Ok(Err(error)) => {
                 warn!(%error, "could not release the leader lease; it expires on its own")
             }
+            Err(_) => warn!("releasing the leader lease timed out; it expires on its own"),
         }
     }
 }
@@ -490,7 +600,7 @@ mod tests {
         let inner = tower::service_fn(|_: http::Request<()>| async {
             Ok::<_, std::convert::Infallible>("sent")
         });
-        let service = FenceLayer::new(fence.clone()).layer(inner);
+        let service = FenceLayer::new(fence.clone(), Duration::from_secs(10)).layer(inner);
         let read = service.clone().oneshot(request(http::Method::GET)).await;
         assert_eq!(read.ok(), Some("sent"));
         for method in [
@@ -511,5 +621,47 @@ mod tests {
         fence.set(Some(Instant::now() + Duration::from_secs(60)));
         let write = service.oneshot(request(http::Method::PATCH)).await;
         assert_eq!(write.ok(), Some("sent"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_without_an_answer_times_out() {
+        let inner = tower::service_fn(|_: http::Request<()>| {
+            std::future::pending::<Result<&str, std::convert::Infallible>>()
+        });
+        let service = FenceLayer::new(WriteFence::open(), Duration::from_secs(3)).layer(inner);
+        let outcome = service.oneshot(request(http::Method::PATCH)).await;
+        let error = outcome.expect_err("a hung write is given up");
+        assert!(error.to_string().contains("no answer"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_leader_whose_renewal_hangs_gives_up_at_its_deadline() {
+        // An API server that never answers.
+        let hung = tower::service_fn(|_: http::Request<kube::client::Body>| {
+            std::future::pending::<Result<http::Response<kube::client::Body>, BoxError>>()
+        });
+        let client = Client::new(hung, "default");
+        let settings = LeaseSettings {
+            namespace: "default".to_string(),
+            name: "lease".to_string(),
+            identity: "me".to_string(),
+            duration_seconds: 1,
+        };
+        let elector = Elector {
+            api: Api::namespaced(client, "default"),
+            settings: settings.clone(),
+            observed: None,
+        };
+        let fence = WriteFence::closed();
+        let started = Instant::now();
+        fence.set(Some(started + settings.duration()));
+        let stopped = tokio::time::timeout(
+            Duration::from_secs(3),
+            keep_renewing(elector, &settings, &fence),
+        )
+        .await;
+        assert!(stopped.is_ok(), "still renewing 3 s after a 1 s deadline");
+        assert!(started.elapsed() >= settings.duration());
+        assert!(!fence.allows_writes_at(Instant::now()));
     }
 }

@@ -33,11 +33,15 @@ use std::time::Duration;
 use clap::Args;
 use futures::{StreamExt, future};
 use k8s_openapi::api::core::v1::Namespace;
+use kube::client::retry::RetryPolicy;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
+use tower::buffer::BufferLayer;
+use tower::layer::util::{Identity, Stack};
+use tower::retry::RetryLayer;
 use tracing::{info, warn};
 
 use crate::api::{DEFAULT_INSTALL_NAMESPACE, SecurityBaseline};
@@ -124,7 +128,10 @@ pub enum RunError {
 
 /// Runs the controller until SIGTERM or Ctrl-C.
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
-    let config = kube::Config::infer().await.map_err(RunError::Config)?;
+    let mut config = kube::Config::infer().await.map_err(RunError::Config)?;
+    // kube's retry layer sits below any layer added here, so a retry would skip the fence:
+    // it is switched off and the retries are made above the fence (`retry_policy`).
+    config.default_retry = false;
     // Every request but the Lease's passes the write fence: with --leader-elect, writes
     // stop the moment the lease may have passed to another replica.
     let fence = if args.leader_elect {
@@ -132,28 +139,82 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     } else {
         leader::WriteFence::open()
     };
+    let write_timeout = leader::write_timeout(args.leader_elect, args.lease_duration_seconds);
+    // One budget per object for every mutating request (see `repair_budget`).
+    let budget = std::sync::Arc::<repair_budget::RepairBudget>::default();
     let client = kube::client::ClientBuilder::try_from(config.clone())
         .map_err(RunError::Client)?
-        .with_layer(&leader::FenceLayer::new(fence.clone()))
-        .with_layer(&throttle::ThrottleLayer::new(
+        .with_layer(&client_stack(
+            fence.clone(),
+            write_timeout,
+            budget.clone(),
             args.kube_api_qps,
             args.kube_api_burst,
         ))
         .build();
     // The Lease has its own client: renewals must neither be fenced nor wait behind a
-    // burst of reconcile requests in the shared token bucket.
+    // burst of reconcile requests in the shared token bucket. No retries: the renewal
+    // loop tries again itself, within the lease.
     let lease_client = kube::client::ClientBuilder::try_from(config)
         .map_err(RunError::Client)?
         .build();
-    run_with_clients(client, lease_client, fence, args).await
+    run_with_clients(client, lease_client, fence, budget, args).await
+}
+
+/// Requests waiting to be handed to kube's HTTP stack (they wait there only while the
+/// stack is busy taking the one before: microseconds).
+const REQUEST_BUFFER: usize = 1024;
+
+/// Retries of 429, 503 and 504 answers (honouring Retry-After), each attempt through the
+/// token bucket, the fence and the write budget again. Fewer and shorter than kube's
+/// default (15, up to 1,000 s apart): two, so one write's attempts fit in its object's
+/// budget of 3 a minute; a write still failing after that is requeued by its reconcile.
+fn retry_policy() -> kube::client::retry::RetryPolicy {
+    kube::client::retry::RetryPolicy::new(
+        Duration::from_millis(200),
+        Duration::from_secs(5),
+        2,
+        true,
+    )
+    .unwrap_or_default()
+}
+
+type Request = ::http::Request<kube::client::Body>;
+
+/// The layers our client adds over kube's HTTP stack, innermost first.
+type ClientStack = Stack<repair_budget::WriteBudgetLayer, Stack<leader::FenceLayer, FromBuffer>>;
+type FromBuffer = Stack<
+    BufferLayer<Request>,
+    Stack<throttle::ThrottleLayer, Stack<RetryLayer<RetryPolicy>, Identity>>,
+>;
+
+/// Retries, then the token bucket, then the fence, then the write budget, innermost:
+/// every attempt that leaves the process (a retry too) is checked against the fence after
+/// its wait for a token, and counted against its object's budget. kube's stack cannot be
+/// cloned, and a retry needs a service it can call again: hence the buffer.
+fn client_stack(
+    fence: std::sync::Arc<leader::WriteFence>,
+    write_timeout: Duration,
+    budget: std::sync::Arc<repair_budget::RepairBudget>,
+    qps: f64,
+    burst: u32,
+) -> ClientStack {
+    tower::ServiceBuilder::new()
+        .layer(RetryLayer::new(retry_policy()))
+        .layer(throttle::ThrottleLayer::new(qps, burst))
+        .layer(BufferLayer::new(REQUEST_BUFFER))
+        .layer(leader::FenceLayer::new(fence, write_timeout))
+        .layer(repair_budget::WriteBudgetLayer::new(budget))
+        .into_inner()
 }
 
 /// Runs the controller with the given clients: `client` for everything but the Lease,
 /// passing `fence`; `lease_client` for leader election.
-pub async fn run_with_clients(
+async fn run_with_clients(
     client: Client,
     lease_client: Client,
     fence: std::sync::Arc<leader::WriteFence>,
+    budget: std::sync::Arc<repair_budget::RepairBudget>,
     args: RunArgs,
 ) -> Result<(), RunError> {
     info!(namespace = %args.namespace, concurrency = args.concurrency, "starting controller");
@@ -198,6 +259,7 @@ pub async fn run_with_clients(
         baseline_store.clone(),
         namespace_store.clone(),
         status_trigger,
+        budget,
     ));
 
     // Lenient: a baseline this version cannot read (a newer CRD) is not fatal; it is left
@@ -405,10 +467,10 @@ fn slim_namespace(namespace: &mut PartialObjectMeta<Namespace>, label_manager: &
     namespace.types = None;
     if let Some(fields) = &mut namespace.metadata.managed_fields {
         fields.retain(|entry| entry.manager.as_deref() == Some(label_manager));
-        // Label ownership reads the manager, the operation and the fields; not when or
-        // through which API version they were written.
+        // Label ownership reads the manager, the operation and the fields, and the write
+        // budget when they were last written (a new leader must not exceed it with the
+        // previous leader's writes); not through which API version.
         for entry in fields.iter_mut() {
-            entry.time = None;
             entry.api_version = None;
             entry.fields_type = None;
         }
@@ -439,5 +501,46 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower::{Layer, ServiceExt};
+
+    #[tokio::test]
+    async fn every_attempt_of_the_client_passes_the_fence_retries_too() {
+        // The fence closes while the first attempt is answered 429 (say, the leader was
+        // frozen past its lease before the retry): the retry must not go out.
+        let fence = leader::WriteFence::closed();
+        fence.set_for_test(Some(std::time::Instant::now() + Duration::from_secs(60)));
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let wire = {
+            let fence = fence.clone();
+            let attempts = attempts.clone();
+            tower::service_fn(move |_: Request| {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                fence.set_for_test(None);
+                async {
+                    let mut response = ::http::Response::new(());
+                    *response.status_mut() = ::http::StatusCode::TOO_MANY_REQUESTS;
+                    Ok::<_, std::convert::Infallible>(response)
+                }
+            })
+        };
+        let client =
+            client_stack(fence, Duration::from_secs(10), Arc::default(), 0.0, 1).layer(wire);
+        let mut request = Request::new(kube::client::Body::from(b"{}".to_vec()));
+        *request.method_mut() = ::http::Method::PATCH;
+        *request.uri_mut() = ::http::Uri::from_static("/api/v1/namespaces/a");
+        let refused = client
+            .oneshot(request)
+            .await
+            .expect_err("the retry meets the closed fence");
+        assert!(refused.to_string().contains("leader lease"), "{refused}");
+        assert_eq!(attempts.load(Ordering::SeqCst), 1, "attempts on the wire");
     }
 }

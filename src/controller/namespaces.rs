@@ -168,7 +168,6 @@ async fn reconcile_namespace(
     for planned in &planned {
         for action in &planned.plan.actions {
             let mut written_over = None;
-            let mut budget_target = None;
             if let Action::Apply(object) = action {
                 let body = object.to_json();
                 let key = (object.kind(), object.name().to_string());
@@ -186,8 +185,11 @@ async fn reconcile_namespace(
                     ));
                     continue;
                 }
-                let target =
-                    WriteTarget::new(object.kind().as_str(), object.namespace(), object.name());
+                let target = WriteTarget::object(
+                    &apply::api_resource(object.kind()),
+                    Some(object.namespace()),
+                    object.name(),
+                );
                 if let Err(wait) = ctx.repair_budget.check(target, Instant::now()) {
                     debug!(
                         kind = object.kind().as_str(),
@@ -202,15 +204,11 @@ async fn reconcile_namespace(
                     retry_after = Some(retry_after.map_or(wait, |r| r.min(wait)));
                     continue;
                 }
-                budget_target = Some(target);
                 // The version the plan was made from is the one the cache still shows.
                 written_over = Some((planned_over, body));
             }
             match apply::execute(&ctx.client, action).await {
                 Ok(()) => {
-                    if let Some(target) = budget_target {
-                        ctx.repair_budget.record(target, Instant::now());
-                    }
                     if let (Action::Apply(object), Some((version, body))) = (action, written_over) {
                         ctx.applied(object, version, &body);
                     }
@@ -235,6 +233,20 @@ async fn reconcile_namespace(
                             object.name().to_string(),
                         ));
                     }
+                }
+                // The client's budget (it counts failed attempts and retries too, which
+                // the check above does not see coming) refused it: paused, not failed.
+                Err(error) if error.budget_wait().is_some() => {
+                    let wait = error.budget_wait().unwrap_or(repair_budget::WINDOW);
+                    let (kind, object) = match action {
+                        Action::Apply(object) => (object.kind(), object.name().to_string()),
+                        Action::Delete { kind, name, .. } => (*kind, name.clone()),
+                    };
+                    paused
+                        .entry(planned.name.clone())
+                        .or_default()
+                        .insert((kind.as_str().to_string(), object));
+                    retry_after = Some(retry_after.map_or(wait, |r| r.min(wait)));
                 }
                 Err(error) => failures.push((planned.name.clone(), error)),
             }
@@ -284,8 +296,22 @@ async fn reconcile_namespace(
     }
     let mut labels_after = labels.clone();
     let resource_version = namespace.metadata.resource_version.as_deref();
-    let labels_target = WriteTarget::new("Namespace", name, "pod-security-labels");
-    let labels_budget = ctx.repair_budget.check(labels_target, Instant::now());
+    // Label writes are writes to the namespace object.
+    let labels_target = WriteTarget::object(
+        &kube::core::ApiResource::erase::<Namespace>(&()),
+        None,
+        name,
+    );
+    // Label writes by a predecessor (a failover, a restart) within the minute count.
+    if let Some(at) = repair_budget::last_written_by_us(
+        namespace.metadata.managed_fields.as_deref(),
+        &ctx.label_manager,
+        None,
+        Instant::now(),
+    ) {
+        ctx.repair_budget.seed(labels_target, at);
+    }
+    let mut labels_budget = ctx.repair_budget.check(labels_target, Instant::now());
     if let Err(wait) = labels_budget {
         retry_after = Some(retry_after.map_or(wait, |r| r.min(wait)));
     }
@@ -309,10 +335,7 @@ async fn reconcile_namespace(
                 &to_apply,
             )
             .await
-            .inspect(|()| {
-                ctx.repair_budget.record(labels_target, Instant::now());
-                ctx.labels_written(name, resource_version, to_apply.clone());
-            })
+            .inspect(|()| ctx.labels_written(name, resource_version, to_apply.clone()))
         };
         match written {
             Ok(()) => {
@@ -325,10 +348,16 @@ async fn reconcile_namespace(
             Err(error) if error.is_stale() => {
                 debug!(%error, "labels planned from a stale namespace")
             }
-            Err(error) => {
-                let blamed = wants.first().map(|(b, _)| b.clone()).unwrap_or_default();
-                failures.push((blamed, error));
-            }
+            Err(error) => match error.budget_wait() {
+                Some(wait) => {
+                    retry_after = Some(retry_after.map_or(wait, |r| r.min(wait)));
+                    labels_budget = Err(wait);
+                }
+                None => {
+                    let blamed = wants.first().map(|(b, _)| b.clone()).unwrap_or_default();
+                    failures.push((blamed, error));
+                }
+            },
         }
     }
     let sharing: BTreeSet<&str> = wants.iter().map(|(b, _)| b.as_str()).collect();

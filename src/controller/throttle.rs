@@ -83,6 +83,18 @@ pub struct Throttled<S> {
     has_token: bool,
 }
 
+// By hand: a clone waits for a token of its own (a derive would copy `has_token`).
+impl<S: Clone> Clone for Throttled<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            bucket: self.bucket.clone(),
+            wait: None,
+            has_token: false,
+        }
+    }
+}
+
 impl<S> std::fmt::Debug for Throttled<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Throttled")
