@@ -499,7 +499,7 @@ async fn record(
             .metadata
             .creation_timestamp
             .as_ref()
-            .is_some_and(|created| created.0 > ctx.started);
+            .is_some_and(|created| created_since(created.0, ctx.started));
     if !is_news || planned.deleting {
         return;
     }
@@ -529,6 +529,17 @@ async fn record(
         )
         .await;
     }
+}
+
+/// Whether an object created at `created` (a creationTimestamp: whole seconds, truncated)
+/// was created after the controller started at `started` (sub-second). An object created in
+/// the second the controller started counts as new: its truncated timestamp would otherwise
+/// read as older than the start, and its drift would never be news.
+fn created_since(
+    created: k8s_openapi::jiff::Timestamp,
+    started: k8s_openapi::jiff::Timestamp,
+) -> bool {
+    created.as_second() >= started.as_second()
 }
 
 /// Drift on objects whose write budget is spent is a fight with another writer, not
@@ -600,5 +611,25 @@ async fn publish(
     };
     if let Err(error) = ctx.recorder.publish(&event, reference).await {
         debug!(%error, "could not publish an Event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+
+    #[test]
+    fn an_object_created_in_the_second_the_controller_started_is_new() {
+        let started: Timestamp = "2026-12-01T06:52:16.03Z".parse().unwrap();
+        let same_second: Timestamp = "2026-12-01T06:52:16Z".parse().unwrap();
+        let before: Timestamp = "2026-12-01T06:52:15Z".parse().unwrap();
+        let after: Timestamp = "2026-12-01T06:52:17Z".parse().unwrap();
+        assert!(created_since(same_second, started));
+        assert!(created_since(after, started));
+        assert!(
+            !created_since(before, started),
+            "older: a restart's first look, not news"
+        );
     }
 }
