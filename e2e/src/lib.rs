@@ -569,6 +569,9 @@ pub struct AuditEvent {
     #[serde(default)]
     pub object_ref: Option<AuditObjectRef>,
     pub request_received_timestamp: String,
+    /// When the response was complete (the write is visible from then on).
+    #[serde(default)]
+    pub stage_timestamp: String,
     #[serde(default, rename = "requestURI")]
     pub request_uri: String,
     #[serde(default)]

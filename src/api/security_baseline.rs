@@ -709,12 +709,15 @@ pub struct BaselineSummary {
     /// Namespaces the baseline selects.
     #[serde(default)]
     pub namespaces_selected: i64,
-    /// Selected namespaces without drift.
+    /// Selected namespaces evaluated at the current generation and found without drift.
     #[serde(default)]
     pub namespaces_compliant: i64,
     /// Selected namespaces with drift.
     #[serde(default)]
     pub namespaces_drifted: i64,
+    /// Selected namespaces not yet evaluated at the current generation.
+    #[serde(default)]
+    pub namespaces_pending: i64,
     /// Nodes the node checks apply to.
     #[serde(default)]
     pub nodes_selected: i64,
