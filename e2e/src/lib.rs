@@ -611,6 +611,9 @@ pub struct AuditEvent {
     #[serde(default)]
     pub object_ref: Option<AuditObjectRef>,
     pub request_received_timestamp: String,
+    /// When the response was complete (the write is visible from then on).
+    #[serde(default)]
+    pub stage_timestamp: String,
     #[serde(default, rename = "requestURI")]
     pub request_uri: String,
     #[serde(default)]
@@ -758,4 +761,63 @@ pub async fn client_from_kubeconfig(path: &Path) -> Client {
             .await
             .expect("config from kubeconfig");
     Client::try_from(config).expect("client")
+}
+
+static KSTATUS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// The kstatus probe (e2e/kstatus), built once and cached by `e2e/cluster kstatus`.
+pub fn kstatus_binary() -> PathBuf {
+    KSTATUS
+        .get_or_init(|| {
+            let output = Command::new(repo_root().join("e2e/cluster"))
+                .arg("kstatus")
+                .output()
+                .expect("e2e/cluster runs");
+            assert!(
+                output.status.success(),
+                "e2e/cluster kstatus failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+        })
+        .clone()
+}
+
+/// What kstatus (sigs.k8s.io/cli-utils, as Flux and kpt use it) computes for an object.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Kstatus {
+    pub name: String,
+    /// InProgress, Failed, Current, Terminating, NotFound or Unknown.
+    pub status: String,
+    pub message: String,
+}
+
+/// Runs the kstatus probe on one object (as `kubectl get -o json` prints it).
+pub fn kstatus_of(object: &serde_json::Value) -> Kstatus {
+    use std::io::Write;
+    let mut child = Command::new(kstatus_binary())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kstatus probe runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(object.to_string().as_bytes())
+        .expect("write stdin");
+    let output = child.wait_with_output().expect("kstatus finishes");
+    assert!(
+        output.status.success(),
+        "kstatus probe failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("one JSON line from the kstatus probe")
+}
+
+/// A SecurityBaseline exactly as the API server returns it (defaults applied), as JSON.
+pub fn baseline_json(baseline: &str) -> serde_json::Value {
+    serde_json::from_str(&kubectl(&["get", "sbl", baseline, "-o", "json"]))
+        .expect("kubectl prints JSON")
 }

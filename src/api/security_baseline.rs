@@ -675,10 +675,14 @@ pub struct EtcdSettings {
 }
 
 /// Observed state of a SecurityBaseline.
+// The schema default makes the API server return `observedGeneration: 0` for a baseline no
+// operator has reconciled yet: kstatus (Flux, kpt) reads an object without a status as
+// Current, but one whose observedGeneration lags its generation as InProgress.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("default" = {"observedGeneration": 0}))]
 pub struct SecurityBaselineStatus {
-    /// The generation this status describes.
+    /// The generation this status describes (0: no operator has reconciled it yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Ready, Compliant, Reconciling and Stalled (kstatus).
@@ -705,12 +709,15 @@ pub struct BaselineSummary {
     /// Namespaces the baseline selects.
     #[serde(default)]
     pub namespaces_selected: i64,
-    /// Selected namespaces without drift.
+    /// Selected namespaces evaluated at the current generation and found without drift.
     #[serde(default)]
     pub namespaces_compliant: i64,
     /// Selected namespaces with drift.
     #[serde(default)]
     pub namespaces_drifted: i64,
+    /// Selected namespaces not yet evaluated at the current generation.
+    #[serde(default)]
+    pub namespaces_pending: i64,
     /// Nodes the node checks apply to.
     #[serde(default)]
     pub nodes_selected: i64,

@@ -16,7 +16,7 @@ use super::apply::apply_params;
 use super::context::Context;
 use crate::api::{EnforcementMode, FINALIZER, SecurityBaseline};
 use crate::domain::selection::{NamespaceFacts, selects};
-use crate::domain::status::{StatusInputs, build_status};
+use crate::domain::status::{Compliance, StatusInputs, build_status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -263,6 +263,11 @@ async fn publish_status(
                 status.summary.nodes_selected - status.summary.nodes_compliant,
             ),
         ],
+        // The rule the Compliant condition was built with, over the same counts.
+        Compliance::of(
+            usize::try_from(status.drift_total).unwrap_or(usize::MAX),
+            pending,
+        ),
     );
     if baseline.status.as_ref() == Some(&status) {
         return Ok(RequeueAction::await_change());

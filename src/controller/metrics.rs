@@ -11,7 +11,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::domain::status::Compliance;
+
 type Labels = Vec<(String, String)>;
+
+/// The values of `kube_baseline_compliant`'s status label, as in the condition.
+const COMPLIANT_STATUSES: [&str; 3] = ["True", "False", "Unknown"];
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs
@@ -30,6 +35,7 @@ pub struct Metrics {
     drift: Family<Labels, Gauge>,
     namespaces: Family<Labels, Gauge>,
     nodes: Family<Labels, Gauge>,
+    compliant: Family<Labels, Gauge>,
     repairs: Family<Labels, Counter>,
     unreadable: Family<Labels, Gauge>,
     /// Checks last reported per baseline, so series of fixed drift are removed.
@@ -49,6 +55,7 @@ impl Default for Metrics {
         let drift = Family::<Labels, Gauge>::default();
         let namespaces = Family::<Labels, Gauge>::default();
         let nodes = Family::<Labels, Gauge>::default();
+        let compliant = Family::<Labels, Gauge>::default();
         let repairs = Family::<Labels, Counter>::default();
         let unreadable = Family::<Labels, Gauge>::default();
         // prometheus-client appends `_total` to counters.
@@ -83,6 +90,12 @@ impl Default for Metrics {
             nodes.clone(),
         );
         registry.register(
+            "kube_baseline_compliant",
+            "The Compliant condition per baseline: 1 for its status (True, False or Unknown while \
+             selected namespaces are not yet evaluated), 0 for the other two",
+            compliant.clone(),
+        );
+        registry.register(
             "kube_baseline_repairs",
             "Drift repaired in Enforce mode per baseline",
             repairs.clone(),
@@ -101,6 +114,7 @@ impl Default for Metrics {
             drift,
             namespaces,
             nodes,
+            compliant,
             repairs,
             unreadable,
             drift_checks: Mutex::default(),
@@ -125,14 +139,20 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Sets a baseline's drift and state gauges from its status.
+    /// Sets a baseline's drift, state and compliance gauges from its status.
     pub fn set_baseline(
         &self,
         baseline: &str,
         drift_by_check: &BTreeMap<String, i64>,
         namespaces: [(&str, i64); 3],
         nodes: [(&str, i64); 2],
+        compliance: Compliance,
     ) {
+        for status in COMPLIANT_STATUSES {
+            self.compliant
+                .get_or_create(&labels(&[("baseline", baseline), ("status", status)]))
+                .set(i64::from(compliance.condition_status() == status));
+        }
         let mut known = match self.drift_checks.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
@@ -184,7 +204,12 @@ impl Metrics {
             &BTreeMap::new(),
             [("compliant", 0), ("drifted", 0), ("pending", 0)],
             [("compliant", 0), ("drifted", 0)],
+            Compliance::Pending,
         );
+        for status in COMPLIANT_STATUSES {
+            self.compliant
+                .remove(&labels(&[("baseline", baseline), ("status", status)]));
+        }
         for state in ["compliant", "drifted", "pending"] {
             self.namespaces
                 .remove(&labels(&[("baseline", baseline), ("state", state)]));
@@ -218,6 +243,7 @@ mod tests {
             &BTreeMap::from([("network.default-deny".to_string(), 2)]),
             [("compliant", 1), ("drifted", 1), ("pending", 0)],
             [("compliant", 0), ("drifted", 0)],
+            Compliance::Drifted,
         );
         metrics.add_repairs("b", 3);
         let text = metrics.encode();
@@ -247,15 +273,32 @@ mod tests {
             text.contains(r#"kube_baseline_repairs_total{baseline="b"} 3"#),
             "{text}"
         );
+        assert!(
+            text.contains(r#"kube_baseline_compliant{baseline="b",status="False"} 1"#)
+                && text.contains(r#"kube_baseline_compliant{baseline="b",status="True"} 0"#),
+            "{text}"
+        );
         metrics.set_baseline(
             "b",
             &BTreeMap::new(),
-            [("compliant", 2), ("drifted", 0), ("pending", 0)],
+            [("compliant", 1), ("drifted", 0), ("pending", 1)],
             [("compliant", 0), ("drifted", 0)],
+            Compliance::Pending,
+        );
+        let text = metrics.encode();
+        assert!(
+            !text.contains("kube_baseline_drift{"),
+            "fixed drift leaves no series"
         );
         assert!(
-            !metrics.encode().contains("kube_baseline_drift{"),
-            "fixed drift leaves no series"
+            text.contains(r#"kube_baseline_compliant{baseline="b",status="Unknown"} 1"#)
+                && text.contains(r#"kube_baseline_compliant{baseline="b",status="True"} 0"#),
+            "pending namespaces are not compliant: {text}"
+        );
+        metrics.forget_baseline("b");
+        assert!(
+            !metrics.encode().contains("kube_baseline_compliant{"),
+            "a deleted baseline leaves no series"
         );
     }
 }

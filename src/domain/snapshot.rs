@@ -71,9 +71,15 @@ pub struct BaselineVerdict {
 }
 
 impl BaselineVerdict {
-    /// No drift at all.
+    /// The Compliant condition's rule. `check` evaluates every namespace of its snapshot at
+    /// once, so none is pending: compliant means no drift at all.
+    pub fn compliance(&self) -> crate::domain::status::Compliance {
+        crate::domain::status::Compliance::of(self.findings.len(), 0)
+    }
+
+    /// Whether [`Self::compliance`] is Compliant.
     pub fn compliant(&self) -> bool {
-        self.findings.is_empty()
+        self.compliance() == crate::domain::status::Compliance::Compliant
     }
 
     /// Distinct namespaces with findings, selected or not (an unselected namespace may still

@@ -10,6 +10,46 @@ use crate::api::{BaselineSummary, DriftEntry, SecurityBaselineStatus};
 /// At most this many drift entries are listed; `driftTotal` counts all of them.
 pub const MAX_DRIFT_ENTRIES: usize = 50;
 
+/// Whether a baseline holds everywhere it applies. One rule for the Compliant condition, the
+/// `kube_baseline_compliant` metric and `check`'s verdict, so they never disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compliance {
+    /// Every selected namespace was evaluated at the current generation, and nothing there
+    /// or on a node has drift.
+    Compliant,
+    /// Drift was found. Namespaces still pending cannot undo that, so this is known even
+    /// before they are evaluated.
+    Drifted,
+    /// No drift so far, but some selected namespaces are not yet evaluated at the current
+    /// generation: nothing is known about them (`kubectl wait --for=condition=Compliant`
+    /// must not return yet).
+    Pending,
+}
+
+impl Compliance {
+    /// The rule. Nodes have no pending state: their reports are evaluated against the
+    /// current spec whenever the status is built, and a selected node without a report is
+    /// drift (Unknown), not compliant.
+    pub fn of(drift_total: usize, namespaces_pending: usize) -> Self {
+        if drift_total > 0 {
+            Self::Drifted
+        } else if namespaces_pending > 0 {
+            Self::Pending
+        } else {
+            Self::Compliant
+        }
+    }
+
+    /// The status of the Compliant condition.
+    pub fn condition_status(self) -> &'static str {
+        match self {
+            Self::Compliant => "True",
+            Self::Drifted => "False",
+            Self::Pending => "Unknown",
+        }
+    }
+}
+
 /// Why reconciling failed, as it shows in conditions.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Failure {
@@ -114,21 +154,37 @@ pub fn build_status(
             format!("{pending} of {namespaces_selected} namespaces not yet reconciled"),
         ),
     };
-    let compliant = if drift_total == 0 {
-        (
-            "True",
+    let compliance = Compliance::of(drift_total, namespaces_pending);
+    let compliant = match compliance {
+        Compliance::Compliant => (
+            compliance.condition_status(),
             "NoDrift",
             format!(
                 "no drift in {namespaces_selected} namespaces and {nodes_selected} nodes{shared}"
             ),
-        )
-    } else {
-        let places = drifted_places.len();
-        (
-            "False",
-            "DriftDetected",
-            format!("{drift_total} drift findings in {places} namespaces or nodes{shared}"),
-        )
+        ),
+        Compliance::Drifted => {
+            let places = drifted_places.len();
+            let pending = if namespaces_pending > 0 {
+                format!("; {namespaces_pending} namespaces not yet evaluated")
+            } else {
+                String::new()
+            };
+            (
+                compliance.condition_status(),
+                "DriftDetected",
+                format!(
+                    "{drift_total} drift findings in {places} namespaces or nodes{pending}{shared}"
+                ),
+            )
+        }
+        Compliance::Pending => (
+            compliance.condition_status(),
+            "NamespacesPending",
+            format!(
+                "{namespaces_pending} of {namespaces_selected} namespaces not yet evaluated at generation {generation}; no drift in the others{shared}"
+            ),
+        ),
     };
     let reconciling = if namespaces_pending > 0 {
         (
@@ -177,8 +233,12 @@ pub fn build_status(
         conditions,
         summary: BaselineSummary {
             namespaces_selected: count(namespaces_selected),
-            namespaces_compliant: count(namespaces_selected.saturating_sub(namespaces_drifted)),
+            // A namespace not yet evaluated is not known to be compliant.
+            namespaces_compliant: count(
+                namespaces_selected.saturating_sub(namespaces_drifted + namespaces_pending),
+            ),
             namespaces_drifted: count(namespaces_drifted),
+            namespaces_pending: count(namespaces_pending),
             nodes_selected: count(nodes_selected),
             nodes_compliant: count(nodes_compliant),
             repairs,
@@ -290,6 +350,56 @@ mod tests {
         );
         assert_eq!(condition(&status, "Ready").reason, "Progressing");
         assert_eq!(condition(&status, "Reconciling").status, "True");
+        let compliant = condition(&status, "Compliant");
+        assert_eq!(
+            (compliant.status.as_str(), compliant.reason.as_str()),
+            ("Unknown", "NamespacesPending"),
+            "no drift yet is not compliant while namespaces are unevaluated"
+        );
+        assert!(
+            compliant
+                .message
+                .starts_with("3 of 10 namespaces not yet evaluated at generation 2"),
+            "{}",
+            compliant.message
+        );
+        assert_eq!(status.summary.namespaces_compliant, 7);
+        assert_eq!(status.summary.namespaces_pending, 3);
+    }
+
+    #[test]
+    fn drift_found_is_reported_while_other_namespaces_are_pending() {
+        let status = build_status(
+            StatusInputs {
+                generation: 2,
+                namespaces_selected: 10,
+                namespaces_pending: 3,
+                namespaces_drifted: 1,
+                drift: vec![entry("a", "b")],
+                ..Default::default()
+            },
+            None,
+            &now(),
+        );
+        let compliant = condition(&status, "Compliant");
+        assert_eq!(compliant.status, "False");
+        assert!(
+            compliant
+                .message
+                .ends_with("; 3 namespaces not yet evaluated"),
+            "{}",
+            compliant.message
+        );
+        assert_eq!(status.summary.namespaces_compliant, 6);
+    }
+
+    #[test]
+    fn compliance_rule() {
+        assert_eq!(Compliance::of(0, 0), Compliance::Compliant);
+        assert_eq!(Compliance::of(0, 1), Compliance::Pending);
+        assert_eq!(Compliance::of(1, 0), Compliance::Drifted);
+        assert_eq!(Compliance::of(1, 5), Compliance::Drifted);
+        assert_eq!(Compliance::Pending.condition_status(), "Unknown");
     }
 
     #[test]
