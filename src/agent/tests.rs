@@ -444,7 +444,8 @@ fn enforce_writes_once_then_reports_pending_restart_until_restart() {
     )
     .unwrap();
     // nested/30-late.conf sorts after 90-kube-baseline.conf in the kubelet's walk and
-    // deletes seccompDefault again: the agent does not hide that, it names the file.
+    // deletes seccompDefault again (back to its default, false): the agent does not hide
+    // that, it names the file.
     let drift = control_plane::evaluate_node(&third.report, &spec, &BTreeMap::new());
     assert_eq!(drift.len(), 1, "{drift:#?}");
     assert_eq!(drift[0].check, kubelet::check_ids::SECCOMP_DEFAULT);
@@ -452,7 +453,7 @@ fn enforce_writes_once_then_reports_pending_restart_until_restart() {
     assert!(
         drift[0]
             .message
-            .contains("from drop-in nested/30-late.conf")
+            .contains("from default (drop-in nested/30-late.conf set it to null)")
     );
     // Before the restart the passing checks were Unknown, not passing.
     let pending = control_plane::evaluate_node(&first.report, &spec, &BTreeMap::new());

@@ -9,13 +9,25 @@
 //!    (cmd/kubelet/app/options/options.go, `applyLegacyDefaults`: anonymous auth on, webhook
 //!    authentication off, AlwaysAllow, read-only port 10255);
 //! 2. every `*.conf` file under `--config-dir`, walked in lexical order
-//!    (`mergeKubeletConfigurations`), each applied as a JSON merge patch (RFC 7386: maps merge
-//!    deeply, lists and scalars are replaced, null deletes);
+//!    (`mergeKubeletConfigurations`), each of which must be a `kubelet.config.k8s.io/v1beta1`
+//!    `KubeletConfiguration` (a file without apiVersion/kind, or empty, stops the kubelet),
+//!    applied as a JSON merge patch (RFC 7386: maps merge deeply, lists and scalars are
+//!    replaced, null deletes); the result is decoded with Go's encoding/json (keys match
+//!    fields case-insensitively) and the v1beta1 defaults are applied *again*, so a field a
+//!    drop-in deletes with null gets its default back (`webhook.enabled: null` is true);
 //! 3. the command-line flags, re-parsed on top (`kubeletConfigFlagPrecedence`), so a
-//!    deprecated flag such as `--anonymous-auth` still wins over every file.
+//!    deprecated flag such as `--anonymous-auth` still wins over every file; except
+//!    `--seccomp-default`, which is not configuration: the kubelet ORs it with the
+//!    configuration's seccompDefault (`RunKubelet`), so `--seccomp-default=false` changes
+//!    nothing;
+//! 4. the validation (`ValidateKubeletConfiguration`): e.g. a read-only port out of range
+//!    stops the kubelet.
 //!
-//! [`effective_config`] reproduces exactly that, purely, from texts; [`evaluate_kubelet`]
-//! checks the result against a baseline (CIS 4.2.x).
+//! [`effective_config`] reproduces that, purely, from texts, for the checked settings, and
+//! fails where the kubelet would refuse to start because of them; [`evaluate_kubelet`] checks
+//! the result against a baseline (CIS 4.2.x). e2e/tests/kubelet_differential.rs compares it
+//! with the kubelet's own code on the fixture sets of tests/fixtures/nodes/kubelet-diff;
+//! docs/checks-nodes.md lists what is not modelled.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
@@ -244,6 +256,22 @@ pub enum KubeletConfigError {
         /// What is wrong.
         message: String,
     },
+    /// A checked field has a value of the wrong type, which the kubelet cannot decode (it
+    /// refuses to start).
+    #[error(
+        "kubelet configuration field {path} is {value}, not {expected}: the kubelet would refuse to start"
+    )]
+    FieldType {
+        /// Dotted path of the field.
+        path: String,
+        /// The value found.
+        value: String,
+        /// What the field takes.
+        expected: &'static str,
+    },
+    /// A checked field fails the kubelet's validation (it refuses to start).
+    #[error("kubelet configuration is invalid: {0}; the kubelet would refuse to start")]
+    Invalid(String),
     /// A flag that overrides a checked field has a value the kubelet would reject.
     #[error("kubelet flag --{flag}={value:?} is not a valid {expected}")]
     Flag {
@@ -271,7 +299,8 @@ pub struct EffectiveConfig {
 /// Computes the kubelet's effective configuration, the way the kubelet does (module docs):
 /// `config` is the text of the `--config` file (None without one), `drop_ins` the
 /// `(path relative to --config-dir, text)` of every `*.conf` file there (any order: they are
-/// sorted here in the kubelet's walk order), `flags` the kubelet's command line.
+/// sorted here in the kubelet's walk order), `flags` the kubelet's command line. An error
+/// means the kubelet would refuse to start with these files and flags.
 pub fn effective_config(
     config: Option<&str>,
     drop_ins: &[(String, String)],
@@ -280,16 +309,18 @@ pub fn effective_config(
     let mut origins = BTreeMap::new();
     let mut merged = match config {
         Some(text) => {
-            let mut value = parse_kubelet_yaml(text, ORIGIN_CONFIG, false)?;
+            let mut value = parse_kubelet_yaml(text, ORIGIN_CONFIG)?;
             for field in FIELDS {
-                let present = get_path(&value, field.path).is_some_and(|v| !v.is_null());
-                if present {
-                    origins.insert(field.setting, ORIGIN_CONFIG.to_owned());
-                } else {
+                // The config file is decoded case-sensitively: other spellings are unknown
+                // fields, which the kubelet ignores (and drops before merging drop-ins).
+                strip_case_variants(&mut value, field.path);
+                if is_unset(field, get_path(&value, field.path)) {
                     if let Some(default) = field.default {
                         set_path(&mut value, field.path, default.to_json());
                     }
                     origins.insert(field.setting, ORIGIN_DEFAULT.to_owned());
+                } else {
+                    origins.insert(field.setting, ORIGIN_CONFIG.to_owned());
                 }
             }
             value
@@ -309,18 +340,44 @@ pub fn effective_config(
             value
         }
     };
+    check_types(&merged)?;
 
-    let mut ordered: Vec<&(String, String)> = drop_ins.iter().collect();
-    ordered.sort_by(|a, b| drop_in_order(&a.0, &b.0));
-    for (name, text) in ordered {
-        let what = format!("drop-in {name}");
-        let patch = parse_kubelet_yaml(text, &what, true)?;
+    if !drop_ins.is_empty() {
+        let mut ordered: Vec<&(String, String)> = drop_ins.iter().collect();
+        ordered.sort_by(|a, b| drop_in_order(&a.0, &b.0));
+        for (name, text) in ordered {
+            let what = format!("drop-in {name}");
+            let patch = parse_kubelet_yaml(text, &what)?;
+            for field in FIELDS {
+                if touches(&patch, field.path) {
+                    origins.insert(field.setting, what.clone());
+                }
+            }
+            merge_patch(&mut merged, &patch);
+        }
+        // Decoded by encoding/json (case-insensitive keys, the last in key order wins), then
+        // defaulted again (SetDefaults_KubeletConfiguration after the merge).
         for field in FIELDS {
-            if get_path(&patch, field.path).is_some() {
-                origins.insert(field.setting, what.clone());
+            if let Some(value) = decode_case_insensitive(&merged, field.path) {
+                set_path(&mut merged, field.path, value);
+            }
+            strip_case_variants(&mut merged, field.path);
+        }
+        check_types(&merged)?;
+        for field in FIELDS {
+            if let Some(default) = field.default
+                && is_unset(field, get_path(&merged, field.path))
+            {
+                set_path(&mut merged, field.path, default.to_json());
+                let origin = match origins.get(field.setting) {
+                    Some(from) if from.starts_with("drop-in ") => {
+                        format!("{ORIGIN_DEFAULT} ({from} set it to null)")
+                    }
+                    _ => ORIGIN_DEFAULT.to_owned(),
+                };
+                origins.insert(field.setting, origin);
             }
         }
-        merge_patch(&mut merged, &patch);
     }
 
     for field in FIELDS {
@@ -329,7 +386,7 @@ pub fn effective_config(
         };
         let value = match field.kind {
             FieldKind::Bool => parse_go_bool(raw).map(Value::Bool),
-            FieldKind::Int => raw.trim().parse::<i64>().ok().map(|i| json!(i)),
+            FieldKind::Int => raw.trim().parse::<i32>().ok().map(|i| json!(i)),
             FieldKind::Str => Some(Value::String(raw.to_owned())),
         }
         .ok_or_else(|| KubeletConfigError::Flag {
@@ -337,24 +394,159 @@ pub fn effective_config(
             value: raw.to_owned(),
             expected: match field.kind {
                 FieldKind::Bool => "boolean",
-                FieldKind::Int => "integer",
+                FieldKind::Int => "32-bit integer",
                 FieldKind::Str => "string",
             },
         })?;
+        // --seccomp-default is a KubeletFlags field, ORed with the configuration's value.
+        if field.flag == SECCOMP_DEFAULT_FLAG && value == Value::Bool(false) {
+            continue;
+        }
         set_path(&mut merged, field.path, value);
         origins.insert(field.setting, format!("flag --{}", field.flag));
     }
 
+    validate(&merged)?;
     Ok(EffectiveConfig {
         config: merged,
         origins,
     })
 }
 
-/// The checked settings of an effective configuration. A field absent after merging (a
-/// drop-in deleted it with null) has the Go zero value, as in the kubelet. An authorization
-/// mode other than Webhook/AlwaysAllow or a port out of range (both rejected by the kubelet
-/// at start) stays unset, which the checks report as Unknown.
+/// The flag the kubelet ORs with the configuration instead of overriding it.
+const SECCOMP_DEFAULT_FLAG: &str = "seccomp-default";
+
+/// Whether SetDefaults_KubeletConfiguration treats the value as not set: absent or null (a
+/// nil pointer), or for the authorization mode the empty string.
+fn is_unset(field: &Field, value: Option<&Value>) -> bool {
+    match value {
+        None | Some(Value::Null) => true,
+        Some(Value::String(s)) => field.kind == FieldKind::Str && s.is_empty(),
+        Some(_) => false,
+    }
+}
+
+/// The kubelet decodes the configuration into Go types: a checked field of another JSON type
+/// (a quoted boolean, a fractional or too large port) stops it.
+fn check_types(config: &Value) -> Result<(), KubeletConfigError> {
+    for field in FIELDS {
+        let Some(value) = get_path(config, field.path).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let (ok, expected) = match field.kind {
+            FieldKind::Bool => (value.is_boolean(), "a boolean"),
+            FieldKind::Int => (
+                value.as_i64().is_some_and(|i| i32::try_from(i).is_ok()),
+                "a 32-bit integer",
+            ),
+            FieldKind::Str => (value.is_string(), "a string"),
+        };
+        if !ok {
+            return Err(KubeletConfigError::FieldType {
+                path: field.path.join("."),
+                value: value.to_string(),
+                expected,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// ValidateKubeletConfiguration, for the checked fields it validates.
+fn validate(config: &Value) -> Result<(), KubeletConfigError> {
+    if let Some(port) = get_path(config, &["readOnlyPort"]).and_then(Value::as_i64)
+        && !(0..=65535).contains(&port)
+    {
+        return Err(KubeletConfigError::Invalid(format!(
+            "readOnlyPort (--read-only-port) {port} must be between 0 and 65535, inclusive"
+        )));
+    }
+    Ok(())
+}
+
+/// Go's case folding of JSON keys (encoding/json matches a key to a field with
+/// bytes.EqualFold): ASCII letters ignore case; the two non-ASCII letters that fold to ASCII
+/// ones (the long s and the Kelvin sign) count as `s` and `k`.
+fn fold_key(key: &str) -> String {
+    key.chars()
+        .map(|c| match c {
+            '\u{17F}' => 's',
+            '\u{212A}' => 'k',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// Keys of `map` that encoding/json decodes into the field named `name`, in the order it
+/// reads them (jsonpatch's output is sorted by key).
+fn folded_keys<'a>(map: &'a Map<String, Value>, name: &str) -> Vec<&'a String> {
+    let want = fold_key(name);
+    let mut keys: Vec<&String> = map.keys().filter(|k| fold_key(k) == want).collect();
+    keys.sort();
+    keys
+}
+
+/// The value encoding/json leaves in the field at `path` after decoding `value` (every key
+/// that folds to the field's name is decoded in turn into the same struct, the last wins).
+fn decode_case_insensitive(value: &Value, path: &[&str]) -> Option<Value> {
+    let (first, rest) = path.split_first()?;
+    let map = value.as_object()?;
+    let mut found = None;
+    for key in folded_keys(map, first) {
+        let child = &map[key.as_str()];
+        let decoded = if rest.is_empty() {
+            Some(child.clone()).filter(|v| !v.is_null())
+        } else {
+            decode_case_insensitive(child, rest)
+        };
+        if decoded.is_some() {
+            found = decoded;
+        }
+    }
+    found
+}
+
+/// Removes the other spellings of the keys along `path` (the exact ones stay).
+fn strip_case_variants(value: &mut Value, path: &[&str]) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    let Value::Object(map) = value else {
+        return;
+    };
+    let variants: Vec<String> = folded_keys(map, first)
+        .into_iter()
+        .filter(|k| k.as_str() != *first)
+        .cloned()
+        .collect();
+    for key in variants {
+        map.remove(&key);
+    }
+    if let Some(child) = map.get_mut(*first) {
+        strip_case_variants(child, rest);
+    }
+}
+
+/// Whether a drop-in sets or deletes the field at `path` (in any spelling).
+fn touches(patch: &Value, path: &[&str]) -> bool {
+    let Some((first, rest)) = path.split_first() else {
+        return true;
+    };
+    let Some(map) = patch.as_object() else {
+        return false;
+    };
+    folded_keys(map, first).into_iter().any(|key| {
+        let child = &map[key.as_str()];
+        rest.is_empty() || child.is_null() || touches(child, rest)
+    })
+}
+
+/// The checked settings of an effective configuration (from [`effective_config`], which
+/// re-applies the defaults after drop-ins and rejects values of the wrong type). A field
+/// without a default that is absent has the Go zero value, as in the kubelet. An
+/// authorization mode other than Webhook/AlwaysAllow (the kubelet's validation accepts it,
+/// its start then fails) or a port out of range stays unset, which the checks report as
+/// Unknown.
 pub fn settings_of(config: &Value) -> KubeletSettings {
     let value = |setting: &str| {
         FIELDS
@@ -400,30 +592,39 @@ pub fn drop_in_order(a: &str, b: &str) -> Ordering {
     a.split('/').cmp(b.split('/'))
 }
 
-fn parse_kubelet_yaml(text: &str, what: &str, drop_in: bool) -> Result<Value, KubeletConfigError> {
-    let value: Value = serde_saphyr::from_str(text).map_err(|source| KubeletConfigError::Yaml {
-        what: what.to_owned(),
-        source: Box::new(source),
+/// Parses a config file or drop-in as the kubelet does: YAML (a repeated key: the last one
+/// wins, as in the kubelet's lenient decoding), a mapping that is a
+/// `kubelet.config.k8s.io/v1beta1` `KubeletConfiguration`. An empty document (no text, only
+/// comments) has no apiVersion/kind: the kubelet refuses it.
+fn parse_kubelet_yaml(text: &str, what: &str) -> Result<Value, KubeletConfigError> {
+    let options = serde_saphyr::options! {
+        duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy::LastWins,
+    };
+    let value: Value = serde_saphyr::from_str_with_options(text, options).map_err(|source| {
+        KubeletConfigError::Yaml {
+            what: what.to_owned(),
+            source: Box::new(source),
+        }
     })?;
-    let value = match value {
-        Value::Null if drop_in => Value::Object(Map::new()),
-        other => other,
+    let not_kubelet = |message: String| KubeletConfigError::NotKubeletConfiguration {
+        what: what.to_owned(),
+        message,
     };
     let Some(object) = value.as_object() else {
-        return Err(KubeletConfigError::NotKubeletConfiguration {
-            what: what.to_owned(),
-            message: "the document is not a mapping".to_owned(),
-        });
+        return Err(not_kubelet(if value.is_null() {
+            "the file is empty: no apiVersion/kind".to_owned()
+        } else {
+            "the document is not a mapping".to_owned()
+        }));
     };
-    match object.get("kind").and_then(Value::as_str) {
-        Some(KUBELET_KIND) => {}
-        None if drop_in => {}
-        other => {
-            return Err(KubeletConfigError::NotKubeletConfiguration {
-                what: what.to_owned(),
-                message: format!("kind is {other:?}, want {KUBELET_KIND}"),
-            });
-        }
+    let api_version = object.get("apiVersion").and_then(Value::as_str);
+    let kind = object.get("kind").and_then(Value::as_str);
+    if api_version != Some(KUBELET_API_VERSION) || kind != Some(KUBELET_KIND) {
+        return Err(not_kubelet(format!(
+            "apiVersion/kind is {}/{}, want {KUBELET_API_VERSION}/{KUBELET_KIND}",
+            api_version.unwrap_or("(none)"),
+            kind.unwrap_or("(none)")
+        )));
     }
     Ok(value)
 }

@@ -115,11 +115,12 @@ fn drop_ins_merge_in_walk_order_later_wins_lists_replaced_null_deletes() {
         effective.config["clusterDNS"],
         json!(["10.96.0.53", "10.96.0.54"])
     );
-    // nested/30-late.conf comes last and deletes seccompDefault with null: zero value.
+    // nested/30-late.conf comes last and deletes seccompDefault with null: the kubelet
+    // defaults the merged configuration again, so it is back to its default (false).
     assert_eq!(settings.seccomp_default, Some(false));
     assert_eq!(
         effective.origins["seccompDefault"],
-        "drop-in nested/30-late.conf"
+        "default (drop-in nested/30-late.conf set it to null)"
     );
     assert_eq!(effective.origins["anonymousAuth"], "drop-in 20-debug.conf");
     assert_eq!(
@@ -220,6 +221,182 @@ fn unreadable_configs_are_errors_naming_the_file() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("--anonymous-auth"), "{err}");
+}
+
+const V1BETA1: &str = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n";
+
+fn with_header(body: &str) -> String {
+    format!("{V1BETA1}{body}")
+}
+
+#[test]
+fn a_drop_in_null_gets_the_default_back_not_the_zero_value() {
+    // The kubelet merges the drop-ins and then applies the v1beta1 defaults again
+    // (mergeKubeletConfigurations): webhook.enabled deleted with null is true, not false.
+    let config = with_header("authentication:\n  webhook:\n    enabled: false\n");
+    let null = with_header("authentication:\n  webhook:\n    enabled: null\n");
+    let effective =
+        effective_config(Some(&config), &drop_ins(&[("10.conf", &null)]), &no_flags()).unwrap();
+    assert_eq!(
+        settings_of(&effective.config).webhook_authentication,
+        Some(true)
+    );
+    assert_eq!(
+        effective.origins["webhookAuthentication"],
+        "default (drop-in 10.conf set it to null)"
+    );
+    // A whole subtree, and without --config (legacy base): v1beta1 defaults, not legacy ones.
+    let null =
+        with_header("authentication: null\nauthorization:\n  mode: null\nreadOnlyPort: null\n");
+    let effective = effective_config(None, &drop_ins(&[("10.conf", &null)]), &no_flags()).unwrap();
+    let settings = settings_of(&effective.config);
+    assert_eq!(settings.anonymous_auth, Some(false));
+    assert_eq!(settings.webhook_authentication, Some(true));
+    assert_eq!(
+        settings.authorization_mode,
+        Some(KubeletAuthorizationMode::Webhook)
+    );
+    // Not defaulted in v1beta1: the zero value.
+    assert_eq!(settings.read_only_port, Some(0));
+}
+
+#[test]
+fn an_empty_authorization_mode_is_defaulted() {
+    let effective = effective_config(
+        Some(&with_header("authorization:\n  mode: \"\"\n")),
+        &[],
+        &no_flags(),
+    )
+    .unwrap();
+    assert_eq!(
+        settings_of(&effective.config).authorization_mode,
+        Some(KubeletAuthorizationMode::Webhook)
+    );
+}
+
+#[test]
+fn drop_ins_without_apiversion_and_kind_stop_the_kubelet() {
+    for (text, why) in [
+        (
+            "authentication:\n  anonymous:\n    enabled: false\n",
+            "kind-less",
+        ),
+        ("", "empty"),
+        ("# nothing yet\n", "comment only"),
+        ("apiVersion: v1\nkind: ConfigMap\n", "another kind"),
+        (
+            "apiVersion: kubelet.config.k8s.io/v1\nkind: KubeletConfiguration\n",
+            "another version",
+        ),
+    ] {
+        let err = effective_config(
+            Some(KUBEADM_CONFIG),
+            &drop_ins(&[("10-x.conf", text)]),
+            &no_flags(),
+        )
+        .expect_err(why);
+        assert!(
+            err.to_string().contains("drop-in 10-x.conf"),
+            "{why}: {err}"
+        );
+    }
+    // The config file too.
+    assert!(effective_config(Some("readOnlyPort: 0\n"), &[], &no_flags()).is_err());
+}
+
+#[test]
+fn values_the_kubelet_cannot_decode_or_validate_stop_it() {
+    for (text, why) in [
+        (
+            "authentication:\n  anonymous:\n    enabled: \"true\"\n",
+            "quoted boolean",
+        ),
+        ("readOnlyPort: \"10255\"\n", "quoted port"),
+        ("readOnlyPort: 10255.5\n", "fractional port"),
+        ("readOnlyPort: 4294967296\n", "port beyond int32"),
+        ("readOnlyPort: 70000\n", "port out of range"),
+        ("authorization:\n  mode: [Webhook]\n", "mode not a string"),
+    ] {
+        let text = with_header(text);
+        assert!(
+            effective_config(Some(&text), &[], &no_flags()).is_err(),
+            "config file, {why}"
+        );
+        assert!(
+            effective_config(
+                Some(KUBEADM_CONFIG),
+                &drop_ins(&[("10.conf", &text)]),
+                &no_flags()
+            )
+            .is_err(),
+            "drop-in, {why}"
+        );
+    }
+    let flags = ProcessFlags::parse(&["--read-only-port=70000"]);
+    assert!(effective_config(Some(KUBEADM_CONFIG), &[], &flags).is_err());
+    let flags = ProcessFlags::parse(&["--read-only-port=4294967296"]);
+    assert!(effective_config(Some(KUBEADM_CONFIG), &[], &flags).is_err());
+}
+
+#[test]
+fn drop_in_keys_match_fields_case_insensitively_the_last_in_key_order_wins() {
+    // encoding/json decodes the merged drop-ins: ReadOnlyPort sets readOnlyPort.
+    let drop_in =
+        with_header("ReadOnlyPort: 10255\nAuthentication:\n  Anonymous:\n    Enabled: true\n");
+    let effective = effective_config(
+        Some(KUBEADM_CONFIG),
+        &drop_ins(&[("10.conf", &drop_in)]),
+        &no_flags(),
+    )
+    .unwrap();
+    let settings = settings_of(&effective.config);
+    assert_eq!(settings.read_only_port, Some(10255));
+    assert_eq!(effective.origins["readOnlyPort"], "drop-in 10.conf");
+    // "Authentication" sorts before "authentication" (the config file's, anonymous false),
+    // which is decoded last and wins.
+    assert_eq!(settings.anonymous_auth, Some(false));
+    // A later spelling in key order wins over the exact one.
+    let drop_in = with_header("readOnlyPort: 0\nreadOnlyport: 10255\n");
+    let effective = effective_config(
+        Some(KUBEADM_CONFIG),
+        &drop_ins(&[("10.conf", &drop_in)]),
+        &no_flags(),
+    )
+    .unwrap();
+    assert_eq!(settings_of(&effective.config).read_only_port, Some(10255));
+    // The config file is decoded case-sensitively: there it is an unknown field.
+    let config = with_header("ReadOnlyPort: 10255\n");
+    for drop_ins in [vec![], drop_ins(&[("10.conf", V1BETA1)])] {
+        let effective = effective_config(Some(&config), &drop_ins, &no_flags()).unwrap();
+        assert_eq!(settings_of(&effective.config).read_only_port, Some(0));
+    }
+}
+
+#[test]
+fn seccomp_default_flag_is_ored_with_the_configuration() {
+    let config = with_header("seccompDefault: true\n");
+    let flags = ProcessFlags::parse(&["--seccomp-default=false"]);
+    let effective = effective_config(Some(&config), &[], &flags).unwrap();
+    assert_eq!(settings_of(&effective.config).seccomp_default, Some(true));
+    assert_eq!(effective.origins["seccompDefault"], "config file");
+    let flags = ProcessFlags::parse(&["--seccomp-default"]);
+    let effective = effective_config(Some(V1BETA1), &[], &flags).unwrap();
+    assert_eq!(settings_of(&effective.config).seccomp_default, Some(true));
+    // Other flags override the files both ways.
+    let flags = ProcessFlags::parse(&["--protect-kernel-defaults=false"]);
+    let config = with_header("protectKernelDefaults: true\n");
+    let effective = effective_config(Some(&config), &[], &flags).unwrap();
+    assert_eq!(
+        settings_of(&effective.config).protect_kernel_defaults,
+        Some(false)
+    );
+}
+
+#[test]
+fn a_repeated_key_the_last_one_wins() {
+    let config = with_header("readOnlyPort: 10255\nreadOnlyPort: 0\n");
+    let effective = effective_config(Some(&config), &[], &no_flags()).unwrap();
+    assert_eq!(settings_of(&effective.config).read_only_port, Some(0));
 }
 
 #[test]
