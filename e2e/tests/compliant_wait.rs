@@ -132,6 +132,9 @@ async fn kubectl_wait_for_compliant_returns_only_after_the_last_namespace_is_pro
         "kubectl wait returned {:.3} s after the last namespace was protected",
         returned_at.duration_since(last_write).as_secs_f64()
     );
+    // Nothing is deleted: removing 1,000 namespaces (and their objects) at once keeps the
+    // controller-manager's namespace controller busy for minutes (about 5 a second here),
+    // and the other tests that wait for a namespace deletion would time out. The baseline
+    // and namespaces carry this test's label and go with the test cluster.
     drop(operator);
-    env.cleanup().await;
 }
