@@ -30,7 +30,9 @@ fn condition(object: &Value, type_: &str) -> String {
 /// Polls the baseline (one `kubectl get` per look, so the kstatus answer and the checks see
 /// the same object) until `check` holds; returns that object and what kstatus made of it.
 async fn wait_for(baseline: &str, what: &str, check: impl Fn(&Value) -> bool) -> (Value, Kstatus) {
-    let timeout = Duration::from_secs(60);
+    // Status is written at most 3 times a minute (the write budget): after a burst of
+    // changes the next write waits for the minute to pass.
+    let timeout = Duration::from_secs(180);
     let deadline = Instant::now() + timeout;
     loop {
         let object = baseline_json(baseline);
