@@ -821,3 +821,31 @@ pub fn baseline_json(baseline: &str) -> serde_json::Value {
     serde_json::from_str(&kubectl(&["get", "sbl", baseline, "-o", "json"]))
         .expect("kubectl prints JSON")
 }
+
+/// Runs `kube-baseline agent --once` for `node` on this machine (host root /), with
+/// `kubeconfig` and extra `args`: (whether it succeeded, its output).
+pub async fn run_agent_once(kubeconfig: &Path, node: &str, args: &[&str]) -> (bool, String) {
+    let output = tokio::process::Command::new(operator_binary())
+        .args([
+            "agent",
+            "--once",
+            "--host-root",
+            "/",
+            "--namespace",
+            OPERATOR_NAMESPACE,
+            "--node-name",
+            node,
+        ])
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "info,kube_baseline=debug")
+        .output()
+        .await
+        .expect("agent runs");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), log)
+}

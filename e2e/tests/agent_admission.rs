@@ -5,7 +5,6 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec, ServiceAccount};
@@ -100,31 +99,6 @@ async fn agent_kubeconfig(env: &TestEnv, name: &str, pod: Option<&Pod>) -> std::
     token_kubeconfig(&format!("{}-{name}", env.id), &token)
 }
 
-/// `kube-baseline agent --once` for `node` with `kubeconfig`: (succeeded, log).
-async fn run_agent(kubeconfig: &Path, node: &str) -> (bool, String) {
-    let output = tokio::process::Command::new(operator_binary())
-        .args([
-            "agent",
-            "--once",
-            "--host-root",
-            "/",
-            "--namespace",
-            OPERATOR_NAMESPACE,
-            "--node-name",
-            node,
-        ])
-        .env("KUBECONFIG", kubeconfig)
-        .output()
-        .await
-        .expect("agent runs");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), log)
-}
-
 #[tokio::test]
 async fn the_agent_writes_only_the_report_of_the_node_its_pod_is_bound_to() {
     let env = TestEnv::new("agentvap").await;
@@ -136,13 +110,13 @@ async fn the_agent_writes_only_the_report_of_the_node_its_pod_is_bound_to() {
     let reports = Api::<NodeReport>::all(env.admin.clone());
 
     // Its own node's report is written.
-    let (ok, log) = run_agent(&bound, &own).await;
+    let (ok, log) = run_agent_once(&bound, &own, &[]).await;
     assert!(ok, "own node's report refused: {log}");
     let report = reports.get(&own).await.expect("own NodeReport");
     assert_eq!(report.spec.node_name, own);
 
     // Another node's report is refused by the policy, in the API server.
-    let (ok, log) = run_agent(&bound, &other).await;
+    let (ok, log) = run_agent_once(&bound, &other, &[]).await;
     assert!(!ok, "another node's report was written: {log}");
     assert!(
         log.contains("kube-baseline-agent-own-node-report")
@@ -153,7 +127,7 @@ async fn the_agent_writes_only_the_report_of_the_node_its_pod_is_bound_to() {
 
     // A token bound to no Pod names no node: no report at all, not even the own node's.
     let unbound = agent_kubeconfig(&env, "unbound", None).await;
-    let (ok, log) = run_agent(&unbound, &other).await;
+    let (ok, log) = run_agent_once(&unbound, &other, &[]).await;
     assert!(!ok, "a report written without a node-bound token: {log}");
     assert!(
         log.contains("bound to a node"),

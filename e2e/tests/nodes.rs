@@ -136,29 +136,8 @@ async fn start_operator(env: &TestEnv) -> Operator {
 /// Runs `kube-baseline agent --once` for `node` on this machine (host root /) and returns
 /// its log; panics when it fails.
 async fn run_agent(kubeconfig: &Path, node: &str, args: &[&str]) -> String {
-    let output = tokio::process::Command::new(operator_binary())
-        .args([
-            "agent",
-            "--once",
-            "--host-root",
-            "/",
-            "--namespace",
-            OPERATOR_NAMESPACE,
-            "--node-name",
-            node,
-        ])
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .env("RUST_LOG", "info,kube_baseline=debug")
-        .output()
-        .await
-        .expect("agent runs");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "agent failed: {log}");
+    let (ok, log) = run_agent_once(kubeconfig, node, args).await;
+    assert!(ok, "agent failed: {log}");
     log
 }
 

@@ -822,24 +822,19 @@ fn kubeconfig_with_ca_file(path: &str) -> String {
     )
 }
 
-fn options_for(ca_pem: &str) -> HostOptions {
-    HostOptions {
+/// The report an agent of the cluster with this CA makes of `host`.
+fn observed_by(host: &FakeHost, ca_pem: &str) -> NodeReportSpec {
+    let options = HostOptions {
         cluster_ca: membership::ClusterCa::from_pem(ca_pem).expect("CA"),
         ..HostOptions::default()
-    }
+    };
+    pass(&host.host(), &options, "n", &Desired::default(), false).report
 }
 
 #[test]
 fn only_processes_of_the_agents_cluster_are_observed() {
     let host = two_clusters("two-clusters");
-    let report = pass(
-        &host.host(),
-        &options_for(cert!("ours-ca.crt")),
-        "n",
-        &Desired::default(),
-        false,
-    )
-    .report;
+    let report = observed_by(&host, cert!("ours-ca.crt"));
     assert_eq!(report.api_server.state, ObservationState::Observed);
     assert_eq!(
         report.api_server.flag("anonymous-auth"),
@@ -850,14 +845,7 @@ fn only_processes_of_the_agents_cluster_are_observed() {
     assert_eq!(report.api_server.message, "");
 
     // Seen from the other cluster's agent, the same host shows the other processes.
-    let theirs = pass(
-        &host.host(),
-        &options_for(cert!("theirs-ca.crt")),
-        "n",
-        &Desired::default(),
-        false,
-    )
-    .report;
+    let theirs = observed_by(&host, cert!("theirs-ca.crt"));
     assert_eq!(theirs.api_server.flag("anonymous-auth"), Some("true"));
 }
 
@@ -871,14 +859,7 @@ fn no_process_of_the_agents_cluster_is_not_found_whatever_else_runs() {
         )
         // A kubelet-named process without a kubeconfig (a decoy, a standalone kubelet).
         .process(60, "/usr/bin/kubelet\n100000");
-    let report = pass(
-        &host.host(),
-        &options_for(cert!("ours-ca.crt")),
-        "n",
-        &Desired::default(),
-        false,
-    )
-    .report;
+    let report = observed_by(&host, cert!("ours-ca.crt"));
     assert_eq!(report.api_server.state, ObservationState::NotFound);
     assert_eq!(report.kubelet.state, ObservationState::NotFound);
 }
@@ -890,14 +871,7 @@ fn several_kube_apiservers_of_the_cluster_are_named_in_the_report() {
         700,
         "/usr/bin/kube-apiserver\n--tls-cert-file=/ours/apiserver.crt\n--anonymous-auth=false",
     );
-    let report = pass(
-        &host.host(),
-        &options_for(cert!("ours-ca.crt")),
-        "n",
-        &Desired::default(),
-        false,
-    )
-    .report;
+    let report = observed_by(&host, cert!("ours-ca.crt"));
     assert_eq!(
         report.api_server.message,
         "2 kube-apiserver processes of this cluster run on this node; observed PID 500 (the oldest), not PID 700"
