@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Node, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::{Api, Client, Config};
@@ -217,6 +217,31 @@ impl TestEnv {
             .create(&PostParams::default(), &namespace)
             .await
             .expect("create namespace");
+        name
+    }
+
+    /// Creates a Node carrying this test's label plus `labels` (no kubelet behind it: a
+    /// plain API object). Nodes are cluster-scoped: [`TestEnv::cleanup`] does not delete
+    /// them.
+    pub async fn create_node(&self, suffix: &str, labels: &[(&str, &str)]) -> String {
+        let name = self.name(suffix);
+        let mut all: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        all.insert(TEST_LABEL.to_string(), self.id.clone());
+        let node = Node {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some(all),
+                ..ObjectMeta::default()
+            },
+            ..Node::default()
+        };
+        Api::<Node>::all(self.admin.clone())
+            .create(&PostParams::default(), &node)
+            .await
+            .expect("create Node");
         name
     }
 

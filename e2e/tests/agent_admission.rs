@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, ResourceExt};
-use kube_baseline::api::NodeReport;
+use kube_baseline::api::{NodeReport, NodeReportSpec};
 use kube_baseline_e2e::*;
 
 const AGENT_NAMESPACE: &str = "kube-baseline-agent";
@@ -28,23 +28,6 @@ fn install_agent_identity() {
     ] {
         kubectl(&["apply", "--server-side", "--force-conflicts", "-f", file]);
     }
-}
-
-async fn create_node(env: &TestEnv, suffix: &str) -> String {
-    let name = env.name(suffix);
-    let node = Node {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            labels: Some(BTreeMap::from([(TEST_LABEL.to_string(), env.id.clone())])),
-            ..ObjectMeta::default()
-        },
-        ..Node::default()
-    };
-    Api::<Node>::all(env.admin.clone())
-        .create(&PostParams::default(), &node)
-        .await
-        .expect("create Node");
-    name
 }
 
 /// An agent Pod bound to `node` (it never runs here).
@@ -99,15 +82,50 @@ async fn agent_kubeconfig(env: &TestEnv, name: &str, pod: Option<&Pod>) -> std::
     token_kubeconfig(&format!("{}-{name}", env.id), &token)
 }
 
+/// Waits until the RBAC and the admission policy just applied are in force in the API
+/// server (both are read from informers, so a first request can precede them): with the
+/// bound token, a dry-run create of the own node's report is allowed and another node's is
+/// refused by the policy.
+async fn wait_until_in_force(bound: &std::path::Path, own: &str, other: &str) {
+    let reports = Api::<NodeReport>::all(client_from_kubeconfig(bound).await);
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let report = |node: &str| {
+        NodeReport::new(
+            node,
+            NodeReportSpec {
+                node_name: node.to_owned(),
+                ..NodeReportSpec::default()
+            },
+        )
+    };
+    eventually(
+        std::time::Duration::from_secs(30),
+        "the agent's RBAC and admission policy in force",
+        || async {
+            let own_allowed = reports.create(&dry_run, &report(own)).await.is_ok();
+            let other_refused = matches!(
+                reports.create(&dry_run, &report(other)).await,
+                Err(kube::Error::Api(status)) if status.message.contains("kube-baseline-agent-own-node-report")
+            );
+            (own_allowed && other_refused).then_some(())
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn the_agent_writes_only_the_report_of_the_node_its_pod_is_bound_to() {
     let env = TestEnv::new("agentvap").await;
     install_agent_identity();
-    let own = create_node(&env, "own").await;
-    let other = create_node(&env, "other").await;
+    let own = env.create_node("own", &[]).await;
+    let other = env.create_node("other", &[]).await;
     let pod = agent_pod(&env, &own).await;
     let bound = agent_kubeconfig(&env, "bound", Some(&pod)).await;
     let reports = Api::<NodeReport>::all(env.admin.clone());
+    wait_until_in_force(&bound, &own, &other).await;
 
     // Its own node's report is written.
     let (ok, log) = run_agent_once(&bound, &own, &[]).await;

@@ -40,29 +40,6 @@ fn fixture(path: &str) -> String {
 
 // --- Nodes, identities, the agent ------------------------------------------------------------
 
-/// Creates a Node (no kubelet behind it: nodes are plain API objects) with this test's label.
-async fn create_node(env: &TestEnv, suffix: &str, labels: &[(&str, &str)]) -> String {
-    let name = env.name(suffix);
-    let mut all: BTreeMap<String, String> = labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    all.insert(TEST_LABEL.to_string(), env.id.clone());
-    let node = Node {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            labels: Some(all),
-            ..ObjectMeta::default()
-        },
-        ..Node::default()
-    };
-    Api::<Node>::all(env.admin.clone())
-        .create(&PostParams::default(), &node)
-        .await
-        .expect("create Node");
-    name
-}
-
 /// A RoleBinding in the operator namespace from `role` to the ServiceAccount `sa` there.
 async fn bind_role(env: &TestEnv, sa: &str, role: &str) {
     let binding = RoleBinding {
@@ -246,7 +223,7 @@ auditPolicy:
 #[tokio::test]
 async fn the_real_kube_apiserver_is_observed_and_checked() {
     let env = TestEnv::new("cp").await;
-    let node = create_node(&env, "cp", &[]).await;
+    let node = env.create_node("cp", &[]).await;
     let ok = env.apply_baseline("ok", CONTROL_PLANE_OK);
     let strict = env.apply_baseline("strict", CONTROL_PLANE_STRICT);
     let agent = agent_kubeconfig(&env).await;
@@ -399,8 +376,8 @@ const KUBELET_CHECKS: &[&str] = &[
 #[tokio::test]
 async fn kubelet_files_given_by_path_are_checked_and_nodes_without_agent_are_unknown() {
     let env = TestEnv::new("kubelet").await;
-    let worker = create_node(&env, "w1", &[("role", "worker")]).await;
-    let no_agent = create_node(&env, "w2", &[("role", "worker")]).await;
+    let worker = env.create_node("w1", &[("role", "worker")]).await;
+    let no_agent = env.create_node("w2", &[("role", "worker")]).await;
     let kubelet = env.apply_baseline(
         "kubelet",
         &format!(
@@ -542,7 +519,7 @@ async fn config_map(env: &TestEnv) -> Option<ConfigMap> {
 #[tokio::test]
 async fn enforce_publishes_the_policy_and_the_agent_writes_it_once() {
     let env = TestEnv::new("enforce").await;
-    let node = create_node(&env, "cp", &[]).await;
+    let node = env.create_node("cp", &[]).await;
     let dir = scratch_dir().join(&env.id);
     let drop_ins = dir.join("kubelet.conf.d");
     std::fs::create_dir_all(&drop_ins).expect("temp dir");

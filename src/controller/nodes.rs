@@ -7,14 +7,9 @@
 //!   matching `--node-selector` (metadata-only watch). A report counts only while its Node is
 //!   in the cache: a report left behind by a deleted Node, or of a Node outside the
 //!   selector, is ignored.
-//! - Evaluation ([`node_status`]), per baseline: every Node its `kubelet.nodeSelector`
-//!   selects gets the kubelet checks (`Unknown` without a report: no agent runs there);
-//!   every Node whose report shows a kube-apiserver gets the control-plane and audit checks;
-//!   when no report shows a kube-apiserver (managed control plane), those checks are
-//!   `Unknown` once for the cluster. A baseline without `kubelet`, `auditPolicy` and
-//!   `controlPlane` has no node checks at all: nodesSelected 0, no node drift.
-//!   `nodesSelected` counts the nodes with at least one check of the baseline,
-//!   `nodesCompliant` those of them without any finding (`Unknown` is never compliant).
+//! - Evaluation ([`node_status`]), per baseline: the cached Nodes with their reports,
+//!   through `domain::nodes::evaluate_nodes` (which nodes are selected, what is `Unknown`,
+//!   what `nodesSelected`/`nodesCompliant` count: the rule `check` follows too).
 //! - Triggers: a Node whose labels change, a Node appearing or going away, or a report whose
 //!   observations change refreshes the status of every baseline with node checks (the
 //!   baseline controller debounces and deduplicates).
@@ -54,10 +49,7 @@ use crate::api::{
     NodeReportSpec, ObservationState, SecurityBaseline, SecurityBaselineSpec,
 };
 use crate::domain::audit_policy::{AUDIT_POLICY_CONFIG_MAP, config_map_data};
-use crate::domain::control_plane::{
-    control_plane_checks, evaluate_node, unknown_node, unobserved_control_plane,
-};
-use crate::domain::kubelet::kubelet_selects;
+use crate::domain::nodes::{NodeUnderCheck, evaluate_nodes, has_node_checks};
 use crate::domain::status::Failure;
 
 /// Cluster-scoped objects are kept in a [`NamespacedIndex`] under this namespace.
@@ -158,11 +150,6 @@ fn unreadable_report(node: &str) -> NodeReportSpec {
     report
 }
 
-/// Whether a baseline has any node or control-plane check.
-fn has_node_checks(spec: &SecurityBaselineSpec) -> bool {
-    spec.kubelet.is_some() || !control_plane_checks(spec).is_empty()
-}
-
 /// The node part of a baseline's status.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NodeStatus {
@@ -180,15 +167,11 @@ pub struct NodeStatus {
 pub fn node_status(ctx: &Context, baseline: &SecurityBaseline) -> NodeStatus {
     let caches = &ctx.node_caches;
     let name = baseline.name_any();
-    let mut status = if has_node_checks(&baseline.spec) {
-        evaluate_nodes(
-            &baseline.spec,
-            &caches.nodes.in_namespace(CLUSTER, |_| true),
-            |node| caches.report_of(node),
-        )
-    } else {
-        NodeStatus::default()
-    };
+    let mut status = cached_nodes_status(
+        &baseline.spec,
+        &caches.nodes.in_namespace(CLUSTER, |_| true),
+        |node| caches.report_of(node),
+    );
     status.failures = lock(&caches.publish_failure)
         .iter()
         .filter(|(source, _)| *source == name)
@@ -197,49 +180,34 @@ pub fn node_status(ctx: &Context, baseline: &SecurityBaseline) -> NodeStatus {
     status
 }
 
-/// The node checks of `spec` over `nodes` and their reports (see the module docs).
-fn evaluate_nodes(
+/// The node checks of `spec` over the cached `nodes` and their reports: a report counts
+/// only while its Node is cached (the rule of `domain::nodes`).
+fn cached_nodes_status(
     spec: &SecurityBaselineSpec,
     nodes: &[Arc<NodeFacts>],
     report_of: impl Fn(&str) -> Option<Arc<NodeReportSpec>>,
 ) -> NodeStatus {
-    let mut status = NodeStatus::default();
     if !has_node_checks(spec) {
-        return status;
+        return NodeStatus::default();
     }
-    let control_plane = !control_plane_checks(spec).is_empty();
-    let mut observed = Vec::new();
-    for node in nodes {
-        let kubelet_selected = spec
-            .kubelet
-            .as_ref()
-            .is_some_and(|kubelet| kubelet_selects(kubelet, &node.labels));
-        let report = report_of(&node.name);
-        let (checked, findings) = match &report {
-            Some(report) => {
-                let runs_api_server = report.api_server.state != ObservationState::NotFound;
-                (
-                    kubelet_selected || (control_plane && runs_api_server),
-                    evaluate_node(report, spec, &node.labels),
-                )
-            }
-            None if kubelet_selected => (true, unknown_node(&node.name, spec)),
-            None => (false, Vec::new()),
-        };
-        if checked {
-            status.selected += 1;
-            if findings.is_empty() {
-                status.compliant += 1;
-            }
-        }
-        status.drift.extend(findings);
-        observed.extend(report);
+    let reports: Vec<Option<Arc<NodeReportSpec>>> =
+        nodes.iter().map(|node| report_of(&node.name)).collect();
+    let under_check: Vec<NodeUnderCheck<'_>> = nodes
+        .iter()
+        .zip(&reports)
+        .map(|(node, report)| NodeUnderCheck {
+            name: &node.name,
+            labels: &node.labels,
+            report: report.as_deref(),
+        })
+        .collect();
+    let verdict = evaluate_nodes(spec, &under_check);
+    NodeStatus {
+        selected: verdict.selected,
+        compliant: verdict.compliant,
+        drift: verdict.findings,
+        failures: Vec::new(),
     }
-    status.drift.extend(unobserved_control_plane(
-        spec,
-        observed.iter().map(|r| &**r),
-    ));
-    status
 }
 
 /// Wakes the audit policy publisher: a baseline was reconciled (its spec, mode or deletion
@@ -651,14 +619,14 @@ mod tests {
     #[test]
     fn a_baseline_without_node_settings_has_no_node_checks() {
         let nodes = [facts("cp", &[]), facts("w1", &[])];
-        let status = evaluate_nodes(
+        let status = cached_nodes_status(
             &spec(serde_json::json!({"mode": "Audit"})),
             &nodes,
             reports(vec![report("cp", None, true)]),
         );
         assert_eq!(status, NodeStatus::default());
         // No node and no report at all: still nothing (no Unknown control plane).
-        let status = evaluate_nodes(
+        let status = cached_nodes_status(
             &spec(serde_json::json!({"podSecurity": {"enforce": "restricted"}})),
             &[],
             reports(vec![]),
@@ -677,7 +645,7 @@ mod tests {
             facts("w3", &[("role", "worker")]),
             facts("cp", &[]),
         ];
-        let status = evaluate_nodes(
+        let status = cached_nodes_status(
             &spec,
             &nodes,
             reports(vec![
@@ -706,7 +674,7 @@ mod tests {
             "controlPlane": {"apiServer": {"anonymousAuth": false}},
         }));
         let nodes = [facts("cp", &[]), facts("w1", &[])];
-        let with_api_server = evaluate_nodes(
+        let with_api_server = cached_nodes_status(
             &spec,
             &nodes,
             reports(vec![
@@ -727,7 +695,7 @@ mod tests {
         // Managed control plane: no report shows a kube-apiserver. A report of a node that
         // is not (or no longer) in the Node cache does not count either.
         for nodes in [&nodes[1..], &[][..]] {
-            let status = evaluate_nodes(
+            let status = cached_nodes_status(
                 &spec,
                 nodes,
                 reports(vec![
@@ -757,10 +725,10 @@ mod tests {
             "controlPlane": {"apiServer": {"anonymousAuth": false}},
         }));
         let nodes = [facts("w1", &[])];
-        let unreadable = evaluate_nodes(&spec, &nodes, |node| {
+        let unreadable = cached_nodes_status(&spec, &nodes, |node| {
             Some(Arc::new(unreadable_report(node)))
         });
-        let absent = evaluate_nodes(&spec, &nodes, |_| None);
+        let absent = cached_nodes_status(&spec, &nodes, |_| None);
         assert_ne!(unreadable, absent);
         assert_eq!((unreadable.selected, unreadable.compliant), (1, 0));
         assert!(!unreadable.drift.is_empty());
@@ -772,7 +740,7 @@ mod tests {
             "{unreadable:?}"
         );
         // Its kube-apiserver may run there: no "no agent observed one" for the cluster.
-        let control_plane = control_plane_checks(&spec);
+        let control_plane = crate::domain::control_plane::control_plane_checks(&spec);
         assert!(
             unreadable
                 .drift

@@ -7,6 +7,7 @@ pub mod checks;
 pub mod control_plane;
 pub mod generated;
 pub mod kubelet;
+pub mod nodes;
 pub mod plan;
 pub mod pod_security;
 pub mod rbac_audit;

@@ -1,7 +1,7 @@
 //! One baseline evaluated against a whole cluster at once, read-only: what
 //! `kube-baseline check` prints. Pure, and built from the same pieces the controller calls
 //! per namespace and per node ([`selects`], [`plan_namespace`], [`audit_namespace`],
-//! [`evaluate_node`], [`unknown_node`], [`unobserved_control_plane`]), so both always agree.
+//! [`evaluate_nodes`]), so both always agree.
 //!
 //! Nothing is repaired here, so drift is what the plan found: in Audit mode exactly what the
 //! controller records in status; in Enforce mode what the controller would repair (and
@@ -12,20 +12,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::api::{
-    BASELINE_LABEL, DriftEntry, NodeReportSpec, ObservationState, SecurityBaseline,
-    SecurityBaselineSpec,
-};
-use crate::domain::control_plane::{
-    control_plane_checks, evaluate_node, unknown_node, unobserved_control_plane,
+    BASELINE_LABEL, DriftEntry, NodeReportSpec, SecurityBaseline, SecurityBaselineSpec,
 };
 use crate::domain::generated::{BaselineRef, GeneratedKind, NamespacedObject};
-use crate::domain::kubelet::kubelet_selects;
+use crate::domain::nodes::{NodeInventory, evaluate_nodes, nodes_under_check};
 use crate::domain::plan::{NamespacePlan, NamespaceState, plan_namespace};
 use crate::domain::rbac_audit::{RbacIndex, audit_namespace};
 use crate::domain::selection::{NamespaceFacts, selects};
 
-/// Labels of a namespace or node.
-pub type Labels = BTreeMap<String, String>;
+pub use crate::domain::nodes::Labels;
 
 /// The uid of a baseline that never was in a cluster (read from a file): ownerReferences
 /// are then compared by the baseline's name (see `plan`).
@@ -46,6 +41,8 @@ pub struct ClusterSnapshot {
     pub nodes: Vec<(String, Labels)>,
     /// Every NodeReport's observations (one per node that runs the agent).
     pub node_reports: Vec<NodeReportSpec>,
+    /// Whether `nodes` lists the cluster's Nodes (see [`NodeInventory`]).
+    pub node_inventory: NodeInventory,
     /// Whether node and control-plane checks are evaluated. A live cluster always has nodes
     /// (true); a set of manifests without any Node, NodeReport or node file says nothing
     /// about nodes (false), and the verdict says they were not checked rather than
@@ -104,17 +101,6 @@ pub struct NamespaceVerdict {
     pub findings: Vec<DriftEntry>,
 }
 
-/// The findings of one baseline on the nodes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NodesVerdict {
-    /// Node and control-plane findings, sorted.
-    pub findings: Vec<DriftEntry>,
-    /// Nodes the node checks apply to.
-    pub selected: usize,
-    /// Selected nodes without findings.
-    pub compliant: usize,
-}
-
 /// The baseline as its generated objects refer to it; the uid is [`UNKNOWN_UID`] when the
 /// baseline has none (read from a file).
 pub fn baseline_ref(baseline: &SecurityBaseline) -> BaselineRef<'_> {
@@ -157,7 +143,16 @@ pub fn evaluate_baseline(
         verdict.findings.extend(namespace.findings);
     }
     if snapshot.check_nodes {
-        let nodes = evaluate_nodes(spec, &snapshot.nodes, &snapshot.node_reports);
+        let no_labels = Labels::new();
+        let nodes = evaluate_nodes(
+            spec,
+            &nodes_under_check(
+                snapshot.node_inventory,
+                &snapshot.nodes,
+                &snapshot.node_reports,
+                &no_labels,
+            ),
+        );
         verdict.nodes_checked = true;
         verdict.nodes_selected = nodes.selected;
         verdict.nodes_compliant = nodes.compliant;
@@ -238,65 +233,13 @@ pub fn plan_with_audit(
     plan
 }
 
-/// One baseline on every node: the node checks of each node with a report, Unknown for a
-/// selected node without one, and Unknown control-plane checks (once) when no report shows a
-/// kube-apiserver. A node is selected when the baseline's kubelet nodeSelector selects it, or
-/// when it runs a kube-apiserver and the baseline has control-plane or audit checks. Nodes
-/// are those of `nodes` and of `reports` (a report without a Node has no labels).
-pub fn evaluate_nodes(
-    spec: &SecurityBaselineSpec,
-    nodes: &[(String, Labels)],
-    reports: &[NodeReportSpec],
-) -> NodesVerdict {
-    let no_labels = Labels::new();
-    let labels: BTreeMap<&str, &Labels> = nodes.iter().map(|(n, l)| (n.as_str(), l)).collect();
-    let names: BTreeSet<&str> = nodes
-        .iter()
-        .map(|(n, _)| n.as_str())
-        .chain(reports.iter().map(|r| r.node_name.as_str()))
-        .collect();
-    let has_control_plane_checks = !control_plane_checks(spec).is_empty();
-    let mut verdict = NodesVerdict::default();
-    for name in names {
-        let node_labels = labels.get(name).copied().unwrap_or(&no_labels);
-        let kubelet_selected = spec
-            .kubelet
-            .as_ref()
-            .is_some_and(|k| kubelet_selects(k, node_labels));
-        let (selected, findings) = match reports.iter().find(|r| r.node_name == name) {
-            Some(report) => {
-                let runs_api_server = report.api_server.state != ObservationState::NotFound;
-                (
-                    kubelet_selected || (runs_api_server && has_control_plane_checks),
-                    evaluate_node(report, spec, node_labels),
-                )
-            }
-            None if kubelet_selected => (true, unknown_node(name, spec)),
-            None => (false, Vec::new()),
-        };
-        if selected {
-            verdict.selected += 1;
-            if findings.is_empty() {
-                verdict.compliant += 1;
-            }
-        }
-        verdict.findings.extend(findings);
-    }
-    verdict
-        .findings
-        .extend(unobserved_control_plane(spec, reports));
-    verdict.findings.sort();
-    verdict.findings.dedup();
-    verdict
-}
-
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
     use serde::de::DeserializeOwned;
 
     use super::*;
-    use crate::api::{DriftReason, KubeletObservation, KubeletSettings};
+    use crate::api::{DriftReason, KubeletObservation, KubeletSettings, ObservationState};
     use crate::domain::generated::desired_objects;
     use crate::domain::rbac_audit::RbacObject;
 
@@ -480,7 +423,9 @@ spec:
                 ("node-1".to_owned(), Labels::new()),
                 ("node-2".to_owned(), Labels::new()),
             ],
-            node_reports: vec![report("node-1", true)],
+            // "gone": a leftover report of a deleted Node, ignored like the controller does.
+            node_reports: vec![report("node-1", true), report("gone", true)],
+            node_inventory: NodeInventory::Listed,
             check_nodes: true,
         };
         let verdict = evaluate_baseline(&b, &snapshot, "kube-baseline-system");
@@ -608,7 +553,11 @@ spec:
             ("a".to_owned(), labels(&[("pool", "secure")])),
             ("b".to_owned(), labels(&[("pool", "batch")])),
         ];
-        let verdict = evaluate_nodes(&b.spec, &nodes, &[]);
+        let no_labels = Labels::new();
+        let verdict = evaluate_nodes(
+            &b.spec,
+            &nodes_under_check(NodeInventory::Listed, &nodes, &[], &no_labels),
+        );
         assert_eq!((verdict.selected, verdict.compliant), (1, 0));
         assert!(verdict.findings.iter().all(|f| f.name == "a"));
     }

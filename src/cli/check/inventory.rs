@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::documents::{Document, Origin};
 use crate::api::{GROUP, NodeReport, NodeReportSpec};
 use crate::domain::generated::NamespacedObject;
+use crate::domain::nodes::NodeInventory;
 use crate::domain::rbac_audit::{RbacIndex, RbacObject};
 use crate::domain::snapshot::{ClusterSnapshot, Labels};
 
@@ -27,6 +28,8 @@ pub struct Inventory {
     pub cluster_role_bindings: Vec<ClusterRoleBinding>,
     pub nodes: Vec<(String, Labels)>,
     pub node_reports: Vec<NodeReportSpec>,
+    /// The node of the `--node` files: a node the user says exists.
+    pub node_of_files: Option<String>,
     /// Objects of other kinds: (origin, "apiVersion kind namespace/name").
     pub ignored: Vec<(String, String)>,
     /// Notes for the user (printed on stderr), e.g. a SecurityBaseline among the manifests.
@@ -291,7 +294,9 @@ impl Inventory {
     }
 
     /// The snapshot the domain evaluates. `check_nodes` is forced for a live cluster;
-    /// otherwise nodes are checked when any node information was given.
+    /// otherwise nodes are checked when any node information was given. Which nodes are
+    /// checked follows `domain::nodes` (a NodeReport without its Node is a leftover when
+    /// Nodes are listed).
     pub fn into_snapshot(self, live: bool) -> ClusterSnapshot {
         let rbac = RbacIndex::from_objects(
             self.roles
@@ -302,12 +307,27 @@ impl Inventory {
                 .chain(self.cluster_role_bindings.iter().map(RbacObject::from)),
         );
         let check_nodes = live || !self.nodes.is_empty() || !self.node_reports.is_empty();
+        // A cluster, or manifests with Nodes, list the Nodes; the node of `--node` files
+        // is one of them even without its Node object.
+        let node_inventory = if live || !self.nodes.is_empty() {
+            NodeInventory::Listed
+        } else {
+            NodeInventory::ReportsOnly
+        };
+        let mut nodes = self.nodes;
+        if let Some(name) = self.node_of_files
+            && node_inventory == NodeInventory::Listed
+            && !nodes.iter().any(|(node, _)| *node == name)
+        {
+            nodes.push((name, Labels::new()));
+        }
         ClusterSnapshot {
             namespaces: self.namespaces,
             objects: self.objects,
             rbac,
-            nodes: self.nodes,
+            nodes,
             node_reports: self.node_reports,
+            node_inventory,
             check_nodes,
         }
     }

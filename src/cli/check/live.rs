@@ -1,7 +1,7 @@
 //! `check --live`: read the cluster through the current kubeconfig, read-only.
 //!
 //! READ-ONLY BY CONSTRUCTION: the only call this module makes on the API is `Api::list`
-//! (in [`list_all`]); it never creates, patches, replaces or deletes anything, and a unit
+//! (in [`list_matching`]); it never creates, patches, replaces or deletes anything, and a unit
 //! test fails if one of those calls appears in this file. `check` needs `list` on the kinds
 //! below and nothing else.
 
@@ -20,20 +20,36 @@ use crate::domain::generated::NamespacedObject;
 /// Objects per list request (the rest come with continue tokens).
 const PAGE: u32 = 500;
 
-/// Every object of kind `K` in the cluster (all namespaces), page by page. The one API call
-/// of `check --live`.
+/// Every object of kind `K` in the cluster (all namespaces), page by page. Through
+/// [`list_matching`], the one API call of `check --live`.
 async fn list_all<K>(client: &Client) -> Result<Vec<K>, kube::Error>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
+    list_matching(client, None).await
+}
+
+/// Every object of kind `K` matching `label_selector` (all when None), page by page.
+async fn list_matching<K>(
+    client: &Client,
+    label_selector: Option<&str>,
+) -> Result<Vec<K>, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
     let api: Api<K> = Api::all(client.clone());
+    let first = ListParams::default().limit(PAGE);
+    let first = match label_selector {
+        Some(selector) => first.labels(selector),
+        None => first,
+    };
     let mut items = Vec::new();
-    let mut params = ListParams::default().limit(PAGE);
+    let mut params = first.clone();
     loop {
         let page = api.list(&params).await?;
         items.extend(page.items);
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => params = ListParams::default().limit(PAGE).continue_token(&token),
+            Some(token) => params = first.clone().continue_token(&token),
             None => return Ok(items),
         }
     }
@@ -73,7 +89,11 @@ pub struct LiveCluster {
 }
 
 /// Lists everything the evaluation reads; SecurityBaselines only when `want_baselines`.
-pub async fn read_cluster(want_baselines: bool) -> Result<LiveCluster, Vec<String>> {
+/// Nodes: only those matching `node_selector`, like the operator's `--node-selector`.
+pub async fn read_cluster(
+    want_baselines: bool,
+    node_selector: Option<&str>,
+) -> Result<LiveCluster, Vec<String>> {
     let client = Client::try_default().await.map_err(|err| {
         vec![format!(
             "cannot create a Kubernetes client from the current kubeconfig: {err}"
@@ -91,7 +111,7 @@ pub async fn read_cluster(want_baselines: bool) -> Result<LiveCluster, Vec<Strin
         list_all::<RoleBinding>(c),
         list_all::<ClusterRole>(c),
         list_all::<ClusterRoleBinding>(c),
-        list_all::<Node>(c),
+        list_matching::<Node>(c, node_selector),
         list_all::<NodeReport>(c),
     );
     let baselines = if want_baselines {

@@ -48,9 +48,12 @@ error; objects of a namespace without a Namespace manifest are not evaluated (a 
 so).
 
 Nodes: NodeReports (from `kube-baseline agent --print` or the cluster) or the --node files \
-are evaluated like the controller does; a selected Node without observations is Unknown. When \
-the manifests hold no Node, NodeReport or --node at all, node checks are not evaluated and the \
-summary says so.
+are evaluated like the controller does; a selected Node without observations is Unknown. The \
+nodes are the cluster's Nodes (with --live, narrowed by --node-selector) or the Node manifests, \
+plus the node of --node; a NodeReport whose Node is not among them is a leftover and ignored. \
+Manifests with NodeReports but no Node at all: each report stands for its node, without labels. \
+When the manifests hold no Node, NodeReport or --node at all, node checks are not evaluated and \
+the summary says so.
 
 Exit status: 0 compliant, 1 drift found, 2 error (unreadable or malformed input, invalid \
 baseline, cluster unreachable).";
@@ -100,6 +103,12 @@ pub struct CheckArgs {
     /// securitybaselines).
     #[arg(long)]
     pub live: bool,
+
+    /// With --live: only the Nodes matching this label selector are checked, as by an
+    /// operator started with the same --node-selector (the API server applies it for both);
+    /// a NodeReport of a Node outside it is ignored, like a deleted Node's.
+    #[arg(long, value_name = "SELECTOR", requires = "live")]
+    pub node_selector: Option<String>,
 
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
@@ -159,7 +168,7 @@ fn check(args: &CheckArgs) -> Result<(String, bool), Vec<String>> {
     };
 
     let mut inventory = if args.live {
-        let cluster = read_live(args.baselines.is_empty())?;
+        let cluster = read_live(args.baselines.is_empty(), args.node_selector.as_deref())?;
         if args.baselines.is_empty() {
             if cluster.baselines.is_empty() {
                 return Err(vec![
@@ -181,6 +190,7 @@ fn check(args: &CheckArgs) -> Result<(String, bool), Vec<String>> {
     };
     if let Some(report) = node_files::observe_files(&args.node_files).map_err(|e| vec![e])? {
         let origin = format!("--node {}", report.node_name);
+        inventory.node_of_files = Some(report.node_name.clone());
         inventory
             .add_node_report(report, &origin)
             .map_err(|e| vec![e])?;
@@ -208,12 +218,15 @@ fn check(args: &CheckArgs) -> Result<(String, bool), Vec<String>> {
     Ok((text, report.compliant))
 }
 
-fn read_live(want_baselines: bool) -> Result<live::LiveCluster, Vec<String>> {
+fn read_live(
+    want_baselines: bool,
+    node_selector: Option<&str>,
+) -> Result<live::LiveCluster, Vec<String>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|err| vec![format!("cannot start the async runtime: {err}")])?;
-    runtime.block_on(live::read_cluster(want_baselines))
+    runtime.block_on(live::read_cluster(want_baselines, node_selector))
 }
 
 /// Notes on stderr: what was ignored or cannot be evaluated, and with --verbose what was read.
