@@ -591,9 +591,10 @@ async fn s5_a_killed_or_frozen_leader_writes_nothing_after_losing_the_lease() {
         writes_after_lease_lost.is_empty(),
         "the frozen leader wrote after losing its lease: {writes_after_lease_lost:?}"
     );
+    // Thawed past its fence's deadline, its renewal loop wakes to exactly this.
     assert!(
-        b.log_text().contains("refused")
-            || b.log_text().contains("expired before it could be renewed"),
+        b.log_text()
+            .contains("the leader lease expired before it could be renewed"),
         "the thawed leader noticed the lost lease; log: {}",
         b.log.display()
     );
@@ -865,7 +866,17 @@ async fn s8_same_name_user_objects_survive_unselect_and_delete_mid_converge() {
         },
     )
     .await;
-    // Narrow the selector mid-converge: half the namespaces leave.
+    // Narrow the selector mid-converge: half the namespaces leave. What is ours in the
+    // namespaces that stay must stay: watched from before the change to the deletion.
+    let kept: BTreeSet<&String> = keep.iter().collect();
+    let ours_in_kept = || async {
+        generated_objects(&env.admin, &baseline)
+            .await
+            .into_iter()
+            .filter(|key| kept.contains(&key.1))
+            .collect::<BTreeSet<ObjectKey>>()
+    };
+    let mut seen_in_kept = ours_in_kept().await;
     env.apply_baseline(
         "b",
         &SPEC.replace(
@@ -873,7 +884,14 @@ async fn s8_same_name_user_objects_survive_unselect_and_delete_mid_converge() {
             "namespaceSelector: {matchLabels: {tier: keep}}",
         ),
     );
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut lost_in_kept = BTreeSet::new();
+    let narrowed = Instant::now();
+    while narrowed.elapsed() < Duration::from_secs(5) {
+        let present = ours_in_kept().await;
+        lost_in_kept.extend(seen_in_kept.difference(&present).cloned());
+        seen_in_kept.extend(present);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     // Then delete the baseline while that is still being worked through.
     let (ok, _, stderr) = kubectl_result(
         &["delete", "securitybaseline", &baseline, "--wait=false"],
@@ -896,8 +914,9 @@ async fn s8_same_name_user_objects_survive_unselect_and_delete_mid_converge() {
     let left = generated_objects(&env.admin, &baseline).await;
     operator_survived(&mut operator);
     assert!(left.is_empty(), "generated objects left behind: {left:?}");
-    // Nothing of ours is wanted any more: what is judged is the user objects.
-    Before {
+    // Nothing of ours is wanted any more: what is judged is the user objects, and what
+    // vanished from the still-selected namespaces before the deletion.
+    let mut report = Before {
         client: &env.admin,
         baseline: &baseline,
         user: &user,
@@ -911,11 +930,21 @@ async fn s8_same_name_user_objects_survive_unselect_and_delete_mid_converge() {
         &[&operator.user],
         details(&[
             ("same-name user policies", squatted.len().to_string()),
+            (
+                "generated objects in kept namespaces, watched",
+                seen_in_kept.len().to_string(),
+            ),
             ("generated objects left behind", left.len().to_string()),
         ]),
     )
-    .await
-    .finish();
+    .await;
+    report.objects_lost += lost_in_kept.len();
+    report.problems.extend(
+        lost_in_kept
+            .iter()
+            .map(|key| format!("lost from a namespace still selected: {key:?}")),
+    );
+    report.finish();
     drop(operator);
     env.cleanup().await;
 }
