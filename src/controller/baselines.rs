@@ -230,11 +230,7 @@ async fn publish_status(
     inputs.drift.extend(nodes.drift);
     inputs.failures.extend(nodes.failures);
 
-    let (selected, drifted, pending) = (
-        inputs.namespaces_selected,
-        inputs.namespaces_drifted,
-        inputs.namespaces_pending,
-    );
+    let namespace_counts = inputs.namespace_counts();
     let mut drift_by_check = std::collections::BTreeMap::<String, i64>::new();
     for entry in &inputs.drift {
         *drift_by_check.entry(entry.check.clone()).or_default() += 1;
@@ -249,12 +245,9 @@ async fn publish_status(
         &name,
         &drift_by_check,
         [
-            (
-                "compliant",
-                count(selected.saturating_sub(drifted + pending)),
-            ),
-            ("drifted", count(drifted)),
-            ("pending", count(pending)),
+            ("compliant", count(namespace_counts.compliant())),
+            ("drifted", count(namespace_counts.drifted)),
+            ("pending", count(namespace_counts.pending)),
         ],
         [
             ("compliant", status.summary.nodes_compliant),
@@ -266,7 +259,7 @@ async fn publish_status(
         // The rule the Compliant condition was built with, over the same counts.
         Compliance::of(
             usize::try_from(status.drift_total).unwrap_or(usize::MAX),
-            pending,
+            namespace_counts.pending,
         ),
     );
     if baseline.status.as_ref() == Some(&status) {

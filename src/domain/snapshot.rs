@@ -74,6 +74,15 @@ impl BaselineVerdict {
         crate::domain::status::Compliance::of(self.findings.len(), 0)
     }
 
+    /// The namespace counts, as status reports them (nothing is pending here).
+    pub fn namespace_counts(&self) -> crate::domain::status::NamespaceCounts {
+        crate::domain::status::NamespaceCounts {
+            selected: self.namespaces_selected,
+            drifted: self.namespaces_drifted,
+            pending: 0,
+        }
+    }
+
     /// Whether [`Self::compliance`] is Compliant.
     pub fn compliant(&self) -> bool {
         self.compliance() == crate::domain::status::Compliance::Compliant

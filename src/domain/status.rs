@@ -10,6 +10,25 @@ use crate::api::{BaselineSummary, DriftEntry, SecurityBaselineStatus};
 /// At most this many drift entries are listed; `driftTotal` counts all of them.
 pub const MAX_DRIFT_ENTRIES: usize = 50;
 
+/// A baseline's selected namespaces by state: the one count that status, the
+/// `kube_baseline_namespaces` metric and `check` report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NamespaceCounts {
+    pub selected: usize,
+    /// With outstanding drift.
+    pub drifted: usize,
+    /// Not yet evaluated at the current generation (`check` evaluates all at once: 0).
+    pub pending: usize,
+}
+
+impl NamespaceCounts {
+    /// Selected, evaluated and without drift. A namespace not yet evaluated is not known to
+    /// be compliant, so pending never counts as compliant.
+    pub fn compliant(&self) -> usize {
+        self.selected.saturating_sub(self.drifted + self.pending)
+    }
+}
+
 /// Whether a baseline holds everywhere it applies. One rule for the Compliant condition, the
 /// `kube_baseline_compliant` metric and `check`'s verdict, so they never disagree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +97,17 @@ pub struct StatusInputs {
     pub shared_pod_security_with: BTreeSet<String>,
 }
 
+impl StatusInputs {
+    /// The namespace counts these inputs stand for.
+    pub fn namespace_counts(&self) -> NamespaceCounts {
+        NamespaceCounts {
+            selected: self.namespaces_selected,
+            drifted: self.namespaces_drifted,
+            pending: self.namespaces_pending,
+        }
+    }
+}
+
 /// Builds the status. Conditions keep their lastTransitionTime from `previous` when their
 /// status did not change, so an unchanged cluster yields an identical status (no write).
 pub fn build_status(
@@ -85,6 +115,7 @@ pub fn build_status(
     previous: Option<&SecurityBaselineStatus>,
     now: &Time,
 ) -> SecurityBaselineStatus {
+    let namespace_counts = inputs.namespace_counts();
     let StatusInputs {
         generation,
         namespaces_selected,
@@ -233,10 +264,7 @@ pub fn build_status(
         conditions,
         summary: BaselineSummary {
             namespaces_selected: count(namespaces_selected),
-            // A namespace not yet evaluated is not known to be compliant.
-            namespaces_compliant: count(
-                namespaces_selected.saturating_sub(namespaces_drifted + namespaces_pending),
-            ),
+            namespaces_compliant: count(namespace_counts.compliant()),
             namespaces_drifted: count(namespaces_drifted),
             namespaces_pending: count(namespaces_pending),
             nodes_selected: count(nodes_selected),
@@ -282,6 +310,28 @@ mod tests {
             .iter()
             .find(|c| c.type_ == type_)
             .expect("condition present")
+    }
+
+    #[test]
+    fn pending_and_drifted_namespaces_are_not_compliant() {
+        let counts = NamespaceCounts {
+            selected: 10,
+            drifted: 3,
+            pending: 4,
+        };
+        assert_eq!(counts.compliant(), 3);
+        let all_evaluated = NamespaceCounts {
+            pending: 0,
+            ..counts
+        };
+        assert_eq!(all_evaluated.compliant(), 7);
+        // Drift found in namespaces no longer counted as selected never underflows.
+        let over = NamespaceCounts {
+            selected: 1,
+            drifted: 2,
+            pending: 0,
+        };
+        assert_eq!(over.compliant(), 0);
     }
 
     #[test]

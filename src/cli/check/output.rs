@@ -68,9 +68,7 @@ impl BaselineReport {
                 drift_total: verdict.findings.len(),
                 namespaces_with_drift: verdict.namespaces_with_findings(),
                 namespaces_selected: verdict.namespaces_selected,
-                namespaces_compliant: verdict
-                    .namespaces_selected
-                    .saturating_sub(verdict.namespaces_drifted),
+                namespaces_compliant: verdict.namespace_counts().compliant(),
                 namespaces_drifted: verdict.namespaces_drifted,
                 nodes_checked: verdict.nodes_checked,
                 nodes_selected: verdict.nodes_selected,
