@@ -789,23 +789,34 @@ pub async fn client_from_kubeconfig(path: &Path) -> Client {
 }
 
 static KSTATUS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+static SELECTORREF: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// A Go program of e2e/ built once and cached by `e2e/cluster <name>`, which prints its path.
+fn probe_binary(name: &str, cell: &std::sync::OnceLock<PathBuf>) -> PathBuf {
+    cell.get_or_init(|| {
+        let output = Command::new(repo_root().join("e2e/cluster"))
+            .arg(name)
+            .output()
+            .expect("e2e/cluster runs");
+        assert!(
+            output.status.success(),
+            "e2e/cluster {name} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+    })
+    .clone()
+}
 
 /// The kstatus probe (e2e/kstatus), built once and cached by `e2e/cluster kstatus`.
 pub fn kstatus_binary() -> PathBuf {
-    KSTATUS
-        .get_or_init(|| {
-            let output = Command::new(repo_root().join("e2e/cluster"))
-                .arg("kstatus")
-                .output()
-                .expect("e2e/cluster runs");
-            assert!(
-                output.status.success(),
-                "e2e/cluster kstatus failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
-        })
-        .clone()
+    probe_binary("kstatus", &KSTATUS)
+}
+
+/// The label selector reference (e2e/selectorref: k8s.io/apimachinery's own selector code),
+/// built once and cached by `e2e/cluster selectorref`.
+pub fn selectorref_binary() -> PathBuf {
+    probe_binary("selectorref", &SELECTORREF)
 }
 
 /// What kstatus (sigs.k8s.io/cli-utils, as Flux and kpt use it) computes for an object.

@@ -1,7 +1,8 @@
 //! What every reconcile shares: the client, the caches and the results.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::core::v1::Namespace;
@@ -16,6 +17,7 @@ use super::RunArgs;
 use super::cache::{CachedObject, CompactIndex, TakenName};
 use super::lenient::Unreadable;
 use super::results::Results;
+use super::writes_in_flight::{ObjectKey, WritesInFlight};
 use crate::api::{BASELINE_LABEL, SecurityBaseline};
 use crate::domain::generated::{GeneratedKind, NamespacedObject};
 
@@ -52,15 +54,10 @@ pub struct Context {
     /// Namespaces that existed when the caches synced and that this process has not
     /// reconciled yet (the start-up pass). None once the pass is done.
     startup_pass: Mutex<Option<HashSet<String>>>,
-    /// Pod Security label writes whose watch event has not reached the namespace cache yet:
-    /// namespace → (its resourceVersion we wrote over, the labels we applied). Entries go
-    /// as soon as the cache shows another version, so this holds at most the namespaces
-    /// with a write in flight.
-    label_writes: Mutex<HashMap<String, LabelWrite>>,
-    /// The same for generated objects: namespace → writes whose watch event has not
-    /// reached the cache yet, so that a reconcile triggered by our own earlier write does
-    /// not write the object again (and report a repair that was none).
-    object_writes: Mutex<HashMap<String, Vec<ObjectWrite>>>,
+    /// Pod Security label writes and applies whose watch events have not reached the
+    /// caches yet, so that a reconcile triggered by our own earlier write does not write
+    /// again (and report a repair that was none).
+    writes_in_flight: Mutex<WritesInFlight>,
     /// Requests per object in the last minute (shared with the client's budget layer,
     /// which records every attempt): no write fight with another field manager.
     pub repair_budget: Arc<super::repair_budget::RepairBudget>,
@@ -68,32 +65,13 @@ pub struct Context {
     pub reconcile_clock: super::replan::ReconcileClock,
 }
 
-/// An apply of a generated object: kind, name, the cached resourceVersion it was written
-/// over (None: not cached), and a hash of the applied body.
-#[derive(Debug, Clone)]
-struct ObjectWrite {
-    kind: GeneratedKind,
-    name: String,
-    written_over: Option<String>,
-    body: u64,
-    /// When it was written: an entry older than [`IN_FLIGHT_LIMIT`] is not trusted (an
-    /// add and a delete that both reached the cache would look like "not cached yet").
-    at: std::time::Instant,
+fn object_key(object: &NamespacedObject) -> ObjectKey<'_> {
+    ObjectKey {
+        kind: object.kind(),
+        namespace: object.namespace(),
+        name: object.name(),
+    }
 }
-
-/// How long a write may take to reach the caches through the watches (milliseconds in
-/// practice).
-const IN_FLIGHT_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-fn body_hash(body: &serde_json::Value) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    body.to_string().hash(&mut hasher);
-    hasher.finish()
-}
-
-/// A label write over a namespace version: (resourceVersion written over, labels applied).
-type LabelWrite = (Option<String>, BTreeMap<String, String>);
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match mutex.lock() {
@@ -148,8 +126,7 @@ impl Context {
             started: k8s_openapi::jiff::Timestamp::now(),
             caches_synced: tokio::sync::watch::Sender::new(false),
             startup_pass: Mutex::new(None),
-            label_writes: Mutex::default(),
-            object_writes: Mutex::default(),
+            writes_in_flight: Mutex::default(),
             repair_budget,
             reconcile_clock: super::replan::ReconcileClock::default(),
         }
@@ -249,18 +226,7 @@ impl Context {
         resource_version: Option<&str>,
         labels: &BTreeMap<String, String>,
     ) -> bool {
-        let mut writes = lock(&self.label_writes);
-        match writes.get(namespace) {
-            Some((written_over, applied)) if written_over.as_deref() == resource_version => {
-                applied == labels
-            }
-            Some(_) => {
-                // The cache has moved past our write.
-                writes.remove(namespace);
-                false
-            }
-            None => false,
-        }
+        lock(&self.writes_in_flight).labels_in_flight(namespace, resource_version, labels)
     }
 
     /// Remembers a successful label write over `resource_version` (see
@@ -271,10 +237,7 @@ impl Context {
         resource_version: Option<&str>,
         labels: BTreeMap<String, String>,
     ) {
-        lock(&self.label_writes).insert(
-            namespace.to_string(),
-            (resource_version.map(str::to_string), labels),
-        );
+        lock(&self.writes_in_flight).labels_written(namespace, resource_version, labels);
     }
 
     /// The resourceVersion of our cached object, if cached.
@@ -289,18 +252,12 @@ impl Context {
     /// Whether exactly this apply was already made over the version the cache still shows.
     pub fn apply_in_flight(&self, object: &NamespacedObject, body: &serde_json::Value) -> bool {
         let cached = self.cached_version(object.kind(), object.namespace(), object.name());
-        let hash = body_hash(body);
-        lock(&self.object_writes)
-            .get(object.namespace())
-            .is_some_and(|writes| {
-                writes.iter().any(|w| {
-                    w.kind == object.kind()
-                        && w.name == object.name()
-                        && w.written_over == cached
-                        && w.body == hash
-                        && w.at.elapsed() < IN_FLIGHT_LIMIT
-                })
-            })
+        lock(&self.writes_in_flight).apply_in_flight(
+            object_key(object),
+            cached.as_deref(),
+            body,
+            Instant::now(),
+        )
     }
 
     /// The cached version an apply is about to be written over (see [`Context::applied`]).
@@ -315,48 +272,29 @@ impl Context {
         written_over: Option<String>,
         body: &serde_json::Value,
     ) {
-        let write = ObjectWrite {
-            kind: object.kind(),
-            name: object.name().to_string(),
+        lock(&self.writes_in_flight).applied(
+            object_key(object),
             written_over,
-            body: body_hash(body),
-            at: std::time::Instant::now(),
-        };
-        let mut writes = lock(&self.object_writes);
-        let entry = writes.entry(object.namespace().to_string()).or_default();
-        entry.retain(|w| w.kind != write.kind || w.name != write.name);
-        entry.push(write);
+            body,
+            Instant::now(),
+        );
     }
 
     /// Drops what is remembered of writes in `namespace` that the caches have caught up
     /// with (called on every reconcile, so the memory holds only writes in flight).
     pub fn settle_writes(&self, namespace: &str, namespace_version: Option<&str>) {
-        {
-            let mut labels = lock(&self.label_writes);
-            if labels
-                .get(namespace)
-                .is_some_and(|(written_over, _)| written_over.as_deref() != namespace_version)
-            {
-                labels.remove(namespace);
-            }
-        }
-        let mut writes = lock(&self.object_writes);
-        if let Some(entry) = writes.get_mut(namespace) {
-            entry.retain(|w| {
-                w.at.elapsed() < IN_FLIGHT_LIMIT
-                    && self.cached_version(w.kind, namespace, &w.name) == w.written_over
-            });
-            if entry.is_empty() {
-                writes.remove(namespace);
-            }
-        }
+        lock(&self.writes_in_flight).settle(
+            namespace,
+            namespace_version,
+            |kind, name| self.cached_version(kind, namespace, name),
+            Instant::now(),
+        );
     }
 
     /// Forgets what is remembered about a namespace that is going away.
     pub fn forget_namespace(&self, namespace: &str) {
         self.reconcile_clock.forget(namespace);
-        lock(&self.label_writes).remove(namespace);
-        lock(&self.object_writes).remove(namespace);
+        lock(&self.writes_in_flight).forget_namespace(namespace);
     }
 
     /// Our objects of `baseline` in `namespace`, every kind.

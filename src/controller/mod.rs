@@ -27,6 +27,7 @@ mod replan;
 mod results;
 mod throttle;
 mod watches;
+mod writes_in_flight;
 
 use std::time::Duration;
 

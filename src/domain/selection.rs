@@ -36,12 +36,14 @@ pub fn is_system_namespace(name: &str, operator_namespace: &str) -> bool {
 }
 
 /// metav1.LabelSelector semantics: every matchLabels pair and every expression must hold;
-/// an empty selector matches everything.
+/// an empty selector matches everything. A selector Kubernetes rejects (apimachinery's
+/// `LabelSelectorAsSelector` errs: see [`validate_selector`]) matches nothing.
 pub fn selector_matches(selector: &NamespaceSelector, labels: &BTreeMap<String, String>) -> bool {
-    selector
-        .match_labels
-        .iter()
-        .all(|(key, value)| labels.get(key) == Some(value))
+    validate_selector(selector).is_ok()
+        && selector
+            .match_labels
+            .iter()
+            .all(|(key, value)| labels.get(key) == Some(value))
         && selector.match_expressions.iter().all(|expr| {
             let value = labels.get(&expr.key);
             match expr.operator {
@@ -50,6 +52,114 @@ pub fn selector_matches(selector: &NamespaceSelector, labels: &BTreeMap<String, 
                 SelectorOperator::Exists => value.is_some(),
                 SelectorOperator::DoesNotExist => value.is_none(),
             }
+        })
+}
+
+/// Why Kubernetes rejects a label selector.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidSelector {
+    #[error("{key:?} is not a valid label key")]
+    Key { key: String },
+    #[error("{value:?} is not a valid label value (label {key:?})")]
+    Value { key: String, value: String },
+    #[error("operator {operator:?} on {key:?} needs at least one value")]
+    NoValues {
+        key: String,
+        operator: SelectorOperator,
+    },
+    #[error("operator {operator:?} on {key:?} takes no values")]
+    UnexpectedValues {
+        key: String,
+        operator: SelectorOperator,
+    },
+}
+
+/// The checks of apimachinery's `LabelSelectorAsSelector` (`labels.NewRequirement`): every
+/// key a label key, every value a label value, In and NotIn with values, Exists and
+/// DoesNotExist without. The CRD rejects the operator/values mismatches at admission but
+/// not malformed keys or values. (An unknown operator cannot be read at all: the baseline
+/// is unreadable.)
+pub fn validate_selector(selector: &NamespaceSelector) -> Result<(), InvalidSelector> {
+    let pairs = selector
+        .match_labels
+        .iter()
+        .map(|(k, v)| (k, std::slice::from_ref(v)));
+    let expressions = selector
+        .match_expressions
+        .iter()
+        .map(|expr| (&expr.key, expr.values.as_slice()));
+    for (key, values) in pairs.chain(expressions) {
+        if !is_label_key(key) {
+            return Err(InvalidSelector::Key { key: key.clone() });
+        }
+        if let Some(value) = values.iter().find(|v| !is_label_value(v)) {
+            return Err(InvalidSelector::Value {
+                key: key.clone(),
+                value: value.clone(),
+            });
+        }
+    }
+    for expr in &selector.match_expressions {
+        let takes_values = matches!(
+            expr.operator,
+            SelectorOperator::In | SelectorOperator::NotIn
+        );
+        if takes_values && expr.values.is_empty() {
+            return Err(InvalidSelector::NoValues {
+                key: expr.key.clone(),
+                operator: expr.operator,
+            });
+        }
+        if !takes_values && !expr.values.is_empty() {
+            return Err(InvalidSelector::UnexpectedValues {
+                key: expr.key.clone(),
+                operator: expr.operator,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A label key: an optional DNS subdomain prefix and `/`, then a name of at most 63
+/// characters.
+fn is_label_key(key: &str) -> bool {
+    match key.split_once('/') {
+        Some((prefix, name)) => is_dns_subdomain(prefix) && is_label_name(name),
+        None => is_label_name(key),
+    }
+}
+
+/// At most 63 alphanumerics, `-`, `_` and `.`, starting and ending with an alphanumeric.
+fn is_label_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    match (bytes.first(), bytes.last()) {
+        (Some(first), Some(last)) => {
+            bytes.len() <= 63
+                && first.is_ascii_alphanumeric()
+                && last.is_ascii_alphanumeric()
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        }
+        _ => false,
+    }
+}
+
+/// Empty, or what a label name may be.
+fn is_label_value(value: &str) -> bool {
+    value.is_empty() || is_label_name(value)
+}
+
+/// RFC 1123 subdomain: at most 253 characters, dot-separated labels of lowercase
+/// alphanumerics and `-`, each starting and ending with an alphanumeric.
+fn is_dns_subdomain(prefix: &str) -> bool {
+    prefix.len() <= 253
+        && prefix.split('.').all(|label| {
+            let bytes = label.as_bytes();
+            let lower_alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+            bytes.first().is_some_and(lower_alnum)
+                && bytes.last().is_some_and(lower_alnum)
+                && bytes.iter().all(|b| lower_alnum(b) || *b == b'-')
         })
 }
 
@@ -121,5 +231,29 @@ mod tests {
         let exists = spec("namespaceSelector: {matchExpressions: [{key: team, operator: Exists}]}");
         assert!(selected(&exists, "a", &[("team", "")]));
         assert!(!selected(&exists, "a", &[]));
+    }
+
+    #[test]
+    fn a_selector_kubernetes_rejects_selects_nothing() {
+        // Each would select the namespace if the invalid part were ignored.
+        for selector in [
+            "{matchExpressions: [{key: env, operator: NotIn, values: []}]}",
+            "{matchExpressions: [{key: legacy, operator: DoesNotExist, values: [x]}]}",
+            "{matchExpressions: [{key: 'legacy flag', operator: DoesNotExist}]}",
+            "{matchExpressions: [{key: 'x.io/a/b', operator: DoesNotExist}]}",
+            "{matchExpressions: [{key: 'X.io/a', operator: NotIn, values: [x]}]}",
+            "{matchExpressions: [{key: env, operator: In, values: [prod, 'not valid']}]}",
+            "{matchLabels: {env: prod}, matchExpressions: [{key: '-a', operator: DoesNotExist}]}",
+        ] {
+            let s = spec(&format!("namespaceSelector: {selector}"));
+            assert!(
+                validate_selector(&s.namespace_selector).is_err(),
+                "{selector} is invalid"
+            );
+            assert!(!selected(&s, "a", &[("env", "prod")]), "{selector}");
+        }
+        let prefixed = spec("namespaceSelector: {matchLabels: {'x.io/team': a}}");
+        assert_eq!(validate_selector(&prefixed.namespace_selector), Ok(()));
+        assert!(selected(&prefixed, "a", &[("x.io/team", "a")]));
     }
 }
