@@ -196,6 +196,7 @@ fixture_cases!(
     malformed_object,
     missing_namespace,
     invalid_baseline,
+    invalid_selector,
     unknown_field,
     stdin,
     list_documents,

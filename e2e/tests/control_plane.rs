@@ -128,6 +128,45 @@ async fn crds_are_accepted_and_cel_rules_enforced_at_admission() {
     env.cleanup().await;
 }
 
+/// The selector rule of the CRD as the API server evaluates it: Exists and DoesNotExist are
+/// written without `values` (an absent field is not an empty list to CEL), In and NotIn
+/// need values. A malformed key is not checked at admission; the controller holds such a
+/// baseline and `check` rejects it (lifecycle.rs, check_cli.rs).
+#[tokio::test]
+async fn selector_expressions_are_judged_at_admission_as_written() {
+    let env = TestEnv::new("celsel").await;
+    let apply = |suffix: &str, expression: &str| {
+        let name = env.name(suffix);
+        let manifest = format!(
+            "apiVersion: kube-baseline.dev/v1alpha1\nkind: SecurityBaseline\nmetadata: {{name: {name}, labels: {{{TEST_LABEL}: {}}}}}\nspec:\n  mode: Audit\n  namespaceSelector:\n    matchExpressions:\n    - {expression}\n",
+            env.id
+        );
+        kubectl_result(&["apply", "-f", "-"], Some(&manifest))
+    };
+    for (suffix, expression) in [
+        ("exists", "{key: team, operator: Exists}"),
+        ("absent", "{key: team, operator: DoesNotExist}"),
+        ("in", "{key: team, operator: In, values: [a]}"),
+        ("empty", "{key: team, operator: Exists, values: []}"),
+    ] {
+        let (ok, _, stderr) = apply(suffix, expression);
+        assert!(ok, "{expression} is admitted: {stderr}");
+    }
+    for (suffix, expression) in [
+        ("novalues", "{key: team, operator: In}"),
+        ("emptyin", "{key: team, operator: NotIn, values: []}"),
+        ("extra", "{key: team, operator: Exists, values: [a]}"),
+    ] {
+        let (ok, _, stderr) = apply(suffix, expression);
+        assert!(!ok, "{expression} is rejected");
+        assert!(
+            stderr.contains("operators In and NotIn need at least one value"),
+            "{expression}: {stderr}"
+        );
+    }
+    env.cleanup().await;
+}
+
 #[tokio::test]
 async fn garbage_collection_and_namespace_deletion_work() {
     let env = TestEnv::new("gc").await;

@@ -316,3 +316,56 @@ async fn mode_cycles_then_unselect_or_delete_leave_nothing_of_ours() {
     wait_nothing_of_ours(&env, &second).await;
     env.cleanup().await;
 }
+
+/// A selector Kubernetes rejects (a malformed label key: the CRD admits it) selects nothing
+/// in our code; acting on that would release every namespace. The baseline is held like one
+/// this version cannot read: everything of ours stays until the selector is fixed.
+#[tokio::test]
+async fn a_baseline_whose_selector_kubernetes_rejects_releases_nothing() {
+    let env = TestEnv::new("lifesel").await;
+    let case = env.name("sel");
+    let namespace = env.create_namespace("sel", &[("case", &case)]).await;
+    let name = env.apply_baseline("sel", &spec(&case, "Enforce", "Delete"));
+    let operator = Operator::start(&env, &[]).await;
+    wait_protected(&env, &namespace).await;
+    let before = (
+        ours(&env, &namespace).await,
+        labels_and_ours(&env, &namespace).await,
+    );
+
+    let malformed = spec(&case, "Enforce", "Delete").replace(
+        &format!("matchLabels: {{case: {case}}}"),
+        &format!("matchLabels: {{case: {case}, 'bad key': x}}"),
+    );
+    env.apply_baseline("sel", &malformed);
+    let refused = || {
+        operator
+            .log_text()
+            .contains("spec.namespaceSelector is invalid")
+    };
+    let seen = std::time::Instant::now();
+    while !refused() && seen.elapsed() < Duration::from_secs(15) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Time for a (wrong) release to happen, had it been planned.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let held = (
+        ours(&env, &namespace).await,
+        labels_and_ours(&env, &namespace).await,
+    );
+    assert_eq!(held, before, "nothing of ours released or changed");
+    assert!(refused(), "the operator's log names the invalid selector");
+
+    // Fixed, to a valid selector that no longer selects the namespace: released as usual.
+    env.apply_baseline(
+        "sel",
+        &spec(&case, "Enforce", "Delete").replace(&format!("case: {case}"), "case: nowhere"),
+    );
+    wait_nothing_of_ours(&env, &namespace).await;
+    assert!(
+        uid(&env, &name).await.len() > 1,
+        "the baseline itself is still there"
+    );
+    drop(operator);
+    env.cleanup().await;
+}

@@ -141,7 +141,7 @@ pub struct NamespaceSelector {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new(
-    "self.operator in ['In', 'NotIn'] ? size(self.values) > 0 : size(self.values) == 0"
+    "self.operator in ['In', 'NotIn'] ? has(self.values) && size(self.values) > 0 : !has(self.values) || size(self.values) == 0"
 ).message("namespaceSelector.matchExpressions: operators In and NotIn need at least one value; Exists and DoesNotExist take none"))]
 pub struct SelectorRequirement {
     /// The label key.

@@ -35,7 +35,7 @@ pub fn watch_all<K>(
     unreadable: Arc<Unreadable>,
 ) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static
 where
-    K: kube::Resource<DynamicType = ()> + DeserializeOwned + Send + 'static,
+    K: kube::Resource<DynamicType = ()> + DeserializeOwned + Actionable + Send + 'static,
 {
     let resource = ApiResource::erase::<K>(&());
     let api: Api<DynamicObject> = Api::all_with(client, &resource);
@@ -48,7 +48,7 @@ pub(super) fn decode_event<K>(
     unreadable: &Unreadable,
 ) -> Option<Result<Event<K>, watcher::Error>>
 where
-    K: kube::Resource<DynamicType = ()> + DeserializeOwned,
+    K: kube::Resource<DynamicType = ()> + DeserializeOwned + Actionable,
 {
     let event = match event {
         Err(error) => return Some(Err(error)),
@@ -104,14 +104,46 @@ where
     Some(Ok(decoded))
 }
 
+/// What decodes but still cannot be acted on safely.
+pub trait Actionable {
+    /// Why acting on this object could do harm, if it could.
+    fn not_actionable(&self) -> Option<String> {
+        None
+    }
+}
+
+/// A selector Kubernetes itself rejects (the CRD admits malformed label keys and values)
+/// selects nothing: acting on that would release every namespace the baseline holds. It is
+/// held like a baseline this version cannot read until it is fixed.
+impl Actionable for crate::api::SecurityBaseline {
+    fn not_actionable(&self) -> Option<String> {
+        crate::domain::selection::validate_selector(&self.spec.namespace_selector)
+            .err()
+            .map(|error| format!("spec.namespaceSelector is invalid: {error}"))
+    }
+}
+
+impl Actionable for crate::api::NodeReport {}
+
 /// Decodes one object, or warns (naming it) and says why it cannot be read.
 pub fn decode<K>(object: DynamicObject) -> Result<K, String>
 where
-    K: kube::Resource<DynamicType = ()> + DeserializeOwned,
+    K: kube::Resource<DynamicType = ()> + DeserializeOwned + Actionable,
 {
     let name = object.metadata.name.clone().unwrap_or_default();
     let version = object.metadata.resource_version.clone().unwrap_or_default();
     let decoded = serde_json::to_value(&object).and_then(serde_json::from_value::<K>);
+    if let Ok(Some(why)) = decoded.as_ref().map(Actionable::not_actionable) {
+        warn!(
+            kind = %K::kind(&()),
+            object = %name,
+            resource_version = %version,
+            error = %why,
+            "this object is invalid; it counts as present: nothing it owns is released, \
+             deleted or changed until it is fixed, and the others are reconciled as usual"
+        );
+        return Err(why);
+    }
     decoded.map_err(|error| {
         warn!(
             kind = %K::kind(&()),
@@ -279,6 +311,32 @@ mod tests {
              metadata: {name: newer}\nspec: {namespaceSelector: {}, mode: Warn}\n",
         );
         assert!(decode::<SecurityBaseline>(newer).is_err());
+    }
+
+    #[test]
+    fn a_baseline_whose_selector_kubernetes_rejects_is_held_like_an_unreadable_one() {
+        let (_, unreadable) = register();
+        feed(&unreadable, Event::Init);
+        feed(&unreadable, Event::InitDone);
+        assert!(feed(
+            &unreadable,
+            Event::Apply(baseline("selective", "Enforce"))
+        ));
+        // The CRD admits a malformed key; Kubernetes would reject the selector, and ours
+        // would select nothing: acting on it would release every namespace.
+        let malformed = object(
+            "apiVersion: kube-baseline.dev/v1alpha1\nkind: SecurityBaseline\n\
+             metadata: {name: selective}\n\
+             spec: {namespaceSelector: {matchLabels: {'bad key': x}}, mode: Enforce}\n",
+        );
+        assert!(!feed(&unreadable, Event::Apply(malformed)));
+        assert!(unreadable.is_unreadable("selective") && unreadable.hides("selective"));
+        // Fixed: acted on again.
+        assert!(feed(
+            &unreadable,
+            Event::Apply(baseline("selective", "Enforce"))
+        ));
+        assert!(!unreadable.hides("selective"));
     }
 
     fn baseline(name: &str, mode: &str) -> DynamicObject {

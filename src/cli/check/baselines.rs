@@ -1,6 +1,7 @@
 //! SecurityBaselines from files (or the embedded default), validated as admission would:
 //! unknown fields (kubectl's strict field validation), the CRD's CEL rules, then the types.
 
+use crate::domain::selection::validate_selector;
 use kube::CustomResourceExt;
 use serde_json::Value;
 
@@ -144,8 +145,13 @@ pub fn parse_baseline(value: &Value) -> Result<SecurityBaseline, Vec<String>> {
     if !problems.is_empty() {
         return Err(problems);
     }
-    serde_json::from_value::<SecurityBaseline>(value.clone())
-        .map_err(|err| vec![format!("{what}: invalid: {err}")])
+    let baseline = serde_json::from_value::<SecurityBaseline>(value.clone())
+        .map_err(|err| vec![format!("{what}: invalid: {err}")])?;
+    // The CRD admits malformed label keys and values; Kubernetes rejects such a selector,
+    // and the controller holds such a baseline instead of acting on it.
+    validate_selector(&baseline.spec.namespace_selector)
+        .map_err(|err| vec![format!("{what}: spec.namespaceSelector is invalid: {err}")])?;
+    Ok(baseline)
 }
 
 /// Fields the CRD's schema does not declare (below metadata, which is not in the schema),
