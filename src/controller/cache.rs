@@ -2,7 +2,9 @@
 //! what it needs without a GET and without scanning the whole cluster.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::RwLock;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher;
@@ -245,10 +247,7 @@ impl<V: Clone> CompactIndex<V> {
         event: &watcher::Event<K>,
         mut convert: impl FnMut(&K) -> Option<(String, String, Option<V>)>,
     ) {
-        let mut objects = match self.objects.write() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut objects = self.objects.write();
         match event {
             watcher::Event::Apply(object) => match convert(object) {
                 Some((namespace, name, Some(value))) => {
@@ -277,16 +276,10 @@ impl<V: Clone> CompactIndex<V> {
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Objects<V>> {
-        match self.objects.read() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
-    }
-
     /// The object `name` in `namespace`.
     pub fn get(&self, namespace: &str, name: &str) -> Option<V> {
-        self.read()
+        self.objects
+            .read()
             .live
             .get(namespace)?
             .iter()
@@ -296,7 +289,8 @@ impl<V: Clone> CompactIndex<V> {
 
     /// Every object in `namespace` that satisfies `keep`.
     pub fn in_namespace(&self, namespace: &str, keep: impl Fn(&V) -> bool) -> Vec<V> {
-        self.read()
+        self.objects
+            .read()
             .live
             .get(namespace)
             .map(|names| {
@@ -312,7 +306,8 @@ impl<V: Clone> CompactIndex<V> {
 
     /// True when any object anywhere satisfies `predicate`.
     pub fn any(&self, predicate: impl Fn(&V) -> bool) -> bool {
-        self.read()
+        self.objects
+            .read()
             .live
             .values()
             .any(|names| names.iter().any(|(_, v)| predicate(v)))
@@ -321,7 +316,7 @@ impl<V: Clone> CompactIndex<V> {
     /// Number of objects held.
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.read().live.values().map(Vec::len).sum()
+        self.objects.read().live.values().map(Vec::len).sum()
     }
 
     /// Whether the first list has completed.

@@ -1,7 +1,9 @@
 //! What every reconcile shares: the client, the caches and the results.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Instant;
 
 use futures::channel::mpsc::UnboundedSender;
@@ -70,13 +72,6 @@ fn object_key(object: &NamespacedObject) -> ObjectKey<'_> {
         kind: object.kind(),
         namespace: object.namespace(),
         name: object.name(),
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
@@ -161,7 +156,7 @@ impl Context {
             .iter()
             .map(|namespace| namespace.name_any())
             .collect();
-        *lock(&self.startup_pass) = (!existing.is_empty()).then_some(existing);
+        *self.startup_pass.lock() = (!existing.is_empty()).then_some(existing);
         self.caches_synced.send_replace(true);
     }
 
@@ -171,7 +166,7 @@ impl Context {
     /// reconciled" about namespaces this process has not looked at, so it is not written
     /// (a restart on a converged cluster writes nothing).
     pub fn in_startup_pass(&self) -> bool {
-        let mut pass = lock(&self.startup_pass);
+        let mut pass = self.startup_pass.lock();
         let Some(pending) = pass.as_mut() else {
             return false;
         };
@@ -197,7 +192,7 @@ impl Context {
     /// every baseline's status.
     pub fn reconciled(&self, namespace: &str) {
         let ended = {
-            let mut pass = lock(&self.startup_pass);
+            let mut pass = self.startup_pass.lock();
             match pass.as_mut() {
                 Some(pending) => {
                     pending.remove(namespace);
@@ -226,7 +221,9 @@ impl Context {
         resource_version: Option<&str>,
         labels: &BTreeMap<String, String>,
     ) -> bool {
-        lock(&self.writes_in_flight).labels_in_flight(namespace, resource_version, labels)
+        self.writes_in_flight
+            .lock()
+            .labels_in_flight(namespace, resource_version, labels)
     }
 
     /// Remembers a successful label write over `resource_version` (see
@@ -237,7 +234,9 @@ impl Context {
         resource_version: Option<&str>,
         labels: BTreeMap<String, String>,
     ) {
-        lock(&self.writes_in_flight).labels_written(namespace, resource_version, labels);
+        self.writes_in_flight
+            .lock()
+            .labels_written(namespace, resource_version, labels);
     }
 
     /// The resourceVersion of our cached object, if cached.
@@ -252,7 +251,7 @@ impl Context {
     /// Whether exactly this apply was already made over the version the cache still shows.
     pub fn apply_in_flight(&self, object: &NamespacedObject, body: &serde_json::Value) -> bool {
         let cached = self.cached_version(object.kind(), object.namespace(), object.name());
-        lock(&self.writes_in_flight).apply_in_flight(
+        self.writes_in_flight.lock().apply_in_flight(
             object_key(object),
             cached.as_deref(),
             body,
@@ -272,7 +271,7 @@ impl Context {
         written_over: Option<String>,
         body: &serde_json::Value,
     ) {
-        lock(&self.writes_in_flight).applied(
+        self.writes_in_flight.lock().applied(
             object_key(object),
             written_over,
             body,
@@ -283,7 +282,7 @@ impl Context {
     /// Drops what is remembered of writes in `namespace` that the caches have caught up
     /// with (called on every reconcile, so the memory holds only writes in flight).
     pub fn settle_writes(&self, namespace: &str, namespace_version: Option<&str>) {
-        lock(&self.writes_in_flight).settle(
+        self.writes_in_flight.lock().settle(
             namespace,
             namespace_version,
             |kind, name| self.cached_version(kind, namespace, name),
@@ -294,7 +293,7 @@ impl Context {
     /// Forgets what is remembered about a namespace that is going away.
     pub fn forget_namespace(&self, namespace: &str) {
         self.reconcile_clock.forget(namespace);
-        lock(&self.writes_in_flight).forget_namespace(namespace);
+        self.writes_in_flight.lock().forget_namespace(namespace);
     }
 
     /// Our objects of `baseline` in `namespace`, every kind.

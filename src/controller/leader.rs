@@ -28,7 +28,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -117,7 +119,7 @@ impl WriteFence {
 
     fn set(&self, until: Option<Instant>) {
         if let Some(deadline) = &self.deadline {
-            *lock(deadline) = until;
+            *deadline.lock() = until;
         }
     }
 
@@ -128,22 +130,15 @@ impl WriteFence {
 
     /// Until when writes are allowed (None: not at all, or no fence).
     fn deadline(&self) -> Option<Instant> {
-        self.deadline.as_ref().and_then(|deadline| *lock(deadline))
+        self.deadline.as_ref().and_then(|deadline| *deadline.lock())
     }
 
     /// Whether a write sent now is still covered by the lease.
     pub fn allows_writes_at(&self, now: Instant) -> bool {
         match &self.deadline {
             None => true,
-            Some(deadline) => lock(deadline).is_some_and(|until| now < until),
+            Some(deadline) => deadline.lock().is_some_and(|until| now < until),
         }
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
     }
 }
 

@@ -16,7 +16,9 @@
 //! makes both the same. The register is exported as `kube_baseline_unreadable_objects{kind}`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use futures::{Stream, StreamExt, future};
 use kube::Client;
@@ -178,16 +180,9 @@ impl Unreadable {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, UnreadableState> {
-        match self.state.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
-    }
-
     fn update(&self, change: impl FnOnce(&mut UnreadableState)) {
         let (before, after, count) = {
-            let mut state = self.lock();
+            let mut state = self.state.lock();
             let before = state.unreadable.keys().cloned().collect::<BTreeSet<_>>();
             change(&mut state);
             let after = state.unreadable.keys().cloned().collect::<BTreeSet<_>>();
@@ -214,24 +209,24 @@ impl Unreadable {
 
     /// Whether `name` exists but cannot be read.
     pub fn is_unreadable(&self, name: &str) -> bool {
-        self.lock().unreadable.contains_key(name)
+        self.state.lock().unreadable.contains_key(name)
     }
 
     /// Whether the cached version of `name` must not be acted on: the object cannot be read
     /// now, or was deleted while unreadable.
     pub fn hides(&self, name: &str) -> bool {
-        let state = self.lock();
+        let state = self.state.lock();
         state.unreadable.contains_key(name) || state.gone.contains(name)
     }
 
     /// The names of the objects that cannot be read.
     pub fn names(&self) -> Vec<String> {
-        self.lock().unreadable.keys().cloned().collect()
+        self.state.lock().unreadable.keys().cloned().collect()
     }
 
     /// Whether any object of this kind cannot be read.
     pub fn any(&self) -> bool {
-        !self.lock().unreadable.is_empty()
+        !self.state.lock().unreadable.is_empty()
     }
 
     /// Changes whenever the set of unreadable objects does.

@@ -1,8 +1,8 @@
 //! Prometheus metrics: controller-runtime's names where they exist, plus drift gauges that
 //! alerts are built on.
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -153,10 +153,7 @@ impl Metrics {
                 .get_or_create(&labels(&[("baseline", baseline), ("status", status)]))
                 .set(i64::from(compliance.condition_status() == status));
         }
-        let mut known = match self.drift_checks.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut known = self.drift_checks.lock();
         let previous = known.remove(baseline).unwrap_or_default();
         for check in previous.iter().filter(|c| !drift_by_check.contains_key(*c)) {
             self.drift

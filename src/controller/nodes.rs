@@ -29,7 +29,9 @@
 //!   ConfigMap permissions.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt, future};
@@ -125,13 +127,6 @@ impl NodeCaches {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
-
 /// What the checks see of a node whose NodeReport this version cannot read (a newer
 /// agent): the agent runs there, but nothing it observed can be read, so every check of
 /// the node — kubelet, and control plane, as it may run a kube-apiserver — is Unknown.
@@ -172,7 +167,9 @@ pub fn node_status(ctx: &Context, baseline: &SecurityBaseline) -> NodeStatus {
         &caches.nodes.in_namespace(CLUSTER, |_| true),
         |node| caches.report_of(node),
     );
-    status.failures = lock(&caches.publish_failure)
+    status.failures = caches
+        .publish_failure
+        .lock()
         .iter()
         .filter(|(source, _)| *source == name)
         .map(|(_, failure)| failure.clone())
@@ -383,7 +380,7 @@ async fn publish_loop(client: Client, ctx: Arc<Context>) {
 /// concerns when it changes.
 fn set_failure(ctx: &Context, failure: Option<(String, Failure)>) {
     let previous = {
-        let mut current = lock(&ctx.node_caches.publish_failure);
+        let mut current = ctx.node_caches.publish_failure.lock();
         if *current == failure {
             return;
         }
@@ -422,7 +419,7 @@ async fn watch_config_map(client: Client, ctx: Arc<Context>) {
                         if status.code == 403
                 );
                 warn!(%error, watch = "ConfigMap", "watch failed; retrying with backoff");
-                *lock(&last_error) = Some((error.to_string(), forbidden));
+                *last_error.lock() = Some((error.to_string(), forbidden));
             }
         }
         future::ready(())
@@ -447,7 +444,9 @@ async fn publish(client: &Client, ctx: &Context, source: &SecurityBaseline) -> R
         .await
         .is_err()
     {
-        let (error, forbidden) = lock(&caches.config_map_watch_error)
+        let (error, forbidden) = caches
+            .config_map_watch_error
+            .lock()
             .clone()
             .unwrap_or_else(|| ("the watch has not listed yet".to_owned(), false));
         let message = format!(

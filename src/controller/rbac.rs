@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::fmt::Debug;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 
 use futures::{Stream, StreamExt, future, stream};
 use k8s_openapi::api::core::v1::Namespace;
@@ -42,17 +44,11 @@ impl Default for RbacCache {
 impl RbacCache {
     /// Runs `read` with the index.
     pub fn read<T>(&self, read: impl FnOnce(&RbacIndex) -> T) -> T {
-        match self.index.read() {
-            Ok(index) => read(&index),
-            Err(poisoned) => read(&poisoned.into_inner()),
-        }
+        read(&self.index.read())
     }
 
     fn write<T>(&self, write: impl FnOnce(&mut RbacIndex) -> T) -> T {
-        match self.index.write() {
-            Ok(mut index) => write(&mut index),
-            Err(poisoned) => write(&mut poisoned.into_inner()),
-        }
+        write(&mut self.index.write())
     }
 
     /// Waits until every kind has its first full list.
@@ -121,18 +117,18 @@ where
                     let Some(reference) = RbacObjectRef::of(&object) else {
                         return Vec::new();
                     };
-                    lock(&known).insert(reference);
+                    known.lock().insert(reference);
                     cache.write(|index| index.upsert(&object))
                 }
                 watcher::Event::Delete(object) => {
                     let Some(reference) = RbacObjectRef::of(&object) else {
                         return Vec::new();
                     };
-                    lock(&known).remove(&reference);
+                    known.lock().remove(&reference);
                     cache.write(|index| index.remove(&reference))
                 }
                 watcher::Event::Init => {
-                    lock(&listed).clear();
+                    listed.lock().clear();
                     BTreeSet::new()
                 }
                 watcher::Event::InitApply(object) => {
@@ -141,13 +137,14 @@ where
                     let Some(reference) = RbacObjectRef::of(&object) else {
                         return Vec::new();
                     };
-                    lock(&listed).insert(reference.clone());
-                    lock(&known).insert(reference);
+                    listed.lock().insert(reference.clone());
+                    known.lock().insert(reference);
                     cache.write(|index| index.upsert(&object))
                 }
                 watcher::Event::InitDone => {
-                    let listed = std::mem::take(&mut *lock(&listed));
-                    let gone: Vec<RbacObjectRef> = lock(&known)
+                    let listed = std::mem::take(&mut *listed.lock());
+                    let gone: Vec<RbacObjectRef> = known
+                        .lock()
                         .iter()
                         .filter(|r| !listed.contains(*r))
                         .cloned()
@@ -159,7 +156,7 @@ where
                         }
                         affected
                     });
-                    *lock(&known) = listed;
+                    *known.lock() = listed;
                     cache.ready[slot].send_replace(true);
                     affected
                 }
@@ -172,11 +169,4 @@ where
         })
         .flat_map(stream::iter)
         .boxed()
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
 }

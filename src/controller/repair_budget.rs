@@ -17,7 +17,9 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -88,7 +90,8 @@ pub struct RepairBudget {
 impl RepairBudget {
     /// Ok if another write to `target` is allowed at `now`; else how long until it is.
     pub fn check(&self, target: WriteTarget, now: Instant) -> Result<(), Duration> {
-        lock(&self.recent)
+        self.recent
+            .lock()
             .get(&target)
             .map_or(Ok(()), |times| allowed(times, now))
     }
@@ -98,7 +101,8 @@ impl RepairBudget {
     /// budget as spent then, since how many writes that was is unknown. So a new leader
     /// does not add its 3 writes to its predecessor's within the same minute.
     pub fn seed(&self, target: WriteTarget, last_ours: Instant) {
-        lock(&self.recent)
+        self.recent
+            .lock()
             .entry(target)
             .or_insert([Some(last_ours); MAX_WRITES]);
     }
@@ -106,7 +110,7 @@ impl RepairBudget {
     /// Checks and records at once (one lock: two concurrent requests cannot both take the
     /// last slot).
     pub fn take(&self, target: WriteTarget, now: Instant) -> Result<(), Duration> {
-        let mut recent = lock(&self.recent);
+        let mut recent = self.recent.lock();
         if let Some(times) = recent.get(&target) {
             allowed(times, now)?;
         }
@@ -128,7 +132,7 @@ impl RepairBudget {
         // Sweep entries whose every write has left the window, whenever the map has doubled
         // since the last sweep: amortised O(1) per write, and the map stays bounded by the
         // writes of about one window.
-        let mut swept_at_len = lock(&self.swept_at_len);
+        let mut swept_at_len = self.swept_at_len.lock();
         if recent.len() >= (*swept_at_len * 2).max(1024) {
             recent.retain(|_, times| {
                 times
@@ -143,7 +147,7 @@ impl RepairBudget {
 
     /// Number of objects with a write in memory (for tests and debugging).
     pub fn tracked(&self) -> usize {
-        lock(&self.recent).len()
+        self.recent.lock().len()
     }
 }
 
@@ -275,13 +279,6 @@ pub fn budget_spent(error: &kube::Error) -> Option<&BudgetSpent> {
     match error {
         kube::Error::Service(source) => source.downcast_ref::<BudgetSpent>(),
         _ => None,
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
     }
 }
 

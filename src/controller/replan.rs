@@ -9,8 +9,8 @@
 //! short queue. A namespace whose reconcile started after the change (its own event came
 //! first) already reads the new spec and is not re-planned again.
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -40,27 +40,21 @@ impl ReconcileClock {
     /// Records that a reconcile of `namespace` starts now.
     pub fn starting(&self, namespace: &str) {
         let tick = self.now();
-        lock(&self.started).insert(namespace.into(), tick);
+        self.started.lock().insert(namespace.into(), tick);
         self.start.notify_one();
     }
 
     /// Whether `namespace`'s latest reconcile started before `change` (or never did).
     pub fn started_before(&self, namespace: &str, change: u64) -> bool {
-        lock(&self.started)
+        self.started
+            .lock()
             .get(namespace)
             .is_none_or(|started| *started < change)
     }
 
     /// Forgets a namespace that is gone.
     pub fn forget(&self, namespace: &str) {
-        lock(&self.started).remove(namespace);
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
+        self.started.lock().remove(namespace);
     }
 }
 

@@ -1,8 +1,8 @@
 //! What the namespace reconciler found, per baseline and namespace: the source of each
 //! baseline's status.
 
+use parking_lot::Mutex;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
 
 use crate::api::DriftEntry;
 use crate::domain::status::Failure;
@@ -35,13 +35,6 @@ pub struct Results {
 }
 
 impl Results {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, BaselineResults>> {
-        match self.by_baseline.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
-    }
-
     /// Records (or, with None, forgets) a namespace's result; returns the previous one.
     pub fn record(
         &self,
@@ -49,7 +42,7 @@ impl Results {
         namespace: &str,
         result: Option<NamespaceResult>,
     ) -> Option<NamespaceResult> {
-        let mut all = self.lock();
+        let mut all = self.by_baseline.lock();
         match result {
             Some(result) => all
                 .entry(baseline.to_string())
@@ -62,13 +55,17 @@ impl Results {
 
     /// Counts repairs made in Enforce mode.
     pub fn add_repairs(&self, baseline: &str, repairs: i64) {
-        self.lock().entry(baseline.to_string()).or_default().repairs += repairs;
+        self.by_baseline
+            .lock()
+            .entry(baseline.to_string())
+            .or_default()
+            .repairs += repairs;
     }
 
     /// Continues the repair count from the status the baseline already has, so a restarted
     /// operator does not rewrite an unchanged status.
     pub fn seed_repairs(&self, baseline: &str, from_status: i64) {
-        let mut all = self.lock();
+        let mut all = self.by_baseline.lock();
         let entry = all.entry(baseline.to_string()).or_default();
         if !entry.repairs_seeded {
             entry.repairs += from_status;
@@ -85,7 +82,7 @@ impl Results {
         baseline: &str,
         read: impl FnOnce(&HashMap<String, NamespaceResult>, i64) -> T,
     ) -> T {
-        let all = self.lock();
+        let all = self.by_baseline.lock();
         match all.get(baseline) {
             Some(results) => read(&results.namespaces, results.repairs),
             None => read(&HashMap::new(), 0),
@@ -94,25 +91,26 @@ impl Results {
 
     /// Whether any namespace still has a result for the baseline.
     pub fn has_namespaces(&self, baseline: &str) -> bool {
-        self.lock()
+        self.by_baseline
+            .lock()
             .get(baseline)
             .is_some_and(|r| !r.namespaces.is_empty())
     }
 
     /// The baselines with results.
     pub fn baselines(&self) -> Vec<String> {
-        self.lock().keys().cloned().collect()
+        self.by_baseline.lock().keys().cloned().collect()
     }
 
     /// Forgets a baseline entirely (it is gone).
     pub fn forget(&self, baseline: &str) {
-        self.lock().remove(baseline);
+        self.by_baseline.lock().remove(baseline);
     }
 
     /// Forgets a namespace for every baseline (it is being deleted); returns the baselines
     /// that had a result there.
     pub fn forget_namespace(&self, namespace: &str) -> Vec<String> {
-        let mut all = self.lock();
+        let mut all = self.by_baseline.lock();
         all.iter_mut()
             .filter_map(|(baseline, results)| {
                 results

@@ -4,7 +4,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -30,10 +32,7 @@ impl TokenBucket {
 
     /// Takes a token, or says how long until one is available.
     pub fn try_take(&self, now: Instant) -> Result<(), Duration> {
-        let mut state = match self.state.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut state = self.state.lock();
         let (tokens, last) = &mut *state;
         *tokens = (*tokens + now.saturating_duration_since(*last).as_secs_f64() * self.qps)
             .min(self.burst);
