@@ -4,10 +4,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
-use parking_lot::RwLock;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher;
+use parking_lot::RwLock;
 use tokio::sync::watch;
 
 use crate::domain::generated::NamespacedObject;

@@ -2,8 +2,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-
-use parking_lot::Mutex;
 use std::time::Instant;
 
 use futures::channel::mpsc::UnboundedSender;
@@ -14,6 +12,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
+use parking_lot::Mutex;
 
 use super::RunArgs;
 use super::cache::{CachedObject, CompactIndex, TakenName};

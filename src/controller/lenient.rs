@@ -18,12 +18,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-
 use futures::{Stream, StreamExt, future};
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::watcher::{self, Event};
+use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 

@@ -1,10 +1,10 @@
 //! Prometheus metrics: controller-runtime's names where they exist, plus drift gauges that
 //! alerts are built on.
 
-use parking_lot::Mutex;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;

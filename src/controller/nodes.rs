@@ -30,8 +30,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-use parking_lot::Mutex;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt, future};
@@ -40,6 +38,7 @@ use kube::api::Patch;
 use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
+use parking_lot::Mutex;
 use tracing::{debug, info, warn};
 
 use super::apply::{WriteError, apply_params};

@@ -9,13 +9,13 @@
 //! short queue. A namespace whose reconcile started after the change (its own event came
 //! first) already reads the new spec and is not re-planned again.
 
-use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::channel::mpsc::UnboundedSender;
 use futures::{Stream, StreamExt};
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 /// When each namespace's latest reconcile started, on a counter that also stamps baseline

@@ -1,8 +1,9 @@
 //! What the namespace reconciler found, per baseline and namespace: the source of each
 //! baseline's status.
 
-use parking_lot::Mutex;
 use std::collections::{BTreeSet, HashMap};
+
+use parking_lot::Mutex;
 
 use crate::api::DriftEntry;
 use crate::domain::status::Failure;

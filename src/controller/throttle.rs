@@ -5,11 +5,10 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-
-use parking_lot::Mutex;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use tower::{Layer, Service};
 
 /// A token bucket: `qps` tokens a second, at most `burst` saved up.
