@@ -167,7 +167,7 @@ pub async fn prune_deleted(ctx: Arc<Context>) {
 static NO_LABELS: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
 
 /// Computes the status from the namespace results and writes it if it changed.
-async fn publish_status(
+pub(super) async fn publish_status(
     baseline: &SecurityBaseline,
     ctx: &Context,
 ) -> Result<RequeueAction, ReconcileError> {

@@ -25,6 +25,8 @@ mod rbac;
 mod repair_budget;
 mod replan;
 mod results;
+#[cfg(test)]
+mod scenario_tests;
 mod throttle;
 mod watches;
 mod writes_in_flight;

@@ -84,7 +84,7 @@ pub async fn reconcile(
     result
 }
 
-async fn reconcile_namespace(
+pub(super) async fn reconcile_namespace(
     name: &str,
     namespace: &PartialObjectMeta<Namespace>,
     ctx: &Context,

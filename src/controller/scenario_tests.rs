@@ -1,0 +1,350 @@
+//! The namespace reconciler against a mocked API server (kube's `Client` over a tower
+//! service that records every request and answers it): what it writes, and what it does
+//! not, with no cluster. The end-to-end tests run the same paths against a real API server.
+
+use std::sync::Arc;
+
+use clap::Parser;
+use futures::channel::mpsc;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Client;
+use kube::client::Body;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::watcher::Event;
+use parking_lot::Mutex;
+
+use super::RunArgs;
+use super::baselines::publish_status;
+use super::context::Context;
+use super::namespaces::reconcile_namespace;
+use super::repair_budget::RepairBudget;
+use super::results::NamespaceResult;
+use super::watches::KindFeed;
+use crate::api::{DriftReason, SecurityBaseline};
+use crate::domain::generated::{GeneratedKind, NamespacedObject};
+
+/// One request the reconciler sent: (method, path, body).
+type Request = (String, String, serde_json::Value);
+
+/// An API server that answers every write with what it was sent (a server-side apply
+/// returns the applied object; good enough for the reconcilers, which read nothing back;
+/// a status apply gets the whole object back, status merged in) and records it.
+fn mock_api(object: serde_json::Value) -> (Client, Arc<Mutex<Vec<Request>>>) {
+    let requests: Arc<Mutex<Vec<Request>>> = Arc::default();
+    let seen = requests.clone();
+    let service = tower::service_fn(move |request: http::Request<Body>| {
+        let (seen, object) = (seen.clone(), object.clone());
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = body.collect_bytes().await?;
+            let sent: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let path = parts.uri.path().to_string();
+            let answer = if parts.method == http::Method::DELETE {
+                serde_json::json!({"apiVersion": "v1", "kind": "Status", "status": "Success"})
+            } else if path.ends_with("/status") {
+                let mut whole = object;
+                whole["status"] = sent["status"].clone();
+                whole
+            } else {
+                sent.clone()
+            };
+            seen.lock().push((parts.method.to_string(), path, sent));
+            let answer = serde_json::to_vec(&answer)?;
+            Ok::<_, tower::BoxError>(
+                http::Response::builder()
+                    .status(200)
+                    .header("content-type", "application/json")
+                    .body(Body::from(answer))
+                    .expect("response"),
+            )
+        }
+    });
+    (Client::new(service, "default"), requests)
+}
+
+#[derive(Parser)]
+struct Flags {
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+struct Scenario {
+    ctx: Arc<Context>,
+    requests: Arc<Mutex<Vec<Request>>>,
+    baselines: Writer<SecurityBaseline>,
+}
+
+impl Scenario {
+    /// A context over the mock with every cache listed (and empty): nothing of ours, no
+    /// name taken, no RBAC objects, no nodes.
+    fn new() -> Self {
+        let object = serde_json::to_value(
+            serde_saphyr::from_str::<SecurityBaseline>(&baseline("b", ENFORCE)).expect("baseline"),
+        )
+        .expect("json");
+        let (client, requests) = mock_api(object);
+        let flags = Flags::parse_from(["kube-baseline"]);
+        let (baselines_store, mut baselines) = reflector::store::<SecurityBaseline>();
+        let (namespaces_store, mut namespaces) = reflector::store::<PartialObjectMeta<Namespace>>();
+        baselines.apply_watcher_event(&Event::InitDone);
+        namespaces.apply_watcher_event(&Event::InitDone);
+        let (status_trigger, _status_requests) = mpsc::unbounded();
+        let ctx = Context::new(
+            client,
+            &flags.run,
+            baselines_store,
+            namespaces_store,
+            status_trigger,
+            Arc::new(RepairBudget::default()),
+        );
+        Self {
+            ctx: Arc::new(ctx),
+            requests,
+            baselines,
+        }
+    }
+
+    fn add_baseline(&mut self, yaml: &str) {
+        let baseline: SecurityBaseline = serde_saphyr::from_str(yaml).expect("baseline");
+        self.baselines.apply_watcher_event(&Event::Apply(baseline));
+    }
+
+    async fn reconcile(&self, namespace: &PartialObjectMeta<Namespace>) {
+        let name = namespace.metadata.name.clone().unwrap_or_default();
+        reconcile_namespace(&name, namespace, &self.ctx)
+            .await
+            .expect("reconciled");
+    }
+
+    /// The baseline's result in `namespace`, if it has one.
+    fn result(&self, baseline: &str, namespace: &str) -> Option<NamespaceResult> {
+        self.ctx
+            .results
+            .read(baseline, |results, _| results.get(namespace).cloned())
+    }
+
+    /// The requests so far, and forgets them.
+    fn take_requests(&self) -> Vec<Request> {
+        std::mem::take(&mut *self.requests.lock())
+    }
+}
+
+fn baseline(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: kube-baseline.dev/v1alpha1\nkind: SecurityBaseline\n\
+         metadata: {{name: {name}, uid: uid-{name}, generation: 1}}\nspec:\n{spec}"
+    )
+}
+
+const ENFORCE: &str =
+    "  namespaceSelector: {matchLabels: {env: prod}}\n  podSecurity: {enforce: restricted}\n";
+
+fn namespace(name: &str, labels: &[(&str, &str)]) -> PartialObjectMeta<Namespace> {
+    let mut meta = PartialObjectMeta::<Namespace>::default();
+    meta.metadata.name = Some(name.to_owned());
+    meta.metadata.resource_version = Some("1".to_owned());
+    meta.metadata.labels = Some(
+        labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    );
+    meta
+}
+
+fn paths(requests: &[Request]) -> Vec<String> {
+    requests
+        .iter()
+        .map(|(method, path, _)| format!("{method} {path}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_new_namespace_gets_its_objects_and_labels_in_one_pass() {
+    let mut scenario = Scenario::new();
+    scenario.add_baseline(&baseline("b", ENFORCE));
+    scenario
+        .reconcile(&namespace("shop", &[("env", "prod")]))
+        .await;
+    let sent = paths(&scenario.take_requests());
+    assert_eq!(
+        sent,
+        [
+            "PATCH /apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/baseline-b-allow-dns",
+            "PATCH /apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/baseline-b-deny-all",
+            "PATCH /api/v1/namespaces/shop",
+        ],
+        "two policies, then the labels"
+    );
+    let result = scenario.result("b", "shop").expect("a result");
+    assert!(result.selected && result.findings.is_empty(), "{result:?}");
+}
+
+#[tokio::test]
+async fn a_second_pass_before_the_watch_caught_up_writes_nothing_and_reports_nothing() {
+    let mut scenario = Scenario::new();
+    scenario.add_baseline(&baseline("b", ENFORCE));
+    let shop = namespace("shop", &[("env", "prod")]);
+    scenario.reconcile(&shop).await;
+    assert_eq!(scenario.take_requests().len(), 3);
+    // Our writes' watch events have not arrived: the caches still show the old state.
+    scenario.reconcile(&shop).await;
+    assert_eq!(paths(&scenario.take_requests()), Vec::<String>::new());
+    let result = scenario.result("b", "shop").expect("a result");
+    assert!(result.findings.is_empty(), "no drift invented: {result:?}");
+}
+
+#[tokio::test]
+async fn audit_mode_writes_nothing_and_records_the_drift() {
+    let mut scenario = Scenario::new();
+    scenario.add_baseline(&baseline("b", &format!("  mode: Audit\n{ENFORCE}")));
+    scenario
+        .reconcile(&namespace("shop", &[("env", "prod")]))
+        .await;
+    assert_eq!(paths(&scenario.take_requests()), Vec::<String>::new());
+    let result = scenario.result("b", "shop").expect("a result");
+    let found: Vec<(&str, DriftReason)> = result
+        .findings
+        .iter()
+        .map(|f| (f.check.as_str(), f.reason))
+        .collect();
+    assert!(
+        found.contains(&("network.default-deny", DriftReason::Missing))
+            && found.contains(&("pod-security.labels", DriftReason::Missing)),
+        "{found:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_name_taken_by_someone_else_is_left_alone_and_is_a_conflict() {
+    let mut scenario = Scenario::new();
+    scenario.add_baseline(&baseline("b", ENFORCE));
+    // A user's policy by the generated name, as the watch feeds it.
+    let theirs: NetworkPolicy = serde_saphyr::from_str(
+        "metadata: {name: baseline-b-deny-all, namespace: shop}\nspec: {podSelector: {}}",
+    )
+    .expect("policy");
+    KindFeed::new(
+        &scenario.ctx,
+        GeneratedKind::NetworkPolicy,
+        NamespacedObject::NetworkPolicy,
+    )
+    .observe(&Event::Apply(theirs));
+    scenario
+        .reconcile(&namespace("shop", &[("env", "prod")]))
+        .await;
+    let sent = paths(&scenario.take_requests());
+    assert!(
+        sent.iter().all(|request| !request.contains("deny-all")),
+        "{sent:?}"
+    );
+    let result = scenario.result("b", "shop").expect("a result");
+    assert!(
+        result
+            .findings
+            .iter()
+            .any(|f| f.name == "baseline-b-deny-all" && f.reason == DriftReason::Conflict),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_unselected_namespace_is_not_written_and_a_deleting_one_is_forgotten() {
+    let mut scenario = Scenario::new();
+    scenario.add_baseline(&baseline("b", ENFORCE));
+    scenario
+        .reconcile(&namespace("dev", &[("env", "dev")]))
+        .await;
+    assert_eq!(paths(&scenario.take_requests()), Vec::<String>::new());
+    assert!(scenario.result("b", "dev").is_none());
+
+    let shop = namespace("shop", &[("env", "prod")]);
+    scenario.reconcile(&shop).await;
+    assert!(scenario.result("b", "shop").is_some());
+    scenario.take_requests();
+    let mut deleting = shop;
+    deleting.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+    scenario.reconcile(&deleting).await;
+    assert_eq!(paths(&scenario.take_requests()), Vec::<String>::new());
+    assert!(
+        scenario.result("b", "shop").is_none(),
+        "it no longer counts for the baseline"
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_baseline_releases_its_labels_without_touching_the_rest() {
+    let mut scenario = Scenario::new();
+    scenario.add_baseline(&baseline("b", ENFORCE));
+    let shop = namespace("shop", &[("env", "prod")]);
+    scenario.reconcile(&shop).await;
+    scenario.take_requests();
+    // The baseline is being deleted; the namespace now shows our label write.
+    let mut deleting: SecurityBaseline =
+        serde_saphyr::from_str(&baseline("b", ENFORCE)).expect("baseline");
+    deleting.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+    scenario
+        .baselines
+        .apply_watcher_event(&Event::Apply(deleting));
+    let mut after = namespace(
+        "shop",
+        &[
+            ("env", "prod"),
+            ("pod-security.kubernetes.io/enforce", "restricted"),
+        ],
+    );
+    after.metadata.resource_version = Some("2".to_owned());
+    after.metadata.managed_fields =
+        Some(vec![serde_json::from_value(serde_json::json!({
+        "manager": crate::api::FIELD_MANAGER,
+        "operation": "Apply",
+        "fieldsType": "FieldsV1",
+        "fieldsV1": {"f:metadata": {"f:labels": {"f:pod-security.kubernetes.io/enforce": {}}}},
+    }))
+    .expect("managed fields")]);
+    scenario.reconcile(&after).await;
+    assert_eq!(
+        paths(&scenario.take_requests()),
+        ["PATCH /api/v1/namespaces/shop"],
+        "only the label release (no objects of ours are cached to delete)"
+    );
+}
+
+#[tokio::test]
+async fn status_is_written_only_when_it_changes() {
+    let mut scenario = Scenario::new();
+    let yaml = baseline("b", &format!("  mode: Audit\n{ENFORCE}"));
+    scenario.add_baseline(&yaml);
+    scenario
+        .reconcile(&namespace("shop", &[("env", "prod")]))
+        .await;
+    let mut stored: SecurityBaseline = serde_saphyr::from_str(&yaml).expect("baseline");
+
+    publish_status(&stored, &scenario.ctx)
+        .await
+        .expect("published");
+    let sent = scenario.take_requests();
+    assert_eq!(
+        paths(&sent),
+        ["PATCH /apis/kube-baseline.dev/v1alpha1/securitybaselines/b/status"]
+    );
+    stored.status = Some(serde_json::from_value(sent[0].2["status"].clone()).expect("status"));
+
+    // Nothing changed: the same status is not written again.
+    publish_status(&stored, &scenario.ctx)
+        .await
+        .expect("published");
+    assert_eq!(paths(&scenario.take_requests()), Vec::<String>::new());
+
+    // A new namespace with drift changes it: written once more.
+    scenario
+        .reconcile(&namespace("web", &[("env", "prod")]))
+        .await;
+    publish_status(&stored, &scenario.ctx)
+        .await
+        .expect("published");
+    assert_eq!(scenario.take_requests().len(), 1);
+}
