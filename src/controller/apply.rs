@@ -10,7 +10,7 @@ use kube::{Api, Client};
 
 use crate::api::{FIELD_MANAGER, WRITE_GUARD};
 use crate::domain::generated::GeneratedKind;
-use crate::domain::plan::Action;
+use crate::domain::plan::Change;
 use crate::domain::status::Failure;
 
 /// A failed write, with what was being written.
@@ -65,11 +65,11 @@ pub fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
-/// Performs one planned action. A delete whose object is already gone or was replaced
+/// Performs one planned change. A delete whose object is already gone or was replaced
 /// (precondition failed) is not an error: the next reconcile sees the new state.
-pub async fn execute(client: &Client, action: &Action) -> Result<(), WriteError> {
-    match action {
-        Action::Apply(object) => {
+pub async fn execute(client: &Client, change: &Change) -> Result<(), WriteError> {
+    match change {
+        Change::Apply(object) => {
             let kind = object.kind();
             let api: Api<DynamicObject> =
                 Api::namespaced_with(client.clone(), object.namespace(), &api_resource(kind));
@@ -90,7 +90,7 @@ pub async fn execute(client: &Client, action: &Action) -> Result<(), WriteError>
                 source,
             })
         }
-        Action::Delete {
+        Change::Delete {
             kind,
             namespace,
             name,

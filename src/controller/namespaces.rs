@@ -18,7 +18,7 @@ use super::repair_budget::{self, WriteTarget};
 use super::results::NamespaceResult;
 use crate::api::{DriftEntry, DriftReason, EnforcementMode, SecurityBaseline};
 use crate::domain::generated::{BaselineRef, GeneratedKind, wanted_pod_security};
-use crate::domain::plan::{Action, NamespacePlan, NamespaceState, plan_release};
+use crate::domain::plan::{Change, NamespacePlan, NamespaceState, plan_release};
 use crate::domain::pod_security::{
     WantedPodSecurity, held_pod_security, hold_owned_labels, labels_owned_by_us, labels_we_apply,
     merged_labels, namespace_labels_to_apply, pod_security_drift,
@@ -166,9 +166,9 @@ pub(super) async fn reconcile_namespace(
     let mut retry_after: Option<Duration> = None;
     ctx.settle_writes(name, namespace.metadata.resource_version.as_deref());
     for planned in &planned {
-        for action in &planned.plan.actions {
+        for change in &planned.plan.changes {
             let mut written_over = None;
-            if let Action::Apply(object) = action {
+            if let Change::Apply(object) = change {
                 let body = object.to_json();
                 let key = (object.kind(), object.name().to_string());
                 let planned_over = planned.seen.get(&key).cloned().flatten();
@@ -207,17 +207,17 @@ pub(super) async fn reconcile_namespace(
                 // The version the plan was made from is the one the cache still shows.
                 written_over = Some((planned_over, body));
             }
-            match apply::execute(&ctx.client, action).await {
+            match apply::execute(&ctx.client, change).await {
                 Ok(()) => {
-                    if let (Action::Apply(object), Some((version, body))) = (action, written_over) {
+                    if let (Change::Apply(object), Some((version, body))) = (change, written_over) {
                         ctx.applied(object, version, &body);
                     }
-                    let target = match action {
-                        Action::Apply(object) => (
+                    let target = match change {
+                        Change::Apply(object) => (
                             object.kind().as_str().to_string(),
                             object.name().to_string(),
                         ),
-                        Action::Delete { kind, name, .. } => {
+                        Change::Delete { kind, name, .. } => {
                             (kind.as_str().to_string(), name.clone())
                         }
                     };
@@ -227,7 +227,7 @@ pub(super) async fn reconcile_namespace(
                     // Someone created an object by this name after our cache was read; the
                     // API server refused to let us take it over. Its watch event re-plans.
                     debug!(%error, "not ours: refused by the write guard");
-                    if let Action::Apply(object) = action {
+                    if let Change::Apply(object) = change {
                         refused.entry(planned.name.clone()).or_default().insert((
                             object.kind().as_str().to_string(),
                             object.name().to_string(),
@@ -238,9 +238,9 @@ pub(super) async fn reconcile_namespace(
                 // the check above does not see coming) refused it: paused, not failed.
                 Err(error) if error.budget_wait().is_some() => {
                     let wait = error.budget_wait().unwrap_or(repair_budget::WINDOW);
-                    let (kind, object) = match action {
-                        Action::Apply(object) => (object.kind(), object.name().to_string()),
-                        Action::Delete { kind, name, .. } => (*kind, name.clone()),
+                    let (kind, object) = match change {
+                        Change::Apply(object) => (object.kind(), object.name().to_string()),
+                        Change::Delete { kind, name, .. } => (*kind, name.clone()),
                     };
                     paused
                         .entry(planned.name.clone())

@@ -1,5 +1,5 @@
 //! The plan for one (baseline, namespace): drift between desired and observed objects, and
-//! the writes that repair it. Pure: the controller executes the actions, `check` prints
+//! the writes that repair it. Pure: the controller executes the changes, `check` prints
 //! the findings, and both therefore always agree.
 
 use std::collections::BTreeMap;
@@ -18,9 +18,10 @@ use crate::domain::generated::{
 };
 use crate::domain::pod_security::pod_security_drift;
 
-/// A write the controller performs to repair drift (Enforce mode only).
+/// A write the controller makes to repair drift (Enforce mode only). (Not kube's
+/// controller `Action`, which says when to reconcile again.)
 #[derive(Debug, Clone, PartialEq)]
-pub enum Action {
+pub enum Change {
     /// Server-side apply this object (create or repair) with our field manager, forced.
     Apply(Box<NamespacedObject>),
     /// Delete an object of ours, with preconditions so a replaced object is never deleted.
@@ -39,7 +40,7 @@ pub struct NamespacePlan {
     /// Drift as observed, before any repair.
     pub findings: Vec<DriftEntry>,
     /// Writes that repair it; empty in Audit mode.
-    pub actions: Vec<Action>,
+    pub changes: Vec<Change>,
 }
 
 /// What the plan needs to know about the namespace and the objects in it.
@@ -84,7 +85,7 @@ pub fn plan_namespace(
         // Audit leaves a selected namespace as it is: nothing created, repaired or removed,
         // also what an earlier Enforce generation made.
         if spec.mode == EnforcementMode::Audit {
-            plan.actions.clear();
+            plan.changes.clear();
         }
     } else if spec.on_unselect == OnUnselect::Delete {
         // Leaving is governed by onUnselect alone, in either mode: what we made goes.
@@ -125,8 +126,8 @@ pub fn plan_release(
                         labels: meta.labels.clone(),
                         ..ObjectMeta::default()
                     };
-                    plan.actions
-                        .push(Action::Apply(Box::new(observed.with_metadata(kept))));
+                    plan.changes
+                        .push(Change::Apply(Box::new(observed.with_metadata(kept))));
                 }
             }
         }
@@ -173,7 +174,7 @@ fn plan_desired(
                     DriftReason::Modified,
                     difference,
                 ));
-                plan.actions.push(Action::Apply(Box::new(object.clone())));
+                plan.changes.push(Change::Apply(Box::new(object.clone())));
             }
         }
         None => match lookup_any(object.kind(), object.name()) {
@@ -191,7 +192,7 @@ fn plan_desired(
                         DriftReason::Conflict,
                         format!("an object that is not ours has this name{owner}; adopting it (adoptExisting)"),
                     ));
-                    plan.actions.push(Action::Apply(Box::new(adopting(object))));
+                    plan.changes.push(Change::Apply(Box::new(adopting(object))));
                 } else {
                     plan.findings.push(finding(
                         object,
@@ -208,7 +209,7 @@ fn plan_desired(
                     DriftReason::Missing,
                     "does not exist".to_string(),
                 ));
-                plan.actions.push(Action::Apply(Box::new(object.clone())));
+                plan.changes.push(Change::Apply(Box::new(object.clone())));
             }
         },
     }
@@ -242,7 +243,7 @@ fn remove(observed: &NamespacedObject, why: &str, plan: &mut NamespacePlan) {
         DriftReason::Unexpected,
         format!("exists but {why}"),
     ));
-    plan.actions.push(Action::Delete {
+    plan.changes.push(Change::Delete {
         kind: observed.kind(),
         namespace: observed.namespace().to_string(),
         name: observed.name().to_string(),
@@ -533,11 +534,11 @@ resourceQuota:
             ]
         );
         assert_eq!(
-            plan.actions.len(),
+            plan.changes.len(),
             5,
             "one apply per object; labels are applied per namespace"
         );
-        assert!(plan.actions.iter().all(|a| matches!(a, Action::Apply(_))));
+        assert!(plan.changes.iter().all(|a| matches!(a, Change::Apply(_))));
     }
 
     #[test]
@@ -577,7 +578,7 @@ resourceQuota:
         );
         assert_eq!(plan.findings[0].check, "network.default-deny");
         assert!(
-            matches!(&plan.actions[..], [Action::Apply(o)] if o.name() == "baseline-restricted-deny-all")
+            matches!(&plan.changes[..], [Change::Apply(o)] if o.name() == "baseline-restricted-deny-all")
         );
     }
 
@@ -641,9 +642,9 @@ resourceQuota:
                 .iter()
                 .all(|f| f.reason == DriftReason::Unexpected)
         );
-        assert!(deleting.actions.iter().all(|a| matches!(
+        assert!(deleting.changes.iter().all(|a| matches!(
             a,
-            Action::Delete {
+            Change::Delete {
                 uid: Some(_),
                 resource_version: Some(_),
                 ..
@@ -702,7 +703,7 @@ resourceQuota:
         let conflict = plan_namespace(&s, BASELINE, &state, &foreign);
         assert_eq!(conflict.findings[0].reason, DriftReason::Conflict);
         assert!(
-            conflict.actions.is_empty(),
+            conflict.changes.is_empty(),
             "an object that is not ours is never touched"
         );
         let adopt = spec(
@@ -710,8 +711,8 @@ resourceQuota:
         );
         let adopted = plan_namespace(&adopt, BASELINE, &state, &foreign);
         assert_eq!(adopted.findings[0].reason, DriftReason::Conflict);
-        let [Action::Apply(object)] = adopted.actions.as_slice() else {
-            panic!("one apply: {:?}", adopted.actions)
+        let [Change::Apply(object)] = adopted.changes.as_slice() else {
+            panic!("one apply: {:?}", adopted.changes)
         };
         assert_eq!(
             object
@@ -731,18 +732,18 @@ resourceQuota:
         let stored = as_stored(&desired_objects(&s, BASELINE, "shop"));
         let ours: Vec<_> = stored.iter().collect();
         let deleting = plan_release(&s, BASELINE, &ours);
-        assert_eq!(deleting.actions.len(), 5);
+        assert_eq!(deleting.changes.len(), 5);
         assert!(
             deleting
-                .actions
+                .changes
                 .iter()
-                .all(|a| matches!(a, Action::Delete { .. }))
+                .all(|a| matches!(a, Change::Delete { .. }))
         );
         let retain = spec(&format!("{FULL}\nonUnselect: Retain"));
         let orphaning = plan_release(&retain, BASELINE, &ours);
-        assert_eq!(orphaning.actions.len(), 5);
-        for action in &orphaning.actions {
-            let Action::Apply(object) = action else {
+        assert_eq!(orphaning.changes.len(), 5);
+        for action in &orphaning.changes {
+            let Change::Apply(object) = action else {
                 panic!("orphaning applies")
             };
             assert!(
@@ -762,7 +763,7 @@ resourceQuota:
         let s = spec(&format!("{FULL}\nmode: Audit"));
         let plan = plan(&s, true, &[], &BTreeMap::new());
         assert_eq!(plan.findings.len(), 6);
-        assert!(plan.actions.is_empty());
+        assert!(plan.changes.is_empty());
     }
 
     #[test]
@@ -782,7 +783,7 @@ resourceQuota:
             "{:?}",
             plan.findings
         );
-        assert!(plan.actions.is_empty(), "nothing removed or created");
+        assert!(plan.changes.is_empty(), "nothing removed or created");
     }
 
     #[test]
@@ -803,7 +804,7 @@ resourceQuota:
                 plan_release(&enforcing, BASELINE, &ours),
                 "deleted, {on_unselect}"
             );
-            assert_eq!(plan_release(&audit, BASELINE, &ours).actions.len(), 5);
+            assert_eq!(plan_release(&audit, BASELINE, &ours).changes.len(), 5);
         }
     }
 

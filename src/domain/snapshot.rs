@@ -224,7 +224,7 @@ pub fn evaluate_namespace(
 
 /// What the controller and `check` both do for one (baseline, namespace): the plan and,
 /// when the namespace is selected, the RBAC audit's findings added to it (report only: the
-/// audit never produces actions). One composition, so both always agree.
+/// audit never produces changes). One composition, so both always agree.
 pub fn plan_with_audit(
     spec: &SecurityBaselineSpec,
     baseline: BaselineRef<'_>,
