@@ -25,8 +25,8 @@ use kube_baseline::agent::observe::{Found, observe};
 use kube_baseline::api::{
     KubeletAuthorizationMode, KubeletObservation, KubeletSettings, ObservationState,
 };
-use kube_baseline::domain::control_plane::ProcessFlags;
-use kube_baseline::domain::kubelet;
+use kube_baseline::domain::node::flags::ProcessFlags;
+use kube_baseline::domain::node::kubelet;
 use kube_baseline_e2e::repo_root;
 use serde_json::Value;
 

@@ -21,8 +21,8 @@ use kube_baseline::api::{
     AuditPolicySettings, AuditProfile, DriftReason, EnforcementState, EnforcementTarget,
     NodeReport, ObservationState, SecurityBaseline, SecurityBaselineStatus,
 };
-use kube_baseline::domain::audit_policy::{AUDIT_POLICY_CONFIG_MAP, config_map_data};
-use kube_baseline::domain::kubelet::DROP_IN_NAME;
+use kube_baseline::domain::node::audit_policy::{AUDIT_POLICY_CONFIG_MAP, config_map_data};
+use kube_baseline::domain::node::kubelet::DROP_IN_NAME;
 use kube_baseline_e2e::*;
 use tokio::sync::OnceCell;
 

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::host::{Host, Process, apiserver_args_from_file};
 use super::membership::ClusterCa;
 use super::observe::{ApiServerSources, Found, KubeletSources, NodeSources, SourceFile};
-use crate::domain::control_plane::ProcessFlags;
+use crate::domain::node::flags::ProcessFlags;
 
 /// Paths that override discovery (all host paths, resolved under the host root).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

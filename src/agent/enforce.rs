@@ -16,9 +16,9 @@ use super::discover::Targets;
 use super::host::Host;
 use super::observe::Found;
 use crate::api::{EnforcementResult, EnforcementState, EnforcementTarget};
-use crate::domain::audit_policy;
-use crate::domain::control_plane::truncate;
-use crate::domain::kubelet::{DROP_IN_HEADER, DROP_IN_NAME};
+use crate::domain::node::audit_policy;
+use crate::domain::node::findings::truncate;
+use crate::domain::node::kubelet::{DROP_IN_HEADER, DROP_IN_NAME};
 
 /// What a managed file should hold.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -33,8 +33,8 @@ use crate::api::{
     AGENT_FIELD_MANAGER, DEFAULT_INSTALL_NAMESPACE, KubeletSettings, MANAGED_BY_LABEL,
     MANAGED_BY_VALUE, NodeReport, NodeReportSpec, SecurityBaseline,
 };
-use crate::domain::audit_policy::{AUDIT_POLICY_CONFIG_MAP, AUDIT_POLICY_KEY};
-use crate::domain::kubelet;
+use crate::domain::node::audit_policy::{AUDIT_POLICY_CONFIG_MAP, AUDIT_POLICY_KEY};
+use crate::domain::node::kubelet;
 
 pub use discover::HostOptions;
 pub use enforce::{Desired, Want};

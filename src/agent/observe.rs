@@ -12,11 +12,13 @@ use crate::api::{
     AuthorizationConfigObservation, EncryptionObservation, KubeletObservation, NodeReport,
     NodeReportSpec, ObservationState, ObservedFlag,
 };
-use crate::domain::control_plane::{
-    API_SERVER_FLAGS, ProcessFlags, authentication_config_anonymous,
-    authorization_config_authorizers, secrets_providers, truncate,
+use crate::domain::node::api_server::API_SERVER_FLAGS;
+use crate::domain::node::config_files::{
+    authentication_config_anonymous, authorization_config_authorizers, secrets_providers,
 };
-use crate::domain::{audit_policy, kubelet};
+use crate::domain::node::findings::truncate;
+use crate::domain::node::flags::ProcessFlags;
+use crate::domain::node::{audit_policy, kubelet};
 
 /// Longest message or path reported (the NodeReport schema's bounds).
 const MESSAGE_MAX: usize = 1024;

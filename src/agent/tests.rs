@@ -12,7 +12,7 @@ use crate::api::{
     AuditPolicySettings, AuditProfile, DriftReason, EnforcementState, EnforcementTarget,
     KubeletAuthorizationMode, ObservationState, SecurityBaselineSpec,
 };
-use crate::domain::{audit_policy, control_plane};
+use crate::domain::node::{audit_policy, evaluate};
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -248,7 +248,7 @@ fn discovers_kubelet_and_apiserver_from_proc_and_reads_their_files() {
         "auditPolicy: {profile: Baseline}\nkubelet:\n  settings: {anonymousAuth: false, seccompDefault: true}\ncontrolPlane:\n  apiServer: {anonymousAuth: false, requireAuthorizationModes: [Node, RBAC], requireAdmissionPlugins: [NodeRestriction], encryptionAtRest: true}\n  etcd: {clientTLS: true}\n",
     )
     .unwrap();
-    let drift = control_plane::evaluate_node(&report, &spec, &BTreeMap::new());
+    let drift = evaluate::evaluate_node(&report, &spec, &BTreeMap::new());
     let checks: Vec<(&str, DriftReason)> =
         drift.iter().map(|d| (d.check.as_str(), d.reason)).collect();
     assert_eq!(
@@ -273,7 +273,7 @@ fn a_worker_without_processes_reports_not_found_and_the_checks_are_unknown() {
     assert_eq!(report.api_server.state, ObservationState::NotFound);
     let spec: SecurityBaselineSpec =
         serde_saphyr::from_str("kubelet:\n  settings: {anonymousAuth: false}\n").unwrap();
-    let drift = control_plane::evaluate_node(&report, &spec, &BTreeMap::new());
+    let drift = evaluate::evaluate_node(&report, &spec, &BTreeMap::new());
     assert_eq!(drift.len(), 1);
     assert_eq!(drift[0].reason, DriftReason::Unknown);
     assert_eq!(drift[0].message, "no kubelet process found on the node");
@@ -354,7 +354,7 @@ fn unreadable_files_become_unknown_checks() {
     let spec: SecurityBaselineSpec =
         serde_saphyr::from_str("auditPolicy: {}\nkubelet:\n  settings: {readOnlyPort: 0}\n")
             .unwrap();
-    let drift = control_plane::evaluate_node(&report, &spec, &BTreeMap::new());
+    let drift = evaluate::evaluate_node(&report, &spec, &BTreeMap::new());
     let unknown: Vec<&str> = drift
         .iter()
         .filter(|d| d.reason == DriftReason::Unknown)
@@ -446,7 +446,7 @@ fn enforce_writes_once_then_reports_pending_restart_until_restart() {
     // nested/30-late.conf sorts after 90-kube-baseline.conf in the kubelet's walk and
     // deletes seccompDefault again (back to its default, false): the agent does not hide
     // that, it names the file.
-    let drift = control_plane::evaluate_node(&third.report, &spec, &BTreeMap::new());
+    let drift = evaluate::evaluate_node(&third.report, &spec, &BTreeMap::new());
     assert_eq!(drift.len(), 1, "{drift:#?}");
     assert_eq!(drift[0].check, kubelet::check_ids::SECCOMP_DEFAULT);
     assert_eq!(drift[0].reason, DriftReason::Violation);
@@ -456,7 +456,7 @@ fn enforce_writes_once_then_reports_pending_restart_until_restart() {
             .contains("from default (drop-in nested/30-late.conf set it to null)")
     );
     // Before the restart the passing checks were Unknown, not passing.
-    let pending = control_plane::evaluate_node(&first.report, &spec, &BTreeMap::new());
+    let pending = evaluate::evaluate_node(&first.report, &spec, &BTreeMap::new());
     let unknown: Vec<&str> = pending
         .iter()
         .filter(|d| d.reason == DriftReason::Unknown)
@@ -521,7 +521,7 @@ fn without_enforce_a_foreign_policy_is_reported_not_replaced() {
     // The controller reports the difference as drift on the node.
     let spec: SecurityBaselineSpec =
         serde_saphyr::from_str("auditPolicy: {profile: Baseline}\n").unwrap();
-    let drift = control_plane::evaluate_node(report, &spec, &BTreeMap::new());
+    let drift = evaluate::evaluate_node(report, &spec, &BTreeMap::new());
     let matches = drift
         .iter()
         .find(|d| d.check == audit_policy::check_ids::POLICY_MATCHES)
@@ -676,7 +676,7 @@ fn observations_from_texts_for_check() {
     )
     .unwrap();
     assert_eq!(
-        control_plane::evaluate_node(&report, &spec, &BTreeMap::new()),
+        evaluate::evaluate_node(&report, &spec, &BTreeMap::new()),
         Vec::new()
     );
 }

@@ -3,7 +3,7 @@
 //! Audit policy and kubelet settings live on node disks, not in the API, so the agent
 //! (`kube-baseline agent`, a DaemonSet) reads them and publishes one cluster-scoped NodeReport
 //! per node, named after the node. The controller evaluates every report against every
-//! baseline with pure functions (`crate::domain::control_plane::evaluate_node`).
+//! baseline with pure functions (`crate::domain::node::evaluate::evaluate_node`).
 //!
 //! The observations are the object's `spec`, written only by the agent with server-side apply
 //! (field manager `kube-baseline-agent`). A report has no desired state of its own: like a

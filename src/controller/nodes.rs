@@ -1,6 +1,6 @@
 //! Nodes and control plane (docs/architecture.md §6), controller side: NodeReports (what the node
 //! agents observed) and Node labels are watched into caches, evaluated against every
-//! baseline with the pure functions of `domain::control_plane`, and fed into the baseline
+//! baseline with the pure functions of `domain::node`, and fed into the baseline
 //! status; the rendered audit policy is published for the agents.
 //!
 //! - Caches: every NodeReport (cluster-scoped, one per node) and the labels of every Node
@@ -8,7 +8,7 @@
 //!   in the cache: a report left behind by a deleted Node, or of a Node outside the
 //!   selector, is ignored.
 //! - Evaluation ([`node_status`]), per baseline: the cached Nodes with their reports,
-//!   through `domain::nodes::evaluate_nodes` (which nodes are selected, what is `Unknown`,
+//!   through `domain::node::evaluate::evaluate_nodes` (which nodes are selected, what is `Unknown`,
 //!   what `nodesSelected`/`nodesCompliant` count: the rule `check` follows too).
 //! - Triggers: a Node whose labels change, a Node appearing or going away, or a report whose
 //!   observations change refreshes the status of every baseline with node checks (the
@@ -49,8 +49,8 @@ use crate::api::{
     BASELINE_LABEL, DriftEntry, EnforcementMode, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NodeReport,
     NodeReportSpec, ObservationState, SecurityBaseline, SecurityBaselineSpec,
 };
-use crate::domain::audit_policy::{AUDIT_POLICY_CONFIG_MAP, config_map_data};
-use crate::domain::nodes::{NodeUnderCheck, evaluate_nodes, has_node_checks};
+use crate::domain::node::audit_policy::{AUDIT_POLICY_CONFIG_MAP, config_map_data};
+use crate::domain::node::evaluate::{NodeUnderCheck, evaluate_nodes, has_node_checks};
 use crate::domain::status::Failure;
 
 /// Cluster-scoped objects are kept in a [`NamespacedIndex`] under this namespace.
@@ -177,7 +177,7 @@ pub fn node_status(ctx: &Context, baseline: &SecurityBaseline) -> NodeStatus {
 }
 
 /// The node checks of `spec` over the cached `nodes` and their reports: a report counts
-/// only while its Node is cached (the rule of `domain::nodes`).
+/// only while its Node is cached (the rule of `domain::node::evaluate`).
 fn cached_nodes_status(
     spec: &SecurityBaselineSpec,
     nodes: &[Arc<NodeFacts>],
@@ -738,7 +738,7 @@ mod tests {
             "{unreadable:?}"
         );
         // Its kube-apiserver may run there: no "no agent observed one" for the cluster.
-        let control_plane = crate::domain::control_plane::control_plane_checks(&spec);
+        let control_plane = crate::domain::node::api_server::control_plane_checks(&spec);
         assert!(
             unreadable
                 .drift

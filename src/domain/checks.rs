@@ -19,9 +19,9 @@ pub fn all() -> Vec<CheckInfo> {
     let groups: [&[CheckInfo]; 5] = [
         crate::domain::generated::CHECKS,
         crate::domain::rbac_audit::CHECKS,
-        crate::domain::audit_policy::CHECKS,
-        crate::domain::kubelet::CHECKS,
-        crate::domain::control_plane::CHECKS,
+        crate::domain::node::audit_policy::CHECKS,
+        crate::domain::node::kubelet::CHECKS,
+        crate::domain::node::api_server::CHECKS,
     ];
     groups.iter().flat_map(|g| g.iter().copied()).collect()
 }

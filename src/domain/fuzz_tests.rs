@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use crate::api::{NamespaceSelector, SelectorOperator, SelectorRequirement};
-use crate::domain::audit_policy::{coverage_failures, parse_policy};
-use crate::domain::control_plane::ProcessFlags;
-use crate::domain::kubelet::effective_config;
+use crate::domain::node::audit_policy::{coverage_failures, parse_policy};
+use crate::domain::node::flags::ProcessFlags;
+use crate::domain::node::kubelet::effective_config;
 use crate::domain::selection::{selector_matches, validate_selector};
 
 /// 256 cases, or PROPTEST_CASES (an explicit `with_cases` would ignore the variable).

@@ -2,12 +2,9 @@
 //! inline YAML. The controller, the agent and `check` all call these functions, so they
 //! always agree.
 
-pub mod audit_policy;
 pub mod checks;
-pub mod control_plane;
 pub mod generated;
-pub mod kubelet;
-pub mod nodes;
+pub mod node;
 pub mod plan;
 pub mod pod_security;
 pub mod rbac_audit;

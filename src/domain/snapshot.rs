@@ -15,12 +15,12 @@ use crate::api::{
     BASELINE_LABEL, DriftEntry, NodeReportSpec, SecurityBaseline, SecurityBaselineSpec,
 };
 use crate::domain::generated::{BaselineRef, GeneratedKind, NamespacedObject};
-use crate::domain::nodes::{NodeInventory, evaluate_nodes, nodes_under_check};
+use crate::domain::node::evaluate::{NodeInventory, evaluate_nodes, nodes_under_check};
 use crate::domain::plan::{NamespacePlan, NamespaceState, plan_namespace};
 use crate::domain::rbac_audit::{RbacIndex, audit_namespace};
 use crate::domain::selection::{NamespaceFacts, selects};
 
-pub use crate::domain::nodes::Labels;
+pub use crate::domain::node::evaluate::Labels;
 
 /// The uid of a baseline that never was in a cluster (read from a file): ownerReferences
 /// are then compared by the baseline's name (see `plan`).

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::documents::{Document, Origin};
 use crate::api::{GROUP, NodeReport, NodeReportSpec};
 use crate::domain::generated::NamespacedObject;
-use crate::domain::nodes::NodeInventory;
+use crate::domain::node::evaluate::NodeInventory;
 use crate::domain::rbac_audit::{RbacIndex, RbacObject};
 use crate::domain::snapshot::{ClusterSnapshot, Labels};
 
@@ -295,7 +295,7 @@ impl Inventory {
 
     /// The snapshot the domain evaluates. `check_nodes` is forced for a live cluster;
     /// otherwise nodes are checked when any node information was given. Which nodes are
-    /// checked follows `domain::nodes` (a NodeReport without its Node is a leftover when
+    /// checked follows `domain::node::evaluate` (a NodeReport without its Node is a leftover when
     /// Nodes are listed).
     pub fn into_snapshot(self, live: bool) -> ClusterSnapshot {
         let rbac = RbacIndex::from_objects(

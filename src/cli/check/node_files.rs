@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::agent::host::{Host, apiserver_args_from_file};
 use crate::agent::observe::{ApiServerSources, Found, KubeletSources, NodeSources, SourceFile};
 use crate::api::NodeReportSpec;
-use crate::domain::control_plane::ProcessFlags;
+use crate::domain::node::flags::ProcessFlags;
 
 /// The node file flags of `check`.
 #[derive(clap::Args, Debug, Clone, Default)]

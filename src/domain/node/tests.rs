@@ -1,11 +1,17 @@
 use std::collections::BTreeMap;
 
-use super::*;
+use super::api_server::*;
+use super::config_files::*;
+use super::evaluate::*;
+use super::findings::node_drift;
+use super::flags::*;
 use crate::api::{
-    AuthenticationConfigObservation, AuthorizationConfigObservation, EncryptionObservation,
-    KubeletObservation, KubeletSettings, NodeReportSpec, ObservedFlag,
+    ApiServerObservation, AuthenticationConfigObservation, AuthorizationConfigObservation,
+    ControlPlaneSettings, DriftEntry, DriftReason, EncryptionObservation, KubeletObservation,
+    KubeletSettings, NodeReportSpec, ObservationState, ObservedFlag, SecurityBaselineSpec,
 };
-use crate::domain::{audit_policy, checks, kubelet};
+use crate::domain::checks;
+use crate::domain::node::{audit_policy, kubelet};
 
 macro_rules! fixture {
     ($name:literal) => {

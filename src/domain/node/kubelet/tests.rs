@@ -6,18 +6,18 @@ use super::*;
 use crate::api::{KubeletAuthorizationMode, SecurityBaselineSpec};
 
 const KUBEADM_CONFIG: &str =
-    include_str!("../../../tests/fixtures/nodes/kubelet/kubeadm-config.yaml");
-const WEAK_CONFIG: &str = include_str!("../../../tests/fixtures/nodes/kubelet/weak-config.yaml");
+    include_str!("../../../../tests/fixtures/nodes/kubelet/kubeadm-config.yaml");
+const WEAK_CONFIG: &str = include_str!("../../../../tests/fixtures/nodes/kubelet/weak-config.yaml");
 const HARDENING: &str =
-    include_str!("../../../tests/fixtures/nodes/kubelet/kubelet.conf.d/10-hardening.conf");
+    include_str!("../../../../tests/fixtures/nodes/kubelet/kubelet.conf.d/10-hardening.conf");
 const DEBUG: &str =
-    include_str!("../../../tests/fixtures/nodes/kubelet/kubelet.conf.d/20-debug.conf");
+    include_str!("../../../../tests/fixtures/nodes/kubelet/kubelet.conf.d/20-debug.conf");
 const LATE: &str =
-    include_str!("../../../tests/fixtures/nodes/kubelet/kubelet.conf.d/nested/30-late.conf");
+    include_str!("../../../../tests/fixtures/nodes/kubelet/kubelet.conf.d/nested/30-late.conf");
 const KUBEADM_CMDLINE: &str =
-    include_str!("../../../tests/fixtures/nodes/kubelet/kubeadm-cmdline.txt");
+    include_str!("../../../../tests/fixtures/nodes/kubelet/kubeadm-cmdline.txt");
 const LEGACY_CMDLINE: &str =
-    include_str!("../../../tests/fixtures/nodes/kubelet/legacy-flags-cmdline.txt");
+    include_str!("../../../../tests/fixtures/nodes/kubelet/legacy-flags-cmdline.txt");
 
 fn flags(cmdline: &str) -> ProcessFlags {
     let args: Vec<&str> = cmdline.lines().skip(1).collect();

@@ -18,10 +18,12 @@
 use std::collections::BTreeMap;
 
 use crate::api::{DriftEntry, NodeReportSpec, ObservationState, SecurityBaselineSpec};
-use crate::domain::control_plane::{
-    control_plane_checks, evaluate_node, unknown_node, unobserved_control_plane,
+use crate::api::{DriftReason, NodeObservations};
+use crate::domain::node::api_server::{
+    CONTROL_PLANE_KIND, CONTROL_PLANE_NAME, control_plane_checks, evaluate_control_plane,
 };
-use crate::domain::kubelet::kubelet_selects;
+use crate::domain::node::findings::node_drift;
+use crate::domain::node::kubelet::{self, kubelet_selects};
 
 /// Labels of a namespace or node.
 pub type Labels = BTreeMap<String, String>;
@@ -130,6 +132,84 @@ pub fn evaluate_nodes(spec: &SecurityBaselineSpec, nodes: &[NodeUnderCheck<'_>])
     verdict.findings.sort();
     verdict.findings.dedup();
     verdict
+}
+
+/// Every node check of `baseline` against one node's observations.
+///
+/// Kubelet checks run when the baseline's `kubelet.nodeSelector` selects `node_labels`;
+/// control-plane and audit checks run when this node runs a kube-apiserver (on worker nodes
+/// they produce nothing: [`unobserved_control_plane`] reports a control plane no agent sees).
+/// A check whose input could not be observed is `Unknown`, never passing.
+pub fn evaluate_node(
+    report: &NodeObservations,
+    baseline: &SecurityBaselineSpec,
+    node_labels: &BTreeMap<String, String>,
+) -> Vec<DriftEntry> {
+    let node = report.node_name.as_str();
+    let mut drift = Vec::new();
+    if let Some(kubelet_baseline) = &baseline.kubelet
+        && kubelet::kubelet_selects(kubelet_baseline, node_labels)
+    {
+        drift.extend(kubelet::evaluate_kubelet(
+            node,
+            &report.kubelet,
+            &kubelet_baseline.settings,
+        ));
+    }
+    drift.extend(evaluate_control_plane(node, &report.api_server, baseline));
+    drift.sort();
+    drift
+}
+
+/// Drift for a selected node that has no NodeReport at all (no agent runs there): every
+/// kubelet check the baseline asks for is Unknown, never silently passing. (Control-plane
+/// checks are not node-specific: see [`unobserved_control_plane`].)
+pub fn unknown_node(node_name: &str, baseline: &SecurityBaselineSpec) -> Vec<DriftEntry> {
+    let Some(kubelet_baseline) = &baseline.kubelet else {
+        return Vec::new();
+    };
+    let mut drift: Vec<DriftEntry> = kubelet::requested_checks(&kubelet_baseline.settings)
+        .into_iter()
+        .map(|check| {
+            node_drift(
+                node_name,
+                check,
+                DriftReason::Unknown,
+                "no NodeReport for this node: the kube-baseline agent does not run there (managed node, or the DaemonSet does not tolerate its taints), so its kubelet cannot be checked",
+            )
+        })
+        .collect();
+    drift.sort();
+    drift
+}
+
+/// Drift when no NodeReport shows a kube-apiserver (a managed control plane, or the agent
+/// does not run on control-plane nodes): every control-plane and audit check the baseline
+/// asks for is Unknown, once for the cluster (kind ControlPlane, name kube-apiserver).
+/// Empty when any report observed (or failed to observe) a kube-apiserver.
+pub fn unobserved_control_plane<'a>(
+    baseline: &SecurityBaselineSpec,
+    reports: impl IntoIterator<Item = &'a NodeObservations>,
+) -> Vec<DriftEntry> {
+    if reports
+        .into_iter()
+        .any(|r| r.api_server.state != ObservationState::NotFound)
+    {
+        return Vec::new();
+    }
+    let mut drift: Vec<DriftEntry> = control_plane_checks(baseline)
+        .into_iter()
+        .map(|check| DriftEntry {
+            namespace: String::new(),
+            kind: CONTROL_PLANE_KIND.to_owned(),
+            name: CONTROL_PLANE_NAME.to_owned(),
+            check: check.to_owned(),
+            reason: DriftReason::Unknown,
+            message: "no kube-baseline agent observed a kube-apiserver process (managed control plane, or the agent does not run on control-plane nodes), so this check cannot be evaluated".to_owned(),
+        })
+        .collect();
+    drift.sort();
+    drift
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@ use crate::api::{AuditLogSettings, ObservedFlag};
 
 macro_rules! fixture {
     ($name:literal) => {
-        include_str!(concat!("../../../tests/fixtures/nodes/", $name))
+        include_str!(concat!("../../../../tests/fixtures/nodes/", $name))
     };
 }
 

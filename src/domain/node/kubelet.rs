@@ -40,7 +40,8 @@ use crate::api::{
     KubeletObservation, KubeletSettings, ObservationState, SecurityBaselineSpec, SettingOrigin,
 };
 use crate::domain::checks::CheckInfo;
-use crate::domain::control_plane::{ProcessFlags, node_drift, parse_go_bool};
+use crate::domain::node::findings::node_drift;
+use crate::domain::node::flags::{ProcessFlags, parse_go_bool};
 
 /// Check IDs of the kubelet checks.
 pub mod check_ids {

@@ -19,7 +19,7 @@ use crate::api::{
     AuditPolicySettings, AuditProfile, AuditStage, DriftEntry, DriftReason, ObservationState,
 };
 use crate::domain::checks::CheckInfo;
-use crate::domain::control_plane::{node_drift, truncate};
+use crate::domain::node::findings::{node_drift, truncate};
 
 /// Check IDs of the audit checks.
 pub mod check_ids {
