@@ -159,7 +159,7 @@ async fn a_spec_change_re_plans_every_selected_namespace() {
         );
     }
     // Two at a time: the re-plan is released from its backlog two by two (see
-    // controller/replan.rs), so all 30 go through it.
+    // controller/reconcile/replan.rs), so all 30 go through it.
     let _operator = Operator::start(&env, &["--concurrency", "2"]).await;
     wait_baseline_status(&env.admin, &baseline, "30 namespaces reconciled", |s| {
         s.summary.namespaces_selected == 30 && condition_status(s, "Ready") == "True"

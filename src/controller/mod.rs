@@ -11,25 +11,17 @@
 //! - [`watches`], [`rbac`], [`nodes`]: the watches that feed the in-memory indexes
 //!   ([`cache`]) and say which namespaces a change may re-plan.
 
-mod apply;
-mod baselines;
-mod cache;
-mod context;
-mod http;
-mod leader;
-mod lenient;
-mod metrics;
-mod namespaces;
-mod nodes;
-mod rbac;
-mod repair_budget;
-mod replan;
-mod results;
+mod feeds;
+mod reconcile;
+mod runtime;
 #[cfg(test)]
 mod scenario_tests;
-mod throttle;
-mod watches;
-mod writes_in_flight;
+mod state;
+
+use feeds::{lenient, nodes, rbac, watches};
+use reconcile::{baselines, namespaces, replan};
+use runtime::{http, leader, throttle};
+use state::repair_budget;
 
 use std::time::Duration;
 
@@ -48,7 +40,7 @@ use tower::retry::RetryLayer;
 use tracing::{info, warn};
 
 use crate::api::{DEFAULT_INSTALL_NAMESPACE, SecurityBaseline};
-pub use context::Context;
+pub use state::context::Context;
 
 /// Flags of `kube-baseline run`.
 #[derive(Args, Debug, Clone)]

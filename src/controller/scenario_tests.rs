@@ -17,12 +17,12 @@ use kube::runtime::watcher::Event;
 use parking_lot::Mutex;
 
 use super::RunArgs;
-use super::baselines::publish_status;
-use super::context::Context;
-use super::namespaces::reconcile_namespace;
-use super::repair_budget::RepairBudget;
-use super::results::NamespaceResult;
-use super::watches::KindFeed;
+use super::feeds::watches::KindFeed;
+use super::reconcile::baselines::publish_status;
+use super::reconcile::namespaces::reconcile_namespace;
+use super::state::context::Context;
+use super::state::repair_budget::RepairBudget;
+use super::state::results::NamespaceResult;
 use crate::api::{DriftReason, SecurityBaseline};
 use crate::domain::generated::{GeneratedKind, NamespacedObject};
 

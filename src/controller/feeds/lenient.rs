@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
-use super::metrics::Metrics;
+use crate::controller::runtime::metrics::Metrics;
 
 /// A watch of `K` (cluster-scoped) that leaves out objects which do not decode as `K`,
 /// recording them in `unreadable`.
@@ -44,7 +44,7 @@ where
         .filter_map(move |event| future::ready(decode_event(event, &unreadable)))
 }
 
-pub(super) fn decode_event<K>(
+pub(in crate::controller) fn decode_event<K>(
     event: Result<Event<DynamicObject>, watcher::Error>,
     unreadable: &Unreadable,
 ) -> Option<Result<Event<K>, watcher::Error>>

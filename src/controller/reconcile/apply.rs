@@ -38,7 +38,8 @@ impl WriteError {
     /// How long until the write budget of its object allows another request, if that is
     /// why it failed (see `repair_budget`).
     pub fn budget_wait(&self) -> Option<std::time::Duration> {
-        super::repair_budget::budget_spent(&self.source).map(|spent| spent.retry_in)
+        crate::controller::state::repair_budget::budget_spent(&self.source)
+            .map(|spent| spent.retry_in)
     }
 
     /// How the failure shows in status: a missing permission needs a human.

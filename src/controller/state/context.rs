@@ -14,12 +14,12 @@ use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use parking_lot::Mutex;
 
-use super::RunArgs;
-use super::cache::{CachedObject, CompactIndex, TakenName};
-use super::lenient::Unreadable;
-use super::results::Results;
-use super::writes_in_flight::{ObjectKey, WritesInFlight};
 use crate::api::{BASELINE_LABEL, SecurityBaseline};
+use crate::controller::RunArgs;
+use crate::controller::feeds::lenient::Unreadable;
+use crate::controller::state::cache::{CachedObject, CompactIndex, TakenName};
+use crate::controller::state::results::Results;
+use crate::controller::state::writes_in_flight::{ObjectKey, WritesInFlight};
 use crate::domain::generated::{GeneratedKind, NamespacedObject};
 
 /// Shared state of the controller.
@@ -40,11 +40,11 @@ pub struct Context {
     /// a GET.
     pub names: BTreeMap<GeneratedKind, Arc<CompactIndex<TakenName>>>,
     pub results: Results,
-    pub metrics: Arc<super::metrics::Metrics>,
+    pub metrics: Arc<crate::controller::runtime::metrics::Metrics>,
     /// Roles, ClusterRoles and bindings, for the RBAC audit.
-    pub rbac: Arc<super::rbac::RbacCache>,
+    pub rbac: Arc<crate::controller::feeds::rbac::RbacCache>,
     /// Node labels, NodeReports and the published audit policy (node checks).
-    pub node_caches: super::nodes::NodeCaches,
+    pub node_caches: crate::controller::feeds::nodes::NodeCaches,
     pub recorder: Recorder,
     /// Asks the baseline reconciler to refresh a baseline's status.
     pub status_trigger: UnboundedSender<String>,
@@ -61,9 +61,9 @@ pub struct Context {
     writes_in_flight: Mutex<WritesInFlight>,
     /// Requests per object in the last minute (shared with the client's budget layer,
     /// which records every attempt): no write fight with another field manager.
-    pub repair_budget: Arc<super::repair_budget::RepairBudget>,
+    pub repair_budget: Arc<crate::controller::state::repair_budget::RepairBudget>,
     /// When each namespace's latest reconcile started (paces re-plans after a spec change).
-    pub reconcile_clock: super::replan::ReconcileClock,
+    pub reconcile_clock: crate::controller::reconcile::replan::ReconcileClock,
 }
 
 fn object_key(object: &NamespacedObject) -> ObjectKey<'_> {
@@ -89,13 +89,13 @@ impl Context {
         baselines: Store<SecurityBaseline>,
         namespaces: Store<PartialObjectMeta<Namespace>>,
         status_trigger: UnboundedSender<String>,
-        repair_budget: Arc<super::repair_budget::RepairBudget>,
+        repair_budget: Arc<crate::controller::state::repair_budget::RepairBudget>,
     ) -> Self {
         let reporter = Reporter {
             controller: "kube-baseline".to_string(),
             instance: Some(args.instance.clone()),
         };
-        let metrics: Arc<super::metrics::Metrics> = Arc::default();
+        let metrics: Arc<crate::controller::runtime::metrics::Metrics> = Arc::default();
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -114,7 +114,7 @@ impl Context {
                 .collect(),
             results: Results::default(),
             rbac: Arc::default(),
-            node_caches: super::nodes::NodeCaches::new(metrics.clone()),
+            node_caches: crate::controller::feeds::nodes::NodeCaches::new(metrics.clone()),
             metrics,
             status_trigger,
             started: k8s_openapi::jiff::Timestamp::now(),
@@ -122,7 +122,7 @@ impl Context {
             startup_pass: Mutex::new(None),
             writes_in_flight: Mutex::default(),
             repair_budget,
-            reconcile_clock: super::replan::ReconcileClock::default(),
+            reconcile_clock: crate::controller::reconcile::replan::ReconcileClock::default(),
         }
     }
 

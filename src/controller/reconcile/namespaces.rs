@@ -12,11 +12,11 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use tracing::{Instrument, debug, info_span, warn};
 
-use super::apply::{self, WriteError};
-use super::context::Context;
-use super::repair_budget::{self, WriteTarget};
-use super::results::NamespaceResult;
 use crate::api::{DriftEntry, DriftReason, EnforcementMode, SecurityBaseline};
+use crate::controller::reconcile::apply::{self, WriteError};
+use crate::controller::state::context::Context;
+use crate::controller::state::repair_budget::{self, WriteTarget};
+use crate::controller::state::results::NamespaceResult;
 use crate::domain::generated::{BaselineRef, GeneratedKind, wanted_pod_security};
 use crate::domain::plan::{Change, NamespacePlan, NamespaceState, plan_release};
 use crate::domain::pod_security::{
@@ -84,7 +84,7 @@ pub async fn reconcile(
     result
 }
 
-pub(super) async fn reconcile_namespace(
+pub(in crate::controller) async fn reconcile_namespace(
     name: &str,
     namespace: &PartialObjectMeta<Namespace>,
     ctx: &Context,

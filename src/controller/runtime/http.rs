@@ -11,7 +11,7 @@ use axum::routing::get;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::metrics::Metrics;
+use crate::controller::runtime::metrics::Metrics;
 
 /// What `/readyz` reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

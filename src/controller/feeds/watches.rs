@@ -14,9 +14,9 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tracing::warn;
 
-use super::cache::{CachedObject, CompactIndex, Interner, Labels, TakenName};
-use super::context::Context;
 use crate::api::{BASELINE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SecurityBaseline};
+use crate::controller::state::cache::{CachedObject, CompactIndex, Interner, Labels, TakenName};
+use crate::controller::state::context::Context;
 use crate::domain::generated::{GeneratedKind, NamespacedObject};
 
 type NamespaceRef = ObjectRef<PartialObjectMeta<Namespace>>;

@@ -12,9 +12,9 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Api, ResourceExt};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::apply::apply_params;
-use super::context::Context;
 use crate::api::{EnforcementMode, FINALIZER, SecurityBaseline};
+use crate::controller::reconcile::apply::apply_params;
+use crate::controller::state::context::Context;
 use crate::domain::selection::{NamespaceFacts, selects};
 use crate::domain::status::{Compliance, StatusInputs, build_status};
 
@@ -57,7 +57,7 @@ pub async fn reconcile(
 ) -> Result<RequeueAction, ReconcileError> {
     ctx.wait_ready().await;
     // Which baseline supplies the published audit policy may have changed.
-    super::nodes::baseline_changed(&ctx);
+    crate::controller::feeds::nodes::baseline_changed(&ctx);
     let name = baseline.name_any();
     if ctx.unreadable_baselines.hides(&name) {
         // Cached from before it became unreadable: its finalizer and status are left as
@@ -167,7 +167,7 @@ pub async fn prune_deleted(ctx: Arc<Context>) {
 static NO_LABELS: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
 
 /// Computes the status from the namespace results and writes it if it changed.
-pub(super) async fn publish_status(
+pub(in crate::controller) async fn publish_status(
     baseline: &SecurityBaseline,
     ctx: &Context,
 ) -> Result<RequeueAction, ReconcileError> {
@@ -224,7 +224,7 @@ pub(super) async fn publish_status(
         inputs
     });
     drop(namespaces);
-    let nodes = super::nodes::node_status(ctx, baseline);
+    let nodes = crate::controller::feeds::nodes::node_status(ctx, baseline);
     inputs.nodes_selected = nodes.selected;
     inputs.nodes_compliant = nodes.compliant;
     inputs.drift.extend(nodes.drift);
@@ -271,14 +271,16 @@ pub(super) async fn publish_status(
         <SecurityBaseline as kube::Resource>::url_path(&(), None)
     );
     let now = std::time::Instant::now();
-    if let Some(at) = super::repair_budget::last_written_by_us(
+    if let Some(at) = crate::controller::state::repair_budget::last_written_by_us(
         baseline.metadata.managed_fields.as_deref(),
         crate::api::FIELD_MANAGER,
         Some("status"),
         now,
     ) {
-        ctx.repair_budget
-            .seed(super::repair_budget::WriteTarget::at_path(&status_path), at);
+        ctx.repair_budget.seed(
+            crate::controller::state::repair_budget::WriteTarget::at_path(&status_path),
+            at,
+        );
     }
     let api: Api<SecurityBaseline> = Api::all(ctx.client.clone());
     let patch = serde_json::json!({
@@ -291,9 +293,11 @@ pub(super) async fn publish_status(
         Ok(_) => {}
         // The status's write budget is spent (it changed 3 times within the minute):
         // written again when the budget allows, with whatever it says by then.
-        Err(error) if super::repair_budget::budget_spent(&error).is_some() => {
-            let wait = super::repair_budget::budget_spent(&error)
-                .map_or(super::repair_budget::WINDOW, |spent| spent.retry_in);
+        Err(error) if crate::controller::state::repair_budget::budget_spent(&error).is_some() => {
+            let wait = crate::controller::state::repair_budget::budget_spent(&error)
+                .map_or(crate::controller::state::repair_budget::WINDOW, |spent| {
+                    spent.retry_in
+                });
             debug!(?wait, "status write budget spent; writing it later");
             return Ok(RequeueAction::requeue(wait));
         }

@@ -41,14 +41,14 @@ use kube::{Api, Client, ResourceExt};
 use parking_lot::Mutex;
 use tracing::{debug, info, warn};
 
-use super::apply::{WriteError, apply_params};
-use super::cache::NamespacedIndex;
-use super::context::Context;
-use super::lenient::Unreadable;
 use crate::api::{
     BASELINE_LABEL, DriftEntry, EnforcementMode, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NodeReport,
     NodeReportSpec, ObservationState, SecurityBaseline, SecurityBaselineSpec,
 };
+use crate::controller::feeds::lenient::Unreadable;
+use crate::controller::reconcile::apply::{WriteError, apply_params};
+use crate::controller::state::cache::NamespacedIndex;
+use crate::controller::state::context::Context;
 use crate::domain::node::audit_policy::{AUDIT_POLICY_CONFIG_MAP, config_map_data};
 use crate::domain::node::evaluate::{NodeUnderCheck, evaluate_nodes, has_node_checks};
 use crate::domain::status::Failure;
@@ -94,7 +94,7 @@ pub struct NodeCaches {
 }
 
 impl NodeCaches {
-    pub fn new(metrics: Arc<super::metrics::Metrics>) -> Self {
+    pub fn new(metrics: Arc<crate::controller::runtime::metrics::Metrics>) -> Self {
         Self {
             unreadable_reports: Arc::new(Unreadable::new("NodeReport", metrics)),
             nodes: NamespacedIndex::default(),
@@ -302,7 +302,7 @@ pub async fn run(client: Client, ctx: Arc<Context>, node_selector: Option<String
         let ctx = ctx.clone();
         // Lenient: a report from a newer agent that this version cannot read is left out of
         // the index and registered as unreadable (its node is Unknown, see `report_of`).
-        super::lenient::watch_all::<NodeReport>(
+        crate::controller::feeds::lenient::watch_all::<NodeReport>(
             client.clone(),
             watcher::Config::default(),
             ctx.node_caches.unreadable_reports.clone(),
@@ -750,7 +750,7 @@ mod tests {
 
     #[test]
     fn the_register_turns_an_unreadable_report_into_an_unknown_one() {
-        let metrics = Arc::new(super::super::metrics::Metrics::default());
+        let metrics = Arc::new(crate::controller::runtime::metrics::Metrics::default());
         let caches = NodeCaches::new(metrics);
         assert!(caches.report_of("w1").is_none(), "no report at all");
         let event = |mode: &str| -> watcher::Event<kube::api::DynamicObject> {
@@ -765,7 +765,7 @@ mod tests {
             )
         };
         // A newer agent's state this version does not know.
-        let dropped = super::super::lenient::decode_event::<NodeReport>(
+        let dropped = crate::controller::feeds::lenient::decode_event::<NodeReport>(
             Ok(event("Sampled")),
             &caches.unreadable_reports,
         );

@@ -1,0 +1,9 @@
+//! The watches that feed the in-memory state and say which namespaces a change may
+//! re-plan: generated objects and names (`watches`), RBAC objects (`rbac`), Nodes and
+//! NodeReports with the audit-policy publisher (`nodes`), and decoding that survives objects
+//! this version cannot read (`lenient`).
+
+pub mod lenient;
+pub mod nodes;
+pub mod rbac;
+pub mod watches;
