@@ -17,7 +17,7 @@ use crate::controller::reconcile::apply::{self, WriteError};
 use crate::controller::state::context::Context;
 use crate::controller::state::repair_budget::{self, WriteTarget};
 use crate::controller::state::results::NamespaceResult;
-use crate::domain::generated::{BaselineRef, GeneratedKind, wanted_pod_security};
+use crate::domain::generated::{BaselineRef, GeneratedKind, NamespacedObject, wanted_pod_security};
 use crate::domain::plan::{Change, NamespacePlan, NamespaceState, plan_release};
 use crate::domain::pod_security::{
     WantedPodSecurity, held_pod_security, hold_owned_labels, labels_owned_by_us, labels_we_apply,
@@ -90,23 +90,37 @@ pub(in crate::controller) async fn reconcile_namespace(
     ctx: &Context,
 ) -> Result<RequeueAction, ReconcileError> {
     if namespace.metadata.deletion_timestamp.is_some() {
-        // Its objects go with it; it no longer counts for any baseline.
-        ctx.forget_namespace(name);
-        for baseline in ctx.results.forget_namespace(name) {
-            ctx.refresh_status(&baseline);
-        }
+        forget_deleted(name, ctx);
         return Ok(RequeueAction::await_change());
     }
     let labels = namespace.metadata.labels.clone().unwrap_or_default();
-    let facts = NamespaceFacts {
-        name,
-        labels: &labels,
-    };
+    let mut planned = plan_baselines(name, &labels, ctx);
+    ctx.settle_writes(name, namespace.metadata.resource_version.as_deref());
+    // Objects first, then the namespace's labels.
+    let mut writes = apply_objects(ctx, &planned).await;
+    mark_unwritten(&mut planned, &writes);
+    let labels = apply_labels(ctx, name, namespace, &labels, &planned, &mut writes).await;
+    for planned in &planned {
+        record(ctx, name, namespace, planned, &writes, &labels).await;
+    }
+    writes.into_requeue(name)
+}
 
+/// A namespace being deleted: its objects go with it; it no longer counts for any baseline.
+fn forget_deleted(name: &str, ctx: &Context) {
+    ctx.forget_namespace(name);
+    for baseline in ctx.results.forget_namespace(name) {
+        ctx.refresh_status(&baseline);
+    }
+}
+
+/// Plans every readable baseline against the namespace (pure, in `domain`).
+fn plan_baselines(name: &str, labels: &BTreeMap<String, String>, ctx: &Context) -> Vec<Planned> {
+    let facts = NamespaceFacts { name, labels };
     // A baseline that cannot be read is not planned: nothing it owns is written.
     let mut baselines = ctx.readable_baselines();
     baselines.sort_by_key(|b| b.name_any());
-    let mut planned: Vec<Planned> = baselines
+    baselines
         .into_iter()
         .filter_map(|baseline| {
             let uid = baseline.uid()?;
@@ -131,7 +145,7 @@ pub(in crate::controller) async fn reconcile_namespace(
                 let selected = selects(&baseline.spec, facts, &ctx.operator_namespace);
                 let state = NamespaceState {
                     name,
-                    labels: &labels,
+                    labels,
                     selected,
                     ours: &ours,
                 };
@@ -150,118 +164,213 @@ pub(in crate::controller) async fn reconcile_namespace(
                 seen,
             })
         })
-        .collect();
+        .collect()
+}
 
-    // Objects first, then the namespace's labels.
-    let mut failures: Vec<(String, WriteError)> = Vec::new();
-    let mut done: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
-    // Applies already made whose watch events the cache has not seen yet (a reconcile
-    // triggered by our own earlier write): neither written again nor drift.
-    let mut in_flight: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
-    // Objects whose write budget is spent (another writer keeps changing them): not
-    // written now, reported as Conflict, retried when the budget allows.
-    let mut paused: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
-    // Creates the API server refused because an object that is not ours took the name.
-    let mut refused: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
-    let mut retry_after: Option<Duration> = None;
-    ctx.settle_writes(name, namespace.metadata.resource_version.as_deref());
-    for planned in &planned {
-        for change in &planned.plan.changes {
-            let mut written_over = None;
-            if let Change::Apply(object) = change {
-                let body = object.to_json();
-                let key = (object.kind(), object.name().to_string());
-                let planned_over = planned.seen.get(&key).cloned().flatten();
-                // The object changed in the cache since the plan was made (typically: the
-                // watch event of our own earlier write arrived meanwhile). The plan is stale
-                // for it, and that event has queued this namespace again: the next
-                // reconcile decides, not this one (writing now was a duplicate write and a
-                // Repaired event for drift that never was).
-                let cache_moved = ctx.version_before_apply(object) != planned_over;
-                if cache_moved || ctx.apply_in_flight(object, &body) {
-                    in_flight.entry(planned.name.clone()).or_default().insert((
-                        object.kind().as_str().to_string(),
-                        object.name().to_string(),
-                    ));
-                    continue;
-                }
-                let target = WriteTarget::object(
-                    &apply::api_resource(object.kind()),
-                    Some(object.namespace()),
-                    object.name(),
-                );
-                if let Err(wait) = ctx.repair_budget.check(target, Instant::now()) {
-                    debug!(
-                        kind = object.kind().as_str(),
-                        object = object.name(),
-                        ?wait,
-                        "write budget spent: another writer keeps changing this object"
-                    );
-                    paused.entry(planned.name.clone()).or_default().insert((
-                        object.kind().as_str().to_string(),
-                        object.name().to_string(),
-                    ));
-                    retry_after = Some(retry_after.map_or(wait, |r| r.min(wait)));
-                    continue;
-                }
-                // The version the plan was made from is the one the cache still shows.
-                written_over = Some((planned_over, body));
-            }
-            match apply::execute(&ctx.client, change).await {
-                Ok(()) => {
-                    if let (Change::Apply(object), Some((version, body))) = (change, written_over) {
-                        ctx.applied(object, version, &body);
-                    }
-                    let target = match change {
-                        Change::Apply(object) => (
-                            object.kind().as_str().to_string(),
-                            object.name().to_string(),
-                        ),
-                        Change::Delete { kind, name, .. } => {
-                            (kind.as_str().to_string(), name.clone())
-                        }
-                    };
-                    done.entry(planned.name.clone()).or_default().insert(target);
-                }
-                Err(error) if error.refused_by_write_guard() => {
-                    // Someone created an object by this name after our cache was read; the
-                    // API server refused to let us take it over. Its watch event re-plans.
-                    debug!(%error, "not ours: refused by the write guard");
-                    if let Change::Apply(object) = change {
-                        refused.entry(planned.name.clone()).or_default().insert((
-                            object.kind().as_str().to_string(),
-                            object.name().to_string(),
-                        ));
-                    }
-                }
-                // The client's budget (it counts failed attempts and retries too, which
-                // the check above does not see coming) refused it: paused, not failed.
-                Err(error) if error.budget_wait().is_some() => {
-                    let wait = error.budget_wait().unwrap_or(repair_budget::WINDOW);
-                    let (kind, object) = match change {
-                        Change::Apply(object) => (object.kind(), object.name().to_string()),
-                        Change::Delete { kind, name, .. } => (*kind, name.clone()),
-                    };
-                    paused
-                        .entry(planned.name.clone())
-                        .or_default()
-                        .insert((kind.as_str().to_string(), object));
-                    retry_after = Some(retry_after.map_or(wait, |r| r.min(wait)));
-                }
-                Err(error) => failures.push((planned.name.clone(), error)),
-            }
+/// What the object writes of one reconcile did, by baseline: (kind, name) sets.
+#[derive(Default)]
+struct ObjectWrites {
+    failures: Vec<(String, WriteError)>,
+    done: BTreeMap<String, BTreeSet<(String, String)>>,
+    /// Applies already made whose watch events the cache has not seen yet (a reconcile
+    /// triggered by our own earlier write): neither written again nor drift.
+    in_flight: BTreeMap<String, BTreeSet<(String, String)>>,
+    /// Objects whose write budget is spent (another writer keeps changing them): not
+    /// written now, reported as Conflict, retried when the budget allows.
+    paused: BTreeMap<String, BTreeSet<(String, String)>>,
+    /// Creates the API server refused because an object that is not ours took the name.
+    refused: BTreeMap<String, BTreeSet<(String, String)>>,
+    retry_after: Option<Duration>,
+}
+
+impl ObjectWrites {
+    /// When to reconcile again: after a failure (an error), when a budget allows, or on
+    /// the next change.
+    fn into_requeue(self, name: &str) -> Result<RequeueAction, ReconcileError> {
+        let Self {
+            failures,
+            retry_after,
+            ..
+        } = self;
+        let failure_count = failures.len();
+        match failures.into_iter().next() {
+            // One more repair once the budget allows (plus a little, so the check passes).
+            None => Ok(
+                retry_after.map_or_else(RequeueAction::await_change, |wait| {
+                    RequeueAction::requeue(wait + Duration::from_millis(100))
+                }),
+            ),
+            Some((_, first)) => Err(ReconcileError::Writes {
+                namespace: name.to_string(),
+                count: failure_count,
+                first,
+            }),
         }
     }
+}
 
-    for planned in &mut planned {
-        if let Some(objects) = paused.get(&planned.name) {
+/// Applies each baseline's planned changes, skipping those in flight, paused by the write
+/// budget or refused by the write guard.
+async fn apply_objects(ctx: &Context, planned: &[Planned]) -> ObjectWrites {
+    let mut writes = ObjectWrites::default();
+    for planned in planned {
+        for change in &planned.plan.changes {
+            apply_change(ctx, planned, change, &mut writes).await;
+        }
+    }
+    writes
+}
+
+/// (kind, name) of the object a change writes.
+fn change_key(change: &Change) -> (String, String) {
+    match change {
+        Change::Apply(object) => (
+            object.kind().as_str().to_string(),
+            object.name().to_string(),
+        ),
+        Change::Delete { kind, name, .. } => (kind.as_str().to_string(), name.clone()),
+    }
+}
+
+/// Adds `key` to `baseline`'s set.
+fn note(
+    sets: &mut BTreeMap<String, BTreeSet<(String, String)>>,
+    baseline: &str,
+    key: (String, String),
+) {
+    sets.entry(baseline.to_string()).or_default().insert(key);
+}
+
+impl ObjectWrites {
+    /// Waits at most `wait` before the next reconcile.
+    fn retry_within(&mut self, wait: Duration) {
+        self.retry_after = Some(self.retry_after.map_or(wait, |r| r.min(wait)));
+    }
+}
+
+/// One planned change: written, or skipped and recorded why.
+async fn apply_change(
+    ctx: &Context,
+    planned: &Planned,
+    change: &Change,
+    writes: &mut ObjectWrites,
+) {
+    let written_over = match change {
+        Change::Apply(object) => match ready_to_apply(ctx, planned, object, writes) {
+            Some(over) => Some(over),
+            None => return,
+        },
+        Change::Delete { .. } => None,
+    };
+    match apply::execute(&ctx.client, change).await {
+        Ok(()) => {
+            if let (Change::Apply(object), Some((version, body))) = (change, written_over) {
+                ctx.applied(object, version, &body);
+            }
+            note(&mut writes.done, &planned.name, change_key(change));
+        }
+        Err(error) if error.refused_by_write_guard() => {
+            // Someone created an object by this name after our cache was read; the
+            // API server refused to let us take it over. Its watch event re-plans.
+            debug!(%error, "not ours: refused by the write guard");
+            if let Change::Apply(_) = change {
+                note(&mut writes.refused, &planned.name, change_key(change));
+            }
+        }
+        // The client's budget (it counts failed attempts and retries too, which
+        // the check above does not see coming) refused it: paused, not failed.
+        Err(error) if error.budget_wait().is_some() => {
+            let wait = error.budget_wait().unwrap_or(repair_budget::WINDOW);
+            note(&mut writes.paused, &planned.name, change_key(change));
+            writes.retry_within(wait);
+        }
+        Err(error) => writes.failures.push((planned.name.clone(), error)),
+    }
+}
+
+/// Whether an apply goes ahead: Some((the cached version it is written over, its body)),
+/// or None after noting why not (already in flight, or its write budget spent).
+fn ready_to_apply(
+    ctx: &Context,
+    planned: &Planned,
+    object: &NamespacedObject,
+    writes: &mut ObjectWrites,
+) -> Option<(Option<String>, serde_json::Value)> {
+    let body = object.to_json();
+    let key = (object.kind(), object.name().to_string());
+    let planned_over = planned.seen.get(&key).cloned().flatten();
+    // The object changed in the cache since the plan was made (typically: the watch event
+    // of our own earlier write arrived meanwhile). The plan is stale for it, and that event
+    // has queued this namespace again: the next reconcile decides, not this one (writing now
+    // was a duplicate write and a Repaired event for drift that never was).
+    let cache_moved = ctx.version_before_apply(object) != planned_over;
+    let written = (
+        object.kind().as_str().to_string(),
+        object.name().to_string(),
+    );
+    if cache_moved || ctx.apply_in_flight(object, &body) {
+        note(&mut writes.in_flight, &planned.name, written);
+        return None;
+    }
+    let target = WriteTarget::object(
+        &apply::api_resource(object.kind()),
+        Some(object.namespace()),
+        object.name(),
+    );
+    if let Err(wait) = ctx.repair_budget.check(target, Instant::now()) {
+        debug!(
+            kind = object.kind().as_str(),
+            object = object.name(),
+            ?wait,
+            "write budget spent: another writer keeps changing this object"
+        );
+        note(&mut writes.paused, &planned.name, written);
+        writes.retry_within(wait);
+        return None;
+    }
+    // The version the plan was made from is the one the cache still shows.
+    Some((planned_over, body))
+}
+
+/// Drift on objects we did not write this time is a Conflict: their budget is spent, or
+/// the write guard kept us from taking the name.
+fn mark_unwritten(planned: &mut [Planned], writes: &ObjectWrites) {
+    for planned in planned.iter_mut() {
+        if let Some(objects) = writes.paused.get(&planned.name) {
             mark_conflicts(&mut planned.plan.findings, objects, &budget_spent_message());
         }
-        if let Some(objects) = refused.get(&planned.name) {
+        if let Some(objects) = writes.refused.get(&planned.name) {
             mark_conflicts(&mut planned.plan.findings, objects, TAKEN_MESSAGE);
         }
     }
+}
 
+/// What the label step left: the labels after it, whether its budget paused it, and the
+/// baselines sharing the Pod Security labels.
+struct LabelsOutcome {
+    after: BTreeMap<String, String>,
+    paused: bool,
+    sharing: BTreeSet<String>,
+}
+
+/// The Pod Security labels the namespace should carry, merged over the baselines.
+struct DesiredLabels<'a> {
+    /// Enforce baselines selecting the namespace, with the labels each wants.
+    wants: Vec<(String, WantedPodSecurity<'a>)>,
+    /// Label keys our field manager owns on the namespace.
+    owned: BTreeSet<String>,
+    /// What we apply (stricter labels set by others are neither taken nor lowered).
+    labels: BTreeMap<String, String>,
+}
+
+/// Merges what Enforce baselines want with what Audit baselines hold (pure, in `domain`);
+/// with a baseline this version cannot read, nothing is released or loosened.
+fn desired_labels<'a>(
+    ctx: &Context,
+    namespace: &PartialObjectMeta<Namespace>,
+    labels: &BTreeMap<String, String>,
+    planned: &'a [Planned],
+) -> DesiredLabels<'a> {
     let wants: Vec<(String, WantedPodSecurity<'_>)> = planned
         .iter()
         .filter(|p| p.selected && p.enforcing())
@@ -279,157 +388,166 @@ pub(in crate::controller) async fn reconcile_namespace(
     let held: Vec<WantedPodSecurity<'_>> = planned
         .iter()
         .filter(|p| p.selected && !p.enforcing())
-        .map(|p| held_pod_security(&wanted_pod_security(&p.baseline.spec), &labels, &owned))
+        .map(|p| held_pod_security(&wanted_pod_security(&p.baseline.spec), labels, &owned))
         .collect();
-    let mut desired_labels = merged_labels(wants.iter().map(|(_, want)| want).chain(&held));
+    let mut desired = merged_labels(wants.iter().map(|(_, want)| want).chain(&held));
     if ctx.unreadable_baselines.any() {
         // An unreadable baseline may select any namespace and want any of our labels
         // (its selector and wants cannot be read): release and loosen nothing.
-        let held = hold_owned_labels(&desired_labels, &labels, &owned);
-        if held != desired_labels {
+        let held = hold_owned_labels(&desired, labels, &owned);
+        if held != desired {
             debug!(
                 unreadable = ?ctx.unreadable_baselines.names(),
                 "Pod Security labels held for baselines this version cannot read"
             );
         }
-        desired_labels = held;
+        desired = held;
     }
-    let mut labels_after = labels.clone();
-    let resource_version = namespace.metadata.resource_version.as_deref();
-    // Label writes are writes to the namespace object.
-    let labels_target = WriteTarget::object(
+    // Stricter labels someone else set (an admin, another shard) are neither taken nor
+    // lowered.
+    let labels = labels_we_apply(&desired, labels, &owned);
+    DesiredLabels {
+        wants,
+        owned,
+        labels,
+    }
+}
+
+/// The namespace's write budget (label writes are writes to the namespace object), seeded
+/// with a predecessor's label write within the minute (a failover, a restart).
+fn labels_budget(
+    ctx: &Context,
+    name: &str,
+    namespace: &PartialObjectMeta<Namespace>,
+) -> Result<(), Duration> {
+    let target = WriteTarget::object(
         &kube::core::ApiResource::erase::<Namespace>(&()),
         None,
         name,
     );
-    // Label writes by a predecessor (a failover, a restart) within the minute count.
     if let Some(at) = repair_budget::last_written_by_us(
         namespace.metadata.managed_fields.as_deref(),
         &ctx.label_manager,
         None,
         Instant::now(),
     ) {
-        ctx.repair_budget.seed(labels_target, at);
+        ctx.repair_budget.seed(target, at);
     }
-    let mut labels_budget = ctx.repair_budget.check(labels_target, Instant::now());
-    if let Err(wait) = labels_budget {
-        retry_after = Some(retry_after.map_or(wait, |r| r.min(wait)));
-    }
-    // Stricter labels someone else set (an admin, another shard) are neither taken nor
-    // lowered.
-    let desired_labels = labels_we_apply(&desired_labels, &labels, &owned);
-    if let Some(to_apply) = namespace_labels_to_apply(&desired_labels, &labels, &owned)
-        .filter(|_| labels_budget.is_ok())
-    {
-        // A reconcile triggered by our own writes can run before the namespace cache has
-        // our label write: applying the same labels again would be a duplicate write.
-        debug!(labels = ?to_apply, owned = ?owned, observed = ?labels, "applying Pod Security labels");
-        let written = if ctx.labels_in_flight(name, resource_version, &to_apply) {
-            Ok(())
-        } else {
-            apply::apply_namespace_labels(
-                &ctx.client,
-                &ctx.label_manager,
-                name,
-                resource_version,
-                &to_apply,
-            )
-            .await
-            .inspect(|()| ctx.labels_written(name, resource_version, to_apply.clone()))
-        };
-        match written {
-            Ok(()) => {
-                for released in owned.iter().filter(|k| !to_apply.contains_key(*k)) {
-                    labels_after.remove(released);
-                }
-                labels_after.extend(to_apply);
-            }
-            // Planned from a version the namespace has left: its event re-plans it.
-            Err(error) if error.is_stale() => {
-                debug!(%error, "labels planned from a stale namespace")
-            }
-            Err(error) => match error.budget_wait() {
-                Some(wait) => {
-                    retry_after = Some(retry_after.map_or(wait, |r| r.min(wait)));
-                    labels_budget = Err(wait);
-                }
-                None => {
-                    let blamed = wants.first().map(|(b, _)| b.clone()).unwrap_or_default();
-                    failures.push((blamed, error));
-                }
-            },
-        }
-    }
-    let sharing: BTreeSet<&str> = wants.iter().map(|(b, _)| b.as_str()).collect();
-
-    for planned in &planned {
-        record(
-            ctx,
-            name,
-            namespace,
-            planned,
-            done.get(&planned.name),
-            in_flight.get(&planned.name),
-            &labels_after,
-            &sharing,
-            labels_budget.is_err(),
-            &failures,
-        )
-        .await;
-    }
-
-    let failure_count = failures.len();
-    match failures.into_iter().next() {
-        // One more repair once the budget allows (plus a little, so the check passes).
-        None => Ok(
-            retry_after.map_or_else(RequeueAction::await_change, |wait| {
-                RequeueAction::requeue(wait + Duration::from_millis(100))
-            }),
-        ),
-        Some((_, first)) => Err(ReconcileError::Writes {
-            namespace: name.to_string(),
-            count: failure_count,
-            first,
-        }),
-    }
+    ctx.repair_budget.check(target, Instant::now())
 }
 
-/// Records what is left of one baseline's drift here, counts repairs, emits Events.
-#[allow(clippy::too_many_arguments)]
-async fn record(
+/// Merges the Pod Security labels the baselines want and applies what is ours to apply.
+async fn apply_labels(
     ctx: &Context,
     name: &str,
     namespace: &PartialObjectMeta<Namespace>,
+    labels: &BTreeMap<String, String>,
+    planned: &[Planned],
+    writes: &mut ObjectWrites,
+) -> LabelsOutcome {
+    let desired = desired_labels(ctx, namespace, labels, planned);
+    let sharing = desired.wants.iter().map(|(b, _)| b.clone()).collect();
+    let mut after = labels.clone();
+    let mut budget = labels_budget(ctx, name, namespace);
+    if let Err(wait) = budget {
+        writes.retry_within(wait);
+    }
+    let Some(to_apply) = namespace_labels_to_apply(&desired.labels, labels, &desired.owned)
+        .filter(|_| budget.is_ok())
+    else {
+        return LabelsOutcome {
+            after,
+            paused: budget.is_err(),
+            sharing,
+        };
+    };
+    // A reconcile triggered by our own writes can run before the namespace cache has our
+    // label write: applying the same labels again would be a duplicate write.
+    debug!(labels = ?to_apply, owned = ?desired.owned, observed = ?labels, "applying Pod Security labels");
+    let resource_version = namespace.metadata.resource_version.as_deref();
+    let written = if ctx.labels_in_flight(name, resource_version, &to_apply) {
+        Ok(())
+    } else {
+        apply::apply_namespace_labels(
+            &ctx.client,
+            &ctx.label_manager,
+            name,
+            resource_version,
+            &to_apply,
+        )
+        .await
+        .inspect(|()| ctx.labels_written(name, resource_version, to_apply.clone()))
+    };
+    match written {
+        Ok(()) => {
+            for released in desired.owned.iter().filter(|k| !to_apply.contains_key(*k)) {
+                after.remove(released);
+            }
+            after.extend(to_apply);
+        }
+        // Planned from a version the namespace has left: its event re-plans it.
+        Err(error) if error.is_stale() => debug!(%error, "labels planned from a stale namespace"),
+        Err(error) => match error.budget_wait() {
+            Some(wait) => {
+                writes.retry_within(wait);
+                budget = Err(wait);
+            }
+            None => {
+                let blamed = desired
+                    .wants
+                    .first()
+                    .map(|(b, _)| b.clone())
+                    .unwrap_or_default();
+                writes.failures.push((blamed, error));
+            }
+        },
+    }
+    LabelsOutcome {
+        after,
+        paused: budget.is_err(),
+        sharing,
+    }
+}
+
+/// One baseline's drift in the namespace after this reconcile's writes.
+#[derive(Debug, Default, PartialEq)]
+struct Outcome {
+    /// Drift still there (or not yet known to be gone), sorted.
+    remaining: Vec<DriftEntry>,
+    /// Drift on objects written in this reconcile.
+    repaired: Vec<DriftEntry>,
+    /// Findings repaired, Pod Security labels included.
+    repairs: usize,
+}
+
+/// Splits `planned`'s findings into repaired and remaining, from what was written (`done`),
+/// what is in flight, and the labels after the label step. Pure.
+fn outcome(
+    name: &str,
     planned: &Planned,
     done: Option<&BTreeSet<(String, String)>>,
     in_flight: Option<&BTreeSet<(String, String)>>,
-    labels_after: &BTreeMap<String, String>,
-    sharing: &BTreeSet<&str>,
-    labels_paused: bool,
-    failures: &[(String, WriteError)],
-) {
+    labels: &LabelsOutcome,
+) -> Outcome {
+    let key = |f: &DriftEntry| (f.kind.clone(), f.name.clone());
     // An audit Violation is never repaired by a write of ours, even on an object we wrote.
     let repaired_here = |finding: &DriftEntry| {
-        finding.reason != DriftReason::Violation
-            && done.is_some_and(|d| d.contains(&(finding.kind.clone(), finding.name.clone())))
+        finding.reason != DriftReason::Violation && done.is_some_and(|d| d.contains(&key(finding)))
     };
-    let mut remaining: Vec<DriftEntry> = planned
+    let objects = planned
         .plan
         .findings
         .iter()
-        .filter(|f| f.kind != "Namespace" && !repaired_here(f))
+        .filter(|f| f.kind != "Namespace");
+    let mut remaining: Vec<DriftEntry> = objects
+        .clone()
+        .filter(|f| !repaired_here(f))
         .filter(|f| {
-            f.reason == DriftReason::Violation
-                || !in_flight.is_some_and(|w| w.contains(&(f.kind.clone(), f.name.clone())))
+            f.reason == DriftReason::Violation || !in_flight.is_some_and(|w| w.contains(&key(f)))
         })
         .cloned()
         .collect();
-    let repaired: Vec<&DriftEntry> = planned
-        .plan
-        .findings
-        .iter()
-        .filter(|f| f.kind != "Namespace" && repaired_here(f))
-        .collect();
+    let repaired: Vec<DriftEntry> = objects.filter(|f| repaired_here(f)).cloned().collect();
     let mut repairs = repaired.len();
     if planned.selected {
         let before = planned
@@ -438,51 +556,82 @@ async fn record(
             .iter()
             .filter(|f| f.kind == "Namespace")
             .count();
-        let after = pod_security_drift(
+        let mut after = pod_security_drift(
             name,
             &wanted_pod_security(&planned.baseline.spec),
-            labels_after,
+            &labels.after,
         );
-        let mut after = after;
         if planned.enforcing() {
             repairs += before.saturating_sub(after.len());
-            if labels_paused {
-                let namespace_key = after
-                    .iter()
-                    .map(|f| (f.kind.clone(), f.name.clone()))
-                    .collect();
+            if labels.paused {
+                let namespace_key = after.iter().map(key).collect();
                 mark_conflicts(&mut after, &namespace_key, &budget_spent_message());
             }
         }
         remaining.extend(after);
     }
     remaining.sort();
+    Outcome {
+        remaining,
+        repaired,
+        repairs,
+    }
+}
+
+/// What the baseline's status keeps of this namespace; None when there is nothing to keep.
+fn namespace_result(
+    planned: &Planned,
+    remaining: &[DriftEntry],
+    failures: &[(String, WriteError)],
+    sharing: &BTreeSet<String>,
+) -> Option<NamespaceResult> {
     let failure = failures
         .iter()
         .find(|(baseline, _)| baseline == &planned.name)
         .map(|(_, error)| error.to_failure());
+    let shares = planned.selected && planned.enforcing() && sharing.contains(&planned.name);
+    (planned.selected || !remaining.is_empty() || failure.is_some()).then(|| NamespaceResult {
+        generation: planned.baseline.metadata.generation.unwrap_or_default(),
+        selected: planned.selected,
+        findings: remaining.to_vec(),
+        failure,
+        shared_pod_security_with: if shares {
+            sharing
+                .iter()
+                .filter(|b| **b != planned.name)
+                .cloned()
+                .collect()
+        } else {
+            BTreeSet::new()
+        },
+    })
+}
 
-    let result =
-        (planned.selected || !remaining.is_empty() || failure.is_some()).then(|| NamespaceResult {
-            generation: planned.baseline.metadata.generation.unwrap_or_default(),
-            selected: planned.selected,
-            findings: remaining.clone(),
-            failure,
-            shared_pod_security_with: if planned.selected
-                && planned.enforcing()
-                && sharing.contains(planned.name.as_str())
-            {
-                sharing
-                    .iter()
-                    .filter(|b| **b != planned.name)
-                    .map(|b| b.to_string())
-                    .collect()
-            } else {
-                BTreeSet::new()
-            },
-        });
+/// Records what is left of one baseline's drift here, counts repairs, emits Events.
+async fn record(
+    ctx: &Context,
+    name: &str,
+    namespace: &PartialObjectMeta<Namespace>,
+    planned: &Planned,
+    writes: &ObjectWrites,
+    labels: &LabelsOutcome,
+) {
+    let outcome = outcome(
+        name,
+        planned,
+        writes.done.get(&planned.name),
+        writes.in_flight.get(&planned.name),
+        labels,
+    );
+    let result = namespace_result(
+        planned,
+        &outcome.remaining,
+        &writes.failures,
+        &labels.sharing,
+    );
     let previous = ctx.results.record(&planned.name, name, result.clone());
-    if planned.enforcing() && !planned.deleting && repairs > 0 {
+    if planned.enforcing() && !planned.deleting && outcome.repairs > 0 {
+        let repairs = outcome.repairs;
         ctx.results
             .add_repairs(&planned.name, i64::try_from(repairs).unwrap_or(i64::MAX));
         ctx.metrics
@@ -491,9 +640,20 @@ async fn record(
     if previous != result {
         ctx.refresh_status(&planned.name);
     }
+    publish_news(ctx, name, namespace, planned, previous, &outcome).await;
+}
 
-    // Events are news: drift that appears while we run. A first look at a namespace after
-    // start-up (its state predates us) is not news, so a restart writes no Events.
+/// Events are news: drift that appears while we run, and repairs. A first look at a
+/// namespace after start-up (its state predates us) is not news, so a restart writes no
+/// Events.
+async fn publish_news(
+    ctx: &Context,
+    name: &str,
+    namespace: &PartialObjectMeta<Namespace>,
+    planned: &Planned,
+    previous: Option<NamespaceResult>,
+    outcome: &Outcome,
+) {
     let is_news = previous.is_some()
         || namespace
             .metadata
@@ -504,12 +664,14 @@ async fn record(
         return;
     }
     let previous_findings = previous.map(|p| p.findings).unwrap_or_default();
-    let new_drift: Vec<&DriftEntry> = remaining
+    let new_drift: Vec<&DriftEntry> = outcome
+        .remaining
         .iter()
         .filter(|f| !previous_findings.contains(f))
         .collect();
     let reference = planned.baseline.object_ref(&());
-    if !repaired.is_empty() && planned.enforcing() {
+    if !outcome.repaired.is_empty() && planned.enforcing() {
+        let repaired: Vec<&DriftEntry> = outcome.repaired.iter().collect();
         publish(
             ctx,
             &reference,
@@ -630,6 +792,108 @@ mod tests {
         assert!(
             !created_since(before, started),
             "older: a restart's first look, not news"
+        );
+    }
+
+    fn finding(kind: &str, name: &str, check: &str, reason: DriftReason) -> DriftEntry {
+        DriftEntry {
+            namespace: "shop".to_owned(),
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            check: check.to_owned(),
+            reason,
+            message: String::new(),
+        }
+    }
+
+    fn planned(mode: &str, findings: Vec<DriftEntry>) -> Planned {
+        let baseline: SecurityBaseline = serde_saphyr::from_str(&format!(
+            "apiVersion: kube-baseline.dev/v1alpha1\nkind: SecurityBaseline\n\
+             metadata: {{name: b}}\nspec: {{mode: {mode}, podSecurity: {{enforce: restricted}}}}\n"
+        ))
+        .expect("baseline");
+        Planned {
+            baseline: Arc::new(baseline),
+            name: "b".to_owned(),
+            selected: true,
+            deleting: false,
+            plan: NamespacePlan {
+                findings,
+                ..NamespacePlan::default()
+            },
+            seen: BTreeMap::new(),
+        }
+    }
+
+    fn labels(pairs: &[(&str, &str)], paused: bool) -> LabelsOutcome {
+        LabelsOutcome {
+            after: pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            paused,
+            sharing: BTreeSet::new(),
+        }
+    }
+
+    fn set(keys: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+        keys.iter()
+            .map(|(k, n)| ((*k).to_owned(), (*n).to_owned()))
+            .collect()
+    }
+
+    const ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce";
+
+    #[test]
+    fn written_drift_is_repaired_in_flight_drift_is_neither_and_violations_stay() {
+        use DriftReason::*;
+        let deny = finding("NetworkPolicy", "deny", "network.default-deny", Missing);
+        let dns = finding("NetworkPolicy", "dns", "network.allow-dns", Modified);
+        let role = finding("Role", "reader", "role.provisioned", Missing);
+        let audit = finding("NetworkPolicy", "deny", "rbac.something", Violation);
+        let label = finding("Namespace", "shop", "pod-security.labels", Missing);
+        let planned = planned(
+            "Enforce",
+            vec![
+                deny.clone(),
+                dns.clone(),
+                role.clone(),
+                audit.clone(),
+                label,
+            ],
+        );
+        let done = set(&[("NetworkPolicy", "deny")]);
+        let in_flight = set(&[("NetworkPolicy", "dns")]);
+        let after = labels(&[(ENFORCE_LABEL, "restricted")], false);
+        let outcome = outcome("shop", &planned, Some(&done), Some(&in_flight), &after);
+        assert_eq!(outcome.repaired, [deny]);
+        assert_eq!(outcome.remaining, [audit, role], "sorted; dns in flight");
+        assert_eq!(outcome.repairs, 2, "the policy and the label");
+    }
+
+    #[test]
+    fn audit_mode_counts_no_repair_and_a_paused_label_write_is_a_conflict() {
+        let label = finding(
+            "Namespace",
+            "shop",
+            "pod-security.labels",
+            DriftReason::Missing,
+        );
+        let audit = planned("Audit", vec![label.clone()]);
+        let outcome_audit = outcome("shop", &audit, None, None, &labels(&[], false));
+        assert_eq!(outcome_audit.repairs, 0);
+        assert_eq!(outcome_audit.remaining.len(), 1);
+        assert_eq!(outcome_audit.remaining[0].reason, DriftReason::Missing);
+
+        let enforce = planned("Enforce", vec![label]);
+        let paused = outcome("shop", &enforce, None, None, &labels(&[], true));
+        assert_eq!(paused.repairs, 0);
+        assert!(
+            paused
+                .remaining
+                .iter()
+                .all(|f| f.reason == DriftReason::Conflict),
+            "{paused:?}"
         );
     }
 }
