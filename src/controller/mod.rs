@@ -231,21 +231,7 @@ async fn run_with_clients(
         baseline_config = baseline_config.labels(selector);
     }
     let (namespace_store, namespace_writer) = reflector::store();
-    let mut namespace_config = watches::list_config();
-    if let Some(selector) = &args.namespace_selector {
-        namespace_config = namespace_config.labels(selector);
-    }
-    let namespace_stream = watcher(
-        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-        namespace_config,
-    )
-    .default_backoff()
-    .modify({
-        let label_manager = args.label_field_manager();
-        move |namespace| slim_namespace(namespace, &label_manager)
-    })
-    .reflect(namespace_writer)
-    .applied_objects();
+    let namespace_stream = namespace_watch(&client, &args, namespace_writer);
 
     let (status_trigger, status_requests) = futures::channel::mpsc::unbounded();
     let ctx = std::sync::Arc::new(Context::new(
@@ -287,33 +273,17 @@ async fn run_with_clients(
     ));
     // Nothing above has touched the API server yet: streams start when polled. A standby
     // waits here, so it neither watches nor writes until it leads.
-    let leadership = if args.leader_elect {
-        readiness.send_replace(http::Readiness::Standby);
-        let settings = leader::LeaseSettings {
-            namespace: args.namespace.clone(),
-            name: args.lease_name.clone(),
-            identity: format!("{}-{}", args.instance, std::process::id()),
-            duration_seconds: args.lease_duration_seconds,
-        };
-        tokio::select! {
-            leadership = leader::acquire(lease_client, &settings, fence) => {
-                readiness.send_replace(http::Readiness::Starting);
-                Some(leadership?)
-            }
-            () = shutdown_signal() => {
-                info!("stopped while waiting for the lease");
-                return Ok(());
-            }
-        }
-    } else {
-        None
+    let Some(leadership) = wait_for_leadership(&args, lease_client, fence, &readiness).await?
+    else {
+        info!("stopped while waiting for the lease");
+        return Ok(());
     };
     let (lease_lost, leadership) = match leadership {
-        Some(leadership) => {
-            let (lost, held) = leadership.split();
+        Leading::Elected(leadership) => {
+            let (lost, held) = (*leadership).split();
             (futures::future::Either::Left(lost), Some(held))
         }
-        None => (futures::future::Either::Right(future::pending()), None),
+        Leading::Alone => (futures::future::Either::Right(future::pending()), None),
     };
     let synced = {
         let ctx = ctx.clone();
@@ -335,57 +305,22 @@ async fn run_with_clients(
 
     // A spec change re-plans every namespace, released a few at a time (see `replan`).
     let (replans, replan_requests) = futures::channel::mpsc::unbounded::<String>();
-    let replan_pacer = {
-        let ctx = ctx.clone();
-        let store = namespace_store.clone();
-        let window = usize::from(args.concurrency);
-        async move {
-            // Newest first: a namespace created just before the change may have been
-            // protected under the old spec a moment ago, and is the likeliest to be in use
-            // by someone waiting for it.
-            let namespaces = || {
-                let mut all: Vec<_> = store
-                    .state()
-                    .iter()
-                    .map(|n| (n.metadata.creation_timestamp.clone(), n.name_any()))
-                    .collect();
-                all.sort_by(|a, b| b.cmp(a));
-                all.into_iter().map(|(_, name)| name).collect()
-            };
-            let spec_changes = watches::baseline_spec_changes(baselines_for_namespaces);
-            replan::pace(
-                &ctx.reconcile_clock,
-                spec_changes,
-                namespaces,
-                replans,
-                window,
-            )
-            .await;
-            // Only ends on shutdown; the controllers decide when to stop.
-            future::pending::<()>().await;
-        }
-    };
-    let namespace_controller = Controller::for_stream(namespace_stream, namespace_store)
-        .reconcile_on(futures::stream::select(
-            replan_requests.map(|name| ObjectRef::new(&name)),
-            futures::stream::select(
-                watches::namespace_triggers(&client, &ctx),
-                rbac::namespace_triggers(
-                    &client,
-                    &ctx.rbac,
-                    watches::KindFeed::new(
-                        &ctx,
-                        crate::domain::generated::GeneratedKind::Role,
-                        crate::domain::generated::NamespacedObject::Role,
-                    ),
-                ),
-            ),
-        ))
-        .with_config(ControllerConfig::default().concurrency(args.concurrency))
-        .graceful_shutdown_on(on_shutdown(&shutdown_tx))
-        .run(namespaces::reconcile, namespaces::error_policy, ctx.clone())
-        .for_each(|_| future::ready(()));
-
+    let replan_pacer = replan_pacer(
+        ctx.clone(),
+        namespace_store.clone(),
+        usize::from(args.concurrency),
+        baselines_for_namespaces,
+        replans,
+    );
+    let namespace_controller = namespace_controller(
+        &client,
+        &ctx,
+        namespace_stream,
+        namespace_store,
+        replan_requests,
+        args.concurrency,
+        on_shutdown(&shutdown_tx),
+    );
     let baseline_controller = Controller::for_stream(baselines_for_status, baseline_store)
         .reconcile_on(status_requests.map(|name: String| ObjectRef::new(&name)))
         .with_config(ControllerConfig::default().debounce(Duration::from_millis(200)))
@@ -424,6 +359,126 @@ async fn run_with_clients(
     }
     info!("controller stopped");
     Ok(())
+}
+
+/// The Namespace watch (metadata only, `--namespace-selector`), slimmed to what the
+/// reconciler reads and reflected into the store.
+fn namespace_watch(
+    client: &Client,
+    args: &RunArgs,
+    writer: reflector::store::Writer<PartialObjectMeta<Namespace>>,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<Namespace>, watcher::Error>> + use<> {
+    let mut config = watches::list_config();
+    if let Some(selector) = &args.namespace_selector {
+        config = config.labels(selector);
+    }
+    let label_manager = args.label_field_manager();
+    watcher(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        config,
+    )
+    .default_backoff()
+    .modify(move |namespace| slim_namespace(namespace, &label_manager))
+    .reflect(writer)
+    .applied_objects()
+}
+
+/// The namespace controller: a reconcile per Namespace event, per re-plan, and per change
+/// to an object of ours, a name we generate or an RBAC object.
+fn namespace_controller(
+    client: &Client,
+    ctx: &std::sync::Arc<Context>,
+    namespaces: impl futures::Stream<Item = Result<PartialObjectMeta<Namespace>, watcher::Error>>
+    + Send
+    + 'static,
+    store: reflector::Store<PartialObjectMeta<Namespace>>,
+    replan_requests: futures::channel::mpsc::UnboundedReceiver<String>,
+    concurrency: u16,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> impl std::future::Future<Output = ()> {
+    let role_feed = watches::KindFeed::new(
+        ctx,
+        crate::domain::generated::GeneratedKind::Role,
+        crate::domain::generated::NamespacedObject::Role,
+    );
+    Controller::for_stream(namespaces, store)
+        .reconcile_on(futures::stream::select(
+            replan_requests.map(|name| ObjectRef::new(&name)),
+            futures::stream::select(
+                watches::namespace_triggers(client, ctx),
+                rbac::namespace_triggers(client, &ctx.rbac, role_feed),
+            ),
+        ))
+        .with_config(ControllerConfig::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(namespaces::reconcile, namespaces::error_policy, ctx.clone())
+        .for_each(|_| future::ready(()))
+}
+
+/// How this instance leads: elected through the Lease, or alone (no leader election).
+enum Leading {
+    Elected(Box<leader::Leadership>),
+    Alone,
+}
+
+/// With `--leader-elect`, waits for the Lease (a standby neither watches nor writes until
+/// then); None when stopped while waiting.
+async fn wait_for_leadership(
+    args: &RunArgs,
+    lease_client: Client,
+    fence: std::sync::Arc<leader::WriteFence>,
+    readiness: &tokio::sync::watch::Sender<http::Readiness>,
+) -> Result<Option<Leading>, RunError> {
+    if !args.leader_elect {
+        return Ok(Some(Leading::Alone));
+    }
+    readiness.send_replace(http::Readiness::Standby);
+    let settings = leader::LeaseSettings {
+        namespace: args.namespace.clone(),
+        name: args.lease_name.clone(),
+        identity: format!("{}-{}", args.instance, std::process::id()),
+        duration_seconds: args.lease_duration_seconds,
+    };
+    tokio::select! {
+        leadership = leader::acquire(lease_client, &settings, fence) => {
+            readiness.send_replace(http::Readiness::Starting);
+            Ok(Some(Leading::Elected(Box::new(leadership?))))
+        }
+        () = shutdown_signal() => Ok(None),
+    }
+}
+
+/// A spec change re-plans every namespace, released a few at a time (see `replan`);
+/// never ends (the controllers decide when to stop).
+async fn replan_pacer(
+    ctx: std::sync::Arc<Context>,
+    store: reflector::Store<PartialObjectMeta<Namespace>>,
+    window: usize,
+    baselines: futures::channel::mpsc::UnboundedReceiver<std::sync::Arc<SecurityBaseline>>,
+    replans: futures::channel::mpsc::UnboundedSender<String>,
+) {
+    // Newest first: a namespace created just before the change may have been protected
+    // under the old spec a moment ago, and is the likeliest to be in use by someone waiting
+    // for it.
+    let namespaces = || {
+        let mut all: Vec<_> = store
+            .state()
+            .iter()
+            .map(|n| (n.metadata.creation_timestamp.clone(), n.name_any()))
+            .collect();
+        all.sort_by(|a, b| b.cmp(a));
+        all.into_iter().map(|(_, name)| name).collect()
+    };
+    let spec_changes = watches::baseline_spec_changes(baselines);
+    replan::pace(
+        &ctx.reconcile_clock,
+        spec_changes,
+        namespaces,
+        replans,
+        window,
+    )
+    .await;
+    future::pending::<()>().await;
 }
 
 impl RunArgs {
