@@ -253,6 +253,30 @@ fn supersedes(key: &str, wanted: &str, current: &str) -> bool {
     }
 }
 
+/// The Pod Security labels we apply to a namespace, across every baseline selecting it:
+/// what Enforce baselines want, merged (the strictest level and newest version win), plus
+/// what Audit baselines hold of ours at its value (Audit leaves a namespace as it is). With
+/// `hold_everything` (a baseline this version cannot read may select the namespace and want
+/// any of our labels) nothing of ours is released or loosened. Stricter labels set by
+/// someone else (an admin, another shard) are neither taken nor lowered.
+pub fn labels_to_apply(
+    enforcing: &[WantedPodSecurity<'_>],
+    auditing: &[WantedPodSecurity<'_>],
+    observed: &BTreeMap<String, String>,
+    owned_by_us: &BTreeSet<String>,
+    hold_everything: bool,
+) -> BTreeMap<String, String> {
+    let held: Vec<WantedPodSecurity<'_>> = auditing
+        .iter()
+        .map(|want| held_pod_security(want, observed, owned_by_us))
+        .collect();
+    let mut desired = merged_labels(enforcing.iter().chain(&held));
+    if hold_everything {
+        desired = hold_owned_labels(&desired, observed, owned_by_us);
+    }
+    labels_we_apply(&desired, observed, owned_by_us)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -509,5 +533,56 @@ mod tests {
             ("pod-security.kubernetes.io/enforce-version", "latest"),
         ]);
         assert_eq!(hold_owned_labels(&desired, &observed, &owned), observed);
+    }
+
+    fn owned(keys: &[&str]) -> BTreeSet<String> {
+        keys.iter().map(|k| (*k).to_owned()).collect()
+    }
+
+    const ENFORCE: &str = "pod-security.kubernetes.io/enforce";
+
+    #[test]
+    fn labels_to_apply_merges_enforcing_wants_to_the_strictest() {
+        let baseline = spec("podSecurity: {enforce: baseline}");
+        let restricted = spec("podSecurity: {enforce: restricted}");
+        let applied = labels_to_apply(
+            &[
+                wanted_pod_security(&baseline),
+                wanted_pod_security(&restricted),
+            ],
+            &[],
+            &labels(&[]),
+            &owned(&[]),
+            false,
+        );
+        assert_eq!(applied.get(ENFORCE).map(String::as_str), Some("restricted"));
+    }
+
+    #[test]
+    fn labels_to_apply_lets_audit_hold_ours_and_an_unreadable_baseline_hold_everything() {
+        let audit = spec("mode: Audit\npodSecurity: {enforce: restricted}");
+        let observed = labels(&[(ENFORCE, "restricted")]);
+        let ours = owned(&[ENFORCE]);
+        // No Enforce baseline wants it any more; the Audit one keeps ours as it is.
+        let held = labels_to_apply(&[], &[wanted_pod_security(&audit)], &observed, &ours, false);
+        assert_eq!(held, observed);
+        // Nobody wants it: released.
+        assert!(labels_to_apply(&[], &[], &observed, &ours, false).is_empty());
+        // Unless a baseline that cannot be read might.
+        assert_eq!(labels_to_apply(&[], &[], &observed, &ours, true), observed);
+    }
+
+    #[test]
+    fn labels_to_apply_neither_takes_nor_lowers_a_stricter_label_of_someone_else() {
+        let baseline = spec("podSecurity: {enforce: baseline}");
+        let observed = labels(&[(ENFORCE, "restricted")]);
+        let applied = labels_to_apply(
+            &[wanted_pod_security(&baseline)],
+            &[],
+            &observed,
+            &owned(&[]),
+            false,
+        );
+        assert!(!applied.contains_key(ENFORCE), "{applied:?}");
     }
 }

@@ -20,8 +20,8 @@ use crate::controller::state::results::NamespaceResult;
 use crate::domain::generated::{BaselineRef, GeneratedKind, NamespacedObject, wanted_pod_security};
 use crate::domain::plan::{Change, NamespacePlan, NamespaceState, plan_release};
 use crate::domain::pod_security::{
-    WantedPodSecurity, held_pod_security, hold_owned_labels, labels_owned_by_us, labels_we_apply,
-    merged_labels, namespace_labels_to_apply, pod_security_drift,
+    WantedPodSecurity, labels_owned_by_us, labels_to_apply, namespace_labels_to_apply,
+    pod_security_drift,
 };
 use crate::domain::selection::{NamespaceFacts, selects};
 use crate::domain::snapshot::plan_with_audit;
@@ -385,27 +385,23 @@ fn desired_labels<'a>(
             .unwrap_or_default(),
         &ctx.label_manager,
     );
-    let held: Vec<WantedPodSecurity<'_>> = planned
+    let auditing: Vec<WantedPodSecurity<'_>> = planned
         .iter()
         .filter(|p| p.selected && !p.enforcing())
-        .map(|p| held_pod_security(&wanted_pod_security(&p.baseline.spec), labels, &owned))
+        .map(|p| wanted_pod_security(&p.baseline.spec))
         .collect();
-    let mut desired = merged_labels(wants.iter().map(|(_, want)| want).chain(&held));
-    if ctx.unreadable_baselines.any() {
-        // An unreadable baseline may select any namespace and want any of our labels
-        // (its selector and wants cannot be read): release and loosen nothing.
-        let held = hold_owned_labels(&desired, labels, &owned);
-        if held != desired {
-            debug!(
-                unreadable = ?ctx.unreadable_baselines.names(),
-                "Pod Security labels held for baselines this version cannot read"
-            );
-        }
-        desired = held;
+    let enforcing: Vec<WantedPodSecurity<'_>> =
+        wants.iter().map(|(_, want)| want.clone()).collect();
+    // An unreadable baseline may select any namespace and want any of our labels (its
+    // selector and wants cannot be read): release and loosen nothing.
+    let hold_everything = ctx.unreadable_baselines.any();
+    if hold_everything {
+        debug!(
+            unreadable = ?ctx.unreadable_baselines.names(),
+            "Pod Security labels held for baselines this version cannot read"
+        );
     }
-    // Stricter labels someone else set (an admin, another shard) are neither taken nor
-    // lowered.
-    let labels = labels_we_apply(&desired, labels, &owned);
+    let labels = labels_to_apply(&enforcing, &auditing, labels, &owned, hold_everything);
     DesiredLabels {
         wants,
         owned,
