@@ -190,9 +190,12 @@ async fn a_second_pass_before_the_watch_caught_up_writes_nothing_and_reports_not
     let shop = namespace("shop", &[("env", "prod")]);
     scenario.reconcile(&shop).await;
     assert_eq!(scenario.take_requests().len(), 3);
+    let repairs = || scenario.ctx.results.read("b", |_, repairs| repairs);
+    assert_eq!(repairs(), 3, "two policies and the label");
     // Our writes' watch events have not arrived: the caches still show the old state.
     scenario.reconcile(&shop).await;
     assert_eq!(paths(&scenario.take_requests()), Vec::<String>::new());
+    assert_eq!(repairs(), 3, "nothing repaired twice");
     let result = scenario.result("b", "shop").expect("a result");
     assert!(result.findings.is_empty(), "no drift invented: {result:?}");
 }

@@ -349,6 +349,9 @@ fn mark_unwritten(planned: &mut [Planned], writes: &ObjectWrites) {
 /// baselines sharing the Pod Security labels.
 struct LabelsOutcome {
     after: BTreeMap<String, String>,
+    /// The labels were written by this reconcile (not already in flight from an earlier
+    /// one, whose repair was counted then).
+    written_now: bool,
     paused: bool,
     sharing: BTreeSet<String>,
 }
@@ -453,6 +456,7 @@ async fn apply_labels(
     else {
         return LabelsOutcome {
             after,
+            written_now: false,
             paused: budget.is_err(),
             sharing,
         };
@@ -461,7 +465,8 @@ async fn apply_labels(
     // label write: applying the same labels again would be a duplicate write.
     debug!(labels = ?to_apply, owned = ?desired.owned, observed = ?labels, "applying Pod Security labels");
     let resource_version = namespace.metadata.resource_version.as_deref();
-    let written = if ctx.labels_in_flight(name, resource_version, &to_apply) {
+    let in_flight = ctx.labels_in_flight(name, resource_version, &to_apply);
+    let written = if in_flight {
         Ok(())
     } else {
         apply::apply_namespace_labels(
@@ -474,6 +479,7 @@ async fn apply_labels(
         .await
         .inspect(|()| ctx.labels_written(name, resource_version, to_apply.clone()))
     };
+    let written_ok = written.is_ok();
     match written {
         Ok(()) => {
             for released in desired.owned.iter().filter(|k| !to_apply.contains_key(*k)) {
@@ -499,6 +505,7 @@ async fn apply_labels(
         },
     }
     LabelsOutcome {
+        written_now: !in_flight && written_ok,
         after,
         paused: budget.is_err(),
         sharing,
@@ -558,7 +565,9 @@ fn outcome(
             &labels.after,
         );
         if planned.enforcing() {
-            repairs += before.saturating_sub(after.len());
+            if labels.written_now {
+                repairs += before.saturating_sub(after.len());
+            }
             if labels.paused {
                 let namespace_key = after.iter().map(key).collect();
                 mark_conflicts(&mut after, &namespace_key, &budget_spent_message());
@@ -823,6 +832,7 @@ mod tests {
 
     fn labels(pairs: &[(&str, &str)], paused: bool) -> LabelsOutcome {
         LabelsOutcome {
+            written_now: !paused,
             after: pairs
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
