@@ -37,6 +37,44 @@ pub enum ControlPlaneError {
     },
 }
 
+/// A config file of the kube-apiserver: YAML with a `kind` it must have.
+trait ConfigFile: serde::de::DeserializeOwned {
+    /// The kind the file must declare (also the name errors use).
+    const KIND: &'static str;
+    /// The kind the file declares.
+    fn kind(&self) -> &str;
+}
+
+/// Parses a config file and checks its kind, as the kube-apiserver refuses another kind.
+fn parse_config<T: ConfigFile>(text: &str) -> Result<T, ControlPlaneError> {
+    let config: T = serde_saphyr::from_str(text).map_err(|source| ControlPlaneError::Yaml {
+        what: T::KIND,
+        source: Box::new(source),
+    })?;
+    if config.kind() != T::KIND {
+        return Err(ControlPlaneError::Invalid {
+            what: T::KIND,
+            message: format!("kind is {:?}, want {}", config.kind(), T::KIND),
+        });
+    }
+    Ok(config)
+}
+
+macro_rules! config_file {
+    ($type:ident) => {
+        impl ConfigFile for $type {
+            const KIND: &'static str = stringify!($type);
+            fn kind(&self) -> &str {
+                &self.kind
+            }
+        }
+    };
+}
+
+config_file!(EncryptionConfiguration);
+config_file!(AuthorizationConfiguration);
+config_file!(AuthenticationConfiguration);
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct EncryptionConfiguration {
@@ -60,18 +98,7 @@ struct EncryptionResources {
 /// (`secrets`, `secrets.`, `*.` or `*.*`) wins, as in the kube-apiserver. Empty when no entry
 /// covers secrets (they are stored as plaintext). Key material is never returned.
 pub fn secrets_providers(text: &str) -> Result<Vec<String>, ControlPlaneError> {
-    const WHAT: &str = "EncryptionConfiguration";
-    let config: EncryptionConfiguration =
-        serde_saphyr::from_str(text).map_err(|source| ControlPlaneError::Yaml {
-            what: WHAT,
-            source: Box::new(source),
-        })?;
-    if config.kind != WHAT {
-        return Err(ControlPlaneError::Invalid {
-            what: WHAT,
-            message: format!("kind is {:?}, want {WHAT}", config.kind),
-        });
-    }
+    let config: EncryptionConfiguration = parse_config(text)?;
     let covers_secrets = |r: &String| matches!(r.as_str(), "secrets" | "secrets." | "*." | "*.*");
     Ok(config
         .resources
@@ -103,18 +130,7 @@ struct Authorizer {
 
 /// The authorizer types of an AuthorizationConfiguration (--authorization-config), in order.
 pub fn authorization_config_authorizers(text: &str) -> Result<Vec<String>, ControlPlaneError> {
-    const WHAT: &str = "AuthorizationConfiguration";
-    let config: AuthorizationConfiguration =
-        serde_saphyr::from_str(text).map_err(|source| ControlPlaneError::Yaml {
-            what: WHAT,
-            source: Box::new(source),
-        })?;
-    if config.kind != WHAT {
-        return Err(ControlPlaneError::Invalid {
-            what: WHAT,
-            message: format!("kind is {:?}, want {WHAT}", config.kind),
-        });
-    }
+    let config: AuthorizationConfiguration = parse_config(text)?;
     Ok(config.authorizers.into_iter().map(|a| a.kind).collect())
 }
 
@@ -139,17 +155,6 @@ struct AnonymousConfig {
 pub fn authentication_config_anonymous(
     text: &str,
 ) -> Result<Option<(bool, usize)>, ControlPlaneError> {
-    const WHAT: &str = "AuthenticationConfiguration";
-    let config: AuthenticationConfiguration =
-        serde_saphyr::from_str(text).map_err(|source| ControlPlaneError::Yaml {
-            what: WHAT,
-            source: Box::new(source),
-        })?;
-    if config.kind != WHAT {
-        return Err(ControlPlaneError::Invalid {
-            what: WHAT,
-            message: format!("kind is {:?}, want {WHAT}", config.kind),
-        });
-    }
+    let config: AuthenticationConfiguration = parse_config(text)?;
     Ok(config.anonymous.map(|a| (a.enabled, a.conditions.len())))
 }

@@ -146,6 +146,40 @@ fn encryption_providers_for_secrets() {
 }
 
 #[test]
+fn each_config_file_must_declare_its_own_kind() {
+    let wrong = "kind: Policy\n";
+    let messages = [
+        secrets_providers(wrong).map(|_| ()),
+        authorization_config_authorizers(wrong).map(|_| ()),
+        authentication_config_anonymous(wrong).map(|_| ()),
+    ]
+    .map(|result| result.map_err(|e| e.to_string()));
+    assert_eq!(
+        messages,
+        [
+            Err(
+                "EncryptionConfiguration: kind is \"Policy\", want EncryptionConfiguration"
+                    .to_owned()
+            ),
+            Err(
+                "AuthorizationConfiguration: kind is \"Policy\", want AuthorizationConfiguration"
+                    .to_owned()
+            ),
+            Err(
+                "AuthenticationConfiguration: kind is \"Policy\", want AuthenticationConfiguration"
+                    .to_owned()
+            ),
+        ]
+    );
+    assert!(
+        authorization_config_authorizers(
+            "kind: AuthorizationConfiguration\nauthorizers: [{type: Node}, {type: RBAC}]\n"
+        )
+        .is_ok_and(|a| a == ["Node", "RBAC"])
+    );
+}
+
+#[test]
 fn encryption_keys_never_leave_the_parser() {
     let providers = secrets_providers(fixture!("encryption/aescbc.yaml")).unwrap();
     assert!(providers.iter().all(|p| !p.contains("c2VjcmV0")));
