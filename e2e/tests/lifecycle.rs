@@ -355,6 +355,27 @@ async fn a_baseline_whose_selector_kubernetes_rejects_releases_nothing() {
     );
     assert_eq!(held, before, "nothing of ours released or changed");
     assert!(refused(), "the operator's log names the invalid selector");
+    // check --live does not evaluate it either (it would report the objects the controller
+    // holds as unwanted), and says so.
+    let check = std::process::Command::new(operator_binary())
+        .args(["check", "--live", "-o", "json"])
+        .output()
+        .expect("check runs");
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        matches!(check.status.code(), Some(0 | 1))
+            && stderr.contains(&format!("SecurityBaseline {name} is not evaluated")),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&check.stdout).expect("json");
+    assert!(
+        report["baselines"]
+            .as_array()
+            .expect("baselines")
+            .iter()
+            .all(|b| b["name"] != name.as_str()),
+        "{report}"
+    );
 
     // Fixed, to a valid selector that no longer selects the namespace: released as usual.
     env.apply_baseline(

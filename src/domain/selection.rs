@@ -74,6 +74,15 @@ pub enum InvalidSelector {
     },
 }
 
+/// Why a baseline must not be acted on because of its selector: Kubernetes rejects it (the
+/// CRD admits malformed label keys and values), and "matches nothing" would release every
+/// namespace it holds. The controller holds such a baseline; `check` does not evaluate it.
+pub fn invalid_selector(spec: &SecurityBaselineSpec) -> Option<String> {
+    validate_selector(&spec.namespace_selector)
+        .err()
+        .map(|error| format!("spec.namespaceSelector is invalid: {error}"))
+}
+
 /// The checks of apimachinery's `LabelSelectorAsSelector` (`labels.NewRequirement`): every
 /// key a label key, every value a label value, In and NotIn with values, Exists and
 /// DoesNotExist without. The CRD rejects the operator/values mismatches at admission but

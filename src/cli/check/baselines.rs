@@ -1,7 +1,7 @@
 //! SecurityBaselines from files (or the embedded default), validated as admission would:
 //! unknown fields (kubectl's strict field validation), the CRD's CEL rules, then the types.
 
-use crate::domain::selection::validate_selector;
+use crate::domain::selection::invalid_selector;
 use kube::CustomResourceExt;
 use serde_json::Value;
 
@@ -149,9 +149,10 @@ pub fn parse_baseline(value: &Value) -> Result<SecurityBaseline, Vec<String>> {
         .map_err(|err| vec![format!("{what}: invalid: {err}")])?;
     // The CRD admits malformed label keys and values; Kubernetes rejects such a selector,
     // and the controller holds such a baseline instead of acting on it.
-    validate_selector(&baseline.spec.namespace_selector)
-        .map_err(|err| vec![format!("{what}: spec.namespaceSelector is invalid: {err}")])?;
-    Ok(baseline)
+    match invalid_selector(&baseline.spec) {
+        Some(why) => Err(vec![format!("{what}: {why}")]),
+        None => Ok(baseline),
+    }
 }
 
 /// Fields the CRD's schema does not declare (below metadata, which is not in the schema),

@@ -16,6 +16,7 @@ use super::baselines::LoadedBaseline;
 use super::inventory::Inventory;
 use crate::api::{NodeReport, SecurityBaseline};
 use crate::domain::generated::NamespacedObject;
+use crate::domain::selection::invalid_selector;
 
 /// Objects per list request (the rest come with continue tokens).
 const PAGE: u32 = 500;
@@ -207,6 +208,18 @@ pub async fn read_cluster(
         .unwrap_or_default()
         .into_iter()
         .filter(|b| b.metadata.deletion_timestamp.is_none())
+        // Held by the controller, so not evaluated (evaluating "matches nothing" would
+        // report its objects as unwanted where the controller leaves them).
+        .filter(|b| match invalid_selector(&b.spec) {
+            Some(why) => {
+                inventory.notes.push(format!(
+                    "SecurityBaseline {} is not evaluated: {why} (the controller holds it until it is fixed)",
+                    b.name_any()
+                ));
+                false
+            }
+            None => true,
+        })
         .map(|baseline| LoadedBaseline {
             source: format!("cluster (SecurityBaseline {})", baseline.name_any()),
             baseline,

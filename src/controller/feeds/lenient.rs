@@ -118,9 +118,7 @@ pub trait Actionable {
 /// held like a baseline this version cannot read until it is fixed.
 impl Actionable for crate::api::SecurityBaseline {
     fn not_actionable(&self) -> Option<String> {
-        crate::domain::selection::validate_selector(&self.spec.namespace_selector)
-            .err()
-            .map(|error| format!("spec.namespaceSelector is invalid: {error}"))
+        crate::domain::selection::invalid_selector(&self.spec)
     }
 }
 
