@@ -197,14 +197,20 @@ impl TestEnv {
         format!("{}-{suffix}", self.id)
     }
 
-    /// Creates a namespace carrying this test's label plus `labels`.
-    pub async fn create_namespace(&self, suffix: &str, labels: &[(&str, &str)]) -> String {
-        let name = self.name(suffix);
+    /// `labels` plus this test's label.
+    fn with_test_label(&self, labels: &[(&str, &str)]) -> BTreeMap<String, String> {
         let mut all: BTreeMap<String, String> = labels
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         all.insert(TEST_LABEL.to_string(), self.id.clone());
+        all
+    }
+
+    /// Creates a namespace carrying this test's label plus `labels`.
+    pub async fn create_namespace(&self, suffix: &str, labels: &[(&str, &str)]) -> String {
+        let name = self.name(suffix);
+        let all = self.with_test_label(labels);
         let namespace = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
@@ -225,11 +231,7 @@ impl TestEnv {
     /// them.
     pub async fn create_node(&self, suffix: &str, labels: &[(&str, &str)]) -> String {
         let name = self.name(suffix);
-        let mut all: BTreeMap<String, String> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        all.insert(TEST_LABEL.to_string(), self.id.clone());
+        let all = self.with_test_label(labels);
         let node = Node {
             metadata: ObjectMeta {
                 name: Some(name.clone()),

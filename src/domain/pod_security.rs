@@ -260,7 +260,7 @@ fn supersedes(key: &str, wanted: &str, current: &str) -> bool {
 /// any of our labels) nothing of ours is released or loosened. Stricter labels set by
 /// someone else (an admin, another shard) are neither taken nor lowered.
 pub fn labels_to_apply(
-    enforcing: &[WantedPodSecurity<'_>],
+    enforcing: &[&WantedPodSecurity<'_>],
     auditing: &[WantedPodSecurity<'_>],
     observed: &BTreeMap<String, String>,
     owned_by_us: &BTreeSet<String>,
@@ -270,7 +270,7 @@ pub fn labels_to_apply(
         .iter()
         .map(|want| held_pod_security(want, observed, owned_by_us))
         .collect();
-    let mut desired = merged_labels(enforcing.iter().chain(&held));
+    let mut desired = merged_labels(enforcing.iter().copied().chain(&held));
     if hold_everything {
         desired = hold_owned_labels(&desired, observed, owned_by_us);
     }
@@ -547,8 +547,8 @@ mod tests {
         let restricted = spec("podSecurity: {enforce: restricted}");
         let applied = labels_to_apply(
             &[
-                wanted_pod_security(&baseline),
-                wanted_pod_security(&restricted),
+                &wanted_pod_security(&baseline),
+                &wanted_pod_security(&restricted),
             ],
             &[],
             &labels(&[]),
@@ -577,7 +577,7 @@ mod tests {
         let baseline = spec("podSecurity: {enforce: baseline}");
         let observed = labels(&[(ENFORCE, "restricted")]);
         let applied = labels_to_apply(
-            &[wanted_pod_security(&baseline)],
+            &[&wanted_pod_security(&baseline)],
             &[],
             &observed,
             &owned(&[]),

@@ -393,8 +393,7 @@ fn desired_labels<'a>(
         .filter(|p| p.selected && !p.enforcing())
         .map(|p| wanted_pod_security(&p.baseline.spec))
         .collect();
-    let enforcing: Vec<WantedPodSecurity<'_>> =
-        wants.iter().map(|(_, want)| want.clone()).collect();
+
     // An unreadable baseline may select any namespace and want any of our labels (its
     // selector and wants cannot be read): release and loosen nothing.
     let hold_everything = ctx.unreadable_baselines.any();
@@ -404,6 +403,7 @@ fn desired_labels<'a>(
             "Pod Security labels held for baselines this version cannot read"
         );
     }
+    let enforcing: Vec<&WantedPodSecurity<'_>> = wants.iter().map(|(_, want)| want).collect();
     let labels = labels_to_apply(&enforcing, &auditing, labels, &owned, hold_everything);
     DesiredLabels {
         wants,
