@@ -4,12 +4,11 @@
 //! files a user gives it ([`NodeSources`] with [`SourceFile::text`]) and gets exactly the
 //! verdicts the controller would reach from an agent's report.
 
-use kube::CustomResourceExt;
 use serde_json::Value;
 
 use crate::api::{
     ApiServerObservation, AuditPolicyObservation, AuthenticationConfigObservation,
-    AuthorizationConfigObservation, EncryptionObservation, KubeletObservation, NodeReport,
+    AuthorizationConfigObservation, EncryptionObservation, KubeletObservation, NODE_REPORT_SCHEMA,
     NodeReportSpec, ObservationState, ObservedFlag,
 };
 use crate::domain::node::api_server::API_SERVER_FLAGS;
@@ -375,19 +374,12 @@ fn observe_authentication(file: Option<&SourceFile>) -> AuthenticationConfigObse
 /// as `.path: what` lines. The API server would reject such a report outright, so
 /// [`fit_to_schema`] turns the offending observation into an Error instead.
 pub fn schema_violations(report: &NodeReportSpec) -> Vec<String> {
-    let crd = NodeReport::crd();
-    let schema = crd
-        .spec
-        .versions
-        .first()
-        .and_then(|v| v.schema.as_ref())
-        .and_then(|s| s.open_api_v3_schema.as_ref())
-        .and_then(|s| serde_json::to_value(s).ok())
-        .and_then(|s| s.pointer("/properties/spec").cloned())
-        .unwrap_or(Value::Null);
+    let schema = NODE_REPORT_SCHEMA
+        .pointer("/properties/spec")
+        .unwrap_or(&Value::Null);
     let value = serde_json::to_value(report).unwrap_or(Value::Null);
     let mut out = Vec::new();
-    walk_bounds(&schema, &value, "", &mut out);
+    walk_bounds(schema, &value, "", &mut out);
     out
 }
 

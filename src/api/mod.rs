@@ -7,6 +7,8 @@ pub use node_report::*;
 pub use security_baseline::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use std::sync::LazyLock;
+
 use kube::CustomResourceExt;
 
 /// API group of every kube-baseline kind.
@@ -44,22 +46,33 @@ pub fn crds_yaml() -> Result<String, serde_saphyr::SerializeError> {
     Ok(out)
 }
 
-/// Validates a SecurityBaseline (as JSON, so values the Rust types cannot hold are checked
-/// too) against the CEL rules of its CRD, offline, the way admission would.
-pub fn validate_baseline_cel(
-    object: &serde_json::Value,
-) -> Result<(), kube::core::cel::ValidationErrors> {
-    let crd = SecurityBaseline::crd();
-    let schema = crd
+/// The SecurityBaseline CRD's OpenAPI schema as JSON (built once): what `check` validates
+/// baselines against offline, as admission would.
+pub static SECURITY_BASELINE_SCHEMA: LazyLock<serde_json::Value> =
+    LazyLock::new(openapi_schema::<SecurityBaseline>);
+/// The NodeReport CRD's OpenAPI schema as JSON (built once): its bounds are what the agent
+/// fits a report to before publishing it.
+pub static NODE_REPORT_SCHEMA: LazyLock<serde_json::Value> =
+    LazyLock::new(openapi_schema::<NodeReport>);
+
+/// The OpenAPI v3 schema of `K`'s CRD (its one version) as JSON; Null if it has none.
+fn openapi_schema<K: CustomResourceExt>() -> serde_json::Value {
+    K::crd()
         .spec
         .versions
         .first()
         .and_then(|v| v.schema.as_ref())
         .and_then(|s| s.open_api_v3_schema.as_ref())
-        .map(serde_json::to_value)
-        .and_then(Result::ok)
-        .unwrap_or_default();
-    kube::core::cel::Validator::new().validate(&schema, object, None)
+        .and_then(|s| serde_json::to_value(s).ok())
+        .unwrap_or_default()
+}
+
+/// Validates a SecurityBaseline (as JSON, so values the Rust types cannot hold are checked
+/// too) against the CEL rules of its CRD, offline, the way admission would.
+pub fn validate_baseline_cel(
+    object: &serde_json::Value,
+) -> Result<(), kube::core::cel::ValidationErrors> {
+    kube::core::cel::Validator::new().validate(&SECURITY_BASELINE_SCHEMA, object, None)
 }
 
 #[cfg(test)]

@@ -2,12 +2,11 @@
 //! unknown fields (kubectl's strict field validation), the CRD's CEL rules, then the types.
 
 use crate::domain::selection::invalid_selector;
-use kube::CustomResourceExt;
 use serde_json::Value;
 
 use super::documents::{Document, parse_named, read_file_text};
 use super::inventory::group_of;
-use crate::api::{GROUP, SecurityBaseline, validate_baseline_cel};
+use crate::api::{GROUP, SECURITY_BASELINE_SCHEMA, SecurityBaseline, validate_baseline_cel};
 
 /// The default baseline when `--baseline` is not given.
 pub const EMBEDDED_NAME: &str = "config/samples/restricted.yaml";
@@ -159,15 +158,7 @@ pub fn parse_baseline(value: &Value) -> Result<SecurityBaseline, Vec<String>> {
 /// as `.spec.namespaceSelecter`. kubectl rejects them (strict field validation); silently
 /// dropping a misspelt selector would select every namespace.
 fn unknown_fields(value: &Value) -> Vec<String> {
-    let crd = SecurityBaseline::crd();
-    let schema = crd
-        .spec
-        .versions
-        .first()
-        .and_then(|v| v.schema.as_ref())
-        .and_then(|s| s.open_api_v3_schema.as_ref())
-        .and_then(|s| serde_json::to_value(s).ok())
-        .unwrap_or(Value::Null);
+    let schema = &*SECURITY_BASELINE_SCHEMA;
     let mut found = Vec::new();
     if let Some(object) = value.as_object() {
         for (key, child) in object {

@@ -4,7 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, Node, ResourceQuota};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
@@ -81,6 +82,74 @@ impl Known {
                 | Self::LimitRange
                 | Self::RoleBinding
         )
+    }
+}
+
+/// One object of a kind `check` evaluates, typed: what a manifest document or a live list
+/// item becomes before [`Inventory::add`] decides what it contributes.
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "each object is moved once, straight into the inventory"
+)]
+pub enum ClusterObject {
+    Namespace(Namespace),
+    Node(Node),
+    NodeReport(NodeReport),
+    NetworkPolicy(NetworkPolicy),
+    ResourceQuota(ResourceQuota),
+    LimitRange(LimitRange),
+    Role(Role),
+    RoleBinding(RoleBinding),
+    ClusterRole(ClusterRole),
+    ClusterRoleBinding(ClusterRoleBinding),
+}
+
+impl ClusterObject {
+    fn kind_and_metadata(&self) -> (&'static str, &ObjectMeta) {
+        match self {
+            Self::Namespace(o) => ("Namespace", &o.metadata),
+            Self::Node(o) => ("Node", &o.metadata),
+            Self::NodeReport(o) => ("NodeReport", &o.metadata),
+            Self::NetworkPolicy(o) => ("NetworkPolicy", &o.metadata),
+            Self::ResourceQuota(o) => ("ResourceQuota", &o.metadata),
+            Self::LimitRange(o) => ("LimitRange", &o.metadata),
+            Self::Role(o) => ("Role", &o.metadata),
+            Self::RoleBinding(o) => ("RoleBinding", &o.metadata),
+            Self::ClusterRole(o) => ("ClusterRole", &o.metadata),
+            Self::ClusterRoleBinding(o) => ("ClusterRoleBinding", &o.metadata),
+        }
+    }
+}
+
+/// `Kind namespace/name`, as messages name an object.
+impl std::fmt::Display for ClusterObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (kind, meta) = self.kind_and_metadata();
+        let name = meta.name.as_deref().unwrap_or_default();
+        match meta.namespace.as_deref() {
+            Some(namespace) if !namespace.is_empty() => write!(f, "{kind} {namespace}/{name}"),
+            _ => write!(f, "{kind} {name}"),
+        }
+    }
+}
+
+impl Known {
+    /// Deserializes a document of this kind (SecurityBaselines are not objects to evaluate).
+    fn parse(self, value: &Value, kind: &str) -> Result<Option<ClusterObject>, String> {
+        Ok(Some(match self {
+            Self::Namespace => ClusterObject::Namespace(typed(value, kind)?),
+            Self::Node => ClusterObject::Node(typed(value, kind)?),
+            Self::NodeReport => ClusterObject::NodeReport(typed(value, kind)?),
+            Self::NetworkPolicy => ClusterObject::NetworkPolicy(typed(value, kind)?),
+            Self::ResourceQuota => ClusterObject::ResourceQuota(typed(value, kind)?),
+            Self::LimitRange => ClusterObject::LimitRange(typed(value, kind)?),
+            Self::Role => ClusterObject::Role(typed(value, kind)?),
+            Self::RoleBinding => ClusterObject::RoleBinding(typed(value, kind)?),
+            Self::ClusterRole => ClusterObject::ClusterRole(typed(value, kind)?),
+            Self::ClusterRoleBinding => ClusterObject::ClusterRoleBinding(typed(value, kind)?),
+            Self::SecurityBaseline => return Ok(None),
+        }))
     }
 }
 
@@ -179,41 +248,53 @@ impl Inventory {
             String::new()
         };
         self.remember(kind, &namespace, &name, &document.origin)?;
-        let labels = meta.labels.clone().unwrap_or_default();
-        match known {
-            Known::Namespace => {
-                typed::<Namespace>(value, kind)?;
-                self.namespaces.push((name, labels));
-            }
-            Known::Node => {
-                typed::<Node>(value, kind)?;
-                self.nodes.push((name, labels));
-            }
-            Known::NodeReport => {
-                let mut report: NodeReport = typed(value, kind)?;
-                if report.spec.node_name.is_empty() {
-                    report.spec.node_name = name;
+        if let Some(object) = known.parse(value, kind)? {
+            self.add(object, &document.origin.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Adds one object, from a manifest or the cluster: the one place that decides what each
+    /// kind contributes. A namespace being deleted is left out (its objects go with it).
+    pub fn add(&mut self, object: ClusterObject, origin: &str) -> Result<(), String> {
+        let name_and_labels = |meta: &ObjectMeta| {
+            (
+                meta.name.clone().unwrap_or_default(),
+                meta.labels.clone().unwrap_or_default(),
+            )
+        };
+        match object {
+            ClusterObject::Namespace(namespace) => {
+                if namespace.metadata.deletion_timestamp.is_none() {
+                    self.namespaces.push(name_and_labels(&namespace.metadata));
                 }
-                self.add_node_report(report.spec, &document.origin.to_string())?;
             }
-            Known::NetworkPolicy => self
-                .objects
-                .push(NamespacedObject::NetworkPolicy(typed(value, kind)?)),
-            Known::ResourceQuota => self
-                .objects
-                .push(NamespacedObject::ResourceQuota(typed(value, kind)?)),
-            Known::LimitRange => self
-                .objects
-                .push(NamespacedObject::LimitRange(typed(value, kind)?)),
-            Known::Role => {
-                let role: Role = typed(value, kind)?;
+            ClusterObject::Node(node) => self.nodes.push(name_and_labels(&node.metadata)),
+            ClusterObject::NodeReport(report) => {
+                let mut spec = report.spec;
+                if spec.node_name.is_empty() {
+                    spec.node_name = report.metadata.name.unwrap_or_default();
+                }
+                self.add_node_report(spec, origin)?;
+            }
+            ClusterObject::NetworkPolicy(policy) => {
+                self.objects.push(NamespacedObject::NetworkPolicy(policy));
+            }
+            ClusterObject::ResourceQuota(quota) => {
+                self.objects.push(NamespacedObject::ResourceQuota(quota));
+            }
+            ClusterObject::LimitRange(limits) => {
+                self.objects.push(NamespacedObject::LimitRange(limits));
+            }
+            ClusterObject::Role(role) => {
                 self.objects.push(NamespacedObject::Role(role.clone()));
                 self.roles.push(role);
             }
-            Known::RoleBinding => self.role_bindings.push(typed(value, kind)?),
-            Known::ClusterRole => self.cluster_roles.push(typed(value, kind)?),
-            Known::ClusterRoleBinding => self.cluster_role_bindings.push(typed(value, kind)?),
-            Known::SecurityBaseline => {}
+            ClusterObject::RoleBinding(binding) => self.role_bindings.push(binding),
+            ClusterObject::ClusterRole(role) => self.cluster_roles.push(role),
+            ClusterObject::ClusterRoleBinding(binding) => {
+                self.cluster_role_bindings.push(binding);
+            }
         }
         Ok(())
     }

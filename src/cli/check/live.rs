@@ -13,9 +13,8 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::baselines::LoadedBaseline;
-use super::inventory::Inventory;
+use super::inventory::{ClusterObject, Inventory};
 use crate::api::{NodeReport, SecurityBaseline};
-use crate::domain::generated::NamespacedObject;
 use crate::domain::selection::invalid_selector;
 
 /// Objects per list request (the rest come with continue tokens).
@@ -157,52 +156,47 @@ pub async fn read_cluster(
         return Err(errors);
     }
 
-    for namespace in namespaces.into_iter().flatten() {
-        if namespace.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        let labels = namespace.labels().clone();
-        inventory.namespaces.push((namespace.name_any(), labels));
-    }
-    inventory.objects.extend(
+    let objects = (namespaces
+        .into_iter()
+        .flatten()
+        .map(ClusterObject::Namespace))
+    .chain(
         policies
             .into_iter()
             .flatten()
-            .map(NamespacedObject::NetworkPolicy),
-    );
-    let roles = roles.unwrap_or_default();
-    inventory
-        .objects
-        .extend(roles.iter().cloned().map(NamespacedObject::Role));
-    inventory.roles = roles;
-    inventory.objects.extend(
+            .map(ClusterObject::NetworkPolicy),
+    )
+    .chain(roles.into_iter().flatten().map(ClusterObject::Role))
+    .chain(
         quotas
             .into_iter()
             .flatten()
-            .map(NamespacedObject::ResourceQuota),
-    );
-    inventory.objects.extend(
-        limits
+            .map(ClusterObject::ResourceQuota),
+    )
+    .chain(limits.into_iter().flatten().map(ClusterObject::LimitRange))
+    .chain(
+        role_bindings
             .into_iter()
             .flatten()
-            .map(NamespacedObject::LimitRange),
-    );
-    inventory.role_bindings = role_bindings.unwrap_or_default();
-    inventory.cluster_roles = cluster_roles.unwrap_or_default();
-    inventory.cluster_role_bindings = cluster_role_bindings.unwrap_or_default();
-    for node in nodes.into_iter().flatten() {
-        inventory
-            .nodes
-            .push((node.name_any(), node.labels().clone()));
-    }
-    for report in reports.into_iter().flatten() {
-        let mut spec = report.spec.clone();
-        if spec.node_name.is_empty() {
-            spec.node_name = report.name_any();
-        }
-        inventory
-            .add_node_report(spec, &format!("NodeReport {}", report.name_any()))
-            .map_err(|e| vec![e])?;
+            .map(ClusterObject::RoleBinding),
+    )
+    .chain(
+        cluster_roles
+            .into_iter()
+            .flatten()
+            .map(ClusterObject::ClusterRole),
+    )
+    .chain(
+        cluster_role_bindings
+            .into_iter()
+            .flatten()
+            .map(ClusterObject::ClusterRoleBinding),
+    )
+    .chain(nodes.into_iter().flatten().map(ClusterObject::Node))
+    .chain(reports.into_iter().flatten().map(ClusterObject::NodeReport));
+    for object in objects {
+        let origin = format!("the cluster ({object})");
+        inventory.add(object, &origin).map_err(|e| vec![e])?;
     }
     let baselines = baselines
         .unwrap_or_default()
