@@ -96,7 +96,7 @@ pub fn discover(host: &Host, options: &HostOptions) -> Targets {
             ..KubeletTarget::default()
         }),
         Ok(None) => Found::NotFound,
-        Err(message) => Found::Error(message),
+        Err(err) => Found::Error(err.to_string()),
     };
 
     let process = host.find_processes(&["kube-apiserver"]).map(|all| {
@@ -107,6 +107,7 @@ pub fn discover(host: &Host, options: &HostOptions) -> Targets {
     let api_server = match (&options.apiserver_flags_file, process) {
         (Some(file), process) => match host
             .read_text(file)
+            .map_err(|e| e.to_string())
             .and_then(|text| apiserver_args_from_file(&text).map_err(|e| format!("{file}: {e}")))
         {
             Ok(args) => Found::Found(api_server_target(
@@ -121,7 +122,7 @@ pub fn discover(host: &Host, options: &HostOptions) -> Targets {
             ..api_server_target(process.args, process.started_by, options)
         }),
         (None, Ok(None)) => Found::NotFound,
-        (None, Err(message)) => Found::Error(message),
+        (None, Err(err)) => Found::Error(err.to_string()),
     };
     let audit_policy_path = match &api_server {
         Found::Found(target) => target.audit_policy.clone(),
@@ -190,9 +191,10 @@ fn kubelet_is_ours(host: &Host, process: &Process, ca: &ClusterCa) -> bool {
     let Some(path) = non_empty(flags.get("kubeconfig")) else {
         return false;
     };
-    let Ok(kubeconfig) = host
+    let Some(kubeconfig) = host
         .read_text(&path)
-        .and_then(|text| serde_saphyr::from_str::<Value>(&text).map_err(|e| e.to_string()))
+        .ok()
+        .and_then(|text| serde_saphyr::from_str::<Value>(&text).ok())
     else {
         return false;
     };
@@ -262,7 +264,7 @@ fn api_server_target(
 fn source_file(host: &Host, path: &str, started_by: Option<SystemTime>) -> SourceFile {
     SourceFile {
         path: path.to_owned(),
-        text: host.read_text(path),
+        text: host.read_text(path).map_err(|e| e.to_string()),
         changed_after_start: changed_after(host, path, started_by),
     }
 }
@@ -290,15 +292,18 @@ pub fn read_sources(host: &Host, node_name: &str, targets: &Targets) -> NodeSour
             config_dir: target.config_dir.clone(),
             drop_ins: match &target.config_dir {
                 None => Ok(Vec::new()),
-                Some(dir) => host.list_drop_ins(dir).map(|files| {
-                    files
-                        .into_iter()
-                        .map(|(relative, path)| SourceFile {
-                            path: relative,
-                            ..source_file(host, &path, target.started_by)
-                        })
-                        .collect()
-                }),
+                Some(dir) => host
+                    .list_drop_ins(dir)
+                    .map_err(|e| e.to_string())
+                    .map(|files| {
+                        files
+                            .into_iter()
+                            .map(|(relative, path)| SourceFile {
+                                path: relative,
+                                ..source_file(host, &path, target.started_by)
+                            })
+                            .collect()
+                    }),
             },
             note: target.note.clone(),
         }),

@@ -20,9 +20,41 @@ use serde_json::Value;
 /// every architecture Kubernetes supports; reading sysconf(_SC_CLK_TCK) would need libc.
 const USER_HZ: u64 = 100;
 
-/// Errors writing files on the host (reads report their errors as observations instead).
+/// Errors reading and writing the host's files and process table. Reads end up as
+/// observations in the NodeReport (their message is what it says); writes fail the
+/// enforcement step.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
+    /// The process table could not be listed.
+    #[error("cannot list {}: {source}", dir.display())]
+    ListProcesses {
+        /// The proc directory under the host root.
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A host file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// Host path.
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A kubelet --config-dir (or a directory below it) could not be listed.
+    #[error("cannot list kubelet --config-dir {dir}: {source}")]
+    ListDropIns {
+        /// Host path of the directory.
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An --apiserver-flags-file Pod manifest without the container to read.
+    #[error("the Pod manifest has no {missing}")]
+    ApiServerManifest {
+        /// What is missing (`spec.containers`, `containers`).
+        missing: &'static str,
+    },
     /// Writing, syncing or renaming failed.
     #[error("cannot write {path}: {source}")]
     Write {
@@ -72,10 +104,12 @@ impl Host {
 
     /// Every process whose program is one of `names` (`kubelet`, `kube-apiserver`), also
     /// as a hyperkube subcommand, lowest PID (typically the oldest) first.
-    pub fn find_processes(&self, names: &[&str]) -> Result<Vec<Process>, String> {
+    pub fn find_processes(&self, names: &[&str]) -> Result<Vec<Process>, HostError> {
         let proc_dir = self.resolve("/proc");
-        let entries = fs::read_dir(&proc_dir)
-            .map_err(|err| format!("cannot list {}: {err}", proc_dir.display()))?;
+        let entries = fs::read_dir(&proc_dir).map_err(|source| HostError::ListProcesses {
+            dir: proc_dir.clone(),
+            source,
+        })?;
         let mut pids: Vec<u32> = entries
             .filter_map(Result::ok)
             .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
@@ -118,10 +152,12 @@ impl Host {
         })
     }
 
-    /// A host file's text; the error is a message naming the host path.
-    pub fn read_text(&self, host_path: &str) -> Result<String, String> {
-        fs::read_to_string(self.resolve(host_path))
-            .map_err(|err| format!("cannot read {host_path}: {err}"))
+    /// A host file's text; the error names the host path.
+    pub fn read_text(&self, host_path: &str) -> Result<String, HostError> {
+        fs::read_to_string(self.resolve(host_path)).map_err(|source| HostError::Read {
+            path: host_path.to_owned(),
+            source,
+        })
     }
 
     /// A host file's modification time.
@@ -133,7 +169,7 @@ impl Host {
 
     /// The kubelet's drop-ins: every file under `dir` (recursively, as the kubelet's
     /// filepath.WalkDir) whose name ends in `.conf`, as (path relative to `dir`, host path).
-    pub fn list_drop_ins(&self, dir: &str) -> Result<Vec<(String, String)>, String> {
+    pub fn list_drop_ins(&self, dir: &str) -> Result<Vec<(String, String)>, HostError> {
         let mut found = Vec::new();
         self.walk(dir, "", &mut found)?;
         Ok(found)
@@ -144,14 +180,17 @@ impl Host {
         dir: &str,
         relative: &str,
         found: &mut Vec<(String, String)>,
-    ) -> Result<(), String> {
+    ) -> Result<(), HostError> {
         let host_dir = if relative.is_empty() {
             dir.to_owned()
         } else {
             format!("{}/{relative}", dir.trim_end_matches('/'))
         };
-        let entries = fs::read_dir(self.resolve(&host_dir))
-            .map_err(|err| format!("cannot list kubelet --config-dir {host_dir}: {err}"))?;
+        let entries =
+            fs::read_dir(self.resolve(&host_dir)).map_err(|source| HostError::ListDropIns {
+                dir: host_dir.clone(),
+                source,
+            })?;
         let mut names: Vec<(String, bool)> = entries
             .filter_map(Result::ok)
             .filter_map(|e| {
@@ -285,7 +324,7 @@ fn booted_by_btime(proc_stat: &str) -> Option<SystemTime> {
 /// kube-apiserver arguments from a file given with --apiserver-flags-file: its static Pod
 /// manifest (the kube-apiserver container's command and args), or plain text with one
 /// argument per line or separated by spaces (a leading program name is dropped).
-pub fn apiserver_args_from_file(text: &str) -> Result<Vec<String>, String> {
+pub fn apiserver_args_from_file(text: &str) -> Result<Vec<String>, HostError> {
     if let Ok(Value::Object(manifest)) = serde_saphyr::from_str::<Value>(text)
         && manifest.get("kind").and_then(Value::as_str) == Some("Pod")
     {
@@ -293,12 +332,16 @@ pub fn apiserver_args_from_file(text: &str) -> Result<Vec<String>, String> {
             .get("spec")
             .and_then(|s| s.get("containers"))
             .and_then(Value::as_array)
-            .ok_or("the Pod manifest has no spec.containers")?;
+            .ok_or(HostError::ApiServerManifest {
+                missing: "spec.containers",
+            })?;
         let container = containers
             .iter()
             .find(|c| c.get("name").and_then(Value::as_str) == Some("kube-apiserver"))
             .or_else(|| containers.first())
-            .ok_or("the Pod manifest has no containers")?;
+            .ok_or(HostError::ApiServerManifest {
+                missing: "containers",
+            })?;
         let strings = |key: &str| -> Vec<String> {
             container
                 .get(key)

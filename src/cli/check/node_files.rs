@@ -115,7 +115,9 @@ fn given(flag: &str, path: &Path) -> Result<SourceFile, String> {
 fn named_in_flags(path: &str) -> SourceFile {
     SourceFile {
         path: path.to_owned(),
-        text: Host::new("/").read_text(&absolute(path)),
+        text: Host::new("/")
+            .read_text(&absolute(path))
+            .map_err(|e| e.to_string()),
         changed_after_start: false,
     }
 }
@@ -177,11 +179,13 @@ fn kubelet_sources(args: &NodeFileArgs) -> Result<KubeletSources, String> {
 /// Every `*.conf` under `dir`, path relative to it, as the agent reads them.
 fn drop_ins(dir: &str) -> Result<Vec<SourceFile>, String> {
     let host = Host::new("/");
-    host.list_drop_ins(dir)?
+    host.list_drop_ins(dir)
+        .map_err(|e| e.to_string())?
         .into_iter()
         .map(|(relative, path)| {
             host.read_text(&path)
                 .map(|text| SourceFile::text(relative, text))
+                .map_err(|e| e.to_string())
         })
         .collect()
 }
