@@ -257,19 +257,53 @@ fn read(file: Option<&SourceFile>) -> (ObservationState, String, String, Option<
     }
 }
 
-fn observe_policy(file: Option<&SourceFile>) -> AuditPolicyObservation {
+/// The kube-apiserver's config file observations: each starts with the same header.
+trait FileObservation: Default {
+    fn with_header(state: ObservationState, message: String, path: String) -> Self;
+}
+
+macro_rules! file_observation {
+    ($($observation:ty),*) => {$(
+        impl FileObservation for $observation {
+            fn with_header(state: ObservationState, message: String, path: String) -> Self {
+                Self { state, message, path, ..Self::default() }
+            }
+        }
+    )*};
+}
+file_observation!(
+    AuditPolicyObservation,
+    EncryptionObservation,
+    AuthorizationConfigObservation,
+    AuthenticationConfigObservation
+);
+
+/// One config file into its observation: NotFound without the file, Error (with the reason)
+/// when it is unreadable or `parse` rejects it, else what `observed` builds from the parsed
+/// value, the text and the path.
+fn observe_file<T: FileObservation, V, E: std::fmt::Display>(
+    file: Option<&SourceFile>,
+    parse: impl FnOnce(&str) -> Result<V, E>,
+    observed: impl FnOnce(V, &str, String) -> T,
+) -> T {
     let (state, message, path, text) = read(file);
-    let pending_restart = file.is_some_and(|f| f.changed_after_start);
     let Some(text) = text else {
-        return AuditPolicyObservation {
-            state,
-            message,
-            path,
-            ..AuditPolicyObservation::default()
-        };
+        return T::with_header(state, message, path);
     };
-    match audit_policy::parse_policy(text) {
-        Ok(policy) => AuditPolicyObservation {
+    match parse(text) {
+        Ok(value) => observed(value, text, path),
+        Err(err) => T::with_header(
+            ObservationState::Error,
+            truncate(err.to_string(), MESSAGE_MAX),
+            path,
+        ),
+    }
+}
+
+fn observe_policy(file: Option<&SourceFile>) -> AuditPolicyObservation {
+    let pending_restart = file.is_some_and(|f| f.changed_after_start);
+    observe_file(file, audit_policy::parse_policy, |policy, text, path| {
+        AuditPolicyObservation {
             state: ObservationState::Observed,
             message: String::new(),
             path,
@@ -278,81 +312,41 @@ fn observe_policy(file: Option<&SourceFile>) -> AuditPolicyObservation {
             omit_managed_fields: policy.omit_managed_fields,
             rules: policy.rules,
             pending_restart,
-        },
-        Err(err) => AuditPolicyObservation {
-            state: ObservationState::Error,
-            message: truncate(err.to_string(), MESSAGE_MAX),
-            path,
-            ..AuditPolicyObservation::default()
-        },
-    }
+        }
+    })
 }
 
 fn observe_encryption(file: Option<&SourceFile>) -> EncryptionObservation {
-    let (state, message, path, text) = read(file);
-    let Some(text) = text else {
-        return EncryptionObservation {
-            state,
-            message,
-            path,
-            ..EncryptionObservation::default()
-        };
-    };
-    match secrets_providers(text) {
-        Ok(providers) => EncryptionObservation {
+    let pending_restart = file.is_some_and(|f| f.changed_after_start);
+    observe_file(file, secrets_providers, |providers, _, path| {
+        EncryptionObservation {
             state: ObservationState::Observed,
             message: String::new(),
             path,
             secrets_providers: providers.into_iter().map(|p| truncate(p, 32)).collect(),
-            pending_restart: file.is_some_and(|f| f.changed_after_start),
-        },
-        Err(err) => EncryptionObservation {
-            state: ObservationState::Error,
-            message: truncate(err.to_string(), MESSAGE_MAX),
-            path,
-            ..EncryptionObservation::default()
-        },
-    }
+            pending_restart,
+        }
+    })
 }
 
 fn observe_authorization(file: Option<&SourceFile>) -> AuthorizationConfigObservation {
-    let (state, message, path, text) = read(file);
-    let Some(text) = text else {
-        return AuthorizationConfigObservation {
-            state,
-            message,
-            path,
-            ..AuthorizationConfigObservation::default()
-        };
-    };
-    match authorization_config_authorizers(text) {
-        Ok(authorizers) => AuthorizationConfigObservation {
+    observe_file(
+        file,
+        authorization_config_authorizers,
+        |authorizers, _, path| AuthorizationConfigObservation {
             state: ObservationState::Observed,
             message: String::new(),
             path,
             authorizers: authorizers.into_iter().map(|a| truncate(a, 64)).collect(),
         },
-        Err(err) => AuthorizationConfigObservation {
-            state: ObservationState::Error,
-            message: truncate(err.to_string(), MESSAGE_MAX),
-            path,
-            ..AuthorizationConfigObservation::default()
-        },
-    }
+    )
 }
 
 fn observe_authentication(file: Option<&SourceFile>) -> AuthenticationConfigObservation {
-    let (state, message, path, text) = read(file);
-    let Some(text) = text else {
-        return AuthenticationConfigObservation {
-            state,
-            message,
-            path,
-            ..AuthenticationConfigObservation::default()
-        };
-    };
-    match authentication_config_anonymous(text) {
-        Ok(anonymous) => AuthenticationConfigObservation {
+    observe_file(
+        file,
+        authentication_config_anonymous,
+        |anonymous, _, path| AuthenticationConfigObservation {
             state: ObservationState::Observed,
             message: String::new(),
             path,
@@ -361,13 +355,7 @@ fn observe_authentication(file: Option<&SourceFile>) -> AuthenticationConfigObse
                 .map(|(_, conditions)| i32::try_from(conditions).unwrap_or(i32::MAX))
                 .unwrap_or(0),
         },
-        Err(err) => AuthenticationConfigObservation {
-            state: ObservationState::Error,
-            message: truncate(err.to_string(), MESSAGE_MAX),
-            path,
-            ..AuthenticationConfigObservation::default()
-        },
-    }
+    )
 }
 
 /// Where an observation exceeds the NodeReport schema's bounds (maxItems, maxLength),
@@ -439,12 +427,11 @@ pub fn fit_to_schema(report: &mut NodeReportSpec) {
         );
         if first.starts_with(".apiServer.auditPolicy") {
             let policy = &mut report.api_server.audit_policy;
-            *policy = AuditPolicyObservation {
-                state: ObservationState::Error,
+            *policy = AuditPolicyObservation::with_header(
+                ObservationState::Error,
                 message,
-                path: std::mem::take(&mut policy.path),
-                ..AuditPolicyObservation::default()
-            };
+                std::mem::take(&mut policy.path),
+            );
         } else if first.starts_with(".apiServer") {
             report.api_server = ApiServerObservation {
                 state: ObservationState::Error,
