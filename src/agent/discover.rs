@@ -290,6 +290,12 @@ pub fn read_sources(host: &Host, node_name: &str, targets: &Targets) -> NodeSour
                 .as_deref()
                 .map(|path| source_file(host, path, target.started_by)),
             config_dir: target.config_dir.clone(),
+            config_dir_changed_after_start: match (&target.config_dir, target.started_by) {
+                (Some(dir), Some(started_by)) => host
+                    .latest_dir_change(dir)
+                    .is_some_and(|at| at > started_by),
+                _ => false,
+            },
             drop_ins: match &target.config_dir {
                 None => Ok(Vec::new()),
                 Some(dir) => host

@@ -167,6 +167,23 @@ impl Host {
             .ok()
     }
 
+    /// The latest modification time of a directory and the directories below it: the kernel
+    /// sets it when an entry is added, removed or renamed, so it moves when a drop-in
+    /// appears, disappears, or is moved in with an old modification time of its own.
+    pub fn latest_dir_change(&self, host_dir: &str) -> Option<SystemTime> {
+        fn walk(dir: &Path) -> Option<SystemTime> {
+            let own = fs::metadata(dir).and_then(|m| m.modified()).ok()?;
+            let below = fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .filter_map(|e| walk(&e.path()));
+            Some(below.fold(own, SystemTime::max))
+        }
+        walk(&self.resolve(host_dir))
+    }
+
     /// The kubelet's drop-ins: every file under `dir` (recursively, as the kubelet's
     /// filepath.WalkDir) whose name ends in `.conf`, as (path relative to `dir`, host path).
     pub fn list_drop_ins(&self, dir: &str) -> Result<Vec<(String, String)>, HostError> {

@@ -57,6 +57,9 @@ pub struct KubeletSources {
     /// Every `*.conf` file in --config-dir, path relative to it; Err when the directory
     /// could not be listed.
     pub drop_ins: Result<Vec<SourceFile>, String>,
+    /// A drop-in was added, removed or renamed in --config-dir after the kubelet started:
+    /// the files on disk are not the ones it merged.
+    pub config_dir_changed_after_start: bool,
     /// Other processes of this cluster running here too (reported in the message).
     pub note: String,
 }
@@ -68,6 +71,7 @@ impl Default for KubeletSources {
             config: None,
             config_dir: None,
             drop_ins: Ok(Vec::new()),
+            config_dir_changed_after_start: false,
             note: String::new(),
         }
     }
@@ -205,6 +209,7 @@ fn observe_kubelet(kubelet: &KubeletSources) -> KubeletObservation {
         settings: kubelet::settings_of(&effective.config),
         origins: kubelet::origins_list(&effective.origins),
         pending_restart: kubelet.config.iter().any(|c| c.changed_after_start)
+            || kubelet.config_dir_changed_after_start
             || drop_ins.iter().any(|f| f.changed_after_start),
     }
 }

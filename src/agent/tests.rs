@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -61,7 +61,8 @@ impl FakeHost {
         self.root.join(host_path.trim_start_matches('/'))
     }
 
-    /// Writes a host file dated 2020-01-01 (older than the fake processes).
+    /// Writes a host file dated 2020-01-01 (older than the fake processes), and dates the
+    /// directories it is in the same way (adding an entry moves a directory's time).
     fn file(&self, host_path: &str, content: &str) -> &Self {
         let path = self.path(host_path);
         fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -72,7 +73,18 @@ impl FakeHost {
             .unwrap()
             .set_modified(UNIX_EPOCH + Duration::from_secs(FILES_2020))
             .unwrap();
+        for dir in path.ancestors().skip(1) {
+            if !dir.starts_with(&self.root) {
+                break;
+            }
+            self.date_dir(dir, UNIX_EPOCH + Duration::from_secs(FILES_2020));
+        }
         self
+    }
+
+    /// Sets a directory's modification time.
+    fn date_dir(&self, dir: &Path, at: SystemTime) {
+        fs::File::open(dir).unwrap().set_modified(at).unwrap();
     }
 
     /// Sets a host file's modification time.
@@ -651,6 +663,7 @@ fn observations_from_texts_for_check() {
                 "10-hardening.conf",
                 fixture!("kubelet/kubelet.conf.d/10-hardening.conf"),
             )]),
+            config_dir_changed_after_start: false,
             note: String::new(),
         }),
         api_server: observe::Found::Found(observe::ApiServerSources {
@@ -762,6 +775,64 @@ fn a_file_written_after_the_latest_possible_start_is_pending_restart() {
     let report = run(&host, &Desired::default(), false).report;
     assert!(report.kubelet.pending_restart);
     assert!(report.api_server.audit_policy.pending_restart);
+}
+
+/// The kubelet's --config-dir in `FakeHost::control_plane`.
+const DROP_IN_DIR: &str = "/etc/kubernetes/kubelet.conf.d";
+
+#[test]
+fn a_drop_in_removed_after_the_start_is_pending_restart() {
+    // The kubelet merged the drop-in at its start and still runs with it; the file is gone.
+    let host = FakeHost::control_plane("removed-drop-in");
+    let drop_in = format!("{DROP_IN_DIR}/50-fix.conf");
+    host.file(&drop_in, &hardened_drop_in());
+    assert!(
+        !run(&host, &Desired::default(), false)
+            .report
+            .kubelet
+            .pending_restart
+    );
+    fs::remove_file(host.path(&drop_in)).unwrap();
+    host.date_dir(&host.path(DROP_IN_DIR), after_boot(200_000));
+    let report = run(&host, &Desired::default(), false).report;
+    assert!(!report.kubelet.drop_ins.contains(&"50-fix.conf".to_owned()));
+    assert!(
+        report.kubelet.pending_restart,
+        "the running kubelet still uses the removed drop-in"
+    );
+}
+
+#[test]
+fn a_drop_in_moved_in_with_an_old_modification_time_is_pending_restart() {
+    // mv (or rsync -t, cp -p) keeps the file's old mtime; the directory's time moves.
+    let host = FakeHost::control_plane("moved-drop-in");
+    host.file("/staging/50-fix.conf", &hardened_drop_in());
+    fs::create_dir_all(host.path(DROP_IN_DIR)).unwrap();
+    fs::rename(
+        host.path("/staging/50-fix.conf"),
+        host.path(&format!("{DROP_IN_DIR}/50-fix.conf")),
+    )
+    .unwrap();
+    host.date_dir(&host.path(DROP_IN_DIR), after_boot(200_000));
+    let report = run(&host, &Desired::default(), false).report;
+    assert!(report.kubelet.drop_ins.contains(&"50-fix.conf".to_owned()));
+    assert!(
+        report.kubelet.pending_restart,
+        "the kubelet has never read the drop-in moved in after its start"
+    );
+}
+
+#[test]
+fn a_drop_in_dir_unchanged_since_the_start_is_not_pending_restart() {
+    let host = FakeHost::control_plane("dir-before-start");
+    host.file(&format!("{DROP_IN_DIR}/50-fix.conf"), &hardened_drop_in());
+    host.date_dir(&host.path(DROP_IN_DIR), after_boot(100_500));
+    assert!(
+        !run(&host, &Desired::default(), false)
+            .report
+            .kubelet
+            .pending_restart
+    );
 }
 
 #[test]

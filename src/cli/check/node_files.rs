@@ -172,6 +172,8 @@ fn kubelet_sources(args: &NodeFileArgs) -> Result<KubeletSources, String> {
         config,
         config_dir,
         drop_ins,
+        // Copies of a node's files say nothing about when its kubelet started.
+        config_dir_changed_after_start: false,
         note: String::new(),
     })
 }
