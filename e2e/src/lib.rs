@@ -21,6 +21,7 @@ use kube::{Api, Client, Config};
 use tokio::sync::OnceCell;
 
 pub mod faults;
+pub mod node;
 pub mod proxy;
 
 /// Label every test object carries, so each operator under test sees only its own.
@@ -351,17 +352,42 @@ impl TestEnv {
         for kind in ["securitybaselines", "namespaces", "clusterrolebindings"] {
             let _ = kubectl_result(&["delete", kind, &selector, "--wait=false"], None);
         }
+        for kind in ["serviceaccounts", "rolebindings"] {
+            let _ = kubectl_result(
+                &[
+                    "delete",
+                    kind,
+                    "-n",
+                    OPERATOR_NAMESPACE,
+                    &selector,
+                    "--wait=false",
+                ],
+                None,
+            );
+        }
+    }
+
+    /// Deletes this test's baselines and namespaces while `operator` still runs, waits (30 s
+    /// at most) until it has released the baselines (their cleanup finalizer), then stops it
+    /// and deletes the rest: stopping first would leave the baselines terminating for good.
+    pub async fn cleanup_with(&self, operator: Operator) {
+        let selector = format!("-l={}", self.selector());
         let _ = kubectl_result(
-            &[
-                "delete",
-                "serviceaccounts",
-                "-n",
-                OPERATOR_NAMESPACE,
-                &selector,
-                "--wait=false",
-            ],
+            &["delete", "securitybaselines", &selector, "--wait=false"],
             None,
         );
+        let _ = kubectl_result(&["delete", "namespaces", &selector, "--wait=false"], None);
+        let released = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < released {
+            let (ok, out, _) =
+                kubectl_result(&["get", "securitybaselines", &selector, "-o", "name"], None);
+            if ok && out.trim().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        drop(operator);
+        self.cleanup().await;
     }
 }
 
