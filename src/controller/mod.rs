@@ -102,8 +102,9 @@ pub struct RunArgs {
     #[arg(long, default_value = "kube-baseline")]
     pub lease_name: String,
 
-    /// Seconds a lease stays valid without renewal: how long a crashed leader blocks a
-    /// successor. A released lease (graceful shutdown) is taken over within a second.
+    /// Seconds a lease stays valid without renewal: a crashed leader blocks a successor for
+    /// this long, plus up to one standby poll (1 s). A released lease (graceful shutdown) is
+    /// taken over within a second.
     #[arg(long, default_value_t = 15)]
     pub lease_duration_seconds: u64,
 }
