@@ -410,6 +410,25 @@ pub fn quantity_value(text: &str) -> Option<f64> {
     Some(number * multiplier)
 }
 
+/// Drift on objects the controller could not write this time (their write budget is spent:
+/// another writer keeps changing them; or the write guard kept it from taking the name) is a
+/// Conflict: not something the next write would fix. `objects` holds (kind, name); the
+/// message is stable, as status is written only when it changes. A Violation (a check, not
+/// an object) stays what it is.
+pub fn mark_conflicts(
+    findings: &mut [DriftEntry],
+    objects: &std::collections::BTreeSet<(String, String)>,
+    message: &str,
+) {
+    for finding in findings.iter_mut() {
+        let key = (finding.kind.clone(), finding.name.clone());
+        if finding.reason != DriftReason::Violation && objects.contains(&key) {
+            finding.reason = DriftReason::Conflict;
+            finding.message = message.to_string();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -833,5 +852,55 @@ resourceQuota:
         let a = BTreeMap::from([("cpu".to_string(), Quantity("0.5".to_string()))]);
         let b = BTreeMap::from([("cpu".to_string(), Quantity("500m".to_string()))]);
         assert!(quantity_maps_equal(Some(&a), Some(&b)));
+    }
+
+    fn finding(kind: &str, name: &str, reason: DriftReason) -> DriftEntry {
+        DriftEntry {
+            namespace: "team-a".to_owned(),
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            check: String::new(),
+            reason,
+            message: "as planned".to_owned(),
+        }
+    }
+
+    #[test]
+    fn drift_on_an_unwritten_object_is_a_conflict_and_nothing_else_changes() {
+        let mut findings = vec![
+            finding(
+                "NetworkPolicy",
+                "baseline-b-deny-all",
+                DriftReason::Modified,
+            ),
+            finding(
+                "NetworkPolicy",
+                "baseline-b-allow-dns",
+                DriftReason::Missing,
+            ),
+            finding("Role", "baseline-b-deny-all", DriftReason::Unexpected),
+            finding(
+                "NetworkPolicy",
+                "baseline-b-deny-all",
+                DriftReason::Violation,
+            ),
+        ];
+        let unwritten = [("NetworkPolicy".to_owned(), "baseline-b-deny-all".to_owned())]
+            .into_iter()
+            .collect();
+        mark_conflicts(&mut findings, &unwritten, "someone else keeps changing it");
+        let reasons: Vec<_> = findings
+            .iter()
+            .map(|f| (f.reason, f.message.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (DriftReason::Conflict, "someone else keeps changing it"),
+                (DriftReason::Missing, "as planned"),
+                (DriftReason::Unexpected, "as planned"),
+                (DriftReason::Violation, "as planned"),
+            ]
+        );
     }
 }

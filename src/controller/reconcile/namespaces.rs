@@ -18,7 +18,7 @@ use crate::controller::state::context::Context;
 use crate::controller::state::repair_budget::{self, WriteTarget};
 use crate::controller::state::results::NamespaceResult;
 use crate::domain::generated::{BaselineRef, GeneratedKind, NamespacedObject, wanted_pod_security};
-use crate::domain::plan::{Change, NamespacePlan, NamespaceState, plan_release};
+use crate::domain::plan::{Change, NamespacePlan, NamespaceState, mark_conflicts, plan_release};
 use crate::domain::pod_security::{
     WantedPodSecurity, labels_owned_by_us, labels_to_apply, namespace_labels_to_apply,
     pod_security_drift,
@@ -707,24 +707,6 @@ fn created_since(
     started: k8s_openapi::jiff::Timestamp,
 ) -> bool {
     created.as_second() >= started.as_second()
-}
-
-/// Drift on objects whose write budget is spent is a fight with another writer, not
-/// something the next write would fix; an object the write guard kept us from creating is
-/// someone else's: say so.
-fn mark_conflicts(
-    findings: &mut [DriftEntry],
-    objects: &BTreeSet<(String, String)>,
-    message: &str,
-) {
-    for finding in findings.iter_mut() {
-        let key = (finding.kind.clone(), finding.name.clone());
-        if finding.reason != DriftReason::Violation && objects.contains(&key) {
-            finding.reason = DriftReason::Conflict;
-            // Stable text: status is written only when it changes.
-            finding.message = message.to_string();
-        }
-    }
 }
 
 fn budget_spent_message() -> String {
