@@ -214,26 +214,10 @@ async fn run_with_clients(
     args: RunArgs,
 ) -> Result<(), RunError> {
     info!(namespace = %args.namespace, concurrency = args.concurrency, "starting controller");
-    if args.baseline_selector.is_some() && args.shard.is_none() {
-        warn!(
-            "--baseline-selector without --shard: if another instance reconciles other \
-             baselines over the same namespaces, give each its own --shard, or their Pod \
-             Security label applies (one field manager) undo each other"
-        );
-    }
-    // One watch of SecurityBaselines feeds the store and fans out to both controllers: the
-    // baseline controller (status, finalizer) and the namespace controller (re-plan every
-    // namespace when a spec changes).
+    warn_if_unsharded(&args);
     let (baseline_store, baseline_writer) = reflector::store::<SecurityBaseline>();
-    let (baseline_events, baselines_for_status) = futures::channel::mpsc::unbounded();
-    let (spec_events, baselines_for_namespaces) = futures::channel::mpsc::unbounded();
-    let mut baseline_config = watcher::Config::default();
-    if let Some(selector) = &args.baseline_selector {
-        baseline_config = baseline_config.labels(selector);
-    }
     let (namespace_store, namespace_writer) = reflector::store();
     let namespace_stream = namespace_watch(&client, &args, namespace_writer);
-
     let (status_trigger, status_requests) = futures::channel::mpsc::unbounded();
     let ctx = std::sync::Arc::new(Context::new(
         client.clone(),
@@ -243,29 +227,7 @@ async fn run_with_clients(
         status_trigger,
         budget,
     ));
-
-    // Lenient: a baseline this version cannot read (a newer CRD) is not fatal; it is left
-    // out of the store and counted as present (see `lenient`).
-    let baseline_watch = lenient::watch_all::<SecurityBaseline>(
-        client.clone(),
-        baseline_config,
-        ctx.unreadable_baselines.clone(),
-    )
-    .default_backoff()
-    .reflect(baseline_writer)
-    .applied_objects()
-    .for_each(move |event| {
-        match event {
-            Ok(baseline) => {
-                // Sends fail only once the controllers have shut down.
-                let _ = spec_events.unbounded_send(std::sync::Arc::new(baseline.clone()));
-                let _ = baseline_events.unbounded_send(Ok(baseline));
-            }
-            Err(error) => warn!(%error, "SecurityBaseline watch failed; retrying"),
-        }
-        future::ready(())
-    });
-
+    let baselines = BaselineFeed::new(&client, &args, &ctx, baseline_writer);
     let (readiness, readiness_rx) = tokio::sync::watch::channel(http::Readiness::Starting);
     tokio::spawn(http::serve(
         args.metrics_address,
@@ -279,38 +241,15 @@ async fn run_with_clients(
         info!("stopped while waiting for the lease");
         return Ok(());
     };
-    let (lease_lost, leadership) = match leadership {
-        Leading::Elected(leadership) => {
-            let (lost, held) = (*leadership).split();
-            (futures::future::Either::Left(lost), Some(held))
-        }
-        Leading::Alone => (futures::future::Either::Right(future::pending()), None),
-    };
-    let synced = {
-        let ctx = ctx.clone();
-        async move {
-            ctx.sync_caches().await;
-            readiness.send_replace(http::Readiness::Serving);
-            info!("caches synced; reconciling");
-            baselines::prune_deleted(ctx).await;
-        }
-    };
-    let shutdown = shutdown_signal();
-    let (shutdown_tx, _) = tokio::sync::broadcast::channel::<()>(1);
-    let on_shutdown = |tx: &tokio::sync::broadcast::Sender<()>| {
-        let mut rx = tx.subscribe();
-        async move {
-            let _ = rx.recv().await;
-        }
-    };
-
+    let (lease_lost, held_lease) = leadership.split();
+    let shutdown = Shutdown::new();
     // A spec change re-plans every namespace, released a few at a time (see `replan`).
     let (replans, replan_requests) = futures::channel::mpsc::unbounded::<String>();
     let replan_pacer = replan_pacer(
         ctx.clone(),
         namespace_store.clone(),
         usize::from(args.concurrency),
-        baselines_for_namespaces,
+        baselines.for_namespaces,
         replans,
     );
     let namespace_controller = namespace_controller(
@@ -320,46 +259,140 @@ async fn run_with_clients(
         namespace_store,
         replan_requests,
         args.concurrency,
-        on_shutdown(&shutdown_tx),
+        shutdown.requested(),
     );
-    let baseline_controller = Controller::for_stream(baselines_for_status, baseline_store)
+    let baseline_controller = Controller::for_stream(baselines.for_status, baseline_store)
         .reconcile_on(status_requests.map(|name: String| ObjectRef::new(&name)))
         .with_config(ControllerConfig::default().debounce(Duration::from_millis(200)))
-        .graceful_shutdown_on(on_shutdown(&shutdown_tx))
+        .graceful_shutdown_on(shutdown.requested())
         .run(baselines::reconcile, baselines::error_policy, ctx.clone())
         .for_each(|_| future::ready(()));
-
-    // After SIGTERM, in-flight reconciles get a bounded time to finish: a reconcile stuck on an
-    // unreachable API server must not keep the pod from stopping.
-    let shutdown = async move {
-        shutdown.await;
-        info!("shutting down: finishing in-flight reconciles");
-        let _ = shutdown_tx.send(());
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
-        warn!(grace = ?SHUTDOWN_GRACE, "in-flight reconciles did not finish; stopping anyway");
-    };
     // The watches never end on their own; the controllers end after a graceful shutdown.
-    let lease_lost = async move {
-        let _ = lease_lost.await;
-    };
     tokio::select! {
         () = lease_lost => {
             // Stop at once: a successor may already be writing.
             tracing::error!("lost the leader lease; exiting");
             return Err(RunError::LostLease);
         }
-        () = baseline_watch => {}
-        () = synced => {}
+        () = baselines.watch => {}
+        () = caches_synced(ctx.clone(), readiness) => {}
         () = replan_pacer => {}
         () = nodes::run(client.clone(), ctx.clone(), args.node_selector.clone()) => {}
         _ = future::join(namespace_controller, baseline_controller) => {}
-        () = shutdown => {}
+        () = shutdown.on_signal() => {}
     }
-    if let Some(leadership) = leadership {
-        leadership.release().await;
+    if let Some(lease) = held_lease {
+        lease.release().await;
     }
     info!("controller stopped");
     Ok(())
+}
+
+fn warn_if_unsharded(args: &RunArgs) {
+    if args.baseline_selector.is_some() && args.shard.is_none() {
+        warn!(
+            "--baseline-selector without --shard: if another instance reconciles other \
+             baselines over the same namespaces, give each its own --shard, or their Pod \
+             Security label applies (one field manager) undo each other"
+        );
+    }
+}
+
+/// One watch of SecurityBaselines feeds the store and fans out to both controllers: the
+/// baseline controller (status, finalizer) and the namespace controller (re-plan every
+/// namespace when a spec changes).
+struct BaselineFeed<W> {
+    /// The watch itself; never ends.
+    watch: W,
+    for_status: futures::channel::mpsc::UnboundedReceiver<Result<SecurityBaseline, watcher::Error>>,
+    for_namespaces: futures::channel::mpsc::UnboundedReceiver<std::sync::Arc<SecurityBaseline>>,
+}
+
+impl BaselineFeed<()> {
+    fn new(
+        client: &Client,
+        args: &RunArgs,
+        ctx: &Context,
+        writer: reflector::store::Writer<SecurityBaseline>,
+    ) -> BaselineFeed<impl std::future::Future<Output = ()> + use<>> {
+        let (baseline_events, for_status) = futures::channel::mpsc::unbounded();
+        let (spec_events, for_namespaces) = futures::channel::mpsc::unbounded();
+        let mut config = watcher::Config::default();
+        if let Some(selector) = &args.baseline_selector {
+            config = config.labels(selector);
+        }
+        // Lenient: a baseline this version cannot read (a newer CRD) is not fatal; it is
+        // left out of the store and counted as present (see `lenient`).
+        let watch = lenient::watch_all::<SecurityBaseline>(
+            client.clone(),
+            config,
+            ctx.unreadable_baselines.clone(),
+        )
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .for_each(move |event| {
+            match event {
+                Ok(baseline) => {
+                    // Sends fail only once the controllers have shut down.
+                    let _ = spec_events.unbounded_send(std::sync::Arc::new(baseline.clone()));
+                    let _ = baseline_events.unbounded_send(Ok(baseline));
+                }
+                Err(error) => warn!(%error, "SecurityBaseline watch failed; retrying"),
+            }
+            future::ready(())
+        });
+        BaselineFeed {
+            watch,
+            for_status,
+            for_namespaces,
+        }
+    }
+}
+
+/// Waits until the caches are synced, then serves /readyz and prunes what deleted
+/// baselines left behind.
+async fn caches_synced(
+    ctx: std::sync::Arc<Context>,
+    readiness: tokio::sync::watch::Sender<http::Readiness>,
+) {
+    ctx.sync_caches().await;
+    readiness.send_replace(http::Readiness::Serving);
+    info!("caches synced; reconciling");
+    baselines::prune_deleted(ctx).await;
+}
+
+/// SIGTERM (or Ctrl-C) fanned out to the controllers, which then finish their in-flight
+/// reconciles.
+struct Shutdown {
+    begun: tokio::sync::broadcast::Sender<()>,
+}
+
+impl Shutdown {
+    fn new() -> Self {
+        Self {
+            begun: tokio::sync::broadcast::channel(1).0,
+        }
+    }
+
+    /// Resolves once shutdown has begun (a controller's `graceful_shutdown_on`).
+    fn requested(&self) -> impl std::future::Future<Output = ()> + Send + Sync + 'static + use<> {
+        let mut begun = self.begun.subscribe();
+        async move {
+            let _ = begun.recv().await;
+        }
+    }
+
+    /// Waits for the signal, tells the controllers, then gives in-flight reconciles a
+    /// bounded time: a reconcile stuck on an unreachable API server must not keep the pod
+    /// from stopping.
+    async fn on_signal(self) {
+        shutdown_signal().await;
+        info!("shutting down: finishing in-flight reconciles");
+        let _ = self.begun.send(());
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+        warn!(grace = ?SHUTDOWN_GRACE, "in-flight reconciles did not finish; stopping anyway");
+    }
 }
 
 /// The Namespace watch (metadata only, `--namespace-selector`), slimmed to what the
@@ -420,6 +453,28 @@ fn namespace_controller(
 enum Leading {
     Elected(Box<leader::Leadership>),
     Alone,
+}
+
+impl Leading {
+    /// What resolves when the lease is lost (never without leader election), and the lease
+    /// to release at the end.
+    fn split(
+        self,
+    ) -> (
+        impl std::future::Future<Output = ()>,
+        Option<leader::HeldLease>,
+    ) {
+        match self {
+            Self::Elected(leadership) => {
+                let (lost, held) = (*leadership).split();
+                let lost = async move {
+                    let _ = lost.await;
+                };
+                (futures::future::Either::Left(lost), Some(held))
+            }
+            Self::Alone => (futures::future::Either::Right(future::pending()), None),
+        }
+    }
 }
 
 /// With `--leader-elect`, waits for the Lease (a standby neither watches nor writes until
