@@ -245,7 +245,10 @@ static INSTALLED_OPERATOR: OnceCell<String> = OnceCell::const_new();
 /// Installs kube-baseline as documented — `kubectl apply --server-side -k` of an overlay of
 /// config/default plus the config/agent/enforce component — with the image override pointing
 /// at [`operator_image`], the controller scoped to [`INSTALLED_SCOPE`] and the agent's
-/// interval [`AGENT_INTERVAL`]. Once per test binary; returns the image reference.
+/// interval [`AGENT_INTERVAL`]. `imagePullPolicy: IfNotPresent` is explicit: the image exists
+/// only in the node's containerd, and a workload first created with `kube-baseline:latest`
+/// (deploy.rs installs config/agent) keeps the `Always` the API server defaulted for it.
+/// Once per test binary; returns the image reference.
 pub async fn install_operator() -> String {
     INSTALLED_OPERATOR
         .get_or_init(|| async {
@@ -264,7 +267,9 @@ pub async fn install_operator() -> String {
                  \x20   - op: add\n      path: /spec/template/spec/containers/0/args/-\n      value: --namespace-selector={INSTALLED_SCOPE}\n\
                  - target: {{kind: DaemonSet, name: kube-baseline-agent}}\n  patch: |-\n\
                  \x20   - op: test\n      path: /spec/template/spec/containers/0/args/3\n      value: --interval=60s\n\
-                 \x20   - op: replace\n      path: /spec/template/spec/containers/0/args/3\n      value: --interval={AGENT_INTERVAL}\n"
+                 \x20   - op: replace\n      path: /spec/template/spec/containers/0/args/3\n      value: --interval={AGENT_INTERVAL}\n\
+                 - target: {{group: apps, name: kube-baseline.*}}\n  patch: |-\n\
+                 \x20   - op: add\n      path: /spec/template/spec/containers/0/imagePullPolicy\n      value: IfNotPresent\n"
             );
             write_file(&overlay.join("kustomization.yaml"), &kustomization);
             let (ok, _, stderr) = kubectl_result(
