@@ -124,10 +124,34 @@ pub enum Reach {
     Blocked,
 }
 
-/// Tries `protocol` (`tcp` or `udp`) from `namespace/pod` to `ip:port` with agnhost
-/// `connect`. A refusal or any other error is not a policy verdict: it panics, so a server
-/// that is not listening can never pass for a blocked connection.
-pub fn reach(namespace: &str, pod: &str, ip: &str, port: u16, protocol: &str) -> Reach {
+/// What one agnhost `connect` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conn {
+    /// Connected (TCP) or answered (UDP).
+    Open,
+    /// Refused: the packet arrived and nothing listens (no policy dropped it).
+    Refused,
+    /// No answer within a second: dropped.
+    TimedOut,
+}
+
+/// Reads agnhost `connect`'s exit and stderr; anything else (DNS, no route, a failed exec)
+/// is a broken setup and panics with `what`.
+pub fn conn_verdict(ok: bool, stderr: &str, what: &str) -> Conn {
+    if ok {
+        Conn::Open
+    } else if stderr.contains("TIMEOUT") {
+        Conn::TimedOut
+    } else if stderr.contains("REFUSED") {
+        Conn::Refused
+    } else {
+        panic!("{what}: neither connected, refused nor timed out: {stderr}")
+    }
+}
+
+/// Tries `protocol` (`tcp` or `udp`) to `ip:port` from container `main` of a pod, with
+/// agnhost `connect` (1 s timeout).
+pub fn connect_from_pod(namespace: &str, pod: &str, ip: &str, port: u16, protocol: &str) -> Conn {
     let target = format!("{ip}:{port}");
     let (ok, _, stderr) = kubectl_result(
         &[
@@ -146,14 +170,24 @@ pub fn reach(namespace: &str, pod: &str, ip: &str, port: u16, protocol: &str) ->
         ],
         None,
     );
-    if ok {
-        return Reach::Open;
+    conn_verdict(
+        ok,
+        &stderr,
+        &format!("{namespace}/{pod} -> {protocol} {target}"),
+    )
+}
+
+/// [`connect_from_pod`] as a policy verdict. A refusal is not one: it panics, so a server
+/// that is not listening can never pass for a blocked connection.
+pub fn reach(namespace: &str, pod: &str, ip: &str, port: u16, protocol: &str) -> Reach {
+    match connect_from_pod(namespace, pod, ip, port, protocol) {
+        Conn::Open => Reach::Open,
+        Conn::TimedOut => Reach::Blocked,
+        Conn::Refused => panic!(
+            "{protocol} {namespace}/{pod} -> {ip}:{port} was refused: nothing listens there, \
+             so it says nothing about the policies"
+        ),
     }
-    assert!(
-        stderr.contains("TIMEOUT"),
-        "{protocol} {namespace}/{pod} -> {target}: neither connected nor timed out: {stderr}"
-    );
-    Reach::Blocked
 }
 
 /// A pod answering on TCP 80, TCP 53 and UDP 53 (agnhost netexec twice), with `main` the

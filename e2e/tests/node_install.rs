@@ -37,7 +37,8 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{EvictParams, ListParams};
 use kube::{Api, Client, ResourceExt};
 use kube_baseline_e2e::node::{
-    INSTALLED_SCOPE, TestNode, install_operator, run_pod, server_pod_manifest, test_node,
+    Conn, INSTALLED_SCOPE, TestNode, conn_verdict, connect_from_pod, install_operator, run_pod,
+    server_pod_manifest, test_node,
 };
 use kube_baseline_e2e::*;
 
@@ -307,30 +308,30 @@ async fn installed_as_documented_it_elects_one_leader_hands_over_and_is_confined
     // Controls: where no policy applies, a closed port is refused (so a timeout below is a
     // drop), and both test pods listen on 80.
     assert_eq!(
-        from_pod(&client_ns, "client", &client_ip, CLOSED_PORT, "tcp"),
+        connect_from_pod(&client_ns, "client", &client_ip, CLOSED_PORT, "tcp"),
         Conn::Refused,
         "a closed port without a policy"
     );
     assert_eq!(
-        from_pod(&client_ns, "client", &client_ip, 80, "tcp"),
+        connect_from_pod(&client_ns, "client", &client_ip, 80, "tcp"),
         Conn::Open,
         "the client listens on 80"
     );
     assert_eq!(
-        from_pod(OPERATOR_NAMESPACE, &probe_name, "127.0.0.1", 80, "tcp"),
+        connect_from_pod(OPERATOR_NAMESPACE, &probe_name, "127.0.0.1", 80, "tcp"),
         Conn::Open,
         "the probe pod listens on 80"
     );
     for pod in [&leader, &standby] {
         let ip = pod_ip(pod);
         assert_eq!(
-            from_pod(&client_ns, "client", &ip, HTTP_PORT, "tcp"),
+            connect_from_pod(&client_ns, "client", &ip, HTTP_PORT, "tcp"),
             Conn::Open,
             "TCP {HTTP_PORT} to {} (metrics and probes) is allowed in",
             pod.name_any()
         );
         assert_eq!(
-            from_pod(&client_ns, "client", &ip, CLOSED_PORT, "tcp"),
+            connect_from_pod(&client_ns, "client", &ip, CLOSED_PORT, "tcp"),
             Conn::TimedOut,
             "TCP {CLOSED_PORT} to {} must be dropped by the policy (a refusal means nothing \
              dropped it)",
@@ -386,12 +387,12 @@ async fn installed_as_documented_it_elects_one_leader_hands_over_and_is_confined
     );
     // default-deny: the probe pod (not the controller) may neither receive nor send.
     assert_eq!(
-        from_pod(&client_ns, "client", &probe_ip, 80, "tcp"),
+        connect_from_pod(&client_ns, "client", &probe_ip, 80, "tcp"),
         Conn::TimedOut,
         "ingress to a non-controller pod of {OPERATOR_NAMESPACE} must be dropped"
     );
     assert_eq!(
-        from_pod(OPERATOR_NAMESPACE, &probe_name, &client_ip, 80, "tcp"),
+        connect_from_pod(OPERATOR_NAMESPACE, &probe_name, &client_ip, 80, "tcp"),
         Conn::TimedOut,
         "egress from a non-controller pod of {OPERATOR_NAMESPACE} must be dropped"
     );
@@ -463,57 +464,6 @@ async fn installed_as_documented_it_elects_one_leader_hands_over_and_is_confined
     drop(cleanup);
 }
 
-/// What a connection attempt found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Conn {
-    /// Connected (TCP) or answered (UDP).
-    Open,
-    /// Refused: the packet arrived and nothing listens (no policy dropped it).
-    Refused,
-    /// No answer within a second: dropped.
-    TimedOut,
-}
-
-/// Reads agnhost `connect`'s verdict; anything else (DNS, no route) is a broken setup.
-fn verdict(ok: bool, stderr: &str, what: &str) -> Conn {
-    if ok {
-        Conn::Open
-    } else if stderr.contains("TIMEOUT") {
-        Conn::TimedOut
-    } else if stderr.contains("REFUSED") {
-        Conn::Refused
-    } else {
-        panic!("{what}: neither connected, refused nor timed out: {stderr}")
-    }
-}
-
-/// `protocol` to `ip:port` from container `main` of a pod (agnhost connect).
-fn from_pod(namespace: &str, pod: &str, ip: &str, port: u16, protocol: &str) -> Conn {
-    let target = format!("{ip}:{port}");
-    let (ok, _, stderr) = kubectl_result(
-        &[
-            "exec",
-            "-n",
-            namespace,
-            pod,
-            "-c",
-            "main",
-            "--",
-            "/agnhost",
-            "connect",
-            "--timeout=1s",
-            &format!("--protocol={protocol}"),
-            &target,
-        ],
-        None,
-    );
-    verdict(
-        ok,
-        &stderr,
-        &format!("{namespace}/{pod} -> {protocol} {target}"),
-    )
-}
-
 /// `protocol` to `ip:port` from the network namespace of host process `pid`, with the
 /// agnhost binary e2e/cluster built (the controller's image has nothing to run).
 fn from_netns(pid: u32, ip: &str, port: u16, protocol: &str) -> Conn {
@@ -530,7 +480,7 @@ fn from_netns(pid: u32, ip: &str, port: u16, protocol: &str) -> Conn {
         ])
         .output()
         .expect("nsenter runs");
-    verdict(
+    conn_verdict(
         output.status.success(),
         &String::from_utf8_lossy(&output.stderr),
         &format!("netns of pid {pid} -> {protocol} {target}"),
