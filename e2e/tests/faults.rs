@@ -29,8 +29,8 @@ use kube_baseline_e2e::faults::{
 };
 use kube_baseline_e2e::proxy::StallingProxy;
 use kube_baseline_e2e::{
-    Operator, TEST_LABEL, TestEnv, api_server_address, condition_status, eventually, http_get,
-    kubeconfig_via, kubectl, kubectl_result, wait_baseline_status,
+    AuditEvent, Operator, TEST_LABEL, TestEnv, api_server_address, condition_status, eventually,
+    http_get, kubeconfig_via, kubectl, kubectl_result, wait_baseline_status,
 };
 
 /// Every scenario's baseline: per namespace two NetworkPolicies and a Role (3 objects) and
@@ -435,10 +435,20 @@ async fn s3_field_manager_fight_is_no_hot_loop_and_shows_as_conflict() {
 // -----------------------------------------------------------------------------------------
 // 4. API Priority and Fairness throttling the operator (429)
 // -----------------------------------------------------------------------------------------
+
+/// Rejections a second the operator may draw from its priority level at most, in any
+/// second: its adaptive limit halves the requests in flight on the first 429 of a round and
+/// grows again only after the Retry-After, so rejections come in short bursts, about one a
+/// second, not a steady stream.
+const MOST_429S_IN_A_SECOND: usize = 12;
+
+/// The share of the operator's requests a full priority level may reject at most.
+const MOST_429_SHARE: f64 = 0.05;
+
 #[tokio::test]
 #[ignore = "fault scenario: run by e2e/faults on a control plane of its own"]
 async fn s4_api_priority_and_fairness_returns_429s() {
-    let scene = Scene::new("f4", 200).await;
+    let scene = Scene::new("f4", 600).await;
     let sa = format!("op-{}", scene.env.id);
     // The smallest priority level there is, rejecting what it cannot serve at once, and a
     // flow schema that puts the operator's ServiceAccount (only it) there.
@@ -473,12 +483,21 @@ async fn s4_api_priority_and_fairness_returns_429s() {
         .create(&PostParams::default(), &schema)
         .await
         .expect("create flow schema");
-    // Unthrottled on our side and 8 reconciles at once: more than one seat can serve.
-    let mut operator = Operator::start(&scene.env, &["--kube-api-qps", "0"]).await;
+    // The shipped pacing (no client-side QPS) with 32 reconciles at once, ten times the
+    // level's 3 seats: the adaptive limit must find the level's size from its 429s. (At
+    // the default 8 reconciles the operator rarely has more than 3 requests in flight.)
+    let converge = Instant::now();
+    let mut operator = Operator::start(&scene.env, &["--concurrency", "32"]).await;
     scene.wait_converged(Duration::from_secs(300)).await;
+    let converged_in = converge.elapsed();
     operator_survived(&mut operator);
     let events = events_since(&[&operator.user], scene.since);
     let rejected = responses_with(&events, 429);
+    let busiest_second = most_per_second(
+        events
+            .iter()
+            .filter(|e| e.response_status.as_ref().is_some_and(|s| s.code == 429)),
+    );
     for name in [&scene.env.id] {
         let _ = Api::<FlowSchema>::all(scene.env.admin.clone())
             .delete(name, &DeleteParams::default())
@@ -487,24 +506,58 @@ async fn s4_api_priority_and_fairness_returns_429s() {
             .delete(name, &DeleteParams::default())
             .await;
     }
+    let share = rejected as f64 / events.len().max(1) as f64;
+    let figures = format!(
+        "{rejected} 429s of {} requests ({:.1} %), at most {busiest_second} in one second, \
+         converged in {:.1} s",
+        events.len(),
+        share * 100.0,
+        converged_in.as_secs_f64()
+    );
+    eprintln!("scenario 4: {figures}");
     assert!(
         rejected > 0,
-        "API Priority and Fairness rejected none of the operator's requests"
+        "API Priority and Fairness rejected none of the operator's requests: the level is \
+         not small enough to test anything"
+    );
+    assert!(
+        busiest_second <= MOST_429S_IN_A_SECOND,
+        "a retry storm: {figures} (at most {MOST_429S_IN_A_SECOND} a second allowed)"
+    );
+    assert!(
+        share <= MOST_429_SHARE,
+        "the operator kept hammering a full priority level: {figures}"
     );
     scene
         .report(
-            "4. API Priority and Fairness rejects with 429",
+            "4. API Priority and Fairness rejects with 429 (no client QPS, 32 reconciles)",
             &scene.expected(),
             &[&operator.user],
             details(&[
                 ("429 responses to the operator", rejected.to_string()),
                 ("requests by the operator", events.len().to_string()),
+                ("most 429s in one second", busiest_second.to_string()),
+                (
+                    "converged in, s",
+                    format!("{:.1}", converged_in.as_secs_f64()),
+                ),
             ]),
         )
         .await
         .finish();
     drop(operator);
     scene.env.cleanup().await;
+}
+
+/// The most of `events` received within one wall-clock second.
+fn most_per_second<'a>(events: impl Iterator<Item = &'a AuditEvent>) -> usize {
+    let mut per_second = BTreeMap::<i64, usize>::new();
+    for event in events {
+        if let Ok(at) = event.request_received_timestamp.parse::<Timestamp>() {
+            *per_second.entry(at.as_second()).or_default() += 1;
+        }
+    }
+    per_second.values().copied().max().unwrap_or(0)
 }
 
 // -----------------------------------------------------------------------------------------

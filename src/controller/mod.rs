@@ -20,7 +20,7 @@ mod state;
 
 use feeds::{lenient, nodes, rbac, watches};
 use reconcile::{baselines, namespaces, replan};
-use runtime::{http, leader, throttle};
+use runtime::{adaptive_limit, http, leader, throttle};
 use state::repair_budget;
 
 use std::time::Duration;
@@ -80,12 +80,15 @@ pub struct RunArgs {
     #[arg(long, env = "POD_NAME", default_value = "kube-baseline")]
     pub instance: String,
 
-    /// Requests per second to the API server, sustained (0: unlimited). Every request,
-    /// watches included, takes a token; see BENCHMARKS.md for how the default was chosen.
-    #[arg(long, default_value_t = 50.0)]
+    /// A hard cap on requests per second to the API server (0, the default: no cap). Without
+    /// it the operator sends as fast as its reconciles ask and backs off when the API server
+    /// pushes back (429 or 503: fewer requests in flight, growing again after Retry-After);
+    /// with it, every request, watches included, also takes a token of this rate.
+    #[arg(long, default_value_t = 0.0)]
     pub kube_api_qps: f64,
 
-    /// Requests that may be sent at once above --kube-api-qps after a quiet period.
+    /// Requests that may be sent at once above --kube-api-qps after a quiet period (only
+    /// with --kube-api-qps).
     #[arg(long, default_value_t = 100)]
     pub kube_api_burst: u32,
 
@@ -144,8 +147,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             fence.clone(),
             write_timeout,
             budget.clone(),
-            args.kube_api_qps,
-            args.kube_api_burst,
+            &args,
         ))
         .build();
     // The Lease has its own client: renewals must neither be fenced nor wait behind a
@@ -178,27 +180,37 @@ fn retry_policy() -> kube::client::retry::RetryPolicy {
 type Request = ::http::Request<kube::client::Body>;
 
 /// The layers our client adds over kube's HTTP stack, innermost first.
-type ClientStack = Stack<repair_budget::WriteBudgetLayer, Stack<leader::FenceLayer, FromBuffer>>;
+type ClientStack = Stack<
+    repair_budget::WriteBudgetLayer,
+    Stack<leader::FenceLayer, Stack<adaptive_limit::AdaptiveLimitLayer, FromBuffer>>,
+>;
 type FromBuffer = Stack<
     BufferLayer<Request>,
     Stack<throttle::ThrottleLayer, Stack<RetryLayer<RetryPolicy>, Identity>>,
 >;
 
-/// Retries, then the token bucket, then the fence, then the write budget, innermost:
-/// every attempt that leaves the process (a retry too) is checked against the fence after
-/// its wait for a token, and counted against its object's budget. kube's stack cannot be
-/// cloned, and a retry needs a service it can call again: hence the buffer.
+/// Retries, then the optional token bucket, then the adaptive limit, then the fence, then
+/// the write budget, innermost: every attempt that leaves the process (a retry too) waits
+/// for its place, is checked against the fence after that wait, and is counted against its
+/// object's budget. kube's stack cannot be cloned, and a retry needs a service it can call
+/// again: hence the buffer; below it one service sees every request, in order, so the
+/// adaptive limit admits them first come, first served.
 fn client_stack(
     fence: std::sync::Arc<leader::WriteFence>,
     write_timeout: Duration,
     budget: std::sync::Arc<repair_budget::RepairBudget>,
-    qps: f64,
-    burst: u32,
+    args: &RunArgs,
 ) -> ClientStack {
     tower::ServiceBuilder::new()
         .layer(RetryLayer::new(retry_policy()))
-        .layer(throttle::ThrottleLayer::new(qps, burst))
+        .layer(throttle::ThrottleLayer::new(
+            args.kube_api_qps,
+            args.kube_api_burst,
+        ))
         .layer(BufferLayer::new(REQUEST_BUFFER))
+        .layer(adaptive_limit::AdaptiveLimitLayer::new(
+            std::sync::Arc::default(),
+        ))
         .layer(leader::FenceLayer::new(fence, write_timeout))
         .layer(repair_budget::WriteBudgetLayer::new(budget))
         .into_inner()
@@ -617,6 +629,16 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tower::{Layer, ServiceExt};
 
+    /// `kube-baseline run`'s flags at their defaults.
+    fn default_args() -> RunArgs {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        <Flags as clap::Parser>::parse_from(["kube-baseline"]).run
+    }
+
     #[tokio::test]
     async fn every_attempt_of_the_client_passes_the_fence_retries_too() {
         // The fence closes while the first attempt is answered 429 (say, the leader was
@@ -637,8 +659,13 @@ mod tests {
                 }
             })
         };
-        let client =
-            client_stack(fence, Duration::from_secs(10), Arc::default(), 0.0, 1).layer(wire);
+        let client = client_stack(
+            fence,
+            Duration::from_secs(10),
+            Arc::default(),
+            &default_args(),
+        )
+        .layer(wire);
         let mut request = Request::new(kube::client::Body::from(b"{}".to_vec()));
         *request.method_mut() = ::http::Method::PATCH;
         *request.uri_mut() = ::http::Uri::from_static("/api/v1/namespaces/a");

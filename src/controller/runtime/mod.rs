@@ -1,7 +1,9 @@
 //! Plumbing of a running controller, independent of what it reconciles: leader election
-//! and its write fence (`leader`), metrics (`metrics`), the client-side rate limit
-//! (`throttle`) and the HTTP endpoints (`http`).
+//! and its write fence (`leader`), metrics (`metrics`), the default adaptive pacing
+//! (`adaptive_limit`), the optional hard rate cap (`throttle`) and the HTTP endpoints
+//! (`http`).
 
+pub mod adaptive_limit;
 pub mod http;
 pub mod leader;
 pub mod metrics;
