@@ -5,10 +5,12 @@
 //!
 //! 1. raw limit: the exact objects the baseline generates for N namespaces (the operator's
 //!    own `desired_objects` and Pod Security label patch), written by server-side apply
-//!    from a plain kube client, as a ServiceAccount bound to the operator's ClusterRole, at
-//!    the operator's concurrency;
-//! 2. cold converge: the release operator started (as its own ServiceAccount) on N
-//!    pre-existing selected namespaces; completion is seen through watches;
+//!    (sample baseline) or plain creates (one-policy baseline) from a plain kube client, as
+//!    a ServiceAccount bound to the operator's ClusterRole, at the operator's concurrency;
+//! 2. cold converge: the release operator started (as its own ServiceAccount; at its
+//!    shipped pacing defaults unless --operator-qps is given) on N pre-existing selected
+//!    namespaces; completion is seen through watches; the time to its first write and where
+//!    it went (lease, initial lists) from the audit log;
 //! 3. event → action on an idle converged cluster (sequential new namespaces);
 //! 4. drift repair (sequential deletions of a generated NetworkPolicy);
 //! 5. writes by the operator during an idle minute and across a restart (audit log);
