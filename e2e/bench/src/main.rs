@@ -1787,7 +1787,7 @@ fn print_table(runs: &[Value]) {
     ];
     let mut header = format!("{:<50}", "N namespaces");
     for run in runs {
-        header.push_str(&format!("{:>12}", f(&run["namespaces"])));
+        header.push_str(&format!(" {:>11}", f(&run["namespaces"])));
     }
     println!("{header}");
     for (label, path) in rows {
@@ -1797,7 +1797,7 @@ fn print_table(runs: &[Value]) {
             for p in &path {
                 v = &v[*p];
             }
-            line.push_str(&format!("{:>12}", f(v)));
+            line.push_str(&format!(" {:>11}", f(v)));
         }
         println!("{line}");
     }
