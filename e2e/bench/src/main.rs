@@ -5,10 +5,12 @@
 //!
 //! 1. raw limit: the exact objects the baseline generates for N namespaces (the operator's
 //!    own `desired_objects` and Pod Security label patch), written by server-side apply
-//!    from a plain kube client, as a ServiceAccount bound to the operator's ClusterRole, at
-//!    the operator's concurrency;
-//! 2. cold converge: the release operator started (as its own ServiceAccount) on N
-//!    pre-existing selected namespaces; completion is seen through watches;
+//!    (sample baseline) or plain creates (one-policy baseline) from a plain kube client, as
+//!    a ServiceAccount bound to the operator's ClusterRole, at the operator's concurrency;
+//! 2. cold converge: the release operator started (as its own ServiceAccount; at its
+//!    shipped pacing defaults unless --operator-qps is given) on N pre-existing selected
+//!    namespaces; completion is seen through watches; the time to its first write and where
+//!    it went (lease, initial lists) from the audit log;
 //! 3. event → action on an idle converged cluster (sequential new namespaces);
 //! 4. drift repair (sequential deletions of a generated NetworkPolicy);
 //! 5. writes by the operator during an idle minute and across a restart (audit log);
@@ -45,9 +47,9 @@ use kube_baseline_e2e::{
 };
 use serde_json::{Value, json};
 
-/// The baseline every run enforces: what README calls the default (deny-all + allow-dns
+/// The sample baseline: what README calls the default (deny-all + allow-dns
 /// NetworkPolicies, one Role, restricted Pod Security labels), plus the RBAC audit.
-const SPEC: &str = r#"mode: Enforce
+const SAMPLE_SPEC: &str = r#"mode: Enforce
 namespaceSelector: {}
 onUnselect: Delete
 networkPolicy:
@@ -62,6 +64,76 @@ rbac:
   audit: {enabled: true}
 "#;
 
+/// One default-deny NetworkPolicy per namespace and nothing else: no allow-dns policy, no
+/// Role, no Pod Security labels, RBAC audit off.
+const ONE_POLICY_SPEC: &str = r#"mode: Enforce
+namespaceSelector: {}
+onUnselect: Delete
+networkPolicy:
+  defaultDeny: {ingress: true, egress: true}
+  allowDNS: false
+rbac:
+  roles: []
+  audit: {enabled: false}
+"#;
+
+/// The Role the re-plan phase adds to the baseline (one more write per namespace).
+fn extra_role() -> Value {
+    json!({"name": "extra", "rules": [{"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list"]}]})
+}
+
+/// Which baseline the run enforces, and how its raw limit is written.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum BaselineKind {
+    /// deny-all + allow-dns, a Role, Pod Security labels, RBAC audit: 4 writes per
+    /// namespace; raw = the same forced server-side applies.
+    Sample,
+    /// A single default-deny NetworkPolicy per namespace: 1 write per namespace; raw =
+    /// parallel plain creates (POST) of the same objects.
+    OnePolicy,
+}
+
+impl BaselineKind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Sample => "sample",
+            Self::OnePolicy => "one-policy",
+        }
+    }
+
+    fn spec(self) -> &'static str {
+        match self {
+            Self::Sample => SAMPLE_SPEC,
+            Self::OnePolicy => ONE_POLICY_SPEC,
+        }
+    }
+
+    /// Writes per namespace: generated objects, plus the label apply when there are labels.
+    fn writes_per_namespace(self) -> usize {
+        match self {
+            Self::Sample => 4,
+            Self::OnePolicy => 1,
+        }
+    }
+
+    fn raw_mode(self) -> RawMode {
+        match self {
+            Self::Sample => RawMode::Apply,
+            Self::OnePolicy => RawMode::Create,
+        }
+    }
+
+    /// The spec patch of the re-plan phase: the baseline's Roles plus `extra`.
+    fn replan_patch(self) -> Value {
+        let reader = json!({"name": "app-reader", "rules": [{"apiGroups": [""], "resources": ["pods", "services", "configmaps"], "verbs": ["get", "list", "watch"]}]});
+        let roles = match self {
+            Self::Sample => vec![reader, extra_role()],
+            Self::OnePolicy => vec![extra_role()],
+        };
+        json!({"spec": {"rbac": {"roles": roles}}})
+    }
+}
+
 #[derive(Parser, Debug)]
 #[command(about = "kube-baseline scale benchmark (one size per run; see e2e/bench-run)")]
 struct Args {
@@ -71,11 +143,15 @@ struct Args {
     /// The operator's --concurrency, also used by the raw client.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
-    /// The operator's --kube-api-qps (its default is 50; 0 = unlimited). The raw client is
-    /// measured both unthrottled and with the same token bucket.
-    #[arg(long, default_value_t = 50.0)]
-    operator_qps: f64,
-    /// The operator's --kube-api-burst (its default).
+    /// Which baseline to enforce (and how its raw limit is written).
+    #[arg(long, value_enum, default_value_t = BaselineKind::Sample)]
+    baseline: BaselineKind,
+    /// Pass --kube-api-qps N (0 = unlimited) and --operator-burst to the operator, and also
+    /// measure the raw client through the same token bucket. Absent: the operator runs at
+    /// its shipped defaults (neither flag passed) and the raw client unthrottled only.
+    #[arg(long)]
+    operator_qps: Option<f64>,
+    /// The operator's --kube-api-burst, passed with --operator-qps only.
     #[arg(long, default_value_t = 100)]
     operator_burst: u32,
     /// Namespaces for the throttled raw measurement (at most N): a token bucket's rate is
@@ -93,6 +169,9 @@ struct Args {
     /// Length of the idle write window, seconds.
     #[arg(long, default_value_t = 60)]
     idle_seconds: u64,
+    /// Stop after the cold converge (raw limit, converge and start-up figures only).
+    #[arg(long)]
+    converge_only: bool,
     /// The operator binary (release build).
     #[arg(long, default_value = "target/release/kube-baseline")]
     operator: PathBuf,
@@ -137,9 +216,17 @@ fn log(message: impl AsRef<str>) {
 
 async fn run(args: &Args) -> Value {
     let n = args.namespaces;
+    let kind = args.baseline;
+    let spec = kind.spec();
+    let per_namespace = kind.writes_per_namespace();
     let env = TestEnv::new("bench").await;
     let admin = env.admin.clone();
-    log(format!("run {} with N = {n}", env.id));
+    log(format!(
+        "run {} with N = {n}, {} baseline, operator at {}",
+        env.id,
+        kind.name(),
+        pacing(args)
+    ));
 
     // Identities: the operator and the raw client, both bound to config/rbac.
     let op_sa = format!("op-{}", env.id);
@@ -155,12 +242,12 @@ async fn run(args: &Args) -> Value {
 
     // Two identical baselines: one the operator sees (test label), one it does not (owner
     // of the raw client's objects).
-    let baseline = env.apply_baseline("b", SPEC);
+    let baseline = env.apply_baseline("b", spec);
     let raw_label = format!("{}-raw", env.id);
     let raw_baseline = format!("{}-raw", env.id);
     let manifest = format!(
         "apiVersion: kube-baseline.dev/v1alpha1\nkind: SecurityBaseline\nmetadata:\n  name: {raw_baseline}\n  labels:\n    {TEST_LABEL}: {raw_label}\nspec:\n{}",
-        SPEC.lines().map(|l| format!("  {l}\n")).collect::<String>()
+        spec.lines().map(|l| format!("  {l}\n")).collect::<String>()
     );
     let (ok, _, stderr) = kubectl_result(&["apply", "-f", "-"], Some(&manifest));
     assert!(ok, "raw baseline: {stderr}");
@@ -173,7 +260,7 @@ async fn run(args: &Args) -> Value {
     log(format!(
         "created {n} namespaces for the raw client in {create_raw_s:.1} s"
     ));
-    let raw_observer = Observer::start(&admin, &raw_baseline, &raw_label, 4).await;
+    let raw_observer = Observer::start(&admin, &raw_baseline, &raw_label, per_namespace).await;
     let cp_cpu_before = control_plane_cpu_seconds();
     let bench_cpu_before = process_cpu_seconds(std::process::id());
     let raw = raw_limit(
@@ -181,6 +268,7 @@ async fn run(args: &Args) -> Value {
         &raw_baseline,
         &raw_names,
         args.concurrency,
+        kind.raw_mode(),
         None,
         &raw_observer,
     )
@@ -188,26 +276,30 @@ async fn run(args: &Args) -> Value {
     let raw_cp_cpu = control_plane_cpu_seconds() - cp_cpu_before;
     let raw_client_cpu = process_cpu_seconds(std::process::id()) - bench_cpu_before;
     log(format!(
-        "raw (unthrottled): {} writes in {:.2} s = {:.0} objects/s; API server + etcd {raw_cp_cpu:.1} CPU s, client {raw_client_cpu:.1} CPU s",
-        raw.writes, raw.seconds, raw.rate
+        "raw (unthrottled, {}): {} writes in {:.2} s = {:.0} objects/s; API server + etcd {raw_cp_cpu:.1} CPU s, client {raw_client_cpu:.1} CPU s",
+        kind.raw_mode().describe(),
+        raw.writes,
+        raw.seconds,
+        raw.rate
     ));
-    let raw_throttled = if args.operator_qps > 0.0 {
+    let raw_throttled = if let Some(qps) = args.operator_qps.filter(|qps| *qps > 0.0) {
         let m = n.min(args.throttled_raw_namespaces);
         let names_q = names(&format!("{}-q", env.id), m);
         create_namespaces(&admin, &names_q, &raw_label, 16).await;
-        let bucket = Arc::new(Bucket::new(args.operator_qps, args.operator_burst));
+        let bucket = Arc::new(Bucket::new(qps, args.operator_burst));
         let r = raw_limit(
             &raw_client,
             &raw_baseline,
             &names_q,
             args.concurrency,
+            kind.raw_mode(),
             Some(bucket),
             &raw_observer,
         )
         .await;
         log(format!(
-            "raw at the operator's QPS {} / burst {}: {} writes in {:.2} s = {:.0} objects/s",
-            args.operator_qps, args.operator_burst, r.writes, r.seconds, r.rate
+            "raw at the operator's QPS {qps} / burst {}: {} writes in {:.2} s = {:.0} objects/s",
+            args.operator_burst, r.writes, r.seconds, r.rate
         ));
         Some(r)
     } else {
@@ -225,7 +317,7 @@ async fn run(args: &Args) -> Value {
         "created {n} selected namespaces in {create_s:.1} s"
     ));
 
-    let observer = Observer::start(&admin, &baseline, &env.id, 4).await;
+    let observer = Observer::start(&admin, &baseline, &env.id, per_namespace).await;
 
     // Cold converge.
     let converge_from = Timestamp::now();
@@ -239,13 +331,62 @@ async fn run(args: &Args) -> Value {
     let converge_cpu = operator.cpu_seconds();
     let converge_cp_cpu = control_plane_cpu_seconds() - cp_cpu_before;
     let converge_rss = operator.peak_rss_mib();
-    let converge_writes = audit_writes(&op_user, converge_from, Timestamp::now());
-    let converge_rate = raw.writes as f64 / converge_s;
+    let converge_to = Timestamp::now();
+    let converge_audit = audit_requests(&op_user, converge_from, converge_to);
+    let converge_writes = writes_of(&converge_audit);
+    let needed_writes = n * per_namespace;
+    let converge_rate = needed_writes as f64 / converge_s;
+    let first_seen_s = observer
+        .first_seen()
+        .map(|seen| seen.duration_since(started).as_secs_f64());
+    let startup = Startup::from_audit(&converge_audit, converge_from, first_seen_s);
+    let from_first_write_rate = startup
+        .first_write_s
+        .map(|first| needed_writes as f64 / (converge_s - first));
+    log(format!("start-up: {startup}"));
     log(format!(
         "converge: {n} namespaces in {converge_s:.2} s = {converge_rate:.0} objects/s ({:.2} x raw at the same QPS, {:.2} x unthrottled raw); operator {converge_cpu:.1} CPU s, peak RSS {converge_rss:.1} MiB; API server + etcd {converge_cp_cpu:.1} CPU s",
         converge_rate / reference_rate,
         converge_rate / raw.rate
     ));
+    let ratio = converge_rate / reference_rate;
+    let converged = json!({
+        "namespaces": n,
+        "concurrency": args.concurrency,
+        "sample_gap_ms": args.sample_gap_ms,
+        "baseline": kind.name(),
+        "writes_per_namespace": per_namespace,
+        "setup": {
+            "create_raw_namespaces_s": round(create_raw_s),
+            "create_selected_namespaces_s": round(create_s),
+        },
+        "operator_pacing": pacing(args),
+        "operator_qps": args.operator_qps,
+        "operator_burst": args.operator_qps.map(|_| args.operator_burst),
+        "raw": {"method": kind.raw_mode().describe(), "writes": raw.writes, "seconds": round(raw.seconds), "objects_per_s": round(raw.rate), "errors": raw.errors, "control_plane_cpu_s": round(raw_cp_cpu), "client_cpu_s": round(raw_client_cpu)},
+        "raw_at_operator_qps": raw_throttled.as_ref().map(|r| json!({"writes": r.writes, "seconds": round(r.seconds), "objects_per_s": round(r.rate), "errors": r.errors})),
+        "converge": {
+            "seconds": round(converge_s),
+            "objects_per_s": round(converge_rate),
+            "ratio_to_raw": round(ratio),
+            "ratio_to_unthrottled_raw": round(converge_rate / raw.rate),
+            "from_first_write": {
+                "seconds": startup.first_write_s.map(|first| round(converge_s - first)),
+                "objects_per_s": from_first_write_rate.map(round),
+                "ratio_to_raw": from_first_write_rate.map(|rate| round(rate / reference_rate)),
+            },
+            "startup": startup.to_json(),
+            "writes_needed": needed_writes,
+            "operator_writes": converge_writes.to_json(),
+            "operator_cpu_s": round(converge_cpu),
+            "control_plane_cpu_s": round(converge_cp_cpu),
+            "operator_peak_rss_mib": round(converge_rss),
+        },
+    });
+    if args.converge_only {
+        operator.stop();
+        return converged;
+    }
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // Event → action, idle.
@@ -320,7 +461,7 @@ async fn run(args: &Args) -> Value {
 
     // Event → action during a converge: a spec change adds a Role to every namespace, and
     // new namespaces arrive while the operator works through them.
-    observer.set_expected(5);
+    observer.set_expected(per_namespace + 1);
     let during_names = names(&format!("{}-d", env.id), args.samples);
     let mut all_old: Vec<String> = ns_names.clone();
     all_old.extend(idle_names.iter().cloned());
@@ -329,10 +470,7 @@ async fn run(args: &Args) -> Value {
     let estimate = Duration::from_secs_f64(total_namespaces as f64 / converge_rate);
     let interval =
         (estimate / u32::try_from(args.samples).unwrap_or(1)).max(Duration::from_millis(5));
-    let patch = json!({"spec": {"rbac": {"roles": [
-        {"name": "app-reader", "rules": [{"apiGroups": [""], "resources": ["pods", "services", "configmaps"], "verbs": ["get", "list", "watch"]}]},
-        {"name": "extra", "rules": [{"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list"]}]}
-    ]}}});
+    let patch = kind.replan_patch();
     let started = Instant::now();
     Api::<SecurityBaseline>::all(admin.clone())
         .patch(&baseline, &PatchParams::default(), &Patch::Merge(&patch))
@@ -376,30 +514,8 @@ async fn run(args: &Args) -> Value {
     let final_rss = operator.peak_rss_mib();
     operator.stop();
 
-    let ratio = converge_rate / reference_rate;
-    json!({
-        "namespaces": n,
-        "concurrency": args.concurrency,
-        "sample_gap_ms": args.sample_gap_ms,
-        "writes_per_namespace": 4,
-        "setup": {
-            "create_raw_namespaces_s": round(create_raw_s),
-            "create_selected_namespaces_s": round(create_s),
-        },
-        "operator_qps": args.operator_qps,
-        "operator_burst": args.operator_burst,
-        "raw": {"writes": raw.writes, "seconds": round(raw.seconds), "objects_per_s": round(raw.rate), "errors": raw.errors, "control_plane_cpu_s": round(raw_cp_cpu), "client_cpu_s": round(raw_client_cpu)},
-        "raw_at_operator_qps": raw_throttled.as_ref().map(|r| json!({"writes": r.writes, "seconds": round(r.seconds), "objects_per_s": round(r.rate), "errors": r.errors})),
-        "converge": {
-            "seconds": round(converge_s),
-            "objects_per_s": round(converge_rate),
-            "ratio_to_raw": round(ratio),
-            "ratio_to_unthrottled_raw": round(converge_rate / raw.rate),
-            "operator_writes": converge_writes.to_json(),
-            "operator_cpu_s": round(converge_cpu),
-            "control_plane_cpu_s": round(converge_cp_cpu),
-            "operator_peak_rss_mib": round(converge_rss),
-        },
+    let mut result = converged;
+    let later = json!({
         "event_to_action_idle_ms": idle_e2a.to_json(),
         "repair_ms": repair.to_json(),
         "idle_writes": {"seconds": args.idle_seconds, "writes": idle_writes.to_json()},
@@ -420,7 +536,22 @@ async fn run(args: &Args) -> Value {
             "first_process": {"cpu_s": round(first_cpu), "peak_rss_mib": round(first_rss), "rss_after_idle_mib": round(first_rss_now)},
             "restarted_process": {"cpu_s_resync": round(restart_cpu), "peak_rss_mib_resync": round(restart_rss), "cpu_s_end": round(final_cpu), "peak_rss_mib_end": round(final_rss)},
         },
-    })
+    });
+    if let (Some(result), Value::Object(later)) = (result.as_object_mut(), later) {
+        result.extend(later);
+    }
+    result
+}
+
+/// How the operator's client is paced: "defaults" (no flag passed) or the flags passed.
+fn pacing(args: &Args) -> String {
+    match args.operator_qps {
+        None => "defaults".to_string(),
+        Some(qps) => format!(
+            "--kube-api-qps {qps} --kube-api-burst {}",
+            args.operator_burst
+        ),
+    }
 }
 
 fn round(x: f64) -> f64 {
@@ -477,9 +608,28 @@ struct Raw {
     errors: usize,
 }
 
+/// How the raw client writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RawMode {
+    /// Forced server-side apply with the operator's field manager, as the operator writes.
+    Apply,
+    /// Plain creates (POST): the cheapest write of a new object.
+    Create,
+}
+
+impl RawMode {
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Apply => "server-side apply",
+            Self::Create => "plain create",
+        }
+    }
+}
+
 /// Writes what the operator would for each namespace — its `desired_objects`, then the Pod
-/// Security labels — one namespace at a time per worker, `concurrency` workers, the same
-/// server-side apply parameters. No reads, no planning: the API server's limit. Measured
+/// Security labels if the baseline sets any — one namespace at a time per worker,
+/// `concurrency` workers: by the operator's server-side apply parameters, or as plain
+/// creates (`mode`). No reads, no planning: the API server's limit. Measured
 /// like the converge: with `observer` watching, until it has seen every object and label
 /// (its watches cost the API server and this process the same in both measurements).
 async fn raw_limit(
@@ -487,6 +637,7 @@ async fn raw_limit(
     baseline: &str,
     namespaces: &[String],
     concurrency: usize,
+    mode: RawMode,
     bucket: Option<Arc<Bucket>>,
     observer: &Observer,
 ) -> Raw {
@@ -497,6 +648,10 @@ async fn raw_limit(
     let uid = sbl.uid().expect("uid");
     let labels = merged_labels([&wanted_pod_security(&sbl.spec)]);
     let params = PatchParams::apply(FIELD_MANAGER).force();
+    let create_params = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    };
     let started = Instant::now();
     let results: Vec<(usize, usize)> = futures::stream::iter(namespaces.iter().cloned())
         .map(|namespace| {
@@ -505,6 +660,7 @@ async fn raw_limit(
             let uid = &uid;
             let labels = &labels;
             let params = &params;
+            let create_params = &create_params;
             let bucket = bucket.clone();
             async move {
                 let reference = BaselineRef {
@@ -530,16 +686,27 @@ async fn raw_limit(
                     if let Some(bucket) = &bucket {
                         bucket.take().await;
                     }
-                    match api
-                        .patch(object.name(), params, &Patch::Apply(object.to_json()))
-                        .await
-                    {
-                        Ok(_) => writes += 1,
+                    let result = match mode {
+                        RawMode::Apply => api
+                            .patch(object.name(), params, &Patch::Apply(object.to_json()))
+                            .await
+                            .map(drop),
+                        RawMode::Create => {
+                            let body: DynamicObject = serde_json::from_value(object.to_json())
+                                .expect("a generated object as a DynamicObject");
+                            api.create(create_params, &body).await.map(drop)
+                        }
+                    };
+                    match result {
+                        Ok(()) => writes += 1,
                         Err(error) => {
                             errors += 1;
-                            log(format!("raw apply in {namespace}: {error}"));
+                            log(format!("raw {} in {namespace}: {error}", mode.describe()));
                         }
                     }
+                }
+                if labels.is_empty() {
+                    return (writes, errors);
                 }
                 let body = json!({
                     "apiVersion": "v1",
@@ -793,6 +960,17 @@ impl Observer {
         }
     }
 
+    /// When the first generated object was seen (the first write it saw).
+    fn first_seen(&self) -> Option<Instant> {
+        self.state
+            .lock()
+            .unwrap()
+            .uids
+            .values()
+            .map(|(_, seen)| *seen)
+            .min()
+    }
+
     fn uid(&self, key: &Key) -> Option<String> {
         self.state
             .lock()
@@ -923,6 +1101,18 @@ impl Operator {
         let file = std::fs::File::create(&log_path).expect("operator log");
         let selector = env.selector();
         let concurrency = args.concurrency.to_string();
+        // At the shipped defaults no pacing flag is passed.
+        let pacing = args
+            .operator_qps
+            .map(|qps| {
+                vec![
+                    "--kube-api-qps".to_string(),
+                    qps.to_string(),
+                    "--kube-api-burst".to_string(),
+                    args.operator_burst.to_string(),
+                ]
+            })
+            .unwrap_or_default();
         let child = Command::new(&args.operator)
             .args([
                 "run",
@@ -934,16 +1124,13 @@ impl Operator {
                 &selector,
                 "--concurrency",
                 &concurrency,
-                "--kube-api-qps",
-                &args.operator_qps.to_string(),
-                "--kube-api-burst",
-                &args.operator_burst.to_string(),
                 "--leader-elect",
                 "--log-level",
                 &args.operator_log_level,
                 "--metrics-address",
                 "127.0.0.1:0",
             ])
+            .args(&pacing)
             .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", format!("{sa}-{tag}"))
             .stdout(file.try_clone().expect("log handle"))
@@ -1125,9 +1312,80 @@ impl std::fmt::Display for Writes {
     }
 }
 
-/// Mutating requests of `user` received in [from, to], from the audit log and its rotated
-/// backups (the API server rotates at 100 MB).
+/// Mutating requests of `user` received in [from, to] (audit log).
 fn audit_writes(user: &str, from: Timestamp, to: Timestamp) -> Writes {
+    writes_of(&audit_requests(user, from, to))
+}
+
+/// The mutating requests among `requests`.
+fn writes_of(requests: &[AuditedRequest]) -> Writes {
+    let mut writes = Writes::default();
+    for request in requests.iter().filter(|r| r.is_write()) {
+        writes.total += 1;
+        if request.resource == "leases" {
+            writes.lease += 1;
+            continue;
+        }
+        let what = if request.subresource.is_empty() {
+            format!("{} {}", request.verb, request.resource)
+        } else {
+            format!(
+                "{} {}/{}",
+                request.verb, request.resource, request.subresource
+            )
+        };
+        *writes.by_kind.entry(what).or_default() += 1;
+    }
+    writes
+}
+
+/// One request as the audit log has it.
+#[derive(Debug, Clone)]
+struct AuditedRequest {
+    verb: String,
+    resource: String,
+    subresource: String,
+    uri: String,
+    received: Timestamp,
+    /// When the response completed (for a watch: when it started streaming).
+    answered: Timestamp,
+    code: i32,
+}
+
+impl AuditedRequest {
+    fn is_write(&self) -> bool {
+        matches!(
+            self.verb.as_str(),
+            "create" | "update" | "patch" | "delete" | "deletecollection"
+        )
+    }
+}
+
+/// The audit line's fields read here (`kube_baseline_e2e::AuditEvent` lacks the audit ID,
+/// needed to count a watch once: it is logged when it starts and when it ends).
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AuditLine {
+    #[serde(rename = "auditID")]
+    audit_id: String,
+    stage: String,
+    verb: String,
+    user: kube_baseline_e2e::AuditUser,
+    #[serde(default)]
+    object_ref: Option<kube_baseline_e2e::AuditObjectRef>,
+    request_received_timestamp: String,
+    #[serde(default)]
+    stage_timestamp: String,
+    #[serde(default, rename = "requestURI")]
+    request_uri: String,
+    #[serde(default)]
+    response_status: Option<kube_baseline_e2e::AuditStatus>,
+}
+
+/// Every request of `user` received in [from, to], in order of receipt, from the audit log
+/// and its rotated backups (the API server rotates at 100 MB). A request counts once: when
+/// complete, or for a watch when it started streaming.
+fn audit_requests(user: &str, from: Timestamp, to: Timestamp) -> Vec<AuditedRequest> {
     // Let the API server flush what it has.
     std::thread::sleep(Duration::from_millis(500));
     let log = std::env::var("KUBE_BASELINE_AUDIT_LOG")
@@ -1140,7 +1398,8 @@ fn audit_writes(user: &str, from: Timestamp, to: Timestamp) -> Writes {
         .unwrap_or_default();
     let from_system = std::time::SystemTime::UNIX_EPOCH
         + Duration::from_secs(u64::try_from(from.as_second()).unwrap_or_default());
-    let mut writes = Writes::default();
+    let mut seen = HashSet::new();
+    let mut requests = Vec::new();
     let quoted_user = format!("\"username\":\"{user}\"");
     for entry in std::fs::read_dir(&dir).expect("cluster dir").flatten() {
         let path = entry.path();
@@ -1161,46 +1420,175 @@ fn audit_writes(user: &str, from: Timestamp, to: Timestamp) -> Writes {
         }
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         for line in text.lines().filter(|l| l.contains(&quoted_user)) {
-            let Ok(event) = serde_json::from_str::<kube_baseline_e2e::AuditEvent>(line) else {
+            let Ok(event) = serde_json::from_str::<AuditLine>(line) else {
                 continue;
             };
-            if event.stage != "ResponseComplete" || event.user.username != user {
+            if event.user.username != user
+                || !matches!(event.stage.as_str(), "ResponseComplete" | "ResponseStarted")
+                || !seen.insert(event.audit_id)
+            {
                 continue;
             }
-            if !matches!(
-                event.verb.as_str(),
-                "create" | "update" | "patch" | "delete" | "deletecollection"
-            ) {
-                continue;
-            }
-            let Ok(at) = event.request_received_timestamp.parse::<Timestamp>() else {
+            let Ok(received) = event.request_received_timestamp.parse::<Timestamp>() else {
                 continue;
             };
-            if at < from || at > to {
+            if received < from || received > to {
                 continue;
             }
-            writes.total += 1;
-            let object = event
-                .object_ref
-                .unwrap_or(kube_baseline_e2e::AuditObjectRef {
-                    resource: String::new(),
-                    namespace: String::new(),
-                    name: String::new(),
-                    subresource: String::new(),
-                });
-            if object.resource == "leases" {
-                writes.lease += 1;
-                continue;
-            }
-            let what = if object.subresource.is_empty() {
-                format!("{} {}", event.verb, object.resource)
-            } else {
-                format!("{} {}/{}", event.verb, object.resource, object.subresource)
-            };
-            *writes.by_kind.entry(what).or_default() += 1;
+            let object = event.object_ref;
+            requests.push(AuditedRequest {
+                verb: event.verb,
+                resource: object
+                    .as_ref()
+                    .map(|o| o.resource.clone())
+                    .unwrap_or_default(),
+                subresource: object.map(|o| o.subresource).unwrap_or_default(),
+                uri: event.request_uri,
+                received,
+                answered: event.stage_timestamp.parse().unwrap_or(received),
+                code: event.response_status.map_or(0, |s| s.code),
+            });
         }
     }
-    writes
+    requests.sort_by_key(|r| r.received);
+    requests
+}
+
+// ---------------------------------------------------------------------------------------
+// Start-up: from the operator's process start to its first write
+
+/// The initial list of one resource: its pages and when they went out and came back.
+#[derive(Debug, Default)]
+struct InitialList {
+    pages: usize,
+    first_sent_s: f64,
+    last_answered_s: f64,
+    /// Sum of the pages' response times: the rest of the span is waiting between pages.
+    serving_s: f64,
+    watch_started_s: Option<f64>,
+}
+
+/// Where the time before the operator's first write went, from the audit log (seconds
+/// after the process was started).
+#[derive(Debug, Default)]
+struct Startup {
+    first_request_s: Option<f64>,
+    lease_acquired_s: Option<f64>,
+    first_list_s: Option<f64>,
+    lists_done_s: Option<f64>,
+    lists: BTreeMap<String, InitialList>,
+    /// Other reads before the first write (gets of the CRD, the baseline, ...).
+    other_reads_before_first_write: usize,
+    first_write_s: Option<f64>,
+    first_write: Option<String>,
+    /// The observer's first sight of a generated object.
+    first_seen_s: Option<f64>,
+}
+
+impl Startup {
+    fn from_audit(
+        requests: &[AuditedRequest],
+        started: Timestamp,
+        first_seen_s: Option<f64>,
+    ) -> Self {
+        let at = |t: Timestamp| (t.as_nanosecond() - started.as_nanosecond()) as f64 / 1e9;
+        let mut startup = Self {
+            first_seen_s,
+            first_request_s: requests.first().map(|r| at(r.received)),
+            ..Self::default()
+        };
+        let first_write = requests
+            .iter()
+            .find(|r| r.is_write() && r.resource != "leases");
+        startup.first_write_s = first_write.map(|r| at(r.received));
+        startup.first_write = first_write.map(|r| format!("{} {}", r.verb, r.uri));
+        startup.lease_acquired_s = requests
+            .iter()
+            .find(|r| r.resource == "leases" && r.is_write() && (200..300).contains(&r.code))
+            .map(|r| at(r.answered));
+        let before_first_write = requests
+            .iter()
+            .filter(|r| first_write.is_none_or(|w| r.received <= w.received));
+        for request in before_first_write {
+            match request.verb.as_str() {
+                "list" => {
+                    let list = startup.lists.entry(request.resource.clone()).or_default();
+                    if list.pages == 0 {
+                        list.first_sent_s = at(request.received);
+                    }
+                    list.pages += 1;
+                    list.last_answered_s = list.last_answered_s.max(at(request.answered));
+                    list.serving_s += at(request.answered) - at(request.received);
+                }
+                "watch" => {
+                    let list = startup.lists.entry(request.resource.clone()).or_default();
+                    list.watch_started_s.get_or_insert(at(request.received));
+                }
+                verb if !request.is_write() && verb != "watch" => {
+                    startup.other_reads_before_first_write += 1;
+                }
+                _ => {}
+            }
+        }
+        let listed = startup.lists.values().filter(|l| l.pages > 0);
+        startup.first_list_s = listed.clone().map(|l| l.first_sent_s).reduce(f64::min);
+        startup.lists_done_s = listed.map(|l| l.last_answered_s).reduce(f64::max);
+        startup
+    }
+
+    fn to_json(&self) -> Value {
+        let lists: BTreeMap<&String, Value> = self
+            .lists
+            .iter()
+            .map(|(resource, l)| {
+                (
+                    resource,
+                    json!({
+                        "pages": l.pages,
+                        "first_sent_s": round(l.first_sent_s),
+                        "last_answered_s": round(l.last_answered_s),
+                        "serving_s": round(l.serving_s),
+                        "watch_started_s": l.watch_started_s.map(round),
+                    }),
+                )
+            })
+            .collect();
+        json!({
+            "first_request_s": self.first_request_s.map(round),
+            "lease_acquired_s": self.lease_acquired_s.map(round),
+            "first_list_s": self.first_list_s.map(round),
+            "lists_done_s": self.lists_done_s.map(round),
+            "lists": lists,
+            "other_reads_before_first_write": self.other_reads_before_first_write,
+            "first_write_s": self.first_write_s.map(round),
+            "first_write": self.first_write,
+            "first_object_seen_s": self.first_seen_s.map(round),
+        })
+    }
+}
+
+impl std::fmt::Display for Startup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = |x: Option<f64>| x.map_or_else(|| "-".to_string(), |x| format!("{x:.2} s"));
+        write!(
+            f,
+            "first request {}, lease acquired {}, lists {} to {}, first write {}, first object seen {}",
+            s(self.first_request_s),
+            s(self.lease_acquired_s),
+            s(self.first_list_s),
+            s(self.lists_done_s),
+            s(self.first_write_s),
+            s(self.first_seen_s)
+        )?;
+        for (resource, l) in self.lists.iter().filter(|(_, l)| l.pages > 0) {
+            write!(
+                f,
+                "; {resource}: {} pages {:.2}-{:.2} s ({:.2} s serving)",
+                l.pages, l.first_sent_s, l.last_answered_s, l.serving_s
+            )?;
+        }
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1263,13 +1651,14 @@ fn print_table(runs: &[Value]) {
             }
         }
         Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
         other => other.to_string(),
     };
     let rows: Vec<(&str, Vec<&str>)> = vec![
-        (
-            "operator --kube-api-qps (0 = unlimited)",
-            vec!["operator_qps"],
-        ),
+        ("baseline", vec!["baseline"]),
+        ("writes per namespace", vec!["writes_per_namespace"]),
+        ("operator pacing", vec!["operator_pacing"]),
+        ("raw writes by", vec!["raw", "method"]),
         (
             "raw limit (unthrottled), objects/s",
             vec!["raw", "objects_per_s"],
@@ -1288,6 +1677,39 @@ fn print_table(runs: &[Value]) {
             "converge / unthrottled raw",
             vec!["converge", "ratio_to_unthrottled_raw"],
         ),
+        (
+            "  process start -> lease acquired, s",
+            vec!["converge", "startup", "lease_acquired_s"],
+        ),
+        (
+            "  process start -> initial lists done, s",
+            vec!["converge", "startup", "lists_done_s"],
+        ),
+        (
+            "  process start -> first write (audit), s",
+            vec!["converge", "startup", "first_write_s"],
+        ),
+        (
+            "  process start -> first object seen, s",
+            vec!["converge", "startup", "first_object_seen_s"],
+        ),
+        (
+            "converge from the first write, s",
+            vec!["converge", "from_first_write", "seconds"],
+        ),
+        (
+            "converge from the first write, objects/s",
+            vec!["converge", "from_first_write", "objects_per_s"],
+        ),
+        (
+            "  / raw at same QPS",
+            vec!["converge", "from_first_write", "ratio_to_raw"],
+        ),
+        (
+            "operator writes in converge excl. Lease",
+            vec!["converge", "operator_writes", "excluding_lease"],
+        ),
+        ("  (writes needed)", vec!["converge", "writes_needed"]),
         (
             "new ns -> protected idle p50, ms",
             vec!["event_to_action_idle_ms", "p50"],
@@ -1365,7 +1787,7 @@ fn print_table(runs: &[Value]) {
     ];
     let mut header = format!("{:<50}", "N namespaces");
     for run in runs {
-        header.push_str(&format!("{:>12}", f(&run["namespaces"])));
+        header.push_str(&format!(" {:>11}", f(&run["namespaces"])));
     }
     println!("{header}");
     for (label, path) in rows {
@@ -1375,7 +1797,7 @@ fn print_table(runs: &[Value]) {
             for p in &path {
                 v = &v[*p];
             }
-            line.push_str(&format!("{:>12}", f(v)));
+            line.push_str(&format!(" {:>11}", f(v)));
         }
         println!("{line}");
     }
