@@ -187,7 +187,7 @@ fn anonymous_kubelet(node: &str) -> NodeReport {
         node_name: node.to_owned(),
         ..NodeReportSpec::default()
     };
-    spec.kubelet.state = ObservationState::Observed;
+    spec.kubelet.header.state = ObservationState::Observed;
     spec.kubelet.settings.anonymous_auth = Some(true);
     NodeReport::new(node, spec)
 }

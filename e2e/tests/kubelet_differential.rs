@@ -184,7 +184,7 @@ fn differences(loader: &Path, case: &Path) -> Vec<String> {
     let kubelet = kubelet_says(loader, case, &args);
     let agent = agent_says(case, &args);
     let mut diffs = Vec::new();
-    match (&kubelet, agent.state) {
+    match (&kubelet, agent.header.state) {
         (Err(refusal), ObservationState::Observed) => diffs.push(format!(
             "the kubelet refuses to start ({refusal}), the agent observed {:?}",
             agent.settings
@@ -193,7 +193,7 @@ fn differences(loader: &Path, case: &Path) -> Vec<String> {
         (Ok(_), state @ (ObservationState::Error | ObservationState::NotFound)) => {
             diffs.push(format!(
                 "the kubelet starts, the agent says {state:?}: {}",
-                agent.message
+                agent.header.message
             ));
         }
         (Ok(output), ObservationState::Observed) => {

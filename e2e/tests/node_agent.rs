@@ -226,8 +226,8 @@ async fn wait_report(
 /// A report of a kubelet that runs with what is on disk: both components observed, nothing
 /// pending restart.
 fn settled(spec: &NodeReportSpec) -> bool {
-    spec.kubelet.state == ObservationState::Observed
-        && spec.api_server.state == ObservationState::Observed
+    spec.kubelet.header.state == ObservationState::Observed
+        && spec.api_server.header.state == ObservationState::Observed
         && !spec.kubelet.pending_restart
         && !spec.api_server.pending_restart
 }
@@ -589,10 +589,10 @@ async fn the_agent_pod_reports_the_real_kubelet_and_apiserver() {
     let policy: Value = serde_saphyr::from_str(&policy_text).expect("the policy is YAML");
     let observed = &spec.api_server.audit_policy;
     assert_eq!(
-        observed.state,
+        observed.header.state,
         ObservationState::Observed,
         "{}",
-        observed.message
+        observed.header.message
     );
     assert_eq!(&observed.path, policy_path);
     assert!(

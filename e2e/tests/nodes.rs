@@ -251,7 +251,7 @@ async fn the_real_kube_apiserver_is_observed_and_checked() {
     run_agent(&agent, &node, &[]).await;
     let published = report(&env, &node).await;
     let api = &published.spec.api_server;
-    assert_eq!(api.state, ObservationState::Observed, "{api:#?}");
+    assert_eq!(api.header.state, ObservationState::Observed, "{api:#?}");
     for (flag, value) in [
         ("anonymous-auth", "false"),
         ("authorization-mode", "Node,RBAC"),
@@ -269,12 +269,12 @@ async fn the_real_kube_apiserver_is_observed_and_checked() {
             "--{flag}"
         );
     }
-    assert_eq!(api.audit_policy.state, ObservationState::Observed);
+    assert_eq!(api.audit_policy.header.state, ObservationState::Observed);
     assert!(!api.audit_policy.managed, "the harness wrote that policy");
     assert_eq!(api.audit_policy.rules.len(), 1, "Metadata for everything");
     assert_eq!(api.encryption.secrets_providers, ["aescbc", "identity"]);
     assert_eq!(
-        published.spec.kubelet.state,
+        published.spec.kubelet.header.state,
         ObservationState::NotFound,
         "no kubelet on this machine"
     );
@@ -416,7 +416,10 @@ kubelet:
     )
     .await;
     let published = report(&env, &worker).await;
-    assert_eq!(published.spec.kubelet.state, ObservationState::Observed);
+    assert_eq!(
+        published.spec.kubelet.header.state,
+        ObservationState::Observed
+    );
     assert_eq!(
         published.spec.kubelet.drop_ins,
         ["10-hardening.conf", "20-debug.conf", "nested/30-late.conf"]

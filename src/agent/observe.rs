@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::api::{
     ApiServerObservation, AuditPolicyObservation, AuthenticationConfigObservation,
     AuthorizationConfigObservation, EncryptionObservation, KubeletObservation, NODE_REPORT_SCHEMA,
-    NodeReportSpec, ObservationState, ObservedFlag,
+    NodeReportSpec, Observation, ObservedFlag,
 };
 use crate::domain::node::api_server::API_SERVER_FLAGS;
 use crate::domain::node::config_files::{
@@ -126,13 +126,11 @@ pub fn observe(sources: &NodeSources) -> NodeReportSpec {
         enforce: false,
         kubelet: match &sources.kubelet {
             Found::NotFound => KubeletObservation {
-                state: ObservationState::NotFound,
-                message: "no kubelet process found on the node".to_owned(),
+                header: Observation::not_found("no kubelet process found on the node".to_owned()),
                 ..KubeletObservation::default()
             },
             Found::Error(message) => KubeletObservation {
-                state: ObservationState::Error,
-                message: truncate(message.clone(), MESSAGE_MAX),
+                header: Observation::error(truncate(message.clone(), MESSAGE_MAX)),
                 ..KubeletObservation::default()
             },
             Found::Found(kubelet) => observe_kubelet(kubelet),
@@ -140,8 +138,7 @@ pub fn observe(sources: &NodeSources) -> NodeReportSpec {
         api_server: match &sources.api_server {
             Found::NotFound => ApiServerObservation::default(),
             Found::Error(message) => ApiServerObservation {
-                state: ObservationState::Error,
-                message: truncate(message.clone(), MESSAGE_MAX),
+                header: Observation::error(truncate(message.clone(), MESSAGE_MAX)),
                 ..ApiServerObservation::default()
             },
             Found::Found(api) => observe_api_server(api),
@@ -154,8 +151,7 @@ pub fn observe(sources: &NodeSources) -> NodeReportSpec {
 
 fn kubelet_error(kubelet: &KubeletSources, message: String) -> KubeletObservation {
     KubeletObservation {
-        state: ObservationState::Error,
-        message: truncate(message, MESSAGE_MAX),
+        header: Observation::error(truncate(message, MESSAGE_MAX)),
         config_file: kubelet
             .config
             .as_ref()
@@ -197,8 +193,7 @@ fn observe_kubelet(kubelet: &KubeletSources) -> KubeletObservation {
     let mut names: Vec<String> = drop_ins.iter().map(|f| f.path.clone()).collect();
     names.sort_by(|a, b| kubelet::drop_in_order(a, b));
     KubeletObservation {
-        state: ObservationState::Observed,
-        message: truncate(kubelet.note.clone(), MESSAGE_MAX),
+        header: Observation::observed(truncate(kubelet.note.clone(), MESSAGE_MAX)),
         config_file: kubelet
             .config
             .as_ref()
@@ -227,8 +222,7 @@ fn observe_api_server(api: &ApiServerSources) -> ApiServerObservation {
     let audit_policy = observe_policy(api.audit_policy.as_ref());
     let encryption = observe_encryption(api.encryption_config.as_ref());
     ApiServerObservation {
-        state: ObservationState::Observed,
-        message: truncate(api.note.clone(), MESSAGE_MAX),
+        header: Observation::observed(truncate(api.note.clone(), MESSAGE_MAX)),
         flags: observed_flags,
         pending_restart: audit_policy.pending_restart || encryption.pending_restart,
         audit_policy,
@@ -238,22 +232,16 @@ fn observe_api_server(api: &ApiServerSources) -> ApiServerObservation {
     }
 }
 
-/// (state, message) of a file read, with its text when Observed.
-fn read(file: Option<&SourceFile>) -> (ObservationState, String, String, Option<&str>) {
+/// The header and path of a file read, with its text when Observed.
+fn read(file: Option<&SourceFile>) -> (Observation, String, Option<&str>) {
     match file {
-        None => (
-            ObservationState::NotFound,
-            String::new(),
-            String::new(),
-            None,
-        ),
+        None => (Observation::default(), String::new(), None),
         Some(file) => {
             let path = truncate(file.path.clone(), PATH_MAX);
             match &file.text {
-                Ok(text) => (ObservationState::Observed, String::new(), path, Some(text)),
+                Ok(text) => (Observation::observed(String::new()), path, Some(text)),
                 Err(message) => (
-                    ObservationState::Error,
-                    truncate(message.clone(), MESSAGE_MAX),
+                    Observation::error(truncate(message.clone(), MESSAGE_MAX)),
                     path,
                     None,
                 ),
@@ -262,16 +250,17 @@ fn read(file: Option<&SourceFile>) -> (ObservationState, String, String, Option<
     }
 }
 
-/// The kube-apiserver's config file observations: each starts with the same header.
+/// The kube-apiserver's config file observations: each starts with the same header and a
+/// path.
 trait FileObservation: Default {
-    fn with_header(state: ObservationState, message: String, path: String) -> Self;
+    fn with_header(header: Observation, path: String) -> Self;
 }
 
 macro_rules! file_observation {
     ($($observation:ty),*) => {$(
         impl FileObservation for $observation {
-            fn with_header(state: ObservationState, message: String, path: String) -> Self {
-                Self { state, message, path, ..Self::default() }
+            fn with_header(header: Observation, path: String) -> Self {
+                Self { header, path, ..Self::default() }
             }
         }
     )*};
@@ -291,15 +280,14 @@ fn observe_file<T: FileObservation, V, E: std::fmt::Display>(
     parse: impl FnOnce(&str) -> Result<V, E>,
     observed: impl FnOnce(V, &str, String) -> T,
 ) -> T {
-    let (state, message, path, text) = read(file);
+    let (header, path, text) = read(file);
     let Some(text) = text else {
-        return T::with_header(state, message, path);
+        return T::with_header(header, path);
     };
     match parse(text) {
         Ok(value) => observed(value, text, path),
         Err(err) => T::with_header(
-            ObservationState::Error,
-            truncate(err.to_string(), MESSAGE_MAX),
+            Observation::error(truncate(err.to_string(), MESSAGE_MAX)),
             path,
         ),
     }
@@ -309,8 +297,7 @@ fn observe_policy(file: Option<&SourceFile>) -> AuditPolicyObservation {
     let pending_restart = file.is_some_and(|f| f.changed_after_start);
     observe_file(file, audit_policy::parse_policy, |policy, text, path| {
         AuditPolicyObservation {
-            state: ObservationState::Observed,
-            message: String::new(),
+            header: Observation::observed(String::new()),
             path,
             managed: audit_policy::is_managed(text),
             omit_stages: policy.omit_stages,
@@ -325,8 +312,7 @@ fn observe_encryption(file: Option<&SourceFile>) -> EncryptionObservation {
     let pending_restart = file.is_some_and(|f| f.changed_after_start);
     observe_file(file, secrets_providers, |providers, _, path| {
         EncryptionObservation {
-            state: ObservationState::Observed,
-            message: String::new(),
+            header: Observation::observed(String::new()),
             path,
             secrets_providers: providers.into_iter().map(|p| truncate(p, 32)).collect(),
             pending_restart,
@@ -339,8 +325,7 @@ fn observe_authorization(file: Option<&SourceFile>) -> AuthorizationConfigObserv
         file,
         authorization_config_authorizers,
         |authorizers, _, path| AuthorizationConfigObservation {
-            state: ObservationState::Observed,
-            message: String::new(),
+            header: Observation::observed(String::new()),
             path,
             authorizers: authorizers.into_iter().map(|a| truncate(a, 64)).collect(),
         },
@@ -352,8 +337,7 @@ fn observe_authentication(file: Option<&SourceFile>) -> AuthenticationConfigObse
         file,
         authentication_config_anonymous,
         |anonymous, _, path| AuthenticationConfigObservation {
-            state: ObservationState::Observed,
-            message: String::new(),
+            header: Observation::observed(String::new()),
             path,
             anonymous_enabled: anonymous.map(|(enabled, _)| enabled),
             anonymous_conditions: anonymous
@@ -433,20 +417,17 @@ pub fn fit_to_schema(report: &mut NodeReportSpec) {
         if first.starts_with(".apiServer.auditPolicy") {
             let policy = &mut report.api_server.audit_policy;
             *policy = AuditPolicyObservation::with_header(
-                ObservationState::Error,
-                message,
+                Observation::error(message),
                 std::mem::take(&mut policy.path),
             );
         } else if first.starts_with(".apiServer") {
             report.api_server = ApiServerObservation {
-                state: ObservationState::Error,
-                message,
+                header: Observation::error(message),
                 ..ApiServerObservation::default()
             };
         } else if first.starts_with(".kubelet") {
             report.kubelet = KubeletObservation {
-                state: ObservationState::Error,
-                message,
+                header: Observation::error(message),
                 ..KubeletObservation::default()
             };
         } else {

@@ -216,10 +216,10 @@ fn discovers_kubelet_and_apiserver_from_proc_and_reads_their_files() {
     assert_eq!(report.node_name, "cp-1");
     let kubelet = &report.kubelet;
     assert_eq!(
-        kubelet.state,
+        kubelet.header.state,
         ObservationState::Observed,
         "{}",
-        kubelet.message
+        kubelet.header.message
     );
     assert_eq!(kubelet.config_file, "/var/lib/kubelet/config.yaml");
     assert_eq!(kubelet.config_dir, "/etc/kubernetes/kubelet.conf.d");
@@ -244,12 +244,12 @@ fn discovers_kubelet_and_apiserver_from_proc_and_reads_their_files() {
     );
 
     let api = &report.api_server;
-    assert_eq!(api.state, ObservationState::Observed);
+    assert_eq!(api.header.state, ObservationState::Observed);
     assert_eq!(api.flag("authorization-mode"), Some("Node,RBAC"));
     assert_eq!(api.flag("audit-log-maxage"), Some("30"));
     // Only the flags the checks read are reported.
     assert_eq!(api.flag("tls-private-key-file"), None);
-    assert_eq!(api.audit_policy.state, ObservationState::Observed);
+    assert_eq!(api.audit_policy.header.state, ObservationState::Observed);
     assert_eq!(api.audit_policy.rules.len(), 7);
     assert!(!api.audit_policy.managed);
     assert_eq!(api.encryption.secrets_providers, ["aescbc", "identity"]);
@@ -281,8 +281,8 @@ fn a_worker_without_processes_reports_not_found_and_the_checks_are_unknown() {
     let host = FakeHost::new("empty");
     host.process(1, "/sbin/init\n");
     let report = run(&host, &Desired::default(), false).report;
-    assert_eq!(report.kubelet.state, ObservationState::NotFound);
-    assert_eq!(report.api_server.state, ObservationState::NotFound);
+    assert_eq!(report.kubelet.header.state, ObservationState::NotFound);
+    assert_eq!(report.api_server.header.state, ObservationState::NotFound);
     let spec: SecurityBaselineSpec =
         serde_saphyr::from_str("kubelet:\n  settings: {anonymousAuth: false}\n").unwrap();
     let drift = evaluate::evaluate_node(&report, &spec, &BTreeMap::new());
@@ -296,12 +296,12 @@ fn unreadable_proc_is_an_error_not_a_pass() {
     let host = FakeHost::new("noproc");
     fs::remove_dir_all(host.path("/proc")).unwrap();
     let report = run(&host, &Desired::default(), false).report;
-    assert_eq!(report.kubelet.state, ObservationState::Error);
-    assert_eq!(report.api_server.state, ObservationState::Error);
+    assert_eq!(report.kubelet.header.state, ObservationState::Error);
+    assert_eq!(report.api_server.header.state, ObservationState::Error);
     assert!(
-        report.kubelet.message.contains("cannot list"),
+        report.kubelet.header.message.contains("cannot list"),
         "{}",
-        report.kubelet.message
+        report.kubelet.header.message
     );
 }
 
@@ -324,10 +324,10 @@ fn explicit_paths_override_discovery() {
     };
     let report = pass(&host.host(), &options, "n", &Desired::default(), false).report;
     assert_eq!(
-        report.kubelet.state,
+        report.kubelet.header.state,
         ObservationState::Observed,
         "{}",
-        report.kubelet.message
+        report.kubelet.header.message
     );
     assert_eq!(report.kubelet.settings.anonymous_auth, Some(false));
     assert_eq!(report.kubelet.settings.read_only_port, Some(0));
@@ -336,7 +336,7 @@ fn explicit_paths_override_discovery() {
         Some(false),
         "from the weak config"
     );
-    assert_eq!(report.api_server.state, ObservationState::Observed);
+    assert_eq!(report.api_server.header.state, ObservationState::Observed);
     assert_eq!(report.api_server.flag("anonymous-auth"), Some("false"));
     // The audit policy comes from the override, not from the manifest's flag.
     assert_eq!(report.api_server.audit_policy.path, "/srv/policy.yaml");
@@ -349,20 +349,28 @@ fn unreadable_files_become_unknown_checks() {
     fs::remove_file(host.path(POLICY_PATH)).unwrap();
     fs::remove_file(host.path("/var/lib/kubelet/config.yaml")).unwrap();
     let report = run(&host, &Desired::default(), false).report;
-    assert_eq!(report.kubelet.state, ObservationState::Error);
+    assert_eq!(report.kubelet.header.state, ObservationState::Error);
     assert!(
         report
             .kubelet
+            .header
             .message
             .contains("/var/lib/kubelet/config.yaml"),
         "{}",
-        report.kubelet.message
+        report.kubelet.header.message
     );
     assert_eq!(
-        report.api_server.audit_policy.state,
+        report.api_server.audit_policy.header.state,
         ObservationState::Error
     );
-    assert!(report.api_server.audit_policy.message.contains(POLICY_PATH));
+    assert!(
+        report
+            .api_server
+            .audit_policy
+            .header
+            .message
+            .contains(POLICY_PATH)
+    );
     let spec: SecurityBaselineSpec =
         serde_saphyr::from_str("auditPolicy: {}\nkubelet:\n  settings: {readOnlyPort: 0}\n")
             .unwrap();
@@ -636,11 +644,11 @@ fn a_policy_too_large_for_the_schema_is_reported_as_an_error() {
     host.file(POLICY_PATH, &text);
     let report = run(&host, &Desired::default(), false).report;
     let policy = &report.api_server.audit_policy;
-    assert_eq!(policy.state, ObservationState::Error);
+    assert_eq!(policy.header.state, ObservationState::Error);
     assert!(
-        policy.message.contains("too large to report"),
+        policy.header.message.contains("too large to report"),
         "{}",
-        policy.message
+        policy.header.message
     );
     assert!(policy.rules.is_empty());
     assert_eq!(policy.path, POLICY_PATH);
@@ -906,14 +914,14 @@ fn observed_by(host: &FakeHost, ca_pem: &str) -> NodeReportSpec {
 fn only_processes_of_the_agents_cluster_are_observed() {
     let host = two_clusters("two-clusters");
     let report = observed_by(&host, cert!("ours-ca.crt"));
-    assert_eq!(report.api_server.state, ObservationState::Observed);
+    assert_eq!(report.api_server.header.state, ObservationState::Observed);
     assert_eq!(
         report.api_server.flag("anonymous-auth"),
         Some("false"),
         "our kube-apiserver (PID 500), not the other cluster's older one (PID 50)"
     );
-    assert_eq!(report.kubelet.state, ObservationState::Observed);
-    assert_eq!(report.api_server.message, "");
+    assert_eq!(report.kubelet.header.state, ObservationState::Observed);
+    assert_eq!(report.api_server.header.message, "");
 
     // Seen from the other cluster's agent, the same host shows the other processes.
     let theirs = observed_by(&host, cert!("theirs-ca.crt"));
@@ -931,8 +939,8 @@ fn no_process_of_the_agents_cluster_is_not_found_whatever_else_runs() {
         // A kubelet-named process without a kubeconfig (a decoy, a standalone kubelet).
         .process(60, "/usr/bin/kubelet\n100000");
     let report = observed_by(&host, cert!("ours-ca.crt"));
-    assert_eq!(report.api_server.state, ObservationState::NotFound);
-    assert_eq!(report.kubelet.state, ObservationState::NotFound);
+    assert_eq!(report.api_server.header.state, ObservationState::NotFound);
+    assert_eq!(report.kubelet.header.state, ObservationState::NotFound);
 }
 
 #[test]
@@ -944,7 +952,7 @@ fn several_kube_apiservers_of_the_cluster_are_named_in_the_report() {
     );
     let report = observed_by(&host, cert!("ours-ca.crt"));
     assert_eq!(
-        report.api_server.message,
+        report.api_server.header.message,
         "2 kube-apiserver processes of this cluster run on this node; observed PID 500 (the oldest), not PID 700"
     );
 }

@@ -82,17 +82,73 @@ pub enum ObservationState {
     Error,
 }
 
-/// The kubelet's effective configuration, as the kubelet itself computes it.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+/// The header every observation starts with (`state`, `message`), flattened into it so the
+/// wire format is that of the fields it replaces. Each observation's schema keeps its own
+/// description of `state` (what NotFound and Error mean there) through [`StateDoc`].
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
-pub struct KubeletObservation {
-    /// Observed, NotFound (no kubelet process) or Error (config unreadable).
+pub struct Observation {
+    /// Observed, NotFound or Error.
     #[serde(default)]
     pub state: ObservationState,
     /// Why the state is not Observed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(max = 1024))]
     pub message: String,
+}
+
+impl Observation {
+    /// Found and read; `note` is anything worth saying all the same (usually empty).
+    pub fn observed(note: String) -> Self {
+        Self {
+            state: ObservationState::Observed,
+            message: note,
+        }
+    }
+
+    /// Not present on the node, and why that is known.
+    pub fn not_found(message: String) -> Self {
+        Self {
+            state: ObservationState::NotFound,
+            message,
+        }
+    }
+
+    /// Present but unreadable or unparsable, and why.
+    pub fn error(message: String) -> Self {
+        Self {
+            state: ObservationState::Error,
+            message,
+        }
+    }
+}
+
+/// Schema transform: the description of a flattened [`Observation`]'s `state` in one
+/// observation (the shared header's own doc is generic). The texts are the former field
+/// docs verbatim, line breaks included, so the committed CRD stays byte-identical.
+#[derive(Debug, Clone, Copy)]
+struct StateDoc(&'static str);
+
+impl schemars::transform::Transform for StateDoc {
+    fn transform(&mut self, schema: &mut schemars::Schema) {
+        if let Some(state) = schema
+            .get_mut("properties")
+            .and_then(|p| p.get_mut("state"))
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            state.insert("description".to_owned(), self.0.into());
+        }
+    }
+}
+
+/// The kubelet's effective configuration, as the kubelet itself computes it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[schemars(transform = StateDoc("Observed, NotFound (no kubelet process) or Error (config unreadable)."))]
+#[serde(rename_all = "camelCase")]
+pub struct KubeletObservation {
+    /// `state` and `message`, flattened into this object.
+    #[serde(flatten)]
+    pub header: Observation,
     /// The --config file, as a host path.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(max = 4096))]
@@ -121,15 +177,12 @@ pub struct KubeletObservation {
 
 /// The kube-apiserver's flags and the files they point at.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[schemars(transform = StateDoc("Observed, NotFound (no kube-apiserver on this node) or Error."))]
 #[serde(rename_all = "camelCase")]
 pub struct ApiServerObservation {
-    /// Observed, NotFound (no kube-apiserver on this node) or Error.
-    #[serde(default)]
-    pub state: ObservationState,
-    /// Why the state is not Observed.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    #[schemars(length(max = 1024))]
-    pub message: String,
+    /// `state` and `message`, flattened into this object.
+    #[serde(flatten)]
+    pub header: Observation,
     /// The flags the checks read, sorted by name; repeated list flags are joined with commas.
     /// Flags not listed were not given (their defaults apply).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -193,16 +246,12 @@ pub struct ObservedFlag {
 
 /// The live audit policy, parsed.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[schemars(transform = StateDoc("Observed, NotFound (no --audit-policy-file) or Error (unreadable, unparsable or too\nlarge to report)."))]
 #[serde(rename_all = "camelCase")]
 pub struct AuditPolicyObservation {
-    /// Observed, NotFound (no --audit-policy-file) or Error (unreadable, unparsable or too
-    /// large to report).
-    #[serde(default)]
-    pub state: ObservationState,
-    /// Why the state is not Observed.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    #[schemars(length(max = 1024))]
-    pub message: String,
+    /// `state` and `message`, flattened into this object.
+    #[serde(flatten)]
+    pub header: Observation,
     /// The policy file, as a host path.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(max = 4096))]
@@ -228,15 +277,12 @@ pub struct AuditPolicyObservation {
 
 /// Encryption at rest, reduced to provider names (never keys).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[schemars(transform = StateDoc("Observed, NotFound (no --encryption-provider-config) or Error."))]
 #[serde(rename_all = "camelCase")]
 pub struct EncryptionObservation {
-    /// Observed, NotFound (no --encryption-provider-config) or Error.
-    #[serde(default)]
-    pub state: ObservationState,
-    /// Why the state is not Observed.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    #[schemars(length(max = 1024))]
-    pub message: String,
+    /// `state` and `message`, flattened into this object.
+    #[serde(flatten)]
+    pub header: Observation,
     /// The EncryptionConfiguration file, as a host path.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(max = 4096))]
@@ -254,15 +300,12 @@ pub struct EncryptionObservation {
 
 /// The structured authorization configuration.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[schemars(transform = StateDoc("Observed, NotFound (no --authorization-config) or Error."))]
 #[serde(rename_all = "camelCase")]
 pub struct AuthorizationConfigObservation {
-    /// Observed, NotFound (no --authorization-config) or Error.
-    #[serde(default)]
-    pub state: ObservationState,
-    /// Why the state is not Observed.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    #[schemars(length(max = 1024))]
-    pub message: String,
+    /// `state` and `message`, flattened into this object.
+    #[serde(flatten)]
+    pub header: Observation,
     /// The AuthorizationConfiguration file, as a host path.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(max = 4096))]
@@ -275,15 +318,12 @@ pub struct AuthorizationConfigObservation {
 
 /// The structured authentication configuration's anonymous settings.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[schemars(transform = StateDoc("Observed, NotFound (no --authentication-config) or Error."))]
 #[serde(rename_all = "camelCase")]
 pub struct AuthenticationConfigObservation {
-    /// Observed, NotFound (no --authentication-config) or Error.
-    #[serde(default)]
-    pub state: ObservationState,
-    /// Why the state is not Observed.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    #[schemars(length(max = 1024))]
-    pub message: String,
+    /// `state` and `message`, flattened into this object.
+    #[serde(flatten)]
+    pub header: Observation,
     /// The AuthenticationConfiguration file, as a host path.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(max = 4096))]

@@ -271,3 +271,92 @@ fn schema_defaults_fill_an_empty_spec() {
     assert!(empty.network_policy.allow_dns);
     assert!(empty.rbac.audit.enabled);
 }
+
+/// The observations' shared header is flattened: a NodeReport keeps `state` and `message`
+/// beside each observation's own fields, so reports written before the header existed read
+/// the same and the agent writes the same JSON.
+#[test]
+fn node_report_observations_keep_their_wire_field_names() {
+    let wire = json!({
+        "nodeName": "cp-1",
+        "agentVersion": "0.1.0",
+        "enforce": true,
+        "kubelet": {
+            "state": "Error",
+            "message": "kubelet --config: permission denied",
+            "configFile": "/var/lib/kubelet/config.yaml",
+            "configDir": "/etc/kubernetes/kubelet.conf.d",
+            "dropIns": ["10-a.conf"],
+            "settings": {"anonymousAuth": false},
+            "origins": [{"setting": "anonymousAuth", "origin": "config file"}],
+            "pendingRestart": true
+        },
+        "apiServer": {
+            "state": "Observed",
+            "message": "a note",
+            "flags": [{"name": "audit-log-path", "value": "-"}],
+            "auditPolicy": {
+                "state": "Error",
+                "message": "too large to report",
+                "path": "/etc/kubernetes/audit/policy.yaml",
+                "managed": true,
+                "omitStages": ["RequestReceived"],
+                "omitManagedFields": true,
+                "rules": [{"level": "Metadata"}],
+                "pendingRestart": false
+            },
+            "encryption": {
+                "state": "Observed",
+                "path": "/etc/kubernetes/enc.yaml",
+                "secretsProviders": ["aescbc", "identity"],
+                "pendingRestart": false
+            },
+            "authorizationConfig": {
+                "state": "NotFound",
+                "message": "no such file",
+                "path": "/etc/kubernetes/authz.yaml",
+                "authorizers": ["Node", "RBAC"]
+            },
+            "authenticationConfig": {
+                "state": "Error",
+                "message": "not YAML",
+                "path": "/etc/kubernetes/authn.yaml",
+                "anonymousEnabled": true,
+                "anonymousConditions": 2
+            },
+            "pendingRestart": false
+        },
+        "enforcement": [{"target": "AuditPolicy", "path": "/p", "state": "Failed", "message": "m"}]
+    });
+    let spec: NodeReportSpec = serde_json::from_value(wire.clone()).expect("reads");
+    assert_eq!(
+        spec.kubelet.header,
+        Observation::error("kubelet --config: permission denied".to_owned())
+    );
+    assert_eq!(
+        spec.api_server.header,
+        Observation::observed("a note".to_owned())
+    );
+    assert_eq!(
+        spec.api_server.audit_policy.header.state,
+        ObservationState::Error
+    );
+    assert_eq!(
+        spec.api_server.encryption.header,
+        Observation::observed(String::new())
+    );
+    assert_eq!(
+        spec.api_server.authorization_config.header,
+        Observation::not_found("no such file".to_owned())
+    );
+    assert_eq!(
+        spec.api_server.authentication_config.header.message,
+        "not YAML"
+    );
+    assert_eq!(serde_json::to_value(&spec).expect("writes"), wire);
+    // An empty message is left out, as before.
+    assert_eq!(
+        serde_json::to_value(KubeletObservation::default()).expect("writes"),
+        json!({"state": "NotFound", "settings": {}, "pendingRestart": false})
+    );
+}

@@ -248,7 +248,7 @@ mod tests {
     use serde::de::DeserializeOwned;
 
     use super::*;
-    use crate::api::{DriftReason, KubeletObservation, KubeletSettings, ObservationState};
+    use crate::api::{DriftReason, KubeletObservation, KubeletSettings, Observation};
     use crate::domain::generated::desired_objects;
     use crate::domain::rbac_audit::RbacObject;
 
@@ -338,7 +338,7 @@ spec:
         NodeReportSpec {
             node_name: node.to_owned(),
             kubelet: KubeletObservation {
-                state: ObservationState::Observed,
+                header: Observation::observed(String::new()),
                 settings: KubeletSettings {
                     anonymous_auth: Some(anonymous),
                     read_only_port: Some(0),

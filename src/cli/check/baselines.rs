@@ -4,7 +4,7 @@
 use crate::domain::selection::invalid_selector;
 use serde_json::Value;
 
-use super::documents::{Document, parse_named, read_file_text};
+use super::documents::{Document, InputError, Origin, parse_named, read_file_text};
 use super::inventory::group_of;
 use crate::api::{GROUP, SECURITY_BASELINE_SCHEMA, SecurityBaseline, validate_baseline_cel};
 
@@ -20,9 +20,63 @@ pub struct LoadedBaseline {
     pub source: String,
 }
 
+/// Why the baselines cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum BaselineError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error("{file}: no SecurityBaseline in the file")]
+    Empty { file: String },
+    /// A document that is not a valid SecurityBaseline, and where it is.
+    #[error("{origin}: {problem}")]
+    Invalid {
+        origin: Origin,
+        problem: BaselineProblem,
+    },
+    /// Two baselines of one name (the second would shadow the first).
+    #[error("{at}: SecurityBaseline {name} is also defined in {first}")]
+    Duplicate {
+        at: String,
+        name: String,
+        first: String,
+    },
+}
+
+/// What is wrong with one SecurityBaseline document (as admission would say it).
+#[derive(Debug, thiserror::Error)]
+pub enum BaselineProblem {
+    #[error("expected a SecurityBaseline ({GROUP}/v1alpha1), found {found}")]
+    NotABaseline {
+        /// `apiVersion kind`, or "a document without kind".
+        found: String,
+    },
+    #[error("SecurityBaseline has no metadata.name")]
+    NoName,
+    /// A field the CRD does not declare (kubectl's strict field validation rejects it).
+    #[error("SecurityBaseline {name}: unknown field {path}")]
+    UnknownField { name: String, path: String },
+    /// A CEL rule of the CRD.
+    #[error("SecurityBaseline {name}: {source}")]
+    Cel {
+        name: String,
+        #[source]
+        source: kube::core::cel::ValidationError,
+    },
+    /// The document does not deserialize (a wrong type, an unknown enum value).
+    #[error("SecurityBaseline {name}: invalid: {source}")]
+    Types {
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A selector the CRD admits but Kubernetes rejects.
+    #[error("SecurityBaseline {name}: {why}")]
+    Selector { name: String, why: String },
+}
+
 /// The embedded default baseline.
-pub fn embedded() -> Result<Vec<LoadedBaseline>, Vec<String>> {
-    let documents = parse_named(EMBEDDED_NAME, EMBEDDED)?;
+pub fn embedded() -> Result<Vec<LoadedBaseline>, Vec<BaselineError>> {
+    let documents = parse_named(EMBEDDED_NAME, EMBEDDED).map_err(inputs)?;
     let mut loaded = from_documents(&documents)?;
     for baseline in &mut loaded {
         baseline.source = format!("embedded default {EMBEDDED_NAME}");
@@ -30,14 +84,19 @@ pub fn embedded() -> Result<Vec<LoadedBaseline>, Vec<String>> {
     Ok(loaded)
 }
 
-/// Every baseline of every file, in order; one error message per problem.
-pub fn from_files(files: &[String]) -> Result<Vec<LoadedBaseline>, Vec<String>> {
+fn inputs(errors: Vec<InputError>) -> Vec<BaselineError> {
+    errors.into_iter().map(BaselineError::Input).collect()
+}
+
+/// Every baseline of every file, in order; one error per problem.
+pub fn from_files(files: &[String]) -> Result<Vec<LoadedBaseline>, Vec<BaselineError>> {
     let mut loaded = Vec::new();
     let mut errors = Vec::new();
     for file in files {
         let documents = match read_file_text(std::path::Path::new(file))
             .map_err(|e| vec![e])
             .and_then(|text| parse_named(file, &text))
+            .map_err(inputs)
         {
             Ok(documents) => documents,
             Err(mut errs) => {
@@ -46,7 +105,7 @@ pub fn from_files(files: &[String]) -> Result<Vec<LoadedBaseline>, Vec<String>> 
             }
         };
         if documents.is_empty() {
-            errors.push(format!("{file}: no SecurityBaseline in the file"));
+            errors.push(BaselineError::Empty { file: file.clone() });
         }
         match from_documents(&documents) {
             Ok(mut baselines) => loaded.append(&mut baselines),
@@ -62,19 +121,18 @@ pub fn from_files(files: &[String]) -> Result<Vec<LoadedBaseline>, Vec<String>> 
 }
 
 /// Rejects two baselines of one name (the second would shadow the first).
-pub fn check_unique(loaded: &[LoadedBaseline]) -> Result<(), Vec<String>> {
+pub fn check_unique(loaded: &[LoadedBaseline]) -> Result<(), Vec<BaselineError>> {
     let mut errors = Vec::new();
     for (i, b) in loaded.iter().enumerate() {
         if let Some(first) = loaded[..i]
             .iter()
             .find(|o| o.baseline.metadata.name == b.baseline.metadata.name)
         {
-            errors.push(format!(
-                "{}: SecurityBaseline {} is also defined in {}",
-                b.source,
-                b.baseline.metadata.name.as_deref().unwrap_or_default(),
-                first.source
-            ));
+            errors.push(BaselineError::Duplicate {
+                at: b.source.clone(),
+                name: b.baseline.metadata.name.clone().unwrap_or_default(),
+                first: first.source.clone(),
+            });
         }
     }
     if errors.is_empty() {
@@ -84,7 +142,7 @@ pub fn check_unique(loaded: &[LoadedBaseline]) -> Result<(), Vec<String>> {
     }
 }
 
-fn from_documents(documents: &[Document]) -> Result<Vec<LoadedBaseline>, Vec<String>> {
+fn from_documents(documents: &[Document]) -> Result<Vec<LoadedBaseline>, Vec<BaselineError>> {
     let mut loaded = Vec::new();
     let mut errors = Vec::new();
     for document in documents {
@@ -93,11 +151,12 @@ fn from_documents(documents: &[Document]) -> Result<Vec<LoadedBaseline>, Vec<Str
                 baseline,
                 source: document.origin.to_string(),
             }),
-            Err(problems) => errors.extend(
-                problems
-                    .into_iter()
-                    .map(|p| format!("{}: {p}", document.origin)),
-            ),
+            Err(problems) => {
+                errors.extend(problems.into_iter().map(|problem| BaselineError::Invalid {
+                    origin: document.origin.clone(),
+                    problem,
+                }))
+            }
         }
     }
     if errors.is_empty() {
@@ -108,48 +167,57 @@ fn from_documents(documents: &[Document]) -> Result<Vec<LoadedBaseline>, Vec<Str
 }
 
 /// Validates and types one SecurityBaseline document.
-pub fn parse_baseline(value: &Value) -> Result<SecurityBaseline, Vec<String>> {
+pub fn parse_baseline(value: &Value) -> Result<SecurityBaseline, Vec<BaselineProblem>> {
     let text = |key: &str| value.get(key).and_then(Value::as_str).unwrap_or_default();
     let (api_version, kind) = (text("apiVersion"), text("kind"));
     if kind != "SecurityBaseline" || group_of(api_version) != GROUP {
-        return Err(vec![format!(
-            "expected a SecurityBaseline ({GROUP}/v1alpha1), found {}",
-            if kind.is_empty() {
+        return Err(vec![BaselineProblem::NotABaseline {
+            found: if kind.is_empty() {
                 "a document without kind".to_owned()
             } else {
                 format!("{api_version} {kind}")
-            }
-        )]);
+            },
+        }]);
     }
     let name = value
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or_default();
     if name.is_empty() {
-        return Err(vec!["SecurityBaseline has no metadata.name".to_owned()]);
+        return Err(vec![BaselineProblem::NoName]);
     }
-    let what = format!("SecurityBaseline {name}");
-    let mut problems: Vec<String> = unknown_fields(value)
+    let name = name.to_owned();
+    let mut problems: Vec<BaselineProblem> = unknown_fields(value)
         .into_iter()
-        .map(|path| format!("{what}: unknown field {path}"))
+        .map(|path| BaselineProblem::UnknownField {
+            name: name.clone(),
+            path,
+        })
         .collect();
     if let Err(errors) = validate_baseline_cel(value) {
         problems.extend(
             errors
                 .into_vec()
                 .into_iter()
-                .map(|e| format!("{what}: {e}")),
+                .map(|source| BaselineProblem::Cel {
+                    name: name.clone(),
+                    source,
+                }),
         );
     }
     if !problems.is_empty() {
         return Err(problems);
     }
-    let baseline = serde_json::from_value::<SecurityBaseline>(value.clone())
-        .map_err(|err| vec![format!("{what}: invalid: {err}")])?;
+    let baseline = serde_json::from_value::<SecurityBaseline>(value.clone()).map_err(|source| {
+        vec![BaselineProblem::Types {
+            name: name.clone(),
+            source,
+        }]
+    })?;
     // The CRD admits malformed label keys and values; Kubernetes rejects such a selector,
     // and the controller holds such a baseline instead of acting on it.
     match invalid_selector(&baseline.spec) {
-        Some(why) => Err(vec![format!("{what}: {why}")]),
+        Some(why) => Err(vec![BaselineProblem::Selector { name, why }]),
         None => Ok(baseline),
     }
 }
@@ -235,11 +303,12 @@ mod tests {
         .expect_err("invalid");
         assert_eq!(errors.len(), 2, "{errors:#?}");
         assert_eq!(
-            errors[0],
+            errors[0].to_string(),
             "SecurityBaseline bad: unknown field .spec.namespaceSelecter"
         );
         assert!(
-            errors[1].contains("'*' is not allowed"),
+            matches!(&errors[1], BaselineProblem::Cel { name, .. } if name == "bad")
+                && errors[1].to_string().contains("'*' is not allowed"),
             "the CEL rule's message: {errors:#?}"
         );
         let wrong_type = parse_baseline(&json!({
@@ -249,6 +318,9 @@ mod tests {
             "spec": {"mode": "Sometimes"}
         }))
         .expect_err("invalid");
-        assert!(wrong_type[0].contains("Sometimes"), "{wrong_type:?}");
+        assert!(
+            wrong_type[0].to_string().contains("Sometimes"),
+            "{wrong_type:?}"
+        );
     }
 }

@@ -31,6 +31,43 @@ impl fmt::Display for Origin {
     }
 }
 
+/// Why an input could not be read: one variant per failure, each naming the file (and the
+/// document, for a malformed one).
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("stdin (-) is given more than once")]
+    StdinTwice,
+    #[error("cannot read stdin: {0}")]
+    ReadStdin(#[source] std::io::Error),
+    /// A file given (or found under a directory) could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A directory (or one below it) could not be listed.
+    #[error("{}: cannot list: {source}", dir.display())]
+    ListDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{dir}: the directory holds no *.yaml, *.yml or *.json files")]
+    EmptyDir { dir: String },
+    #[error("{origin}: invalid JSON: {source}")]
+    Json {
+        origin: Origin,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// `message` is saphyr's, with the file's line numbers rather than the document's.
+    #[error("{origin}: invalid YAML: {message}")]
+    Yaml { origin: Origin, message: String },
+    #[error("{origin}: {kind}: items is not a list")]
+    ListItems { origin: Origin, kind: String },
+}
+
 /// One parsed document (a List already flattened into its items).
 #[derive(Debug, Clone)]
 pub struct Document {
@@ -47,21 +84,21 @@ const EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
 /// Every document of every input, in order: files as given, directories walked recursively
 /// in sorted order, `-` for stdin. Errors (unreadable files, malformed documents) are
 /// collected, one message each, so the user sees all of them at once.
-pub fn read_inputs(inputs: &[String]) -> Result<Vec<Document>, Vec<String>> {
+pub fn read_inputs(inputs: &[String]) -> Result<Vec<Document>, Vec<InputError>> {
     let mut documents = Vec::new();
     let mut errors = Vec::new();
     let mut stdin_read = false;
     for input in inputs {
         if input == "-" {
             if stdin_read {
-                errors.push("stdin (-) is given more than once".to_owned());
+                errors.push(InputError::StdinTwice);
                 continue;
             }
             stdin_read = true;
             let mut text = String::new();
             match std::io::stdin().read_to_string(&mut text) {
                 Ok(_) => parse_text(STDIN, &text, Format::Sniff, &mut documents, &mut errors),
-                Err(err) => errors.push(format!("cannot read stdin: {err}")),
+                Err(err) => errors.push(InputError::ReadStdin(err)),
             }
             continue;
         }
@@ -73,9 +110,7 @@ pub fn read_inputs(inputs: &[String]) -> Result<Vec<Document>, Vec<String>> {
                 continue;
             }
             if files.is_empty() {
-                errors.push(format!(
-                    "{input}: the directory holds no *.yaml, *.yml or *.json files"
-                ));
+                errors.push(InputError::EmptyDir { dir: input.clone() });
             }
             for file in files {
                 read_file(&file, &mut documents, &mut errors);
@@ -92,7 +127,7 @@ pub fn read_inputs(inputs: &[String]) -> Result<Vec<Document>, Vec<String>> {
 }
 
 /// Every document of one text (a baseline file or the embedded default).
-pub fn parse_named(name: &str, text: &str) -> Result<Vec<Document>, Vec<String>> {
+pub fn parse_named(name: &str, text: &str) -> Result<Vec<Document>, Vec<InputError>> {
     let mut documents = Vec::new();
     let mut errors = Vec::new();
     let format = if name.ends_with(".json") {
@@ -109,11 +144,14 @@ pub fn parse_named(name: &str, text: &str) -> Result<Vec<Document>, Vec<String>>
 }
 
 /// Reads a file given on the command line (not a directory).
-pub fn read_file_text(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|err| format!("{}: cannot read: {err}", path.display()))
+pub fn read_file_text(path: &Path) -> Result<String, InputError> {
+    std::fs::read_to_string(path).map_err(|source| InputError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })
 }
 
-fn read_file(path: &Path, documents: &mut Vec<Document>, errors: &mut Vec<String>) {
+fn read_file(path: &Path, documents: &mut Vec<Document>, errors: &mut Vec<InputError>) {
     let name = path.display().to_string();
     match read_file_text(path) {
         Ok(text) => {
@@ -129,9 +167,11 @@ fn read_file(path: &Path, documents: &mut Vec<Document>, errors: &mut Vec<String
 }
 
 /// Files under `dir` with a manifest extension, recursively, sorted by path.
-fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), String> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|err| format!("{}: cannot list: {err}", dir.display()))?;
+fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), InputError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| InputError::ListDir {
+        dir: dir.to_owned(),
+        source,
+    })?;
     let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
     paths.sort();
     for path in paths {
@@ -168,7 +208,7 @@ fn parse_text(
     text: &str,
     format: Format,
     documents: &mut Vec<Document>,
-    errors: &mut Vec<String>,
+    errors: &mut Vec<InputError>,
 ) {
     let trimmed = text.trim_start_matches('\u{feff}');
     let json = format == Format::Json || trimmed.trim_start().starts_with(['{', '[']);
@@ -190,15 +230,20 @@ fn parse_text(
             item: None,
         };
         let parsed = if json {
-            serde_json::from_str::<Value>(&chunk).map_err(|err| format!("invalid JSON: {err}"))
+            serde_json::from_str::<Value>(&chunk).map_err(|source| InputError::Json {
+                origin: origin.clone(),
+                source,
+            })
         } else {
-            serde_saphyr::from_str::<Value>(&chunk)
-                .map_err(|err| format!("invalid YAML: {}", yaml_error(&err, line)))
+            serde_saphyr::from_str::<Value>(&chunk).map_err(|err| InputError::Yaml {
+                origin: origin.clone(),
+                message: yaml_error(&err, line),
+            })
         };
         match parsed {
             Ok(Value::Null) => number -= 1,
             Ok(value) => flatten(origin, value, documents, errors),
-            Err(message) => errors.push(format!("{origin}: {message}")),
+            Err(error) => errors.push(error),
         }
     }
 }
@@ -264,7 +309,12 @@ fn split_yaml(text: &str) -> Vec<(usize, String)> {
 }
 
 /// A `kind: List` (or `<Kind>List`) document becomes its items; anything else is kept.
-fn flatten(origin: Origin, value: Value, documents: &mut Vec<Document>, errors: &mut Vec<String>) {
+fn flatten(
+    origin: Origin,
+    value: Value,
+    documents: &mut Vec<Document>,
+    errors: &mut Vec<InputError>,
+) {
     let kind = value
         .get("kind")
         .and_then(Value::as_str)
@@ -276,7 +326,10 @@ fn flatten(origin: Origin, value: Value, documents: &mut Vec<Document>, errors: 
     }
     let Some(items) = value.get("items").and_then(Value::as_array) else {
         if !value.get("items").is_some_and(Value::is_null) {
-            errors.push(format!("{origin}: {kind}: items is not a list"));
+            errors.push(InputError::ListItems {
+                origin,
+                kind: kind.to_owned(),
+            });
         }
         return;
     };
@@ -309,7 +362,7 @@ fn flatten(origin: Origin, value: Value, documents: &mut Vec<Document>, errors: 
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> (Vec<Document>, Vec<String>) {
+    fn parse(text: &str) -> (Vec<Document>, Vec<InputError>) {
         let mut documents = Vec::new();
         let mut errors = Vec::new();
         parse_text("f.yaml", text, Format::Sniff, &mut documents, &mut errors);
@@ -339,12 +392,17 @@ mod tests {
     fn a_yaml_error_names_document_and_file_line() {
         let (_, errors) = parse("kind: A\n---\nkind: B\nmetadata: {name: [\n");
         assert_eq!(errors.len(), 1);
+        let InputError::Yaml { origin, .. } = &errors[0] else {
+            panic!("a YAML error: {errors:?}");
+        };
+        assert_eq!((origin.file.as_str(), origin.document), ("f.yaml", 2));
+        let message = errors[0].to_string();
         assert!(
-            errors[0].starts_with("f.yaml: document 2: invalid YAML"),
-            "{errors:?}"
+            message.starts_with("f.yaml: document 2: invalid YAML"),
+            "{message}"
         );
-        assert!(errors[0].contains("(line 4, column"), "{errors:?}");
-        assert!(!errors[0].contains("error:"), "{errors:?}");
+        assert!(message.contains("(line 4, column"), "{message}");
+        assert!(!message.contains("error:"), "{message}");
     }
 
     #[test]

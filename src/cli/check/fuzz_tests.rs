@@ -7,13 +7,17 @@ use proptest::prelude::*;
 use super::documents::parse_named;
 use super::inventory::Inventory;
 
-/// Reads text the way `check` reads a file, then builds the snapshot.
+/// Reads text the way `check` reads a file, then builds the snapshot; the errors as printed.
 fn read(text: &str) -> Result<(), Vec<String>> {
-    let documents = parse_named("fuzz.yaml", text)?;
+    let documents = parse_named("fuzz.yaml", text).map_err(messages)?;
     let mut inventory = Inventory::default();
-    inventory.add_documents(&documents)?;
+    inventory.add_documents(&documents).map_err(messages)?;
     let _ = inventory.into_snapshot(false);
     Ok(())
+}
+
+fn messages<E: ToString>(errors: Vec<E>) -> Vec<String> {
+    errors.iter().map(ToString::to_string).collect()
 }
 
 const KINDS: [&str; 11] = [

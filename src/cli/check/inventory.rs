@@ -18,6 +18,56 @@ use crate::domain::node::evaluate::NodeInventory;
 use crate::domain::rbac_audit::{RbacIndex, RbacObject};
 use crate::domain::snapshot::{ClusterSnapshot, Labels};
 
+/// A manifest document `check` cannot use, and where it is.
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}: {problem}")]
+pub struct ManifestError {
+    pub origin: Origin,
+    pub problem: ManifestProblem,
+}
+
+/// What is wrong with one manifest document.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestProblem {
+    #[error("not a Kubernetes object (expected a mapping with apiVersion and kind)")]
+    NotAnObject,
+    #[error("not a Kubernetes object: apiVersion and kind are required")]
+    NoKind,
+    /// A kind `check` reads (or its metadata) that does not deserialize.
+    #[error("not a valid {kind}: {source}")]
+    Invalid {
+        kind: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{kind} has no metadata.name")]
+    NoName { kind: String },
+    /// `default` is never assumed: the object would be evaluated in the wrong namespace.
+    #[error("{kind} {name} has no metadata.namespace (check does not assume \"default\"; set it)")]
+    NoNamespace { kind: String, name: String },
+    /// The same object twice (which one would win is a guess).
+    #[error("{kind} {object} is also defined in {first}")]
+    Duplicate {
+        kind: String,
+        /// `namespace/name` or `name`.
+        object: String,
+        first: String,
+    },
+    #[error(transparent)]
+    Observations(#[from] DuplicateObservations),
+}
+
+/// Two sets of observations of one node (NodeReports, --node files).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "observations of node {node} are given twice ({origin} and an earlier NodeReport or --node)"
+)]
+pub struct DuplicateObservations {
+    pub node: String,
+    /// Where the second came from.
+    pub origin: String,
+}
+
 /// Everything read from manifests (or from the cluster), before evaluation.
 #[derive(Debug, Default)]
 pub struct Inventory {
@@ -136,7 +186,7 @@ impl std::fmt::Display for ClusterObject {
 
 impl Known {
     /// Deserializes a document of this kind (SecurityBaselines are not objects to evaluate).
-    fn parse(self, value: &Value, kind: &str) -> Result<Option<ClusterObject>, String> {
+    fn parse(self, value: &Value, kind: &str) -> Result<Option<ClusterObject>, ManifestProblem> {
         Ok(Some(match self {
             Self::Namespace => ClusterObject::Namespace(typed(value, kind)?),
             Self::Node => ClusterObject::Node(typed(value, kind)?),
@@ -158,19 +208,23 @@ pub fn group_of(api_version: &str) -> &str {
     api_version.rsplit_once('/').map_or("", |(group, _)| group)
 }
 
-fn typed<T: DeserializeOwned>(value: &Value, kind: &str) -> Result<T, String> {
-    serde_json::from_value(value.clone()).map_err(|err| format!("not a valid {kind}: {err}"))
+fn typed<T: DeserializeOwned>(value: &Value, kind: &str) -> Result<T, ManifestProblem> {
+    serde_json::from_value(value.clone()).map_err(|source| ManifestProblem::Invalid {
+        kind: kind.to_owned(),
+        source,
+    })
 }
 
 impl Inventory {
-    /// Adds every document; returns one message per malformed document.
-    pub fn add_documents(&mut self, documents: &[Document]) -> Result<(), Vec<String>> {
-        let errors: Vec<String> = documents
+    /// Adds every document; returns one error per malformed document.
+    pub fn add_documents(&mut self, documents: &[Document]) -> Result<(), Vec<ManifestError>> {
+        let errors: Vec<ManifestError> = documents
             .iter()
             .filter_map(|d| {
-                self.add_document(d)
-                    .err()
-                    .map(|e| format!("{}: {e}", d.origin))
+                self.add_document(d).err().map(|problem| ManifestError {
+                    origin: d.origin.clone(),
+                    problem,
+                })
             })
             .collect();
         if errors.is_empty() {
@@ -180,17 +234,15 @@ impl Inventory {
         }
     }
 
-    fn add_document(&mut self, document: &Document) -> Result<(), String> {
+    fn add_document(&mut self, document: &Document) -> Result<(), ManifestProblem> {
         let value = &document.value;
         if !value.is_object() {
-            return Err(
-                "not a Kubernetes object (expected a mapping with apiVersion and kind)".to_owned(),
-            );
+            return Err(ManifestProblem::NotAnObject);
         }
         let text = |key: &str| value.get(key).and_then(Value::as_str).unwrap_or_default();
         let (api_version, kind) = (text("apiVersion"), text("kind"));
         if api_version.is_empty() || kind.is_empty() {
-            return Err("not a Kubernetes object: apiVersion and kind are required".to_owned());
+            return Err(ManifestProblem::NoKind);
         }
         let Some(known) = Known::of(group_of(api_version), kind) else {
             let meta = value.get("metadata");
@@ -234,13 +286,16 @@ impl Inventory {
             .unwrap_or_default();
         let name = meta.name.clone().filter(|n| !n.is_empty());
         let Some(name) = name else {
-            return Err(format!("{kind} has no metadata.name"));
+            return Err(ManifestProblem::NoName {
+                kind: kind.to_owned(),
+            });
         };
         let namespace = meta.namespace.clone().unwrap_or_default();
         if known.namespaced() && namespace.is_empty() {
-            return Err(format!(
-                "{kind} {name} has no metadata.namespace (check does not assume \"default\"; set it)"
-            ));
+            return Err(ManifestProblem::NoNamespace {
+                kind: kind.to_owned(),
+                name,
+            });
         }
         let namespace = if known.namespaced() {
             namespace
@@ -256,7 +311,11 @@ impl Inventory {
 
     /// Adds one object, from a manifest or the cluster: the one place that decides what each
     /// kind contributes. A namespace being deleted is left out (its objects go with it).
-    pub fn add(&mut self, object: ClusterObject, origin: &str) -> Result<(), String> {
+    pub fn add(
+        &mut self,
+        object: ClusterObject,
+        origin: &str,
+    ) -> Result<(), DuplicateObservations> {
         let name_and_labels = |meta: &ObjectMeta| {
             (
                 meta.name.clone().unwrap_or_default(),
@@ -305,7 +364,7 @@ impl Inventory {
         namespace: &str,
         name: &str,
         origin: &Origin,
-    ) -> Result<(), String> {
+    ) -> Result<(), ManifestProblem> {
         let key = (kind.to_owned(), namespace.to_owned(), name.to_owned());
         if let Some(first) = self.seen.get(&key) {
             let object = if namespace.is_empty() {
@@ -313,23 +372,31 @@ impl Inventory {
             } else {
                 format!("{namespace}/{name}")
             };
-            return Err(format!("{kind} {object} is also defined in {first}"));
+            return Err(ManifestProblem::Duplicate {
+                kind: kind.to_owned(),
+                object,
+                first: first.clone(),
+            });
         }
         self.seen.insert(key, origin.to_string());
         Ok(())
     }
 
     /// Adds one node's observations (from a NodeReport manifest, the cluster, or node files).
-    pub fn add_node_report(&mut self, report: NodeReportSpec, origin: &str) -> Result<(), String> {
-        if let Some(_existing) = self
+    pub fn add_node_report(
+        &mut self,
+        report: NodeReportSpec,
+        origin: &str,
+    ) -> Result<(), DuplicateObservations> {
+        if self
             .node_reports
             .iter()
-            .find(|r| r.node_name == report.node_name)
+            .any(|r| r.node_name == report.node_name)
         {
-            return Err(format!(
-                "observations of node {} are given twice ({origin} and an earlier NodeReport or --node)",
-                report.node_name
-            ));
+            return Err(DuplicateObservations {
+                node: report.node_name,
+                origin: origin.to_owned(),
+            });
         }
         self.node_reports.push(report);
         Ok(())
@@ -419,8 +486,8 @@ mod tests {
     use super::*;
     use crate::cli::check::documents::parse_named;
 
-    fn inventory(text: &str) -> Result<Inventory, Vec<String>> {
-        let documents = parse_named("m.yaml", text)?;
+    fn inventory(text: &str) -> Result<Inventory, Vec<ManifestError>> {
+        let documents = parse_named("m.yaml", text).expect("parses");
         let mut inventory = Inventory::default();
         inventory.add_documents(&documents)?;
         Ok(inventory)
@@ -451,11 +518,47 @@ mod tests {
         )
         .expect_err("invalid");
         assert_eq!(errors.len(), 4, "{errors:#?}");
-        assert!(errors[0].starts_with("m.yaml: document 1: not a valid NetworkPolicy"));
-        assert!(errors[1].contains("document 2: ResourceQuota q has no metadata.namespace"));
-        assert!(
-            errors[2].contains("document 4: Namespace x is also defined in m.yaml: document 3")
+        // Each error says which file and document, as data and in its message.
+        let at: Vec<(&str, usize)> = errors
+            .iter()
+            .map(|e| (e.origin.file.as_str(), e.origin.document))
+            .collect();
+        assert_eq!(
+            at,
+            [("m.yaml", 1), ("m.yaml", 2), ("m.yaml", 4), ("m.yaml", 5)]
         );
-        assert!(errors[3].contains("document 5: not a Kubernetes object"));
+        assert!(
+            matches!(&errors[0].problem, ManifestProblem::Invalid { kind, .. } if kind == "NetworkPolicy")
+        );
+        assert!(matches!(
+            errors[3].problem,
+            ManifestProblem::NotAnObject | ManifestProblem::NoKind
+        ));
+        let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert!(messages[0].starts_with("m.yaml: document 1: not a valid NetworkPolicy"));
+        assert!(messages[1].contains("document 2: ResourceQuota q has no metadata.namespace"));
+        assert!(
+            messages[2].contains("document 4: Namespace x is also defined in m.yaml: document 3")
+        );
+        assert!(messages[3].contains("document 5: not a Kubernetes object"));
+    }
+
+    #[test]
+    fn a_node_observed_twice_names_both_documents() {
+        let report = "apiVersion: kube-baseline.dev/v1alpha1\nkind: NodeReport\nmetadata: {name: node-1}\nspec: {nodeName: node-1}\n";
+        let errors = inventory(&format!("{report}---\n{report}"))
+            .expect_err("the second report is an error");
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert_eq!(errors[0].origin.document, 2);
+        assert!(matches!(
+            errors[0].problem,
+            ManifestProblem::Duplicate { .. }
+        ));
+        assert!(
+            errors[0].to_string().starts_with(
+                "m.yaml: document 2: NodeReport node-1 is also defined in m.yaml: document 1"
+            ),
+            "{errors:#?}"
+        );
     }
 }

@@ -13,7 +13,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::baselines::LoadedBaseline;
-use super::inventory::{ClusterObject, Inventory};
+use super::inventory::{ClusterObject, DuplicateObservations, Inventory};
 use crate::api::{NodeReport, SecurityBaseline};
 use crate::domain::selection::invalid_selector;
 
@@ -55,22 +55,46 @@ where
     }
 }
 
-fn failed(what: &str, err: &kube::Error) -> String {
-    let hint = match err {
+/// Why the cluster could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error("cannot create a Kubernetes client from the current kubeconfig: {0}")]
+    Client(#[source] kube::Error),
+    /// A list request failed; when forbidden, the message says what permission is missing.
+    #[error("cannot list {what}: {source}{}", forbidden_hint(source))]
+    List {
+        /// The resource, as kubectl names it (`networkpolicies`).
+        what: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "the SecurityBaseline CRD is not installed in the cluster; pass baselines with --baseline FILE"
+    )]
+    NoBaselineCrd,
+    #[error(transparent)]
+    Observations(#[from] DuplicateObservations),
+}
+
+fn forbidden_hint(err: &kube::Error) -> &'static str {
+    match err {
         kube::Error::Api(status) if status.is_forbidden() => {
             " (check needs list on it: kubectl auth can-i list <resource> --all-namespaces)"
         }
         _ => "",
-    };
-    format!("cannot list {what}: {err}{hint}")
+    }
 }
 
 /// The items, or None after recording why they could not be listed.
-fn take<T>(errors: &mut Vec<String>, what: &str, result: Result<T, kube::Error>) -> Option<T> {
+fn take<T>(
+    errors: &mut Vec<LiveError>,
+    what: &'static str,
+    result: Result<T, kube::Error>,
+) -> Option<T> {
     match result {
         Ok(items) => Some(items),
-        Err(err) => {
-            errors.push(failed(what, &err));
+        Err(source) => {
+            errors.push(LiveError::List { what, source });
             None
         }
     }
@@ -93,12 +117,10 @@ pub struct LiveCluster {
 pub async fn read_cluster(
     want_baselines: bool,
     node_selector: Option<&str>,
-) -> Result<LiveCluster, Vec<String>> {
-    let client = Client::try_default().await.map_err(|err| {
-        vec![format!(
-            "cannot create a Kubernetes client from the current kubeconfig: {err}"
-        )]
-    })?;
+) -> Result<LiveCluster, Vec<LiveError>> {
+    let client = Client::try_default()
+        .await
+        .map_err(|err| vec![LiveError::Client(err)])?;
     let c = &client;
     let (namespaces, policies, roles, quotas, limits) = futures::join!(
         list_all::<Namespace>(c),
@@ -145,9 +167,7 @@ pub async fn read_cluster(
     let baselines = match baselines {
         None => Some(Vec::new()),
         Some(Err(err)) if not_found(&err) => {
-            errors.push(
-                "the SecurityBaseline CRD is not installed in the cluster; pass baselines with --baseline FILE".to_owned(),
-            );
+            errors.push(LiveError::NoBaselineCrd);
             None
         }
         Some(result) => take(&mut errors, "securitybaselines", result),
@@ -196,7 +216,9 @@ pub async fn read_cluster(
     .chain(reports.into_iter().flatten().map(ClusterObject::NodeReport));
     for object in objects {
         let origin = format!("the cluster ({object})");
-        inventory.add(object, &origin).map_err(|e| vec![e])?;
+        inventory
+            .add(object, &origin)
+            .map_err(|e| vec![LiveError::from(e)])?;
     }
     let baselines = baselines
         .unwrap_or_default()

@@ -22,10 +22,14 @@ use crate::api::DEFAULT_INSTALL_NAMESPACE;
 use crate::cli::exit;
 use crate::domain::snapshot::evaluate_baseline;
 
-use baselines::LoadedBaseline;
-use inventory::Inventory;
+use baselines::{BaselineError, LoadedBaseline};
+use documents::InputError;
+use inventory::{DuplicateObservations, Inventory, ManifestError};
+use live::LiveError;
 pub use node_files::NodeFileArgs;
+use node_files::NodeFileError;
 pub use output::Format;
+use output::RenderError;
 use output::{BaselineReport, Report};
 
 pub(crate) const LONG_ABOUT: &str = "\
@@ -127,6 +131,39 @@ pub struct CheckArgs {
     pub node_files: NodeFileArgs,
 }
 
+/// Why `check` cannot give a verdict (exit 2). Several are reported at once where they are
+/// independent (every malformed document, every failed list request).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(
+        "no manifests given: pass files, directories or - (stdin), node files with --node, or use --live"
+    )]
+    NoInput,
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Baseline(#[from] BaselineError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    NodeFiles(#[from] NodeFileError),
+    #[error(transparent)]
+    Observations(#[from] DuplicateObservations),
+    #[error(transparent)]
+    Live(#[from] LiveError),
+    #[error("the cluster has no SecurityBaseline; pass one with --baseline FILE")]
+    NoClusterBaseline,
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+}
+
+/// Every error of a step, as `check`'s.
+fn all<E: Into<CheckError>>(errors: Vec<E>) -> Vec<CheckError> {
+    errors.into_iter().map(Into::into).collect()
+}
+
 /// Runs `check`; the exit code is the result.
 pub fn run(args: CheckArgs) -> ExitCode {
     match check(&args) {
@@ -151,29 +188,25 @@ pub fn run(args: CheckArgs) -> ExitCode {
 }
 
 /// The rendered output and whether every baseline is compliant.
-fn check(args: &CheckArgs) -> Result<(String, bool), Vec<String>> {
+fn check(args: &CheckArgs) -> Result<(String, bool), Vec<CheckError>> {
     if !args.live && args.manifests.is_empty() && args.node_files.node.is_none() {
-        return Err(vec![
-            "no manifests given: pass files, directories or - (stdin), node files with --node, or use --live".to_owned(),
-        ]);
+        return Err(vec![CheckError::NoInput]);
     }
     let mut baselines = if args.baselines.is_empty() {
         if args.live {
             Vec::new()
         } else {
-            baselines::embedded()?
+            baselines::embedded().map_err(all)?
         }
     } else {
-        baselines::from_files(&args.baselines)?
+        baselines::from_files(&args.baselines).map_err(all)?
     };
 
     let mut inventory = if args.live {
         let cluster = read_live(args.baselines.is_empty(), args.node_selector.as_deref())?;
         if args.baselines.is_empty() {
             if cluster.baselines.is_empty() {
-                return Err(vec![
-                    "the cluster has no SecurityBaseline; pass one with --baseline FILE".to_owned(),
-                ]);
+                return Err(vec![CheckError::NoClusterBaseline]);
             }
             baselines = cluster.baselines;
         }
@@ -182,18 +215,18 @@ fn check(args: &CheckArgs) -> Result<(String, bool), Vec<String>> {
         let documents = if args.manifests.is_empty() {
             Vec::new()
         } else {
-            documents::read_inputs(&args.manifests)?
+            documents::read_inputs(&args.manifests).map_err(all)?
         };
         let mut inventory = Inventory::default();
-        inventory.add_documents(&documents)?;
+        inventory.add_documents(&documents).map_err(all)?;
         inventory
     };
-    if let Some(report) = node_files::observe_files(&args.node_files).map_err(|e| vec![e])? {
+    if let Some(report) = node_files::observe_files(&args.node_files).map_err(|e| vec![e.into()])? {
         let origin = format!("--node {}", report.node_name);
         inventory.node_of_files = Some(report.node_name.clone());
         inventory
             .add_node_report(report, &origin)
-            .map_err(|e| vec![e])?;
+            .map_err(|e| vec![e.into()])?;
     }
     explain_inputs(args, &inventory);
 
@@ -214,19 +247,21 @@ fn check(args: &CheckArgs) -> Result<(String, bool), Vec<String>> {
         compliant: reports.iter().all(|r| r.compliant),
         baselines: reports,
     };
-    let text = output::render(&report, args.output).map_err(|e| vec![e])?;
+    let text = output::render(&report, args.output).map_err(|e| vec![e.into()])?;
     Ok((text, report.compliant))
 }
 
 fn read_live(
     want_baselines: bool,
     node_selector: Option<&str>,
-) -> Result<live::LiveCluster, Vec<String>> {
+) -> Result<live::LiveCluster, Vec<CheckError>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|err| vec![format!("cannot start the async runtime: {err}")])?;
-    runtime.block_on(live::read_cluster(want_baselines, node_selector))
+        .map_err(|err| vec![CheckError::Runtime(err)])?;
+    runtime
+        .block_on(live::read_cluster(want_baselines, node_selector))
+        .map_err(all)
 }
 
 /// Notes on stderr: what was ignored or cannot be evaluated, and with --verbose what was read.

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::agent::host::{Host, apiserver_args_from_file};
+use crate::agent::host::{Host, HostError, apiserver_args_from_file};
 use crate::agent::observe::{ApiServerSources, Found, KubeletSources, NodeSources, SourceFile};
 use crate::api::NodeReportSpec;
 use crate::domain::node::flags::ProcessFlags;
@@ -64,6 +64,37 @@ pub struct NodeFileArgs {
     pub authentication_config: Option<PathBuf>,
 }
 
+/// Why the `--node` files cannot be observed (each names the flag and file).
+#[derive(Debug, thiserror::Error)]
+pub enum NodeFileError {
+    #[error(
+        "--node {node}: give its files with --kubelet-config, --kubelet-config-dir, --kubelet-flags or --apiserver-flags"
+    )]
+    NoFiles { node: String },
+    /// A file named on the command line could not be read.
+    #[error("--{flag} {}: {source}", path.display())]
+    Read {
+        flag: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The --kubelet-config-dir (or a drop-in in it) could not be read.
+    #[error("--kubelet-config-dir {dir}: {source}")]
+    ConfigDir {
+        dir: String,
+        #[source]
+        source: HostError,
+    },
+    /// The --apiserver-flags file holds no kube-apiserver command line.
+    #[error("--apiserver-flags {}: {source}", path.display())]
+    ApiServerFlags {
+        path: PathBuf,
+        #[source]
+        source: HostError,
+    },
+}
+
 impl NodeFileArgs {
     fn kubelet_given(&self) -> bool {
         self.kubelet_config.is_some()
@@ -73,14 +104,12 @@ impl NodeFileArgs {
 }
 
 /// The observations of `--node`, or None when it is not given.
-pub fn observe_files(args: &NodeFileArgs) -> Result<Option<NodeReportSpec>, String> {
+pub fn observe_files(args: &NodeFileArgs) -> Result<Option<NodeReportSpec>, NodeFileError> {
     let Some(node) = &args.node else {
         return Ok(None);
     };
     if !args.kubelet_given() && args.apiserver_flags.is_none() {
-        return Err(format!(
-            "--node {node}: give its files with --kubelet-config, --kubelet-config-dir, --kubelet-flags or --apiserver-flags"
-        ));
+        return Err(NodeFileError::NoFiles { node: node.clone() });
     }
     let kubelet = if args.kubelet_given() {
         Found::Found(kubelet_sources(args)?)
@@ -99,12 +128,16 @@ pub fn observe_files(args: &NodeFileArgs) -> Result<Option<NodeReportSpec>, Stri
     Ok(Some(crate::agent::observe(&sources)))
 }
 
-fn read_given(flag: &str, path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|err| format!("--{flag} {}: {err}", path.display()))
+fn read_given(flag: &'static str, path: &Path) -> Result<String, NodeFileError> {
+    std::fs::read_to_string(path).map_err(|source| NodeFileError::Read {
+        flag,
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// A file the user named: must be readable.
-fn given(flag: &str, path: &Path) -> Result<SourceFile, String> {
+fn given(flag: &'static str, path: &Path) -> Result<SourceFile, NodeFileError> {
     Ok(SourceFile::text(
         path.display().to_string(),
         read_given(flag, path)?,
@@ -146,7 +179,7 @@ fn command_line(text: &str) -> Vec<String> {
     args
 }
 
-fn kubelet_sources(args: &NodeFileArgs) -> Result<KubeletSources, String> {
+fn kubelet_sources(args: &NodeFileArgs) -> Result<KubeletSources, NodeFileError> {
     let flags_args = match &args.kubelet_flags {
         Some(file) => command_line(&read_given("kubelet-flags", file)?),
         None => Vec::new(),
@@ -160,11 +193,17 @@ fn kubelet_sources(args: &NodeFileArgs) -> Result<KubeletSources, String> {
     let (config_dir, drop_ins) = match (&args.kubelet_config_dir, flags.get("config-dir")) {
         (Some(dir), _) => {
             let shown = dir.display().to_string();
-            let files = drop_ins(&absolute(&shown))
-                .map_err(|err| format!("--kubelet-config-dir {shown}: {err}"))?;
+            let files = drop_ins(&absolute(&shown)).map_err(|source| NodeFileError::ConfigDir {
+                dir: shown.clone(),
+                source,
+            })?;
             (Some(shown), Ok(files))
         }
-        (None, Some(dir)) if !dir.is_empty() => (Some(dir.to_owned()), drop_ins(&absolute(dir))),
+        // Named only in the flags: unreadable is an observation (Error), as on a node.
+        (None, Some(dir)) if !dir.is_empty() => (
+            Some(dir.to_owned()),
+            drop_ins(&absolute(dir)).map_err(|e| e.to_string()),
+        ),
         _ => (None, Ok(Vec::new())),
     };
     Ok(KubeletSources {
@@ -179,28 +218,29 @@ fn kubelet_sources(args: &NodeFileArgs) -> Result<KubeletSources, String> {
 }
 
 /// Every `*.conf` under `dir`, path relative to it, as the agent reads them.
-fn drop_ins(dir: &str) -> Result<Vec<SourceFile>, String> {
+fn drop_ins(dir: &str) -> Result<Vec<SourceFile>, HostError> {
     let host = Host::new("/");
-    host.list_drop_ins(dir)
-        .map_err(|e| e.to_string())?
+    host.list_drop_ins(dir)?
         .into_iter()
         .map(|(relative, path)| {
             host.read_text(&path)
                 .map(|text| SourceFile::text(relative, text))
-                .map_err(|e| e.to_string())
         })
         .collect()
 }
 
-fn api_server_sources(file: &Path, args: &NodeFileArgs) -> Result<ApiServerSources, String> {
+fn api_server_sources(file: &Path, args: &NodeFileArgs) -> Result<ApiServerSources, NodeFileError> {
     let text = read_given("apiserver-flags", file)?;
-    let apiserver_args = apiserver_args_from_file(&text)
-        .map_err(|err| format!("--apiserver-flags {}: {err}", file.display()))?;
+    let apiserver_args =
+        apiserver_args_from_file(&text).map_err(|source| NodeFileError::ApiServerFlags {
+            path: file.to_owned(),
+            source,
+        })?;
     let flags = ProcessFlags::parse(&apiserver_args);
-    let pick = |override_flag: &str,
+    let pick = |override_flag: &'static str,
                 given_path: &Option<PathBuf>,
                 flag: &str|
-     -> Result<Option<SourceFile>, String> {
+     -> Result<Option<SourceFile>, NodeFileError> {
         match (given_path, flags.get(flag)) {
             (Some(path), _) => given(override_flag, path).map(Some),
             (None, Some(path)) if !path.is_empty() => Ok(Some(named_in_flags(path))),
@@ -251,7 +291,10 @@ mod tests {
             node: Some("n".to_owned()),
             ..NodeFileArgs::default()
         };
-        assert!(observe_files(&args).is_err());
-        assert_eq!(observe_files(&NodeFileArgs::default()), Ok(None));
+        assert!(matches!(
+            observe_files(&args),
+            Err(NodeFileError::NoFiles { node }) if node == "n"
+        ));
+        assert!(matches!(observe_files(&NodeFileArgs::default()), Ok(None)));
     }
 }

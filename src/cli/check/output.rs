@@ -79,16 +79,23 @@ impl BaselineReport {
     }
 }
 
+/// The report could not be serialized.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("cannot render JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("cannot render YAML: {0}")]
+    Yaml(#[source] serde_saphyr::SerializeError),
+}
+
 /// Renders the report in `format`.
-pub fn render(report: &Report, format: Format) -> Result<String, String> {
+pub fn render(report: &Report, format: Format) -> Result<String, RenderError> {
     match format {
         Format::Table => Ok(table(report)),
         Format::Json => serde_json::to_string_pretty(report)
             .map(|s| s + "\n")
-            .map_err(|e| format!("cannot render JSON: {e}")),
-        Format::Yaml => {
-            serde_saphyr::to_string(report).map_err(|e| format!("cannot render YAML: {e}"))
-        }
+            .map_err(RenderError::Json),
+        Format::Yaml => serde_saphyr::to_string(report).map_err(RenderError::Yaml),
     }
 }
 

@@ -43,7 +43,7 @@ use tracing::{debug, info, warn};
 
 use crate::api::{
     BASELINE_LABEL, DriftEntry, EnforcementMode, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NodeReport,
-    NodeReportSpec, ObservationState, SecurityBaseline, SecurityBaselineSpec,
+    NodeReportSpec, Observation, SecurityBaseline, SecurityBaselineSpec,
 };
 use crate::controller::feeds::lenient::Unreadable;
 use crate::controller::reconcile::apply::{WriteError, apply_params};
@@ -137,10 +137,8 @@ fn unreadable_report(node: &str) -> NodeReportSpec {
         node_name: node.to_owned(),
         ..NodeReportSpec::default()
     };
-    report.kubelet.state = ObservationState::Error;
-    report.kubelet.message.clone_from(&message);
-    report.api_server.state = ObservationState::Error;
-    report.api_server.message = message;
+    report.kubelet.header = Observation::error(message.clone());
+    report.api_server.header = Observation::error(message);
     report
 }
 
@@ -512,6 +510,7 @@ async fn publish(client: &Client, ctx: &Context, source: &SecurityBaseline) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::ObservationState;
 
     fn node(name: &str, labels: &[(&str, &str)]) -> PartialObjectMeta<Node> {
         let mut meta = PartialObjectMeta::<Node>::default();
@@ -579,11 +578,11 @@ mod tests {
             ..NodeReportSpec::default()
         };
         if let Some(anonymous) = kubelet_anonymous {
-            report.kubelet.state = ObservationState::Observed;
+            report.kubelet.header.state = ObservationState::Observed;
             report.kubelet.settings.anonymous_auth = Some(anonymous);
         }
         if api_server {
-            report.api_server.state = ObservationState::Observed;
+            report.api_server.header.state = ObservationState::Observed;
             report.api_server.flags = [
                 ("anonymous-auth", "false"),
                 ("authorization-mode", "Node,RBAC"),
@@ -773,6 +772,6 @@ mod tests {
         let report = caches
             .report_of("w1")
             .expect("an unreadable report is a report");
-        assert_eq!(report.kubelet.state, ObservationState::Error);
+        assert_eq!(report.kubelet.header.state, ObservationState::Error);
     }
 }

@@ -118,10 +118,13 @@ pub fn evaluate_control_plane(
     baseline: &SecurityBaselineSpec,
 ) -> Vec<DriftEntry> {
     let mut drift = Vec::new();
-    match api.state {
+    match api.header.state {
         ObservationState::NotFound => {}
         ObservationState::Error => {
-            let why = format!("kube-apiserver could not be observed: {}", api.message);
+            let why = format!(
+                "kube-apiserver could not be observed: {}",
+                api.header.message
+            );
             for check in control_plane_checks(baseline) {
                 drift.push(node_drift(node, check, DriftReason::Unknown, why.clone()));
             }
@@ -165,7 +168,7 @@ fn check_anonymous_auth(
     let want = settings.anonymous_auth?;
     let id = check_ids::ANONYMOUS_AUTH;
     let authn = &api.authentication_config;
-    let (observed, source) = match (authn.state, authn.anonymous_enabled) {
+    let (observed, source) = match (authn.header.state, authn.anonymous_enabled) {
         (ObservationState::Error, _) => {
             return Some(node_drift(
                 node,
@@ -173,7 +176,7 @@ fn check_anonymous_auth(
                 DriftReason::Unknown,
                 format!(
                     "--authentication-config {} could not be read: {}",
-                    authn.path, authn.message
+                    authn.path, authn.header.message
                 ),
             ));
         }
@@ -230,7 +233,7 @@ fn check_authorization(
     let id = check_ids::AUTHORIZATION_MODE;
     let authz = &api.authorization_config;
     let (modes, source): (Vec<String>, String) = if api.flag("authorization-config").is_some() {
-        match authz.state {
+        match authz.header.state {
             ObservationState::Observed => (
                 authz.authorizers.clone(),
                 format!("--authorization-config {}", authz.path),
@@ -242,7 +245,7 @@ fn check_authorization(
                     DriftReason::Unknown,
                     format!(
                         "--authorization-config {} could not be read: {}",
-                        authz.path, authz.message
+                        authz.path, authz.header.message
                     ),
                 ));
             }
@@ -348,14 +351,14 @@ fn check_encryption(
         ));
     }
     let enc = &api.encryption;
-    if enc.state != ObservationState::Observed {
+    if enc.header.state != ObservationState::Observed {
         return Some(node_drift(
             node,
             id,
             DriftReason::Unknown,
             format!(
                 "encryption provider config {} could not be read: {}",
-                enc.path, enc.message
+                enc.path, enc.header.message
             ),
         ));
     }

@@ -935,7 +935,7 @@ pub fn evaluate_audit(
 
     let observed = &api.audit_policy;
     let rendered = render_policy(settings);
-    match observed.state {
+    match observed.header.state {
         ObservationState::NotFound => {
             drift.push(node_drift(
                 node,
@@ -956,7 +956,7 @@ pub fn evaluate_audit(
         ObservationState::Error => {
             let why = format!(
                 "audit policy {} could not be read: {}",
-                observed.path, observed.message
+                observed.path, observed.header.message
             );
             drift.push(node_drift(
                 node,

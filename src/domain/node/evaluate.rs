@@ -108,7 +108,7 @@ pub fn evaluate_nodes(spec: &SecurityBaselineSpec, nodes: &[NodeUnderCheck<'_>])
             .is_some_and(|kubelet| kubelet_selects(kubelet, node.labels));
         let (selected, findings) = match node.report {
             Some(report) => {
-                let runs_api_server = report.api_server.state != ObservationState::NotFound;
+                let runs_api_server = report.api_server.header.state != ObservationState::NotFound;
                 (
                     kubelet_selected || (runs_api_server && has_control_plane_checks),
                     evaluate_node(report, spec, node.labels),
@@ -193,7 +193,7 @@ pub fn unobserved_control_plane<'a>(
 ) -> Vec<DriftEntry> {
     if reports
         .into_iter()
-        .any(|r| r.api_server.state != ObservationState::NotFound)
+        .any(|r| r.api_server.header.state != ObservationState::NotFound)
     {
         return Vec::new();
     }
@@ -234,10 +234,10 @@ mod tests {
             node_name: node.to_owned(),
             ..NodeReportSpec::default()
         };
-        report.kubelet.state = ObservationState::Observed;
+        report.kubelet.header.state = ObservationState::Observed;
         report.kubelet.settings.anonymous_auth = Some(true);
         if api_server {
-            report.api_server.state = ObservationState::Observed;
+            report.api_server.header.state = ObservationState::Observed;
         }
         report
     }

@@ -725,15 +725,15 @@ pub fn evaluate_kubelet(
             continue;
         };
         let path = field.path.join(".");
-        let entry = match observed.state {
+        let entry = match observed.header.state {
             ObservationState::NotFound => Some(node_drift(
                 node,
                 field.check,
                 DriftReason::Unknown,
-                if observed.message.is_empty() {
+                if observed.header.message.is_empty() {
                     "no kubelet process found on the node".to_owned()
                 } else {
-                    observed.message.clone()
+                    observed.header.message.clone()
                 },
             )),
             ObservationState::Error => Some(node_drift(
@@ -742,7 +742,7 @@ pub fn evaluate_kubelet(
                 DriftReason::Unknown,
                 format!(
                     "kubelet configuration could not be read: {}",
-                    observed.message
+                    observed.header.message
                 ),
             )),
             ObservationState::Observed => {

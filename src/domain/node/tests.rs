@@ -8,7 +8,8 @@ use super::flags::*;
 use crate::api::{
     ApiServerObservation, AuthenticationConfigObservation, AuthorizationConfigObservation,
     ControlPlaneSettings, DriftEntry, DriftReason, EncryptionObservation, KubeletObservation,
-    KubeletSettings, NodeReportSpec, ObservationState, ObservedFlag, SecurityBaselineSpec,
+    KubeletSettings, NodeReportSpec, Observation, ObservationState, ObservedFlag,
+    SecurityBaselineSpec,
 };
 use crate::domain::checks;
 use crate::domain::node::{audit_policy, kubelet};
@@ -26,7 +27,7 @@ fn args(cmdline: &str) -> Vec<&str> {
 /// An observed kube-apiserver with the flags of a fixture command line.
 fn api_from(cmdline: &str) -> ApiServerObservation {
     ApiServerObservation {
-        state: ObservationState::Observed,
+        header: Observation::observed(String::new()),
         flags: ProcessFlags::parse(&args(cmdline))
             .select(API_SERVER_FLAGS)
             .into_iter()
@@ -38,7 +39,7 @@ fn api_from(cmdline: &str) -> ApiServerObservation {
 
 fn encryption(text: &str) -> EncryptionObservation {
     EncryptionObservation {
-        state: ObservationState::Observed,
+        header: Observation::observed(String::new()),
         path: "/etc/kubernetes/enc/encryption.yaml".to_owned(),
         secrets_providers: secrets_providers(text).unwrap(),
         ..EncryptionObservation::default()
@@ -276,8 +277,7 @@ fn encryption_verdicts() {
     let none = verdict(encryption(fixture!("encryption/configmaps-only.yaml"))).unwrap();
     assert!(none.message.contains("no resources entry covers secrets"));
     let unreadable = verdict(EncryptionObservation {
-        state: ObservationState::Error,
-        message: "permission denied".to_owned(),
+        header: Observation::error("permission denied".to_owned()),
         ..EncryptionObservation::default()
     })
     .unwrap();
@@ -296,24 +296,22 @@ fn structured_authorization_and_authentication_configs() {
         "kube-apiserver\n--authorization-config=/etc/kubernetes/authz.yaml\n--authentication-config=/etc/kubernetes/authn.yaml\n",
     );
     api.authorization_config = AuthorizationConfigObservation {
-        state: ObservationState::Observed,
+        header: Observation::observed(String::new()),
         path: "/etc/kubernetes/authz.yaml".to_owned(),
         authorizers: authorization_config_authorizers(fixture!(
             "apiserver/authorization-config.yaml"
         ))
         .unwrap(),
-        ..AuthorizationConfigObservation::default()
     };
     let (enabled, conditions) =
         authentication_config_anonymous(fixture!("apiserver/authentication-config.yaml"))
             .unwrap()
             .unwrap();
     api.authentication_config = AuthenticationConfigObservation {
-        state: ObservationState::Observed,
+        header: Observation::observed(String::new()),
         path: "/etc/kubernetes/authn.yaml".to_owned(),
         anonymous_enabled: Some(enabled),
         anonymous_conditions: i32::try_from(conditions).unwrap(),
-        ..AuthenticationConfigObservation::default()
     };
     let settings: ControlPlaneSettings = serde_saphyr::from_str(
         "apiServer:\n  anonymousAuth: false\n  requireAuthorizationModes: [Node, RBAC]\n",
@@ -322,7 +320,7 @@ fn structured_authorization_and_authentication_configs() {
     // Node, RBAC, Webhook from the file; anonymous only for health paths counts as off.
     assert_eq!(evaluate_api_server("cp-1", &api, &settings), Vec::new());
 
-    api.authorization_config.state = ObservationState::Error;
+    api.authorization_config.header.state = ObservationState::Error;
     let drift = evaluate_api_server("cp-1", &api, &settings);
     assert_eq!(
         checks_of(&drift),
@@ -362,7 +360,7 @@ fn worker_report() -> NodeReportSpec {
     NodeReportSpec {
         node_name: "worker-1".to_owned(),
         kubelet: KubeletObservation {
-            state: ObservationState::Observed,
+            header: Observation::observed(String::new()),
             settings: kubelet::settings_of(&effective.config),
             origins: kubelet::origins_list(&effective.origins),
             ..KubeletObservation::default()
@@ -431,8 +429,7 @@ fn control_plane_node_gets_audit_and_apiserver_checks() {
     assert!(drift.iter().all(|d| d.kind == "Node" && d.name == "cp-1"));
 
     report.api_server = ApiServerObservation {
-        state: ObservationState::Error,
-        message: "cannot list /host/proc: permission denied".to_owned(),
+        header: Observation::error("cannot list /host/proc: permission denied".to_owned()),
         ..ApiServerObservation::default()
     };
     let drift = evaluate_node(&report, &baseline(FULL_BASELINE), &web());
@@ -478,7 +475,7 @@ fn every_check_id_emitted_is_registered() {
     let mut report = worker_report();
     report.kubelet = KubeletObservation::default();
     report.api_server = ApiServerObservation {
-        state: ObservationState::Error,
+        header: Observation::error(String::new()),
         ..ApiServerObservation::default()
     };
     let mut spec = baseline(FULL_BASELINE);

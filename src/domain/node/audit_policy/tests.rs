@@ -1,5 +1,5 @@
 use super::*;
-use crate::api::{AuditLogSettings, ObservedFlag};
+use crate::api::{AuditLogSettings, Observation, ObservedFlag};
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -413,7 +413,7 @@ fn parse_rejects_what_is_not_an_audit_policy() {
 
 fn api_with(flags: &[(&str, &str)], policy: Option<&str>) -> ApiServerObservation {
     let mut api = ApiServerObservation {
-        state: ObservationState::Observed,
+        header: Observation::observed(String::new()),
         flags: flags
             .iter()
             .map(|(name, value)| ObservedFlag {
@@ -426,7 +426,7 @@ fn api_with(flags: &[(&str, &str)], policy: Option<&str>) -> ApiServerObservatio
     if let Some(text) = policy {
         let parsed = parse_policy(text).unwrap();
         api.audit_policy = AuditPolicyObservation {
-            state: ObservationState::Observed,
+            header: Observation::observed(String::new()),
             path: "/etc/kubernetes/audit/policy.yaml".to_owned(),
             managed: is_managed(text),
             omit_stages: parsed.omit_stages,
@@ -542,9 +542,8 @@ fn weak_retention_and_foreign_policies_fail_the_right_checks() {
 fn unreadable_or_pending_policies_are_unknown() {
     let mut api = api_with(GOOD_FLAGS, None);
     api.audit_policy = AuditPolicyObservation {
-        state: ObservationState::Error,
+        header: Observation::error("permission denied".to_owned()),
         path: "/etc/kubernetes/audit/policy.yaml".to_owned(),
-        message: "permission denied".to_owned(),
         ..AuditPolicyObservation::default()
     };
     let drift = evaluate_audit("cp-1", &api, &settings(AuditProfile::Baseline));

@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::*;
-use crate::api::{KubeletAuthorizationMode, SecurityBaselineSpec};
+use crate::api::{KubeletAuthorizationMode, Observation, SecurityBaselineSpec};
 
 const KUBEADM_CONFIG: &str =
     include_str!("../../../../tests/fixtures/nodes/kubelet/kubeadm-config.yaml");
@@ -50,7 +50,7 @@ fn hardened() -> KubeletSettings {
 
 fn observed(effective: &EffectiveConfig) -> KubeletObservation {
     KubeletObservation {
-        state: ObservationState::Observed,
+        header: Observation::observed(String::new()),
         settings: settings_of(&effective.config),
         origins: origins_list(&effective.origins),
         ..KubeletObservation::default()
@@ -518,8 +518,9 @@ fn missing_kubelet_or_unreadable_config_is_unknown_never_passing() {
     assert!(drift.iter().all(|d| d.reason == DriftReason::Unknown));
 
     let error = KubeletObservation {
-        state: ObservationState::Error,
-        message: "cannot read /var/lib/kubelet/config.yaml: permission denied".to_owned(),
+        header: Observation::error(
+            "cannot read /var/lib/kubelet/config.yaml: permission denied".to_owned(),
+        ),
         ..KubeletObservation::default()
     };
     let drift = evaluate_kubelet("n", &error, &hardened());
