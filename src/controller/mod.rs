@@ -21,12 +21,13 @@ mod state;
 use feeds::{lenient, nodes, rbac, watches};
 use reconcile::{baselines, namespaces, replan};
 use runtime::{adaptive_limit, http, leader, throttle};
+use state::namespace_store::{CachedNamespace, NamespaceSlimmer};
 use state::repair_budget;
 
 use std::time::Duration;
 
 use clap::Args;
-use futures::{StreamExt, future};
+use futures::{StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::client::retry::RetryPolicy;
 use kube::core::PartialObjectMeta;
@@ -408,23 +409,23 @@ impl Shutdown {
 }
 
 /// The Namespace watch (metadata only, `--namespace-selector`), slimmed to what the
-/// reconciler reads and reflected into the store.
+/// reconcilers read (`CachedNamespace`) and reflected into the store.
 fn namespace_watch(
     client: &Client,
     args: &RunArgs,
-    writer: reflector::store::Writer<PartialObjectMeta<Namespace>>,
-) -> impl futures::Stream<Item = Result<PartialObjectMeta<Namespace>, watcher::Error>> + use<> {
+    writer: reflector::store::Writer<CachedNamespace>,
+) -> impl futures::Stream<Item = Result<CachedNamespace, watcher::Error>> + use<> {
     let mut config = watches::list_config();
     if let Some(selector) = &args.namespace_selector {
         config = config.labels(selector);
     }
-    let label_manager = args.label_field_manager();
+    let mut slimmer = NamespaceSlimmer::new(args.label_field_manager());
     watcher(
         Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
         config,
     )
     .default_backoff()
-    .modify(move |namespace| slim_namespace(namespace, &label_manager))
+    .map_ok(move |event| slimmer.slim_event(event))
     .reflect(writer)
     .applied_objects()
 }
@@ -434,10 +435,8 @@ fn namespace_watch(
 fn namespace_controller(
     client: &Client,
     ctx: &std::sync::Arc<Context>,
-    namespaces: impl futures::Stream<Item = Result<PartialObjectMeta<Namespace>, watcher::Error>>
-    + Send
-    + 'static,
-    store: reflector::Store<PartialObjectMeta<Namespace>>,
+    namespaces: impl futures::Stream<Item = Result<CachedNamespace, watcher::Error>> + Send + 'static,
+    store: reflector::Store<CachedNamespace>,
     replan_requests: futures::channel::mpsc::UnboundedReceiver<String>,
     concurrency: u16,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
@@ -520,7 +519,7 @@ async fn wait_for_leadership(
 /// never ends (the controllers decide when to stop).
 async fn replan_pacer(
     ctx: std::sync::Arc<Context>,
-    store: reflector::Store<PartialObjectMeta<Namespace>>,
+    store: reflector::Store<CachedNamespace>,
     window: usize,
     baselines: futures::channel::mpsc::UnboundedReceiver<std::sync::Arc<SecurityBaseline>>,
     replans: futures::channel::mpsc::UnboundedSender<String>,
@@ -572,26 +571,6 @@ fn parse_shard(name: &str) -> Result<String, String> {
         Err(format!(
             "{name:?} is not a shard name: use lowercase letters, digits and '-', at most 63"
         ))
-    }
-}
-
-/// Keeps what the controller reads of a Namespace: name, labels, uid, resourceVersion,
-/// timestamps, and our own field manager's managedFields entry (label ownership). The other
-/// managers' entries and the annotations (kubectl's last-applied-configuration among them)
-/// would be most of the cache at 10,000 namespaces.
-fn slim_namespace(namespace: &mut PartialObjectMeta<Namespace>, label_manager: &str) {
-    namespace.metadata.annotations = None;
-    // The kind is known from the type; apiVersion/kind strings per namespace are not needed.
-    namespace.types = None;
-    if let Some(fields) = &mut namespace.metadata.managed_fields {
-        fields.retain(|entry| entry.manager.as_deref() == Some(label_manager));
-        // Label ownership reads the manager, the operation and the fields, and the write
-        // budget when they were last written (a new leader must not exceed it with the
-        // previous leader's writes); not through which API version.
-        for entry in fields.iter_mut() {
-            entry.api_version = None;
-            entry.fields_type = None;
-        }
     }
 }
 

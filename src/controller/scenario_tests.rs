@@ -21,6 +21,7 @@ use super::feeds::watches::KindFeed;
 use super::reconcile::baselines::publish_status;
 use super::reconcile::namespaces::reconcile_namespace;
 use super::state::context::Context;
+use super::state::namespace_store::{CachedNamespace, NamespaceSlimmer};
 use super::state::repair_budget::RepairBudget;
 use super::state::results::NamespaceResult;
 use crate::api::{DriftReason, SecurityBaseline};
@@ -88,7 +89,7 @@ impl Scenario {
         let (client, requests) = mock_api(object);
         let flags = Flags::parse_from(["kube-baseline"]);
         let (baselines_store, mut baselines) = reflector::store::<SecurityBaseline>();
-        let (namespaces_store, mut namespaces) = reflector::store::<PartialObjectMeta<Namespace>>();
+        let (namespaces_store, mut namespaces) = reflector::store::<CachedNamespace>();
         baselines.apply_watcher_event(&Event::InitDone);
         namespaces.apply_watcher_event(&Event::InitDone);
         let (status_trigger, _status_requests) = mpsc::unbounded();
@@ -112,7 +113,7 @@ impl Scenario {
         self.baselines.apply_watcher_event(&Event::Apply(baseline));
     }
 
-    async fn reconcile(&self, namespace: &PartialObjectMeta<Namespace>) {
+    async fn reconcile(&self, namespace: &CachedNamespace) {
         let name = namespace.metadata.name.clone().unwrap_or_default();
         reconcile_namespace(&name, namespace, &self.ctx)
             .await
@@ -142,7 +143,12 @@ fn baseline(name: &str, spec: &str) -> String {
 const ENFORCE: &str =
     "  namespaceSelector: {matchLabels: {env: prod}}\n  podSecurity: {enforce: restricted}\n";
 
-fn namespace(name: &str, labels: &[(&str, &str)]) -> PartialObjectMeta<Namespace> {
+fn namespace(name: &str, labels: &[(&str, &str)]) -> CachedNamespace {
+    NamespaceSlimmer::new(crate::api::FIELD_MANAGER).slim(watched_namespace(name, labels))
+}
+
+/// The namespace as its watch delivers it.
+fn watched_namespace(name: &str, labels: &[(&str, &str)]) -> PartialObjectMeta<Namespace> {
     let mut meta = PartialObjectMeta::<Namespace>::default();
     meta.metadata.name = Some(name.to_owned());
     meta.metadata.resource_version = Some("1".to_owned());
@@ -292,7 +298,7 @@ async fn a_deleted_baseline_releases_its_labels_without_touching_the_rest() {
     scenario
         .baselines
         .apply_watcher_event(&Event::Apply(deleting));
-    let mut after = namespace(
+    let mut after = watched_namespace(
         "shop",
         &[
             ("env", "prod"),
@@ -308,6 +314,7 @@ async fn a_deleted_baseline_releases_its_labels_without_touching_the_rest() {
         "fieldsV1": {"f:metadata": {"f:labels": {"f:pod-security.kubernetes.io/enforce": {}}}},
     }))
     .expect("managed fields")]);
+    let after = NamespaceSlimmer::new(crate::api::FIELD_MANAGER).slim(after);
     scenario.reconcile(&after).await;
     assert_eq!(
         paths(&scenario.take_requests()),

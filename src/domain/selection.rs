@@ -21,13 +21,35 @@ pub fn selects(
     namespace: NamespaceFacts<'_>,
     operator_namespace: &str,
 ) -> bool {
-    if spec.excluded_namespaces.iter().any(|n| n == namespace.name) {
+    selects_labelled(spec, namespace.name, namespace.labels, operator_namespace)
+}
+
+/// [`selects`] over any form of a namespace's labels (the controller's namespace store
+/// keeps them in a compact form of its own).
+pub fn selects_labelled(
+    spec: &SecurityBaselineSpec,
+    name: &str,
+    labels: &dyn LabelLookup,
+    operator_namespace: &str,
+) -> bool {
+    if spec.excluded_namespaces.iter().any(|n| n == name) {
         return false;
     }
-    if !spec.include_system_namespaces && is_system_namespace(namespace.name, operator_namespace) {
+    if !spec.include_system_namespaces && is_system_namespace(name, operator_namespace) {
         return false;
     }
-    selector_matches(&spec.namespace_selector, namespace.labels)
+    selector_matches(&spec.namespace_selector, labels)
+}
+
+/// A label's value by key: what selection reads of a namespace's labels.
+pub trait LabelLookup {
+    fn label(&self, key: &str) -> Option<&str>;
+}
+
+impl LabelLookup for BTreeMap<String, String> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
 }
 
 /// True for the always-excluded namespaces.
@@ -38,17 +60,18 @@ pub fn is_system_namespace(name: &str, operator_namespace: &str) -> bool {
 /// metav1.LabelSelector semantics: every matchLabels pair and every expression must hold;
 /// an empty selector matches everything. A selector Kubernetes rejects (apimachinery's
 /// `LabelSelectorAsSelector` errs: see [`validate_selector`]) matches nothing.
-pub fn selector_matches(selector: &NamespaceSelector, labels: &BTreeMap<String, String>) -> bool {
+pub fn selector_matches(selector: &NamespaceSelector, labels: &dyn LabelLookup) -> bool {
     validate_selector(selector).is_ok()
         && selector
             .match_labels
             .iter()
-            .all(|(key, value)| labels.get(key) == Some(value))
+            .all(|(key, value)| labels.label(key) == Some(value.as_str()))
         && selector.match_expressions.iter().all(|expr| {
-            let value = labels.get(&expr.key);
+            let value = labels.label(&expr.key);
+            let listed = |v: &str| expr.values.iter().any(|listed| listed == v);
             match expr.operator {
-                SelectorOperator::In => value.is_some_and(|v| expr.values.contains(v)),
-                SelectorOperator::NotIn => value.is_none_or(|v| !expr.values.contains(v)),
+                SelectorOperator::In => value.is_some_and(listed),
+                SelectorOperator::NotIn => value.is_none_or(|v| !listed(v)),
                 SelectorOperator::Exists => value.is_some(),
                 SelectorOperator::DoesNotExist => value.is_none(),
             }

@@ -7,9 +7,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt, future, stream};
-use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -19,9 +17,10 @@ use tokio::sync::watch;
 use tracing::warn;
 
 use crate::controller::feeds::watches::KindFeed;
+use crate::controller::state::namespace_store::CachedNamespace;
 use crate::domain::rbac_audit::{RbacIndex, RbacObject, RbacObjectRef};
 
-type NamespaceRef = ObjectRef<PartialObjectMeta<Namespace>>;
+type NamespaceRef = ObjectRef<CachedNamespace>;
 
 /// The RBAC objects of the cluster, as the audit sees them.
 #[derive(Debug)]

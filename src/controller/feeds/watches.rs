@@ -6,8 +6,6 @@ use std::sync::Arc;
 
 use futures::{Stream, StreamExt, future, stream};
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -17,9 +15,10 @@ use tracing::warn;
 use crate::api::{BASELINE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SecurityBaseline};
 use crate::controller::state::cache::{CachedObject, CompactIndex, Interner, Labels, TakenName};
 use crate::controller::state::context::Context;
+use crate::controller::state::namespace_store::CachedNamespace;
 use crate::domain::generated::{GeneratedKind, NamespacedObject};
 
-type NamespaceRef = ObjectRef<PartialObjectMeta<Namespace>>;
+type NamespaceRef = ObjectRef<CachedNamespace>;
 
 /// Every change to an object of a generated kind, mapped to the namespace it may re-plan.
 /// One watch per kind, of all its objects, feeds both indexes of that kind ([`KindFeed`]);

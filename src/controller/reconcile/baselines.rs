@@ -15,7 +15,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::api::{EnforcementMode, FINALIZER, SecurityBaseline};
 use crate::controller::reconcile::apply::apply_params;
 use crate::controller::state::context::Context;
-use crate::domain::selection::{NamespaceFacts, selects};
+use crate::controller::state::namespace_store::CachedNamespace;
+use crate::domain::selection::selects_labelled;
 use crate::domain::status::{Compliance, StatusInputs, build_status};
 
 #[derive(Debug, thiserror::Error)]
@@ -163,9 +164,6 @@ pub async fn prune_deleted(ctx: Arc<Context>) {
     }
 }
 
-/// Labels of a namespace without any.
-static NO_LABELS: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
-
 /// Computes the status from the namespace results and writes it if it changed.
 pub(in crate::controller) async fn publish_status(
     baseline: &SecurityBaseline,
@@ -195,11 +193,8 @@ pub(in crate::controller) async fn publish_status(
                 continue;
             }
             let ns_name = namespace.metadata.name.as_deref().unwrap_or_default();
-            let facts = NamespaceFacts {
-                name: ns_name,
-                labels: namespace.metadata.labels.as_ref().unwrap_or(&NO_LABELS),
-            };
-            if !selects(&baseline.spec, facts, &ctx.operator_namespace) {
+            let labels: &CachedNamespace = namespace;
+            if !selects_labelled(&baseline.spec, ns_name, labels, &ctx.operator_namespace) {
                 continue;
             }
             inputs.namespaces_selected += 1;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action as RequeueAction;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
@@ -15,13 +14,13 @@ use tracing::{Instrument, debug, info_span, warn};
 use crate::api::{DriftEntry, DriftReason, EnforcementMode, SecurityBaseline};
 use crate::controller::reconcile::apply::{self, WriteError};
 use crate::controller::state::context::Context;
+use crate::controller::state::namespace_store::CachedNamespace;
 use crate::controller::state::repair_budget::{self, WriteTarget};
 use crate::controller::state::results::NamespaceResult;
 use crate::domain::generated::{BaselineRef, GeneratedKind, NamespacedObject, wanted_pod_security};
 use crate::domain::plan::{Change, NamespacePlan, NamespaceState, mark_conflicts, plan_release};
 use crate::domain::pod_security::{
-    WantedPodSecurity, labels_owned_by_us, labels_to_apply, namespace_labels_to_apply,
-    pod_security_drift,
+    WantedPodSecurity, labels_to_apply, namespace_labels_to_apply, pod_security_drift,
 };
 use crate::domain::selection::{NamespaceFacts, selects};
 use crate::domain::snapshot::plan_with_audit;
@@ -39,7 +38,7 @@ pub enum ReconcileError {
 
 /// Retries failed writes with a short delay; status already shows the failure.
 pub fn error_policy(
-    _: Arc<PartialObjectMeta<Namespace>>,
+    _: Arc<CachedNamespace>,
     error: &ReconcileError,
     _: Arc<Context>,
 ) -> RequeueAction {
@@ -65,7 +64,7 @@ impl Planned {
 }
 
 pub async fn reconcile(
-    namespace: Arc<PartialObjectMeta<Namespace>>,
+    namespace: Arc<CachedNamespace>,
     ctx: Arc<Context>,
 ) -> Result<RequeueAction, ReconcileError> {
     let name = namespace.name_any();
@@ -86,14 +85,14 @@ pub async fn reconcile(
 
 pub(in crate::controller) async fn reconcile_namespace(
     name: &str,
-    namespace: &PartialObjectMeta<Namespace>,
+    namespace: &CachedNamespace,
     ctx: &Context,
 ) -> Result<RequeueAction, ReconcileError> {
     if namespace.metadata.deletion_timestamp.is_some() {
         forget_deleted(name, ctx);
         return Ok(RequeueAction::await_change());
     }
-    let labels = namespace.metadata.labels.clone().unwrap_or_default();
+    let labels = namespace.labels();
     let mut planned = plan_baselines(name, &labels, ctx);
     ctx.settle_writes(name, namespace.metadata.resource_version.as_deref());
     // Objects first, then the namespace's labels.
@@ -370,7 +369,7 @@ struct DesiredLabels<'a> {
 /// with a baseline this version cannot read, nothing is released or loosened.
 fn desired_labels<'a>(
     ctx: &Context,
-    namespace: &PartialObjectMeta<Namespace>,
+    namespace: &CachedNamespace,
     labels: &BTreeMap<String, String>,
     planned: &'a [Planned],
 ) -> DesiredLabels<'a> {
@@ -380,14 +379,7 @@ fn desired_labels<'a>(
         .map(|p| (p.name.clone(), wanted_pod_security(&p.baseline.spec)))
         .filter(|(_, want)| !want.is_empty())
         .collect();
-    let owned = labels_owned_by_us(
-        namespace
-            .metadata
-            .managed_fields
-            .as_deref()
-            .unwrap_or_default(),
-        &ctx.label_manager,
-    );
+    let owned = namespace.owned_label_keys();
     let auditing: Vec<WantedPodSecurity<'_>> = planned
         .iter()
         .filter(|p| p.selected && !p.enforcing())
@@ -414,22 +406,16 @@ fn desired_labels<'a>(
 
 /// The namespace's write budget (label writes are writes to the namespace object), seeded
 /// with a predecessor's label write within the minute (a failover, a restart).
-fn labels_budget(
-    ctx: &Context,
-    name: &str,
-    namespace: &PartialObjectMeta<Namespace>,
-) -> Result<(), Duration> {
+fn labels_budget(ctx: &Context, name: &str, namespace: &CachedNamespace) -> Result<(), Duration> {
     let target = WriteTarget::object(
         &kube::core::ApiResource::erase::<Namespace>(&()),
         None,
         name,
     );
-    if let Some(at) = repair_budget::last_written_by_us(
-        namespace.metadata.managed_fields.as_deref(),
-        &ctx.label_manager,
-        None,
-        Instant::now(),
-    ) {
+    if let Some(at) = namespace
+        .last_written_by_us()
+        .and_then(|last| repair_budget::within_window(last, Instant::now()))
+    {
         ctx.repair_budget.seed(target, at);
     }
     ctx.repair_budget.check(target, Instant::now())
@@ -439,7 +425,7 @@ fn labels_budget(
 async fn apply_labels(
     ctx: &Context,
     name: &str,
-    namespace: &PartialObjectMeta<Namespace>,
+    namespace: &CachedNamespace,
     labels: &BTreeMap<String, String>,
     planned: &[Planned],
     writes: &mut ObjectWrites,
@@ -616,7 +602,7 @@ fn namespace_result(
 async fn record(
     ctx: &Context,
     name: &str,
-    namespace: &PartialObjectMeta<Namespace>,
+    namespace: &CachedNamespace,
     planned: &Planned,
     writes: &ObjectWrites,
     labels: &LabelsOutcome,
@@ -654,7 +640,7 @@ async fn record(
 async fn publish_news(
     ctx: &Context,
     name: &str,
-    namespace: &PartialObjectMeta<Namespace>,
+    namespace: &CachedNamespace,
     planned: &Planned,
     previous: Option<NamespaceResult>,
     outcome: &Outcome,

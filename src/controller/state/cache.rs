@@ -1,7 +1,7 @@
 //! In-memory indexes fed by watches: objects by namespace and name, so a reconcile reads
 //! what it needs without a GET and without scanning the whole cluster.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -33,6 +33,36 @@ impl Labels {
         let shared: Arc<str> = value.into();
         self.0.insert(shared.clone());
         shared
+    }
+}
+
+/// One shared copy of each string that repeats over many cached objects (label keys and
+/// values of namespaces). Strings nothing else holds any more are dropped at the next
+/// sweep.
+#[derive(Debug, Default)]
+pub struct StringPool {
+    strings: HashSet<Arc<str>>,
+    /// Sweep when this many strings are held (twice the live ones after the last sweep).
+    sweep_at: usize,
+}
+
+impl StringPool {
+    pub fn intern(&mut self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.strings.get(text) {
+            return shared.clone();
+        }
+        if self.strings.len() >= self.sweep_at.max(1024) {
+            self.sweep();
+        }
+        let shared: Arc<str> = text.into();
+        self.strings.insert(shared.clone());
+        shared
+    }
+
+    /// Drops the strings only the pool holds.
+    fn sweep(&mut self) {
+        self.strings.retain(|text| Arc::strong_count(text) > 1);
+        self.sweep_at = self.strings.len() * 2;
     }
 }
 
@@ -471,5 +501,23 @@ mod tests {
         assert_eq!(index.get("a", "y"), Some(5));
         index.apply_matching(&watcher::Event::Delete(("a", "y", 5)), odd);
         assert_eq!(index.len(), 0);
+    }
+
+    #[test]
+    fn the_string_pool_drops_strings_nothing_else_holds() {
+        let mut pool = StringPool::default();
+        for i in 0..5000 {
+            // Each string dropped at once: a sweep keeps none of them.
+            drop(pool.intern(&format!("value-{i}")));
+        }
+        let kept = pool.intern("kept");
+        for i in 0..5000 {
+            drop(pool.intern(&format!("other-{i}")));
+        }
+        assert!(pool.strings.len() <= 1024, "{} held", pool.strings.len());
+        assert!(
+            Arc::ptr_eq(&kept, &pool.intern("kept")),
+            "a live string stays shared"
+        );
     }
 }

@@ -5,9 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::channel::mpsc::UnboundedSender;
-use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::Store;
@@ -18,6 +16,7 @@ use crate::api::{BASELINE_LABEL, SecurityBaseline};
 use crate::controller::RunArgs;
 use crate::controller::feeds::lenient::Unreadable;
 use crate::controller::state::cache::{CachedObject, CompactIndex, TakenName};
+use crate::controller::state::namespace_store::CachedNamespace;
 use crate::controller::state::results::Results;
 use crate::controller::state::writes_in_flight::{ObjectKey, WritesInFlight};
 use crate::domain::generated::{GeneratedKind, NamespacedObject};
@@ -32,7 +31,7 @@ pub struct Context {
     /// SecurityBaselines that exist but this version cannot read (see `lenient`): present,
     /// never acted on.
     pub unreadable_baselines: Arc<Unreadable>,
-    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    pub namespaces: Store<CachedNamespace>,
     /// Our generated objects (label-filtered watches), per kind.
     pub generated: BTreeMap<GeneratedKind, Arc<CompactIndex<CachedObject>>>,
     /// Names of every object of the generated kinds, ours or not (and the baseline each is
@@ -87,7 +86,7 @@ impl Context {
         client: Client,
         args: &RunArgs,
         baselines: Store<SecurityBaseline>,
-        namespaces: Store<PartialObjectMeta<Namespace>>,
+        namespaces: Store<CachedNamespace>,
         status_trigger: UnboundedSender<String>,
         repair_budget: Arc<crate::controller::state::repair_budget::RepairBudget>,
     ) -> Self {

@@ -164,14 +164,28 @@ pub fn last_written_by_us(
     subresource: Option<&str>,
     now: Instant,
 ) -> Option<Instant> {
-    let wall_now = k8s_openapi::jiff::Timestamp::now();
-    let last = fields?
+    within_window(latest_write(fields?, manager, subresource)?, now)
+}
+
+/// The time of `manager`'s latest managedFields entry for `subresource` (None for the main
+/// resource), as the API server wrote it.
+pub fn latest_write(
+    fields: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry],
+    manager: &str,
+    subresource: Option<&str>,
+) -> Option<k8s_openapi::jiff::Timestamp> {
+    fields
         .iter()
         .filter(|entry| entry.manager.as_deref() == Some(manager))
         .filter(|entry| entry.subresource.as_deref().filter(|s| !s.is_empty()) == subresource)
         .filter_map(|entry| entry.time.as_ref())
         .map(|time| time.0)
-        .max()?;
+        .max()
+}
+
+/// A write at wall-clock time `last` on this process's clock, if within the window.
+pub fn within_window(last: k8s_openapi::jiff::Timestamp, now: Instant) -> Option<Instant> {
+    let wall_now = k8s_openapi::jiff::Timestamp::now();
     // A time in the future (clock skew) counts as now.
     let age = Duration::try_from(wall_now.duration_since(last)).unwrap_or_default();
     (age < HELD_FOR).then(|| now.checked_sub(age).unwrap_or(now))
