@@ -358,3 +358,30 @@ async fn status_is_written_only_when_it_changes() {
         .expect("published");
     assert_eq!(scenario.take_requests().len(), 1);
 }
+
+#[tokio::test]
+async fn a_status_whose_write_budget_is_spent_waits_without_sending() {
+    let mut scenario = Scenario::new();
+    let yaml = baseline("b", &format!("  mode: Audit\n{ENFORCE}"));
+    scenario.add_baseline(&yaml);
+    let stored: SecurityBaseline = serde_saphyr::from_str(&yaml).expect("baseline");
+    let status = crate::controller::state::repair_budget::WriteTarget::at_path(
+        "/apis/kube-baseline.dev/v1alpha1/securitybaselines/b/status",
+    );
+    let now = std::time::Instant::now();
+    for _ in 0..crate::controller::state::repair_budget::MAX_WRITES {
+        scenario
+            .ctx
+            .repair_budget
+            .take(status, now)
+            .expect("budget left");
+    }
+    publish_status(&stored, &scenario.ctx)
+        .await
+        .expect("waits, not fails");
+    assert_eq!(
+        paths(&scenario.take_requests()),
+        Vec::<String>::new(),
+        "a status write sent past its budget (the client layer would refuse it, with a warning)"
+    );
+}

@@ -277,6 +277,14 @@ pub(in crate::controller) async fn publish_status(
             at,
         );
     }
+    // Checked here, not left to the client's budget layer: every namespace result change
+    // re-runs this, and each refused attempt there is a warning (198 in a minute of a
+    // benchmark run). Written once the budget allows, with whatever the status says then.
+    let target = crate::controller::state::repair_budget::WriteTarget::at_path(&status_path);
+    if let Err(wait) = ctx.repair_budget.check(target, now) {
+        debug!(?wait, "status write budget spent; writing it later");
+        return Ok(RequeueAction::requeue(wait));
+    }
     let api: Api<SecurityBaseline> = Api::all(ctx.client.clone());
     let patch = serde_json::json!({
         "apiVersion": "kube-baseline.dev/v1alpha1",
