@@ -187,6 +187,14 @@ struct Args {
     /// The command line to record in the merged JSON.
     #[arg(long, default_value = "")]
     command: String,
+    /// The commit of the working tree, to record in the merged JSON.
+    #[arg(long, default_value = "")]
+    commit: String,
+    /// Instead of running: read these merged JSON files (several runs of the same sizes and
+    /// settings), print each figure's median and range per (baseline, pacing, N), and
+    /// write them to --json.
+    #[arg(long, num_args = 1..)]
+    summarize: Vec<PathBuf>,
 }
 
 #[tokio::main]
@@ -194,6 +202,10 @@ async fn main() {
     let args = Args::parse();
     if !args.merge.is_empty() {
         merge(&args);
+        return;
+    }
+    if !args.summarize.is_empty() {
+        summarize(&args);
         return;
     }
     let result = run(&args).await;
@@ -316,6 +328,10 @@ async fn run(args: &Args) -> Value {
     log(format!(
         "created {n} selected namespaces in {create_s:.1} s"
     ));
+    // The operator treats a namespace created in the second it started as new (creation
+    // timestamps are whole seconds) and records an Event for its first protection: start it
+    // in a later second, so the cold converge measures a cluster that existed before it.
+    wait_for_next_second().await;
 
     let observer = Observer::start(&admin, &baseline, &env.id, per_namespace).await;
 
@@ -560,6 +576,16 @@ fn round(x: f64) -> f64 {
 
 fn names(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i:05}")).collect()
+}
+
+/// Sleeps until the wall clock is past the next whole second.
+async fn wait_for_next_second() {
+    let into_second = Timestamp::now().subsec_nanosecond();
+    let rest = 1_000_000_000 - i64::from(into_second);
+    tokio::time::sleep(Duration::from_nanos(
+        u64::try_from(rest).unwrap_or(0) + 50_000_000,
+    ))
+    .await;
 }
 
 async fn create_namespaces(admin: &Client, names: &[String], label: &str, concurrency: usize) {
@@ -1629,6 +1655,7 @@ fn merge(args: &Args) {
     let all = json!({
         "date": Timestamp::now().to_string(),
         "command": args.command,
+        "commit": args.commit,
         "machine": machine(),
         "runs": runs,
     });
@@ -1638,23 +1665,47 @@ fn merge(args: &Args) {
     }
 }
 
-fn print_table(runs: &[Value]) {
-    let f = |v: &Value| match v {
-        Value::Number(n) => {
-            let x = n.as_f64().unwrap_or(f64::NAN);
-            if x.fract() == 0.0 {
-                format!("{x:.0}")
-            } else if x.abs() < 10.0 {
-                format!("{x:.2}")
-            } else {
-                format!("{x:.0}")
-            }
-        }
+/// A figure as the tables print it.
+fn format_figure(v: &Value) -> String {
+    match v {
+        Value::Number(n) => format_number(n.as_f64().unwrap_or(f64::NAN)),
         Value::Null => "-".to_string(),
         Value::String(s) => s.clone(),
         other => other.to_string(),
-    };
-    let rows: Vec<(&str, Vec<&str>)> = vec![
+    }
+}
+
+fn format_number(x: f64) -> String {
+    if x.fract() == 0.0 || x.abs() >= 10.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+/// The figure at `path` in one run's JSON.
+fn figure<'a>(run: &'a Value, path: &[&str]) -> &'a Value {
+    path.iter().fold(run, |v, p| &v[*p])
+}
+
+fn print_table(runs: &[Value]) {
+    let mut header = format!("{:<50}", "N namespaces");
+    for run in runs {
+        header.push_str(&format!(" {:>11}", format_figure(&run["namespaces"])));
+    }
+    println!("{header}");
+    for (label, path) in table_rows() {
+        let mut line = format!("{label:<50}");
+        for run in runs {
+            line.push_str(&format!(" {:>11}", format_figure(figure(run, &path))));
+        }
+        println!("{line}");
+    }
+}
+
+/// The table's rows: a label and the figure's path in a run's JSON.
+fn table_rows() -> Vec<(&'static str, Vec<&'static str>)> {
+    vec![
         ("baseline", vec!["baseline"]),
         ("writes per namespace", vec!["writes_per_namespace"]),
         ("operator pacing", vec!["operator_pacing"]),
@@ -1784,21 +1835,176 @@ fn print_table(runs: &[Value]) {
             "operator peak RSS, MiB (restarted)",
             vec!["operator", "restarted_process", "peak_rss_mib_end"],
         ),
-    ];
-    let mut header = format!("{:<50}", "N namespaces");
+    ]
+}
+
+/// Median, lowest and highest of several runs' values of one figure.
+#[derive(Debug, PartialEq)]
+struct Spread {
+    median: f64,
+    low: f64,
+    high: f64,
+}
+
+impl Spread {
+    /// None when no run has the figure.
+    fn of(values: &[f64]) -> Option<Self> {
+        let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        sorted.sort_by(f64::total_cmp);
+        let (low, high) = (*sorted.first()?, *sorted.last()?);
+        let middle = sorted.len() / 2;
+        let median = if sorted.len() % 2 == 1 {
+            sorted[middle]
+        } else {
+            (sorted[middle - 1] + sorted[middle]) / 2.0
+        };
+        Some(Self { median, low, high })
+    }
+
+    fn to_json(&self) -> Value {
+        json!({"median": round(self.median), "low": round(self.low), "high": round(self.high)})
+    }
+}
+
+impl std::fmt::Display for Spread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.low == self.high {
+            write!(f, "{}", format_number(self.median))
+        } else {
+            write!(
+                f,
+                "{} [{}-{}]",
+                format_number(self.median),
+                format_number(self.low),
+                format_number(self.high)
+            )
+        }
+    }
+}
+
+/// Runs grouped by what they measured: (baseline, operator pacing, N), in file order.
+fn group_runs(runs: Vec<Value>) -> Vec<((String, String, u64), Vec<Value>)> {
+    let mut groups: Vec<((String, String, u64), Vec<Value>)> = Vec::new();
     for run in runs {
-        header.push_str(&format!(" {:>11}", f(&run["namespaces"])));
+        let key = (
+            format_figure(&run["baseline"]),
+            format_figure(&run["operator_pacing"]),
+            run["namespaces"].as_u64().unwrap_or(0),
+        );
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(run),
+            None => groups.push((key, vec![run])),
+        }
+    }
+    groups
+}
+
+fn summarize(args: &Args) {
+    let files: Vec<Value> = args
+        .summarize
+        .iter()
+        .map(|path| {
+            serde_json::from_str(&std::fs::read_to_string(path).expect("read merged json"))
+                .expect("merged json parses")
+        })
+        .collect();
+    let commits: Vec<Value> = files.iter().map(|file| file["commit"].clone()).collect();
+    let runs: Vec<Value> = files
+        .iter()
+        .flat_map(|file| file["runs"].as_array().cloned().unwrap_or_default())
+        .collect();
+    let groups = group_runs(runs);
+    let mut header = format!("{:<50}", "median [low-high] of runs");
+    for ((baseline, pacing, n), members) in &groups {
+        header.push_str(&format!(
+            " {:>24}",
+            format!("{baseline} {pacing} N={n} x{}", members.len())
+        ));
     }
     println!("{header}");
-    for (label, path) in rows {
+    let mut summaries: Vec<Value> = groups
+        .iter()
+        .map(|((baseline, pacing, n), members)| {
+            json!({"baseline": baseline, "operator_pacing": pacing, "namespaces": n,
+                   "runs": members.len(), "figures": {}})
+        })
+        .collect();
+    for (label, path) in table_rows() {
         let mut line = format!("{label:<50}");
-        for run in runs {
-            let mut v = run;
-            for p in &path {
-                v = &v[*p];
-            }
-            line.push_str(&format!(" {:>11}", f(v)));
+        for ((_, members), summary) in groups.iter().zip(summaries.iter_mut()) {
+            let values: Vec<f64> = members
+                .iter()
+                .filter_map(|run| figure(run, &path).as_f64())
+                .collect();
+            let cell = match Spread::of(&values) {
+                Some(spread) => {
+                    summary["figures"][path.join(".")] = spread.to_json();
+                    spread.to_string()
+                }
+                None => "-".to_string(),
+            };
+            line.push_str(&format!(" {cell:>24}"));
         }
         println!("{line}");
+    }
+    let all = json!({
+        "date": Timestamp::now().to_string(),
+        "commits": commits,
+        "sources": args.summarize.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "groups": summaries,
+    });
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&all).unwrap()).expect("write json");
+        eprintln!("wrote {}", path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spread_is_the_median_and_the_extremes() {
+        let odd = Spread::of(&[3.0, 1.0, 2.0]).unwrap();
+        assert_eq!(
+            odd,
+            Spread {
+                median: 2.0,
+                low: 1.0,
+                high: 3.0
+            }
+        );
+        assert_eq!(odd.to_string(), "2 [1-3]");
+        assert_eq!(
+            Spread::of(&[0.71, 0.9, 0.8]).unwrap().to_string(),
+            "0.80 [0.71-0.90]"
+        );
+        let even = Spread::of(&[10.0, 40.0, 20.0, 30.0]).unwrap();
+        assert_eq!(even.median, 25.0);
+        assert_eq!(Spread::of(&[]), None);
+        assert_eq!(Spread::of(&[5.0, 5.0]).unwrap().to_string(), "5");
+    }
+
+    #[test]
+    fn runs_group_by_baseline_pacing_and_size() {
+        let run = |baseline: &str, n: u64| json!({"baseline": baseline, "operator_pacing": "defaults", "namespaces": n});
+        let groups = group_runs(vec![
+            run("sample", 1000),
+            run("sample", 10000),
+            run("sample", 1000),
+            run("one-policy", 1000),
+        ]);
+        let sizes: Vec<(String, u64, usize)> = groups
+            .iter()
+            .map(|((b, _, n), members)| (b.clone(), *n, members.len()))
+            .collect();
+        assert_eq!(
+            sizes,
+            [
+                ("sample".to_string(), 1000, 2),
+                ("sample".to_string(), 10000, 1),
+                ("one-policy".to_string(), 1000, 1)
+            ]
+        );
     }
 }
