@@ -1762,15 +1762,15 @@ fn machine() -> Value {
     })
 }
 
+/// A results file written by an earlier run; the benchmark stops if it cannot read it.
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|error| panic!("read {}: {error}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|error| panic!("parse {}: {error}", path.display()))
+}
+
 fn merge(args: &Args) {
-    let runs: Vec<Value> = args
-        .merge
-        .iter()
-        .map(|path| {
-            serde_json::from_str(&std::fs::read_to_string(path).expect("read run json"))
-                .expect("run json parses")
-        })
-        .collect();
+    let runs: Vec<Value> = args.merge.iter().map(|path| read_json(path)).collect();
     print_table(&runs);
     let all = json!({
         "date": Timestamp::now().to_string(),
@@ -2020,14 +2020,7 @@ fn group_runs(runs: Vec<Value>) -> Vec<((String, String, u64), Vec<Value>)> {
 }
 
 fn summarize(args: &Args) {
-    let files: Vec<Value> = args
-        .summarize
-        .iter()
-        .map(|path| {
-            serde_json::from_str(&std::fs::read_to_string(path).expect("read merged json"))
-                .expect("merged json parses")
-        })
-        .collect();
+    let files: Vec<Value> = args.summarize.iter().map(|path| read_json(path)).collect();
     let commits: Vec<Value> = files.iter().map(|file| file["commit"].clone()).collect();
     let runs: Vec<Value> = files
         .iter()
