@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
@@ -713,28 +713,19 @@ async fn s6_controller_manager_restart_garbage_collects_nothing_of_ours() {
         uids
     };
     let before = uids(scene.env.admin.clone(), scene.baseline.clone()).await;
+    // Earlier scenarios' namespaces may still be terminating: a restarted controller
+    // manager takes them up first, so its probe below would wait behind them.
+    let backlog = Instant::now();
+    wait_no_terminating_namespaces(&scene.env.admin, Duration::from_secs(600)).await;
+    let backlog = backlog.elapsed();
     // A crash, 10 s down, a restart; then the garbage collector rebuilds its graph from
     // every ownerReference (ours point at the cluster-scoped SecurityBaseline).
     cluster(&["kill", "kube-controller-manager"]);
     tokio::time::sleep(Duration::from_secs(10)).await;
     cluster(&["start", "kube-controller-manager"]);
-    // The GC syncs its graph within seconds here; a namespace deletion proves the
-    // controllers run again, and gives the GC time to act if it were going to.
-    let probe = scene.env.create_namespace("probe", &[]).await;
-    kube_baseline_e2e::delete_namespace(&scene.env.admin, &probe).await;
-    eventually(
-        Duration::from_secs(90),
-        "the restarted controller-manager to delete a namespace",
-        || async {
-            Api::<Namespace>::all(scene.env.admin.clone())
-                .get_opt(&probe)
-                .await
-                .expect("get")
-                .is_none()
-                .then_some(())
-        },
-    )
-    .await;
+    // A dependent collected after its owner is deleted proves the restarted garbage
+    // collector has synced its graph, and so has had the chance to act on ours.
+    let collected_in = garbage_collector_probe(&scene.env.admin, &scene.namespaces[0]).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     let after = uids(scene.env.admin.clone(), scene.baseline.clone()).await;
     let replaced = before.difference(&after).count();
@@ -748,12 +739,90 @@ async fn s6_controller_manager_restart_garbage_collects_nothing_of_ours() {
             details(&[
                 ("objects", before.len().to_string()),
                 ("garbage-collected (uid changed)", replaced.to_string()),
+                (
+                    "earlier namespaces' deletion waited for, s",
+                    format!("{:.0}", backlog.as_secs_f64()),
+                ),
+                (
+                    "probe dependent collected after the restart, s",
+                    format!("{:.1}", collected_in.as_secs_f64()),
+                ),
             ]),
         )
         .await
         .finish();
     drop(operator);
     scene.env.cleanup().await;
+}
+
+/// Waits until no namespace is terminating (earlier scenarios delete theirs without waiting).
+async fn wait_no_terminating_namespaces(client: &Client, timeout: Duration) {
+    eventually(timeout, "no namespace terminating", || async {
+        let namespaces = Api::<Namespace>::all(client.clone())
+            .list_metadata(&ListParams::default())
+            .await
+            .ok()?;
+        let terminating = namespaces
+            .items
+            .iter()
+            .filter(|ns| ns.metadata.deletion_timestamp.is_some())
+            .count();
+        (terminating == 0).then_some(())
+    })
+    .await;
+}
+
+/// Creates a ConfigMap owned by another, deletes the owner and returns how long the garbage
+/// collector took to delete the dependent (panics after 90 s).
+async fn garbage_collector_probe(client: &Client, namespace: &str) -> Duration {
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let owner = config_maps
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "gc-probe-owner"}
+            }))
+            .expect("owner ConfigMap"),
+        )
+        .await
+        .expect("create the probe's owner");
+    let dependent = serde_json::json!({
+        "metadata": {
+            "name": "gc-probe-dependent",
+            "ownerReferences": [{
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "name": owner.name_any(),
+                "uid": owner.uid().expect("created objects have a uid"),
+            }],
+        }
+    });
+    config_maps
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(dependent).expect("dependent ConfigMap"),
+        )
+        .await
+        .expect("create the probe's dependent");
+    let deleted = Instant::now();
+    config_maps
+        .delete("gc-probe-owner", &DeleteParams::background())
+        .await
+        .expect("delete the probe's owner");
+    eventually(
+        Duration::from_secs(90),
+        "the restarted garbage collector to delete the probe's dependent",
+        || async {
+            config_maps
+                .get_opt("gc-probe-dependent")
+                .await
+                .expect("get")
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    deleted.elapsed()
 }
 
 // -----------------------------------------------------------------------------------------
