@@ -773,7 +773,8 @@ async fn wait_no_terminating_namespaces(client: &Client, timeout: Duration) {
 }
 
 /// Creates a ConfigMap owned by another, deletes the owner and returns how long the garbage
-/// collector took to delete the dependent (panics after 90 s).
+/// collector took to delete the dependent (panics after 180 s: it first syncs its graph
+/// of every object, slower on a loaded machine).
 async fn garbage_collector_probe(client: &Client, namespace: &str) -> Duration {
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     let owner = config_maps
@@ -810,7 +811,7 @@ async fn garbage_collector_probe(client: &Client, namespace: &str) -> Duration {
         .await
         .expect("delete the probe's owner");
     eventually(
-        Duration::from_secs(90),
+        Duration::from_secs(180),
         "the restarted garbage collector to delete the probe's dependent",
         || async {
             config_maps
