@@ -96,6 +96,11 @@ pub struct SecurityBaselineSpec {
     /// Read-only hardening checks of the kube-apiserver and etcd flags.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control_plane: Option<ControlPlaneSettings>,
+
+    /// Report-only checks that Kubernetes is kept up to date: the control plane's support
+    /// window, version skew and requests of APIs about to be removed. Unset: not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_version: Option<KubernetesVersionSettings>,
 }
 
 /// Whether the operator writes to the cluster.
@@ -642,6 +647,60 @@ pub struct ControlPlaneSettings {
     /// etcd as the kube-apiserver reaches it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etcd: Option<EtcdSettings>,
+}
+
+/// Checks that Kubernetes is kept up to date (report only: never repaired).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KubernetesVersionSettings {
+    /// Report a control plane whose minor release is past its end of life
+    /// (version.control-plane-eol), from an embedded, dated table of upstream releases.
+    #[serde(default = "default_true")]
+    pub support_window: bool,
+    /// Support windows that differ from upstream (a vendor's extended support), per minor.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(o, self.exists_one(p, p.minor == o.minor))")
+        .message("kubernetesVersion.endOfLifeOverrides: one entry per minor"))]
+    pub end_of_life_overrides: Vec<EndOfLifeOverride>,
+    /// Report kubelets outside the upstream version skew policy (version.kubelet-skew) and
+    /// kube-apiservers more than one minor apart (version.apiserver-skew).
+    #[serde(default = "default_true")]
+    pub skew: bool,
+    /// Report requests of API versions removed in the next minor or earlier, from the API
+    /// server's apiserver_requested_deprecated_apis metric (version.deprecated-api). Reading
+    /// /metrics is an opt-in permission (config/rbac/apiserver-metrics).
+    #[serde(default, rename = "deprecatedAPIs")]
+    pub deprecated_apis: bool,
+}
+
+impl Default for KubernetesVersionSettings {
+    fn default() -> Self {
+        Self {
+            support_window: true,
+            end_of_life_overrides: Vec::new(),
+            skew: true,
+            deprecated_apis: false,
+        }
+    }
+}
+
+/// The end of life of one minor release, where it differs from upstream.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct EndOfLifeOverride {
+    /// The minor release, e.g. "1.33".
+    #[schemars(length(max = 8), regex(pattern = r"^1\.[0-9]{1,3}$"))]
+    pub minor: String,
+    /// The last supported day (UTC), e.g. "2027-06-28".
+    #[schemars(
+        length(max = 10),
+        regex(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
+    )]
+    pub end_of_life: String,
+    /// Why this minor's support differs, e.g. "EKS extended support".
+    #[schemars(length(min = 1, max = 256), regex(pattern = r"\S"))]
+    pub reason: String,
 }
 
 /// Expected kube-apiserver hardening.
