@@ -11,6 +11,7 @@ pub mod rbac_audit;
 pub mod selection;
 pub mod snapshot;
 pub mod status;
+pub mod versions;
 
 #[cfg(test)]
 pub(crate) mod fuzz_tests;
