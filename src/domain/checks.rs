@@ -16,12 +16,13 @@ pub struct CheckInfo {
 
 /// Every check the product runs, in documentation order.
 pub fn all() -> Vec<CheckInfo> {
-    let groups: [&[CheckInfo]; 5] = [
+    let groups: [&[CheckInfo]; 6] = [
         crate::domain::generated::CHECKS,
         crate::domain::rbac_audit::CHECKS,
         crate::domain::node::audit_policy::CHECKS,
         crate::domain::node::kubelet::CHECKS,
         crate::domain::node::api_server::CHECKS,
+        crate::domain::versions::CHECKS,
     ];
     groups.iter().flat_map(|g| g.iter().copied()).collect()
 }

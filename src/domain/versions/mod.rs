@@ -1,8 +1,138 @@
-//! Keeping Kubernetes up to date (`spec.kubernetesVersion`), pure: versions as the API
-//! reports them and the embedded release table. The checks follow.
+//! Keeping Kubernetes up to date (`spec.kubernetesVersion`), pure: the shells observe the
+//! kube-apiserver versions (`/version`, NodeReports), the Nodes' kubelet versions and, when
+//! asked, `/metrics`; [`evaluate`] judges them at a given instant against the embedded
+//! release table ([`releases`]) and the baseline's settings. Report only: every finding is a
+//! Violation or Unknown, never repaired.
+//!
+//! Layered without a circle: `version`, `releases` and `observed` at the bottom; the checks
+//! (`support`, `skew`, `deprecated`) on them; [`evaluate`] on top.
 
+pub mod deprecated;
+mod observed;
 pub mod releases;
+pub mod skew;
+pub mod support;
 pub mod version;
 
+use jiff::Timestamp;
+
+use crate::api::{DriftEntry, DriftReason, KubernetesVersionSettings};
+use crate::domain::checks::CheckInfo;
+use crate::domain::node::api_server::{CONTROL_PLANE_KIND, CONTROL_PLANE_NAME};
+use crate::domain::node::findings::truncate;
+
 pub use releases::TABLE_DATE;
+pub use support::{EndOfLife, EolSource};
 pub use version::KubeVersion;
+
+/// Check IDs of the version checks.
+pub mod check_ids {
+    pub const CONTROL_PLANE_EOL: &str = "version.control-plane-eol";
+    pub const KUBELET_SKEW: &str = "version.kubelet-skew";
+    pub const APISERVER_SKEW: &str = "version.apiserver-skew";
+    pub const DEPRECATED_API: &str = "version.deprecated-api";
+}
+
+/// The version checks, for the registry.
+pub const CHECKS: &[CheckInfo] = &[
+    CheckInfo {
+        id: check_ids::CONTROL_PLANE_EOL,
+        description: "The oldest kube-apiserver's minor release is within its support window (release table or spec.kubernetesVersion.endOfLifeOverrides)",
+        cis: &[],
+    },
+    CheckInfo {
+        id: check_ids::KUBELET_SKEW,
+        description: "Each Node's kubelet is not newer than the oldest kube-apiserver and at most 3 minors (2 below 1.25) older than the newest",
+        cis: &[],
+    },
+    CheckInfo {
+        id: check_ids::APISERVER_SKEW,
+        description: "The observed kube-apiservers are at most one minor release apart",
+        cis: &[],
+    },
+    CheckInfo {
+        id: check_ids::DEPRECATED_API,
+        description: "No API version removed in the next minor release or earlier was requested (apiserver_requested_deprecated_apis)",
+        cis: &[],
+    },
+];
+
+/// Longest message a DriftEntry may carry (its schema's maxLength).
+pub(crate) const MESSAGE_MAX: usize = 1024;
+
+/// What the shells observed, as plain facts.
+#[derive(Debug, Clone, Default)]
+pub struct VersionInputs<'a> {
+    /// kube-apiserver versions observed: (where, gitVersion or why it could not be read).
+    /// "where" is e.g. "/version" or the node name of a NodeReport.
+    pub api_servers: &'a [(String, Result<String, String>)],
+    /// Nodes: (name, `status.nodeInfo.kubeletVersion`, possibly empty).
+    pub kubelets: &'a [(String, String)],
+    /// `/metrics`: None = not asked, `Some(Err)` = could not be read (e.g. 403),
+    /// `Some(Ok)` = its Prometheus text (several MB; only one family is kept).
+    pub deprecated_metrics: Option<Result<&'a str, String>>,
+}
+
+/// The version checks' findings, and what the shells need to show and schedule.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VersionVerdict {
+    /// Sorted and deduplicated.
+    pub findings: Vec<DriftEntry>,
+    /// The judged (oldest) kube-apiserver minor's end of life, with `supportWindow` and when
+    /// known: for status and the end-of-life metric.
+    pub end_of_life: Option<EndOfLife>,
+    /// The earliest future instant at which a finding changes by time alone (the end of life
+    /// passing): requeue then instead of polling.
+    pub next_change: Option<Timestamp>,
+}
+
+/// Every enabled version check of `settings` against `inputs` at `now`.
+pub fn evaluate(
+    settings: &KubernetesVersionSettings,
+    inputs: &VersionInputs<'_>,
+    now: Timestamp,
+) -> VersionVerdict {
+    let servers = observed::ApiServers::read(inputs.api_servers);
+    let mut verdict = VersionVerdict::default();
+    if settings.support_window {
+        let judged = support::control_plane_eol(&servers, &settings.end_of_life_overrides, now);
+        verdict.findings.extend(judged.finding);
+        verdict.next_change = judged
+            .end_of_life
+            .as_ref()
+            .map(EndOfLife::first_unsupported_instant)
+            .filter(|instant| *instant > now);
+        verdict.end_of_life = judged.end_of_life;
+    }
+    if settings.skew {
+        verdict
+            .findings
+            .extend(skew::kubelet_skew(inputs.kubelets, &servers));
+        verdict.findings.extend(skew::apiserver_skew(&servers));
+    }
+    if settings.deprecated_apis {
+        let current = servers.oldest().map(|s| s.version);
+        verdict.findings.extend(deprecated::deprecated_api_findings(
+            inputs.deprecated_metrics.as_ref(),
+            current,
+        ));
+    }
+    verdict.findings.sort();
+    verdict.findings.dedup();
+    verdict
+}
+
+/// A drift entry about the control plane as a whole (kube-apiserver).
+pub(crate) fn control_plane_drift(check: &str, reason: DriftReason, message: String) -> DriftEntry {
+    DriftEntry {
+        namespace: String::new(),
+        kind: CONTROL_PLANE_KIND.to_owned(),
+        name: CONTROL_PLANE_NAME.to_owned(),
+        check: check.to_owned(),
+        reason,
+        message: truncate(message, MESSAGE_MAX),
+    }
+}
+
+#[cfg(test)]
+mod tests;
