@@ -203,6 +203,7 @@ fixture_cases!(
     node_files,
     node_reports,
     several_baselines,
+    versions,
 );
 
 #[test]
@@ -587,4 +588,44 @@ fn verbose_lists_ignored_objects_and_namespaces_without_manifest_are_warned() {
         "{stderr}"
     );
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+}
+
+/// The summary says which release table judged the versions, or that nothing about versions
+/// was given (no Node, no --kubernetes-version): not checked, never a pass.
+#[test]
+fn the_summary_names_the_release_table_or_says_versions_were_not_checked() {
+    let dir = fixtures().join("versions");
+    let checked = run_in(
+        &dir,
+        &[
+            "check",
+            "--baseline",
+            "baseline.yaml",
+            "manifests",
+            "--kubernetes-version",
+            "v1.33.4",
+        ],
+        None,
+    );
+    assert_eq!(checked.status.code(), Some(1), "{}", describe(&checked));
+    assert!(
+        text(&checked.stdout).contains(&format!(
+            "versions: release table of {}",
+            kube_baseline::domain::versions::TABLE_DATE
+        )),
+        "{}",
+        describe(&checked)
+    );
+    let namespace_only = b"apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n";
+    let unchecked = run_in(
+        &dir,
+        &["check", "--baseline", "baseline.yaml", "-", "-o", "json"],
+        Some(namespace_only),
+    );
+    assert_eq!(unchecked.status.code(), Some(0), "{}", describe(&unchecked));
+    let report: serde_json::Value = serde_json::from_slice(&unchecked.stdout).expect("json");
+    assert_eq!(
+        report["baselines"][0]["summary"]["kubernetesVersion"]["checked"], false,
+        "{report}"
+    );
 }

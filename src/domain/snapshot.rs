@@ -12,13 +12,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::api::{
-    BASELINE_LABEL, DriftEntry, NodeReportSpec, SecurityBaseline, SecurityBaselineSpec,
+    BASELINE_LABEL, DriftEntry, KubernetesVersionSettings, NodeReportSpec, SecurityBaseline,
+    SecurityBaselineSpec,
 };
 use crate::domain::generated::{BaselineRef, GeneratedKind, NamespacedObject};
 use crate::domain::node::evaluate::{NodeInventory, evaluate_nodes, nodes_under_check};
 use crate::domain::plan::{NamespacePlan, NamespaceState, plan_namespace};
 use crate::domain::rbac_audit::{RbacIndex, audit_namespace};
 use crate::domain::selection::{NamespaceFacts, selects};
+use crate::domain::versions::{EndOfLife, VersionInputs, VersionVerdict};
 
 pub use crate::domain::node::evaluate::Labels;
 
@@ -48,6 +50,39 @@ pub struct ClusterSnapshot {
     /// about nodes (false), and the verdict says they were not checked rather than
     /// reporting every node check as Unknown.
     pub check_nodes: bool,
+    /// What the version checks read (`spec.kubernetesVersion`); `None` when nothing about
+    /// versions is known (manifests without Nodes and without a given API server version):
+    /// the verdict then says they were not checked.
+    pub versions: Option<VersionFacts>,
+}
+
+/// The versions observed, and when: the support window is judged at `now`.
+#[derive(Debug, Clone, Default)]
+pub struct VersionFacts {
+    /// kube-apiserver versions: (where observed, gitVersion or why it could not be read).
+    pub api_servers: Vec<(String, Result<String, String>)>,
+    /// Every Node's `status.nodeInfo.kubeletVersion` (may be empty).
+    pub kubelets: Vec<(String, String)>,
+    /// The API server's /metrics text (only its deprecated-API family is read), or why it
+    /// could not be read; `None` when not asked.
+    pub deprecated_metrics: Option<Result<String, String>>,
+    /// The instant of the observation.
+    pub now: k8s_openapi::jiff::Timestamp,
+}
+
+impl VersionFacts {
+    /// The version checks of `settings` over these facts (the controller calls this too).
+    pub fn evaluate(&self, settings: &KubernetesVersionSettings) -> VersionVerdict {
+        let inputs = VersionInputs {
+            api_servers: &self.api_servers,
+            kubelets: &self.kubelets,
+            deprecated_metrics: self
+                .deprecated_metrics
+                .as_ref()
+                .map(|text| text.as_deref().map_err(Clone::clone)),
+        };
+        crate::domain::versions::evaluate(settings, &inputs, self.now)
+    }
 }
 
 /// The outcome of one baseline against a snapshot.
@@ -65,6 +100,11 @@ pub struct BaselineVerdict {
     pub nodes_selected: usize,
     /// Selected nodes without findings.
     pub nodes_compliant: usize,
+    /// Whether the version checks were evaluated (see [`ClusterSnapshot::versions`]); false
+    /// also when the baseline sets none.
+    pub versions_checked: bool,
+    /// The judged control plane's end of life, when the support window was checked.
+    pub end_of_life: Option<EndOfLife>,
 }
 
 impl BaselineVerdict {
@@ -166,6 +206,12 @@ pub fn evaluate_baseline(
         verdict.nodes_selected = nodes.selected;
         verdict.nodes_compliant = nodes.compliant;
         verdict.findings.extend(nodes.findings);
+    }
+    if let (Some(settings), Some(facts)) = (&spec.kubernetes_version, &snapshot.versions) {
+        let versions = facts.evaluate(settings);
+        verdict.versions_checked = true;
+        verdict.end_of_life = versions.end_of_life;
+        verdict.findings.extend(versions.findings);
     }
     verdict.findings.sort();
     verdict.findings.dedup();
@@ -375,9 +421,45 @@ spec:
                 nodes_checked: true,
                 nodes_selected: 1,
                 nodes_compliant: 1,
+                ..BaselineVerdict::default()
             }
         );
         assert!(verdict.compliant());
+    }
+
+    #[test]
+    fn version_checks_run_only_when_asked_and_when_versions_are_known() {
+        let asks = baseline(
+            "metadata: {name: v}\nspec:\n  namespaceSelector: {}\n  kubernetesVersion: {}\n",
+        );
+        let facts = VersionFacts {
+            api_servers: vec![("/version".to_owned(), Ok("v1.36.3".to_owned()))],
+            kubelets: vec![("old".to_owned(), "v1.32.0".to_owned())],
+            deprecated_metrics: None,
+            now: "2026-12-01T00:00:00Z".parse().expect("time"),
+        };
+        let known = ClusterSnapshot {
+            versions: Some(facts),
+            ..ClusterSnapshot::default()
+        };
+        let verdict = evaluate_baseline(&asks, &known, "kube-baseline-system");
+        assert!(verdict.versions_checked);
+        assert_eq!(
+            verdict.end_of_life.map(|eol| eol.last_day.to_string()),
+            Some("2027-06-28".to_owned())
+        );
+        let checks: Vec<_> = verdict
+            .findings
+            .iter()
+            .map(|f| (f.name.as_str(), f.check.as_str()))
+            .collect();
+        assert_eq!(checks, vec![("old", "version.kubelet-skew")]);
+
+        let unknown = evaluate_baseline(&asks, &ClusterSnapshot::default(), "kube-baseline-system");
+        assert!(!unknown.versions_checked && unknown.findings.is_empty());
+        let silent = baseline("metadata: {name: s}\nspec: {namespaceSelector: {}}\n");
+        let verdict = evaluate_baseline(&silent, &known, "kube-baseline-system");
+        assert!(!verdict.versions_checked && verdict.findings.is_empty());
     }
 
     #[test]
@@ -436,6 +518,7 @@ spec:
             node_reports: vec![report("node-1", true), report("gone", true)],
             node_inventory: NodeInventory::Listed,
             check_nodes: true,
+            versions: None,
         };
         let verdict = evaluate_baseline(&b, &snapshot, "kube-baseline-system");
         use DriftReason::*;

@@ -16,7 +16,7 @@ use crate::api::{GROUP, NodeReport, NodeReportSpec};
 use crate::domain::generated::NamespacedObject;
 use crate::domain::node::evaluate::NodeInventory;
 use crate::domain::rbac_audit::{RbacIndex, RbacObject};
-use crate::domain::snapshot::{ClusterSnapshot, Labels};
+use crate::domain::snapshot::{ClusterSnapshot, Labels, VersionFacts};
 
 /// A manifest document `check` cannot use, and where it is.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +78,14 @@ pub struct Inventory {
     pub role_bindings: Vec<RoleBinding>,
     pub cluster_role_bindings: Vec<ClusterRoleBinding>,
     pub nodes: Vec<(String, Labels)>,
+    /// Each Node's `status.nodeInfo.kubeletVersion` (empty when absent).
+    pub kubelets: Vec<(String, String)>,
+    /// The kube-apiserver's version (`/version`, or `--kubernetes-version`), or why it could
+    /// not be read; `None` when not given.
+    pub api_server_version: Option<Result<String, String>>,
+    /// The API server's deprecated-API metrics, or why they could not be read; `None` when
+    /// not asked.
+    pub deprecated_metrics: Option<Result<String, String>>,
     pub node_reports: Vec<NodeReportSpec>,
     /// The node of the `--node` files: a node the user says exists.
     pub node_of_files: Option<String>,
@@ -328,7 +336,17 @@ impl Inventory {
                     self.namespaces.push(name_and_labels(&namespace.metadata));
                 }
             }
-            ClusterObject::Node(node) => self.nodes.push(name_and_labels(&node.metadata)),
+            ClusterObject::Node(node) => {
+                let (name, labels) = name_and_labels(&node.metadata);
+                let kubelet = node
+                    .status
+                    .as_ref()
+                    .and_then(|status| status.node_info.as_ref())
+                    .map(|info| info.kubelet_version.clone())
+                    .unwrap_or_default();
+                self.kubelets.push((name.clone(), kubelet));
+                self.nodes.push((name, labels));
+            }
             ClusterObject::NodeReport(report) => {
                 let mut spec = report.spec;
                 if spec.node_name.is_empty() {
@@ -462,6 +480,20 @@ impl Inventory {
         } else {
             NodeInventory::ReportsOnly
         };
+        // Versions are known from a cluster, a given API server version or listed Nodes.
+        let versions =
+            (live || self.api_server_version.is_some() || !self.nodes.is_empty()).then(|| {
+                VersionFacts {
+                    api_servers: self
+                        .api_server_version
+                        .map(|version| ("/version".to_owned(), version))
+                        .into_iter()
+                        .collect(),
+                    kubelets: self.kubelets,
+                    deprecated_metrics: self.deprecated_metrics,
+                    now: k8s_openapi::jiff::Timestamp::now(),
+                }
+            });
         let mut nodes = self.nodes;
         if let Some(name) = self.node_of_files
             && node_inventory == NodeInventory::Listed
@@ -477,6 +509,7 @@ impl Inventory {
             node_reports: self.node_reports,
             node_inventory,
             check_nodes,
+            versions,
         }
     }
 }

@@ -1,9 +1,12 @@
 //! `check --live`: read the cluster through the current kubeconfig, read-only.
 //!
-//! READ-ONLY BY CONSTRUCTION: the only call this module makes on the API is `Api::list`
-//! (in [`list_matching`]); it never creates, patches, replaces or deletes anything, and a unit
-//! test fails if one of those calls appears in this file. `check` needs `list` on the kinds
-//! below and nothing else.
+//! READ-ONLY BY CONSTRUCTION: the only calls this module makes on the API are `Api::list`
+//! (in [`list_matching`]), `GET /version` (readable by anyone, [`read_api_server_version`])
+//! and, when a baseline asks for the deprecated-API check, `GET /metrics`
+//! ([`read_deprecated_metrics`]); it never creates, patches, replaces or deletes anything, and
+//! a unit test fails if one of those calls appears in this file. `check` needs `list` on the
+//! kinds below (and `get` on the non-resource URL /metrics for that one check) and nothing
+//! else.
 
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, Node, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -52,6 +55,31 @@ where
             Some(token) => params = first.clone().continue_token(&token),
             None => return Ok(items),
         }
+    }
+}
+
+/// The API server's `gitVersion` (`GET /version`), or why it could not be read.
+async fn read_api_server_version(client: &Client) -> Result<String, String> {
+    client
+        .apiserver_version()
+        .await
+        .map(|info| info.git_version)
+        .map_err(|err| format!("GET /version failed: {err}"))
+}
+
+/// The deprecated-API family of the API server's `/metrics` (`GET /metrics`), or why it
+/// could not be read (forbidden without the opt-in permission).
+async fn read_deprecated_metrics(client: &Client) -> Result<String, String> {
+    let request = http::Request::get("/metrics")
+        .body(Vec::new())
+        .map_err(|err| format!("GET /metrics: {err}"))?;
+    match client.request_text(request).await {
+        Ok(text) => Ok(crate::domain::versions::deprecated_family(&text)),
+        Err(kube::Error::Api(status)) if status.is_forbidden() => Err(format!(
+            "GET /metrics is forbidden ({}): grant get on the non-resource URL /metrics (config/rbac/apiserver-metrics)",
+            status.message
+        )),
+        Err(err) => Err(format!("GET /metrics failed: {err}")),
     }
 }
 
@@ -116,6 +144,7 @@ pub struct LiveCluster {
 /// Nodes: only those matching `node_selector`, like the operator's `--node-selector`.
 pub async fn read_cluster(
     want_baselines: bool,
+    want_metrics: bool,
     node_selector: Option<&str>,
 ) -> Result<LiveCluster, Vec<LiveError>> {
     let client = Client::try_default()
@@ -141,9 +170,29 @@ pub async fn read_cluster(
     } else {
         None
     };
+    let asks_metrics = want_metrics
+        || baselines
+            .as_ref()
+            .and_then(|listed| listed.as_ref().ok())
+            .is_some_and(|listed| {
+                listed.iter().any(|b| {
+                    b.spec
+                        .kubernetes_version
+                        .as_ref()
+                        .is_some_and(|v| v.deprecated_apis)
+                })
+            });
+    let api_server_version = read_api_server_version(c).await;
+    let deprecated_metrics = if asks_metrics {
+        Some(read_deprecated_metrics(c).await)
+    } else {
+        None
+    };
 
     let mut errors = Vec::new();
     let mut inventory = Inventory::default();
+    inventory.api_server_version = Some(api_server_version);
+    inventory.deprecated_metrics = deprecated_metrics;
     let namespaces: Option<Vec<Namespace>> = take(&mut errors, "namespaces", namespaces);
     let policies: Option<Vec<NetworkPolicy>> = take(&mut errors, "networkpolicies", policies);
     let roles: Option<Vec<Role>> = take(&mut errors, "roles", roles);
@@ -269,5 +318,12 @@ mod tests {
             assert!(!code.contains(write), "live.rs must not call {write}");
         }
         assert_eq!(code.matches("api.").count(), 1, "one API call: api.list");
+        assert_eq!(
+            code.matches("client.").count(),
+            2,
+            "two GETs: client.apiserver_version and client.request_text"
+        );
+        assert_eq!(code.matches("http::Request::").count(), 1);
+        assert!(code.contains("http::Request::get(\"/metrics\")"));
     }
 }

@@ -101,12 +101,24 @@ pub struct CheckArgs {
     #[arg(short = 'b', long = "baseline", value_name = "FILE")]
     pub baselines: Vec<String>,
 
-    /// Read the cluster of the current kubeconfig instead of manifests. Read-only: only list
+    /// Read the cluster of the current kubeconfig instead of manifests. Read-only: list
     /// requests (namespaces, networkpolicies, roles, resourcequotas, limitranges,
     /// rolebindings, clusterroles, clusterrolebindings, nodes, nodereports,
-    /// securitybaselines).
+    /// securitybaselines), GET /version and, when a baseline sets
+    /// kubernetesVersion.deprecatedAPIs, GET /metrics.
     #[arg(long)]
     pub live: bool,
+
+    /// The kube-apiserver version the manifests stand for (what /version says, e.g.
+    /// v1.33.4), for the kubernetesVersion checks. Without it (and without Nodes) those
+    /// checks are not evaluated.
+    #[arg(long, value_name = "VERSION", conflicts_with = "live")]
+    pub kubernetes_version: Option<String>,
+
+    /// A saved copy of the API server's metrics (kubectl get --raw /metrics > FILE), for
+    /// kubernetesVersion.deprecatedAPIs.
+    #[arg(long, value_name = "FILE", conflicts_with = "live")]
+    pub apiserver_metrics: Option<String>,
 
     /// With --live: only the Nodes matching this label selector are checked, as by an
     /// operator started with the same --node-selector (the API server applies it for both);
@@ -203,7 +215,18 @@ fn check(args: &CheckArgs) -> Result<(String, bool), Vec<CheckError>> {
     };
 
     let mut inventory = if args.live {
-        let cluster = read_live(args.baselines.is_empty(), args.node_selector.as_deref())?;
+        let want_metrics = baselines.iter().any(|b| {
+            b.baseline
+                .spec
+                .kubernetes_version
+                .as_ref()
+                .is_some_and(|v| v.deprecated_apis)
+        });
+        let cluster = read_live(
+            args.baselines.is_empty(),
+            want_metrics,
+            args.node_selector.as_deref(),
+        )?;
         if args.baselines.is_empty() {
             if cluster.baselines.is_empty() {
                 return Err(vec![CheckError::NoClusterBaseline]);
@@ -219,6 +242,20 @@ fn check(args: &CheckArgs) -> Result<(String, bool), Vec<CheckError>> {
         };
         let mut inventory = Inventory::default();
         inventory.add_documents(&documents).map_err(all)?;
+        inventory.api_server_version = args
+            .kubernetes_version
+            .as_ref()
+            .map(|version| Ok(version.clone()));
+        if let Some(path) = &args.apiserver_metrics {
+            let text = std::fs::read_to_string(path).map_err(|source| {
+                vec![CheckError::Input(InputError::ReadFile {
+                    path: path.into(),
+                    source,
+                })]
+            })?;
+            inventory.deprecated_metrics =
+                Some(Ok(crate::domain::versions::deprecated_family(&text)));
+        }
         inventory
     };
     if let Some(report) = node_files::observe_files(&args.node_files).map_err(|e| vec![e.into()])? {
@@ -239,6 +276,7 @@ fn check(args: &CheckArgs) -> Result<(String, bool), Vec<CheckError>> {
                 baseline.metadata.name.as_deref().unwrap_or_default(),
                 source,
                 baseline.spec.mode,
+                baseline.spec.kubernetes_version.is_some(),
                 verdict,
             )
         })
@@ -253,6 +291,7 @@ fn check(args: &CheckArgs) -> Result<(String, bool), Vec<CheckError>> {
 
 fn read_live(
     want_baselines: bool,
+    want_metrics: bool,
     node_selector: Option<&str>,
 ) -> Result<live::LiveCluster, Vec<CheckError>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -260,7 +299,11 @@ fn read_live(
         .build()
         .map_err(|err| vec![CheckError::Runtime(err)])?;
     runtime
-        .block_on(live::read_cluster(want_baselines, node_selector))
+        .block_on(live::read_cluster(
+            want_baselines,
+            want_metrics,
+            node_selector,
+        ))
         .map_err(all)
 }
 

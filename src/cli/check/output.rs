@@ -55,10 +55,41 @@ pub struct Summary {
     pub nodes_checked: bool,
     pub nodes_selected: usize,
     pub nodes_compliant: usize,
+    /// The kubernetesVersion checks; absent when the baseline sets none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubernetes_version: Option<VersionSummary>,
+}
+
+/// What the kubernetesVersion checks were judged with.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionSummary {
+    /// False when the input said nothing about versions (no Node, no --kubernetes-version).
+    pub checked: bool,
+    /// The date of the embedded release table.
+    pub release_table: &'static str,
+    /// The judged control plane minor's last supported day, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_of_life: Option<String>,
 }
 
 impl BaselineReport {
-    pub fn new(name: &str, source: &str, mode: EnforcementMode, verdict: BaselineVerdict) -> Self {
+    /// `asks_versions`: whether the baseline sets kubernetesVersion.
+    pub fn new(
+        name: &str,
+        source: &str,
+        mode: EnforcementMode,
+        asks_versions: bool,
+        verdict: BaselineVerdict,
+    ) -> Self {
+        let kubernetes_version = asks_versions.then(|| VersionSummary {
+            checked: verdict.versions_checked,
+            release_table: crate::domain::versions::releases::TABLE_DATE,
+            end_of_life: verdict
+                .end_of_life
+                .as_ref()
+                .map(|eol| eol.last_day.to_string()),
+        });
         Self {
             name: name.to_owned(),
             source: source.to_owned(),
@@ -73,6 +104,7 @@ impl BaselineReport {
                 nodes_checked: verdict.nodes_checked,
                 nodes_selected: verdict.nodes_selected,
                 nodes_compliant: verdict.nodes_compliant,
+                kubernetes_version,
             },
             drift: verdict.findings,
         }
@@ -109,8 +141,15 @@ pub fn summary_line(summary: &Summary) -> String {
     } else {
         "nodes: not checked, no Node, NodeReport or --node given".to_owned()
     };
+    let versions = match &summary.kubernetes_version {
+        None => String::new(),
+        Some(versions) if !versions.checked => {
+            ", versions: not checked, no Node or --kubernetes-version given".to_owned()
+        }
+        Some(versions) => format!(", versions: release table of {}", versions.release_table),
+    };
     format!(
-        "{} drift findings in {} namespaces ({} namespaces selected, {nodes})",
+        "{} drift findings in {} namespaces ({} namespaces selected, {nodes}{versions})",
         summary.drift_total, summary.namespaces_with_drift, summary.namespaces_selected
     )
 }
@@ -207,6 +246,7 @@ mod tests {
                 "restricted",
                 "b.yaml: document 1",
                 EnforcementMode::Audit,
+                false,
                 verdict,
             )],
         }

@@ -85,6 +85,17 @@ pub(crate) fn scan(text: &str) -> MetricScan<'_> {
     scan
 }
 
+/// Only the family's lines of a `/metrics` text: what the shells keep of the several MB an
+/// API server answers (the cache holds this, not the whole text).
+pub fn family_lines(text: &str) -> String {
+    let mut kept = String::new();
+    for line in text.lines().filter(|line| line.starts_with(FAMILY)) {
+        kept.push_str(line);
+        kept.push('\n');
+    }
+    kept
+}
+
 struct Series {
     request: DeprecatedRequest,
     value: f64,
@@ -250,6 +261,19 @@ fn unknown(message: String) -> DriftEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn family_lines_keep_only_the_family() {
+        let text = "# HELP apiserver_requested_deprecated_apis x\n\
+            apiserver_request_total{code=\"200\"} 5\n\
+            apiserver_requested_deprecated_apis{group=\"g\",removed_release=\"1.37\",resource=\"r\",subresource=\"\",version=\"v1beta1\"} 1\n";
+        let kept = family_lines(text);
+        assert_eq!(
+            kept,
+            "apiserver_requested_deprecated_apis{group=\"g\",removed_release=\"1.37\",resource=\"r\",subresource=\"\",version=\"v1beta1\"} 1\n"
+        );
+        assert_eq!(scan(&kept).requests, scan(text).requests);
+    }
 
     const SAMPLE: &str = r#"# HELP apiserver_requested_deprecated_apis [STABLE] Gauge of deprecated APIs that have been requested, broken out by API group, version, resource, subresource, and removed_release.
 # TYPE apiserver_requested_deprecated_apis gauge

@@ -21,6 +21,7 @@ use crate::domain::checks::CheckInfo;
 use crate::domain::node::api_server::{CONTROL_PLANE_KIND, CONTROL_PLANE_NAME};
 use crate::domain::node::findings::truncate;
 
+pub use deprecated::family_lines as deprecated_family;
 pub use releases::TABLE_DATE;
 pub use support::{EndOfLife, EolSource};
 pub use version::KubeVersion;

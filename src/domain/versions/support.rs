@@ -39,6 +39,17 @@ pub enum EolSource {
     Override { reason: String },
 }
 
+impl EolSource {
+    /// A short label value for metrics: `upstream-scheduled`, `upstream-actual`, `override`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::UpstreamScheduled => "upstream-scheduled",
+            Self::UpstreamActual => "upstream-actual",
+            Self::Override { .. } => "override",
+        }
+    }
+}
+
 impl EndOfLife {
     /// 00:00 UTC the day after the last supported day: the first instant the minor is out of
     /// support (the metric's value, and when the finding appears). Saturates at the end of
