@@ -18,7 +18,7 @@ mod runtime;
 mod scenario_tests;
 mod state;
 
-use feeds::{lenient, nodes, rbac, watches};
+use feeds::{lenient, nodes, rbac, versions, watches};
 use reconcile::{baselines, namespaces, replan};
 use runtime::{adaptive_limit, http, leader, throttle};
 use state::namespace_store::{CachedNamespace, NamespaceSlimmer};
@@ -111,6 +111,11 @@ pub struct RunArgs {
     /// taken over within a second.
     #[arg(long, default_value_t = 15)]
     pub lease_duration_seconds: u64,
+
+    /// Seconds between reads of the API server's /version (and, while a baseline sets
+    /// kubernetesVersion.deprecatedAPIs, its /metrics) for the version checks.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub version_interval_seconds: u64,
 }
 
 /// Errors that stop the controller.
@@ -291,6 +296,11 @@ async fn run_with_clients(
         () = caches_synced(ctx.clone(), readiness) => {}
         () = replan_pacer => {}
         () = nodes::run(client.clone(), ctx.clone(), args.node_selector.clone()) => {}
+        () = versions::run(
+            client.clone(),
+            ctx.clone(),
+            Duration::from_secs(args.version_interval_seconds),
+        ) => {}
         _ = future::join(namespace_controller, baseline_controller) => {}
         () = shutdown.on_signal() => {}
     }

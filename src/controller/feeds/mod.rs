@@ -6,4 +6,5 @@
 pub mod lenient;
 pub mod nodes;
 pub mod rbac;
+pub mod versions;
 pub mod watches;

@@ -35,7 +35,6 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::{ConfigMap, Node};
 use kube::api::Patch;
-use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use parking_lot::Mutex;
@@ -65,6 +64,8 @@ const PUBLISH_RETRY: Duration = Duration::from_secs(5);
 struct NodeFacts {
     name: String,
     labels: BTreeMap<String, String>,
+    /// `status.nodeInfo.kubeletVersion` (empty when absent), for the version skew check.
+    kubelet_version: String,
 }
 
 /// The published audit policy ConfigMap, as far as the publisher compares it.
@@ -210,13 +211,23 @@ pub fn baseline_changed(ctx: &Context) {
     ctx.node_caches.publish.notify_one();
 }
 
-/// Asks for a status refresh of every baseline with node checks.
+/// Asks for a status refresh of every baseline with node checks (version skew included).
 fn refresh_node_baselines(ctx: &Context) {
     for baseline in ctx.readable_baselines() {
-        if has_node_checks(&baseline.spec) {
+        if has_node_checks(&baseline.spec) || baseline.spec.kubernetes_version.is_some() {
             ctx.refresh_status(&baseline.name_any());
         }
     }
+}
+
+/// Every cached Node's kubelet version, for the version checks.
+pub fn kubelet_versions(ctx: &Context) -> Vec<(String, String)> {
+    ctx.node_caches
+        .nodes
+        .in_namespace(CLUSTER, |_| true)
+        .iter()
+        .map(|node| (node.name.clone(), node.kubelet_version.clone()))
+        .collect()
 }
 
 /// Whether applying `event` changes what `index` holds (so evaluations may change).
@@ -234,14 +245,21 @@ fn changes<K, V: PartialEq>(
     }
 }
 
-fn node_facts(node: &PartialObjectMeta<Node>) -> Option<(String, String, NodeFacts)> {
+fn node_facts(node: &Node) -> Option<(String, String, NodeFacts)> {
     let name = node.metadata.name.clone()?;
+    let kubelet_version = node
+        .status
+        .as_ref()
+        .and_then(|status| status.node_info.as_ref())
+        .map(|info| info.kubelet_version.clone())
+        .unwrap_or_default();
     Some((
         CLUSTER.to_owned(),
         name.clone(),
         NodeFacts {
             name,
             labels: node.metadata.labels.clone().unwrap_or_default(),
+            kubelet_version,
         },
     ))
 }
@@ -280,21 +298,19 @@ pub async fn run(client: Client, ctx: Arc<Context>, node_selector: Option<String
     }
     let nodes = {
         let ctx = ctx.clone();
-        // Api<PartialObjectMeta<_>> makes metadata-only requests: labels, no status.
-        watcher(
-            Api::<PartialObjectMeta<Node>>::all(client.clone()),
-            node_config,
-        )
-        .default_backoff()
-        .map_ok(move |event| {
-            let index = &ctx.node_caches.nodes;
-            let changed = changes(index, &event, node_facts);
-            index.apply(&event, node_facts);
-            if changed {
-                refresh_node_baselines(&ctx);
-            }
-        })
-        .for_each(|result| log_error(result, "Node"))
+        // Whole Nodes (the kubelet version is in status), reduced at once to NodeFacts: a
+        // status update that changes neither labels nor version triggers nothing.
+        watcher(Api::<Node>::all(client.clone()), node_config)
+            .default_backoff()
+            .map_ok(move |event| {
+                let index = &ctx.node_caches.nodes;
+                let changed = changes(index, &event, node_facts);
+                index.apply(&event, node_facts);
+                if changed {
+                    refresh_node_baselines(&ctx);
+                }
+            })
+            .for_each(|result| log_error(result, "Node"))
     };
     let reports = {
         let ctx = ctx.clone();
@@ -512,20 +528,26 @@ mod tests {
     use super::*;
     use crate::api::ObservationState;
 
-    fn node(name: &str, labels: &[(&str, &str)]) -> PartialObjectMeta<Node> {
-        let mut meta = PartialObjectMeta::<Node>::default();
-        meta.metadata.name = Some(name.to_owned());
-        meta.metadata.labels = Some(
+    fn node(name: &str, labels: &[(&str, &str)]) -> Node {
+        let mut node = Node::default();
+        node.metadata.name = Some(name.to_owned());
+        node.metadata.labels = Some(
             labels
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
         );
-        meta
+        node
+    }
+
+    fn with_kubelet(mut node: Node, version: &str) -> Node {
+        let status = node.status.get_or_insert_default();
+        status.node_info.get_or_insert_default().kubelet_version = version.to_owned();
+        node
     }
 
     #[test]
-    fn only_label_changes_of_nodes_count_as_changes() {
+    fn only_label_and_kubelet_version_changes_of_nodes_count_as_changes() {
         let index = NamespacedIndex::default();
         let a = node("a", &[("role", "worker")]);
         assert!(!changes(
@@ -535,7 +557,7 @@ mod tests {
         ));
         assert!(changes(
             &index,
-            &watcher::Event::<PartialObjectMeta<Node>>::InitDone,
+            &watcher::Event::<Node>::InitDone,
             node_facts
         ));
         index.apply(&watcher::Event::Apply(a.clone()), node_facts);
@@ -552,6 +574,25 @@ mod tests {
             &watcher::Event::Apply(relabelled),
             node_facts
         ));
+        let upgraded = with_kubelet(a.clone(), "v1.36.3");
+        assert!(changes(
+            &index,
+            &watcher::Event::Apply(upgraded.clone()),
+            node_facts
+        ));
+        index.apply(&watcher::Event::Apply(upgraded.clone()), node_facts);
+        let mut heartbeat = upgraded;
+        heartbeat
+            .status
+            .get_or_insert_default()
+            .conditions
+            .get_or_insert_default()
+            .push(Default::default());
+        assert!(!changes(
+            &index,
+            &watcher::Event::Apply(heartbeat),
+            node_facts
+        ));
         assert!(changes(&index, &watcher::Event::Delete(a), node_facts));
     }
 
@@ -566,6 +607,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            kubelet_version: String::new(),
         })
     }
 

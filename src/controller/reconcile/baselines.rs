@@ -224,6 +224,12 @@ pub(in crate::controller) async fn publish_status(
     inputs.nodes_compliant = nodes.compliant;
     inputs.drift.extend(nodes.drift);
     inputs.failures.extend(nodes.failures);
+    let versions = crate::controller::feeds::versions::version_status(ctx, baseline);
+    let next_change = versions.as_ref().and_then(|v| v.next_change);
+    record_end_of_life(ctx, &name, versions.as_ref());
+    if let Some(versions) = versions {
+        inputs.drift.extend(versions.findings);
+    }
 
     let namespace_counts = inputs.namespace_counts();
     let mut drift_by_check = std::collections::BTreeMap::<String, i64>::new();
@@ -258,7 +264,7 @@ pub(in crate::controller) async fn publish_status(
         ),
     );
     if baseline.status.as_ref() == Some(&status) {
-        return Ok(RequeueAction::await_change());
+        return Ok(await_change_or_time(next_change));
     }
     // A status written by a predecessor (a failover, a restart) within the minute counts.
     let status_path = format!(
@@ -312,5 +318,35 @@ pub(in crate::controller) async fn publish_status(
         }
     }
     debug!(drift = status.drift_total, "status written");
-    Ok(RequeueAction::await_change())
+    Ok(await_change_or_time(next_change))
+}
+
+/// Waits for a change, or until `next_change`: the instant a finding changes by time alone
+/// (a release reaching its end of life).
+fn await_change_or_time(next_change: Option<k8s_openapi::jiff::Timestamp>) -> RequeueAction {
+    let Some(at) = next_change else {
+        return RequeueAction::await_change();
+    };
+    let wait = k8s_openapi::jiff::Timestamp::now()
+        .duration_until(at)
+        .try_into()
+        .unwrap_or(Duration::ZERO);
+    // At least a second: the instant has passed only once `now` is past it.
+    RequeueAction::requeue(wait.max(Duration::from_secs(1)))
+}
+
+/// The end-of-life metric of a baseline with version checks (removed without them).
+fn record_end_of_life(
+    ctx: &Context,
+    baseline: &str,
+    versions: Option<&crate::domain::versions::VersionVerdict>,
+) {
+    let eol = versions.and_then(|v| v.end_of_life.as_ref());
+    let minor = eol.map(|eol| eol.minor.to_string());
+    let source = eol.map(|eol| eol.source.label().to_owned());
+    let series = eol
+        .zip(minor.as_deref())
+        .zip(source.as_deref())
+        .map(|((eol, minor), source)| (minor, source, eol.first_unsupported_instant().as_second()));
+    ctx.metrics.set_end_of_life(baseline, series);
 }

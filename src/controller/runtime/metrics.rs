@@ -38,8 +38,11 @@ pub struct Metrics {
     compliant: Family<Labels, Gauge>,
     repairs: Family<Labels, Counter>,
     unreadable: Family<Labels, Gauge>,
+    end_of_life: Family<Labels, Gauge>,
     /// Checks last reported per baseline, so series of fixed drift are removed.
     drift_checks: Mutex<HashMap<String, BTreeSet<String>>>,
+    /// The end-of-life series last set per baseline, so a changed minor replaces it.
+    end_of_life_series: Mutex<HashMap<String, Labels>>,
 }
 
 impl Default for Metrics {
@@ -58,6 +61,7 @@ impl Default for Metrics {
         let compliant = Family::<Labels, Gauge>::default();
         let repairs = Family::<Labels, Counter>::default();
         let unreadable = Family::<Labels, Gauge>::default();
+        let end_of_life = Family::<Labels, Gauge>::default();
         // prometheus-client appends `_total` to counters.
         registry.register(
             "controller_runtime_reconcile",
@@ -106,6 +110,13 @@ impl Default for Metrics {
              nothing they own is released or changed while they are unreadable",
             unreadable.clone(),
         );
+        registry.register(
+            "kube_baseline_kubernetes_end_of_life_timestamp_seconds",
+            "The first instant the control plane's minor release is no longer supported (00:00 \
+             UTC the day after its end of life), per baseline setting kubernetesVersion, with \
+             the minor and where the date comes from (upstream release table or override)",
+            end_of_life.clone(),
+        );
         Self {
             registry,
             reconcile_total,
@@ -117,7 +128,9 @@ impl Default for Metrics {
             compliant,
             repairs,
             unreadable,
+            end_of_life,
             drift_checks: Mutex::default(),
+            end_of_life_series: Mutex::default(),
         }
     }
 }
@@ -195,7 +208,26 @@ impl Metrics {
     }
 
     /// Removes every series of a deleted baseline.
+    /// Sets (or with None removes) a baseline's end-of-life series: (minor, source, the
+    /// first unsupported instant in Unix seconds).
+    pub fn set_end_of_life(&self, baseline: &str, series: Option<(&str, &str, i64)>) {
+        let mut known = self.end_of_life_series.lock();
+        let wanted = series.map(|(minor, source, _)| {
+            labels(&[("baseline", baseline), ("minor", minor), ("source", source)])
+        });
+        if let Some(previous) = known.remove(baseline)
+            && Some(&previous) != wanted.as_ref()
+        {
+            self.end_of_life.remove(&previous);
+        }
+        if let (Some(wanted), Some((_, _, at))) = (wanted, series) {
+            self.end_of_life.get_or_create(&wanted).set(at);
+            known.insert(baseline.to_owned(), wanted);
+        }
+    }
+
     pub fn forget_baseline(&self, baseline: &str) {
+        self.set_end_of_life(baseline, None);
         self.set_baseline(
             baseline,
             &BTreeMap::new(),

@@ -44,6 +44,8 @@ pub struct Context {
     pub rbac: Arc<crate::controller::feeds::rbac::RbacCache>,
     /// Node labels, NodeReports and the published audit policy (node checks).
     pub node_caches: crate::controller::feeds::nodes::NodeCaches,
+    /// The API server's version and deprecated-API metrics (version checks).
+    pub versions: crate::controller::feeds::versions::VersionCache,
     pub recorder: Recorder,
     /// Asks the baseline reconciler to refresh a baseline's status.
     pub status_trigger: UnboundedSender<String>,
@@ -114,6 +116,7 @@ impl Context {
             results: Results::default(),
             rbac: Arc::default(),
             node_caches: crate::controller::feeds::nodes::NodeCaches::new(metrics.clone()),
+            versions: crate::controller::feeds::versions::VersionCache::default(),
             metrics,
             status_trigger,
             started: k8s_openapi::jiff::Timestamp::now(),
