@@ -36,6 +36,28 @@ pub fn find(id: &str) -> Option<CheckInfo> {
 mod tests {
     use super::*;
 
+    /// Every check has a row (or a mention) in the docs users read: README.md or
+    /// docs/checks-*.md, written as `id`.
+    #[test]
+    fn every_check_is_documented() {
+        let docs = [
+            include_str!("../../README.md"),
+            include_str!("../../docs/checks-rbac.md"),
+            include_str!("../../docs/checks-nodes.md"),
+            include_str!("../../docs/checks-versions.md"),
+        ]
+        .concat();
+        let missing: Vec<&str> = all()
+            .iter()
+            .map(|c| c.id)
+            .filter(|id| !docs.contains(&format!("`{id}`")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "checks missing from the docs: {missing:?}"
+        );
+    }
+
     #[test]
     fn check_ids_are_unique_and_well_formed() {
         let checks = all();
