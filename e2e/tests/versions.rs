@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use kube_baseline::api::{DriftEntry, DriftReason, SecurityBaseline};
+use kube_baseline::api::{DriftEntry, DriftReason, KubernetesVersionStatus, SecurityBaseline};
 use kube_baseline_e2e::*;
 
 const SETTLE: Duration = Duration::from_secs(60);
@@ -40,6 +40,17 @@ async fn version_findings(env: &TestEnv, baseline: &str) -> Option<BTreeSet<Key>
             .map(key)
             .collect()
     })
+}
+
+/// The baseline's `status.kubernetesVersion`.
+async fn version_status(env: &TestEnv, baseline: &str) -> KubernetesVersionStatus {
+    Api::<SecurityBaseline>::all(env.admin.clone())
+        .get(baseline)
+        .await
+        .expect("get baseline")
+        .status
+        .and_then(|status| status.kubernetes_version)
+        .expect("status.kubernetesVersion")
 }
 
 /// `check --live` with `args`: the version findings of `baseline`.
@@ -180,6 +191,31 @@ async fn version_checks_read_the_real_api_server_and_node_kubelets() {
         status,
         "check --live and the controller disagree"
     );
+    // The status names what it judged with: the real /version, the end of life (the
+    // metric's instant is the day after it), the table's date.
+    let judged = version_status(&env, &baseline).await;
+    let real = env.admin.apiserver_version().await.expect("/version");
+    let day_after = Timestamp::from_second(end_of_life)
+        .expect("instant")
+        .to_zoned(k8s_openapi::jiff::tz::TimeZone::UTC)
+        .date();
+    assert_eq!(judged.api_server, real.git_version);
+    assert_eq!(
+        judged
+            .end_of_life
+            .parse::<k8s_openapi::jiff::civil::Date>()
+            .ok(),
+        day_after.yesterday().ok(),
+        "{judged:?}"
+    );
+    assert!(
+        judged.end_of_life_source.starts_with("upstream ("),
+        "{judged:?}"
+    );
+    assert_eq!(
+        judged.release_table,
+        kube_baseline::domain::versions::TABLE_DATE
+    );
 
     // A vendor window that ended in 2020: the support window is violated, the metric says so.
     let baseline = env.apply_baseline(
@@ -217,6 +253,14 @@ async fn version_checks_read_the_real_api_server_and_node_kubelets() {
     assert_eq!(
         check_live(&["--node-selector", &node_selector], &baseline),
         status
+    );
+    let judged = version_status(&env, &baseline).await;
+    assert_eq!(
+        (
+            judged.end_of_life.as_str(),
+            judged.end_of_life_source.as_str()
+        ),
+        ("2020-01-01", "override: vendor window")
     );
     drop(operator);
     env.cleanup().await;

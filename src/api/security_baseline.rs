@@ -759,6 +759,31 @@ pub struct SecurityBaselineStatus {
     #[serde(default)]
     #[schemars(length(max = 50))]
     pub drift: Vec<DriftEntry>,
+    /// What the kubernetesVersion checks judged with; absent when the baseline sets none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_version: Option<KubernetesVersionStatus>,
+}
+
+/// The control plane version and support window the kubernetesVersion checks used.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct KubernetesVersionStatus {
+    /// The kube-apiserver's gitVersion as /version answered (empty when it could not be read).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 64))]
+    pub api_server: String,
+    /// The judged minor's last supported day (UTC), empty when unknown.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 10))]
+    pub end_of_life: String,
+    /// Where that day comes from: "upstream (scheduled)", "upstream (actual)" or
+    /// "override: <reason>".
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 300))]
+    pub end_of_life_source: String,
+    /// The date of the release table this version of kube-baseline embeds.
+    #[schemars(length(max = 10))]
+    pub release_table: String,
 }
 
 /// Counts over namespaces and nodes.

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::{BaselineSummary, DriftEntry, SecurityBaselineStatus};
+use crate::api::{BaselineSummary, DriftEntry, KubernetesVersionStatus, SecurityBaselineStatus};
 
 /// At most this many drift entries are listed; `driftTotal` counts all of them.
 pub const MAX_DRIFT_ENTRIES: usize = 50;
@@ -95,6 +95,8 @@ pub struct StatusInputs {
     pub failures: Vec<Failure>,
     /// Other baselines sharing Pod Security labels with this one (strictest level applied).
     pub shared_pod_security_with: BTreeSet<String>,
+    /// What the version checks judged with (baselines with kubernetesVersion).
+    pub kubernetes_version: Option<KubernetesVersionStatus>,
 }
 
 impl StatusInputs {
@@ -127,6 +129,7 @@ pub fn build_status(
         mut drift,
         mut failures,
         shared_pod_security_with,
+        kubernetes_version,
     } = inputs;
     drift.sort();
     drift.dedup();
@@ -273,6 +276,7 @@ pub fn build_status(
         },
         drift_total: count(drift_total),
         drift,
+        kubernetes_version,
     }
 }
 

@@ -19,7 +19,7 @@ use kube::{Client, ResourceExt};
 use parking_lot::Mutex;
 use tracing::{debug, warn};
 
-use crate::api::SecurityBaseline;
+use crate::api::{KubernetesVersionStatus, SecurityBaseline};
 use crate::controller::state::context::Context;
 use crate::domain::snapshot::VersionFacts;
 use crate::domain::versions::VersionVerdict;
@@ -52,8 +52,12 @@ impl VersionCache {
     }
 }
 
-/// The version checks of `baseline` over the caches; None when it sets none.
-pub fn version_status(ctx: &Context, baseline: &SecurityBaseline) -> Option<VersionVerdict> {
+/// The version checks of `baseline` over the caches, and the status block they were judged
+/// with; None when it sets none.
+pub fn version_status(
+    ctx: &Context,
+    baseline: &SecurityBaseline,
+) -> Option<(VersionVerdict, KubernetesVersionStatus)> {
     let settings = baseline.spec.kubernetes_version.as_ref()?;
     let api_server = ctx
         .versions
@@ -61,6 +65,7 @@ pub fn version_status(ctx: &Context, baseline: &SecurityBaseline) -> Option<Vers
         .lock()
         .clone()
         .unwrap_or_else(|| Err("the API server's /version has not been read yet".to_owned()));
+    let read_version = api_server.as_deref().unwrap_or_default().to_owned();
     let facts = VersionFacts {
         api_servers: vec![(VERSION_ENDPOINT.to_owned(), api_server)],
         kubelets: crate::controller::feeds::nodes::kubelet_versions(ctx),
@@ -75,7 +80,9 @@ pub fn version_status(ctx: &Context, baseline: &SecurityBaseline) -> Option<Vers
         }),
         now: k8s_openapi::jiff::Timestamp::now(),
     };
-    Some(facts.evaluate(settings))
+    let verdict = facts.evaluate(settings);
+    let status = verdict.status(&read_version);
+    Some((verdict, status))
 }
 
 /// Asks for a status refresh of every baseline with version checks.

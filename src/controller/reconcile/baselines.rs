@@ -225,10 +225,11 @@ pub(in crate::controller) async fn publish_status(
     inputs.drift.extend(nodes.drift);
     inputs.failures.extend(nodes.failures);
     let versions = crate::controller::feeds::versions::version_status(ctx, baseline);
-    let next_change = versions.as_ref().and_then(|v| v.next_change);
-    record_end_of_life(ctx, &name, versions.as_ref());
-    if let Some(versions) = versions {
-        inputs.drift.extend(versions.findings);
+    let next_change = versions.as_ref().and_then(|(v, _)| v.next_change);
+    record_end_of_life(ctx, &name, versions.as_ref().map(|(v, _)| v));
+    if let Some((verdict, status)) = versions {
+        inputs.drift.extend(verdict.findings);
+        inputs.kubernetes_version = Some(status);
     }
 
     let namespace_counts = inputs.namespace_counts();

@@ -16,7 +16,7 @@ pub mod version;
 
 use jiff::Timestamp;
 
-use crate::api::{DriftEntry, DriftReason, KubernetesVersionSettings};
+use crate::api::{DriftEntry, DriftReason, KubernetesVersionSettings, KubernetesVersionStatus};
 use crate::domain::checks::CheckInfo;
 use crate::domain::node::api_server::{CONTROL_PLANE_KIND, CONTROL_PLANE_NAME};
 use crate::domain::node::findings::truncate;
@@ -85,6 +85,27 @@ pub struct VersionVerdict {
     /// The earliest future instant at which a finding changes by time alone (the end of life
     /// passing): requeue then instead of polling.
     pub next_change: Option<Timestamp>,
+}
+
+impl VersionVerdict {
+    /// The status block of a baseline with version checks: the API server's version as
+    /// read (`api_server`, empty when unknown), the end of life judged by, the table's date.
+    pub fn status(&self, api_server: &str) -> KubernetesVersionStatus {
+        KubernetesVersionStatus {
+            api_server: truncate(api_server.to_owned(), 64),
+            end_of_life: self
+                .end_of_life
+                .as_ref()
+                .map(|eol| eol.last_day.to_string())
+                .unwrap_or_default(),
+            end_of_life_source: self
+                .end_of_life
+                .as_ref()
+                .map(|eol| truncate(eol.source.to_string(), 300))
+                .unwrap_or_default(),
+            release_table: TABLE_DATE.to_owned(),
+        }
+    }
 }
 
 /// Every enabled version check of `settings` against `inputs` at `now`.

@@ -344,3 +344,38 @@ fn every_check_id_is_registered() {
     assert_eq!(CHECKS.len(), 4);
     assert!(CHECKS.iter().all(|c| c.cis.is_empty()));
 }
+
+#[test]
+fn the_status_block_names_the_version_the_end_of_life_and_the_table() {
+    let api_servers = api(&[("/version", Ok("v1.34.2-gke.100"))]);
+    let inputs = VersionInputs {
+        api_servers: &api_servers,
+        ..Default::default()
+    };
+    let verdict = evaluate(
+        &KubernetesVersionSettings::default(),
+        &inputs,
+        at("2026-12-01T00:00:00Z"),
+    );
+    let status = verdict.status("v1.34.2-gke.100");
+    assert_eq!(status.api_server, "v1.34.2-gke.100");
+    assert_eq!(status.end_of_life, "2026-10-27");
+    assert_eq!(status.end_of_life_source, "upstream (scheduled)");
+    assert_eq!(status.release_table, TABLE_DATE);
+    // Nothing judged (no version readable): only the table's date.
+    let unread = api(&[("/version", Err("connection refused"))]);
+    let verdict = evaluate(
+        &KubernetesVersionSettings::default(),
+        &VersionInputs {
+            api_servers: &unread,
+            ..Default::default()
+        },
+        at("2026-12-01T00:00:00Z"),
+    );
+    let status = verdict.status("");
+    assert_eq!(
+        (status.api_server.as_str(), status.end_of_life.as_str()),
+        ("", "")
+    );
+    assert_eq!(status.release_table, TABLE_DATE);
+}
