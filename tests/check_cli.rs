@@ -204,6 +204,8 @@ fixture_cases!(
     node_reports,
     several_baselines,
     versions,
+    tls,
+    ingress_v1beta1,
 );
 
 #[test]

@@ -101,6 +101,66 @@ pub struct SecurityBaselineSpec {
     /// window, version skew and requests of APIs about to be removed. Unset: not checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes_version: Option<KubernetesVersionSettings>,
+
+    /// Report-only checks of TLS on the Ingresses of selected namespaces. Unset: not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSettings>,
+}
+
+/// TLS checks of the selected namespaces' Ingresses (report only: never repaired).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSettings {
+    /// Check Ingresses (networking.k8s.io/v1): ingress.tls-missing, ingress.tls-host-coverage.
+    #[serde(default = "default_true")]
+    pub ingress: bool,
+    /// Objects or hosts exempted from these checks, each with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub exemptions: Vec<TlsExemption>,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        Self {
+            ingress: true,
+            exemptions: Vec::new(),
+        }
+    }
+}
+
+/// An exemption from the TLS checks: every finding matching all the given fields.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("has(self.name) || has(self.matchLabels) || has(self.host)")
+    .message("tls.exemptions[]: name, matchLabels or host is required (to exempt everything, unset spec.tls)"))]
+pub struct TlsExemption {
+    /// The namespace of the object; unset = every selected namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub namespace: Option<String>,
+    /// The object's exact name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub name: Option<String>,
+    /// Labels the object carries, all of them, with exactly these values (e.g. the Ingress of
+    /// an ACME HTTP-01 solver: acme.cert-manager.io/http01-solver: "true").
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "bounded_string_map")]
+    pub match_labels: BTreeMap<String, String>,
+    /// Only findings about this host (an Ingress rule host, as written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub host: Option<String>,
+    /// Only these checks; empty = every TLS check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(max = 63)))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(c, c in ['ingress.tls-missing', 'ingress.tls-host-coverage'])")
+        .message("tls.exemptions[].checks: one of ingress.tls-missing, ingress.tls-host-coverage"))]
+    pub checks: Vec<String>,
+    /// Why, for the next reader.
+    #[schemars(length(min = 1, max = 256), regex(pattern = r"\S"))]
+    pub reason: String,
 }
 
 /// Whether the operator writes to the cluster.

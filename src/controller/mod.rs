@@ -18,7 +18,7 @@ mod runtime;
 mod scenario_tests;
 mod state;
 
-use feeds::{lenient, nodes, rbac, versions, watches};
+use feeds::{ingresses, lenient, nodes, rbac, versions, watches};
 use reconcile::{baselines, namespaces, replan};
 use runtime::{adaptive_limit, http, leader, throttle};
 use state::namespace_store::{CachedNamespace, NamespaceSlimmer};
@@ -461,7 +461,10 @@ fn namespace_controller(
             replan_requests.map(|name| ObjectRef::new(&name)),
             futures::stream::select(
                 watches::namespace_triggers(client, ctx),
-                rbac::namespace_triggers(client, &ctx.rbac, role_feed),
+                futures::stream::select(
+                    rbac::namespace_triggers(client, &ctx.rbac, role_feed),
+                    ingresses::namespace_triggers(client, ctx.ingresses.clone()),
+                ),
             ),
         ))
         .with_config(ControllerConfig::default().concurrency(concurrency))

@@ -16,13 +16,14 @@ pub struct CheckInfo {
 
 /// Every check the product runs, in documentation order.
 pub fn all() -> Vec<CheckInfo> {
-    let groups: [&[CheckInfo]; 6] = [
+    let groups: [&[CheckInfo]; 7] = [
         crate::domain::generated::CHECKS,
         crate::domain::rbac_audit::CHECKS,
         crate::domain::node::audit_policy::CHECKS,
         crate::domain::node::kubelet::CHECKS,
         crate::domain::node::api_server::CHECKS,
         crate::domain::versions::CHECKS,
+        crate::domain::tls::CHECKS,
     ];
     groups.iter().flat_map(|g| g.iter().copied()).collect()
 }
@@ -45,6 +46,7 @@ mod tests {
             include_str!("../../docs/checks-rbac.md"),
             include_str!("../../docs/checks-nodes.md"),
             include_str!("../../docs/checks-versions.md"),
+            include_str!("../../docs/checks-tls.md"),
         ]
         .concat();
         let missing: Vec<&str> = all()

@@ -11,6 +11,7 @@ pub mod rbac_audit;
 pub mod selection;
 pub mod snapshot;
 pub mod status;
+pub mod tls;
 pub mod versions;
 
 #[cfg(test)]

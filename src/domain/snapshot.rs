@@ -20,6 +20,7 @@ use crate::domain::node::evaluate::{NodeInventory, evaluate_nodes, nodes_under_c
 use crate::domain::plan::{NamespacePlan, NamespaceState, plan_namespace};
 use crate::domain::rbac_audit::{RbacIndex, audit_namespace};
 use crate::domain::selection::{NamespaceFacts, selects};
+use crate::domain::tls::IngressFacts;
 use crate::domain::versions::{EndOfLife, VersionInputs, VersionVerdict};
 
 pub use crate::domain::node::evaluate::Labels;
@@ -39,6 +40,8 @@ pub struct ClusterSnapshot {
     pub objects: Vec<NamespacedObject>,
     /// Every Role, ClusterRole, RoleBinding and ClusterRoleBinding.
     pub rbac: RbacIndex,
+    /// Every Ingress, by namespace (the TLS checks).
+    pub ingresses: Vec<(String, IngressFacts)>,
     /// Every node, with its labels.
     pub nodes: Vec<(String, Labels)>,
     /// Every NodeReport's observations (one per node that runs the agent).
@@ -169,6 +172,13 @@ pub fn evaluate_baseline(
     let reference = baseline_ref(baseline);
     let spec = &baseline.spec;
     let by_namespace = objects_by_namespace(&snapshot.objects);
+    let mut ingresses_by_namespace: BTreeMap<&str, Vec<&IngressFacts>> = BTreeMap::new();
+    for (namespace, ingress) in &snapshot.ingresses {
+        ingresses_by_namespace
+            .entry(namespace.as_str())
+            .or_default()
+            .push(ingress);
+    }
     let mut verdict = BaselineVerdict::default();
     for (name, labels) in &snapshot.namespaces {
         let objects = by_namespace
@@ -182,6 +192,10 @@ pub fn evaluate_baseline(
             operator_namespace,
             objects,
             &snapshot.rbac,
+            ingresses_by_namespace
+                .get(name.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or_default(),
         );
         if namespace.selected {
             verdict.namespaces_selected += 1;
@@ -249,6 +263,7 @@ pub fn evaluate_namespace(
     operator_namespace: &str,
     objects: &[&NamespacedObject],
     rbac: &RbacIndex,
+    ingresses: &[&IngressFacts],
 ) -> NamespaceVerdict {
     let selected = selects(spec, namespace, operator_namespace);
     let ours = ours(objects, baseline.name);
@@ -264,24 +279,32 @@ pub fn evaluate_namespace(
             .find(|o| o.kind() == kind && o.name() == name)
             .map(|o| o.metadata().clone())
     };
-    let findings = plan_with_audit(spec, baseline, &state, &lookup_any, rbac).findings;
+    let findings = plan_with_audit(spec, baseline, &state, &lookup_any, rbac, ingresses).findings;
     NamespaceVerdict { selected, findings }
 }
 
 /// What the controller and `check` both do for one (baseline, namespace): the plan and,
-/// when the namespace is selected, the RBAC audit's findings added to it (report only: the
-/// audit never produces changes). One composition, so both always agree.
+/// when the namespace is selected, the RBAC audit's and the TLS checks' findings added to it
+/// (report only: they never produce changes). One composition, so both always agree.
 pub fn plan_with_audit(
     spec: &SecurityBaselineSpec,
     baseline: BaselineRef<'_>,
     state: &NamespaceState<'_>,
     lookup_any: &dyn Fn(GeneratedKind, &str) -> Option<ObjectMeta>,
     rbac: &RbacIndex,
+    ingresses: &[&IngressFacts],
 ) -> NamespacePlan {
     let mut plan = plan_namespace(spec, baseline, state, lookup_any);
     if state.selected {
         plan.findings
             .extend(audit_namespace(rbac, state.name, &spec.rbac.audit));
+        if let Some(tls) = &spec.tls {
+            plan.findings.extend(crate::domain::tls::evaluate_namespace(
+                tls,
+                state.name,
+                ingresses.iter().copied(),
+            ));
+        }
     }
     plan.findings.sort();
     plan.findings.dedup();
@@ -519,6 +542,7 @@ spec:
             node_inventory: NodeInventory::Listed,
             check_nodes: true,
             versions: None,
+            ingresses: Vec::new(),
         };
         let verdict = evaluate_baseline(&b, &snapshot, "kube-baseline-system");
         use DriftReason::*;

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, Node, ResourceQuota};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
@@ -17,6 +17,7 @@ use crate::domain::generated::NamespacedObject;
 use crate::domain::node::evaluate::NodeInventory;
 use crate::domain::rbac_audit::{RbacIndex, RbacObject};
 use crate::domain::snapshot::{ClusterSnapshot, Labels, VersionFacts};
+use crate::domain::tls::IngressFacts;
 
 /// A manifest document `check` cannot use, and where it is.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +56,16 @@ pub enum ManifestProblem {
     },
     #[error(transparent)]
     Observations(#[from] DuplicateObservations),
+    /// An apiVersion of a known kind that no supported Kubernetes serves any more.
+    #[error(
+        "{api_version} {kind} is not served since Kubernetes {removed_in}; convert it to {current}"
+    )]
+    RemovedVersion {
+        api_version: String,
+        kind: String,
+        removed_in: &'static str,
+        current: &'static str,
+    },
 }
 
 /// Two sets of observations of one node (NodeReports, --node files).
@@ -78,6 +89,8 @@ pub struct Inventory {
     pub role_bindings: Vec<RoleBinding>,
     pub cluster_role_bindings: Vec<ClusterRoleBinding>,
     pub nodes: Vec<(String, Labels)>,
+    /// Every Ingress, by namespace, as the TLS checks read it.
+    pub ingresses: Vec<(String, IngressFacts)>,
     /// Each Node's `status.nodeInfo.kubeletVersion` (empty when absent).
     pub kubelets: Vec<(String, String)>,
     /// The kube-apiserver's version (`/version`, or `--kubernetes-version`), or why it could
@@ -111,6 +124,7 @@ enum Known {
     Node,
     NodeReport,
     SecurityBaseline,
+    Ingress,
 }
 
 impl Known {
@@ -125,6 +139,7 @@ impl Known {
             ("rbac.authorization.k8s.io", "ClusterRole") => Self::ClusterRole,
             ("rbac.authorization.k8s.io", "ClusterRoleBinding") => Self::ClusterRoleBinding,
             ("", "Node") => Self::Node,
+            ("networking.k8s.io", "Ingress") => Self::Ingress,
             (GROUP, "NodeReport") => Self::NodeReport,
             (GROUP, "SecurityBaseline") => Self::SecurityBaseline,
             _ => return None,
@@ -139,6 +154,7 @@ impl Known {
                 | Self::ResourceQuota
                 | Self::LimitRange
                 | Self::RoleBinding
+                | Self::Ingress
         )
     }
 }
@@ -161,6 +177,7 @@ pub enum ClusterObject {
     RoleBinding(RoleBinding),
     ClusterRole(ClusterRole),
     ClusterRoleBinding(ClusterRoleBinding),
+    Ingress(Ingress),
 }
 
 impl ClusterObject {
@@ -176,6 +193,7 @@ impl ClusterObject {
             Self::RoleBinding(o) => ("RoleBinding", &o.metadata),
             Self::ClusterRole(o) => ("ClusterRole", &o.metadata),
             Self::ClusterRoleBinding(o) => ("ClusterRoleBinding", &o.metadata),
+            Self::Ingress(o) => ("Ingress", &o.metadata),
         }
     }
 }
@@ -206,6 +224,7 @@ impl Known {
             Self::RoleBinding => ClusterObject::RoleBinding(typed(value, kind)?),
             Self::ClusterRole => ClusterObject::ClusterRole(typed(value, kind)?),
             Self::ClusterRoleBinding => ClusterObject::ClusterRoleBinding(typed(value, kind)?),
+            Self::Ingress => ClusterObject::Ingress(typed(value, kind)?),
             Self::SecurityBaseline => return Ok(None),
         }))
     }
@@ -272,6 +291,15 @@ impl Inventory {
             ));
             return Ok(());
         };
+        // Read with the v1 types, an older Ingress would lose its backend silently.
+        if known == Known::Ingress && api_version != "networking.k8s.io/v1" {
+            return Err(ManifestProblem::RemovedVersion {
+                api_version: api_version.to_owned(),
+                kind: kind.to_owned(),
+                removed_in: "1.22",
+                current: "networking.k8s.io/v1",
+            });
+        }
         if known == Known::SecurityBaseline {
             let name = value
                 .pointer("/metadata/name")
@@ -347,6 +375,10 @@ impl Inventory {
                 self.kubelets.push((name.clone(), kubelet));
                 self.nodes.push((name, labels));
             }
+            ClusterObject::Ingress(ingress) => self.ingresses.push((
+                ingress.metadata.namespace.clone().unwrap_or_default(),
+                IngressFacts::from_ingress(&ingress),
+            )),
             ClusterObject::NodeReport(report) => {
                 let mut spec = report.spec;
                 if spec.node_name.is_empty() {
@@ -455,6 +487,7 @@ impl Inventory {
             ("ClusterRole", self.cluster_roles.len()),
             ("ClusterRoleBinding", self.cluster_role_bindings.len()),
             ("Node", self.nodes.len()),
+            ("Ingress", self.ingresses.len()),
             ("NodeReport", self.node_reports.len()),
         ]
     }
@@ -505,6 +538,7 @@ impl Inventory {
             namespaces: self.namespaces,
             objects: self.objects,
             rbac,
+            ingresses: self.ingresses,
             nodes,
             node_reports: self.node_reports,
             node_inventory,

@@ -9,7 +9,7 @@
 //! else.
 
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, Node, ResourceQuota};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{Api, ListParams};
 use kube::{Client, Resource, ResourceExt};
@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 
 use super::baselines::LoadedBaseline;
 use super::inventory::{ClusterObject, DuplicateObservations, Inventory};
-use crate::api::{NodeReport, SecurityBaseline};
+use crate::api::{NodeReport, SecurityBaseline, SecurityBaselineSpec};
 use crate::domain::selection::invalid_selector;
 
 /// Objects per list request (the rest come with continue tokens).
@@ -140,11 +140,45 @@ pub struct LiveCluster {
     pub baselines: Vec<LoadedBaseline>,
 }
 
+/// What only some baselines need read (and a user may not be allowed to read).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Optional {
+    /// The API server's /metrics (kubernetesVersion.deprecatedAPIs).
+    pub metrics: bool,
+    /// Ingresses (spec.tls).
+    pub ingresses: bool,
+}
+
+impl Optional {
+    /// What `specs` need.
+    pub fn of<'a>(specs: impl IntoIterator<Item = &'a SecurityBaselineSpec>) -> Self {
+        specs
+            .into_iter()
+            .fold(Self::default(), |wanted, spec| Self {
+                metrics: wanted.metrics
+                    || spec
+                        .kubernetes_version
+                        .as_ref()
+                        .is_some_and(|v| v.deprecated_apis),
+                ingresses: wanted.ingresses || spec.tls.as_ref().is_some_and(|t| t.ingress),
+            })
+    }
+
+    fn or(self, other: Self) -> Self {
+        Self {
+            metrics: self.metrics || other.metrics,
+            ingresses: self.ingresses || other.ingresses,
+        }
+    }
+}
+
 /// Lists everything the evaluation reads; SecurityBaselines only when `want_baselines`.
-/// Nodes: only those matching `node_selector`, like the operator's `--node-selector`.
+/// Nodes: only those matching `node_selector`, like the operator's `--node-selector`. What
+/// only some baselines need is read when `wanted` (from baselines given in files) or a
+/// listed baseline asks for it.
 pub async fn read_cluster(
     want_baselines: bool,
-    want_metrics: bool,
+    wanted: Optional,
     node_selector: Option<&str>,
 ) -> Result<LiveCluster, Vec<LiveError>> {
     let client = Client::try_default()
@@ -170,23 +204,22 @@ pub async fn read_cluster(
     } else {
         None
     };
-    let asks_metrics = want_metrics
-        || baselines
-            .as_ref()
-            .and_then(|listed| listed.as_ref().ok())
-            .is_some_and(|listed| {
-                listed.iter().any(|b| {
-                    b.spec
-                        .kubernetes_version
-                        .as_ref()
-                        .is_some_and(|v| v.deprecated_apis)
-                })
-            });
+    let listed = baselines
+        .as_ref()
+        .and_then(|listed| listed.as_ref().ok())
+        .map(|listed| Optional::of(listed.iter().map(|b| &b.spec)))
+        .unwrap_or_default();
+    let wanted = wanted.or(listed);
     let api_server_version = read_api_server_version(c).await;
-    let deprecated_metrics = if asks_metrics {
+    let deprecated_metrics = if wanted.metrics {
         Some(read_deprecated_metrics(c).await)
     } else {
         None
+    };
+    let ingresses = if wanted.ingresses {
+        list_all::<Ingress>(c).await
+    } else {
+        Ok(Vec::new())
     };
 
     let mut errors = Vec::new();
@@ -203,6 +236,7 @@ pub async fn read_cluster(
     let cluster_role_bindings: Option<Vec<ClusterRoleBinding>> =
         take(&mut errors, "clusterrolebindings", cluster_role_bindings);
     let nodes: Option<Vec<Node>> = take(&mut errors, "nodes", nodes);
+    let ingresses: Option<Vec<Ingress>> = take(&mut errors, "ingresses", ingresses);
     // Without the NodeReport CRD (no agent installed) every node is simply unobserved.
     let reports = match reports {
         Err(err) if not_found(&err) => {
@@ -262,6 +296,7 @@ pub async fn read_cluster(
             .map(ClusterObject::ClusterRoleBinding),
     )
     .chain(nodes.into_iter().flatten().map(ClusterObject::Node))
+    .chain(ingresses.into_iter().flatten().map(ClusterObject::Ingress))
     .chain(reports.into_iter().flatten().map(ClusterObject::NodeReport));
     for object in objects {
         let origin = format!("the cluster ({object})");

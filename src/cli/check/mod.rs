@@ -104,8 +104,8 @@ pub struct CheckArgs {
     /// Read the cluster of the current kubeconfig instead of manifests. Read-only: list
     /// requests (namespaces, networkpolicies, roles, resourcequotas, limitranges,
     /// rolebindings, clusterroles, clusterrolebindings, nodes, nodereports,
-    /// securitybaselines), GET /version and, when a baseline sets
-    /// kubernetesVersion.deprecatedAPIs, GET /metrics.
+    /// securitybaselines; ingresses when a baseline sets tls), GET /version and, when a
+    /// baseline sets kubernetesVersion.deprecatedAPIs, GET /metrics.
     #[arg(long)]
     pub live: bool,
 
@@ -215,16 +215,10 @@ fn check(args: &CheckArgs) -> Result<(String, bool), Vec<CheckError>> {
     };
 
     let mut inventory = if args.live {
-        let want_metrics = baselines.iter().any(|b| {
-            b.baseline
-                .spec
-                .kubernetes_version
-                .as_ref()
-                .is_some_and(|v| v.deprecated_apis)
-        });
+        let wanted = live::Optional::of(baselines.iter().map(|b| &b.baseline.spec));
         let cluster = read_live(
             args.baselines.is_empty(),
-            want_metrics,
+            wanted,
             args.node_selector.as_deref(),
         )?;
         if args.baselines.is_empty() {
@@ -291,7 +285,7 @@ fn check(args: &CheckArgs) -> Result<(String, bool), Vec<CheckError>> {
 
 fn read_live(
     want_baselines: bool,
-    want_metrics: bool,
+    wanted: live::Optional,
     node_selector: Option<&str>,
 ) -> Result<live::LiveCluster, Vec<CheckError>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -299,11 +293,7 @@ fn read_live(
         .build()
         .map_err(|err| vec![CheckError::Runtime(err)])?;
     runtime
-        .block_on(live::read_cluster(
-            want_baselines,
-            want_metrics,
-            node_selector,
-        ))
+        .block_on(live::read_cluster(want_baselines, wanted, node_selector))
         .map_err(all)
 }
 

@@ -3,6 +3,7 @@
 //! NodeReports with the audit-policy publisher (`nodes`), and decoding that survives objects
 //! this version cannot read (`lenient`).
 
+pub mod ingresses;
 pub mod lenient;
 pub mod nodes;
 pub mod rbac;

@@ -155,7 +155,7 @@ pub fn list_config() -> watcher::Config {
     watcher::Config::default().page_size(LIST_PAGE_SIZE)
 }
 
-fn log_and_skip<T>(
+pub(crate) fn log_and_skip<T>(
     result: Result<T, watcher::Error>,
     what: &'static str,
 ) -> future::Ready<Option<T>> {

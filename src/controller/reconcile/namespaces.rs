@@ -149,8 +149,21 @@ fn plan_baselines(name: &str, labels: &BTreeMap<String, String>, ctx: &Context) 
                     ours: &ours,
                 };
                 let lookup = |kind, object_name: &str| ctx.lookup_name(kind, name, object_name);
+                let ingresses = if baseline.spec.tls.is_some() {
+                    ctx.ingresses.in_namespace(name, |_| true)
+                } else {
+                    Vec::new()
+                };
+                let ingresses: Vec<&_> = ingresses.iter().map(AsRef::as_ref).collect();
                 let plan = ctx.rbac.read(|index| {
-                    plan_with_audit(&baseline.spec, reference, &state, &lookup, index)
+                    plan_with_audit(
+                        &baseline.spec,
+                        reference,
+                        &state,
+                        &lookup,
+                        index,
+                        &ingresses,
+                    )
                 });
                 (selected, plan)
             };

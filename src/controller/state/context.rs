@@ -40,6 +40,8 @@ pub struct Context {
     pub names: BTreeMap<GeneratedKind, Arc<CompactIndex<TakenName>>>,
     pub results: Results,
     pub metrics: Arc<crate::controller::runtime::metrics::Metrics>,
+    /// Every Ingress's hosts and labels, for the TLS checks.
+    pub ingresses: Arc<crate::controller::feeds::ingresses::IngressIndex>,
     /// Roles, ClusterRoles and bindings, for the RBAC audit.
     pub rbac: Arc<crate::controller::feeds::rbac::RbacCache>,
     /// Node labels, NodeReports and the published audit policy (node checks).
@@ -115,6 +117,7 @@ impl Context {
                 .collect(),
             results: Results::default(),
             rbac: Arc::default(),
+            ingresses: Arc::default(),
             node_caches: crate::controller::feeds::nodes::NodeCaches::new(metrics.clone()),
             versions: crate::controller::feeds::versions::VersionCache::default(),
             metrics,
@@ -150,6 +153,7 @@ impl Context {
             index.wait_ready().await;
         }
         self.rbac.wait_ready().await;
+        self.ingresses.wait_ready().await;
         self.node_caches.wait_ready().await;
         let existing: HashSet<String> = self
             .namespaces
