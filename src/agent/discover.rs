@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::host::{Host, Process, apiserver_args_from_file};
 use super::membership::ClusterCa;
 use super::observe::{ApiServerSources, Found, KubeletSources, NodeSources, SourceFile};
+use super::version::serving_cert_path;
 use crate::domain::node::flags::ProcessFlags;
 
 /// Paths that override discovery (all host paths, resolved under the host root).
@@ -24,6 +25,9 @@ pub struct HostOptions {
     pub audit_policy_file: Option<String>,
     /// The agent's cluster: only processes of this cluster are observed.
     pub cluster_ca: ClusterCa,
+    /// The node's IP (the agent's --host-ip): where the kube-apiserver is asked for its
+    /// version when it listens on every address (see [`super::version::address`]).
+    pub host_ip: Option<String>,
 }
 
 /// The kubelet as found.
@@ -173,11 +177,7 @@ fn api_server_is_ours(host: &Host, process: &Process, ca: &ClusterCa) -> bool {
     if !ca.is_known() {
         return true;
     }
-    let flags = ProcessFlags::parse(&process.args);
-    let cert = non_empty(flags.get("tls-cert-file")).unwrap_or_else(|| {
-        let dir = non_empty(flags.get("cert-dir")).unwrap_or_else(|| "/var/run/kubernetes".into());
-        format!("{}/apiserver.crt", dir.trim_end_matches('/'))
-    });
+    let cert = serving_cert_path(&ProcessFlags::parse(&process.args));
     host.read_text(&cert).is_ok_and(|pem| ca.issued(&pem))
 }
 

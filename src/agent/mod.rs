@@ -15,6 +15,7 @@ pub mod enforce;
 pub mod host;
 pub mod membership;
 pub mod observe;
+pub mod version;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -103,6 +104,12 @@ pub struct AgentArgs {
     /// instead of the SecurityBaselines selecting this node.
     #[arg(long, value_name = "PATH")]
     pub kubelet_settings_source: Option<PathBuf>,
+
+    /// This node's IP: where the local kube-apiserver is asked for its version when its
+    /// --bind-address is unspecified (0.0.0.0, ::); 127.0.0.1 when not given. In a
+    /// DaemonSet, from the downward API (status.hostIP).
+    #[arg(long, env = "KB_HOST_IP", value_name = "IP")]
+    pub host_ip: Option<String>,
 }
 
 /// Errors that stop the agent.
@@ -171,6 +178,9 @@ pub struct PassOutcome {
     pub written: Vec<String>,
     /// Host paths removed.
     pub removed: Vec<String>,
+    /// How to ask the observed kube-apiserver for its version (or why it cannot be
+    /// asked); None when none was observed. The async caller asks ([`version`]).
+    pub version_probe: Option<Result<version::VersionProbe, String>>,
 }
 
 /// One pass, synchronously: discover, enforce (compare and, with `enforce`, write), then
@@ -189,17 +199,51 @@ pub fn pass(
     report.enforce = enforce;
     report.enforcement = enforced.results;
     observe::fit_to_schema(&mut report);
+    let version_probe = match &targets.api_server {
+        observe::Found::Found(target) => Some(version::probe(
+            host,
+            &target.args,
+            options.host_ip.as_deref(),
+        )),
+        _ => None,
+    };
     PassOutcome {
         report,
         written: enforced.written,
         removed: enforced.removed,
+        version_probe,
     }
+}
+
+/// Asks the observed kube-apiserver for its version and records the answer, or why there
+/// is none, in the report (only when the kube-apiserver was observed).
+async fn add_api_server_version(outcome: &mut PassOutcome, config: &kube::Config) {
+    let Some(probe) = &outcome.version_probe else {
+        return;
+    };
+    if outcome.report.api_server.header.state != crate::api::ObservationState::Observed {
+        return;
+    }
+    let read = match probe {
+        Err(why) => Err(why.clone()),
+        Ok(probe) => version::read_version(config, probe)
+            .await
+            .map_err(|err| err.to_string()),
+    };
+    match &read {
+        Ok(found) => tracing::debug!(version = %found, "kube-apiserver version read"),
+        Err(why) => tracing::warn!(error = %why, "cannot read the kube-apiserver's version"),
+    }
+    version::record(&mut outcome.report.api_server, read);
 }
 
 /// Caches fed by watches: the agent reads what it needs every pass without a GET, which
 /// keeps thousands of agents cheap for the API server.
 struct Cluster {
     started: tokio::time::Instant,
+    /// The agent's client configuration: its credentials also ask the local kube-apiserver
+    /// for its version.
+    config: kube::Config,
     reports: Api<NodeReport>,
     /// This node's NodeReport as the API server has it: a deleted or hand-edited report is
     /// rewritten on the next pass.
@@ -248,11 +292,12 @@ const STARTUP_WAIT: Duration = Duration::from_secs(30);
 
 impl Cluster {
     async fn connect(args: &AgentArgs, config: kube::Config) -> Result<Self, AgentError> {
-        let client = Client::try_from(config).map_err(AgentError::Client)?;
+        let client = Client::try_from(config.clone()).map_err(AgentError::Client)?;
         let by_name =
             |name: &str| watcher::Config::default().fields(&format!("metadata.name={name}"));
         Ok(Self {
             started: tokio::time::Instant::now(),
+            config,
             reports: Api::all(client.clone()),
             report: spawn_reflector(
                 Api::<NodeReport>::all(client.clone()),
@@ -432,6 +477,7 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
             .and_then(|c| c.root_cert.clone())
             .map(ClusterCa::new)
             .unwrap_or_default(),
+        host_ip: args.host_ip.clone(),
     };
     let cluster = match config {
         Some(config) if !args.print => Some(Cluster::connect(&args, config).await?),
@@ -453,11 +499,15 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
                 args.node_name.clone(),
                 args.enforce,
             );
-            let outcome = tokio::task::spawn_blocking(move || {
+            let mut outcome = tokio::task::spawn_blocking(move || {
                 pass(&host, &options, &node, &desired, enforce)
             })
             .await
             .map_err(AgentError::Pass)?;
+            // --print does not contact the cluster, its kube-apiserver here included.
+            if let Some(cluster) = &cluster {
+                add_api_server_version(&mut outcome, &cluster.config).await;
+            }
             match &cluster {
                 None => {
                     let yaml = serde_saphyr::to_string(&report_object(outcome.report, None))

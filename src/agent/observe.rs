@@ -229,6 +229,10 @@ fn observe_api_server(api: &ApiServerSources) -> ApiServerObservation {
         encryption,
         authorization_config: observe_authorization(api.authorization_config.as_ref()),
         authentication_config: observe_authentication(api.authentication_config.as_ref()),
+        // Asked over the network by the agent's I/O shell (`agent::version`), not read
+        // from files: left empty here.
+        version: String::new(),
+        version_message: String::new(),
     }
 }
 

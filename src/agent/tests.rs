@@ -956,3 +956,53 @@ fn several_kube_apiservers_of_the_cluster_are_named_in_the_report() {
         "2 kube-apiserver processes of this cluster run on this node; observed PID 500 (the oldest), not PID 700"
     );
 }
+
+#[test]
+fn the_clusters_kube_apiserver_is_asked_for_its_version_at_its_address_with_its_certificate() {
+    let host = two_clusters("version-probe");
+    host.process(
+        500,
+        "/usr/bin/kube-apiserver\n--tls-cert-file=/ours/apiserver.crt\n--bind-address=0.0.0.0\n--secure-port=16443",
+    );
+    let options = HostOptions {
+        cluster_ca: membership::ClusterCa::from_pem(cert!("ours-ca.crt")).expect("CA"),
+        host_ip: Some("10.0.0.5".to_owned()),
+        ..HostOptions::default()
+    };
+    let outcome = pass(&host.host(), &options, "n", &Desired::default(), false);
+    assert_eq!(
+        outcome.version_probe,
+        Some(Ok(version::VersionProbe {
+            // Listening on every address: asked at the node's IP, not the other cluster's.
+            address: "10.0.0.5:16443".parse().expect("address"),
+            cert_path: "/ours/apiserver.crt".to_owned(),
+            leaf: version::leaf_certificate(cert!("apiserver-ours.crt")).expect("leaf"),
+        }))
+    );
+    let api = &outcome.report.api_server;
+    assert_eq!(api.flag("bind-address"), Some("0.0.0.0"));
+    assert_eq!(api.flag("secure-port"), Some("16443"));
+    assert_eq!(
+        (api.version.as_str(), api.version_message.as_str()),
+        ("", ""),
+        "the synchronous pass reads files only; the agent's loop asks"
+    );
+
+    // Without its serving certificate there is nothing to trust: it is not asked.
+    let host = FakeHost::control_plane("version-no-cert");
+    let outcome = run(&host, &Desired::default(), false);
+    let why = outcome
+        .version_probe
+        .expect("a kube-apiserver was observed")
+        .expect_err("no certificate");
+    assert!(
+        why.starts_with("cannot read the serving certificate to trust: "),
+        "{why}"
+    );
+    assert!(why.contains("/etc/kubernetes/pki/apiserver.crt"), "{why}");
+
+    // No kube-apiserver, nothing to ask.
+    let host = FakeHost::new("version-worker");
+    host.process(1, "/sbin/init\n");
+    assert_eq!(run(&host, &Desired::default(), false).version_probe, None);
+}

@@ -188,6 +188,17 @@ pub struct ApiServerObservation {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub flags: Vec<ObservedFlag>,
+    /// The gitVersion this node's own kube-apiserver answered on GET /version (e.g.
+    /// v1.36.3), asked at its --bind-address and --secure-port and trusted only with its own
+    /// --tls-cert-file: the versions of an HA control plane, one per node. Empty when not
+    /// read; versionMessage then says why.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 64))]
+    pub version: String,
+    /// Why version is empty: the kube-apiserver could not be asked or did not answer.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 1024))]
+    pub version_message: String,
     /// The policy file --audit-policy-file points at.
     #[serde(default)]
     pub audit_policy: AuditPolicyObservation,

@@ -58,8 +58,9 @@ pub const CONTROL_PLANE_KIND: &str = "ControlPlane";
 /// Name of those entries.
 pub const CONTROL_PLANE_NAME: &str = "kube-apiserver";
 
-/// The kube-apiserver flags the checks read: the agent reports these and no others, so no
-/// unrelated (possibly sensitive) arguments end up in a NodeReport.
+/// The kube-apiserver flags the checks read, and where the agent asks it for its version:
+/// the agent reports these and no others, so no unrelated (possibly sensitive) arguments
+/// end up in a NodeReport.
 pub const API_SERVER_FLAGS: &[&str] = &[
     "anonymous-auth",
     "audit-log-maxage",
@@ -70,6 +71,8 @@ pub const API_SERVER_FLAGS: &[&str] = &[
     "authentication-config",
     "authorization-config",
     "authorization-mode",
+    // Where the agent asks its node's kube-apiserver for its version (`agent::version`).
+    "bind-address",
     "disable-admission-plugins",
     "enable-admission-plugins",
     "encryption-provider-config",
@@ -77,6 +80,7 @@ pub const API_SERVER_FLAGS: &[&str] = &[
     "etcd-certfile",
     "etcd-keyfile",
     "etcd-servers",
+    "secure-port",
 ];
 
 /// Admission plugins the kube-apiserver enables when --enable-admission-plugins does not
