@@ -190,6 +190,7 @@ macro_rules! fixture_cases {
 }
 
 fixture_cases!(
+    apiserver_skew,
     compliant,
     drift,
     malformed_yaml,

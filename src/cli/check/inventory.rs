@@ -14,10 +14,11 @@ use serde_json::Value;
 use super::documents::{Document, Origin};
 use crate::api::{GROUP, NodeReport, NodeReportSpec};
 use crate::domain::generated::NamespacedObject;
-use crate::domain::node::evaluate::NodeInventory;
+use crate::domain::node::evaluate::{NodeInventory, nodes_under_check};
 use crate::domain::rbac_audit::{RbacIndex, RbacObject};
 use crate::domain::snapshot::{ClusterSnapshot, Labels, VersionFacts};
 use crate::domain::tls::IngressFacts;
+use crate::domain::versions::reported_api_servers;
 
 /// A manifest document `check` cannot use, and where it is.
 #[derive(Debug, thiserror::Error)]
@@ -513,20 +514,36 @@ impl Inventory {
         } else {
             NodeInventory::ReportsOnly
         };
-        // Versions are known from a cluster, a given API server version or listed Nodes.
-        let versions =
-            (live || self.api_server_version.is_some() || !self.nodes.is_empty()).then(|| {
-                VersionFacts {
-                    api_servers: self
-                        .api_server_version
-                        .map(|version| ("/version".to_owned(), version))
-                        .into_iter()
-                        .collect(),
-                    kubelets: self.kubelets,
-                    deprecated_metrics: self.deprecated_metrics,
-                    now: k8s_openapi::jiff::Timestamp::now(),
-                }
-            });
+        // The kube-apiserver versions the agents reported, of the nodes under check (the
+        // node checks' rule). The `--node` files carry none: files, not a running process.
+        let reported = {
+            let no_labels = Labels::new();
+            let under_check =
+                nodes_under_check(node_inventory, &self.nodes, &self.node_reports, &no_labels);
+            reported_api_servers(
+                under_check
+                    .iter()
+                    .filter(|node| Some(node.name) != self.node_of_files.as_deref())
+                    .filter_map(|node| Some((node.name, node.report?))),
+            )
+        };
+        // Versions are known from a cluster, a given API server version, listed Nodes or
+        // reported kube-apiserver versions.
+        let versions = (live
+            || self.api_server_version.is_some()
+            || !self.nodes.is_empty()
+            || !reported.is_empty())
+        .then(|| VersionFacts {
+            api_servers: self
+                .api_server_version
+                .map(|version| ("/version".to_owned(), version))
+                .into_iter()
+                .chain(reported)
+                .collect(),
+            kubelets: self.kubelets,
+            deprecated_metrics: self.deprecated_metrics,
+            now: k8s_openapi::jiff::Timestamp::now(),
+        });
         let mut nodes = self.nodes;
         if let Some(name) = self.node_of_files
             && node_inventory == NodeInventory::Listed
@@ -558,6 +575,51 @@ mod tests {
         let mut inventory = Inventory::default();
         inventory.add_documents(&documents)?;
         Ok(inventory)
+    }
+
+    #[test]
+    fn reported_apiserver_versions_are_those_of_nodes_under_check_not_of_node_files() {
+        let report = |node: &str, version: &str| {
+            let mut report = NodeReportSpec {
+                node_name: node.to_owned(),
+                ..NodeReportSpec::default()
+            };
+            report.api_server.header = crate::api::Observation::observed(String::new());
+            report.api_server.version = version.to_owned();
+            report
+        };
+        let mut inv = Inventory {
+            nodes: vec![("cp-1".to_owned(), Labels::new())],
+            ..Inventory::default()
+        };
+        inv.add_node_report(report("cp-1", "v1.36.3"), "m.yaml")
+            .expect("added");
+        inv.add_node_report(report("gone", "v1.20.0"), "m.yaml")
+            .expect("added");
+        // The --node files: flags read from files, no running process asked.
+        inv.add_node_report(report("cp-9", ""), "--node")
+            .expect("added");
+        inv.node_of_files = Some("cp-9".to_owned());
+        inv.api_server_version = Some(Ok("v1.36.3".to_owned()));
+        let versions = inv.into_snapshot(false).versions.expect("versions");
+        assert_eq!(
+            versions.api_servers,
+            [
+                ("/version".to_owned(), Ok("v1.36.3".to_owned())),
+                ("cp-1".to_owned(), Ok("v1.36.3".to_owned())),
+            ]
+        );
+
+        // Reports alone (no Node manifests) stand for their nodes, and make versions known.
+        let mut inv = Inventory::default();
+        inv.add_node_report(report("cp-1", "v1.34.1"), "m.yaml")
+            .expect("added");
+        let versions = inv.into_snapshot(false).versions.expect("versions");
+        assert_eq!(
+            versions.api_servers,
+            [("cp-1".to_owned(), Ok("v1.34.1".to_owned()))]
+        );
+        assert!(Inventory::default().into_snapshot(false).versions.is_none());
     }
 
     #[test]

@@ -144,7 +144,9 @@ pub fn summary_line(summary: &Summary) -> String {
     let versions = match &summary.kubernetes_version {
         None => String::new(),
         Some(versions) if !versions.checked => {
-            ", versions: not checked, no Node or --kubernetes-version given".to_owned()
+            ", versions: not checked, no Node, NodeReport showing a kube-apiserver or \
+             --kubernetes-version given"
+                .to_owned()
         }
         Some(versions) => format!(", versions: release table of {}", versions.release_table),
     };

@@ -230,6 +230,30 @@ pub fn kubelet_versions(ctx: &Context) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The kube-apiserver versions the agents reported, for the version checks: the reports of
+/// the cached Nodes only (the node checks' rule: a leftover report, or one of a Node outside
+/// `--node-selector`, does not count), through `domain::versions::reported_api_servers`.
+pub fn api_server_versions(ctx: &Context) -> Vec<(String, Result<String, String>)> {
+    ctx.node_caches.api_server_versions()
+}
+
+impl NodeCaches {
+    /// See [`api_server_versions`].
+    fn api_server_versions(&self) -> Vec<(String, Result<String, String>)> {
+        let reports: Vec<(String, Arc<NodeReportSpec>)> = self
+            .nodes
+            .in_namespace(CLUSTER, |_| true)
+            .iter()
+            .filter_map(|node| Some((node.name.clone(), self.report_of(&node.name)?)))
+            .collect();
+        crate::domain::versions::reported_api_servers(
+            reports
+                .iter()
+                .map(|(node, report)| (node.as_str(), report.as_ref())),
+        )
+    }
+}
+
 /// Whether applying `event` changes what `index` holds (so evaluations may change).
 fn changes<K, V: PartialEq>(
     index: &NamespacedIndex<V>,
@@ -786,6 +810,50 @@ mod tests {
                 .iter()
                 .any(|d| control_plane.contains(&d.check.as_str())),
             "{unreadable:?}"
+        );
+    }
+
+    #[test]
+    fn reported_apiserver_versions_count_while_their_node_is_cached() {
+        let metrics = Arc::new(crate::controller::runtime::metrics::Metrics::default());
+        let caches = NodeCaches::new(metrics);
+        let report = |name: &str, version: &str| -> NodeReport {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "kube-baseline.dev/v1alpha1",
+                "kind": "NodeReport",
+                "metadata": {"name": name},
+                "spec": {"nodeName": name, "apiServer": {"state": "Observed", "version": version}},
+            }))
+            .expect("report")
+        };
+        for name in ["cp-1", "cp-2", "w-1"] {
+            caches
+                .nodes
+                .apply(&watcher::Event::Apply(node(name, &[])), node_facts);
+        }
+        for (name, version) in [
+            ("cp-1", "v1.36.3"),
+            ("cp-2", "v1.34.1"),
+            ("gone", "v1.20.0"),
+        ] {
+            caches
+                .reports
+                .apply(&watcher::Event::Apply(report(name, version)), report_spec);
+        }
+        let mut worker = report("w-1", "");
+        worker.spec.api_server = Default::default();
+        caches
+            .reports
+            .apply(&watcher::Event::Apply(worker), report_spec);
+        let mut versions = caches.api_server_versions();
+        versions.sort();
+        assert_eq!(
+            versions,
+            [
+                ("cp-1".to_owned(), Ok("v1.36.3".to_owned())),
+                ("cp-2".to_owned(), Ok("v1.34.1".to_owned())),
+            ],
+            "not the report of a Node that is gone, nor a worker's"
         );
     }
 

@@ -1,14 +1,17 @@
 //! Kubernetes versions (docs/architecture.md §6), controller side: the API server's
 //! `/version` and, while some baseline sets `kubernetesVersion.deprecatedAPIs`, the
-//! deprecated-API family of its `/metrics`, polled into a cache; Node kubelet versions come
-//! from the Node cache (`feeds::nodes`). Evaluated per baseline by the pure
+//! deprecated-API family of its `/metrics`, polled into a cache; Node kubelet versions and
+//! the kube-apiserver versions the agents reported come from the Node and NodeReport caches
+//! (`feeds::nodes`). Evaluated per baseline by the pure
 //! `domain::versions` through [`VersionFacts::evaluate`], the function `check` calls too.
 //!
 //! - Polling, not watching: neither is a watchable object. `/version` is readable by anyone
 //!   (the bootstrap ClusterRole system:public-info-viewer); `/metrics` needs the opt-in
 //!   ClusterRole of config/rbac/apiserver-metrics, and without it the check is Unknown.
-//! - HA control planes: each GET reaches one kube-apiserver behind the Service, so the
-//!   support window is judged on the version that answered.
+//! - HA control planes: each GET reaches one kube-apiserver behind the Service; the node
+//!   agents report the version of the kube-apiserver on their node (NodeReport
+//!   `apiServer.version`, from the NodeReport cache of `feeds::nodes`), so the support window
+//!   is judged on the oldest of all and `version.apiserver-skew` compares them.
 //! - Triggers: a changed answer refreshes the status of every baseline that sets
 //!   kubernetesVersion; the end of life passing is a requeue at the verdict's `next_change`.
 
@@ -66,8 +69,12 @@ pub fn version_status(
         .clone()
         .unwrap_or_else(|| Err("the API server's /version has not been read yet".to_owned()));
     let read_version = api_server.as_deref().unwrap_or_default().to_owned();
+    // The version that answered through the Service, and each control-plane node's own as
+    // its agent reported it.
+    let mut api_servers = vec![(VERSION_ENDPOINT.to_owned(), api_server)];
+    api_servers.extend(crate::controller::feeds::nodes::api_server_versions(ctx));
     let facts = VersionFacts {
-        api_servers: vec![(VERSION_ENDPOINT.to_owned(), api_server)],
+        api_servers,
         kubelets: crate::controller::feeds::nodes::kubelet_versions(ctx),
         deprecated_metrics: settings.deprecated_apis.then(|| {
             ctx.versions

@@ -16,7 +16,10 @@ pub mod version;
 
 use jiff::Timestamp;
 
-use crate::api::{DriftEntry, DriftReason, KubernetesVersionSettings, KubernetesVersionStatus};
+use crate::api::{
+    DriftEntry, DriftReason, KubernetesVersionSettings, KubernetesVersionStatus, NodeReportSpec,
+    ObservationState,
+};
 use crate::domain::checks::CheckInfo;
 use crate::domain::node::api_server::{CONTROL_PLANE_KIND, CONTROL_PLANE_NAME};
 use crate::domain::node::findings::truncate;
@@ -142,6 +145,43 @@ pub fn evaluate(
     verdict.findings.sort();
     verdict.findings.dedup();
     verdict
+}
+
+/// The kube-apiserver versions the node agents reported, as observations for
+/// [`VersionInputs::api_servers`], named after their nodes: `Ok(gitVersion)`, or `Err(why)`
+/// when a report shows a kube-apiserver (Observed) without a version (the agent could not
+/// ask it, or is older than this field). Reports showing none (NotFound), or whose
+/// kube-apiserver could not be observed (Error: the control-plane checks already say so),
+/// add nothing.
+///
+/// The callers pass only the reports of the nodes under check (a report counts only while
+/// its Node is known: `domain::node::evaluate`), paired with the node's name.
+pub fn reported_api_servers<'a>(
+    reports: impl IntoIterator<Item = (&'a str, &'a NodeReportSpec)>,
+) -> Vec<(String, Result<String, String>)> {
+    reports
+        .into_iter()
+        .filter(|(_, report)| report.api_server.header.state == ObservationState::Observed)
+        .map(|(node, report)| {
+            let api = &report.api_server;
+            let version = if !api.version.is_empty() {
+                Ok(api.version.clone())
+            } else if !api.version_message.is_empty() {
+                Err(api.version_message.clone())
+            } else {
+                Err(format!(
+                    "the NodeReport (agent {}) has no apiServer.version: an agent older than \
+                     this check?",
+                    if report.agent_version.is_empty() {
+                        "of unknown version"
+                    } else {
+                        report.agent_version.as_str()
+                    }
+                ))
+            };
+            (node.to_owned(), version)
+        })
+        .collect()
 }
 
 /// A drift entry about the control plane as a whole (kube-apiserver).

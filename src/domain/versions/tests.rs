@@ -379,3 +379,85 @@ fn the_status_block_names_the_version_the_end_of_life_and_the_table() {
     );
     assert_eq!(status.release_table, TABLE_DATE);
 }
+
+#[test]
+fn reports_showing_a_kube_apiserver_are_observations_named_after_their_nodes() {
+    use crate::api::Observation;
+    let report = |state: Observation, version: &str, message: &str| {
+        let mut report = NodeReportSpec {
+            agent_version: "0.1.0".to_owned(),
+            ..NodeReportSpec::default()
+        };
+        report.api_server.header = state;
+        report.api_server.version = version.to_owned();
+        report.api_server.version_message = message.to_owned();
+        report
+    };
+    let observed = || Observation::observed(String::new());
+    let reports = [
+        ("cp-1", report(observed(), "v1.36.3", "")),
+        (
+            "cp-2",
+            report(
+                observed(),
+                "",
+                "GET https://10.0.0.11:6443/version failed: refused",
+            ),
+        ),
+        ("cp-3", report(observed(), "", "")),
+        ("w-1", report(Observation::default(), "", "")),
+        (
+            "w-2",
+            report(Observation::error("/proc unreadable".to_owned()), "", ""),
+        ),
+    ];
+    let observations = reported_api_servers(reports.iter().map(|(n, r)| (*n, r)));
+    assert_eq!(
+        observations,
+        api(&[
+            ("cp-1", Ok("v1.36.3")),
+            (
+                "cp-2",
+                Err("GET https://10.0.0.11:6443/version failed: refused")
+            ),
+            (
+                "cp-3",
+                Err(
+                    "the NodeReport (agent 0.1.0) has no apiServer.version: an agent older than this check?"
+                )
+            ),
+        ])
+    );
+
+    // Two reported minors apart, beside /version: the skew is a Violation naming both nodes.
+    let mut all = api(&[("/version", Ok("v1.36.3"))]);
+    all.extend(reported_api_servers([
+        ("cp-1", &reports[0].1),
+        ("cp-2", &report(observed(), "v1.34.1", "")),
+    ]));
+    let settings = KubernetesVersionSettings {
+        support_window: false,
+        ..KubernetesVersionSettings::default()
+    };
+    let inputs = VersionInputs {
+        api_servers: &all,
+        ..VersionInputs::default()
+    };
+    let verdict = evaluate(&settings, &inputs, at("2026-12-01T00:00:00Z"));
+    assert_eq!(
+        summary(&verdict),
+        [(
+            "ControlPlane",
+            "kube-apiserver",
+            check_ids::APISERVER_SKEW,
+            DriftReason::Violation
+        )]
+    );
+    assert!(
+        verdict.findings[0]
+            .message
+            .contains("(v1.34.1 at cp-2, v1.36.3 at /version, v1.36.3 at cp-1)"),
+        "{}",
+        verdict.findings[0].message
+    );
+}
