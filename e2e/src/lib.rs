@@ -889,6 +889,17 @@ pub fn baseline_json(baseline: &str) -> serde_json::Value {
 /// Runs `kube-baseline agent --once` for `node` on this machine (host root /), with
 /// `kubeconfig` and extra `args`: (whether it succeeded, its output).
 pub async fn run_agent_once(kubeconfig: &Path, node: &str, args: &[&str]) -> (bool, String) {
+    run_agent_once_with_env(kubeconfig, node, args, &[]).await
+}
+
+/// [`run_agent_once`] with extra environment variables (e.g. `KB_HOST_IP`, as the DaemonSet
+/// sets it).
+pub async fn run_agent_once_with_env(
+    kubeconfig: &Path,
+    node: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (bool, String) {
     let output = tokio::process::Command::new(operator_binary())
         .args([
             "agent",
@@ -903,6 +914,7 @@ pub async fn run_agent_once(kubeconfig: &Path, node: &str, args: &[&str]) -> (bo
         .args(args)
         .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "info,kube_baseline=debug")
+        .envs(env.iter().copied())
         .output()
         .await
         .expect("agent runs");

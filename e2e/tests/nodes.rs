@@ -778,3 +778,307 @@ kubelet:
     let _ = std::fs::remove_dir_all(&dir);
     cleanup(&env, &[&node]).await;
 }
+
+// --- The kube-apiserver's own version (version.apiserver-skew) ------------------------------
+
+/// Writes `status.nodeInfo.kubeletVersion` of `node`, as its kubelet would.
+async fn set_kubelet_version(env: &TestEnv, node: &str, version: &str) {
+    Api::<Node>::all(env.admin.clone())
+        .patch_status(
+            node,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({
+                "status": {"nodeInfo": {"kubeletVersion": version}}
+            })),
+        )
+        .await
+        .expect("patch Node status");
+}
+
+/// A kube-apiserver flags file (as --apiserver-flags-file reads it) in the scratch dir.
+fn flags_file(name: &str, flags: &[String]) -> PathBuf {
+    let path = scratch_dir().join(name);
+    std::fs::write(&path, format!("kube-apiserver\n{}\n", flags.join("\n"))).expect("write");
+    path
+}
+
+/// A decoy HTTPS server on 127.0.0.1 (`openssl s_server`) whose certificate the cluster CA
+/// issued for 127.0.0.1, like the real kube-apiserver's: any client trusting the CA would
+/// talk to it. Killed when dropped.
+struct Decoy {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Decoy {
+    fn start(name: &str) -> Self {
+        let dir = scratch_dir();
+        let pki = cluster_dir().join("pki");
+        let (key, csr, ext, cert) = (
+            dir.join(format!("{name}.key")),
+            dir.join(format!("{name}.csr")),
+            dir.join(format!("{name}.ext")),
+            dir.join(format!("{name}.crt")),
+        );
+        let openssl = |command: &mut std::process::Command| {
+            let output = command.output().expect("openssl runs");
+            assert!(
+                output.status.success(),
+                "{command:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        openssl(
+            std::process::Command::new("openssl")
+                .args(["req", "-new", "-newkey", "ec", "-pkeyopt"])
+                .args([
+                    "ec_paramgen_curve:P-256",
+                    "-nodes",
+                    "-subj",
+                    "/CN=kube-apiserver",
+                ])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&csr),
+        );
+        std::fs::write(
+            &ext,
+            "subjectAltName=DNS:kubernetes,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("write ext");
+        openssl(
+            std::process::Command::new("openssl")
+                .args(["x509", "-req", "-set_serial", "4242", "-days", "1", "-in"])
+                .arg(&csr)
+                .arg("-CA")
+                .arg(pki.join("ca.crt"))
+                .arg("-CAkey")
+                .arg(pki.join("ca.key"))
+                .arg("-extfile")
+                .arg(&ext)
+                .arg("-out")
+                .arg(&cert),
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = std::process::Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl s_server starts");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the decoy did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, port }
+    }
+}
+
+impl Drop for Decoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `check --live` (admin) on this test's Nodes: the version findings of `baseline`.
+fn check_live_versions(
+    env: &TestEnv,
+    baseline: &str,
+) -> BTreeSet<(String, String, String, DriftReason)> {
+    let output = std::process::Command::new(operator_binary())
+        .args(["check", "--live", "-o", "json", "--node-selector"])
+        .arg(env.selector())
+        .output()
+        .expect("check runs");
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "check --live failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let ours = report["baselines"]
+        .as_array()
+        .expect("baselines")
+        .iter()
+        .find(|b| b["name"] == baseline)
+        .expect("the baseline in the report")
+        .clone();
+    let drift: Vec<kube_baseline::api::DriftEntry> =
+        serde_json::from_value(ours["drift"].clone()).expect("drift");
+    drift
+        .iter()
+        .filter(|d| d.check.starts_with("version."))
+        .map(|d| (d.kind.clone(), d.name.clone(), d.check.clone(), d.reason))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_agent_reports_its_own_kube_apiservers_version_and_the_skew_is_checked() {
+    let env = TestEnv::new("apiver").await;
+    let cp = env.create_node("cp", &[]).await;
+    let peer = env.create_node("cp2", &[]).await;
+    let agent = agent_kubeconfig(&env).await;
+    let version: serde_json::Value =
+        serde_json::from_str(&kubectl(&["version", "-o", "json"])).expect("kubectl version");
+    let served = version["serverVersion"]["gitVersion"]
+        .as_str()
+        .expect("serverVersion.gitVersion")
+        .to_owned();
+    let port = api_server_address().port();
+
+    // The agent asks the kube-apiserver it found in /proc (e2e/cluster: --bind-address
+    // 127.0.0.1) at its --secure-port, as its own ServiceAccount, trusting only its
+    // --tls-cert-file.
+    run_agent(&agent, &cp, &[]).await;
+    let published = report(&env, &cp).await;
+    let api = &published.spec.api_server;
+    assert_eq!(api.header.state, ObservationState::Observed, "{api:#?}");
+    assert_eq!(
+        (api.version.as_str(), api.version_message.as_str()),
+        (served.as_str(), ""),
+        "{api:#?}"
+    );
+    assert_eq!(api.flag("bind-address"), Some("127.0.0.1"));
+    assert_eq!(api.flag("secure-port"), Some(port.to_string().as_str()));
+    // A version does not change between passes: the report is not rewritten.
+    run_agent(&agent, &cp, &[]).await;
+    assert_eq!(
+        report(&env, &cp).await.metadata.resource_version,
+        published.metadata.resource_version,
+        "an unchanged observation is not rewritten"
+    );
+
+    // Listening on every address: asked at the node's IP (KB_HOST_IP, from the DaemonSet's
+    // downward API), not at 127.0.0.1. The flags come from a file here, and the "node IP"
+    // is a loopback address the kube-apiserver does not listen on, so the answer shows
+    // where it was asked.
+    let cert = cluster_dir()
+        .join("pki/apiserver.crt")
+        .display()
+        .to_string();
+    let every_address = flags_file(
+        &format!("{}-every-address.flags", env.id),
+        &[
+            format!("--tls-cert-file={cert}"),
+            "--bind-address=0.0.0.0".to_owned(),
+            format!("--secure-port={port}"),
+        ],
+    );
+    let (ok, log) = run_agent_once_with_env(
+        &agent,
+        &cp,
+        &[
+            "--apiserver-flags-file",
+            &every_address.display().to_string(),
+        ],
+        &[("KB_HOST_IP", "127.0.0.2")],
+    )
+    .await;
+    assert!(
+        ok,
+        "a version that cannot be read does not fail the agent: {log}"
+    );
+    let api = report(&env, &cp).await.spec.api_server;
+    assert_eq!(api.version, "", "{api:#?}");
+    assert!(
+        api.version_message
+            .starts_with(&format!("GET https://127.0.0.2:{port}/version failed: ")),
+        "{api:#?}"
+    );
+
+    // Something else on the address, even with a certificate of the cluster's CA, is not
+    // asked: the version stays empty and the message says why.
+    let decoy = Decoy::start(&format!("{}-decoy", env.id));
+    let to_decoy = flags_file(
+        &format!("{}-decoy.flags", env.id),
+        &[
+            format!("--tls-cert-file={cert}"),
+            "--bind-address=127.0.0.1".to_owned(),
+            format!("--secure-port={}", decoy.port),
+        ],
+    );
+    run_agent(
+        &agent,
+        &cp,
+        &["--apiserver-flags-file", &to_decoy.display().to_string()],
+    )
+    .await;
+    let api = report(&env, &cp).await.spec.api_server;
+    assert_eq!(api.version, "", "{api:#?}");
+    assert_eq!(
+        api.version_message,
+        format!(
+            "https://127.0.0.1:{} answered with another certificate than the kube-apiserver's \
+             own {cert}: not asked",
+            decoy.port
+        )
+    );
+    drop(decoy);
+
+    // The controller: the real version through the Service, cp's own and an HA peer's (its
+    // agent's report, written here as that agent would) two minors older: a Violation.
+    run_agent(&agent, &cp, &[]).await;
+    for node in [&cp, &peer] {
+        set_kubelet_version(&env, node, "v1.34.1").await;
+    }
+    let baseline = env.apply_baseline(
+        "b",
+        "mode: Audit\nnamespaceSelector: {matchLabels: {none: none}}\nkubernetesVersion: {supportWindow: false}\n",
+    );
+    let _operator = start_operator(&env).await;
+    // Compliant once /version is read (before, the skew is Unknown) and cp's report counted.
+    wait_baseline_status(&env.admin, &baseline, "compliant, no drift", |s| {
+        s.drift.is_empty() && condition_status(s, "Compliant") == "True"
+    })
+    .await;
+    let peer_report: NodeReport = serde_json::from_value(serde_json::json!({
+        "apiVersion": "kube-baseline.dev/v1alpha1",
+        "kind": "NodeReport",
+        "metadata": {"name": peer},
+        "spec": {
+            "nodeName": peer,
+            "agentVersion": "0.1.0",
+            "kubelet": {"state": "NotFound"},
+            "apiServer": {"state": "Observed", "version": "v1.34.1"},
+        },
+    }))
+    .expect("report");
+    Api::<NodeReport>::all(env.admin.clone())
+        .create(&PostParams::default(), &peer_report)
+        .await
+        .expect("create the peer's report");
+    let skew = entries(
+        "ControlPlane",
+        "kube-apiserver",
+        &["version.apiserver-skew"],
+        DriftReason::Violation,
+    );
+    let status = wait_drift(&env, &baseline, &skew).await;
+    assert_eq!(
+        message(&status, "version.apiserver-skew"),
+        format!(
+            "kube-apiservers more than one minor apart (v1.34.1 at {peer}, {served} at /version, \
+             {served} at {cp}); the newest and oldest must be within one minor"
+        )
+    );
+    assert_eq!(
+        check_live_versions(&env, &baseline),
+        skew,
+        "check --live and the controller disagree"
+    );
+    cleanup(&env, &[&cp, &peer]).await;
+}
