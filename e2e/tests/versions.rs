@@ -366,3 +366,42 @@ async fn deprecated_api_requests_are_read_from_the_api_server_metrics() {
     drop(operator);
     env.cleanup().await;
 }
+
+/// A baseline that asks for the deprecated-API metrics after the operator started is served
+/// at once, not at the next poll (`--version-interval-seconds`, 300 by default): within
+/// seconds its finding says the real answer (this test's operator is forbidden /metrics),
+/// not "not read yet" for minutes.
+#[tokio::test]
+async fn a_new_baseline_asking_for_metrics_is_served_before_the_next_poll() {
+    let env = TestEnv::new("depw").await;
+    let operator = Operator::start(&env, &[]).await;
+    // The operator's caches have synced (ready) before the baseline exists, so its first
+    // poll did not ask for /metrics.
+    let url = operator.http_url().await;
+    eventually(Duration::from_secs(30), "the operator ready", || async {
+        (http_get(&format!("{url}/readyz")).0 == 200).then_some(())
+    })
+    .await;
+    let baseline = env.apply_baseline(
+        "b",
+        "mode: Audit\nnamespaceSelector: {matchLabels: {none: none}}\nkubernetesVersion: {supportWindow: false, skew: false, deprecatedAPIs: true}\n",
+    );
+    let finding =
+        eventually(
+            Duration::from_secs(30),
+            "the /metrics answer in status",
+            || async {
+                let baseline = Api::<SecurityBaseline>::all(env.admin.clone())
+                    .get(&baseline)
+                    .await
+                    .ok()?;
+                baseline.status?.drift.into_iter().find(|d| {
+                    d.check == "version.deprecated-api" && d.message.contains("is forbidden")
+                })
+            },
+        )
+        .await;
+    assert_eq!(finding.reason, DriftReason::Unknown);
+    drop(operator);
+    env.cleanup().await;
+}

@@ -38,6 +38,8 @@ pub struct VersionCache {
     /// The deprecated-API family of `/metrics`, or why it could not be read; None while no
     /// baseline asks for it.
     deprecated_metrics: Mutex<Option<Result<String, String>>>,
+    /// Wakes the poller before its interval: a baseline asks for what was not read yet.
+    wake: tokio::sync::Notify,
 }
 
 impl VersionCache {
@@ -81,9 +83,12 @@ pub fn version_status(
                 .deprecated_metrics
                 .lock()
                 .clone()
-                .unwrap_or_else(
-                    || Err("the API server's /metrics has not been read yet".to_owned()),
-                )
+                .unwrap_or_else(|| {
+                    // Not asked for until now (the baseline is new): read it now, not at the
+                    // next interval (5 minutes by default).
+                    ctx.versions.wake.notify_one();
+                    Err("the API server's /metrics has not been read yet".to_owned())
+                })
         }),
         now: k8s_openapi::jiff::Timestamp::now(),
     };
@@ -111,8 +116,12 @@ fn metrics_wanted(ctx: &Context) -> bool {
     })
 }
 
-/// Polls `/version` (and `/metrics` while wanted) every `interval`; never returns.
+/// Polls `/version` (and `/metrics` while wanted) every `interval`, and at once when a
+/// baseline asks for what was not read; never returns. `/version` is read once before the
+/// caches sync, so the first status already has it (no "not read yet" and a second write).
 pub async fn run(client: Client, ctx: Arc<Context>, interval: Duration) {
+    let first = read_api_server_version(&client).await;
+    VersionCache::store(&ctx.versions.api_server, Some(first));
     ctx.wait_ready().await;
     loop {
         let version = read_api_server_version(&client).await;
@@ -127,7 +136,10 @@ pub async fn run(client: Client, ctx: Arc<Context>, interval: Duration) {
             debug!("API server version or deprecated-API metrics changed");
             refresh_version_baselines(&ctx);
         }
-        tokio::time::sleep(interval).await;
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = ctx.versions.wake.notified() => {}
+        }
     }
 }
 
