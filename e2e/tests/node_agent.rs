@@ -74,6 +74,8 @@ const REPORTED_API_SERVER_FLAGS: &[&str] = &[
     "authentication-config",
     "authorization-config",
     "authorization-mode",
+    // Where the agent asks its node's kube-apiserver for its version.
+    "bind-address",
     "disable-admission-plugins",
     "enable-admission-plugins",
     "encryption-provider-config",
@@ -81,6 +83,7 @@ const REPORTED_API_SERVER_FLAGS: &[&str] = &[
     "etcd-certfile",
     "etcd-keyfile",
     "etcd-servers",
+    "secure-port",
 ];
 
 /// One kubelet for every test here: the ones that restart it or change its files must not
