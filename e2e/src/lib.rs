@@ -925,3 +925,38 @@ pub async fn run_agent_once_with_env(
     );
     (output.status.success(), log)
 }
+
+/// `kube-baseline check --live -o json <args>` with the admin kubeconfig: the JSON report
+/// (panics unless it exits 0, compliant, or 1, drift).
+pub fn check_live_report(args: &[&str]) -> serde_json::Value {
+    let output = Command::new(operator_binary())
+        .args(["check", "--live", "-o", "json"])
+        .args(args)
+        .output()
+        .expect("check runs");
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "check --live failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("check prints JSON")
+}
+
+/// The entry of baseline `name` in a `check` JSON report (panics when absent).
+pub fn baseline_in_report<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["baselines"]
+        .as_array()
+        .expect("baselines")
+        .iter()
+        .find(|b| b["name"] == name)
+        .expect("the baseline in the report")
+}
+
+/// The drift entries of baseline `name` in a `check` JSON report.
+pub fn drift_in_report(
+    report: &serde_json::Value,
+    name: &str,
+) -> Vec<kube_baseline::api::DriftEntry> {
+    serde_json::from_value(baseline_in_report(report, name)["drift"].clone())
+        .expect("drift entries")
+}

@@ -137,30 +137,10 @@ fn key(d: &DriftEntry) -> Key {
 
 /// `check --live` with `args`: the drift keys of each of `baselines`.
 fn check_live(args: &[&str], baselines: &[&str]) -> Vec<BTreeSet<Key>> {
-    let output = Command::new(operator_binary())
-        .args(["check", "--live", "-o", "json"])
-        .args(args)
-        .output()
-        .expect("check runs");
-    assert!(
-        matches!(output.status.code(), Some(0 | 1)),
-        "check --live failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let report = check_live_report(args);
     baselines
         .iter()
-        .map(|name| {
-            let ours = report["baselines"]
-                .as_array()
-                .expect("baselines")
-                .iter()
-                .find(|b| b["name"] == *name)
-                .expect("the baseline in the report");
-            let drift: Vec<DriftEntry> =
-                serde_json::from_value(ours["drift"].clone()).expect("drift entries");
-            drift.iter().map(key).collect()
-        })
+        .map(|name| drift_in_report(&report, name).iter().map(key).collect())
         .collect()
 }
 

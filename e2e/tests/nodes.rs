@@ -899,26 +899,11 @@ fn check_live_versions(
     env: &TestEnv,
     baseline: &str,
 ) -> BTreeSet<(String, String, String, DriftReason)> {
-    let output = std::process::Command::new(operator_binary())
-        .args(["check", "--live", "-o", "json", "--node-selector"])
-        .arg(env.selector())
-        .output()
-        .expect("check runs");
-    assert!(
-        matches!(output.status.code(), Some(0 | 1)),
-        "check --live failed: {}",
-        String::from_utf8_lossy(&output.stderr)
+    let selector = env.selector();
+    let drift = drift_in_report(
+        &check_live_report(&["--node-selector", &selector]),
+        baseline,
     );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
-    let ours = report["baselines"]
-        .as_array()
-        .expect("baselines")
-        .iter()
-        .find(|b| b["name"] == baseline)
-        .expect("the baseline in the report")
-        .clone();
-    let drift: Vec<kube_baseline::api::DriftEntry> =
-        serde_json::from_value(ours["drift"].clone()).expect("drift");
     drift
         .iter()
         .filter(|d| d.check.starts_with("version."))

@@ -4,7 +4,6 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
 use kube::Api;
@@ -42,24 +41,7 @@ async fn status_keys(env: &TestEnv, baseline: &str) -> Option<BTreeSet<Key>> {
 }
 
 fn check_live_keys(baseline: &str) -> BTreeSet<Key> {
-    let output = Command::new(operator_binary())
-        .args(["check", "--live", "-o", "json"])
-        .output()
-        .expect("check runs");
-    assert!(
-        matches!(output.status.code(), Some(0 | 1)),
-        "check --live failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
-    let ours = report["baselines"]
-        .as_array()
-        .expect("baselines")
-        .iter()
-        .find(|b| b["name"] == baseline)
-        .expect("the baseline in the report");
-    let drift: Vec<DriftEntry> = serde_json::from_value(ours["drift"].clone()).expect("drift");
-    ingress_keys(&drift)
+    ingress_keys(&drift_in_report(&check_live_report(&[]), baseline))
 }
 
 fn apply(manifest: &str) {

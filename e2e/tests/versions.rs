@@ -6,7 +6,6 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
@@ -55,29 +54,13 @@ async fn version_status(env: &TestEnv, baseline: &str) -> KubernetesVersionStatu
 
 /// `check --live` with `args`: the version findings of `baseline`.
 fn check_live(args: &[&str], baseline: &str) -> BTreeSet<Key> {
-    let output = Command::new(operator_binary())
-        .args(["check", "--live", "-o", "json"])
-        .args(args)
-        .output()
-        .expect("check runs");
-    assert!(
-        matches!(output.status.code(), Some(0 | 1)),
-        "check --live failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
-    let ours = report["baselines"]
-        .as_array()
-        .expect("baselines")
-        .iter()
-        .find(|b| b["name"] == baseline)
-        .expect("the baseline in the report");
+    let report = check_live_report(args);
+    let ours = baseline_in_report(&report, baseline);
     assert_eq!(
         ours["summary"]["kubernetesVersion"]["checked"], true,
         "{ours}"
     );
-    let drift: Vec<DriftEntry> = serde_json::from_value(ours["drift"].clone()).expect("drift");
-    drift
+    drift_in_report(&report, baseline)
         .iter()
         .filter(|d| d.check.starts_with("version."))
         .map(key)
