@@ -871,6 +871,57 @@ async fn other_kustomizations_render() {
             .contains(&json!("--enforce"))
     );
     let _ = std::fs::remove_dir_all(&overlay);
+
+    // The tls-secrets component: --tls-secrets on the operator and read-only access to
+    // Secrets, nothing else; the base has neither.
+    let overlay = scratch_dir().join(format!("tls-secrets-overlay-{}", std::process::id()));
+    std::fs::create_dir_all(&overlay).expect("overlay dir");
+    let to_config = relative_to_repo(&overlay).join("config");
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- {}\ncomponents:\n- {}\n",
+            to_config.join("default").display(),
+            to_config.join("rbac/tls-secrets").display()
+        ),
+    )
+    .expect("write overlay");
+    let with_secrets = render(&overlay.display().to_string());
+    let operator_args = |objects: &[Value]| {
+        find(objects, "Deployment", "kube-baseline")["spec"]["template"]["spec"]["containers"][0]
+            ["args"]
+            .clone()
+    };
+    assert!(
+        operator_args(&with_secrets)
+            .as_array()
+            .unwrap()
+            .contains(&json!("--tls-secrets"))
+    );
+    assert!(
+        !operator_args(&default)
+            .as_array()
+            .unwrap()
+            .contains(&json!("--tls-secrets"))
+    );
+    let role = find(&with_secrets, "ClusterRole", "kube-baseline-tls-secrets");
+    assert_eq!(
+        role["rules"],
+        json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}])
+    );
+    let binding = find(
+        &with_secrets,
+        "ClusterRoleBinding",
+        "kube-baseline-tls-secrets",
+    );
+    assert_eq!(binding["subjects"][0]["name"], "kube-baseline");
+    assert_eq!(binding["subjects"][0]["namespace"], "kube-baseline-system");
+    let default_rules = serde_json::to_string(&default).expect("json");
+    assert!(
+        !default_rules.contains("\"secrets\""),
+        "config/default grants nothing on Secrets"
+    );
+    let _ = std::fs::remove_dir_all(&overlay);
 }
 
 /// `../..` from `dir` (inside the repository) back to the repository root: kustomize

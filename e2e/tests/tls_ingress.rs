@@ -1,12 +1,18 @@
 //! The TLS checks of Ingresses against the real API server: the controller's status and
 //! `check --live` report the same findings, a fixed Ingress stops being reported (the watch
-//! re-plans its namespace), and an exempted ACME solver Ingress is never reported.
+//! re-plans its namespace), and an exempted ACME solver Ingress is never reported. The
+//! certificate checks read real Secrets through the opt-in RBAC of config/rbac/tls-secrets,
+//! follow a renewed Secret, and report a certificate entering its warning window with no
+//! change to any object (the controller plans the namespace again at that instant).
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
+use kube::api::{ObjectMeta, PostParams};
 use kube_baseline::api::{DriftEntry, DriftReason, SecurityBaseline};
 use kube_baseline_e2e::*;
 
@@ -108,9 +114,18 @@ async fn ingress_tls_findings_follow_the_ingresses() {
             DriftReason::Violation,
         )
     };
+    // The operator does not read Secrets here (no --tls-secrets): the certificate of the
+    // Secret "deep" names is Unknown, never passed.
+    let not_read = (
+        shop.clone(),
+        "deep".to_owned(),
+        "tls.secret".to_owned(),
+        DriftReason::Unknown,
+    );
     let expected = BTreeSet::from([
         violation("plain", "ingress.tls-missing"),
         violation("deep", "ingress.tls-host-coverage"),
+        not_read.clone(),
     ]);
     let found = eventually(SETTLE, "the Ingress findings in status", || async {
         status_keys(&env, &baseline)
@@ -127,7 +142,7 @@ async fn ingress_tls_findings_follow_the_ingresses() {
         "",
         &deep_spec("'*.example.com', '*.b.example.com'"),
     ));
-    let fixed = BTreeSet::from([violation("plain", "ingress.tls-missing")]);
+    let fixed = BTreeSet::from([violation("plain", "ingress.tls-missing"), not_read]);
     eventually(SETTLE, "the fixed Ingress gone from status", || async {
         status_keys(&env, &baseline)
             .await
@@ -135,5 +150,217 @@ async fn ingress_tls_findings_follow_the_ingresses() {
     })
     .await;
     assert_eq!(check_live_keys(&baseline), fixed);
+    env.cleanup().await;
+}
+
+/// A self-signed certificate for `names`, valid until `not_after`, in PEM.
+fn certificate(names: &[&str], not_after: time::OffsetDateTime) -> String {
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
+            .expect("params");
+    params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(30);
+    params.not_after = not_after;
+    let key = rcgen::KeyPair::generate().expect("key");
+    params.self_signed(&key).expect("certificate").pem()
+}
+
+async fn put_secret(env: &TestEnv, namespace: &str, name: &str, type_: &str, pem: &str) {
+    let secrets: Api<Secret> = Api::namespaced(env.admin.clone(), namespace);
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..ObjectMeta::default()
+        },
+        type_: Some(type_.to_owned()),
+        data: Some(
+            [
+                ("tls.crt".to_owned(), ByteString(pem.as_bytes().to_vec())),
+                ("tls.key".to_owned(), ByteString(b"not read".to_vec())),
+            ]
+            .into(),
+        ),
+        ..Secret::default()
+    };
+    let _ = secrets
+        .delete(name, &kube::api::DeleteParams::default())
+        .await;
+    eventually(SETTLE, "the Secret written", || async {
+        secrets.create(&PostParams::default(), &secret).await.ok()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn certificate_findings_follow_the_secrets_and_the_clock() {
+    let env = TestEnv::new("tlscert").await;
+    let shop = env.create_namespace("shop", &[("env", "prod")]).await;
+    let baseline = env.apply_baseline(
+        "b",
+        &format!(
+            "mode: Audit\nnamespaceSelector: {{matchLabels: {{env: prod, {TEST_LABEL}: {}}}}}\nnetworkPolicy: {{defaultDeny: {{ingress: false, egress: false}}, allowDNS: false}}\ntls: {{expiryWarningDays: 1}}\n",
+            env.id
+        ),
+    );
+    let now = time::OffsetDateTime::now_utc();
+    let year = now + time::Duration::days(365);
+    put_secret(
+        &env,
+        &shop,
+        "expired",
+        "kubernetes.io/tls",
+        &certificate(&["*.example.com"], now - time::Duration::days(1)),
+    )
+    .await;
+    put_secret(
+        &env,
+        &shop,
+        "wrong-host",
+        "kubernetes.io/tls",
+        &certificate(&["other.example.org"], year),
+    )
+    .await;
+    put_secret(
+        &env,
+        &shop,
+        "good",
+        "kubernetes.io/tls",
+        &certificate(&["*.example.com"], year),
+    )
+    .await;
+    put_secret(
+        &env,
+        &shop,
+        "opaque",
+        "Opaque",
+        &certificate(&["*.example.com"], year),
+    )
+    .await;
+    // Enters its one-day warning window 90 s from now, with no change to any object.
+    let warn_from = std::time::SystemTime::now() + Duration::from_secs(90);
+    put_secret(
+        &env,
+        &shop,
+        "soon",
+        "kubernetes.io/tls",
+        &certificate(
+            &["*.example.com"],
+            now + time::Duration::days(1) + time::Duration::seconds(90),
+        ),
+    )
+    .await;
+    for (name, secret) in [
+        ("uses-missing", "absent"),
+        ("uses-opaque", "opaque"),
+        ("uses-expired", "expired"),
+        ("uses-wrong-host", "wrong-host"),
+        ("uses-good", "good"),
+        ("uses-soon", "soon"),
+    ] {
+        apply(&ingress(
+            &shop,
+            name,
+            "",
+            &format!(
+                "  tls: [{{hosts: [a.example.com], secretName: {secret}}}]\n  rules:\n  - host: a.example.com\n    http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}]}}\n"
+            ),
+        ));
+    }
+
+    // The opt-in as users apply it: its ClusterRole, bound to this test's ServiceAccount.
+    let sa = format!("op-{}", env.id);
+    let kubeconfig = env
+        .service_account_kubeconfig(&sa, Some("kube-baseline-manager"))
+        .await;
+    kubectl(&["apply", "-f", "config/rbac/tls-secrets/cluster_role.yaml"]);
+    let binding = format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: {sa}-tls-secrets, labels: {{{TEST_LABEL}: {}}}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kube-baseline-tls-secrets}}\nsubjects: [{{kind: ServiceAccount, name: {sa}, namespace: {OPERATOR_NAMESPACE}}}]\n",
+        env.id
+    );
+    apply(&binding);
+    let _operator = Operator::start_with(&env, &sa, &kubeconfig, &["--tls-secrets"]);
+
+    let violation = |name: &str, check: &str| {
+        (
+            shop.clone(),
+            name.to_owned(),
+            check.to_owned(),
+            DriftReason::Violation,
+        )
+    };
+    let expected = BTreeSet::from([
+        violation("uses-missing", "tls.secret"),
+        violation("uses-opaque", "tls.secret"),
+        violation("uses-expired", "tls.certificate-expired"),
+        violation("uses-wrong-host", "tls.certificate-host"),
+    ]);
+    let soon = violation("uses-soon", "tls.certificate-expiring");
+    let found = eventually(SETTLE, "the certificate findings in status", || async {
+        status_keys(&env, &baseline).await.filter(|found| {
+            let without_soon: BTreeSet<Key> =
+                found.iter().filter(|k| **k != soon).cloned().collect();
+            without_soon == expected
+        })
+    })
+    .await;
+    let live = ingress_keys(&drift_in_report(
+        &check_live_report(&["--tls-secrets"]),
+        &baseline,
+    ));
+    assert_eq!(
+        live.iter()
+            .filter(|k| **k != soon)
+            .cloned()
+            .collect::<BTreeSet<_>>(),
+        expected,
+        "check --live --tls-secrets agrees"
+    );
+    // Without --tls-secrets, check --live reads no Secret: every certificate is Unknown.
+    let unread = check_live_keys(&baseline);
+    assert!(
+        unread
+            .iter()
+            .filter(|k| k.2 == "tls.secret")
+            .all(|k| k.3 == DriftReason::Unknown)
+            && unread.iter().filter(|k| k.2 == "tls.secret").count() == 6,
+        "{unread:?}"
+    );
+
+    // The warning window opens by the clock alone: the controller plans again at that instant.
+    if found.contains(&soon) {
+        eprintln!("note: the machine was too slow to see the status before the warning window");
+    } else {
+        let appeared = eventually(
+            Duration::from_secs(90) + SETTLE,
+            "the expiring certificate in status",
+            || async {
+                status_keys(&env, &baseline)
+                    .await
+                    .filter(|found| found.contains(&soon))
+                    .map(|_| std::time::SystemTime::now())
+            },
+        )
+        .await;
+        assert!(appeared >= warn_from, "reported before its warning window");
+    }
+
+    // A renewed Secret: the watch re-plans the namespace and the finding goes.
+    put_secret(
+        &env,
+        &shop,
+        "expired",
+        "kubernetes.io/tls",
+        &certificate(&["*.example.com"], year),
+    )
+    .await;
+    eventually(
+        SETTLE,
+        "the renewed certificate gone from status",
+        || async {
+            status_keys(&env, &baseline).await.filter(|found| {
+                !found.contains(&violation("uses-expired", "tls.certificate-expired"))
+            })
+        },
+    )
+    .await;
     env.cleanup().await;
 }

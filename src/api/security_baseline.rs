@@ -114,6 +114,15 @@ pub struct TlsSettings {
     /// Check Ingresses (networking.k8s.io/v1): ingress.tls-missing, ingress.tls-host-coverage.
     #[serde(default = "default_true")]
     pub ingress: bool,
+    /// Check the certificates in the Secrets the Ingresses name: tls.secret and
+    /// tls.certificate-*. Reading Secrets is opt-in (config/rbac/tls-secrets); without it
+    /// these findings are Unknown.
+    #[serde(default = "default_true")]
+    pub certificates: bool,
+    /// tls.certificate-expiring reports a certificate this many days before its notAfter.
+    #[serde(default = "default_expiry_warning_days")]
+    #[schemars(range(min = 1, max = 365))]
+    pub expiry_warning_days: u16,
     /// Objects or hosts exempted from these checks, each with the reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
@@ -124,9 +133,15 @@ impl Default for TlsSettings {
     fn default() -> Self {
         Self {
             ingress: true,
+            certificates: true,
+            expiry_warning_days: default_expiry_warning_days(),
             exemptions: Vec::new(),
         }
     }
+}
+
+fn default_expiry_warning_days() -> u16 {
+    21
 }
 
 /// An exemption from the TLS checks: every finding matching all the given fields.
@@ -155,8 +170,8 @@ pub struct TlsExemption {
     /// Only these checks; empty = every TLS check.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16), inner(length(max = 63)))]
-    #[x_kube(validation = kube::core::Rule::new("self.all(c, c in ['ingress.tls-missing', 'ingress.tls-host-coverage'])")
-        .message("tls.exemptions[].checks: one of ingress.tls-missing, ingress.tls-host-coverage"))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(c, c in ['ingress.tls-missing', 'ingress.tls-host-coverage', 'tls.secret', 'tls.certificate-malformed', 'tls.certificate-expired', 'tls.certificate-expiring', 'tls.certificate-host'])")
+        .message("tls.exemptions[].checks: one of ingress.tls-missing, ingress.tls-host-coverage, tls.secret, tls.certificate-malformed, tls.certificate-expired, tls.certificate-expiring, tls.certificate-host"))]
     pub checks: Vec<String>,
     /// Why, for the next reader.
     #[schemars(length(min = 1, max = 256), regex(pattern = r"\S"))]

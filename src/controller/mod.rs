@@ -18,7 +18,7 @@ mod runtime;
 mod scenario_tests;
 mod state;
 
-use feeds::{ingresses, lenient, nodes, rbac, versions, watches};
+use feeds::{ingresses, lenient, nodes, rbac, tls_secrets, versions, watches};
 use reconcile::{baselines, namespaces, replan};
 use runtime::{adaptive_limit, http, leader, throttle};
 use state::namespace_store::{CachedNamespace, NamespaceSlimmer};
@@ -116,6 +116,11 @@ pub struct RunArgs {
     /// kubernetesVersion.deprecatedAPIs, its /metrics) for the version checks.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub version_interval_seconds: u64,
+
+    /// Read Secrets of type kubernetes.io/tls for the certificate checks of spec.tls (needs
+    /// the RBAC of config/rbac/tls-secrets). Without it those checks are Unknown.
+    #[arg(long)]
+    pub tls_secrets: bool,
 }
 
 /// Errors that stop the controller.
@@ -463,7 +468,13 @@ fn namespace_controller(
                 watches::namespace_triggers(client, ctx),
                 futures::stream::select(
                     rbac::namespace_triggers(client, &ctx.rbac, role_feed),
-                    ingresses::namespace_triggers(client, ctx.ingresses.clone()),
+                    futures::stream::select(
+                        ingresses::namespace_triggers(client, ctx.ingresses.clone()),
+                        match ctx.tls_secrets.clone() {
+                            Some(index) => tls_secrets::namespace_triggers(client, index).boxed(),
+                            None => futures::stream::empty().boxed(),
+                        },
+                    ),
                 ),
             ),
         ))

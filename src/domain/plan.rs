@@ -41,6 +41,9 @@ pub struct NamespacePlan {
     pub findings: Vec<DriftEntry>,
     /// Writes that repair it; empty in Audit mode.
     pub changes: Vec<Change>,
+    /// The next instant a finding changes by time alone (a certificate entering its
+    /// warning window or expiring): the controller plans the namespace again then.
+    pub next_change: Option<k8s_openapi::jiff::Timestamp>,
 }
 
 /// What the plan needs to know about the namespace and the objects in it.

@@ -20,7 +20,7 @@ use crate::domain::node::evaluate::{NodeInventory, evaluate_nodes, nodes_under_c
 use crate::domain::plan::{NamespacePlan, NamespaceState, plan_namespace};
 use crate::domain::rbac_audit::{RbacIndex, audit_namespace};
 use crate::domain::selection::{NamespaceFacts, selects};
-use crate::domain::tls::IngressFacts;
+use crate::domain::tls::{IngressFacts, NamespaceTls, SecretFacts, SecretsView};
 use crate::domain::versions::{EndOfLife, VersionInputs, VersionVerdict};
 
 pub use crate::domain::node::evaluate::Labels;
@@ -42,6 +42,10 @@ pub struct ClusterSnapshot {
     pub rbac: RbacIndex,
     /// Every Ingress, by namespace (the TLS checks).
     pub ingresses: Vec<(String, IngressFacts)>,
+    /// The Secrets the certificate checks read, if any.
+    pub secrets: SecretInventory,
+    /// The instant of the observation (certificates expire).
+    pub observed_at: k8s_openapi::jiff::Timestamp,
     /// Every node, with its labels.
     pub nodes: Vec<(String, Labels)>,
     /// Every NodeReport's observations (one per node that runs the agent).
@@ -57,6 +61,63 @@ pub struct ClusterSnapshot {
     /// versions is known (manifests without Nodes and without a given API server version):
     /// the verdict then says they were not checked.
     pub versions: Option<VersionFacts>,
+}
+
+/// The Secrets known to the certificate checks.
+#[derive(Debug, Clone)]
+pub enum SecretInventory {
+    /// None was read; why (named in each certificate finding, which is then Unknown).
+    NotRead(String),
+    /// (namespace, name, facts) of the Secrets read; `only_tls_type`: only
+    /// `kubernetes.io/tls` Secrets were read (see [`SecretsView::Read`]).
+    Read {
+        secrets: Vec<(String, String, SecretFacts)>,
+        only_tls_type: bool,
+    },
+}
+
+impl Default for SecretInventory {
+    fn default() -> Self {
+        Self::NotRead(
+            "no Secret was given: add the Secrets the Ingresses name (kubectl get secret -o yaml) to check their certificates".to_owned(),
+        )
+    }
+}
+
+impl SecretInventory {
+    /// Each namespace's view.
+    fn by_namespace(&self) -> BTreeMap<&str, SecretsView<'_>> {
+        let mut views: BTreeMap<&str, SecretsView<'_>> = BTreeMap::new();
+        if let Self::Read {
+            secrets,
+            only_tls_type,
+        } = self
+        {
+            for (namespace, name, facts) in secrets {
+                let view = views
+                    .entry(namespace.as_str())
+                    .or_insert_with(|| SecretsView::Read {
+                        secrets: BTreeMap::new(),
+                        only_tls_type: *only_tls_type,
+                    });
+                if let SecretsView::Read { secrets, .. } = view {
+                    secrets.insert(name.as_str(), facts);
+                }
+            }
+        }
+        views
+    }
+
+    /// The view of a namespace not in [`Self::by_namespace`]: no Secret, or none read.
+    fn empty_view(&self) -> SecretsView<'_> {
+        match self {
+            Self::NotRead(why) => SecretsView::NotRead(why),
+            Self::Read { only_tls_type, .. } => SecretsView::Read {
+                secrets: BTreeMap::new(),
+                only_tls_type: *only_tls_type,
+            },
+        }
+    }
 }
 
 /// The versions observed, and when: the support window is judged at `now`.
@@ -179,12 +240,24 @@ pub fn evaluate_baseline(
             .or_default()
             .push(ingress);
     }
+    let secrets_by_namespace = snapshot.secrets.by_namespace();
     let mut verdict = BaselineVerdict::default();
     for (name, labels) in &snapshot.namespaces {
         let objects = by_namespace
             .get(name.as_str())
             .map(Vec::as_slice)
             .unwrap_or_default();
+        let tls = NamespaceTls {
+            ingresses: ingresses_by_namespace
+                .get(name.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or_default(),
+            secrets: secrets_by_namespace
+                .get(name.as_str())
+                .cloned()
+                .unwrap_or_else(|| snapshot.secrets.empty_view()),
+            now: snapshot.observed_at,
+        };
         let namespace = evaluate_namespace(
             spec,
             reference,
@@ -192,10 +265,7 @@ pub fn evaluate_baseline(
             operator_namespace,
             objects,
             &snapshot.rbac,
-            ingresses_by_namespace
-                .get(name.as_str())
-                .map(Vec::as_slice)
-                .unwrap_or_default(),
+            &tls,
         );
         if namespace.selected {
             verdict.namespaces_selected += 1;
@@ -263,7 +333,7 @@ pub fn evaluate_namespace(
     operator_namespace: &str,
     objects: &[&NamespacedObject],
     rbac: &RbacIndex,
-    ingresses: &[&IngressFacts],
+    tls: &NamespaceTls<'_>,
 ) -> NamespaceVerdict {
     let selected = selects(spec, namespace, operator_namespace);
     let ours = ours(objects, baseline.name);
@@ -279,7 +349,7 @@ pub fn evaluate_namespace(
             .find(|o| o.kind() == kind && o.name() == name)
             .map(|o| o.metadata().clone())
     };
-    let findings = plan_with_audit(spec, baseline, &state, &lookup_any, rbac, ingresses).findings;
+    let findings = plan_with_audit(spec, baseline, &state, &lookup_any, rbac, tls).findings;
     NamespaceVerdict { selected, findings }
 }
 
@@ -292,18 +362,16 @@ pub fn plan_with_audit(
     state: &NamespaceState<'_>,
     lookup_any: &dyn Fn(GeneratedKind, &str) -> Option<ObjectMeta>,
     rbac: &RbacIndex,
-    ingresses: &[&IngressFacts],
+    tls: &NamespaceTls<'_>,
 ) -> NamespacePlan {
     let mut plan = plan_namespace(spec, baseline, state, lookup_any);
     if state.selected {
         plan.findings
             .extend(audit_namespace(rbac, state.name, &spec.rbac.audit));
-        if let Some(tls) = &spec.tls {
-            plan.findings.extend(crate::domain::tls::evaluate_namespace(
-                tls,
-                state.name,
-                ingresses.iter().copied(),
-            ));
+        if let Some(tls_settings) = &spec.tls {
+            let verdict = crate::domain::tls::evaluate_namespace(tls_settings, state.name, tls);
+            plan.findings.extend(verdict.entries);
+            plan.next_change = verdict.next_change;
         }
     }
     plan.findings.sort();
@@ -542,7 +610,7 @@ spec:
             node_inventory: NodeInventory::Listed,
             check_nodes: true,
             versions: None,
-            ingresses: Vec::new(),
+            ..ClusterSnapshot::default()
         };
         let verdict = evaluate_baseline(&b, &snapshot, "kube-baseline-system");
         use DriftReason::*;

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, Node, ResourceQuota};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, Node, ResourceQuota, Secret};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -16,8 +16,9 @@ use crate::api::{GROUP, NodeReport, NodeReportSpec};
 use crate::domain::generated::NamespacedObject;
 use crate::domain::node::evaluate::{NodeInventory, nodes_under_check};
 use crate::domain::rbac_audit::{RbacIndex, RbacObject};
+use crate::domain::snapshot::SecretInventory;
 use crate::domain::snapshot::{ClusterSnapshot, Labels, VersionFacts};
-use crate::domain::tls::IngressFacts;
+use crate::domain::tls::{IngressFacts, SecretFacts};
 use crate::domain::versions::reported_api_servers;
 
 /// A manifest document `check` cannot use, and where it is.
@@ -92,6 +93,8 @@ pub struct Inventory {
     pub nodes: Vec<(String, Labels)>,
     /// Every Ingress, by namespace, as the TLS checks read it.
     pub ingresses: Vec<(String, IngressFacts)>,
+    /// The Secrets read (their type and leaf certificate only), for the certificate checks.
+    pub secrets: SecretInventory,
     /// Each Node's `status.nodeInfo.kubeletVersion` (empty when absent).
     pub kubelets: Vec<(String, String)>,
     /// The kube-apiserver's version (`/version`, or `--kubernetes-version`), or why it could
@@ -126,6 +129,7 @@ enum Known {
     NodeReport,
     SecurityBaseline,
     Ingress,
+    Secret,
 }
 
 impl Known {
@@ -141,6 +145,7 @@ impl Known {
             ("rbac.authorization.k8s.io", "ClusterRoleBinding") => Self::ClusterRoleBinding,
             ("", "Node") => Self::Node,
             ("networking.k8s.io", "Ingress") => Self::Ingress,
+            ("", "Secret") => Self::Secret,
             (GROUP, "NodeReport") => Self::NodeReport,
             (GROUP, "SecurityBaseline") => Self::SecurityBaseline,
             _ => return None,
@@ -156,6 +161,7 @@ impl Known {
                 | Self::LimitRange
                 | Self::RoleBinding
                 | Self::Ingress
+                | Self::Secret
         )
     }
 }
@@ -179,6 +185,7 @@ pub enum ClusterObject {
     ClusterRole(ClusterRole),
     ClusterRoleBinding(ClusterRoleBinding),
     Ingress(Ingress),
+    Secret(Secret),
 }
 
 impl ClusterObject {
@@ -195,6 +202,7 @@ impl ClusterObject {
             Self::ClusterRole(o) => ("ClusterRole", &o.metadata),
             Self::ClusterRoleBinding(o) => ("ClusterRoleBinding", &o.metadata),
             Self::Ingress(o) => ("Ingress", &o.metadata),
+            Self::Secret(o) => ("Secret", &o.metadata),
         }
     }
 }
@@ -226,9 +234,26 @@ impl Known {
             Self::ClusterRole => ClusterObject::ClusterRole(typed(value, kind)?),
             Self::ClusterRoleBinding => ClusterObject::ClusterRoleBinding(typed(value, kind)?),
             Self::Ingress => ClusterObject::Ingress(typed(value, kind)?),
+            Self::Secret => ClusterObject::Secret(typed(value, kind)?),
             Self::SecurityBaseline => return Ok(None),
         }))
     }
+}
+
+/// A Secret's type and its `tls.crt` (from `data`, or `stringData` in a manifest written by
+/// hand).
+fn secret_facts(secret: &Secret) -> SecretFacts {
+    let from_data = secret
+        .data
+        .as_ref()
+        .and_then(|data| data.get("tls.crt"))
+        .map(|bytes| bytes.0.as_slice());
+    let from_string_data = secret
+        .string_data
+        .as_ref()
+        .and_then(|data| data.get("tls.crt"))
+        .map(String::as_bytes);
+    SecretFacts::from_parts(secret.type_.as_deref(), from_data.or(from_string_data))
 }
 
 /// The API group of an apiVersion (`v1` is the core group "").
@@ -380,6 +405,7 @@ impl Inventory {
                 ingress.metadata.namespace.clone().unwrap_or_default(),
                 IngressFacts::from_ingress(&ingress),
             )),
+            ClusterObject::Secret(secret) => self.add_secrets(&[secret], false),
             ClusterObject::NodeReport(report) => {
                 let mut spec = report.spec;
                 if spec.node_name.is_empty() {
@@ -407,6 +433,31 @@ impl Inventory {
             }
         }
         Ok(())
+    }
+
+    /// Adds Secrets listed with a `type=kubernetes.io/tls` field selector (`check --live
+    /// --tls-secrets`): a name not among them may be a Secret of another type.
+    pub fn add_tls_secrets(&mut self, secrets: &[Secret]) {
+        self.add_secrets(secrets, true);
+    }
+
+    /// Keeps each Secret's type and leaf certificate facts (never its data).
+    fn add_secrets(&mut self, secrets: &[Secret], only_tls_type: bool) {
+        if let SecretInventory::NotRead(_) = self.secrets {
+            self.secrets = SecretInventory::Read {
+                secrets: Vec::new(),
+                only_tls_type,
+            };
+        }
+        if let SecretInventory::Read { secrets: known, .. } = &mut self.secrets {
+            known.extend(secrets.iter().map(|secret| {
+                (
+                    secret.metadata.namespace.clone().unwrap_or_default(),
+                    secret.metadata.name.clone().unwrap_or_default(),
+                    secret_facts(secret),
+                )
+            }));
+        }
     }
 
     fn remember(
@@ -489,6 +540,13 @@ impl Inventory {
             ("ClusterRoleBinding", self.cluster_role_bindings.len()),
             ("Node", self.nodes.len()),
             ("Ingress", self.ingresses.len()),
+            (
+                "Secret",
+                match &self.secrets {
+                    SecretInventory::Read { secrets, .. } => secrets.len(),
+                    SecretInventory::NotRead(_) => 0,
+                },
+            ),
             ("NodeReport", self.node_reports.len()),
         ]
     }
@@ -556,6 +614,8 @@ impl Inventory {
             objects: self.objects,
             rbac,
             ingresses: self.ingresses,
+            secrets: self.secrets,
+            observed_at: k8s_openapi::jiff::Timestamp::now(),
             nodes,
             node_reports: self.node_reports,
             node_inventory,

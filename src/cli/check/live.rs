@@ -8,7 +8,7 @@
 //! kinds below (and `get` on the non-resource URL /metrics for that one check) and nothing
 //! else.
 
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, Node, ResourceQuota};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, Node, ResourceQuota, Secret};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{Api, ListParams};
@@ -19,6 +19,10 @@ use super::baselines::LoadedBaseline;
 use super::inventory::{ClusterObject, DuplicateObservations, Inventory};
 use crate::api::{NodeReport, SecurityBaseline, SecurityBaselineSpec};
 use crate::domain::selection::invalid_selector;
+use crate::domain::snapshot::SecretInventory;
+
+/// Why certificates are Unknown in `check --live` without `--tls-secrets`.
+const SECRETS_NOT_READ: &str = "check --live reads Secrets only with --tls-secrets";
 
 /// Objects per list request (the rest come with continue tokens).
 const PAGE: u32 = 500;
@@ -29,13 +33,14 @@ async fn list_all<K>(client: &Client) -> Result<Vec<K>, kube::Error>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    list_matching(client, None).await
+    list_matching(client, None, None).await
 }
 
 /// Every object of kind `K` matching `label_selector` (all when None), page by page.
 async fn list_matching<K>(
     client: &Client,
     label_selector: Option<&str>,
+    field_selector: Option<&str>,
 ) -> Result<Vec<K>, kube::Error>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
@@ -44,6 +49,10 @@ where
     let first = ListParams::default().limit(PAGE);
     let first = match label_selector {
         Some(selector) => first.labels(selector),
+        None => first,
+    };
+    let first = match field_selector {
+        Some(selector) => first.fields(selector),
         None => first,
     };
     let mut items = Vec::new();
@@ -147,6 +156,8 @@ pub struct Optional {
     pub metrics: bool,
     /// Ingresses (spec.tls).
     pub ingresses: bool,
+    /// Secrets of type kubernetes.io/tls, if Ingresses are read (`--tls-secrets`).
+    pub secrets_allowed: bool,
 }
 
 impl Optional {
@@ -161,6 +172,7 @@ impl Optional {
                         .as_ref()
                         .is_some_and(|v| v.deprecated_apis),
                 ingresses: wanted.ingresses || spec.tls.as_ref().is_some_and(|t| t.ingress),
+                secrets_allowed: wanted.secrets_allowed,
             })
     }
 
@@ -168,6 +180,7 @@ impl Optional {
         Self {
             metrics: self.metrics || other.metrics,
             ingresses: self.ingresses || other.ingresses,
+            secrets_allowed: self.secrets_allowed || other.secrets_allowed,
         }
     }
 }
@@ -196,7 +209,7 @@ pub async fn read_cluster(
         list_all::<RoleBinding>(c),
         list_all::<ClusterRole>(c),
         list_all::<ClusterRoleBinding>(c),
-        list_matching::<Node>(c, node_selector),
+        list_matching::<Node>(c, node_selector, None),
         list_all::<NodeReport>(c),
     );
     let baselines = if want_baselines {
@@ -221,6 +234,11 @@ pub async fn read_cluster(
     } else {
         Ok(Vec::new())
     };
+    let secrets = if wanted.ingresses && wanted.secrets_allowed {
+        Some(list_matching::<Secret>(c, None, Some("type=kubernetes.io/tls")).await)
+    } else {
+        None
+    };
 
     let mut errors = Vec::new();
     let mut inventory = Inventory::default();
@@ -237,6 +255,14 @@ pub async fn read_cluster(
         take(&mut errors, "clusterrolebindings", cluster_role_bindings);
     let nodes: Option<Vec<Node>> = take(&mut errors, "nodes", nodes);
     let ingresses: Option<Vec<Ingress>> = take(&mut errors, "ingresses", ingresses);
+    match secrets {
+        None => inventory.secrets = SecretInventory::NotRead(SECRETS_NOT_READ.to_owned()),
+        Some(listed) => {
+            if let Some(listed) = take(&mut errors, "secrets", listed) {
+                inventory.add_tls_secrets(&listed);
+            }
+        }
+    }
     // Without the NodeReport CRD (no agent installed) every node is simply unobserved.
     let reports = match reports {
         Err(err) if not_found(&err) => {

@@ -104,7 +104,8 @@ pub struct CheckArgs {
     /// Read the cluster of the current kubeconfig instead of manifests. Read-only: list
     /// requests (namespaces, networkpolicies, roles, resourcequotas, limitranges,
     /// rolebindings, clusterroles, clusterrolebindings, nodes, nodereports,
-    /// securitybaselines; ingresses when a baseline sets tls), GET /version and, when a
+    /// securitybaselines; ingresses when a baseline sets tls, and kubernetes.io/tls secrets
+    /// with --tls-secrets), GET /version and, when a
     /// baseline sets kubernetesVersion.deprecatedAPIs, GET /metrics.
     #[arg(long)]
     pub live: bool,
@@ -125,6 +126,12 @@ pub struct CheckArgs {
     /// a NodeReport of a Node outside it is ignored, like a deleted Node's.
     #[arg(long, value_name = "SELECTOR", requires = "live")]
     pub node_selector: Option<String>,
+
+    /// With --live: also list the Secrets of type kubernetes.io/tls, for the certificate
+    /// checks of spec.tls (without it they are Unknown). Only the leaf certificate's
+    /// expiry and DNS names are read; nothing of a Secret is printed.
+    #[arg(long, requires = "live")]
+    pub tls_secrets: bool,
 
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
@@ -215,7 +222,8 @@ fn check(args: &CheckArgs) -> Result<(String, bool), Vec<CheckError>> {
     };
 
     let mut inventory = if args.live {
-        let wanted = live::Optional::of(baselines.iter().map(|b| &b.baseline.spec));
+        let mut wanted = live::Optional::of(baselines.iter().map(|b| &b.baseline.spec));
+        wanted.secrets_allowed = args.tls_secrets;
         let cluster = read_live(
             args.baselines.is_empty(),
             wanted,

@@ -7,5 +7,6 @@ pub mod ingresses;
 pub mod lenient;
 pub mod nodes;
 pub mod rbac;
+pub mod tls_secrets;
 pub mod versions;
 pub mod watches;

@@ -24,6 +24,7 @@ use crate::domain::pod_security::{
 };
 use crate::domain::selection::{NamespaceFacts, selects};
 use crate::domain::snapshot::plan_with_audit;
+use crate::domain::tls::{IngressFacts, NamespaceTls, SecretFacts, SecretsView};
 
 /// Why a namespace reconcile must be retried.
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +103,17 @@ pub(in crate::controller) async fn reconcile_namespace(
     for planned in &planned {
         record(ctx, name, namespace, planned, &writes, &labels).await;
     }
-    writes.into_requeue(name)
+    let findings_change = planned.iter().filter_map(|p| p.plan.next_change).min();
+    writes.into_requeue(name, until(findings_change))
+}
+
+/// How long until `instant` (at least a second: it has passed only once `now` is past it).
+fn until(instant: Option<k8s_openapi::jiff::Timestamp>) -> Option<Duration> {
+    let wait = k8s_openapi::jiff::Timestamp::now()
+        .duration_until(instant?)
+        .try_into()
+        .unwrap_or(Duration::ZERO);
+    Some(wait.max(Duration::from_secs(1)))
 }
 
 /// A namespace being deleted: its objects go with it; it no longer counts for any baseline.
@@ -149,21 +160,15 @@ fn plan_baselines(name: &str, labels: &BTreeMap<String, String>, ctx: &Context) 
                     ours: &ours,
                 };
                 let lookup = |kind, object_name: &str| ctx.lookup_name(kind, name, object_name);
-                let ingresses = if baseline.spec.tls.is_some() {
-                    ctx.ingresses.in_namespace(name, |_| true)
-                } else {
-                    Vec::new()
+                let tls = NamespaceTlsFacts::read(ctx, name, baseline.spec.tls.is_some());
+                let ingresses: Vec<&_> = tls.ingresses.iter().map(AsRef::as_ref).collect();
+                let tls = NamespaceTls {
+                    ingresses: &ingresses,
+                    secrets: tls.secrets_view(),
+                    now: k8s_openapi::jiff::Timestamp::now(),
                 };
-                let ingresses: Vec<&_> = ingresses.iter().map(AsRef::as_ref).collect();
                 let plan = ctx.rbac.read(|index| {
-                    plan_with_audit(
-                        &baseline.spec,
-                        reference,
-                        &state,
-                        &lookup,
-                        index,
-                        &ingresses,
-                    )
+                    plan_with_audit(&baseline.spec, reference, &state, &lookup, index, &tls)
                 });
                 (selected, plan)
             };
@@ -177,6 +182,50 @@ fn plan_baselines(name: &str, labels: &BTreeMap<String, String>, ctx: &Context) 
             })
         })
         .collect()
+}
+
+/// What the TLS checks read of one namespace, from the caches.
+struct NamespaceTlsFacts {
+    ingresses: Vec<Arc<IngressFacts>>,
+    /// The Secrets the Ingresses name that the cache holds; None without `--tls-secrets`.
+    secrets: Option<Vec<(String, Arc<SecretFacts>)>>,
+}
+
+impl NamespaceTlsFacts {
+    fn read(ctx: &Context, namespace: &str, wanted: bool) -> Self {
+        if !wanted {
+            return Self {
+                ingresses: Vec::new(),
+                secrets: None,
+            };
+        }
+        let ingresses = ctx.ingresses.in_namespace(namespace, |_| true);
+        let secrets = ctx.tls_secrets.as_ref().map(|index| {
+            let named: BTreeSet<&str> = ingresses
+                .iter()
+                .flat_map(|ingress| &ingress.tls)
+                .filter_map(|entry| entry.secret_name.as_deref())
+                .collect();
+            named
+                .into_iter()
+                .filter_map(|name| Some((name.to_owned(), index.get(namespace, name)?)))
+                .collect()
+        });
+        Self { ingresses, secrets }
+    }
+
+    fn secrets_view(&self) -> SecretsView<'_> {
+        match &self.secrets {
+            None => SecretsView::NotRead(crate::controller::feeds::tls_secrets::NOT_READ),
+            Some(secrets) => SecretsView::Read {
+                secrets: secrets
+                    .iter()
+                    .map(|(name, facts)| (name.as_str(), facts.as_ref()))
+                    .collect(),
+                only_tls_type: true,
+            },
+        }
+    }
 }
 
 /// What the object writes of one reconcile did, by baseline: (kind, name) sets.
@@ -196,9 +245,14 @@ struct ObjectWrites {
 }
 
 impl ObjectWrites {
-    /// When to reconcile again: after a failure (an error), when a budget allows, or on
-    /// the next change.
-    fn into_requeue(self, name: &str) -> Result<RequeueAction, ReconcileError> {
+    /// When to reconcile again: after a failure (an error), when a budget allows, when a
+    /// finding changes by time alone (`findings_change`, e.g. a certificate expiring), or
+    /// on the next change.
+    fn into_requeue(
+        self,
+        name: &str,
+        findings_change: Option<Duration>,
+    ) -> Result<RequeueAction, ReconcileError> {
         let Self {
             failures,
             retry_after,
@@ -206,12 +260,15 @@ impl ObjectWrites {
         } = self;
         let failure_count = failures.len();
         match failures.into_iter().next() {
-            // One more repair once the budget allows (plus a little, so the check passes).
-            None => Ok(
-                retry_after.map_or_else(RequeueAction::await_change, |wait| {
-                    RequeueAction::requeue(wait + Duration::from_millis(100))
-                }),
-            ),
+            None => {
+                // One more repair once the budget allows (plus a little, so the check passes).
+                let budget = retry_after.map(|wait| wait + Duration::from_millis(100));
+                let sooner = match (budget, findings_change) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                Ok(sooner.map_or_else(RequeueAction::await_change, RequeueAction::requeue))
+            }
             Some((_, first)) => Err(ReconcileError::Writes {
                 namespace: name.to_string(),
                 count: failure_count,

@@ -42,6 +42,8 @@ pub struct Context {
     pub metrics: Arc<crate::controller::runtime::metrics::Metrics>,
     /// Every Ingress's hosts and labels, for the TLS checks.
     pub ingresses: Arc<crate::controller::feeds::ingresses::IngressIndex>,
+    /// Every `kubernetes.io/tls` Secret's certificate facts, with `--tls-secrets` only.
+    pub tls_secrets: Option<Arc<crate::controller::feeds::tls_secrets::TlsSecretIndex>>,
     /// Roles, ClusterRoles and bindings, for the RBAC audit.
     pub rbac: Arc<crate::controller::feeds::rbac::RbacCache>,
     /// Node labels, NodeReports and the published audit policy (node checks).
@@ -118,6 +120,7 @@ impl Context {
             results: Results::default(),
             rbac: Arc::default(),
             ingresses: Arc::default(),
+            tls_secrets: args.tls_secrets.then(Arc::default),
             node_caches: crate::controller::feeds::nodes::NodeCaches::new(metrics.clone()),
             versions: crate::controller::feeds::versions::VersionCache::default(),
             metrics,
@@ -154,6 +157,9 @@ impl Context {
         }
         self.rbac.wait_ready().await;
         self.ingresses.wait_ready().await;
+        if let Some(secrets) = &self.tls_secrets {
+            secrets.wait_ready().await;
+        }
         self.node_caches.wait_ready().await;
         let existing: HashSet<String> = self
             .namespaces

@@ -15,12 +15,31 @@ use crate::domain::tls::{Finding, check_ids};
 pub struct IngressFacts {
     pub name: String,
     pub labels: BTreeMap<String, String>,
-    /// `spec.tls[].hosts`, one list per entry (an entry without hosts is an empty list).
-    pub tls_hosts: Vec<Vec<String>>,
+    /// `spec.tls`, one per entry.
+    pub tls: Vec<TlsEntry>,
     /// The distinct rule hosts, as written.
     pub rule_hosts: BTreeSet<String>,
     /// A rule without a host, or a default backend: every host reaching the controller.
     pub catch_all: bool,
+}
+
+/// One `spec.tls` entry of an Ingress.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsEntry {
+    /// Its hosts (none: the Ingress controller's default TLS host setting).
+    pub hosts: Vec<String>,
+    /// The Secret holding its certificate (none: the controller's default certificate).
+    pub secret_name: Option<String>,
+}
+
+impl IngressFacts {
+    fn tls_hosts(&self) -> impl Iterator<Item = &String> {
+        self.tls.iter().flat_map(|entry| &entry.hosts)
+    }
+
+    fn has_tls_entry_without_hosts(&self) -> bool {
+        self.tls.iter().any(|entry| entry.hosts.is_empty())
+    }
 }
 
 impl IngressFacts {
@@ -33,11 +52,14 @@ impl IngressFacts {
         Self {
             name: ingress.metadata.name.clone().unwrap_or_default(),
             labels: ingress.metadata.labels.clone().unwrap_or_default(),
-            tls_hosts: spec
+            tls: spec
                 .and_then(|s| s.tls.as_deref())
                 .unwrap_or_default()
                 .iter()
-                .map(|entry| entry.hosts.clone().unwrap_or_default())
+                .map(|entry| TlsEntry {
+                    hosts: entry.hosts.clone().unwrap_or_default(),
+                    secret_name: entry.secret_name.clone().filter(|name| !name.is_empty()),
+                })
                 .collect(),
             rule_hosts,
             catch_all,
@@ -48,7 +70,7 @@ impl IngressFacts {
 /// The findings of one Ingress (before exemptions).
 pub fn evaluate_ingress(namespace: &str, ingress: &IngressFacts) -> Vec<Finding> {
     let object = format!("Ingress {namespace}/{}", ingress.name);
-    if ingress.tls_hosts.is_empty() {
+    if ingress.tls.is_empty() {
         return vec![Finding::new(
             check_ids::INGRESS_TLS_MISSING,
             DriftReason::Violation,
@@ -82,15 +104,10 @@ fn rule_host_finding(object: &str, ingress: &IngressFacts, host: &str) -> Option
             format!("{object}: rule host {why}, so the API server would reject it"),
         );
     }
-    if ingress
-        .tls_hosts
-        .iter()
-        .flatten()
-        .any(|tls| covers(tls, host))
-    {
+    if ingress.tls_hosts().any(|tls| covers(tls, host)) {
         return None;
     }
-    if ingress.tls_hosts.iter().any(Vec::is_empty) {
+    if ingress.has_tls_entry_without_hosts() {
         return finding(
             DriftReason::Unknown,
             format!(
@@ -102,13 +119,7 @@ fn rule_host_finding(object: &str, ingress: &IngressFacts, host: &str) -> Option
         DriftReason::Violation,
         format!(
             "{object}: rule host {host} is not covered by any spec.tls[].hosts ({}); a wildcard covers exactly one label",
-            ingress
-                .tls_hosts
-                .iter()
-                .flatten()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
+            ingress.tls_hosts().cloned().collect::<Vec<_>>().join(", ")
         ),
     )
 }
@@ -117,7 +128,7 @@ fn rule_host_finding(object: &str, ingress: &IngressFacts, host: &str) -> Option
 /// without hosts (the controller's default) could cover it, and what that covers is not in
 /// the API.
 fn catch_all_finding(object: &str, ingress: &IngressFacts) -> Option<Finding> {
-    let (reason, message) = if ingress.tls_hosts.iter().any(Vec::is_empty) {
+    let (reason, message) = if ingress.has_tls_entry_without_hosts() {
         (
             DriftReason::Unknown,
             format!(

@@ -4,19 +4,30 @@
 //! repaired. Layered: `hosts` (names and coverage) at the bottom, `ingress` on it, this
 //! module on top.
 
+pub mod certificate;
 pub mod hosts;
 pub mod ingress;
+pub mod secrets;
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::api::{DriftEntry, DriftReason, TlsExemption, TlsSettings};
 use crate::domain::checks::CheckInfo;
 use crate::domain::node::findings::truncate;
 
+pub use certificate::{CertificateFacts, SecretFacts};
 pub use ingress::IngressFacts;
+pub use secrets::SecretsView;
 
 /// Check IDs of the TLS checks.
 pub mod check_ids {
     pub const INGRESS_TLS_MISSING: &str = "ingress.tls-missing";
     pub const INGRESS_TLS_HOST_COVERAGE: &str = "ingress.tls-host-coverage";
+    pub const TLS_SECRET: &str = "tls.secret";
+    pub const TLS_CERTIFICATE_MALFORMED: &str = "tls.certificate-malformed";
+    pub const TLS_CERTIFICATE_EXPIRED: &str = "tls.certificate-expired";
+    pub const TLS_CERTIFICATE_EXPIRING: &str = "tls.certificate-expiring";
+    pub const TLS_CERTIFICATE_HOST: &str = "tls.certificate-host";
 }
 
 /// The TLS checks, for the registry.
@@ -29,6 +40,31 @@ pub const CHECKS: &[CheckInfo] = &[
     CheckInfo {
         id: check_ids::INGRESS_TLS_HOST_COVERAGE,
         description: "Every host an Ingress routes is covered by a spec.tls[].hosts entry (a wildcard covers one label)",
+        cis: &[],
+    },
+    CheckInfo {
+        id: check_ids::TLS_SECRET,
+        description: "The Secret an Ingress's spec.tls entry names exists and is of type kubernetes.io/tls",
+        cis: &[],
+    },
+    CheckInfo {
+        id: check_ids::TLS_CERTIFICATE_MALFORMED,
+        description: "That Secret's tls.crt holds a certificate that parses",
+        cis: &[],
+    },
+    CheckInfo {
+        id: check_ids::TLS_CERTIFICATE_EXPIRED,
+        description: "That certificate has not expired",
+        cis: &[],
+    },
+    CheckInfo {
+        id: check_ids::TLS_CERTIFICATE_EXPIRING,
+        description: "That certificate does not expire within spec.tls.expiryWarningDays",
+        cis: &[],
+    },
+    CheckInfo {
+        id: check_ids::TLS_CERTIFICATE_HOST,
+        description: "That certificate's subjectAltName DNS names cover every host of the spec.tls entry",
         cis: &[],
     },
 ];
@@ -62,19 +98,44 @@ impl Finding {
     }
 }
 
+/// What the TLS checks read of one namespace, observed at `now`.
+#[derive(Debug, Clone)]
+pub struct NamespaceTls<'a> {
+    pub ingresses: &'a [&'a IngressFacts],
+    pub secrets: SecretsView<'a>,
+    pub now: Timestamp,
+}
+
+/// The TLS findings of one namespace, and the next instant they change by time alone (when
+/// the controller evaluates the namespace again).
+#[derive(Debug, Default)]
+pub struct TlsVerdict {
+    pub entries: Vec<DriftEntry>,
+    pub next_change: Option<Timestamp>,
+}
+
 /// The TLS findings of the Ingresses of `namespace` (a selected one), exemptions applied.
-pub fn evaluate_namespace<'a>(
+pub fn evaluate_namespace(
     settings: &TlsSettings,
     namespace: &str,
-    ingresses: impl IntoIterator<Item = &'a IngressFacts>,
-) -> Vec<DriftEntry> {
+    inputs: &NamespaceTls<'_>,
+) -> TlsVerdict {
+    let mut verdict = TlsVerdict::default();
     if !settings.ingress {
-        return Vec::new();
+        return verdict;
     }
-    let mut entries: Vec<DriftEntry> = ingresses
-        .into_iter()
-        .flat_map(|ingress| {
-            ingress::evaluate_ingress(namespace, ingress)
+    let warning = SignedDuration::from_hours(i64::from(settings.expiry_warning_days) * 24);
+    for ingress in inputs.ingresses.iter().copied() {
+        let mut findings = ingress::evaluate_ingress(namespace, ingress);
+        // Without spec.tls there is no certificate to look at.
+        if settings.certificates && !ingress.tls.is_empty() {
+            let certificates =
+                secrets::evaluate_secrets(namespace, ingress, &inputs.secrets, warning, inputs.now);
+            findings.extend(certificates.findings);
+            verdict.next_change = secrets::earliest(verdict.next_change, certificates.next_change);
+        }
+        verdict.entries.extend(
+            findings
                 .into_iter()
                 .filter(|finding| {
                     !settings
@@ -89,12 +150,12 @@ pub fn evaluate_namespace<'a>(
                     check: finding.check.to_owned(),
                     reason: finding.reason,
                     message: truncate(finding.message, MESSAGE_MAX),
-                })
-        })
-        .collect();
-    entries.sort();
-    entries.dedup();
-    entries
+                }),
+        );
+    }
+    verdict.entries.sort();
+    verdict.entries.dedup();
+    verdict
 }
 
 /// Whether `exemption` covers `finding` about `ingress`: every field it sets must match.

@@ -12,6 +12,25 @@ fn settings(yaml: &str) -> TlsSettings {
     serde_saphyr::from_str(yaml).expect("settings fixture")
 }
 
+/// The Ingress checks alone (certificates off), as the first tests are about them.
+fn ingress_checks<'a>(
+    settings: &TlsSettings,
+    namespace: &str,
+    ingresses: impl IntoIterator<Item = &'a IngressFacts>,
+) -> Vec<DriftEntry> {
+    let settings = TlsSettings {
+        certificates: false,
+        ..settings.clone()
+    };
+    let ingresses: Vec<&IngressFacts> = ingresses.into_iter().collect();
+    let inputs = NamespaceTls {
+        ingresses: &ingresses,
+        secrets: SecretsView::NotRead("not read in this test"),
+        now: Timestamp::UNIX_EPOCH,
+    };
+    evaluate_namespace(&settings, namespace, &inputs).entries
+}
+
 /// (name, check, reason) of each finding.
 fn found(entries: &[DriftEntry]) -> Vec<(&str, &str, DriftReason)> {
     entries
@@ -26,7 +45,7 @@ const COVERED: &str = "metadata: {name: ok}\nspec:\n  tls: [{hosts: ['*.b.exampl
 
 #[test]
 fn an_ingress_without_tls_is_one_violation() {
-    let entries = evaluate_namespace(&TlsSettings::default(), "shop", [&ingress(PLAIN)]);
+    let entries = ingress_checks(&TlsSettings::default(), "shop", [&ingress(PLAIN)]);
     assert_eq!(
         found(&entries),
         vec![("plain", "ingress.tls-missing", DriftReason::Violation)]
@@ -42,7 +61,7 @@ fn an_ingress_without_tls_is_one_violation() {
 
 #[test]
 fn a_wildcard_tls_host_covers_one_label_of_the_rule_hosts() {
-    let entries = evaluate_namespace(
+    let entries = ingress_checks(
         &TlsSettings::default(),
         "shop",
         [&ingress(WILDCARD_ONE_LABEL), &ingress(COVERED)],
@@ -62,7 +81,7 @@ fn a_wildcard_tls_host_covers_one_label_of_the_rule_hosts() {
 fn what_the_api_does_not_show_is_unknown_never_a_pass() {
     let hostless_tls = "metadata: {name: default-cert}\nspec:\n  tls: [{secretName: s}]\n  rules: [{host: a.example.com}, {http: {paths: []}}]";
     let uppercase = "metadata: {name: upper}\nspec:\n  tls: [{hosts: [shop.example.com]}]\n  rules: [{host: Shop.example.com}]";
-    let entries = evaluate_namespace(
+    let entries = ingress_checks(
         &TlsSettings::default(),
         "shop",
         [&ingress(hostless_tls), &ingress(uppercase)],
@@ -94,7 +113,7 @@ fn what_the_api_does_not_show_is_unknown_never_a_pass() {
 fn a_catch_all_with_only_named_tls_hosts_is_a_violation() {
     let default_backend = "metadata: {name: fallback}\nspec:\n  tls: [{hosts: [a.example.com]}]\n  defaultBackend: {service: {name: web, port: {number: 80}}}";
     let hostless_rule = "metadata: {name: any}\nspec:\n  tls: [{hosts: [a.example.com]}]\n  rules: [{host: a.example.com}, {http: {paths: []}}]";
-    let entries = evaluate_namespace(
+    let entries = ingress_checks(
         &TlsSettings::default(),
         "shop",
         [&ingress(default_backend), &ingress(hostless_rule)],
@@ -117,7 +136,7 @@ fn exemptions_need_every_field_they_set_to_match() {
     let solver = "metadata: {name: cm-acme-http-solver-x, labels: {acme.cert-manager.io/http01-solver: 'true'}}\nspec: {rules: [{host: shop.example.com}]}";
     let all = [ingress(PLAIN), ingress(solver), ingress(WILDCARD_ONE_LABEL)];
     let evaluate = |yaml: &str, namespace: &str| {
-        let entries = evaluate_namespace(&settings(yaml), namespace, all.iter());
+        let entries = ingress_checks(&settings(yaml), namespace, all.iter());
         found(&entries)
             .into_iter()
             .map(|(name, check, _)| format!("{name} {check}"))
@@ -185,4 +204,357 @@ fn the_checks_are_registered_and_the_crd_admits_exactly_their_ids() {
             .contains("name, matchLabels or host is required"),
         "{errors}"
     );
+}
+
+// ---- The certificate checks (tls.secret, tls.certificate-*) ----
+
+mod certificates {
+    use rustls_pki_types::{CertificateDer, ServerName};
+
+    use super::*;
+
+    /// A self-signed certificate for `names`, valid until `not_after` (midnight UTC of that
+    /// date), in PEM.
+    fn certificate(names: &[&str], not_after: (i32, u8, u8)) -> String {
+        let mut params = rcgen::CertificateParams::new(
+            names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
+        )
+        .expect("params");
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+        let key = rcgen::KeyPair::generate().expect("key");
+        params.self_signed(&key).expect("certificate").pem()
+    }
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().expect("timestamp")
+    }
+
+    const WEB: &str = "metadata: {name: web}\nspec:\n  tls: [{hosts: [a.example.com, b.example.com], secretName: web-tls}]\n  rules: [{host: a.example.com}, {host: b.example.com}]";
+
+    fn evaluate(
+        settings: &TlsSettings,
+        ingresses: &[&IngressFacts],
+        secrets: SecretsView<'_>,
+        now: Timestamp,
+    ) -> TlsVerdict {
+        let inputs = NamespaceTls {
+            ingresses,
+            secrets,
+            now,
+        };
+        evaluate_namespace(settings, "shop", &inputs)
+    }
+
+    fn read<'a>(secrets: &'a [(&'a str, SecretFacts)], only_tls_type: bool) -> SecretsView<'a> {
+        SecretsView::Read {
+            secrets: secrets.iter().map(|(name, facts)| (*name, facts)).collect(),
+            only_tls_type,
+        }
+    }
+
+    fn tls(pem: &str) -> SecretFacts {
+        SecretFacts::from_parts(Some("kubernetes.io/tls"), Some(pem.as_bytes()))
+    }
+
+    #[test]
+    fn the_leaf_certificate_gives_expiry_and_dns_names_and_bad_input_is_named() {
+        let leaf = certificate(&["a.example.com", "*.example.org"], (2027, 3, 1));
+        let chain = format!("{leaf}{}", certificate(&["ca.example"], (2030, 1, 1)));
+        let facts = CertificateFacts::from_pem(chain.as_bytes()).expect("parses");
+        assert_eq!(facts.not_after, at("2027-03-01T00:00:00Z"));
+        assert_eq!(facts.dns_names, vec!["a.example.com", "*.example.org"]);
+        for (input, why) in [
+            ("not PEM at all", "no PEM CERTIFICATE block"),
+            (
+                "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+                "no PEM CERTIFICATE block",
+            ),
+            (
+                "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+                "does not parse",
+            ),
+        ] {
+            let error = CertificateFacts::from_pem(input.as_bytes()).expect_err(input);
+            assert!(error.contains(why), "{input}: {error}");
+        }
+        assert_eq!(
+            SecretFacts::from_parts(Some("kubernetes.io/tls"), None),
+            SecretFacts::Tls(Err("has no tls.crt".to_owned()))
+        );
+        assert_eq!(
+            SecretFacts::from_parts(None, Some(leaf.as_bytes())),
+            SecretFacts::OtherType("Opaque".to_owned())
+        );
+    }
+
+    /// Our host matching against webpki's own name validation (what rustls clients do), on
+    /// the same certificates.
+    #[test]
+    fn host_matching_agrees_with_webpki() {
+        let san_sets: [&[&str]; 4] = [
+            &["a.example.com"],
+            &["*.example.com"],
+            &["*.b.example.com", "EXAMPLE.org"],
+            &["xn--bcher-kva.example", "*.xn--bcher-kva.example"],
+        ];
+        let hosts = [
+            "a.example.com",
+            "A.Example.com",
+            "example.com",
+            "x.b.example.com",
+            "b.example.com",
+            "a.x.b.example.com",
+            "example.org",
+            "www.example.org",
+            "xn--bcher-kva.example",
+            "shop.xn--bcher-kva.example",
+        ];
+        for sans in san_sets {
+            let pem = certificate(sans, (2030, 1, 1));
+            let facts = CertificateFacts::from_pem(pem.as_bytes()).expect("parses");
+            let der = pem::parse(&pem).expect("pem");
+            let der = CertificateDer::from(der.contents().to_vec());
+            let webpki_cert = webpki::EndEntityCert::try_from(&der).expect("webpki parses");
+            for host in hosts {
+                let name = ServerName::try_from(host).expect("a DNS name");
+                let by_webpki = webpki_cert.verify_is_valid_for_subject_name(&name).is_ok();
+                assert_eq!(facts.valid_for(host), by_webpki, "{sans:?} for {host}");
+            }
+        }
+    }
+
+    /// (what, the Secrets, only TLS Secrets listed, the findings: check, reason, message part)
+    type Case<'a> = (
+        &'a str,
+        Vec<(&'a str, SecretFacts)>,
+        bool,
+        Vec<(&'a str, DriftReason, &'a str)>,
+    );
+
+    #[test]
+    fn each_secret_problem_is_one_finding_on_the_ingress() {
+        let web = ingress(WEB);
+        let now = at("2026-12-01T12:00:00Z");
+        let settings = TlsSettings::default();
+        let wrong_host = certificate(&["a.example.com"], (2027, 6, 1));
+        let cases: Vec<Case> = vec![
+            (
+                "missing",
+                vec![],
+                false,
+                vec![(
+                    "tls.secret",
+                    DriftReason::Violation,
+                    "Secret shop/web-tls (spec.tls) does not exist",
+                )],
+            ),
+            (
+                "missing, only TLS Secrets known",
+                vec![],
+                true,
+                vec![(
+                    "tls.secret",
+                    DriftReason::Violation,
+                    "does not exist or is of another type",
+                )],
+            ),
+            (
+                "wrong type",
+                vec![("web-tls", SecretFacts::OtherType("Opaque".to_owned()))],
+                false,
+                vec![(
+                    "tls.secret",
+                    DriftReason::Violation,
+                    "is of type Opaque, not kubernetes.io/tls",
+                )],
+            ),
+            (
+                "malformed",
+                vec![("web-tls", tls("garbage"))],
+                false,
+                vec![(
+                    "tls.certificate-malformed",
+                    DriftReason::Violation,
+                    "no PEM CERTIFICATE block",
+                )],
+            ),
+            (
+                "expired",
+                vec![(
+                    "web-tls",
+                    tls(&certificate(&["*.example.com"], (2026, 11, 30))),
+                )],
+                false,
+                vec![(
+                    "tls.certificate-expired",
+                    DriftReason::Violation,
+                    "expired at 2026-11-30T00:00:00Z",
+                )],
+            ),
+            (
+                "expiring",
+                vec![(
+                    "web-tls",
+                    tls(&certificate(&["*.example.com"], (2026, 12, 15))),
+                )],
+                false,
+                vec![(
+                    "tls.certificate-expiring",
+                    DriftReason::Violation,
+                    "expires at 2026-12-15T00:00:00Z, within the 21 days",
+                )],
+            ),
+            (
+                "not valid for one host",
+                vec![("web-tls", tls(&wrong_host))],
+                false,
+                vec![(
+                    "tls.certificate-host",
+                    DriftReason::Violation,
+                    "not valid for host b.example.com (its subjectAltName DNS names: a.example.com)",
+                )],
+            ),
+            (
+                "valid",
+                vec![(
+                    "web-tls",
+                    tls(&certificate(&["*.example.com"], (2027, 6, 1))),
+                )],
+                false,
+                vec![],
+            ),
+        ];
+        for (case, secrets, only_tls_type, expected) in cases {
+            let verdict = evaluate(&settings, &[&web], read(&secrets, only_tls_type), now);
+            let got: Vec<(&str, DriftReason)> = verdict
+                .entries
+                .iter()
+                .map(|e| (e.check.as_str(), e.reason))
+                .collect();
+            let wanted: Vec<(&str, DriftReason)> =
+                expected.iter().map(|(c, r, _)| (*c, *r)).collect();
+            assert_eq!(got, wanted, "{case}");
+            for (entry, (_, _, text)) in verdict.entries.iter().zip(&expected) {
+                assert_eq!(
+                    (entry.kind.as_str(), entry.name.as_str()),
+                    ("Ingress", "web")
+                );
+                assert!(entry.message.contains(text), "{case}: {}", entry.message);
+            }
+        }
+    }
+
+    #[test]
+    fn what_cannot_be_read_is_unknown_and_certificates_can_be_turned_off() {
+        let web = ingress(WEB);
+        let default_cert = ingress(
+            "metadata: {name: dflt}\nspec:\n  tls: [{hosts: [a.example.com]}]\n  rules: [{host: a.example.com}]",
+        );
+        let verdict = evaluate(
+            &TlsSettings::default(),
+            &[&web, &default_cert],
+            SecretsView::NotRead("apply the overlay"),
+            at("2026-12-01T00:00:00Z"),
+        );
+        assert_eq!(
+            found(&verdict.entries),
+            vec![
+                ("dflt", "tls.secret", DriftReason::Unknown),
+                ("web", "tls.secret", DriftReason::Unknown),
+            ]
+        );
+        assert!(verdict.entries[0].message.contains("names no secretName"));
+        assert!(
+            verdict.entries[1]
+                .message
+                .contains("was not read: apply the overlay")
+        );
+        let off = settings("certificates: false");
+        let verdict = evaluate(
+            &off,
+            &[&web],
+            SecretsView::NotRead("x"),
+            Timestamp::UNIX_EPOCH,
+        );
+        assert!(verdict.entries.is_empty(), "{:?}", verdict.entries);
+    }
+
+    #[test]
+    fn the_next_change_is_the_warning_window_then_the_expiry() {
+        let web = ingress(WEB);
+        let secrets = vec![(
+            "web-tls",
+            tls(&certificate(&["*.example.com"], (2027, 1, 22))),
+        )];
+        let not_after = at("2027-01-22T00:00:00Z");
+        let warn_from = at("2027-01-01T00:00:00Z");
+        let settings = TlsSettings::default();
+        let second = SignedDuration::from_secs(1);
+        let before = evaluate(&settings, &[&web], read(&secrets, true), warn_from - second);
+        assert!(before.entries.is_empty(), "{:?}", before.entries);
+        assert_eq!(before.next_change, Some(warn_from));
+        let warned = evaluate(&settings, &[&web], read(&secrets, true), warn_from);
+        assert_eq!(
+            found(&warned.entries),
+            vec![("web", "tls.certificate-expiring", DriftReason::Violation)]
+        );
+        assert_eq!(warned.next_change, Some(not_after + second));
+        let last = evaluate(&settings, &[&web], read(&secrets, true), not_after);
+        assert_eq!(
+            found(&last.entries),
+            vec![("web", "tls.certificate-expiring", DriftReason::Violation)]
+        );
+        let expired = evaluate(&settings, &[&web], read(&secrets, true), not_after + second);
+        assert_eq!(
+            found(&expired.entries),
+            vec![("web", "tls.certificate-expired", DriftReason::Violation)]
+        );
+        assert_eq!(expired.next_change, None);
+        let week = settings_with_warning(7);
+        let early = evaluate(&week, &[&web], read(&secrets, true), warn_from);
+        assert!(early.entries.is_empty());
+        assert_eq!(early.next_change, Some(at("2027-01-15T00:00:00Z")));
+    }
+
+    fn settings_with_warning(days: u16) -> TlsSettings {
+        TlsSettings {
+            expiry_warning_days: days,
+            ..TlsSettings::default()
+        }
+    }
+
+    #[test]
+    fn exemptions_apply_to_certificate_findings_by_check_and_host() {
+        let web = ingress(WEB);
+        let wrong = [(
+            "web-tls",
+            tls(&certificate(&["c.example.com"], (2026, 12, 10))),
+        )];
+        let now = at("2026-12-01T00:00:00Z");
+        let checks = |yaml: &str| {
+            let verdict = evaluate(&settings(yaml), &[&web], read(&wrong, false), now);
+            verdict
+                .entries
+                .iter()
+                .map(|e| e.check.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            checks("{}"),
+            vec![
+                "tls.certificate-expiring",
+                "tls.certificate-host",
+                "tls.certificate-host"
+            ]
+        );
+        assert_eq!(
+            checks("exemptions: [{host: a.example.com, reason: r}]"),
+            vec!["tls.certificate-expiring", "tls.certificate-host"]
+        );
+        assert_eq!(
+            checks("exemptions: [{name: web, checks: [tls.certificate-expiring], reason: r}]"),
+            vec!["tls.certificate-host", "tls.certificate-host"]
+        );
+    }
 }

@@ -1,0 +1,140 @@
+//! Secrets for the certificate checks (`spec.tls`), controller side, only with
+//! `--tls-secrets` (the opt-in overlay config/rbac/tls-secrets grants the read). One watch
+//! of the Secrets of type `kubernetes.io/tls` (a field selector: Opaque, token and Helm
+//! release Secrets never reach us), each reduced at once to `domain::tls::SecretFacts`:
+//! the leaf certificate's expiry and DNS names. `tls.key` is dropped unread; nothing of a
+//! Secret is logged.
+
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt, future};
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+
+use crate::controller::feeds::watches::{list_config, log_and_skip};
+use crate::controller::state::cache::NamespacedIndex;
+use crate::controller::state::namespace_store::CachedNamespace;
+use crate::domain::tls::SecretFacts;
+
+type NamespaceRef = ObjectRef<CachedNamespace>;
+
+/// The type the watch selects.
+const TLS_TYPE: &str = "kubernetes.io/tls";
+
+/// Every TLS Secret's facts, by namespace and name.
+pub type TlsSecretIndex = NamespacedIndex<SecretFacts>;
+
+/// Why certificates are Unknown without the opt-in (in every such finding).
+pub const NOT_READ: &str = "the operator does not read Secrets; apply the opt-in overlay config/rbac/tls-secrets (RBAC to read Secrets and the flag --tls-secrets) to check certificates";
+
+/// Feeds `index` from a watch of every `kubernetes.io/tls` Secret; yields the namespace of
+/// each change of what the checks read (a label change or re-annotation changes nothing).
+pub fn namespace_triggers(
+    client: &Client,
+    index: Arc<TlsSecretIndex>,
+) -> impl Stream<Item = NamespaceRef> + Send + 'static {
+    let config = list_config().fields(&format!("type={TLS_TYPE}"));
+    watcher(Api::<Secret>::all(client.clone()), config)
+        .default_backoff()
+        .filter_map(|result| log_and_skip(result, "Secret"))
+        .filter_map(move |event| future::ready(observe(&index, &event)))
+}
+
+/// Applies `event` to `index`; the namespace to re-plan when the cached facts changed.
+fn observe(index: &TlsSecretIndex, event: &watcher::Event<Secret>) -> Option<NamespaceRef> {
+    let changed_namespace = match event {
+        watcher::Event::Apply(secret) | watcher::Event::InitApply(secret) => facts(secret)
+            .and_then(|(namespace, name, facts)| {
+                (index.get(&namespace, &name).as_deref() != Some(&facts)).then_some(namespace)
+            }),
+        watcher::Event::Delete(secret) => secret.namespace(),
+        watcher::Event::Init | watcher::Event::InitDone => None,
+    };
+    index.apply(event, facts);
+    changed_namespace.map(|namespace| NamespaceRef::new(&namespace))
+}
+
+fn facts(secret: &Secret) -> Option<(String, String, SecretFacts)> {
+    let tls_crt = secret
+        .data
+        .as_ref()
+        .and_then(|data| data.get("tls.crt"))
+        .map(|bytes| bytes.0.as_slice());
+    Some((
+        secret.namespace()?,
+        secret.metadata.name.clone()?,
+        SecretFacts::from_parts(secret.type_.as_deref(), tls_crt),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(crt: &str, labels: &[(&str, &str)]) -> Secret {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "web-tls", "namespace": "shop", "resourceVersion": "1",
+                "labels": labels.iter().copied().collect::<std::collections::BTreeMap<_, _>>(),
+            },
+            "type": TLS_TYPE,
+            "data": {
+                "tls.crt": base64_of(crt),
+                "tls.key": base64_of("-----BEGIN PRIVATE KEY-----\nsecret\n-----END PRIVATE KEY-----\n"),
+            },
+        }))
+        .expect("Secret")
+    }
+
+    fn base64_of(text: &str) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(text)
+    }
+
+    #[test]
+    fn only_changes_of_the_certificate_re_plan_the_namespace_and_the_key_is_not_kept() {
+        let index = TlsSecretIndex::default();
+        let planned = |event| observe(&index, &event).map(|r| r.name);
+        let first = secret("not a certificate", &[]);
+        assert_eq!(
+            planned(watcher::Event::Apply(first.clone())),
+            Some("shop".to_owned())
+        );
+        assert_eq!(planned(watcher::Event::Apply(first.clone())), None);
+        assert_eq!(
+            planned(watcher::Event::Apply(secret(
+                "not a certificate",
+                &[("a", "b")]
+            ))),
+            None
+        );
+        // Another unparsable text reads the same: nothing to re-plan.
+        assert_eq!(
+            planned(watcher::Event::Apply(secret(
+                "another non-certificate",
+                &[]
+            ))),
+            None
+        );
+        let key = rcgen::KeyPair::generate().expect("key");
+        let renewed = rcgen::CertificateParams::new(vec!["a.example.com".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("certificate")
+            .pem();
+        assert_eq!(
+            planned(watcher::Event::Apply(secret(&renewed, &[]))),
+            Some("shop".to_owned())
+        );
+        let cached = index.get("shop", "web-tls").expect("cached");
+        assert!(matches!(cached.as_ref(), SecretFacts::Tls(Ok(_))));
+        assert!(!format!("{cached:?}").contains("secret"), "{cached:?}");
+        assert_eq!(
+            planned(watcher::Event::Delete(first)),
+            Some("shop".to_owned())
+        );
+        assert!(index.get("shop", "web-tls").is_none());
+    }
+}
