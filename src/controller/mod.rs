@@ -12,7 +12,7 @@
 //!   ([`cache`]) and say which namespaces a change may re-plan.
 
 mod feeds;
-mod reconcile;
+pub(crate) mod reconcile;
 mod runtime;
 #[cfg(test)]
 mod scenario_tests;

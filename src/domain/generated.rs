@@ -26,6 +26,7 @@ pub mod check_ids {
     pub const ALLOW_DNS: &str = "network.allow-dns";
     pub const ALLOW_SAME_NAMESPACE: &str = "network.allow-same-namespace";
     pub const POD_SECURITY: &str = "pod-security.labels";
+    pub const POD_SECURITY_PREVIEW: &str = "pod-security.preview";
     pub const ROLE: &str = "role.provisioned";
     pub const RESOURCE_QUOTA: &str = "quota.resource-quota";
     pub const LIMIT_RANGE: &str = "quota.limit-range";
@@ -52,6 +53,11 @@ pub const CHECKS: &[CheckInfo] = &[
         id: check_ids::POD_SECURITY,
         description: "Pod Security admission labels are at least as strict as the baseline",
         cis: &["5.2.1"],
+    },
+    CheckInfo {
+        id: check_ids::POD_SECURITY_PREVIEW,
+        description: "Enforcing the baseline's Pod Security level would reject no existing pod (the API server's own evaluation, on a dry run)",
+        cis: &[],
     },
     CheckInfo {
         id: check_ids::ROLE,

@@ -302,6 +302,32 @@ pub fn evaluate_baseline(
     verdict
 }
 
+/// The namespaces where `verdict` found Pod Security label drift and enforcing the
+/// baseline's level would make the API server evaluate the existing pods, each with the
+/// enforce labels to preview (`check --live` makes that change as a dry run).
+pub fn preview_targets(
+    spec: &SecurityBaselineSpec,
+    snapshot: &ClusterSnapshot,
+    verdict: &BaselineVerdict,
+) -> Vec<(String, BTreeMap<String, String>)> {
+    let wanted = crate::domain::generated::wanted_pod_security(spec);
+    let drifted: BTreeSet<&str> = verdict
+        .findings
+        .iter()
+        .filter(|f| f.check == crate::domain::generated::check_ids::POD_SECURITY)
+        .map(|f| f.namespace.as_str())
+        .collect();
+    snapshot
+        .namespaces
+        .iter()
+        .filter(|(name, _)| drifted.contains(name.as_str()))
+        .filter_map(|(name, labels)| {
+            crate::domain::pod_security::preview::target_labels(&wanted, labels)
+                .map(|target| (name.clone(), target))
+        })
+        .collect()
+}
+
 /// Groups objects by namespace (each group in input order).
 pub fn objects_by_namespace(
     objects: &[NamespacedObject],

@@ -1,6 +1,6 @@
 //! `kube-baseline check`: the controller's evaluation with no controller. Baselines from
 //! files (or the embedded default), the cluster from manifests or, with `--live`, from the
-//! current kubeconfig (read-only), nodes from NodeReports or node files; drift printed as a
+//! current kubeconfig (persisting nothing), nodes from NodeReports or node files; drift printed as a
 //! table, JSON or YAML. Exit 0 compliant, 1 drift, 2 error.
 //!
 //! The evaluation is [`crate::domain::snapshot::evaluate_baseline`], built from the same pure
@@ -14,6 +14,7 @@ mod inventory;
 mod live;
 mod node_files;
 mod output;
+mod preview;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -35,8 +36,9 @@ use output::{BaselineReport, Report};
 pub(crate) const LONG_ABOUT: &str = "\
 Evaluate SecurityBaselines the way the controller does, with no controller: against manifests \
 (files, directories, stdin, `kubectl get -o yaml` lists) or, with --live, against the cluster \
-of the current kubeconfig (read-only). Nothing is written anywhere, so the drift shown is what \
-the controller would report in Audit mode (and repair in Enforce mode).
+of the current kubeconfig. Nothing is written anywhere, so the drift shown is what \
+the controller would report in Audit mode (and repair in Enforce mode); the Pod Security \
+preview sends the label changes it would make as dry runs (dryRun=All), which persist nothing.
 
 Baselines: every SecurityBaseline document of the --baseline files, validated first like \
 admission would (the CRD's CEL rules, unknown fields, types). Without --baseline, the embedded \
@@ -82,7 +84,7 @@ Examples:
     --audit-policy examples/node/audit-policy.yaml \\
     --encryption-config examples/node/encryption-config.yaml
 
-  # The live cluster (read-only: only list requests), every SecurityBaseline in it
+  # The live cluster (lists, GETs and dry runs: nothing persisted), every SecurityBaseline in it
   kube-baseline check --live";
 
 /// Options of `kube-baseline check`.
@@ -106,7 +108,9 @@ pub struct CheckArgs {
     /// rolebindings, clusterroles, clusterrolebindings, nodes, nodereports,
     /// securitybaselines; ingresses when a baseline sets tls, and kubernetes.io/tls secrets
     /// with --tls-secrets), GET /version and, when a
-    /// baseline sets kubernetesVersion.deprecatedAPIs, GET /metrics.
+    /// baseline sets kubernetesVersion.deprecatedAPIs, GET /metrics; and, for the Pod
+    /// Security preview, each enforce label change as a dry run (dryRun=All: persists
+    /// nothing; needs patch on namespaces, else that finding is Unknown).
     #[arg(long)]
     pub live: bool,
 
@@ -270,10 +274,27 @@ fn check(args: &CheckArgs) -> Result<(String, bool), Vec<CheckError>> {
     explain_inputs(args, &inventory);
 
     let snapshot = inventory.into_snapshot(args.live);
+    let mut verdicts: Vec<_> = baselines
+        .iter()
+        .map(|loaded| evaluate_baseline(&loaded.baseline, &snapshot, &args.operator_namespace))
+        .collect();
+    if args.live {
+        add_previews(&baselines, &snapshot, &mut verdicts)?;
+    } else if baselines.iter().any(|b| {
+        b.baseline
+            .spec
+            .pod_security
+            .as_ref()
+            .is_some_and(|p| p.enforce.is_some())
+    }) {
+        eprintln!(
+            "note: pod-security.preview (what enforcing the Pod Security level would reject) needs --live: the API server evaluates the pods"
+        );
+    }
     let reports: Vec<BaselineReport> = baselines
         .iter()
-        .map(|LoadedBaseline { baseline, source }| {
-            let verdict = evaluate_baseline(baseline, &snapshot, &args.operator_namespace);
+        .zip(verdicts)
+        .map(|(LoadedBaseline { baseline, source }, verdict)| {
             BaselineReport::new(
                 baseline.metadata.name.as_deref().unwrap_or_default(),
                 source,
@@ -289,6 +310,56 @@ fn check(args: &CheckArgs) -> Result<(String, bool), Vec<CheckError>> {
     };
     let text = output::render(&report, args.output).map_err(|e| vec![e.into()])?;
     Ok((text, report.compliant))
+}
+
+/// Adds each baseline's `pod-security.preview` findings: the label changes it would make,
+/// dry-run on the cluster (each distinct change once).
+fn add_previews(
+    baselines: &[LoadedBaseline],
+    snapshot: &crate::domain::snapshot::ClusterSnapshot,
+    verdicts: &mut [crate::domain::snapshot::BaselineVerdict],
+) -> Result<(), Vec<CheckError>> {
+    let targets: Vec<_> = baselines
+        .iter()
+        .zip(verdicts.iter())
+        .map(|(loaded, verdict)| {
+            crate::domain::snapshot::preview_targets(&loaded.baseline.spec, snapshot, verdict)
+        })
+        .collect();
+    let distinct: std::collections::BTreeSet<_> = targets.iter().flatten().cloned().collect();
+    if distinct.is_empty() {
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| vec![CheckError::Runtime(err)])?;
+    let outcomes: std::collections::BTreeMap<_, _> = distinct
+        .iter()
+        .cloned()
+        .zip(
+            runtime
+                .block_on(preview::dry_run_all(distinct.iter().cloned().collect()))
+                .map_err(|err| vec![CheckError::Live(live::LiveError::Client(err))])?
+                .into_iter()
+                .map(|(_, outcome)| outcome),
+        )
+        .collect();
+    for (verdict, targets) in verdicts.iter_mut().zip(targets) {
+        for target in targets {
+            let outcome = outcomes
+                .get(&target)
+                .map(|o| o.as_deref().map_err(String::as_str));
+            if let Some(finding) = outcome
+                .and_then(|o| crate::domain::pod_security::preview::dry_run_finding(&target.0, o))
+            {
+                verdict.findings.push(finding);
+            }
+        }
+        verdict.findings.sort();
+        verdict.findings.dedup();
+    }
+    Ok(())
 }
 
 fn read_live(

@@ -154,3 +154,46 @@ pub async fn apply_namespace_labels(
         source,
     })
 }
+
+/// One PATCH of a namespace through `client` (with all its layers) that keeps the
+/// response's `Warning` headers, which kube's `Api` drops: PodSecurity admission answers a
+/// change of the enforce level with one warning per distinct violation of the namespace's
+/// existing pods. With `params.dry_run` set the change persists nothing.
+pub async fn patch_namespace_keeping_warnings(
+    client: &Client,
+    namespace: &str,
+    params: &PatchParams,
+    patch: &Patch<serde_json::Value>,
+) -> Result<Vec<String>, kube::Error> {
+    use kube::Resource as _;
+    let url_path = Namespace::url_path(&(), None);
+    let mut request = kube::core::Request::new(url_path)
+        .patch(namespace, params, patch)
+        .map_err(kube::Error::BuildRequest)?
+        .map(kube::client::Body::from);
+    // What Api::patch names the request (kube's tracing span).
+    request.extensions_mut().insert("patch");
+    let response = client.send(request).await?;
+    let warnings = response
+        .headers()
+        .get_all(http::header::WARNING)
+        .iter()
+        .flat_map(|value| {
+            crate::domain::pod_security::preview::parse_warning_header(value.as_bytes())
+        })
+        .collect();
+    let status = response.status();
+    let body = response.into_body().collect_bytes().await?;
+    if status.is_client_error() || status.is_server_error() {
+        // As kube's own client reads an error response.
+        let error = serde_json::from_slice::<kube::core::Status>(&body).unwrap_or_else(|_| {
+            kube::core::Status::failure(
+                &String::from_utf8_lossy(&body),
+                "Failed to parse error data",
+            )
+            .with_code(status.as_u16())
+        });
+        return Err(kube::Error::Api(error.boxed()));
+    }
+    Ok(warnings)
+}

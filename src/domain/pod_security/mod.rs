@@ -1,8 +1,11 @@
-//! Pod Security admission labels: the merge over several baselines and the drift check.
+//! Pod Security admission labels: the merge over several baselines and the drift check;
+//! `preview` reads what enforcing a stricter level would break.
 //!
 //! Labels are applied per namespace by one field manager, so what we apply must be the
 //! union over every enforcing baseline selecting the namespace: per mode, the strictest
 //! level wins, and the newest version.
+
+pub mod preview;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,7 +20,7 @@ use crate::domain::generated::{POD_SECURITY_MODES, POD_SECURITY_PREFIX, check_id
 pub type WantedPodSecurity<'a> = BTreeMap<&'static str, (PodSecurityLevel, Option<&'a str>)>;
 
 /// Orders Pod Security versions: `latest` is newest, then v1.N by N. Unknown strings sort first.
-fn version_rank(version: &str) -> (u8, u64) {
+pub(super) fn version_rank(version: &str) -> (u8, u64) {
     if version == "latest" {
         return (2, 0);
     }
