@@ -206,6 +206,7 @@ fixture_cases!(
     several_baselines,
     versions,
     tls,
+    tls_gateway,
     ingress_v1beta1,
 );
 

@@ -18,7 +18,7 @@ mod runtime;
 mod scenario_tests;
 mod state;
 
-use feeds::{ingresses, lenient, nodes, rbac, versions, watches};
+use feeds::{gateways, ingresses, lenient, nodes, rbac, versions, watches};
 use reconcile::{baselines, namespaces, replan};
 use runtime::{adaptive_limit, http, leader, throttle};
 use state::namespace_store::{CachedNamespace, NamespaceSlimmer};
@@ -463,7 +463,10 @@ fn namespace_controller(
                 watches::namespace_triggers(client, ctx),
                 futures::stream::select(
                     rbac::namespace_triggers(client, &ctx.rbac, role_feed),
-                    ingresses::namespace_triggers(client, ctx.ingresses.clone()),
+                    futures::stream::select(
+                        ingresses::namespace_triggers(client, ctx.ingresses.clone()),
+                        gateways::namespace_triggers(client, ctx.gateways.clone()),
+                    ),
                 ),
             ),
         ))

@@ -20,7 +20,7 @@ use crate::domain::node::evaluate::{NodeInventory, evaluate_nodes, nodes_under_c
 use crate::domain::plan::{NamespacePlan, NamespaceState, plan_namespace};
 use crate::domain::rbac_audit::{RbacIndex, audit_namespace};
 use crate::domain::selection::{NamespaceFacts, selects};
-use crate::domain::tls::IngressFacts;
+use crate::domain::tls::{GatewayFacts, IngressFacts};
 use crate::domain::versions::{EndOfLife, VersionInputs, VersionVerdict};
 
 pub use crate::domain::node::evaluate::Labels;
@@ -42,6 +42,8 @@ pub struct ClusterSnapshot {
     pub rbac: RbacIndex,
     /// Every Ingress, by namespace (the TLS checks).
     pub ingresses: Vec<(String, IngressFacts)>,
+    /// Every Gateway, by namespace (the TLS checks; empty without the Gateway API CRDs).
+    pub gateways: Vec<(String, GatewayFacts)>,
     /// Every node, with its labels.
     pub nodes: Vec<(String, Labels)>,
     /// Every NodeReport's observations (one per node that runs the agent).
@@ -179,6 +181,7 @@ pub fn evaluate_baseline(
             .or_default()
             .push(ingress);
     }
+    let gateways_by_namespace = by_namespace_of(&snapshot.gateways);
     let mut verdict = BaselineVerdict::default();
     for (name, labels) in &snapshot.namespaces {
         let objects = by_namespace
@@ -193,6 +196,10 @@ pub fn evaluate_baseline(
             objects,
             &snapshot.rbac,
             ingresses_by_namespace
+                .get(name.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or_default(),
+            gateways_by_namespace
                 .get(name.as_str())
                 .map(Vec::as_slice)
                 .unwrap_or_default(),
@@ -232,6 +239,15 @@ pub fn evaluate_baseline(
     verdict
 }
 
+/// Groups (namespace, value) pairs by namespace (each group in input order).
+fn by_namespace_of<T>(pairs: &[(String, T)]) -> BTreeMap<&str, Vec<&T>> {
+    let mut grouped: BTreeMap<&str, Vec<&T>> = BTreeMap::new();
+    for (namespace, value) in pairs {
+        grouped.entry(namespace.as_str()).or_default().push(value);
+    }
+    grouped
+}
+
 /// Groups objects by namespace (each group in input order).
 pub fn objects_by_namespace(
     objects: &[NamespacedObject],
@@ -264,6 +280,7 @@ pub fn evaluate_namespace(
     objects: &[&NamespacedObject],
     rbac: &RbacIndex,
     ingresses: &[&IngressFacts],
+    gateways: &[&GatewayFacts],
 ) -> NamespaceVerdict {
     let selected = selects(spec, namespace, operator_namespace);
     let ours = ours(objects, baseline.name);
@@ -279,7 +296,16 @@ pub fn evaluate_namespace(
             .find(|o| o.kind() == kind && o.name() == name)
             .map(|o| o.metadata().clone())
     };
-    let findings = plan_with_audit(spec, baseline, &state, &lookup_any, rbac, ingresses).findings;
+    let findings = plan_with_audit(
+        spec,
+        baseline,
+        &state,
+        &lookup_any,
+        rbac,
+        ingresses,
+        gateways,
+    )
+    .findings;
     NamespaceVerdict { selected, findings }
 }
 
@@ -293,6 +319,7 @@ pub fn plan_with_audit(
     lookup_any: &dyn Fn(GeneratedKind, &str) -> Option<ObjectMeta>,
     rbac: &RbacIndex,
     ingresses: &[&IngressFacts],
+    gateways: &[&GatewayFacts],
 ) -> NamespacePlan {
     let mut plan = plan_namespace(spec, baseline, state, lookup_any);
     if state.selected {
@@ -303,6 +330,11 @@ pub fn plan_with_audit(
                 tls,
                 state.name,
                 ingresses.iter().copied(),
+            ));
+            plan.findings.extend(crate::domain::tls::evaluate_gateways(
+                tls,
+                state.name,
+                gateways.iter().copied(),
             ));
         }
     }
@@ -543,6 +575,7 @@ spec:
             check_nodes: true,
             versions: None,
             ingresses: Vec::new(),
+            gateways: Vec::new(),
         };
         let verdict = evaluate_baseline(&b, &snapshot, "kube-baseline-system");
         use DriftReason::*;

@@ -17,7 +17,7 @@ use crate::domain::generated::NamespacedObject;
 use crate::domain::node::evaluate::{NodeInventory, nodes_under_check};
 use crate::domain::rbac_audit::{RbacIndex, RbacObject};
 use crate::domain::snapshot::{ClusterSnapshot, Labels, VersionFacts};
-use crate::domain::tls::IngressFacts;
+use crate::domain::tls::{GatewayFacts, IngressFacts};
 use crate::domain::versions::reported_api_servers;
 
 /// A manifest document `check` cannot use, and where it is.
@@ -92,6 +92,8 @@ pub struct Inventory {
     pub nodes: Vec<(String, Labels)>,
     /// Every Ingress, by namespace, as the TLS checks read it.
     pub ingresses: Vec<(String, IngressFacts)>,
+    /// Every Gateway, by namespace, as the TLS checks read it.
+    pub gateways: Vec<(String, GatewayFacts)>,
     /// Each Node's `status.nodeInfo.kubeletVersion` (empty when absent).
     pub kubelets: Vec<(String, String)>,
     /// The kube-apiserver's version (`/version`, or `--kubernetes-version`), or why it could
@@ -126,6 +128,7 @@ enum Known {
     NodeReport,
     SecurityBaseline,
     Ingress,
+    Gateway,
 }
 
 impl Known {
@@ -141,6 +144,7 @@ impl Known {
             ("rbac.authorization.k8s.io", "ClusterRoleBinding") => Self::ClusterRoleBinding,
             ("", "Node") => Self::Node,
             ("networking.k8s.io", "Ingress") => Self::Ingress,
+            (crate::domain::tls::gateway::GROUP, "Gateway") => Self::Gateway,
             (GROUP, "NodeReport") => Self::NodeReport,
             (GROUP, "SecurityBaseline") => Self::SecurityBaseline,
             _ => return None,
@@ -156,6 +160,7 @@ impl Known {
                 | Self::LimitRange
                 | Self::RoleBinding
                 | Self::Ingress
+                | Self::Gateway
         )
     }
 }
@@ -179,6 +184,12 @@ pub enum ClusterObject {
     ClusterRole(ClusterRole),
     ClusterRoleBinding(ClusterRoleBinding),
     Ingress(Ingress),
+    /// Any version: what cannot be read is a finding of the Gateway checks (`GatewayFacts`),
+    /// not a manifest error.
+    Gateway {
+        metadata: ObjectMeta,
+        facts: GatewayFacts,
+    },
 }
 
 impl ClusterObject {
@@ -195,6 +206,7 @@ impl ClusterObject {
             Self::ClusterRole(o) => ("ClusterRole", &o.metadata),
             Self::ClusterRoleBinding(o) => ("ClusterRoleBinding", &o.metadata),
             Self::Ingress(o) => ("Ingress", &o.metadata),
+            Self::Gateway { metadata, .. } => ("Gateway", metadata),
         }
     }
 }
@@ -226,8 +238,24 @@ impl Known {
             Self::ClusterRole => ClusterObject::ClusterRole(typed(value, kind)?),
             Self::ClusterRoleBinding => ClusterObject::ClusterRoleBinding(typed(value, kind)?),
             Self::Ingress => ClusterObject::Ingress(typed(value, kind)?),
+            Self::Gateway => ClusterObject::gateway(value)?,
             Self::SecurityBaseline => return Ok(None),
         }))
+    }
+}
+
+impl ClusterObject {
+    /// A Gateway of any version, read leniently (see [`GatewayFacts::from_json`]).
+    pub fn gateway(value: &Value) -> Result<Self, ManifestProblem> {
+        let metadata = value
+            .get("metadata")
+            .map(|m| typed::<ObjectMeta>(m, "metadata"))
+            .transpose()?
+            .unwrap_or_default();
+        Ok(Self::Gateway {
+            metadata,
+            facts: GatewayFacts::from_json(value),
+        })
     }
 }
 
@@ -380,6 +408,9 @@ impl Inventory {
                 ingress.metadata.namespace.clone().unwrap_or_default(),
                 IngressFacts::from_ingress(&ingress),
             )),
+            ClusterObject::Gateway { metadata, facts } => self
+                .gateways
+                .push((metadata.namespace.unwrap_or_default(), facts)),
             ClusterObject::NodeReport(report) => {
                 let mut spec = report.spec;
                 if spec.node_name.is_empty() {
@@ -489,6 +520,7 @@ impl Inventory {
             ("ClusterRoleBinding", self.cluster_role_bindings.len()),
             ("Node", self.nodes.len()),
             ("Ingress", self.ingresses.len()),
+            ("Gateway", self.gateways.len()),
             ("NodeReport", self.node_reports.len()),
         ]
     }
@@ -556,6 +588,7 @@ impl Inventory {
             objects: self.objects,
             rbac,
             ingresses: self.ingresses,
+            gateways: self.gateways,
             nodes,
             node_reports: self.node_reports,
             node_inventory,

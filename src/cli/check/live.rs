@@ -1,7 +1,7 @@
 //! `check --live`: read the cluster through the current kubeconfig, read-only.
 //!
 //! READ-ONLY BY CONSTRUCTION: the only calls this module makes on the API are `Api::list`
-//! (in [`list_matching`]), `GET /version` (readable by anyone, [`read_api_server_version`])
+//! (in [`list_pages`]), `GET /version` (readable by anyone, [`read_api_server_version`])
 //! and, when a baseline asks for the deprecated-API check, `GET /metrics`
 //! ([`read_deprecated_metrics`]); it never creates, patches, replaces or deletes anything, and
 //! a unit test fails if one of those calls appears in this file. `check` needs `list` on the
@@ -11,7 +11,7 @@
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, Node, ResourceQuota};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, TypeMeta};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
@@ -19,6 +19,7 @@ use super::baselines::LoadedBaseline;
 use super::inventory::{ClusterObject, DuplicateObservations, Inventory};
 use crate::api::{NodeReport, SecurityBaseline, SecurityBaselineSpec};
 use crate::domain::selection::invalid_selector;
+use crate::domain::tls::GatewayFacts;
 
 /// Objects per list request (the rest come with continue tokens).
 const PAGE: u32 = 500;
@@ -40,7 +41,15 @@ async fn list_matching<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    let api: Api<K> = Api::all(client.clone());
+    list_pages(Api::all(client.clone()), label_selector).await
+}
+
+/// Every object `api` lists matching `label_selector` (all when None), page by page: the
+/// one API call of `check --live`.
+async fn list_pages<K>(api: Api<K>, label_selector: Option<&str>) -> Result<Vec<K>, kube::Error>
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+{
     let first = ListParams::default().limit(PAGE);
     let first = match label_selector {
         Some(selector) => first.labels(selector),
@@ -56,6 +65,41 @@ where
             None => return Ok(items),
         }
     }
+}
+
+/// Every Gateway (`gateway.networking.k8s.io/v1`), each read on its own (one that cannot be
+/// read is a finding, not an error); None when the API serves no Gateways (the Gateway API
+/// CRDs are not installed).
+async fn list_gateways(c: &Client) -> Result<Option<Vec<ClusterObject>>, kube::Error> {
+    use crate::domain::tls::gateway::GROUP;
+    let resource = ApiResource {
+        group: GROUP.to_owned(),
+        version: "v1".to_owned(),
+        api_version: format!("{GROUP}/v1"),
+        kind: "Gateway".to_owned(),
+        plural: "gateways".to_owned(),
+    };
+    let listed = match list_pages(Api::<DynamicObject>::all_with(c.clone(), &resource), None).await
+    {
+        Err(err) if not_found(&err) => return Ok(None),
+        other => other?,
+    };
+    listed
+        .into_iter()
+        .map(|mut gateway| {
+            // List items may come without apiVersion; they are of the version listed.
+            gateway.types.get_or_insert_with(|| TypeMeta {
+                api_version: resource.api_version.clone(),
+                kind: resource.kind.clone(),
+            });
+            let value = serde_json::to_value(&gateway).map_err(kube::Error::SerdeError)?;
+            Ok(ClusterObject::Gateway {
+                facts: GatewayFacts::from_json(&value),
+                metadata: gateway.metadata,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 /// The API server's `gitVersion` (`GET /version`), or why it could not be read.
@@ -147,6 +191,8 @@ pub struct Optional {
     pub metrics: bool,
     /// Ingresses (spec.tls).
     pub ingresses: bool,
+    /// Gateways (spec.tls.gateway).
+    pub gateways: bool,
 }
 
 impl Optional {
@@ -161,6 +207,7 @@ impl Optional {
                         .as_ref()
                         .is_some_and(|v| v.deprecated_apis),
                 ingresses: wanted.ingresses || spec.tls.as_ref().is_some_and(|t| t.ingress),
+                gateways: wanted.gateways || spec.tls.as_ref().is_some_and(|t| t.gateway),
             })
     }
 
@@ -168,6 +215,7 @@ impl Optional {
         Self {
             metrics: self.metrics || other.metrics,
             ingresses: self.ingresses || other.ingresses,
+            gateways: self.gateways || other.gateways,
         }
     }
 }
@@ -221,6 +269,11 @@ pub async fn read_cluster(
     } else {
         Ok(Vec::new())
     };
+    let gateways = if wanted.gateways {
+        list_gateways(c).await
+    } else {
+        Ok(Some(Vec::new()))
+    };
 
     let mut errors = Vec::new();
     let mut inventory = Inventory::default();
@@ -237,6 +290,15 @@ pub async fn read_cluster(
         take(&mut errors, "clusterrolebindings", cluster_role_bindings);
     let nodes: Option<Vec<Node>> = take(&mut errors, "nodes", nodes);
     let ingresses: Option<Vec<Ingress>> = take(&mut errors, "ingresses", ingresses);
+    let gateways = match take(&mut errors, "gateways", gateways) {
+        Some(None) => {
+            inventory.notes.push(
+                "the Gateway API (gateway.networking.k8s.io/v1 Gateway) is not installed: no Gateway is checked".to_owned(),
+            );
+            None
+        }
+        listed => listed.flatten(),
+    };
     // Without the NodeReport CRD (no agent installed) every node is simply unobserved.
     let reports = match reports {
         Err(err) if not_found(&err) => {
@@ -297,6 +359,7 @@ pub async fn read_cluster(
     )
     .chain(nodes.into_iter().flatten().map(ClusterObject::Node))
     .chain(ingresses.into_iter().flatten().map(ClusterObject::Ingress))
+    .chain(gateways.into_iter().flatten())
     .chain(reports.into_iter().flatten().map(ClusterObject::NodeReport));
     for object in objects {
         let origin = format!("the cluster ({object})");

@@ -155,6 +155,12 @@ fn plan_baselines(name: &str, labels: &BTreeMap<String, String>, ctx: &Context) 
                     Vec::new()
                 };
                 let ingresses: Vec<&_> = ingresses.iter().map(AsRef::as_ref).collect();
+                let gateways = if baseline.spec.tls.is_some() {
+                    ctx.gateways.in_namespace(name)
+                } else {
+                    Vec::new()
+                };
+                let gateways: Vec<&_> = gateways.iter().map(AsRef::as_ref).collect();
                 let plan = ctx.rbac.read(|index| {
                     plan_with_audit(
                         &baseline.spec,
@@ -163,6 +169,7 @@ fn plan_baselines(name: &str, labels: &BTreeMap<String, String>, ctx: &Context) 
                         &lookup,
                         index,
                         &ingresses,
+                        &gateways,
                     )
                 });
                 (selected, plan)

@@ -42,6 +42,9 @@ pub struct Context {
     pub metrics: Arc<crate::controller::runtime::metrics::Metrics>,
     /// Every Ingress's hosts and labels, for the TLS checks.
     pub ingresses: Arc<crate::controller::feeds::ingresses::IngressIndex>,
+    /// Every Gateway's listeners, listener status and labels, for the TLS checks (empty
+    /// while the Gateway API CRD is absent).
+    pub gateways: Arc<crate::controller::feeds::gateways::GatewayCache>,
     /// Roles, ClusterRoles and bindings, for the RBAC audit.
     pub rbac: Arc<crate::controller::feeds::rbac::RbacCache>,
     /// Node labels, NodeReports and the published audit policy (node checks).
@@ -118,6 +121,7 @@ impl Context {
             results: Results::default(),
             rbac: Arc::default(),
             ingresses: Arc::default(),
+            gateways: Arc::default(),
             node_caches: crate::controller::feeds::nodes::NodeCaches::new(metrics.clone()),
             versions: crate::controller::feeds::versions::VersionCache::default(),
             metrics,
@@ -154,6 +158,7 @@ impl Context {
         }
         self.rbac.wait_ready().await;
         self.ingresses.wait_ready().await;
+        self.gateways.wait_ready().await;
         self.node_caches.wait_ready().await;
         let existing: HashSet<String> = self
             .namespaces
