@@ -81,7 +81,7 @@ async fn list_gateways(c: &Client) -> Result<Option<Vec<ClusterObject>>, kube::E
     };
     let listed = match list_pages(Api::<DynamicObject>::all_with(c.clone(), &resource), None).await
     {
-        Err(err) if not_found(&err) => return Ok(None),
+        Err(err) if not_served(&err) => return Ok(None),
         other => other?,
     };
     listed
@@ -174,6 +174,12 @@ fn take<T>(
 
 fn not_found(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(status) if status.is_not_found())
+}
+
+/// A 404 of any form: an API group that is not installed answers plain text ("404 page
+/// not found"), which `Status::is_not_found` (reason NotFound) does not recognise.
+fn not_served(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 404)
 }
 
 /// What `--live` read.
