@@ -272,6 +272,10 @@ pub fn ours<'a>(objects: &[&'a NamespacedObject], baseline: &str) -> Vec<&'a Nam
 /// One baseline in one namespace: selection, the plan's findings (nothing is repaired) and,
 /// when selected, the RBAC audit. `objects` are every object of the generated kinds in the
 /// namespace, ours or not.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "plan_with_audit's inputs plus the namespace's selection facts, passed straight through"
+)]
 pub fn evaluate_namespace(
     spec: &SecurityBaselineSpec,
     baseline: BaselineRef<'_>,

@@ -173,6 +173,10 @@ struct Feed {
     pending: VecDeque<NamespaceRef>,
 }
 
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one event at a time, handled at once"
+)]
 enum Next {
     Crd(Option<watcher::Event<CustomResourceDefinition>>),
     Gateway(Option<watcher::Event<DynamicObject>>),
