@@ -104,8 +104,8 @@ pub struct CheckArgs {
     /// Read the cluster of the current kubeconfig instead of manifests. Read-only: list
     /// requests (namespaces, networkpolicies, roles, resourcequotas, limitranges,
     /// rolebindings, clusterroles, clusterrolebindings, nodes, nodereports,
-    /// securitybaselines; ingresses when a baseline sets tls), GET /version and, when a
-    /// baseline sets kubernetesVersion.deprecatedAPIs, GET /metrics.
+    /// securitybaselines; ingresses and gateways when a baseline sets tls), GET /version
+    /// and, when a baseline sets kubernetesVersion.deprecatedAPIs, GET /metrics.
     #[arg(long)]
     pub live: bool,
 
