@@ -262,6 +262,8 @@ impl Feed {
                 let changed = self.cache.replace(ByNamespace::new());
                 self.pending
                     .extend(changed.iter().map(|ns| NamespaceRef::new(ns)));
+                // No Gateway list to wait for any more (gone before its first list ended).
+                self.cache.mark_ready();
             }
             _ => {}
         }
@@ -428,6 +430,17 @@ mod tests {
         assert!(feed.cache.in_namespace("web").is_empty());
         feed.on_crd(&watcher::Event::Apply(crd(true)));
         assert_eq!(started.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_crd_gone_before_the_first_gateway_list_does_not_hold_start_up() {
+        let (mut feed, _) = feed();
+        feed.on_crd(&watcher::Event::Init);
+        feed.on_crd(&watcher::Event::InitApply(crd(true)));
+        feed.on_crd(&watcher::Event::InitDone);
+        assert!(!*feed.cache.ready.borrow());
+        feed.on_crd(&watcher::Event::Delete(crd(true)));
+        assert!(*feed.cache.ready.borrow());
     }
 
     #[test]
