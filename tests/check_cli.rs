@@ -207,6 +207,7 @@ fixture_cases!(
     versions,
     tls,
     tls_certificates,
+    tls_gateway,
     ingress_v1beta1,
 );
 

@@ -818,8 +818,10 @@ pub async fn client_from_kubeconfig(path: &Path) -> Client {
 
 static KSTATUS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 static SELECTORREF: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+static GATEWAY_CRDS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
-/// A Go program of e2e/ built once and cached by `e2e/cluster <name>`, which prints its path.
+/// What `e2e/cluster <name>` caches once and prints the path of (a Go program of e2e/, the
+/// Gateway API CRDs).
 fn probe_binary(name: &str, cell: &std::sync::OnceLock<PathBuf>) -> PathBuf {
     cell.get_or_init(|| {
         let output = Command::new(repo_root().join("e2e/cluster"))
@@ -839,6 +841,12 @@ fn probe_binary(name: &str, cell: &std::sync::OnceLock<PathBuf>) -> PathBuf {
 /// The kstatus probe (e2e/kstatus), built once and cached by `e2e/cluster kstatus`.
 pub fn kstatus_binary() -> PathBuf {
     probe_binary("kstatus", &KSTATUS)
+}
+
+/// The directory of the Gateway API standard CRDs (sigs.k8s.io/gateway-api's
+/// config/crd/standard), downloaded once and cached by `e2e/cluster gateway-crds`.
+pub fn gateway_api_crds() -> PathBuf {
+    probe_binary("gateway-crds", &GATEWAY_CRDS)
 }
 
 /// The label selector reference (e2e/selectorref: k8s.io/apimachinery's own selector code),

@@ -102,12 +102,14 @@ pub struct SecurityBaselineSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes_version: Option<KubernetesVersionSettings>,
 
-    /// Report-only checks of TLS on the Ingresses of selected namespaces. Unset: not checked.
+    /// Report-only checks of TLS on the Ingresses and Gateways of selected namespaces.
+    /// Unset: not checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSettings>,
 }
 
-/// TLS checks of the selected namespaces' Ingresses (report only: never repaired).
+/// TLS checks of the selected namespaces' Ingresses and Gateways (report only: never
+/// repaired).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TlsSettings {
@@ -123,6 +125,10 @@ pub struct TlsSettings {
     #[serde(default = "default_expiry_warning_days")]
     #[schemars(range(min = 1, max = 365))]
     pub expiry_warning_days: u16,
+    /// Check Gateways (gateway.networking.k8s.io/v1, when that CRD is installed):
+    /// gateway.http-without-https, gateway.listener-refs.
+    #[serde(default = "default_true")]
+    pub gateway: bool,
     /// Objects or hosts exempted from these checks, each with the reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
@@ -135,6 +141,7 @@ impl Default for TlsSettings {
             ingress: true,
             certificates: true,
             expiry_warning_days: default_expiry_warning_days(),
+            gateway: true,
             exemptions: Vec::new(),
         }
     }
@@ -150,6 +157,9 @@ fn default_expiry_warning_days() -> u16 {
 #[x_kube(validation = kube::core::Rule::new("has(self.name) || has(self.matchLabels) || has(self.host)")
     .message("tls.exemptions[]: name, matchLabels or host is required (to exempt everything, unset spec.tls)"))]
 pub struct TlsExemption {
+    /// The kind of object; unset = any kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<TlsObjectKind>,
     /// The namespace of the object; unset = every selected namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 63))]
@@ -163,19 +173,29 @@ pub struct TlsExemption {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "bounded_string_map")]
     pub match_labels: BTreeMap<String, String>,
-    /// Only findings about this host (an Ingress rule host, as written).
+    /// Only findings about this host (an Ingress rule host or a Gateway listener hostname,
+    /// as written).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     pub host: Option<String>,
     /// Only these checks; empty = every TLS check.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16), inner(length(max = 63)))]
-    #[x_kube(validation = kube::core::Rule::new("self.all(c, c in ['ingress.tls-missing', 'ingress.tls-host-coverage', 'tls.secret', 'tls.certificate-malformed', 'tls.certificate-expired', 'tls.certificate-expiring', 'tls.certificate-host'])")
-        .message("tls.exemptions[].checks: one of ingress.tls-missing, ingress.tls-host-coverage, tls.secret, tls.certificate-malformed, tls.certificate-expired, tls.certificate-expiring, tls.certificate-host"))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(c, c in ['ingress.tls-missing', 'ingress.tls-host-coverage', 'tls.secret', 'tls.certificate-malformed', 'tls.certificate-expired', 'tls.certificate-expiring', 'tls.certificate-host', 'gateway.http-without-https', 'gateway.listener-refs'])")
+        .message("tls.exemptions[].checks: one of ingress.tls-missing, ingress.tls-host-coverage, tls.secret, tls.certificate-malformed, tls.certificate-expired, tls.certificate-expiring, tls.certificate-host, gateway.http-without-https, gateway.listener-refs"))]
     pub checks: Vec<String>,
     /// Why, for the next reader.
     #[schemars(length(min = 1, max = 256), regex(pattern = r"\S"))]
     pub reason: String,
+}
+
+/// The kinds of object the TLS checks read.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum TlsObjectKind {
+    /// networking.k8s.io Ingress.
+    Ingress,
+    /// gateway.networking.k8s.io Gateway.
+    Gateway,
 }
 
 /// Whether the operator writes to the cluster.

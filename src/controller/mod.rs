@@ -18,7 +18,7 @@ mod runtime;
 mod scenario_tests;
 mod state;
 
-use feeds::{ingresses, lenient, nodes, rbac, tls_secrets, versions, watches};
+use feeds::{gateways, ingresses, lenient, nodes, rbac, tls_secrets, versions, watches};
 use reconcile::{baselines, namespaces, replan};
 use runtime::{adaptive_limit, http, leader, throttle};
 use state::namespace_store::{CachedNamespace, NamespaceSlimmer};
@@ -470,10 +470,15 @@ fn namespace_controller(
                     rbac::namespace_triggers(client, &ctx.rbac, role_feed),
                     futures::stream::select(
                         ingresses::namespace_triggers(client, ctx.ingresses.clone()),
-                        match ctx.tls_secrets.clone() {
-                            Some(index) => tls_secrets::namespace_triggers(client, index).boxed(),
-                            None => futures::stream::empty().boxed(),
-                        },
+                        futures::stream::select(
+                            gateways::namespace_triggers(client, ctx.gateways.clone()),
+                            match ctx.tls_secrets.clone() {
+                                Some(index) => {
+                                    tls_secrets::namespace_triggers(client, index).boxed()
+                                }
+                                None => futures::stream::empty().boxed(),
+                            },
+                        ),
                     ),
                 ),
             ),

@@ -16,7 +16,7 @@ pub struct CheckInfo {
 
 /// Every check the product runs, in documentation order.
 pub fn all() -> Vec<CheckInfo> {
-    let groups: [&[CheckInfo]; 7] = [
+    let groups: [&[CheckInfo]; 8] = [
         crate::domain::generated::CHECKS,
         crate::domain::rbac_audit::CHECKS,
         crate::domain::node::audit_policy::CHECKS,
@@ -24,6 +24,7 @@ pub fn all() -> Vec<CheckInfo> {
         crate::domain::node::api_server::CHECKS,
         crate::domain::versions::CHECKS,
         crate::domain::tls::CHECKS,
+        crate::domain::tls::gateway::CHECKS,
     ];
     groups.iter().flat_map(|g| g.iter().copied()).collect()
 }

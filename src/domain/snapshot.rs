@@ -20,7 +20,7 @@ use crate::domain::node::evaluate::{NodeInventory, evaluate_nodes, nodes_under_c
 use crate::domain::plan::{NamespacePlan, NamespaceState, plan_namespace};
 use crate::domain::rbac_audit::{RbacIndex, audit_namespace};
 use crate::domain::selection::{NamespaceFacts, selects};
-use crate::domain::tls::{IngressFacts, NamespaceTls, SecretFacts, SecretsView};
+use crate::domain::tls::{GatewayFacts, IngressFacts, NamespaceTls, SecretFacts, SecretsView};
 use crate::domain::versions::{EndOfLife, VersionInputs, VersionVerdict};
 
 pub use crate::domain::node::evaluate::Labels;
@@ -46,6 +46,8 @@ pub struct ClusterSnapshot {
     pub secrets: SecretInventory,
     /// The instant of the observation (certificates expire).
     pub observed_at: k8s_openapi::jiff::Timestamp,
+    /// Every Gateway, by namespace (the TLS checks; empty without the Gateway API CRDs).
+    pub gateways: Vec<(String, GatewayFacts)>,
     /// Every node, with its labels.
     pub nodes: Vec<(String, Labels)>,
     /// Every NodeReport's observations (one per node that runs the agent).
@@ -233,14 +235,9 @@ pub fn evaluate_baseline(
     let reference = baseline_ref(baseline);
     let spec = &baseline.spec;
     let by_namespace = objects_by_namespace(&snapshot.objects);
-    let mut ingresses_by_namespace: BTreeMap<&str, Vec<&IngressFacts>> = BTreeMap::new();
-    for (namespace, ingress) in &snapshot.ingresses {
-        ingresses_by_namespace
-            .entry(namespace.as_str())
-            .or_default()
-            .push(ingress);
-    }
+    let ingresses_by_namespace = by_namespace_of(&snapshot.ingresses);
     let secrets_by_namespace = snapshot.secrets.by_namespace();
+    let gateways_by_namespace = by_namespace_of(&snapshot.gateways);
     let mut verdict = BaselineVerdict::default();
     for (name, labels) in &snapshot.namespaces {
         let objects = by_namespace
@@ -249,6 +246,10 @@ pub fn evaluate_baseline(
             .unwrap_or_default();
         let tls = NamespaceTls {
             ingresses: ingresses_by_namespace
+                .get(name.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or_default(),
+            gateways: gateways_by_namespace
                 .get(name.as_str())
                 .map(Vec::as_slice)
                 .unwrap_or_default(),
@@ -328,6 +329,15 @@ pub fn preview_targets(
         .collect()
 }
 
+/// Groups (namespace, value) pairs by namespace (each group in input order).
+fn by_namespace_of<T>(pairs: &[(String, T)]) -> BTreeMap<&str, Vec<&T>> {
+    let mut grouped: BTreeMap<&str, Vec<&T>> = BTreeMap::new();
+    for (namespace, value) in pairs {
+        grouped.entry(namespace.as_str()).or_default().push(value);
+    }
+    grouped
+}
+
 /// Groups objects by namespace (each group in input order).
 pub fn objects_by_namespace(
     objects: &[NamespacedObject],
@@ -352,6 +362,10 @@ pub fn ours<'a>(objects: &[&'a NamespacedObject], baseline: &str) -> Vec<&'a Nam
 /// One baseline in one namespace: selection, the plan's findings (nothing is repaired) and,
 /// when selected, the RBAC audit. `objects` are every object of the generated kinds in the
 /// namespace, ours or not.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "plan_with_audit's inputs plus the namespace's selection facts, passed straight through"
+)]
 pub fn evaluate_namespace(
     spec: &SecurityBaselineSpec,
     baseline: BaselineRef<'_>,
@@ -398,6 +412,11 @@ pub fn plan_with_audit(
             let verdict = crate::domain::tls::evaluate_namespace(tls_settings, state.name, tls);
             plan.findings.extend(verdict.entries);
             plan.next_change = verdict.next_change;
+            plan.findings.extend(crate::domain::tls::evaluate_gateways(
+                tls_settings,
+                state.name,
+                tls.gateways.iter().copied(),
+            ));
         }
     }
     plan.findings.sort();

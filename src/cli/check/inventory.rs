@@ -18,7 +18,7 @@ use crate::domain::node::evaluate::{NodeInventory, nodes_under_check};
 use crate::domain::rbac_audit::{RbacIndex, RbacObject};
 use crate::domain::snapshot::SecretInventory;
 use crate::domain::snapshot::{ClusterSnapshot, Labels, VersionFacts};
-use crate::domain::tls::{IngressFacts, SecretFacts};
+use crate::domain::tls::{GatewayFacts, IngressFacts, SecretFacts};
 use crate::domain::versions::reported_api_servers;
 
 /// A manifest document `check` cannot use, and where it is.
@@ -95,6 +95,8 @@ pub struct Inventory {
     pub ingresses: Vec<(String, IngressFacts)>,
     /// The Secrets read (their type and leaf certificate only), for the certificate checks.
     pub secrets: SecretInventory,
+    /// Every Gateway, by namespace, as the TLS checks read it.
+    pub gateways: Vec<(String, GatewayFacts)>,
     /// Each Node's `status.nodeInfo.kubeletVersion` (empty when absent).
     pub kubelets: Vec<(String, String)>,
     /// The kube-apiserver's version (`/version`, or `--kubernetes-version`), or why it could
@@ -130,6 +132,7 @@ enum Known {
     SecurityBaseline,
     Ingress,
     Secret,
+    Gateway,
 }
 
 impl Known {
@@ -146,6 +149,7 @@ impl Known {
             ("", "Node") => Self::Node,
             ("networking.k8s.io", "Ingress") => Self::Ingress,
             ("", "Secret") => Self::Secret,
+            (crate::domain::tls::gateway::GROUP, "Gateway") => Self::Gateway,
             (GROUP, "NodeReport") => Self::NodeReport,
             (GROUP, "SecurityBaseline") => Self::SecurityBaseline,
             _ => return None,
@@ -162,6 +166,7 @@ impl Known {
                 | Self::RoleBinding
                 | Self::Ingress
                 | Self::Secret
+                | Self::Gateway
         )
     }
 }
@@ -186,6 +191,12 @@ pub enum ClusterObject {
     ClusterRoleBinding(ClusterRoleBinding),
     Ingress(Ingress),
     Secret(Secret),
+    /// Any version: what cannot be read is a finding of the Gateway checks (`GatewayFacts`),
+    /// not a manifest error.
+    Gateway {
+        metadata: ObjectMeta,
+        facts: GatewayFacts,
+    },
 }
 
 impl ClusterObject {
@@ -203,6 +214,7 @@ impl ClusterObject {
             Self::ClusterRoleBinding(o) => ("ClusterRoleBinding", &o.metadata),
             Self::Ingress(o) => ("Ingress", &o.metadata),
             Self::Secret(o) => ("Secret", &o.metadata),
+            Self::Gateway { metadata, .. } => ("Gateway", metadata),
         }
     }
 }
@@ -235,6 +247,7 @@ impl Known {
             Self::ClusterRoleBinding => ClusterObject::ClusterRoleBinding(typed(value, kind)?),
             Self::Ingress => ClusterObject::Ingress(typed(value, kind)?),
             Self::Secret => ClusterObject::Secret(typed(value, kind)?),
+            Self::Gateway => ClusterObject::gateway(value)?,
             Self::SecurityBaseline => return Ok(None),
         }))
     }
@@ -254,6 +267,21 @@ fn secret_facts(secret: &Secret) -> SecretFacts {
         .and_then(|data| data.get("tls.crt"))
         .map(String::as_bytes);
     SecretFacts::from_parts(secret.type_.as_deref(), from_data.or(from_string_data))
+}
+
+impl ClusterObject {
+    /// A Gateway of any version, read leniently (see [`GatewayFacts::from_json`]).
+    pub fn gateway(value: &Value) -> Result<Self, ManifestProblem> {
+        let metadata = value
+            .get("metadata")
+            .map(|m| typed::<ObjectMeta>(m, "metadata"))
+            .transpose()?
+            .unwrap_or_default();
+        Ok(Self::Gateway {
+            metadata,
+            facts: GatewayFacts::from_json(value),
+        })
+    }
 }
 
 /// The API group of an apiVersion (`v1` is the core group "").
@@ -406,6 +434,9 @@ impl Inventory {
                 IngressFacts::from_ingress(&ingress),
             )),
             ClusterObject::Secret(secret) => self.add_secrets(&[secret], false),
+            ClusterObject::Gateway { metadata, facts } => self
+                .gateways
+                .push((metadata.namespace.unwrap_or_default(), facts)),
             ClusterObject::NodeReport(report) => {
                 let mut spec = report.spec;
                 if spec.node_name.is_empty() {
@@ -547,6 +578,7 @@ impl Inventory {
                     SecretInventory::NotRead(_) => 0,
                 },
             ),
+            ("Gateway", self.gateways.len()),
             ("NodeReport", self.node_reports.len()),
         ]
     }
@@ -616,6 +648,7 @@ impl Inventory {
             ingresses: self.ingresses,
             secrets: self.secrets,
             observed_at: k8s_openapi::jiff::Timestamp::now(),
+            gateways: self.gateways,
             nodes,
             node_reports: self.node_reports,
             node_inventory,

@@ -1,7 +1,7 @@
 //! `check --live`: read the cluster through the current kubeconfig, read-only.
 //!
 //! READ-ONLY BY CONSTRUCTION: the only calls this module makes on the API are `Api::list`
-//! (in [`list_matching`]), `GET /version` (readable by anyone, [`read_api_server_version`])
+//! (in [`list_pages`]), `GET /version` (readable by anyone, [`read_api_server_version`])
 //! and, when a baseline asks for the deprecated-API check, `GET /metrics`
 //! ([`read_deprecated_metrics`]); it never creates, patches, replaces or deletes anything, and
 //! a unit test fails if one of those calls appears in this file. `check` needs `list` on the
@@ -11,7 +11,7 @@
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, Node, ResourceQuota, Secret};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, TypeMeta};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
@@ -23,6 +23,7 @@ use crate::domain::snapshot::SecretInventory;
 
 /// Why certificates are Unknown in `check --live` without `--tls-secrets`.
 const SECRETS_NOT_READ: &str = "check --live reads Secrets only with --tls-secrets";
+use crate::domain::tls::GatewayFacts;
 
 /// Objects per list request (the rest come with continue tokens).
 const PAGE: u32 = 500;
@@ -36,7 +37,8 @@ where
     list_matching(client, None, None).await
 }
 
-/// Every object of kind `K` matching `label_selector` (all when None), page by page.
+/// Every object of kind `K` matching `label_selector` and `field_selector` (all when None),
+/// page by page.
 async fn list_matching<K>(
     client: &Client,
     label_selector: Option<&str>,
@@ -45,7 +47,19 @@ async fn list_matching<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    let api: Api<K> = Api::all(client.clone());
+    list_pages(Api::all(client.clone()), label_selector, field_selector).await
+}
+
+/// Every object `api` lists matching `label_selector` and `field_selector` (all when None),
+/// page by page: the one API call of `check --live`.
+async fn list_pages<K>(
+    api: Api<K>,
+    label_selector: Option<&str>,
+    field_selector: Option<&str>,
+) -> Result<Vec<K>, kube::Error>
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+{
     let first = ListParams::default().limit(PAGE);
     let first = match label_selector {
         Some(selector) => first.labels(selector),
@@ -65,6 +79,46 @@ where
             None => return Ok(items),
         }
     }
+}
+
+/// Every Gateway (`gateway.networking.k8s.io/v1`), each read on its own (one that cannot be
+/// read is a finding, not an error); None when the API serves no Gateways (the Gateway API
+/// CRDs are not installed).
+async fn list_gateways(c: &Client) -> Result<Option<Vec<ClusterObject>>, kube::Error> {
+    use crate::domain::tls::gateway::GROUP;
+    let resource = ApiResource {
+        group: GROUP.to_owned(),
+        version: "v1".to_owned(),
+        api_version: format!("{GROUP}/v1"),
+        kind: "Gateway".to_owned(),
+        plural: "gateways".to_owned(),
+    };
+    let listed = match list_pages(
+        Api::<DynamicObject>::all_with(c.clone(), &resource),
+        None,
+        None,
+    )
+    .await
+    {
+        Err(err) if not_served(&err) => return Ok(None),
+        other => other?,
+    };
+    listed
+        .into_iter()
+        .map(|mut gateway| {
+            // List items may come without apiVersion; they are of the version listed.
+            gateway.types.get_or_insert_with(|| TypeMeta {
+                api_version: resource.api_version.clone(),
+                kind: resource.kind.clone(),
+            });
+            let value = serde_json::to_value(&gateway).map_err(kube::Error::SerdeError)?;
+            Ok(ClusterObject::Gateway {
+                facts: GatewayFacts::from_json(&value),
+                metadata: gateway.metadata,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 /// The API server's `gitVersion` (`GET /version`), or why it could not be read.
@@ -141,6 +195,12 @@ fn not_found(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(status) if status.is_not_found())
 }
 
+/// A 404 of any form: an API group that is not installed answers plain text ("404 page
+/// not found"), which `Status::is_not_found` (reason NotFound) does not recognise.
+fn not_served(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 404)
+}
+
 /// What `--live` read.
 #[derive(Debug)]
 pub struct LiveCluster {
@@ -158,6 +218,8 @@ pub struct Optional {
     pub ingresses: bool,
     /// Secrets of type kubernetes.io/tls, if Ingresses are read (`--tls-secrets`).
     pub secrets_allowed: bool,
+    /// Gateways (spec.tls.gateway).
+    pub gateways: bool,
 }
 
 impl Optional {
@@ -173,6 +235,7 @@ impl Optional {
                         .is_some_and(|v| v.deprecated_apis),
                 ingresses: wanted.ingresses || spec.tls.as_ref().is_some_and(|t| t.ingress),
                 secrets_allowed: wanted.secrets_allowed,
+                gateways: wanted.gateways || spec.tls.as_ref().is_some_and(|t| t.gateway),
             })
     }
 
@@ -181,6 +244,7 @@ impl Optional {
             metrics: self.metrics || other.metrics,
             ingresses: self.ingresses || other.ingresses,
             secrets_allowed: self.secrets_allowed || other.secrets_allowed,
+            gateways: self.gateways || other.gateways,
         }
     }
 }
@@ -239,6 +303,11 @@ pub async fn read_cluster(
     } else {
         None
     };
+    let gateways = if wanted.gateways {
+        list_gateways(c).await
+    } else {
+        Ok(Some(Vec::new()))
+    };
 
     let mut errors = Vec::new();
     let mut inventory = Inventory::default();
@@ -263,6 +332,15 @@ pub async fn read_cluster(
             }
         }
     }
+    let gateways = match take(&mut errors, "gateways", gateways) {
+        Some(None) => {
+            inventory.notes.push(
+                "the Gateway API (gateway.networking.k8s.io/v1 Gateway) is not installed: no Gateway is checked".to_owned(),
+            );
+            None
+        }
+        listed => listed.flatten(),
+    };
     // Without the NodeReport CRD (no agent installed) every node is simply unobserved.
     let reports = match reports {
         Err(err) if not_found(&err) => {
@@ -323,6 +401,7 @@ pub async fn read_cluster(
     )
     .chain(nodes.into_iter().flatten().map(ClusterObject::Node))
     .chain(ingresses.into_iter().flatten().map(ClusterObject::Ingress))
+    .chain(gateways.into_iter().flatten())
     .chain(reports.into_iter().flatten().map(ClusterObject::NodeReport));
     for object in objects {
         let origin = format!("the cluster ({object})");

@@ -106,11 +106,11 @@ pub struct CheckArgs {
     /// Read the cluster of the current kubeconfig instead of manifests. Read-only: list
     /// requests (namespaces, networkpolicies, roles, resourcequotas, limitranges,
     /// rolebindings, clusterroles, clusterrolebindings, nodes, nodereports,
-    /// securitybaselines; ingresses when a baseline sets tls, and kubernetes.io/tls secrets
-    /// with --tls-secrets), GET /version and, when a
-    /// baseline sets kubernetesVersion.deprecatedAPIs, GET /metrics; and, for the Pod
-    /// Security preview, each enforce label change as a dry run (dryRun=All: persists
-    /// nothing; needs patch on namespaces, else that finding is Unknown).
+    /// securitybaselines; ingresses and gateways when a baseline sets tls, and
+    /// kubernetes.io/tls secrets with --tls-secrets), GET /version and, when a baseline sets
+    /// kubernetesVersion.deprecatedAPIs, GET /metrics; and, for the Pod Security preview,
+    /// each enforce label change as a dry run (dryRun=All: persists nothing; needs patch on
+    /// namespaces, else that finding is Unknown).
     #[arg(long)]
     pub live: bool,
 

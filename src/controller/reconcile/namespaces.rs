@@ -24,7 +24,7 @@ use crate::domain::pod_security::{
 };
 use crate::domain::selection::{NamespaceFacts, selects};
 use crate::domain::snapshot::plan_with_audit;
-use crate::domain::tls::{IngressFacts, NamespaceTls, SecretFacts, SecretsView};
+use crate::domain::tls::{GatewayFacts, IngressFacts, NamespaceTls, SecretFacts, SecretsView};
 
 /// Why a namespace reconcile must be retried.
 #[derive(Debug, thiserror::Error)]
@@ -162,8 +162,10 @@ fn plan_baselines(name: &str, labels: &BTreeMap<String, String>, ctx: &Context) 
                 let lookup = |kind, object_name: &str| ctx.lookup_name(kind, name, object_name);
                 let tls = NamespaceTlsFacts::read(ctx, name, baseline.spec.tls.is_some());
                 let ingresses: Vec<&_> = tls.ingresses.iter().map(AsRef::as_ref).collect();
+                let gateways: Vec<&_> = tls.gateways.iter().map(AsRef::as_ref).collect();
                 let tls = NamespaceTls {
                     ingresses: &ingresses,
+                    gateways: &gateways,
                     secrets: tls.secrets_view(),
                     now: k8s_openapi::jiff::Timestamp::now(),
                 };
@@ -187,6 +189,7 @@ fn plan_baselines(name: &str, labels: &BTreeMap<String, String>, ctx: &Context) 
 /// What the TLS checks read of one namespace, from the caches.
 struct NamespaceTlsFacts {
     ingresses: Vec<Arc<IngressFacts>>,
+    gateways: Vec<Arc<GatewayFacts>>,
     /// The Secrets the Ingresses name that the cache holds; None without `--tls-secrets`.
     secrets: Option<Vec<(String, Arc<SecretFacts>)>>,
 }
@@ -196,10 +199,12 @@ impl NamespaceTlsFacts {
         if !wanted {
             return Self {
                 ingresses: Vec::new(),
+                gateways: Vec::new(),
                 secrets: None,
             };
         }
         let ingresses = ctx.ingresses.in_namespace(namespace, |_| true);
+        let gateways = ctx.gateways.in_namespace(namespace);
         let secrets = ctx.tls_secrets.as_ref().map(|index| {
             let named: BTreeSet<&str> = ingresses
                 .iter()
@@ -211,7 +216,11 @@ impl NamespaceTlsFacts {
                 .filter_map(|name| Some((name.to_owned(), index.get(namespace, name)?)))
                 .collect()
         });
-        Self { ingresses, secrets }
+        Self {
+            ingresses,
+            gateways,
+            secrets,
+        }
     }
 
     fn secrets_view(&self) -> SecretsView<'_> {

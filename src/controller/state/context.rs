@@ -44,6 +44,9 @@ pub struct Context {
     pub ingresses: Arc<crate::controller::feeds::ingresses::IngressIndex>,
     /// Every `kubernetes.io/tls` Secret's certificate facts, with `--tls-secrets` only.
     pub tls_secrets: Option<Arc<crate::controller::feeds::tls_secrets::TlsSecretIndex>>,
+    /// Every Gateway's listeners, listener status and labels, for the TLS checks (empty
+    /// while the Gateway API CRD is absent).
+    pub gateways: Arc<crate::controller::feeds::gateways::GatewayCache>,
     /// Roles, ClusterRoles and bindings, for the RBAC audit.
     pub rbac: Arc<crate::controller::feeds::rbac::RbacCache>,
     /// Node labels, NodeReports and the published audit policy (node checks).
@@ -121,6 +124,7 @@ impl Context {
             rbac: Arc::default(),
             ingresses: Arc::default(),
             tls_secrets: args.tls_secrets.then(Arc::default),
+            gateways: Arc::default(),
             node_caches: crate::controller::feeds::nodes::NodeCaches::new(metrics.clone()),
             versions: crate::controller::feeds::versions::VersionCache::default(),
             metrics,
@@ -160,6 +164,7 @@ impl Context {
         if let Some(secrets) = &self.tls_secrets {
             secrets.wait_ready().await;
         }
+        self.gateways.wait_ready().await;
         self.node_caches.wait_ready().await;
         let existing: HashSet<String> = self
             .namespaces

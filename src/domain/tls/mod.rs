@@ -1,21 +1,26 @@
-//! TLS of the selected namespaces' Ingresses (`spec.tls`), pure: the shells reduce each
-//! Ingress to [`IngressFacts`]; [`evaluate_namespace`] judges them and applies the
-//! baseline's exemptions. Report only: every finding is a Violation or Unknown, never
-//! repaired. Layered: `hosts` (names and coverage) at the bottom, `ingress` on it, this
-//! module on top.
+//! TLS of the selected namespaces' Ingresses and Gateways (`spec.tls`), pure: the shells
+//! reduce each Ingress to [`IngressFacts`] and each Gateway to [`GatewayFacts`];
+//! [`evaluate_namespace`] and [`evaluate_gateways`] judge them and apply the baseline's
+//! exemptions. Report only: every finding is a Violation or Unknown, never
+//! repaired. Layered: `hosts` (names and coverage) at the bottom, `ingress` and
+//! `gateway` on it, this module on top.
 
 pub mod certificate;
+pub mod gateway;
 pub mod hosts;
 pub mod ingress;
 pub mod secrets;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use crate::api::{DriftEntry, DriftReason, TlsExemption, TlsSettings};
+use std::collections::BTreeMap;
+
+use crate::api::{DriftEntry, DriftReason, TlsExemption, TlsObjectKind, TlsSettings};
 use crate::domain::checks::CheckInfo;
 use crate::domain::node::findings::truncate;
 
 pub use certificate::{CertificateFacts, SecretFacts};
+pub use gateway::GatewayFacts;
 pub use ingress::IngressFacts;
 pub use secrets::SecretsView;
 
@@ -102,6 +107,7 @@ impl Finding {
 #[derive(Debug, Clone)]
 pub struct NamespaceTls<'a> {
     pub ingresses: &'a [&'a IngressFacts],
+    pub gateways: &'a [&'a GatewayFacts],
     pub secrets: SecretsView<'a>,
     pub now: Timestamp,
 }
@@ -158,6 +164,78 @@ pub fn evaluate_namespace(
     verdict
 }
 
+/// The TLS findings of the Gateways of `namespace` (a selected one), exemptions applied.
+pub fn evaluate_gateways<'a>(
+    settings: &TlsSettings,
+    namespace: &str,
+    gateways: impl IntoIterator<Item = &'a GatewayFacts>,
+) -> Vec<DriftEntry> {
+    if !settings.gateway {
+        return Vec::new();
+    }
+    let mut entries: Vec<DriftEntry> = gateways
+        .into_iter()
+        .flat_map(|gateway| {
+            let subject = Subject {
+                kind: TlsObjectKind::Gateway,
+                namespace,
+                name: &gateway.name,
+                labels: &gateway.labels,
+            };
+            gateway::evaluate_gateway(namespace, gateway)
+                .into_iter()
+                .filter(move |finding| {
+                    !settings
+                        .exemptions
+                        .iter()
+                        .any(|e| subject.exempted_by(e, finding))
+                })
+                .map(|finding| DriftEntry {
+                    namespace: namespace.to_owned(),
+                    kind: "Gateway".to_owned(),
+                    name: gateway.name.clone(),
+                    check: finding.check.to_owned(),
+                    reason: finding.reason,
+                    message: truncate(finding.message, MESSAGE_MAX),
+                })
+        })
+        .collect();
+    entries.sort();
+    entries.dedup();
+    entries
+}
+
+/// The object a finding is about, as exemptions match it.
+#[derive(Clone, Copy)]
+struct Subject<'a> {
+    kind: TlsObjectKind,
+    namespace: &'a str,
+    name: &'a str,
+    labels: &'a BTreeMap<String, String>,
+}
+
+impl Subject<'_> {
+    /// Whether `exemption` covers `finding` about this object: every field it sets must
+    /// match.
+    fn exempted_by(&self, exemption: &TlsExemption, finding: &Finding) -> bool {
+        exemption.kind.is_none_or(|k| k == self.kind)
+            && exemption
+                .namespace
+                .as_deref()
+                .is_none_or(|n| n == self.namespace)
+            && exemption.name.as_deref().is_none_or(|n| n == self.name)
+            && exemption
+                .match_labels
+                .iter()
+                .all(|(k, v)| self.labels.get(k) == Some(v))
+            && exemption
+                .host
+                .as_deref()
+                .is_none_or(|h| finding.host.as_deref() == Some(h))
+            && (exemption.checks.is_empty() || exemption.checks.iter().any(|c| c == finding.check))
+    }
+}
+
 /// Whether `exemption` covers `finding` about `ingress`: every field it sets must match.
 fn exempts(
     exemption: &TlsExemption,
@@ -165,20 +243,13 @@ fn exempts(
     ingress: &IngressFacts,
     finding: &Finding,
 ) -> bool {
-    exemption
-        .namespace
-        .as_deref()
-        .is_none_or(|n| n == namespace)
-        && exemption.name.as_deref().is_none_or(|n| n == ingress.name)
-        && exemption
-            .match_labels
-            .iter()
-            .all(|(k, v)| ingress.labels.get(k) == Some(v))
-        && exemption
-            .host
-            .as_deref()
-            .is_none_or(|h| finding.host.as_deref() == Some(h))
-        && (exemption.checks.is_empty() || exemption.checks.iter().any(|c| c == finding.check))
+    Subject {
+        kind: TlsObjectKind::Ingress,
+        namespace,
+        name: &ingress.name,
+        labels: &ingress.labels,
+    }
+    .exempted_by(exemption, finding)
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ fn ingress_checks<'a>(
     let ingresses: Vec<&IngressFacts> = ingresses.into_iter().collect();
     let inputs = NamespaceTls {
         ingresses: &ingresses,
+        gateways: &[],
         secrets: SecretsView::NotRead("not read in this test"),
         now: Timestamp::UNIX_EPOCH,
     };
@@ -240,6 +241,7 @@ mod certificates {
     ) -> TlsVerdict {
         let inputs = NamespaceTls {
             ingresses,
+            gateways: &[],
             secrets,
             now,
         };
@@ -555,6 +557,295 @@ mod certificates {
         assert_eq!(
             checks("exemptions: [{name: web, checks: [tls.certificate-expiring], reason: r}]"),
             vec!["tls.certificate-host", "tls.certificate-host"]
+        );
+    }
+}
+
+fn gateway(yaml: &str) -> GatewayFacts {
+    let object: serde_json::Value = serde_saphyr::from_str(yaml).expect("Gateway fixture");
+    GatewayFacts::from_json(&object)
+}
+
+/// A v1 Gateway named `name` with these listeners (flow YAML) and no status.
+fn gateway_with(name: &str, listeners: &str) -> GatewayFacts {
+    gateway(&format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: {name}, generation: 1}}\nspec: {{gatewayClassName: c, listeners: {listeners}}}"
+    ))
+}
+
+/// The `gateway.http-without-https` findings of one Gateway: (reason, message).
+fn http_findings(gateway: &GatewayFacts) -> Vec<(DriftReason, String)> {
+    evaluate_gateways(&TlsSettings::default(), "web", [gateway])
+        .into_iter()
+        .filter(|e| e.check == "gateway.http-without-https")
+        .map(|e| (e.reason, e.message))
+        .collect()
+}
+
+#[test]
+fn an_http_listener_needs_an_https_listener_serving_its_hostnames() {
+    let http_only = gateway_with(
+        "plain",
+        "[{name: http, protocol: HTTP, port: 80, hostname: shop.example.com}]",
+    );
+    let found = http_findings(&http_only);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, DriftReason::Violation);
+    assert!(
+        found[0]
+            .1
+            .contains("Gateway web/plain: HTTP listener http serves hostname shop.example.com")
+            && found[0].1.contains("no HTTPS listener"),
+        "{}",
+        found[0].1
+    );
+    let redirected = gateway_with(
+        "ok",
+        "[{name: http, protocol: HTTP, port: 80, hostname: shop.example.com}, {name: https, protocol: HTTPS, port: 443, hostname: '*.example.com'}]",
+    );
+    assert_eq!(http_findings(&redirected), vec![]);
+    // One finding per uncovered listener, naming it; the covered one is not reported.
+    let partly = gateway_with(
+        "partly",
+        "[{name: a, protocol: HTTP, port: 80, hostname: a.example.com}, {name: any, protocol: HTTP, port: 8080}, {name: wild, protocol: HTTP, port: 80, hostname: '*.example.com'}, {name: tls, protocol: HTTPS, port: 443, hostname: a.example.com}]",
+    );
+    let found = http_findings(&partly);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|(_, m)| m.contains("listener any serves every hostname"))
+    );
+    assert!(found.iter().any(
+        |(_, m)| m.contains("listener wild serves hostname *.example.com")
+            && m.contains("serve only a.example.com")
+    ));
+    // TLS passthrough is not HTTPS: it does not terminate, so it cannot redirect.
+    let passthrough = gateway_with(
+        "pass",
+        "[{name: http, protocol: HTTP, port: 80}, {name: tls, protocol: TLS, port: 443}]",
+    );
+    assert_eq!(http_findings(&passthrough).len(), 1);
+}
+
+#[test]
+fn a_gateway_wildcard_matches_any_number_of_labels() {
+    use gateway::https_serves;
+    let cases = [
+        (None, None, true),
+        (None, Some("a.example.com"), true),
+        (Some("a.example.com"), None, false),
+        (Some("a.example.com"), Some("a.example.com"), true),
+        (Some("A.example.com"), Some("a.example.com"), true),
+        (Some("*.example.com"), Some("a.example.com"), true),
+        (Some("*.example.com"), Some("foo.test.example.com"), true),
+        (Some("*.example.com"), Some("example.com"), false),
+        (Some("*.example.com"), Some("aexample.com"), false),
+        (Some("*.example.com"), Some("*.example.com"), true),
+        (Some("*.example.com"), Some("*.a.example.com"), true),
+        (Some("*.a.example.com"), Some("*.example.com"), false),
+        (Some("a.example.com"), Some("*.example.com"), false),
+        (Some("*.example.com"), Some("a.example.org"), false),
+    ];
+    for (https, http, expected) in cases {
+        assert_eq!(
+            https_serves(https, http),
+            expected,
+            "{https:?} serves {http:?}"
+        );
+    }
+}
+
+/// A Gateway with one HTTPS listener `websecure` and this `status.listeners[0].conditions`.
+fn gateway_status(generation: i64, conditions: &str) -> GatewayFacts {
+    gateway(&format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: gw, generation: {generation}}}\nspec: {{listeners: [{{name: websecure, protocol: HTTPS, port: 443, hostname: a.example.com}}]}}\nstatus: {{listeners: [{{name: websecure, attachedRoutes: 0, conditions: {conditions}}}]}}"
+    ))
+}
+
+fn refs_findings(gateway: &GatewayFacts) -> Vec<(DriftReason, String)> {
+    evaluate_gateways(&TlsSettings::default(), "web", [gateway])
+        .into_iter()
+        .filter(|e| e.check == "gateway.listener-refs")
+        .map(|e| (e.reason, e.message))
+        .collect()
+}
+
+#[test]
+fn unresolved_listener_refs_are_violations_with_the_controllers_message() {
+    let invalid = gateway_status(
+        2,
+        "[{type: ResolvedRefs, status: 'False', reason: InvalidCertificateRef, message: 'secret web/missing not found', observedGeneration: 2, lastTransitionTime: '2026-12-01T00:00:00Z'}]",
+    );
+    let found = refs_findings(&invalid);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, DriftReason::Violation);
+    assert!(
+        found[0].1.contains("listener websecure")
+            && found[0].1.contains("InvalidCertificateRef")
+            && found[0].1.contains("secret web/missing not found"),
+        "{}",
+        found[0].1
+    );
+    let resolved = gateway_status(
+        2,
+        "[{type: Accepted, status: 'True', reason: Accepted, message: '', observedGeneration: 2}, {type: ResolvedRefs, status: 'True', reason: ResolvedRefs, message: '', observedGeneration: 2}]",
+    );
+    assert_eq!(refs_findings(&resolved), vec![]);
+}
+
+#[test]
+fn listener_status_not_of_the_current_generation_is_unknown() {
+    let stale = gateway_status(
+        3,
+        "[{type: ResolvedRefs, status: 'True', reason: ResolvedRefs, message: '', observedGeneration: 2}]",
+    );
+    let no_condition = gateway_status(
+        1,
+        "[{type: Accepted, status: 'True', reason: Accepted, message: '', observedGeneration: 1}]",
+    );
+    let no_status = gateway_with(
+        "gw",
+        "[{name: websecure, protocol: HTTPS, port: 443, hostname: a.example.com}]",
+    );
+    for (gateway, says) in [
+        (&stale, "generation 2, not the current 3"),
+        (&no_condition, "no ResolvedRefs condition"),
+        (&no_status, "has no status"),
+    ] {
+        let found = refs_findings(gateway);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, DriftReason::Unknown, "{}", found[0].1);
+        assert!(found[0].1.contains(says), "{}", found[0].1);
+    }
+}
+
+#[test]
+fn a_gateway_that_cannot_be_read_is_unknown_for_both_checks_naming_it() {
+    let cases = [
+        (
+            "apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: Gateway\nmetadata: {name: old}\nspec: {listeners: [{name: h, protocol: HTTP, port: 80}]}",
+            "v1alpha2",
+        ),
+        (
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: old}\nspec: {listeners: []}",
+            "spec.listeners is missing or empty",
+        ),
+        (
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: old}\nspec: {listeners: [{name: h, port: 80}]}",
+            "protocol is missing",
+        ),
+        (
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: old}\nspec: {listeners: [{name: h, protocol: HTTP, hostname: 7}]}",
+            "hostname is not a string",
+        ),
+        (
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: old}\nspec: {listeners: {name: h}}",
+            "spec.listeners is not a list",
+        ),
+        (
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: old}\nspec: {listeners: [{name: h, protocol: HTTPS}]}\nstatus: {listeners: [{conditions: []}]}",
+            "status.listeners[0].name is missing",
+        ),
+    ];
+    for (yaml, why) in cases {
+        let entries = evaluate_gateways(&TlsSettings::default(), "web", [&gateway(yaml)]);
+        let checks: Vec<_> = entries
+            .iter()
+            .map(|e| (e.check.as_str(), e.reason))
+            .collect();
+        assert_eq!(
+            checks,
+            vec![
+                ("gateway.http-without-https", DriftReason::Unknown),
+                ("gateway.listener-refs", DriftReason::Unknown)
+            ],
+            "{why}"
+        );
+        for entry in &entries {
+            assert_eq!(entry.kind, "Gateway");
+            assert!(
+                entry.message.contains("Gateway web/old cannot be read")
+                    && entry.message.contains(why),
+                "{}",
+                entry.message
+            );
+        }
+    }
+    // v1beta1 is read like v1.
+    let beta = gateway(
+        "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: Gateway\nmetadata: {name: b}\nspec: {listeners: [{name: h, protocol: HTTP, port: 80}]}",
+    );
+    assert!(beta.content.is_ok(), "{:?}", beta.content);
+}
+
+#[test]
+fn gateway_exemptions_match_kind_host_and_labels() {
+    let gateways = [
+        gateway_with(
+            "plain",
+            "[{name: http, protocol: HTTP, port: 80, hostname: a.example.com}]",
+        ),
+        gateway(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: solver, generation: 1, labels: {team: acme}}\nspec: {listeners: [{name: http, protocol: HTTP, port: 80, hostname: b.example.com}]}",
+        ),
+    ];
+    let evaluate = |yaml: &str| {
+        evaluate_gateways(&settings(yaml), "web", gateways.iter())
+            .into_iter()
+            .map(|e| format!("{} {}", e.name, e.check))
+            .collect::<Vec<_>>()
+    };
+    let everything = vec![
+        "plain gateway.http-without-https",
+        "plain gateway.listener-refs",
+        "solver gateway.http-without-https",
+        "solver gateway.listener-refs",
+    ];
+    assert_eq!(evaluate("exemptions: []"), everything);
+    assert_eq!(
+        evaluate("exemptions: [{kind: Ingress, name: plain, reason: r}]"),
+        everything
+    );
+    assert_eq!(
+        evaluate("exemptions: [{kind: Gateway, name: plain, reason: r}]"),
+        everything[2..].to_vec()
+    );
+    assert_eq!(
+        evaluate(
+            "exemptions: [{host: b.example.com, checks: [gateway.http-without-https], reason: r}]"
+        ),
+        vec![everything[0], everything[1], everything[3]]
+    );
+    assert_eq!(
+        evaluate("exemptions: [{matchLabels: {team: acme}, reason: r}]"),
+        everything[..2].to_vec()
+    );
+    assert!(evaluate("gateway: false").is_empty());
+    // A Gateway exemption leaves Ingresses alone.
+    let ingresses = [ingress(PLAIN)];
+    let gateway_only = settings("exemptions: [{kind: Gateway, name: plain, reason: r}]");
+    assert_eq!(
+        ingress_checks(&gateway_only, "shop", ingresses.iter()).len(),
+        1
+    );
+}
+
+#[test]
+fn the_gateway_checks_are_registered_and_admitted_in_exemptions() {
+    let registered: Vec<&str> = checks::all().iter().map(|c| c.id).collect();
+    for check in gateway::CHECKS {
+        assert!(registered.contains(&check.id), "{}", check.id);
+        let baseline = serde_json::json!({
+            "apiVersion": "kube-baseline.dev/v1alpha1",
+            "kind": "SecurityBaseline",
+            "metadata": {"name": "t"},
+            "spec": {"tls": {"exemptions": [{"kind": "Gateway", "name": "x", "checks": [check.id], "reason": "r"}]}},
+        });
+        assert!(
+            crate::api::validate_baseline_cel(&baseline).is_ok(),
+            "{} is admitted in exemptions",
+            check.id
         );
     }
 }
