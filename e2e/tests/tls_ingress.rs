@@ -235,8 +235,9 @@ async fn certificate_findings_follow_the_secrets_and_the_clock() {
         &certificate(&["*.example.com"], year),
     )
     .await;
-    // Enters its one-day warning window 90 s from now, with no change to any object.
-    let warn_from = std::time::SystemTime::now() + Duration::from_secs(90);
+    // Enters its one-day warning window 90 s after `now`, with no change to any object
+    // (notAfter is whole seconds: up to a second earlier).
+    let warn_from = std::time::SystemTime::from(now + time::Duration::seconds(89));
     put_secret(
         &env,
         &shop,
