@@ -29,6 +29,11 @@ pub const TEST_LABEL: &str = "kube-baseline.dev/e2e";
 /// Where the operator runs in these tests (its ServiceAccounts live here).
 pub const OPERATOR_NAMESPACE: &str = "kube-baseline-system";
 
+/// The released image's name (no tag): what config/default's kustomize `images:` and the
+/// chart's `image.repository` set, and what an overlay overrides (e2e/tests/helm_chart.rs
+/// checks both).
+pub const CANONICAL_IMAGE: &str = "ghcr.io/kube-baseline/kube-baseline";
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
