@@ -824,7 +824,7 @@ pub async fn client_from_kubeconfig(path: &Path) -> Client {
 static KSTATUS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 static SELECTORREF: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
-/// A Go program of e2e/ built once and cached by `e2e/cluster <name>`, which prints its path.
+/// A Go program built once and cached by `e2e/cluster <name>`, which prints its path.
 fn probe_binary(name: &str, cell: &std::sync::OnceLock<PathBuf>) -> PathBuf {
     cell.get_or_init(|| {
         let output = Command::new(repo_root().join("e2e/cluster"))
@@ -839,6 +839,41 @@ fn probe_binary(name: &str, cell: &std::sync::OnceLock<PathBuf>) -> PathBuf {
         PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
     })
     .clone()
+}
+
+static HELM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+static ACTIONLINT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// helm, built from the Go module proxy once and cached by `e2e/cluster helm`.
+pub fn helm_binary() -> PathBuf {
+    probe_binary("helm", &HELM)
+}
+
+/// actionlint, built from the Go module proxy once and cached by `e2e/cluster actionlint`.
+pub fn actionlint_binary() -> PathBuf {
+    probe_binary("actionlint", &ACTIONLINT)
+}
+
+/// Runs helm (with this environment's KUBECONFIG) in the repository root: (success, stdout,
+/// stderr).
+pub fn helm_result(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(helm_binary())
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .expect("helm runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Like [`helm_result`], but asserts success and returns stdout.
+pub fn helm(args: &[&str]) -> String {
+    let (ok, stdout, stderr) = helm_result(args);
+    assert!(ok, "helm {} failed: {stderr}", args.join(" "));
+    stdout
 }
 
 /// The kstatus probe (e2e/kstatus), built once and cached by `e2e/cluster kstatus`.
