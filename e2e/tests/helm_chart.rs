@@ -8,7 +8,8 @@
 //! - the versions and the image agree: Chart.yaml's version and appVersion are the crate's,
 //!   config/default's `images:` and the chart's `image.repository` name the canonical image;
 //! - `helm lint --strict` with several value sets, and `helm template` with each value the
-//!   chart offers doing what it says; wrong values fail with values.schema.json's message;
+//!   chart offers doing what it says (every flag it renders parses in the binary); wrong
+//!   values fail with values.schema.json's message;
 //! - `helm install` / `helm upgrade` / `helm uninstall` into the local control plane: every
 //!   object is accepted by the API server (server-side), upgrades change what the values
 //!   say, an invalid upgrade is refused, and the CRDs (and a SecurityBaseline) outlive the
@@ -587,6 +588,67 @@ fn helm_template_values_do_what_they_say() {
         args_of(container(&objects, "DaemonSet", "kube-baseline-agent"))
             .contains(&"--namespace=security-system".to_string())
     );
+}
+
+/// Every flag the chart can render parses in the binary: `kube-baseline run|agent ARGS
+/// --help` exits 0 only when clap accepted each argument before `--help` (an unknown flag or
+/// a bad value exits 2).
+#[test]
+fn every_flag_the_chart_renders_is_accepted_by_the_binary() {
+    let objects = template(&[
+        "--set",
+        "controller.leaderElection.leaseDurationSeconds=20,controller.concurrency=4",
+        "--set",
+        "controller.kubeApiBurst=50,controller.shard=blue",
+        // --set reads 25.5 as a string (the schema refuses it); a values file or JSON does not.
+        "--set-json",
+        "controller.kubeApiQps=25.5",
+        "--set",
+        "controller.versionIntervalSeconds=600,controller.checkNodeSelector=pool=system",
+        "--set-literal",
+        "controller.baselineSelector=tier=prod,team!=x",
+        "--set-literal",
+        "controller.namespaceSelector=env in (prod,stage)",
+        "--set",
+        "agent.enforce=true,agent.interval=5m,logFormat=text",
+    ]);
+    for (kind, name, subcommand) in [
+        ("Deployment", "kube-baseline", "run"),
+        ("DaemonSet", "kube-baseline-agent", "agent"),
+    ] {
+        let args = args_of(container(&objects, kind, name));
+        assert_eq!(args[0], subcommand);
+        let output = Command::new(operator_binary())
+            .args(&args)
+            .arg("--help")
+            .output()
+            .expect("kube-baseline runs");
+        assert!(
+            output.status.success(),
+            "kube-baseline {args:?} --help: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        // Each value reached its flag.
+        let expected: &[&str] = if subcommand == "run" {
+            &[
+                "--lease-duration-seconds=20",
+                "--concurrency=4",
+                "--kube-api-qps=25.5",
+                "--kube-api-burst=50",
+                "--baseline-selector=tier=prod,team!=x",
+                "--namespace-selector=env in (prod,stage)",
+                "--node-selector=pool=system",
+                "--shard=blue",
+                "--version-interval-seconds=600",
+                "--log-format=text",
+            ]
+        } else {
+            &["--interval=5m", "--enforce", "--log-format=text"]
+        };
+        for flag in expected {
+            assert!(args.iter().any(|a| a == flag), "{flag} not in {args:?}");
+        }
+    }
 }
 
 /// Wrong values, and what values.schema.json's message must say about them.
