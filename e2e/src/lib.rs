@@ -29,6 +29,11 @@ pub const TEST_LABEL: &str = "kube-baseline.dev/e2e";
 /// Where the operator runs in these tests (its ServiceAccounts live here).
 pub const OPERATOR_NAMESPACE: &str = "kube-baseline-system";
 
+/// The released image's name (no tag): what config/default's kustomize `images:` and the
+/// chart's `image.repository` set, and what an overlay overrides (e2e/tests/helm_chart.rs
+/// checks both).
+pub const CANONICAL_IMAGE: &str = "ghcr.io/kube-baseline/kube-baseline";
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -836,6 +841,41 @@ fn probe_binary(name: &str, cell: &std::sync::OnceLock<PathBuf>) -> PathBuf {
         PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
     })
     .clone()
+}
+
+static HELM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+static ACTIONLINT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// helm, built from the Go module proxy once and cached by `e2e/cluster helm`.
+pub fn helm_binary() -> PathBuf {
+    probe_binary("helm", &HELM)
+}
+
+/// actionlint, built from the Go module proxy once and cached by `e2e/cluster actionlint`.
+pub fn actionlint_binary() -> PathBuf {
+    probe_binary("actionlint", &ACTIONLINT)
+}
+
+/// Runs helm (with this environment's KUBECONFIG) in the repository root: (success, stdout,
+/// stderr).
+pub fn helm_result(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(helm_binary())
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .expect("helm runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Like [`helm_result`], but asserts success and returns stdout.
+pub fn helm(args: &[&str]) -> String {
+    let (ok, stdout, stderr) = helm_result(args);
+    assert!(ok, "helm {} failed: {stderr}", args.join(" "));
+    stdout
 }
 
 /// The kstatus probe (e2e/kstatus), built once and cached by `e2e/cluster kstatus`.

@@ -278,16 +278,18 @@ static INSTALLED_OPERATOR: OnceCell<String> = OnceCell::const_new();
 
 /// Installs kube-baseline as documented — `kubectl apply --server-side -k` of an overlay of
 /// config/default plus the config/agent/enforce component — with the image override pointing
-/// at [`operator_image`], the controller scoped to [`INSTALLED_SCOPE`] and the agent's
-/// interval [`AGENT_INTERVAL`]. `imagePullPolicy: IfNotPresent` is explicit: the image exists
-/// only in the node's containerd, and a workload first created with `kube-baseline:latest`
-/// (deploy.rs installs config/agent) keeps the `Always` the API server defaulted for it.
+/// at [`operator_image`] (overriding config/default's [`crate::CANONICAL_IMAGE`], as a user's
+/// overlay does), the controller scoped to [`INSTALLED_SCOPE`] and the agent's interval
+/// [`AGENT_INTERVAL`]. `imagePullPolicy: IfNotPresent` is explicit: the image exists only in
+/// the node's containerd, and a workload first created with the untagged `kube-baseline` of
+/// config/agent (deploy.rs installs it) keeps the `Always` the API server defaulted for it.
 /// Once per test binary; returns the image reference.
 pub async fn install_operator() -> String {
     INSTALLED_OPERATOR
         .get_or_init(|| async {
             let image = operator_image().await;
             let (name, tag) = image.rsplit_once(':').expect("image has a tag");
+            let canonical = crate::CANONICAL_IMAGE;
             let overlay = crate::scratch_dir().join("node-install");
             std::fs::create_dir_all(&overlay).expect("overlay dir");
             let config = relative_to(&repo_root().join("config"), &overlay);
@@ -295,7 +297,7 @@ pub async fn install_operator() -> String {
                 "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
                  resources:\n- {config}/default\n\
                  components:\n- {config}/agent/enforce\n\
-                 images:\n- name: kube-baseline\n  newName: {name}\n  newTag: {tag}\n\
+                 images:\n- name: {canonical}\n  newName: {name}\n  newTag: {tag}\n\
                  patches:\n- target: {{kind: Deployment, name: kube-baseline}}\n  patch: |-\n\
                  \x20   - op: add\n      path: /spec/template/spec/containers/0/args/-\n      value: --baseline-selector={INSTALLED_SCOPE}\n\
                  \x20   - op: add\n      path: /spec/template/spec/containers/0/args/-\n      value: --namespace-selector={INSTALLED_SCOPE}\n\
