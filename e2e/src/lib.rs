@@ -408,6 +408,17 @@ pub fn scratch_dir() -> PathBuf {
     dir
 }
 
+/// `../..` from `dir` (inside the repository) back to the repository root: kustomize
+/// refuses absolute paths for resources.
+pub fn relative_to_repo(dir: &std::path::Path) -> PathBuf {
+    let depth = dir
+        .strip_prefix(repo_root())
+        .expect("scratch dir is in the repository")
+        .components()
+        .count();
+    (0..depth).map(|_| "..").collect()
+}
+
 /// The username the API server gives a ServiceAccount.
 pub fn service_account_user(sa_name: &str) -> String {
     format!("system:serviceaccount:{OPERATOR_NAMESPACE}:{sa_name}")

@@ -6,7 +6,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
@@ -922,15 +922,4 @@ async fn other_kustomizations_render() {
         "config/default grants nothing on Secrets"
     );
     let _ = std::fs::remove_dir_all(&overlay);
-}
-
-/// `../..` from `dir` (inside the repository) back to the repository root: kustomize
-/// refuses absolute paths for resources.
-fn relative_to_repo(dir: &Path) -> PathBuf {
-    let depth = dir
-        .strip_prefix(repo_root())
-        .expect("scratch dir is in the repository")
-        .components()
-        .count();
-    (0..depth).map(|_| "..").collect()
 }

@@ -236,6 +236,37 @@ fn default_values_render_config_default() {
     );
 }
 
+/// `controller.tlsSecrets` renders what the kustomize component config/rbac/tls-secrets adds
+/// to config/default, and nothing else.
+#[test]
+fn tls_secrets_value_renders_the_tls_secrets_component() {
+    let version = crate_version();
+    let chart: Vec<Value> = template(&["--set", "controller.tlsSecrets=true"])
+        .iter()
+        .map(|o| without_helm_metadata(o, "kube-baseline", &version))
+        .collect();
+    let overlay = scratch_dir().join(format!("helm-tls-secrets-{}", std::process::id()));
+    std::fs::create_dir_all(&overlay).expect("overlay dir");
+    let to_config = relative_to_repo(&overlay).join("config");
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- {}\ncomponents:\n- {}\n",
+            to_config.join("default").display(),
+            to_config.join("rbac/tls-secrets").display()
+        ),
+    )
+    .expect("write overlay");
+    let config = kustomize(&overlay.display().to_string());
+    let _ = std::fs::remove_dir_all(&overlay);
+    assert!(has(&config, "ClusterRoleBinding"));
+    assert_same_objects(
+        &chart,
+        &config,
+        "chart with tlsSecrets vs config/rbac/tls-secrets",
+    );
+}
+
 #[test]
 fn chart_copies_of_prometheus_and_samples_render_as_config() {
     let version = crate_version();
@@ -612,6 +643,8 @@ fn every_flag_the_chart_renders_is_accepted_by_the_binary() {
         "controller.namespaceSelector=env in (prod,stage)",
         "--set",
         "agent.enforce=true,agent.interval=5m,logFormat=text",
+        "--set",
+        "controller.tlsSecrets=true",
     ]);
     for (kind, name, subcommand) in [
         ("Deployment", "kube-baseline", "run"),
@@ -641,6 +674,7 @@ fn every_flag_the_chart_renders_is_accepted_by_the_binary() {
                 "--node-selector=pool=system",
                 "--shard=blue",
                 "--version-interval-seconds=600",
+                "--tls-secrets",
                 "--log-format=text",
             ]
         } else {
