@@ -235,6 +235,15 @@ async fn certificate_findings_follow_the_secrets_and_the_clock() {
         &certificate(&["*.example.com"], year),
     )
     .await;
+    // The API server checks that tls.crt and tls.key exist, not what they hold.
+    put_secret(
+        &env,
+        &shop,
+        "malformed",
+        "kubernetes.io/tls",
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .await;
     // Enters its one-day warning window 90 s after `now`, with no change to any object
     // (notAfter is whole seconds: up to a second earlier).
     let warn_from = std::time::SystemTime::from(now + time::Duration::seconds(89));
@@ -252,6 +261,7 @@ async fn certificate_findings_follow_the_secrets_and_the_clock() {
     for (name, secret) in [
         ("uses-missing", "absent"),
         ("uses-opaque", "opaque"),
+        ("uses-malformed", "malformed"),
         ("uses-expired", "expired"),
         ("uses-wrong-host", "wrong-host"),
         ("uses-good", "good"),
@@ -291,6 +301,7 @@ async fn certificate_findings_follow_the_secrets_and_the_clock() {
     let expected = BTreeSet::from([
         violation("uses-missing", "tls.secret"),
         violation("uses-opaque", "tls.secret"),
+        violation("uses-malformed", "tls.certificate-malformed"),
         violation("uses-expired", "tls.certificate-expired"),
         violation("uses-wrong-host", "tls.certificate-host"),
     ]);
@@ -322,7 +333,7 @@ async fn certificate_findings_follow_the_secrets_and_the_clock() {
             .iter()
             .filter(|k| k.2 == "tls.secret")
             .all(|k| k.3 == DriftReason::Unknown)
-            && unread.iter().filter(|k| k.2 == "tls.secret").count() == 6,
+            && unread.iter().filter(|k| k.2 == "tls.secret").count() == 7,
         "{unread:?}"
     );
 
