@@ -1019,3 +1019,22 @@ pub fn drift_in_report(
     serde_json::from_value(baseline_in_report(report, name)["drift"].clone())
         .expect("drift entries")
 }
+
+/// Waits until no namespace is terminating: earlier tests delete theirs without waiting, and
+/// the namespace controller works through them in turn, so a test that waits for a
+/// namespace of its own to go would otherwise wait behind them.
+pub async fn wait_no_terminating_namespaces(client: &Client, timeout: Duration) {
+    eventually(timeout, "no namespace terminating", || async {
+        let namespaces = Api::<Namespace>::all(client.clone())
+            .list_metadata(&kube::api::ListParams::default())
+            .await
+            .ok()?;
+        let terminating = namespaces
+            .items
+            .iter()
+            .filter(|ns| ns.metadata.deletion_timestamp.is_some())
+            .count();
+        (terminating == 0).then_some(())
+    })
+    .await;
+}

@@ -31,6 +31,7 @@ use kube_baseline_e2e::proxy::StallingProxy;
 use kube_baseline_e2e::{
     AuditEvent, Operator, TEST_LABEL, TestEnv, api_server_address, condition_status, eventually,
     http_get, kubeconfig_via, kubectl, kubectl_result, wait_baseline_status,
+    wait_no_terminating_namespaces,
 };
 
 /// Every scenario's baseline: per namespace two NetworkPolicies and a Role (3 objects) and
@@ -753,23 +754,6 @@ async fn s6_controller_manager_restart_garbage_collects_nothing_of_ours() {
         .finish();
     drop(operator);
     scene.env.cleanup().await;
-}
-
-/// Waits until no namespace is terminating (earlier scenarios delete theirs without waiting).
-async fn wait_no_terminating_namespaces(client: &Client, timeout: Duration) {
-    eventually(timeout, "no namespace terminating", || async {
-        let namespaces = Api::<Namespace>::all(client.clone())
-            .list_metadata(&ListParams::default())
-            .await
-            .ok()?;
-        let terminating = namespaces
-            .items
-            .iter()
-            .filter(|ns| ns.metadata.deletion_timestamp.is_some())
-            .count();
-        (terminating == 0).then_some(())
-    })
-    .await;
 }
 
 /// Creates a ConfigMap owned by another, deletes the owner and returns how long the garbage

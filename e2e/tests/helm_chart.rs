@@ -21,6 +21,7 @@
 
 use std::collections::BTreeMap;
 use std::process::Command;
+use std::time::Duration;
 
 use kube_baseline_e2e::*;
 use serde_json::Value;
@@ -895,6 +896,8 @@ async fn helm_install_upgrade_uninstall_on_the_control_plane() {
     );
     let (ok, _, stderr) = kubectl_result(&["apply", "-f", "-"], Some(&manifest));
     assert!(ok, "create the SecurityBaseline: {stderr}");
+    // The agent's namespace is deleted behind every namespace earlier tests left terminating.
+    wait_no_terminating_namespaces(&env.admin, Duration::from_secs(600)).await;
     let (ok, _, stderr) = helm_result(&[
         "uninstall",
         release,

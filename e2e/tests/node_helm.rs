@@ -42,7 +42,7 @@ fn ready(pod: &Value) -> bool {
 #[tokio::test]
 async fn the_chart_installs_ready_pods_with_the_local_image_and_helm_test_passes() {
     let node = test_node();
-    let _env = TestEnv::new("helm-node").await;
+    let env = TestEnv::new("helm-node").await;
     let image = operator_image().await;
     let (repository, tag) = image.rsplit_once(':').expect("image has a tag");
 
@@ -149,6 +149,8 @@ async fn the_chart_installs_ready_pods_with_the_local_image_and_helm_test_passes
     eprintln!("helm test passed:\n{out}");
 
     // Uninstall: pods and namespaces gone, CRDs kept.
+    // The agent's namespace is deleted behind every namespace earlier tests left terminating.
+    wait_no_terminating_namespaces(&env.admin, Duration::from_secs(600)).await;
     let (ok, out, stderr) = helm_result(&[
         "uninstall",
         RELEASE,
