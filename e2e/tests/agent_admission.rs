@@ -153,8 +153,11 @@ async fn the_agent_writes_only_the_report_of_the_node_its_pod_is_bound_to() {
     );
     assert!(reports.get_opt(&other).await.expect("get").is_none());
 
+    // At once: no kubelet will confirm the Pod's end, and this control plane runs no pod
+    // garbage collector, so a graceful delete would leave it (and so the agent's namespace,
+    // when something deletes that) terminating for good.
     let _ = Api::<Pod>::namespaced(env.admin.clone(), AGENT_NAMESPACE)
-        .delete(&pod.name_any(), &DeleteParams::default())
+        .delete(&pod.name_any(), &DeleteParams::default().grace_period(0))
         .await;
     for node in [&own, &other] {
         let _ = Api::<Node>::all(env.admin.clone())
