@@ -408,6 +408,44 @@ pub fn scratch_dir() -> PathBuf {
     dir
 }
 
+/// A kustomize overlay of config/default with one component of config/ (e.g.
+/// `rbac/tls-secrets`) in a scratch directory inside the repository, removed on drop.
+#[derive(Debug)]
+pub struct DefaultWithComponent(PathBuf);
+
+impl DefaultWithComponent {
+    pub fn new(component: &str) -> Self {
+        let dir = scratch_dir().join(format!(
+            "overlay-{}-{}",
+            component.replace('/', "-"),
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).expect("overlay dir");
+        let to_config = relative_to_repo(&dir).join("config");
+        std::fs::write(
+            dir.join("kustomization.yaml"),
+            format!(
+                "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- {}\ncomponents:\n- {}\n",
+                to_config.join("default").display(),
+                to_config.join(component).display()
+            ),
+        )
+        .expect("write overlay");
+        Self(dir)
+    }
+
+    /// The directory, as `kubectl kustomize` takes it.
+    pub fn dir(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for DefaultWithComponent {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// `../..` from `dir` (inside the repository) back to the repository root: kustomize
 /// refuses absolute paths for resources.
 pub fn relative_to_repo(dir: &std::path::Path) -> PathBuf {

@@ -830,19 +830,8 @@ async fn other_kustomizations_render() {
     assert!(!render("config/samples").is_empty());
 
     // The enforce component: --enforce and exactly two read-write mounts under /host.
-    let overlay = scratch_dir().join(format!("enforce-overlay-{}", std::process::id()));
-    std::fs::create_dir_all(&overlay).expect("overlay dir");
-    let to_config = relative_to_repo(&overlay).join("config");
-    std::fs::write(
-        overlay.join("kustomization.yaml"),
-        format!(
-            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- {}\ncomponents:\n- {}\n",
-            to_config.join("default").display(),
-            to_config.join("agent/enforce").display()
-        ),
-    )
-    .expect("write overlay");
-    let enforced = render(&overlay.display().to_string());
+    let overlay = DefaultWithComponent::new("agent/enforce");
+    let enforced = render(&overlay.dir());
     let daemon_set = find(&enforced, "DaemonSet", "kube-baseline-agent");
     let container = &daemon_set["spec"]["template"]["spec"]["containers"][0];
     assert!(
@@ -870,23 +859,11 @@ async fn other_kustomizations_render() {
             .unwrap()
             .contains(&json!("--enforce"))
     );
-    let _ = std::fs::remove_dir_all(&overlay);
 
     // The tls-secrets component: --tls-secrets on the operator and read-only access to
     // Secrets, nothing else; the base has neither.
-    let overlay = scratch_dir().join(format!("tls-secrets-overlay-{}", std::process::id()));
-    std::fs::create_dir_all(&overlay).expect("overlay dir");
-    let to_config = relative_to_repo(&overlay).join("config");
-    std::fs::write(
-        overlay.join("kustomization.yaml"),
-        format!(
-            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- {}\ncomponents:\n- {}\n",
-            to_config.join("default").display(),
-            to_config.join("rbac/tls-secrets").display()
-        ),
-    )
-    .expect("write overlay");
-    let with_secrets = render(&overlay.display().to_string());
+    let overlay = DefaultWithComponent::new("rbac/tls-secrets");
+    let with_secrets = render(&overlay.dir());
     let operator_args = |objects: &[Value]| {
         find(objects, "Deployment", "kube-baseline")["spec"]["template"]["spec"]["containers"][0]
             ["args"]
@@ -921,5 +898,4 @@ async fn other_kustomizations_render() {
         !default_rules.contains("\"secrets\""),
         "config/default grants nothing on Secrets"
     );
-    let _ = std::fs::remove_dir_all(&overlay);
 }

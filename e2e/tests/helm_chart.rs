@@ -246,20 +246,8 @@ fn tls_secrets_value_renders_the_tls_secrets_component() {
         .iter()
         .map(|o| without_helm_metadata(o, "kube-baseline", &version))
         .collect();
-    let overlay = scratch_dir().join(format!("helm-tls-secrets-{}", std::process::id()));
-    std::fs::create_dir_all(&overlay).expect("overlay dir");
-    let to_config = relative_to_repo(&overlay).join("config");
-    std::fs::write(
-        overlay.join("kustomization.yaml"),
-        format!(
-            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- {}\ncomponents:\n- {}\n",
-            to_config.join("default").display(),
-            to_config.join("rbac/tls-secrets").display()
-        ),
-    )
-    .expect("write overlay");
-    let config = kustomize(&overlay.display().to_string());
-    let _ = std::fs::remove_dir_all(&overlay);
+    let overlay = DefaultWithComponent::new("rbac/tls-secrets");
+    let config = kustomize(&overlay.dir());
     assert!(has(&config, "ClusterRoleBinding"));
     assert_same_objects(
         &chart,
