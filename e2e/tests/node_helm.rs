@@ -161,19 +161,37 @@ async fn the_chart_installs_ready_pods_with_the_local_image_and_helm_test_passes
         "5m",
     ]);
     assert!(ok, "helm uninstall: {stderr}\n{out}");
-    let (ok, _, stderr) = kubectl_result(&["get", "namespace", AGENT_NAMESPACE], None);
-    assert!(
-        !ok && stderr.contains("NotFound"),
-        "namespace {AGENT_NAMESPACE} left after uninstall --wait: {stderr}"
+    // Helm's wait can return while the namespace is still terminating (CI at 24b4541: the
+    // agent pod on the real kubelet was still in its grace period), so the namespace gets
+    // a bounded wait of its own; the time is printed.
+    let uninstalled = Instant::now();
+    eventually(
+        Duration::from_secs(180),
+        "agent namespace gone after helm uninstall",
+        || async {
+            let (ok, _, stderr) = kubectl_result(&["get", "namespace", AGENT_NAMESPACE], None);
+            (!ok && stderr.contains("NotFound")).then_some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "namespace {AGENT_NAMESPACE} gone {:?} after helm uninstall returned",
+        uninstalled.elapsed()
     );
-    assert!(
-        pods(
-            OPERATOR_NAMESPACE,
-            "app.kubernetes.io/name=kube-baseline,app.kubernetes.io/component=controller"
-        )
-        .is_empty(),
-        "controller pods left after uninstall --wait"
-    );
+    // The controller's pods go by garbage collection after their Deployment.
+    eventually(
+        Duration::from_secs(180),
+        "controller pods gone after helm uninstall",
+        || async {
+            pods(
+                OPERATOR_NAMESPACE,
+                "app.kubernetes.io/name=kube-baseline,app.kubernetes.io/component=controller",
+            )
+            .is_empty()
+            .then_some(())
+        },
+    )
+    .await;
     kubectl(&["get", "namespace", OPERATOR_NAMESPACE]);
     kubectl(&["get", "crd", "securitybaselines.kube-baseline.dev"]);
     kubectl(&["get", "crd", "nodereports.kube-baseline.dev"]);
