@@ -243,10 +243,7 @@ pub fn events_since(users: &[&str], since: Timestamp) -> Vec<AuditEvent> {
 }
 
 fn is_write(event: &AuditEvent) -> bool {
-    matches!(
-        event.verb.as_str(),
-        "create" | "update" | "patch" | "delete" | "deletecollection"
-    )
+    event.is_write()
 }
 
 /// The most writes to one object within any 60 s, over `events`, whatever their response:

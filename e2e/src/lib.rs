@@ -794,13 +794,34 @@ pub fn writes_by(user: &str) -> Vec<AuditEvent> {
     audit_events()
         .into_iter()
         .filter(|e| e.user.username == user)
-        .filter(|e| {
-            matches!(
-                e.verb.as_str(),
-                "create" | "update" | "patch" | "delete" | "deletecollection"
-            )
-        })
+        .filter(AuditEvent::is_write)
         .collect()
+}
+
+/// The dry runs (`dryRun=All`: the Pod Security preview) `user` made, which persist nothing.
+pub fn dry_runs_by(user: &str) -> Vec<AuditEvent> {
+    audit_events()
+        .into_iter()
+        .filter(|e| e.user.username == user)
+        .filter(AuditEvent::is_dry_run)
+        .collect()
+}
+
+impl AuditEvent {
+    /// A mutating request that persists (a dry run is counted apart: `is_dry_run`).
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self.verb.as_str(),
+            "create" | "update" | "patch" | "delete" | "deletecollection"
+        ) && !self.is_dry_run()
+    }
+
+    /// A request made with `dryRun=All`.
+    pub fn is_dry_run(&self) -> bool {
+        self.request_uri
+            .split_once('?')
+            .is_some_and(|(_, query)| query.split('&').any(|pair| pair == "dryRun=All"))
+    }
 }
 
 /// The status of a SecurityBaseline, if it has one.

@@ -33,6 +33,7 @@ const LABEL_VALUE_MAX: u32 = 63;
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Compliant","type":"string","jsonPath":".status.conditions[?(@.type==\"Compliant\")].status"}"#,
     printcolumn = r#"{"name":"Drift","type":"integer","jsonPath":".status.driftTotal"}"#,
+    printcolumn = r#"{"name":"Gated","type":"integer","jsonPath":".status.summary.namespacesGated"}"#,
     printcolumn = r#"{"name":"Namespaces","type":"integer","jsonPath":".status.summary.namespacesSelected","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -318,6 +319,9 @@ impl Default for DefaultDeny {
     validation = kube::core::Rule::new(
         "[has(self.enforce) ? self.enforce : 'restricted', has(self.audit) ? self.audit : 'restricted', has(self.warn) ? self.warn : 'restricted'].all(l, l in ['privileged', 'baseline', 'restricted'])"
     ).message("podSecurity: levels must be one of privileged, baseline, restricted"),
+    validation = kube::core::Rule::new(
+        "!has(self.rollout) || self.rollout != 'Gated' || has(self.enforce)"
+    ).message("podSecurity.rollout: Gated needs an enforce level to hold back"),
 )]
 pub struct PodSecuritySettings {
     /// Level enforced at admission (pod-security.kubernetes.io/enforce).
@@ -333,6 +337,24 @@ pub struct PodSecuritySettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 16), regex(pattern = r"^(latest|v1\.[0-9]+)$"))]
     pub version: Option<String>,
+    /// How a stricter enforce level reaches a namespace whose running pods it would reject
+    /// (the API server's dry run of the label change says which). Immediate (the default):
+    /// enforced at once, the rejected pods recorded. Gated: warn and audit get the enforce
+    /// level at once; enforce is held until no existing pod violates it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<PodSecurityRollout>,
+}
+
+/// How a stricter Pod Security enforce level is rolled out.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
+pub enum PodSecurityRollout {
+    /// Enforce at once; pods the new level rejects are reported (`pod-security.preview`).
+    #[default]
+    Immediate,
+    /// Hold enforce until the namespace's existing pods all pass the new level.
+    Gated,
 }
 
 /// Pod Security Standards levels, from least to most restrictive.
@@ -906,6 +928,10 @@ pub struct BaselineSummary {
     /// Drift repaired in Enforce mode since the operator started on this baseline.
     #[serde(default)]
     pub repairs: i64,
+    /// Selected namespaces whose enforce level `podSecurity.rollout: Gated` holds back
+    /// (existing pods would be rejected, or that is unknown).
+    #[serde(default)]
+    pub namespaces_gated: i64,
 }
 
 /// One deviation from the baseline.

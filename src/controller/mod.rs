@@ -18,7 +18,7 @@ mod runtime;
 mod scenario_tests;
 mod state;
 
-use feeds::{gateways, ingresses, lenient, nodes, rbac, tls_secrets, versions, watches};
+use feeds::{gateways, ingresses, lenient, nodes, pods, rbac, tls_secrets, versions, watches};
 use reconcile::{baselines, namespaces, replan};
 use runtime::{adaptive_limit, http, leader, throttle};
 use state::namespace_store::{CachedNamespace, NamespaceSlimmer};
@@ -472,12 +472,19 @@ fn namespace_controller(
                         ingresses::namespace_triggers(client, ctx.ingresses.clone()),
                         futures::stream::select(
                             gateways::namespace_triggers(client, ctx.gateways.clone()),
-                            match ctx.tls_secrets.clone() {
-                                Some(index) => {
-                                    tls_secrets::namespace_triggers(client, index).boxed()
-                                }
-                                None => futures::stream::empty().boxed(),
-                            },
+                            futures::stream::select(
+                                match ctx.tls_secrets.clone() {
+                                    Some(index) => {
+                                        tls_secrets::namespace_triggers(client, index).boxed()
+                                    }
+                                    None => futures::stream::empty().boxed(),
+                                },
+                                pods::namespace_triggers(
+                                    client,
+                                    ctx.previews.clone(),
+                                    ctx.metrics.clone(),
+                                ),
+                            ),
                         ),
                     ),
                 ),

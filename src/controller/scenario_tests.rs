@@ -33,16 +33,36 @@ type Request = (String, String, serde_json::Value);
 /// An API server that answers every write with what it was sent (a server-side apply
 /// returns the applied object; good enough for the reconcilers, which read nothing back;
 /// a status apply gets the whole object back, status merged in) and records it.
-fn mock_api(object: serde_json::Value) -> (Client, Arc<Mutex<Vec<Request>>>) {
+fn mock_api(
+    object: serde_json::Value,
+    namespace_warnings: Arc<Mutex<Vec<String>>>,
+) -> (Client, Arc<Mutex<Vec<Request>>>) {
     let requests: Arc<Mutex<Vec<Request>>> = Arc::default();
     let seen = requests.clone();
     let service = tower::service_fn(move |request: http::Request<Body>| {
         let (seen, object) = (seen.clone(), object.clone());
+        let namespace_warnings = namespace_warnings.clone();
         async move {
             let (parts, body) = request.into_parts();
             let body = body.collect_bytes().await?;
             let sent: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let dry_run = parts
+                .uri
+                .query()
+                .is_some_and(|q| q.split('&').any(|pair| pair == "dryRun=All"));
             let path = parts.uri.path().to_string();
+            // PodSecurity admission's answer to a namespace label change.
+            let warnings = if path.starts_with("/api/v1/namespaces/") && !path.ends_with("/status")
+            {
+                namespace_warnings.lock().clone()
+            } else {
+                Vec::new()
+            };
+            let path = if dry_run {
+                format!("{path} (dry run)")
+            } else {
+                path
+            };
             let answer = if parts.method == http::Method::DELETE {
                 serde_json::json!({"apiVersion": "v1", "kind": "Status", "status": "Success"})
             } else if path.ends_with("/status") {
@@ -54,13 +74,14 @@ fn mock_api(object: serde_json::Value) -> (Client, Arc<Mutex<Vec<Request>>>) {
             };
             seen.lock().push((parts.method.to_string(), path, sent));
             let answer = serde_json::to_vec(&answer)?;
-            Ok::<_, tower::BoxError>(
-                http::Response::builder()
-                    .status(200)
-                    .header("content-type", "application/json")
-                    .body(Body::from(answer))
-                    .expect("response"),
-            )
+            let mut response = http::Response::builder()
+                .status(200)
+                .header("content-type", "application/json");
+            for warning in warnings {
+                let escaped = warning.replace('\\', "\\\\").replace('"', "\\\"");
+                response = response.header("warning", format!("299 - \"{escaped}\""));
+            }
+            Ok::<_, tower::BoxError>(response.body(Body::from(answer)).expect("response"))
         }
     });
     (Client::new(service, "default"), requests)
@@ -76,6 +97,8 @@ struct Scenario {
     ctx: Arc<Context>,
     requests: Arc<Mutex<Vec<Request>>>,
     baselines: Writer<SecurityBaseline>,
+    /// The Warning headers the mock sends with each namespace PATCH.
+    namespace_warnings: Arc<Mutex<Vec<String>>>,
 }
 
 impl Scenario {
@@ -86,7 +109,8 @@ impl Scenario {
             serde_saphyr::from_str::<SecurityBaseline>(&baseline("b", ENFORCE)).expect("baseline"),
         )
         .expect("json");
-        let (client, requests) = mock_api(object);
+        let namespace_warnings: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (client, requests) = mock_api(object, namespace_warnings.clone());
         let flags = Flags::parse_from(["kube-baseline"]);
         let (baselines_store, mut baselines) = reflector::store::<SecurityBaseline>();
         let (namespaces_store, mut namespaces) = reflector::store::<CachedNamespace>();
@@ -105,6 +129,7 @@ impl Scenario {
             ctx: Arc::new(ctx),
             requests,
             baselines,
+            namespace_warnings,
         }
     }
 
@@ -213,7 +238,11 @@ async fn audit_mode_writes_nothing_and_records_the_drift() {
     scenario
         .reconcile(&namespace("shop", &[("env", "prod")]))
         .await;
-    assert_eq!(paths(&scenario.take_requests()), Vec::<String>::new());
+    assert_eq!(
+        paths(&scenario.take_requests()),
+        ["PATCH /api/v1/namespaces/shop (dry run)"],
+        "only the preview of enforcing restricted, which persists nothing"
+    );
     let result = scenario.result("b", "shop").expect("a result");
     let found: Vec<(&str, DriftReason)> = result
         .findings
@@ -331,6 +360,7 @@ async fn status_is_written_only_when_it_changes() {
     scenario
         .reconcile(&namespace("shop", &[("env", "prod")]))
         .await;
+    scenario.take_requests(); // the Audit preview's dry run
     let mut stored: SecurityBaseline = serde_saphyr::from_str(&yaml).expect("baseline");
 
     publish_status(&stored, &scenario.ctx)
@@ -353,6 +383,7 @@ async fn status_is_written_only_when_it_changes() {
     scenario
         .reconcile(&namespace("web", &[("env", "prod")]))
         .await;
+    scenario.take_requests(); // the Audit preview's dry run
     publish_status(&stored, &scenario.ctx)
         .await
         .expect("published");
@@ -383,5 +414,128 @@ async fn a_status_whose_write_budget_is_spent_waits_without_sending() {
         paths(&scenario.take_requests()),
         Vec::<String>::new(),
         "a status write sent past its budget (the client layer would refuse it, with a warning)"
+    );
+}
+
+const GATED: &str = "  namespaceSelector: {matchLabels: {env: prod}}\n  podSecurity: {enforce: restricted, rollout: Gated}\n";
+
+/// PodSecurity admission's warnings for a namespace with one privileged pod.
+fn violation_warnings() -> Vec<String> {
+    vec![
+        "existing pods in namespace \"shop\" violate the new PodSecurity enforce level \"restricted:latest\"".to_owned(),
+        "privileged-pod: host namespaces, privileged".to_owned(),
+    ]
+}
+
+#[tokio::test]
+async fn a_gated_rollout_holds_enforce_while_the_preview_names_violating_pods() {
+    let mut scenario = Scenario::new();
+    scenario.add_baseline(&baseline("b", GATED));
+    *scenario.namespace_warnings.lock() = violation_warnings();
+    scenario
+        .reconcile(&namespace("shop", &[("env", "prod")]))
+        .await;
+    let sent = scenario.take_requests();
+    let namespace_patches: Vec<&Request> = sent
+        .iter()
+        .filter(|(_, path, _)| path.starts_with("/api/v1/namespaces/shop"))
+        .collect();
+    assert_eq!(
+        namespace_patches
+            .iter()
+            .map(|(m, p, _)| format!("{m} {p}"))
+            .collect::<Vec<_>>(),
+        [
+            "PATCH /api/v1/namespaces/shop (dry run)",
+            "PATCH /api/v1/namespaces/shop"
+        ],
+        "the preview, then the labels without enforce"
+    );
+    let labels = &namespace_patches[1].2["metadata"]["labels"];
+    assert_eq!(
+        labels,
+        &serde_json::json!({
+            "pod-security.kubernetes.io/audit": "restricted",
+            "pod-security.kubernetes.io/warn": "restricted",
+        }),
+        "warn and audit at the target at once; enforce held"
+    );
+    assert_eq!(
+        namespace_patches[0].2["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "restricted",
+        "the dry run is the change enforcing would make"
+    );
+    let result = scenario.result("b", "shop").expect("a result");
+    assert!(result.gated, "{result:?}");
+    let preview = result
+        .findings
+        .iter()
+        .find(|f| f.check == "pod-security.preview")
+        .expect("a preview finding");
+    assert_eq!(preview.reason, DriftReason::Violation);
+    assert!(
+        preview
+            .message
+            .contains("privileged-pod: host namespaces, privileged")
+            && preview.message.starts_with("enforce stays unset"),
+        "{}",
+        preview.message
+    );
+    assert!(
+        scenario.ctx.previews.watched("shop"),
+        "its pods are watched for a change"
+    );
+
+    // Nothing changed: the remembered preview holds; no second dry run, no write (the
+    // label write is in flight).
+    scenario
+        .reconcile(&namespace("shop", &[("env", "prod")]))
+        .await;
+    assert_eq!(paths(&scenario.take_requests()), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_gated_rollout_enforces_at_once_when_the_preview_is_clean() {
+    let mut scenario = Scenario::new();
+    scenario.add_baseline(&baseline("b", GATED));
+    scenario
+        .reconcile(&namespace("shop", &[("env", "prod")]))
+        .await;
+    let sent = scenario.take_requests();
+    let last = sent.last().expect("requests");
+    assert_eq!(last.1, "/api/v1/namespaces/shop");
+    assert_eq!(
+        last.2["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
+    let result = scenario.result("b", "shop").expect("a result");
+    assert!(!result.gated && result.findings.is_empty(), "{result:?}");
+    assert!(!scenario.ctx.previews.watched("shop"));
+}
+
+#[tokio::test]
+async fn an_immediate_rollout_enforces_and_records_what_the_raise_answered() {
+    let mut scenario = Scenario::new();
+    scenario.add_baseline(&baseline("b", ENFORCE));
+    *scenario.namespace_warnings.lock() = violation_warnings();
+    scenario
+        .reconcile(&namespace("shop", &[("env", "prod")]))
+        .await;
+    let sent = paths(&scenario.take_requests());
+    assert!(
+        !sent.iter().any(|p| p.ends_with("(dry run)")),
+        "Immediate sends no dry run: {sent:?}"
+    );
+    let result = scenario.result("b", "shop").expect("a result");
+    assert!(!result.gated);
+    let preview = result
+        .findings
+        .iter()
+        .find(|f| f.check == "pod-security.preview")
+        .expect("the raise's answer recorded");
+    assert!(
+        preview.message.contains("privileged-pod"),
+        "{}",
+        preview.message
     );
 }

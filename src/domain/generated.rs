@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::{
     BASELINE_LABEL, ContainerLimits, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PodSecurityLevel,
-    SecurityBaselineSpec,
+    PodSecurityRollout, SecurityBaselineSpec,
 };
 use crate::domain::checks::CheckInfo;
 
@@ -456,8 +456,23 @@ pub fn wanted_pod_security(
                 wanted.insert(mode, (level, ps.version.as_deref()));
             }
         }
+        // Gated holds enforce back while pods would be rejected; warn and audit carry the
+        // enforce level at once, so users see now what enforcing will reject.
+        if let (Some(PodSecurityRollout::Gated), Some(enforce)) = (ps.rollout, ps.enforce) {
+            for mode in ["audit", "warn"] {
+                let level = wanted.get(mode).map_or(enforce, |(l, _)| enforce.max(*l));
+                wanted.insert(mode, (level, ps.version.as_deref()));
+            }
+        }
     }
     wanted
+}
+
+/// Whether the baseline holds its enforce level back while existing pods would be rejected.
+pub fn gated_rollout(spec: &SecurityBaselineSpec) -> bool {
+    spec.pod_security
+        .as_ref()
+        .is_some_and(|ps| ps.rollout == Some(PodSecurityRollout::Gated) && ps.enforce.is_some())
 }
 
 #[cfg(test)]

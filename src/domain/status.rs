@@ -89,6 +89,8 @@ pub struct StatusInputs {
     pub namespaces_drifted: usize,
     pub nodes_selected: usize,
     pub nodes_compliant: usize,
+    /// Selected namespaces whose enforce level a Gated rollout holds back.
+    pub namespaces_gated: usize,
     pub repairs: i64,
     /// Outstanding drift in namespaces and on nodes.
     pub drift: Vec<DriftEntry>,
@@ -125,6 +127,7 @@ pub fn build_status(
         namespaces_drifted,
         nodes_selected,
         nodes_compliant,
+        namespaces_gated,
         repairs,
         mut drift,
         mut failures,
@@ -273,6 +276,7 @@ pub fn build_status(
             nodes_selected: count(nodes_selected),
             nodes_compliant: count(nodes_compliant),
             repairs,
+            namespaces_gated: count(namespaces_gated),
         },
         drift_total: count(drift_total),
         drift,

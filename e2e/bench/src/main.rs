@@ -1499,11 +1499,16 @@ struct AuditedRequest {
 }
 
 impl AuditedRequest {
+    /// A mutating request that persists: dry runs (`dryRun=All`, the Pod Security
+    /// preview) are not writes.
     fn is_write(&self) -> bool {
         matches!(
             self.verb.as_str(),
             "create" | "update" | "patch" | "delete" | "deletecollection"
-        )
+        ) && !self
+            .uri
+            .split_once('?')
+            .is_some_and(|(_, query)| query.split('&').any(|pair| pair == "dryRun=All"))
     }
 }
 

@@ -7,9 +7,8 @@
 use std::collections::BTreeMap;
 
 use kube::Client;
-use kube::api::{Patch, PatchParams};
 
-use crate::controller::reconcile::apply::patch_namespace_keeping_warnings;
+use crate::controller::reconcile::apply::dry_run_namespace_labels;
 
 /// Each namespace's dry-run outcome: PodSecurity's warnings, or why the dry run failed.
 pub type DryRuns = Vec<(String, Result<Vec<String>, String>)>;
@@ -21,15 +20,9 @@ pub async fn dry_run_all(
     let client = Client::try_default().await?;
     let mut outcomes = Vec::with_capacity(targets.len());
     for (namespace, labels) in targets {
-        let patch = Patch::Merge(serde_json::json!({"metadata": {"labels": labels}}));
-        let outcome = patch_namespace_keeping_warnings(
-            &client,
-            &namespace,
-            &PatchParams::default().dry_run(),
-            &patch,
-        )
-        .await
-        .map_err(|error| error.to_string());
+        let outcome = dry_run_namespace_labels(&client, &namespace, &labels)
+            .await
+            .map_err(|error| error.to_string());
         outcomes.push((namespace, outcome));
     }
     Ok(outcomes)

@@ -43,6 +43,13 @@ pub struct VersionCache {
 }
 
 impl VersionCache {
+    /// The API server's minor version (1.N → N), once `/version` was read.
+    pub fn api_server_minor(&self) -> Option<u64> {
+        let version = self.api_server.lock().clone()?.ok()?;
+        let parsed = crate::domain::versions::KubeVersion::parse(&version).ok()?;
+        (parsed.major == 1).then_some(u64::from(parsed.minor))
+    }
+
     /// Stores `value` in `slot`; true when it changed.
     fn store(
         slot: &Mutex<Option<Result<String, String>>>,

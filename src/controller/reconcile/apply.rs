@@ -120,7 +120,10 @@ pub async fn execute(client: &Client, change: &Change) -> Result<(), WriteError>
 }
 
 /// Applies the Pod Security labels our field manager owns on a namespace. Labels set by
-/// others are untouched; labels only we owned and no longer want are removed.
+/// others are untouched; labels only we owned and no longer want are removed. Returns the
+/// API server's warnings: PodSecurity admission's verdict on the namespace's existing pods
+/// when the enforce level rises. With `dry_run` the same apply persists nothing (the
+/// preview of a Gated rollout).
 ///
 /// The apply carries the resourceVersion the labels were planned from: a namespace changed
 /// since (another shard's or a user's label write our cache has not seen yet) fails with
@@ -131,8 +134,8 @@ pub async fn apply_namespace_labels(
     namespace: &str,
     planned_from: Option<&str>,
     labels: &BTreeMap<String, String>,
-) -> Result<(), WriteError> {
-    let api: Api<Namespace> = Api::all(client.clone());
+    dry_run: bool,
+) -> Result<Vec<String>, WriteError> {
     let mut metadata = serde_json::json!({"name": namespace, "labels": labels});
     if let Some(version) = planned_from {
         metadata["resourceVersion"] = serde_json::Value::from(version);
@@ -142,17 +145,29 @@ pub async fn apply_namespace_labels(
         "kind": "Namespace",
         "metadata": metadata,
     });
-    api.patch(
-        namespace,
-        &PatchParams::apply(manager).force(),
-        &Patch::Apply(body),
-    )
-    .await
-    .map(|_| ())
-    .map_err(|source| WriteError {
-        what: format!("apply Pod Security labels to namespace {namespace}"),
-        source,
-    })
+    let mut params = PatchParams::apply(manager).force();
+    params.dry_run = dry_run;
+    patch_namespace_keeping_warnings(client, namespace, &params, &Patch::Apply(body))
+        .await
+        .map_err(|source| WriteError {
+            what: format!(
+                "apply Pod Security labels to namespace {namespace}{}",
+                if dry_run { " (dry run)" } else { "" }
+            ),
+            source,
+        })
+}
+
+/// A dry run of setting `labels` on a namespace (JSON merge patch: no field manager, so
+/// nothing would become ours): what Audit mode and `check --live` preview.
+pub async fn dry_run_namespace_labels(
+    client: &Client,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+) -> Result<Vec<String>, kube::Error> {
+    let patch = Patch::Merge(serde_json::json!({"metadata": {"labels": labels}}));
+    patch_namespace_keeping_warnings(client, namespace, &PatchParams::default().dry_run(), &patch)
+        .await
 }
 
 /// One PATCH of a namespace through `client` (with all its layers) that keeps the

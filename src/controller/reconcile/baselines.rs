@@ -203,6 +203,9 @@ pub(in crate::controller) async fn publish_status(
                     if !result.findings.is_empty() {
                         inputs.namespaces_drifted += 1;
                     }
+                    if result.gated {
+                        inputs.namespaces_gated += 1;
+                    }
                 }
                 _ => inputs.namespaces_pending += 1,
             }
@@ -243,6 +246,8 @@ pub(in crate::controller) async fn publish_status(
         &Time(k8s_openapi::jiff::Timestamp::now()),
     );
     let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    ctx.metrics
+        .set_gated(&name, status.summary.namespaces_gated);
     ctx.metrics.set_baseline(
         &name,
         &drift_by_check,

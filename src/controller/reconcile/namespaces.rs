@@ -15,12 +15,19 @@ use crate::api::{DriftEntry, DriftReason, EnforcementMode, SecurityBaseline};
 use crate::controller::reconcile::apply::{self, WriteError};
 use crate::controller::state::context::Context;
 use crate::controller::state::namespace_store::CachedNamespace;
+use crate::controller::state::previews::{Lookup, Target};
 use crate::controller::state::repair_budget::{self, WriteTarget};
 use crate::controller::state::results::NamespaceResult;
-use crate::domain::generated::{BaselineRef, GeneratedKind, NamespacedObject, wanted_pod_security};
+use crate::domain::generated::{
+    BaselineRef, GeneratedKind, NamespacedObject, gated_rollout, wanted_pod_security,
+};
 use crate::domain::plan::{Change, NamespacePlan, NamespaceState, mark_conflicts, plan_release};
+use crate::domain::pod_security::preview::{
+    self as ps_preview, Preview, enforce_labels, hold_enforce, raises_enforce,
+};
 use crate::domain::pod_security::{
-    WantedPodSecurity, labels_to_apply, namespace_labels_to_apply, pod_security_drift,
+    WantedPodSecurity, labels_to_apply, merged_labels, namespace_labels_to_apply,
+    pod_security_drift,
 };
 use crate::domain::selection::{NamespaceFacts, selects};
 use crate::domain::snapshot::plan_with_audit;
@@ -432,6 +439,13 @@ struct LabelsOutcome {
     written_now: bool,
     paused: bool,
     sharing: BTreeSet<String>,
+    /// Why a Gated rollout holds the enforce change back (its preview is not clean).
+    held: Option<Preview>,
+    /// What the enforce level in place rejects of the existing pods (recorded when it was
+    /// raised, or rechecked after their change); None when unknown or not asked.
+    enforced: Option<Preview>,
+    /// Per Audit baseline: what enforcing its level would reject.
+    audit: BTreeMap<String, Preview>,
 }
 
 /// The Pod Security labels the namespace should carry, merged over the baselines.
@@ -442,6 +456,10 @@ struct DesiredLabels<'a> {
     owned: BTreeSet<String>,
     /// What we apply (stricter labels set by others are neither taken nor lowered).
     labels: BTreeMap<String, String>,
+    /// Some enforcing baseline here has `podSecurity.rollout: Gated`.
+    gated: bool,
+    /// What the enforcing baselines without a Gated rollout want, merged.
+    immediate: BTreeMap<String, String>,
 }
 
 /// Merges what Enforce baselines want with what Audit baselines hold (pure, in `domain`);
@@ -476,11 +494,213 @@ fn desired_labels<'a>(
     }
     let enforcing: Vec<&WantedPodSecurity<'_>> = wants.iter().map(|(_, want)| want).collect();
     let labels = labels_to_apply(&enforcing, &auditing, labels, &owned, hold_everything);
+    let is_gated = |name: &String| {
+        planned
+            .iter()
+            .any(|p| &p.name == name && gated_rollout(&p.baseline.spec))
+    };
+    let gated = wants.iter().any(|(name, _)| is_gated(name));
+    let immediate = merged_labels(
+        wants
+            .iter()
+            .filter(|(name, _)| !is_gated(name))
+            .map(|(_, want)| want),
+    );
     DesiredLabels {
         wants,
         owned,
         labels,
+        gated,
+        immediate,
     }
+}
+
+/// How a preview is sent: the real apply's body as a dry run (a Gated rollout: exactly the
+/// change it would make), or a merge patch of the enforce labels alone (Audit mode, and the
+/// recheck of a level already in place).
+enum DryRun<'a> {
+    Apply {
+        labels: &'a BTreeMap<String, String>,
+        resource_version: Option<&'a str>,
+    },
+    Merge,
+}
+
+/// The namespace's preview of `target` (enforce labels): remembered while its pods are
+/// unchanged, else made now as a dry run. Also when to look again (a pod change settling,
+/// an Unknown's retry).
+async fn preview(
+    ctx: &Context,
+    name: &str,
+    target: &Target,
+    dry_run: DryRun<'_>,
+) -> (Preview, Option<Duration>) {
+    let now = Instant::now();
+    match ctx.previews.lookup(name, target, now) {
+        Lookup::Current(preview) => return (preview, ctx.previews.retry_in(name, target, now)),
+        Lookup::Stale {
+            last,
+            settle: Some(wait),
+        } => return (last, Some(wait)),
+        Lookup::Stale { settle: None, .. } | Lookup::Missing => {}
+    }
+    let epoch = ctx.previews.epoch(name);
+    let warnings = match dry_run {
+        DryRun::Apply {
+            labels,
+            resource_version,
+        } => apply::apply_namespace_labels(
+            &ctx.client,
+            &ctx.label_manager,
+            name,
+            resource_version,
+            labels,
+            true,
+        )
+        .await
+        .map_err(|error| error.source),
+        DryRun::Merge => apply::dry_run_namespace_labels(&ctx.client, name, target).await,
+    };
+    let preview = match warnings {
+        Ok(warnings) => ps_preview::preview_from_warnings(&warnings),
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            // Planned from a version the namespace has left: its event re-plans it.
+            ctx.metrics.count_preview("failed");
+            return (
+                Preview::Unknown("the namespace changed during the dry run".to_owned()),
+                None,
+            );
+        }
+        Err(error) => {
+            warn!(%error, namespace = name, "Pod Security preview failed");
+            Preview::Unknown(format!("the dry run of the label change failed: {error}"))
+        }
+    };
+    ctx.metrics.count_preview(match &preview {
+        Preview::Clean => "clean",
+        Preview::Violations { .. } => "violations",
+        Preview::Unknown(_) => "unknown",
+    });
+    ctx.previews
+        .remember(name, target.clone(), preview.clone(), epoch, Instant::now());
+    let again = ctx.previews.retry_in(name, target, Instant::now());
+    (preview, again)
+}
+
+/// The labels to apply after the Pod Security preview: `desired`, or, when a Gated
+/// rollout would raise enforce over pods it rejects (or that is unknown), `desired` with
+/// the enforce change held back and the preview that holds it.
+async fn gate_enforce(
+    ctx: &Context,
+    name: &str,
+    namespace: &CachedNamespace,
+    observed: &BTreeMap<String, String>,
+    desired: &DesiredLabels<'_>,
+    writes: &mut ObjectWrites,
+) -> (BTreeMap<String, String>, Option<(Target, Preview)>) {
+    if !desired.gated || !raises_enforce(&desired.labels, observed) {
+        return (desired.labels.clone(), None);
+    }
+    let target = enforce_labels(&desired.labels);
+    let dry_run = DryRun::Apply {
+        labels: &desired.labels,
+        resource_version: namespace.metadata.resource_version.as_deref(),
+    };
+    let (preview, again) = preview(ctx, name, &target, dry_run).await;
+    if let Some(wait) = again {
+        writes.retry_within(wait);
+    }
+    if preview == Preview::Clean {
+        return (desired.labels.clone(), Some((target, preview)));
+    }
+    let held = hold_enforce(
+        &desired.labels,
+        observed,
+        &desired.owned,
+        &desired.immediate,
+    );
+    (held, Some((target, preview)))
+}
+
+/// What the enforce level in place rejects of the namespace's pods: what its raise
+/// answered (`raised`), or the remembered answer, rechecked once the pods changed.
+async fn enforced_preview(
+    ctx: &Context,
+    name: &str,
+    after: &BTreeMap<String, String>,
+    raised: Option<(Preview, u64)>,
+    writes: &mut ObjectWrites,
+) -> Option<(Target, Preview)> {
+    let current = enforce_labels(after);
+    if let Some((preview, epoch)) = raised {
+        ctx.previews.remember(
+            name,
+            current.clone(),
+            preview.clone(),
+            epoch,
+            Instant::now(),
+        );
+        return Some((current, preview));
+    }
+    match ctx.previews.lookup(name, &current, Instant::now()) {
+        Lookup::Missing => None,
+        Lookup::Current(preview) => Some((current, preview)),
+        Lookup::Stale {
+            last,
+            settle: Some(wait),
+        } => {
+            writes.retry_within(wait);
+            Some((current, last))
+        }
+        Lookup::Stale { last, settle: None } => {
+            let Some(recheck) =
+                ps_preview::recheck_labels(&current, ctx.versions.api_server_minor())
+            else {
+                // No equivalent change to dry-run: what was found stays until the next one.
+                return Some((current, last));
+            };
+            let epoch = ctx.previews.epoch(name);
+            let outcome = apply::dry_run_namespace_labels(&ctx.client, name, &recheck).await;
+            let preview = match outcome {
+                Ok(warnings) => ps_preview::preview_from_warnings(&warnings),
+                Err(error) => {
+                    Preview::Unknown(format!("the dry run of the recheck failed: {error}"))
+                }
+            };
+            ctx.previews.remember(
+                name,
+                current.clone(),
+                preview.clone(),
+                epoch,
+                Instant::now(),
+            );
+            Some((current, preview))
+        }
+    }
+}
+
+/// Each selected Audit baseline's preview: what enforcing its level would reject (a merge
+/// patch as a dry run; Audit writes nothing).
+async fn audit_previews(
+    ctx: &Context,
+    name: &str,
+    after: &BTreeMap<String, String>,
+    planned: &[Planned],
+    writes: &mut ObjectWrites,
+) -> Vec<(String, Target, Preview)> {
+    let mut previews = Vec::new();
+    for planned in planned.iter().filter(|p| p.selected && !p.enforcing()) {
+        let want = wanted_pod_security(&planned.baseline.spec);
+        let Some(target) = ps_preview::target_labels(&want, after) else {
+            continue;
+        };
+        let (preview, again) = preview(ctx, name, &target, DryRun::Merge).await;
+        if let Some(wait) = again {
+            writes.retry_within(wait);
+        }
+        previews.push((planned.name.clone(), target, preview));
+    }
+    previews
 }
 
 /// The namespace's write budget (label writes are writes to the namespace object), seeded
@@ -500,7 +720,9 @@ fn labels_budget(ctx: &Context, name: &str, namespace: &CachedNamespace) -> Resu
     ctx.repair_budget.check(target, Instant::now())
 }
 
-/// Merges the Pod Security labels the baselines want and applies what is ours to apply.
+/// Merges the Pod Security labels the baselines want, previews a stricter enforce level
+/// where that is asked (a Gated rollout, Audit mode) or recorded (the raise itself), and
+/// applies what is ours to apply.
 async fn apply_labels(
     ctx: &Context,
     name: &str,
@@ -510,20 +732,70 @@ async fn apply_labels(
     writes: &mut ObjectWrites,
 ) -> LabelsOutcome {
     let desired = desired_labels(ctx, namespace, labels, planned);
-    let sharing = desired.wants.iter().map(|(b, _)| b.clone()).collect();
+    let (to_apply, gate) = gate_enforce(ctx, name, namespace, labels, &desired, writes).await;
+    let written = write_labels(ctx, name, namespace, labels, &desired, &to_apply, writes).await;
+    let held = gate
+        .clone()
+        .filter(|(_, preview)| *preview != Preview::Clean);
+    let enforced = match &held {
+        Some(_) => None,
+        None => enforced_preview(ctx, name, &written.after, written.raised, writes).await,
+    };
+    let audit = audit_previews(ctx, name, &written.after, planned, writes).await;
+    // Previews of targets no longer in play are dropped (and their pods no longer watched).
+    let mut targets: Vec<&Target> = Vec::new();
+    targets.extend(held.as_ref().map(|(target, _)| target));
+    targets.extend(enforced.as_ref().map(|(target, _)| target));
+    targets.extend(audit.iter().map(|(_, target, _)| target));
+    ctx.previews.keep_only(name, &targets);
+    LabelsOutcome {
+        after: written.after,
+        written_now: written.written_now,
+        paused: written.paused,
+        sharing: desired.wants.iter().map(|(b, _)| b.clone()).collect(),
+        held: held.map(|(_, preview)| preview),
+        enforced: enforced.map(|(_, preview)| preview),
+        audit: audit
+            .into_iter()
+            .map(|(baseline, _, preview)| (baseline, preview))
+            .collect(),
+    }
+}
+
+/// What the label write did.
+struct LabelsWritten {
+    after: BTreeMap<String, String>,
+    written_now: bool,
+    paused: bool,
+    /// When the write raised enforce: PodSecurity admission's verdict on the existing pods,
+    /// and the pod epoch before the write.
+    raised: Option<(Preview, u64)>,
+}
+
+/// Applies `to_apply` when it differs from what the namespace carries (and the write
+/// budget allows).
+async fn write_labels(
+    ctx: &Context,
+    name: &str,
+    namespace: &CachedNamespace,
+    labels: &BTreeMap<String, String>,
+    desired: &DesiredLabels<'_>,
+    to_apply: &BTreeMap<String, String>,
+    writes: &mut ObjectWrites,
+) -> LabelsWritten {
     let mut after = labels.clone();
     let mut budget = labels_budget(ctx, name, namespace);
     if let Err(wait) = budget {
         writes.retry_within(wait);
     }
-    let Some(to_apply) = namespace_labels_to_apply(&desired.labels, labels, &desired.owned)
-        .filter(|_| budget.is_ok())
+    let Some(to_apply) =
+        namespace_labels_to_apply(to_apply, labels, &desired.owned).filter(|_| budget.is_ok())
     else {
-        return LabelsOutcome {
+        return LabelsWritten {
             after,
             written_now: false,
             paused: budget.is_err(),
-            sharing,
+            raised: None,
         };
     };
     // A reconcile triggered by our own writes can run before the namespace cache has our
@@ -531,8 +803,9 @@ async fn apply_labels(
     debug!(labels = ?to_apply, owned = ?desired.owned, observed = ?labels, "applying Pod Security labels");
     let resource_version = namespace.metadata.resource_version.as_deref();
     let in_flight = ctx.labels_in_flight(name, resource_version, &to_apply);
+    let epoch = ctx.previews.epoch(name);
     let written = if in_flight {
-        Ok(())
+        Ok(None)
     } else {
         apply::apply_namespace_labels(
             &ctx.client,
@@ -540,13 +813,19 @@ async fn apply_labels(
             name,
             resource_version,
             &to_apply,
+            false,
         )
         .await
-        .inspect(|()| ctx.labels_written(name, resource_version, to_apply.clone()))
+        .inspect(|_| ctx.labels_written(name, resource_version, to_apply.clone()))
+        .map(Some)
     };
     let written_ok = written.is_ok();
+    let mut raised = None;
     match written {
-        Ok(()) => {
+        Ok(warnings) => {
+            if let Some(warnings) = warnings.filter(|_| raises_enforce(&to_apply, labels)) {
+                raised = Some((ps_preview::preview_from_warnings(&warnings), epoch));
+            }
             for released in desired.owned.iter().filter(|k| !to_apply.contains_key(*k)) {
                 after.remove(released);
             }
@@ -569,11 +848,11 @@ async fn apply_labels(
             }
         },
     }
-    LabelsOutcome {
-        written_now: !in_flight && written_ok,
+    LabelsWritten {
         after,
+        written_now: !in_flight && written_ok,
         paused: budget.is_err(),
-        sharing,
+        raised,
     }
 }
 
@@ -586,6 +865,8 @@ struct Outcome {
     repaired: Vec<DriftEntry>,
     /// Findings repaired, Pod Security labels included.
     repairs: usize,
+    /// The baseline's Gated rollout holds enforce back here.
+    gated: bool,
 }
 
 /// Splits `planned`'s findings into repaired and remaining, from what was written (`done`),
@@ -617,6 +898,10 @@ fn outcome(
         .collect();
     let repaired: Vec<DriftEntry> = objects.filter(|f| repaired_here(f)).cloned().collect();
     let mut repairs = repaired.len();
+    let gated = planned.selected
+        && planned.enforcing()
+        && labels.held.is_some()
+        && gated_rollout(&planned.baseline.spec);
     if planned.selected {
         let before = planned
             .plan
@@ -638,23 +923,67 @@ fn outcome(
                 mark_conflicts(&mut after, &namespace_key, &budget_spent_message());
             }
         }
+        if gated {
+            note_held_enforce(&mut after);
+        }
         remaining.extend(after);
+        remaining.extend(preview_finding(name, planned, labels));
     }
     remaining.sort();
     Outcome {
         remaining,
         repaired,
         repairs,
+        gated,
     }
+}
+
+/// The enforce label's drift says why it stays: the Gated rollout holds it.
+fn note_held_enforce(drift: &mut [DriftEntry]) {
+    let enforce = format!(
+        "label {}enforce",
+        crate::domain::generated::POD_SECURITY_PREFIX
+    );
+    for entry in drift.iter_mut().filter(|e| e.message.starts_with(&enforce)) {
+        entry
+            .message
+            .push_str(" (held by podSecurity.rollout: Gated; see pod-security.preview)");
+    }
+}
+
+/// The baseline's `pod-security.preview` finding here: what its enforce level would
+/// reject (held back by its Gated rollout, or in place), or, in Audit mode, what enforcing
+/// it would reject.
+fn preview_finding(name: &str, planned: &Planned, labels: &LabelsOutcome) -> Option<DriftEntry> {
+    let spec = &planned.baseline.spec;
+    if !planned.enforcing() {
+        return labels
+            .audit
+            .get(&planned.name)
+            .and_then(|preview| ps_preview::finding(name, preview));
+    }
+    if !wanted_pod_security(spec).contains_key("enforce") {
+        return None;
+    }
+    if let (true, Some(preview)) = (gated_rollout(spec), &labels.held) {
+        let enforce_key = format!("{}enforce", crate::domain::generated::POD_SECURITY_PREFIX);
+        let held_at = labels.after.get(&enforce_key).map(String::as_str);
+        return ps_preview::gated_finding(name, preview, held_at);
+    }
+    labels
+        .enforced
+        .as_ref()
+        .and_then(|preview| ps_preview::finding(name, preview))
 }
 
 /// What the baseline's status keeps of this namespace; None when there is nothing to keep.
 fn namespace_result(
     planned: &Planned,
-    remaining: &[DriftEntry],
+    outcome: &Outcome,
     failures: &[(String, WriteError)],
     sharing: &BTreeSet<String>,
 ) -> Option<NamespaceResult> {
+    let remaining = &outcome.remaining;
     let failure = failures
         .iter()
         .find(|(baseline, _)| baseline == &planned.name)
@@ -674,6 +1003,7 @@ fn namespace_result(
         } else {
             BTreeSet::new()
         },
+        gated: outcome.gated,
     })
 }
 
@@ -693,12 +1023,7 @@ async fn record(
         writes.in_flight.get(&planned.name),
         labels,
     );
-    let result = namespace_result(
-        planned,
-        &outcome.remaining,
-        &writes.failures,
-        &labels.sharing,
-    );
+    let result = namespace_result(planned, &outcome, &writes.failures, &labels.sharing);
     let previous = ctx.results.record(&planned.name, name, result.clone());
     if planned.enforcing() && !planned.deleting && outcome.repairs > 0 {
         let repairs = outcome.repairs;
@@ -733,7 +1058,9 @@ async fn publish_news(
     if !is_news || planned.deleting {
         return;
     }
+    let was_gated = previous.as_ref().is_some_and(|p| p.gated);
     let previous_findings = previous.map(|p| p.findings).unwrap_or_default();
+    publish_rollout(ctx, name, planned, was_gated, outcome).await;
     let new_drift: Vec<&DriftEntry> = outcome
         .remaining
         .iter()
@@ -758,6 +1085,44 @@ async fn publish_news(
             EventType::Warning,
             "DriftDetected",
             describe(name, &new_drift),
+        )
+        .await;
+    }
+}
+
+/// A Gated rollout's news: enforce held back (the pods it would reject named), or raised
+/// once the preview came back clean.
+async fn publish_rollout(
+    ctx: &Context,
+    name: &str,
+    planned: &Planned,
+    was_gated: bool,
+    outcome: &Outcome,
+) {
+    let reference = planned.baseline.object_ref(&());
+    if outcome.gated && !was_gated {
+        let preview = outcome
+            .remaining
+            .iter()
+            .find(|f| f.check == crate::domain::generated::check_ids::POD_SECURITY_PREVIEW)
+            .map_or(String::new(), |f| format!(": {}", f.message));
+        publish(
+            ctx,
+            &reference,
+            EventType::Warning,
+            "PodSecurityGated",
+            format!("namespace {name}{preview}"),
+        )
+        .await;
+    } else if was_gated && !outcome.gated && planned.selected {
+        publish(
+            ctx,
+            &reference,
+            EventType::Normal,
+            "PodSecurityEnforced",
+            format!(
+                "namespace {name}: the enforce level is raised: no existing pod violates it any more"
+            ),
         )
         .await;
     }
@@ -886,6 +1251,9 @@ mod tests {
                 .collect(),
             paused,
             sharing: BTreeSet::new(),
+            held: None,
+            enforced: None,
+            audit: BTreeMap::new(),
         }
     }
 

@@ -39,6 +39,9 @@ pub struct Metrics {
     repairs: Family<Labels, Counter>,
     unreadable: Family<Labels, Gauge>,
     end_of_life: Family<Labels, Gauge>,
+    gated: Family<Labels, Gauge>,
+    previews: Family<Labels, Counter>,
+    pod_watches: Gauge,
     /// Checks last reported per baseline, so series of fixed drift are removed.
     drift_checks: Mutex<HashMap<String, BTreeSet<String>>>,
     /// The end-of-life series last set per baseline, so a changed minor replaces it.
@@ -62,6 +65,9 @@ impl Default for Metrics {
         let repairs = Family::<Labels, Counter>::default();
         let unreadable = Family::<Labels, Gauge>::default();
         let end_of_life = Family::<Labels, Gauge>::default();
+        let gated = Family::<Labels, Gauge>::default();
+        let previews = Family::<Labels, Counter>::default();
+        let pod_watches = Gauge::default();
         // prometheus-client appends `_total` to counters.
         registry.register(
             "controller_runtime_reconcile",
@@ -117,6 +123,24 @@ impl Default for Metrics {
              the minor and where the date comes from (upstream release table or override)",
             end_of_life.clone(),
         );
+        registry.register(
+            "kube_baseline_pod_security_gated_namespaces",
+            "Selected namespaces whose Pod Security enforce level a Gated rollout holds back, \
+             per baseline",
+            gated.clone(),
+        );
+        registry.register(
+            "kube_baseline_pod_security_previews",
+            "Dry runs of Pod Security label changes (what enforcing would reject), by outcome \
+             (clean, violations, unknown, failed)",
+            previews.clone(),
+        );
+        registry.register(
+            "kube_baseline_pod_watches",
+            "Pod metadata watches open (1 while some namespace's preview found violations: its \
+             pods' changes trigger a new preview; 0 otherwise)",
+            pod_watches.clone(),
+        );
         Self {
             registry,
             reconcile_total,
@@ -129,6 +153,9 @@ impl Default for Metrics {
             repairs,
             unreadable,
             end_of_life,
+            gated,
+            previews,
+            pod_watches,
             drift_checks: Mutex::default(),
             end_of_life_series: Mutex::default(),
         }
@@ -226,8 +253,28 @@ impl Metrics {
         }
     }
 
+    /// Sets how many of a baseline's namespaces a Gated rollout holds back.
+    pub fn set_gated(&self, baseline: &str, count: i64) {
+        self.gated
+            .get_or_create(&labels(&[("baseline", baseline)]))
+            .set(count);
+    }
+
+    /// Counts one Pod Security preview by outcome.
+    pub fn count_preview(&self, outcome: &str) {
+        self.previews
+            .get_or_create(&labels(&[("outcome", outcome)]))
+            .inc();
+    }
+
+    /// Sets whether the pod metadata watch is open.
+    pub fn set_pod_watches(&self, open: i64) {
+        self.pod_watches.set(open);
+    }
+
     pub fn forget_baseline(&self, baseline: &str) {
         self.set_end_of_life(baseline, None);
+        self.gated.remove(&labels(&[("baseline", baseline)]));
         self.set_baseline(
             baseline,
             &BTreeMap::new(),

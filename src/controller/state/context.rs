@@ -72,6 +72,8 @@ pub struct Context {
     pub repair_budget: Arc<crate::controller::state::repair_budget::RepairBudget>,
     /// When each namespace's latest reconcile started (paces re-plans after a spec change).
     pub reconcile_clock: crate::controller::reconcile::replan::ReconcileClock,
+    /// What the Pod Security previews found, and whether pods changed since.
+    pub previews: Arc<crate::controller::state::previews::Previews>,
 }
 
 fn object_key(object: &NamespacedObject) -> ObjectKey<'_> {
@@ -135,6 +137,7 @@ impl Context {
             writes_in_flight: Mutex::default(),
             repair_budget,
             reconcile_clock: crate::controller::reconcile::replan::ReconcileClock::default(),
+            previews: Arc::default(),
         }
     }
 
@@ -310,6 +313,7 @@ impl Context {
     pub fn forget_namespace(&self, namespace: &str) {
         self.reconcile_clock.forget(namespace);
         self.writes_in_flight.lock().forget_namespace(namespace);
+        self.previews.forget_namespace(namespace);
     }
 
     /// Our objects of `baseline` in `namespace`, every kind.

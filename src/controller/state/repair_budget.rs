@@ -275,7 +275,7 @@ where
             http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
         );
         let path = request.uri().path();
-        if mutating && resource_of(path) != Some("events") {
+        if mutating && resource_of(path) != Some("events") && !is_dry_run(request.uri()) {
             let target = WriteTarget::at_path(path);
             if let Err(retry_in) = self.budget.take(target, Instant::now()) {
                 let refused = BudgetSpent {
@@ -290,6 +290,13 @@ where
         let call = self.inner.call(request);
         Box::pin(async move { call.await.map_err(Into::into) })
     }
+}
+
+/// A dry run (`dryRun=All`, the Pod Security preview) persists nothing and cannot fight
+/// another writer: it spends no write budget (the preview has its own bound).
+fn is_dry_run(uri: &http::Uri) -> bool {
+    uri.query()
+        .is_some_and(|query| query.split('&').any(|pair| pair == "dryRun=All"))
 }
 
 /// The budget refusal behind a client error, if that is what it is.

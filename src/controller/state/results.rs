@@ -20,6 +20,8 @@ pub struct NamespaceResult {
     pub failure: Option<Failure>,
     /// Other enforcing baselines whose Pod Security labels are merged with this one's here.
     pub shared_pod_security_with: BTreeSet<String>,
+    /// The baseline's Gated rollout holds the enforce level back here.
+    pub gated: bool,
 }
 
 #[derive(Debug, Default)]

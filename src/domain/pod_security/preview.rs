@@ -7,7 +7,7 @@
 //! evaluation is the API server's (k8s.io/pod-security-admission, `EvaluatePodsInNamespace`),
 //! never re-implemented here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::api::{DriftEntry, DriftReason, PodSecurityLevel};
 use crate::domain::generated::{POD_SECURITY_PREFIX, check_ids};
@@ -42,6 +42,119 @@ pub fn target_labels(
         target.insert(version_key, (*version).to_owned());
     }
     Some(target)
+}
+
+/// The enforce labels (`enforce`, `enforce-version`) of a label set: what a preview is made
+/// for.
+pub fn enforce_labels(labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let key = format!("{POD_SECURITY_PREFIX}enforce");
+    let version_key = format!("{key}-version");
+    labels
+        .iter()
+        .filter(|(k, _)| **k == key || **k == version_key)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Whether applying `desired` raises the namespace's enforce level or version above
+/// `observed` (PodSecurity admission then checks its existing pods against the new level).
+/// A level it cannot rank counts as privileged; no version is `latest`.
+pub fn raises_enforce(
+    desired: &BTreeMap<String, String>,
+    observed: &BTreeMap<String, String>,
+) -> bool {
+    let key = format!("{POD_SECURITY_PREFIX}enforce");
+    let version_key = format!("{key}-version");
+    let Some(level) = desired
+        .get(&key)
+        .and_then(|v| PodSecurityLevel::from_label(v))
+    else {
+        return false;
+    };
+    if level == PodSecurityLevel::Privileged {
+        return false;
+    }
+    let current = observed
+        .get(&key)
+        .and_then(|v| PodSecurityLevel::from_label(v))
+        .unwrap_or(PodSecurityLevel::Privileged);
+    let version = |labels: &BTreeMap<String, String>| {
+        version_rank(labels.get(&version_key).map_or("latest", String::as_str))
+    };
+    level > current || (level == current && version(desired) > version(observed))
+}
+
+/// `desired` with the enforce change held back (a Gated rollout whose preview is not
+/// clean): the enforce labels stay as they are, kept where our field manager owns them and
+/// left out where it does not (so never taken over) — unless baselines without a Gated
+/// rollout want a stricter enforce level than the current one (`immediate`, their merged
+/// labels): that is applied at once, as they ask.
+pub fn hold_enforce(
+    desired: &BTreeMap<String, String>,
+    observed: &BTreeMap<String, String>,
+    owned_by_us: &BTreeSet<String>,
+    immediate: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut held: BTreeMap<String, String> = desired
+        .iter()
+        .filter(|(key, _)| !enforce_labels(desired).contains_key(*key))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let immediate = enforce_labels(immediate);
+    let source = if raises_enforce(&immediate, observed) {
+        immediate
+    } else {
+        enforce_labels(observed)
+            .into_iter()
+            .filter(|(key, _)| owned_by_us.contains(key))
+            .collect()
+    };
+    held.extend(source);
+    held
+}
+
+/// The dry run that checks the namespace's pods again once its enforce level is already in
+/// place (an Immediate rollout that recorded violations): the same level under the
+/// equivalent version spelling (`latest` ↔ `v1.<the API server's minor>`), a change
+/// PodSecurity admission evaluates. None when no equivalent exists (an older pinned
+/// version) or the API server's minor is unknown.
+pub fn recheck_labels(
+    enforce: &BTreeMap<String, String>,
+    server_minor: Option<u64>,
+) -> Option<BTreeMap<String, String>> {
+    let key = format!("{POD_SECURITY_PREFIX}enforce");
+    let version_key = format!("{key}-version");
+    let minor = server_minor?;
+    let current = format!("v1.{minor}");
+    let flipped = match enforce.get(&version_key).map(String::as_str) {
+        None | Some("latest") => current,
+        Some(version) if version == current => "latest".to_owned(),
+        Some(_) => return None,
+    };
+    let mut labels = BTreeMap::from([(key.clone(), enforce.get(&key)?.clone())]);
+    labels.insert(version_key, flipped);
+    Some(labels)
+}
+
+/// The `pod-security.preview` finding of a Gated namespace: the preview's, saying what
+/// enforce is held at.
+pub fn gated_finding(
+    namespace: &str,
+    preview: &Preview,
+    held_at: Option<&str>,
+) -> Option<DriftEntry> {
+    let mut entry = finding(namespace, preview)?;
+    let held = held_at.map_or("enforce stays unset".to_owned(), |level| {
+        format!("enforce held at {level:?}")
+    });
+    entry.message = crate::domain::node::findings::truncate(
+        format!(
+            "{held} until no existing pod violates the baseline's level (podSecurity.rollout: Gated); {}",
+            entry.message
+        ),
+        1024,
+    );
+    Some(entry)
 }
 
 /// The `pod-security.preview` finding of a dry run's outcome: its warnings, or why it
@@ -427,5 +540,139 @@ mod tests {
         };
         assert_eq!(pods.len(), MAX_LISTED);
         assert_eq!(pods_in_violation, 60);
+    }
+
+    fn ps_labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (format!("{POD_SECURITY_PREFIX}{k}"), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn only_a_stricter_level_or_a_newer_version_raises_enforce() {
+        let raises = |desired: &[(&str, &str)], observed: &[(&str, &str)]| {
+            raises_enforce(&ps_labels(desired), &ps_labels(observed))
+        };
+        assert!(raises(&[("enforce", "restricted")], &[]));
+        assert!(raises(
+            &[("enforce", "restricted")],
+            &[("enforce", "baseline")]
+        ));
+        assert!(raises(&[("enforce", "baseline")], &[("enforce", "bogus")]));
+        assert!(!raises(
+            &[("enforce", "baseline")],
+            &[("enforce", "baseline")]
+        ));
+        assert!(!raises(&[("enforce", "privileged")], &[]));
+        assert!(!raises(&[("warn", "restricted")], &[]));
+        // Same level, newer version: evaluated by the API server too.
+        assert!(raises(
+            &[("enforce", "baseline"), ("enforce-version", "latest")],
+            &[("enforce", "baseline"), ("enforce-version", "v1.30")]
+        ));
+        assert!(!raises(
+            &[("enforce", "baseline"), ("enforce-version", "v1.30")],
+            &[("enforce", "baseline")]
+        ));
+    }
+
+    #[test]
+    fn a_held_enforce_change_keeps_our_current_label_and_never_takes_anothers() {
+        let desired = ps_labels(&[
+            ("enforce", "restricted"),
+            ("enforce-version", "latest"),
+            ("warn", "restricted"),
+        ]);
+        let owned: BTreeSet<String> = ps_labels(&[("enforce", ""), ("warn", "")])
+            .into_keys()
+            .collect();
+        let none = BTreeMap::new();
+        // Ours at baseline: kept there (an apply without it would release it).
+        assert_eq!(
+            hold_enforce(
+                &desired,
+                &ps_labels(&[("enforce", "baseline")]),
+                &owned,
+                &none
+            ),
+            ps_labels(&[("enforce", "baseline"), ("warn", "restricted")])
+        );
+        // Someone else's, or none: left out, so untouched.
+        assert_eq!(
+            hold_enforce(
+                &desired,
+                &ps_labels(&[("enforce", "baseline")]),
+                &BTreeSet::new(),
+                &none
+            ),
+            ps_labels(&[("warn", "restricted")])
+        );
+        // A baseline without a Gated rollout wants baseline: that is applied at once.
+        assert_eq!(
+            hold_enforce(
+                &desired,
+                &BTreeMap::new(),
+                &owned,
+                &ps_labels(&[("enforce", "baseline"), ("warn", "baseline")])
+            ),
+            ps_labels(&[("enforce", "baseline"), ("warn", "restricted")])
+        );
+    }
+
+    #[test]
+    fn an_enforced_level_is_rechecked_under_its_equivalent_version() {
+        assert_eq!(
+            recheck_labels(&ps_labels(&[("enforce", "restricted")]), Some(36)),
+            Some(ps_labels(&[
+                ("enforce", "restricted"),
+                ("enforce-version", "v1.36")
+            ]))
+        );
+        assert_eq!(
+            recheck_labels(
+                &ps_labels(&[("enforce", "restricted"), ("enforce-version", "v1.36")]),
+                Some(36)
+            ),
+            Some(ps_labels(&[
+                ("enforce", "restricted"),
+                ("enforce-version", "latest")
+            ]))
+        );
+        assert_eq!(
+            recheck_labels(
+                &ps_labels(&[("enforce", "restricted"), ("enforce-version", "v1.30")]),
+                Some(36)
+            ),
+            None
+        );
+        assert_eq!(
+            recheck_labels(&ps_labels(&[("enforce", "baseline")]), None),
+            None
+        );
+    }
+
+    #[test]
+    fn a_gated_finding_says_what_enforce_is_held_at() {
+        let warnings = texts(&[
+            "existing pods in namespace \"n\" violate the new PodSecurity enforce level \"restricted:latest\"",
+            "privileged-pod: host namespaces, privileged",
+        ]);
+        let preview = preview_from_warnings(&warnings);
+        let entry = gated_finding("n", &preview, Some("baseline")).expect("finding");
+        assert_eq!(entry.reason, DriftReason::Violation);
+        assert!(
+            entry.message.starts_with("enforce held at \"baseline\""),
+            "{}",
+            entry.message
+        );
+        assert!(
+            entry
+                .message
+                .contains("privileged-pod: host namespaces, privileged"),
+            "{}",
+            entry.message
+        );
+        assert_eq!(gated_finding("n", &Preview::Clean, None), None);
     }
 }
