@@ -484,6 +484,10 @@ async fn controller_rbac_covers_nodes_leases_and_only_its_config_map() {
     ));
     assert!(!can_i(user, &["create", "configmaps", "-n", "default"]));
     assert!(!can_i(user, &["get", "secrets", ns[0], ns[1]]));
+    // Pod metadata for the Pod Security preview: list and watch only, nothing else.
+    assert!(can_i(user, &["watch", "pods", "-A"]));
+    assert!(!can_i(user, &["get", "pods", "-A"]));
+    assert!(!can_i(user, &["delete", "pods", "-A"]));
     // list/watch narrowed by resourceNames: allowed with the name field selector only.
     let (ok, stderr) = can_list_config_maps(user, Some(AUDIT_POLICY_CONFIG_MAP));
     assert!(ok, "list by name must be allowed: {stderr}");

@@ -66,6 +66,23 @@ rbac:
   audit: {enabled: true}
 "#;
 
+/// The sample baseline with `podSecurity.rollout: Gated`: a dry run of the label apply (the
+/// preview) before each namespace's enforce level is raised.
+const GATED_SPEC: &str = r#"mode: Enforce
+namespaceSelector: {}
+onUnselect: Delete
+networkPolicy:
+  defaultDeny: {ingress: true, egress: true}
+  allowDNS: true
+podSecurity: {enforce: restricted, audit: restricted, warn: restricted, version: latest, rollout: Gated}
+rbac:
+  roles:
+  - name: app-reader
+    rules:
+    - {apiGroups: [""], resources: [pods, services, configmaps], verbs: [get, list, watch]}
+  audit: {enabled: true}
+"#;
+
 /// One default-deny NetworkPolicy per namespace and nothing else: no allow-dns policy, no
 /// Role, no Pod Security labels, RBAC audit off.
 const ONE_POLICY_SPEC: &str = r#"mode: Enforce
@@ -93,6 +110,9 @@ enum BaselineKind {
     /// A single default-deny NetworkPolicy per namespace: 1 write per namespace; raw =
     /// parallel plain creates (POST) of the same objects.
     OnePolicy,
+    /// The sample with `rollout: Gated`: 4 writes and 1 dry run per namespace; raw = the
+    /// same applies, the label apply preceded by the same dry run.
+    Gated,
 }
 
 impl BaselineKind {
@@ -100,6 +120,7 @@ impl BaselineKind {
         match self {
             Self::Sample => "sample",
             Self::OnePolicy => "one-policy",
+            Self::Gated => "gated",
         }
     }
 
@@ -107,13 +128,14 @@ impl BaselineKind {
         match self {
             Self::Sample => SAMPLE_SPEC,
             Self::OnePolicy => ONE_POLICY_SPEC,
+            Self::Gated => GATED_SPEC,
         }
     }
 
     /// Writes per namespace: generated objects, plus the label apply when there are labels.
     fn writes_per_namespace(self) -> usize {
         match self {
-            Self::Sample => 4,
+            Self::Sample | Self::Gated => 4,
             Self::OnePolicy => 1,
         }
     }
@@ -122,6 +144,7 @@ impl BaselineKind {
         match self {
             Self::Sample => RawMode::Apply,
             Self::OnePolicy => RawMode::Create,
+            Self::Gated => RawMode::ApplyPreviewingLabels,
         }
     }
 
@@ -129,7 +152,7 @@ impl BaselineKind {
     fn replan_patch(self) -> Value {
         let reader = json!({"name": "app-reader", "rules": [{"apiGroups": [""], "resources": ["pods", "services", "configmaps"], "verbs": ["get", "list", "watch"]}]});
         let roles = match self {
-            Self::Sample => vec![reader, extra_role()],
+            Self::Sample | Self::Gated => vec![reader, extra_role()],
             Self::OnePolicy => vec![extra_role()],
         };
         json!({"spec": {"rbac": {"roles": roles}}})
@@ -729,6 +752,8 @@ enum RawMode {
     Apply,
     /// Plain creates (POST): the cheapest write of a new object.
     Create,
+    /// As `Apply`, with the label apply sent first as a dry run (a Gated rollout's preview).
+    ApplyPreviewingLabels,
 }
 
 impl RawMode {
@@ -736,6 +761,7 @@ impl RawMode {
         match self {
             Self::Apply => "server-side apply",
             Self::Create => "plain create",
+            Self::ApplyPreviewingLabels => "server-side apply, labels after a dry run",
         }
     }
 }
@@ -801,7 +827,7 @@ async fn raw_limit(
                         bucket.take().await;
                     }
                     let result = match mode {
-                        RawMode::Apply => api
+                        RawMode::Apply | RawMode::ApplyPreviewingLabels => api
                             .patch(object.name(), params, &Patch::Apply(object.to_json()))
                             .await
                             .map(drop),
@@ -827,6 +853,18 @@ async fn raw_limit(
                     "kind": "Namespace",
                     "metadata": {"name": namespace, "labels": labels},
                 });
+                if mode == RawMode::ApplyPreviewingLabels {
+                    if let Some(bucket) = &bucket {
+                        bucket.take().await;
+                    }
+                    let preview = Api::<Namespace>::all(client.clone())
+                        .patch(&namespace, &params.clone().dry_run(), &Patch::Apply(&body))
+                        .await;
+                    if let Err(error) = preview {
+                        errors += 1;
+                        log(format!("raw label dry run of {namespace}: {error}"));
+                    }
+                }
                 if let Some(bucket) = &bucket {
                     bucket.take().await;
                 }

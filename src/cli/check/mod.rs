@@ -345,16 +345,48 @@ fn add_previews(
                 .map(|(_, outcome)| outcome),
         )
         .collect();
-    for (verdict, targets) in verdicts.iter_mut().zip(targets) {
+    for ((verdict, targets), loaded) in verdicts.iter_mut().zip(targets).zip(baselines) {
+        let gated = crate::domain::generated::gated_rollout(&loaded.baseline.spec);
         for target in targets {
             let outcome = outcomes
                 .get(&target)
                 .map(|o| o.as_deref().map_err(String::as_str));
-            if let Some(finding) = outcome
+            let Some(mut finding) = outcome
                 .and_then(|o| crate::domain::pod_security::preview::dry_run_finding(&target.0, o))
-            {
-                verdict.findings.push(finding);
+            else {
+                continue;
+            };
+            if gated {
+                // What the controller does: enforce stays where it is, and says why.
+                let held_at = snapshot
+                    .namespaces
+                    .iter()
+                    .find(|(name, _)| *name == target.0)
+                    .and_then(|(_, labels)| {
+                        labels.get(&format!(
+                            "{}enforce",
+                            crate::domain::generated::POD_SECURITY_PREFIX
+                        ))
+                    });
+                if let Some(outcome) = outcome {
+                    let preview = crate::domain::pod_security::preview::dry_run_preview(outcome);
+                    finding = crate::domain::pod_security::preview::gated_finding(
+                        &target.0,
+                        &preview,
+                        held_at.map(String::as_str),
+                    )
+                    .unwrap_or(finding);
+                }
+                let namespace = target.0.as_str();
+                for entry in verdict.findings.iter_mut() {
+                    if entry.namespace == namespace {
+                        crate::domain::pod_security::preview::note_held_enforce(
+                            std::slice::from_mut(entry),
+                        );
+                    }
+                }
             }
+            verdict.findings.push(finding);
         }
         verdict.findings.sort();
         verdict.findings.dedup();

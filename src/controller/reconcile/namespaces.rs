@@ -924,7 +924,7 @@ fn outcome(
             }
         }
         if gated {
-            note_held_enforce(&mut after);
+            ps_preview::note_held_enforce(&mut after);
         }
         remaining.extend(after);
         remaining.extend(preview_finding(name, planned, labels));
@@ -935,19 +935,6 @@ fn outcome(
         repaired,
         repairs,
         gated,
-    }
-}
-
-/// The enforce label's drift says why it stays: the Gated rollout holds it.
-fn note_held_enforce(drift: &mut [DriftEntry]) {
-    let enforce = format!(
-        "label {}enforce",
-        crate::domain::generated::POD_SECURITY_PREFIX
-    );
-    for entry in drift.iter_mut().filter(|e| e.message.starts_with(&enforce)) {
-        entry
-            .message
-            .push_str(" (held by podSecurity.rollout: Gated; see pod-security.preview)");
     }
 }
 

@@ -157,15 +157,30 @@ pub fn gated_finding(
     Some(entry)
 }
 
+/// The enforce label's drift says why it stays: a Gated rollout holds it.
+pub fn note_held_enforce(drift: &mut [DriftEntry]) {
+    let enforce = format!("label {POD_SECURITY_PREFIX}enforce");
+    for entry in drift
+        .iter_mut()
+        .filter(|e| e.check == check_ids::POD_SECURITY && e.message.starts_with(&enforce))
+    {
+        entry
+            .message
+            .push_str(" (held by podSecurity.rollout: Gated; see pod-security.preview)");
+    }
+}
+
 /// The `pod-security.preview` finding of a dry run's outcome: its warnings, or why it
 /// failed (then Unknown).
 pub fn dry_run_finding(namespace: &str, outcome: Result<&[String], &str>) -> Option<DriftEntry> {
+    finding(namespace, &dry_run_preview(outcome))
+}
+
+/// The preview a dry run's outcome gives: its warnings read, or Unknown with why it failed.
+pub fn dry_run_preview(outcome: Result<&[String], &str>) -> Preview {
     match outcome {
-        Ok(warnings) => finding(namespace, &preview_from_warnings(warnings)),
-        Err(why) => finding(
-            namespace,
-            &Preview::Unknown(format!("the dry run of the label change failed: {why}")),
-        ),
+        Ok(warnings) => preview_from_warnings(warnings),
+        Err(why) => Preview::Unknown(format!("the dry run of the label change failed: {why}")),
     }
 }
 
