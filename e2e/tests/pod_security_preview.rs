@@ -497,3 +497,62 @@ async fn more_pods_than_the_api_server_checks_is_unknown_and_holds_enforce() {
     assert!(!namespace_labels(&env, &crowded).await.contains_key(ENFORCE));
     env.cleanup_with(operator).await;
 }
+
+#[tokio::test]
+async fn a_restart_with_a_gated_namespace_previews_again_and_writes_nothing() {
+    let env = TestEnv::new("psrst").await;
+    let shop = env.create_namespace("shop", &[("env", "prod")]).await;
+    create_pods(&env, &shop, &[("host-web", true)]).await;
+    let baseline = env.apply_baseline(
+        "b",
+        &spec("Enforce", &env, "{enforce: restricted, rollout: Gated}"),
+    );
+    let operator = Operator::start(&env, &[]).await;
+    wait_baseline_status(&env.admin, &baseline, "the namespace gated", |s| {
+        s.summary.namespaces_gated == 1
+    })
+    .await;
+    // A restart previews the gated namespace again (a dry run) and writes nothing: the same
+    // findings, the same status, no Event (a first look is not news).
+    let user = operator.user.clone();
+    let kubeconfig = operator.kubeconfig.clone();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(operator.stop(Duration::from_secs(10)).success());
+    let writes_before = writes_by(&user).len();
+    let dry_runs_before = dry_runs_by(&user).len();
+    let operator = Operator::start_with(&env, &format!("op-{}", env.id), &kubeconfig, &[]);
+    let url = operator.http_url().await;
+    eventually(SETTLE, "the restarted operator re-previewed", || async {
+        let metrics = http_get(&format!("{url}/metrics")).1;
+        let previews = metric_value(
+            &metrics,
+            "kube_baseline_pod_security_previews_total{outcome=\"violations\"}",
+        )
+        .unwrap_or_default();
+        let reconciled = metric_value(
+            &metrics,
+            "controller_runtime_reconcile_total{controller=\"securitybaseline\",result=\"success\"}",
+        )
+        .unwrap_or_default();
+        (previews >= 1.0 && reconciled >= 1.0).then_some(())
+    })
+    .await;
+    // The pod watch's first list re-previews once more, a second after it opens.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let new_writes: Vec<_> = writes_by(&user)[writes_before..]
+        .iter()
+        .map(|w| (w.verb.clone(), w.request_uri.clone()))
+        .collect();
+    assert!(new_writes.is_empty(), "a restart wrote: {new_writes:#?}");
+    eprintln!(
+        "after the restart: {} dry runs, 0 writes",
+        dry_runs_by(&user).len() - dry_runs_before
+    );
+
+    let status = baseline_status(&env.admin, &baseline)
+        .await
+        .expect("status");
+    assert_eq!(status.summary.namespaces_gated, 1);
+    assert!(!namespace_labels(&env, &shop).await.contains_key(ENFORCE));
+    env.cleanup_with(operator).await;
+}
