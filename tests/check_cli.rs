@@ -240,6 +240,12 @@ fn finding(namespace: &str, kind: &str, name: &str, check: &str, reason: &str) -
 fn examples_cluster_shows_drift_in_a_table_and_exits_1() {
     let output = run(&["check", "examples/cluster"]);
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    // The preview of a stricter enforce level is a server-side dry run: offline, say so.
+    assert!(
+        text(&output.stderr).contains("note: pod-security.preview (what enforcing the Pod Security level would reject) needs --live"),
+        "{}",
+        describe(&output)
+    );
     let stdout = text(&output.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(
