@@ -690,6 +690,7 @@ fn observations_from_texts_for_check() {
             )),
             ..observe::ApiServerSources::default()
         }),
+        ..NodeSources::default()
     };
     let report = observe(&sources);
     let spec: SecurityBaselineSpec = serde_saphyr::from_str(
@@ -1005,4 +1006,131 @@ fn the_clusters_kube_apiserver_is_asked_for_its_version_at_its_address_with_its_
     let host = FakeHost::new("version-worker");
     host.process(1, "/sbin/init\n");
     assert_eq!(run(&host, &Desired::default(), false).version_probe, None);
+}
+
+/// A control-plane node running our kube-apiserver, etcd, kube-controller-manager and
+/// kube-scheduler, with older processes of the same names that are not ours. Our etcd has
+/// a CA of its own (`trusted_ca`: its client --trusted-ca-file).
+fn control_plane_components(name: &str, trusted_ca: &str) -> FakeHost {
+    let host = FakeHost::new(name);
+    host.file("/ours/apiserver.crt", cert!("apiserver-ours.crt"))
+        .file("/ours/ca.crt", cert!("ours-ca.crt"))
+        .file("/other/ca.crt", cert!("theirs-ca.crt"))
+        // etcd's own CA issued its serving certificate.
+        .file("/etcd/ca.crt", cert!("theirs-ca.crt"))
+        .file("/etcd/server.crt", cert!("apiserver-theirs.crt"))
+        .file("/ours/cm.conf", &kubeconfig_with_ca_file("/ours/ca.crt"))
+        .file("/other/cm.conf", &kubeconfig_with_ca_file("/other/ca.crt"))
+        .file(
+            "/ours/scheduler.yaml",
+            "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nclientConnection:\n  kubeconfig: /ours/cm.conf\nenableProfiling: false\n",
+        )
+        // Not ours: an etcd whose certificate our kube-apiserver's --etcd-cafile did not
+        // issue, and components talking to another cluster.
+        .process(
+            40,
+            "/usr/local/bin/etcd\n--cert-file=/ours/apiserver.crt\n--client-cert-auth=false",
+        )
+        .process(
+            45,
+            "kube-controller-manager\n--kubeconfig=/other/cm.conf\n--profiling=true",
+        )
+        .process(46, "kube-scheduler\n--kubeconfig=/other/cm.conf")
+        .process(
+            500,
+            "/usr/bin/kube-apiserver\n--tls-cert-file=/ours/apiserver.crt\n--etcd-cafile=/etcd/ca.crt\n--client-ca-file=/ours/ca.crt",
+        )
+        .process(
+            510,
+            &format!(
+                "etcd\n--cert-file=/etcd/server.crt\n--key-file=/etcd/server.key\n--client-cert-auth=true\n--trusted-ca-file={trusted_ca}\n--data-dir=/var/lib/etcd"
+            ),
+        )
+        .process(
+            520,
+            "kube-controller-manager\n--kubeconfig=/ours/cm.conf\n--profiling=false\n--root-ca-file=/ours/ca.crt",
+        )
+        .process(
+            530,
+            "kube-scheduler\n--config=/ours/scheduler.yaml\n--profiling=true",
+        );
+    host
+}
+
+#[test]
+fn the_clusters_controller_manager_scheduler_and_etcd_are_observed() {
+    let host = control_plane_components("components", "/etcd/ca.crt");
+    let report = observed_by(&host, cert!("ours-ca.crt"));
+    let setting = |component: &crate::api::ComponentObservation, name: &str| {
+        component.setting(name).map(|s| s.value.clone())
+    };
+    assert_eq!(
+        report.controller_manager.header.state,
+        ObservationState::Observed
+    );
+    assert_eq!(
+        setting(&report.controller_manager, "profiling").as_deref(),
+        Some("false"),
+        "PID 520, not the other cluster's 45"
+    );
+    // Only checked flags are reported.
+    assert_eq!(report.controller_manager.settings.len(), 2);
+    let profiling = report.scheduler.setting("profiling").expect("profiling");
+    assert_eq!(
+        (profiling.value.as_str(), profiling.origin.as_str()),
+        ("false", "enableProfiling in --config /ours/scheduler.yaml"),
+        "--config wins over the ignored --profiling flag; membership through clientConnection.kubeconfig"
+    );
+    assert_eq!(report.scheduler.config_file, "/ours/scheduler.yaml");
+    assert_eq!(report.etcd.header.state, ObservationState::Observed);
+    assert_eq!(
+        report
+            .etcd
+            .setting("client-cert-auth")
+            .map(|s| s.value.as_str()),
+        Some("true"),
+        "PID 510, whose certificate chains to the kube-apiserver's --etcd-cafile"
+    );
+    assert!(report.etcd.setting("data-dir").is_none());
+    assert_eq!(report.etcd.trusted_ca_is_kubernetes_ca, Some(false));
+
+    // etcd trusting the Kubernetes CA (the kube-apiserver's --client-ca-file): CIS 2.7.
+    let shared = control_plane_components("components-shared-ca", "/ours/ca.crt");
+    let report = observed_by(&shared, cert!("ours-ca.crt"));
+    assert_eq!(report.etcd.trusted_ca_is_kubernetes_ca, Some(true));
+    // An unreadable CA file: not comparable, said why.
+    let missing = control_plane_components("components-missing-ca", "/etcd/missing.crt");
+    let report = observed_by(&missing, cert!("ours-ca.crt"));
+    assert_eq!(report.etcd.trusted_ca_is_kubernetes_ca, None);
+    assert!(
+        report.etcd.trusted_ca_message.contains("--trusted-ca-file"),
+        "{}",
+        report.etcd.trusted_ca_message
+    );
+    assert!(observe::schema_violations(&report).is_empty());
+
+    // Seen from the other cluster: its own kube-controller-manager; no etcd (no kube-apiserver
+    // of that cluster here to say which etcd is its).
+    let theirs = observed_by(&host, cert!("theirs-ca.crt"));
+    assert_eq!(
+        setting(&theirs.controller_manager, "profiling").as_deref(),
+        Some("true")
+    );
+    assert_eq!(theirs.etcd.header.state, ObservationState::NotFound);
+}
+
+#[test]
+fn an_invalid_scheduler_config_is_an_error_not_a_default() {
+    let host = control_plane_components("components-bad-config", "/etcd/ca.crt");
+    host.file(
+        "/ours/scheduler.yaml",
+        "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nclientConnection:\n  kubeconfig: /ours/cm.conf\nenableProfiling: \"no\"\n",
+    );
+    let report = observed_by(&host, cert!("ours-ca.crt"));
+    assert_eq!(report.scheduler.header.state, ObservationState::Error);
+    assert!(
+        report.scheduler.header.message.contains("enableProfiling"),
+        "{}",
+        report.scheduler.header.message
+    );
 }

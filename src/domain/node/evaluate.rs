@@ -156,7 +156,7 @@ pub fn evaluate_node(
             &kubelet_baseline.settings,
         ));
     }
-    drift.extend(evaluate_control_plane(node, &report.api_server, baseline));
+    drift.extend(evaluate_control_plane(node, report, baseline));
     drift.sort();
     drift
 }

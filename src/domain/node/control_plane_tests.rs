@@ -1,0 +1,518 @@
+//! The kube-controller-manager, kube-scheduler and etcd checks on fixture command lines and
+//! config files (kubeadm's defaults where the fixture is named so).
+
+use std::collections::BTreeMap;
+
+use super::control_plane::check_ids::*;
+use super::control_plane::*;
+use super::evaluate::{evaluate_node, unobserved_control_plane};
+use super::flags::ProcessFlags;
+use crate::api::{
+    ComponentObservation, ControllerManagerSettings, DriftEntry, DriftReason, EtcdObservation,
+    EtcdServerSettings, NodeReportSpec, Observation, ObservationState, SchedulerSettings,
+    SecurityBaselineSpec,
+};
+use crate::domain::checks;
+
+macro_rules! fixture {
+    ($name:literal) => {
+        include_str!(concat!(
+            "../../../tests/fixtures/nodes/control-plane/",
+            $name
+        ))
+    };
+}
+
+fn flags(cmdline: &str) -> ProcessFlags {
+    let args: Vec<&str> = cmdline.lines().skip(1).collect();
+    ProcessFlags::parse(&args)
+}
+
+fn with_args(cmdline: &str, more: &[&str]) -> ProcessFlags {
+    let mut args: Vec<&str> = cmdline.lines().skip(1).collect();
+    args.extend_from_slice(more);
+    ProcessFlags::parse(&args)
+}
+
+fn observed(settings: Vec<crate::api::ComponentSetting>) -> ComponentObservation {
+    ComponentObservation {
+        header: Observation::observed(String::new()),
+        settings,
+        ..ComponentObservation::default()
+    }
+}
+
+fn verdicts(drift: &[DriftEntry]) -> Vec<(&str, DriftReason)> {
+    drift.iter().map(|d| (d.check.as_str(), d.reason)).collect()
+}
+
+fn cm(flags: &ProcessFlags) -> Vec<DriftEntry> {
+    evaluate_controller_manager(
+        "cp-1",
+        &observed(controller_manager_settings(flags)),
+        &ControllerManagerSettings::default(),
+    )
+}
+
+fn message<'a>(drift: &'a [DriftEntry], check: &str) -> &'a str {
+    drift
+        .iter()
+        .find(|d| d.check == check)
+        .map(|d| d.message.as_str())
+        .unwrap_or_default()
+}
+
+#[test]
+fn kubeadm_controller_manager_misses_the_gc_threshold_and_keeps_profiling_on() {
+    let drift = cm(&flags(fixture!("kcm-kubeadm-cmdline.txt")));
+    assert_eq!(
+        verdicts(&drift),
+        [
+            (CM_TERMINATED_POD_GC, DriftReason::Violation),
+            (CM_PROFILING, DriftReason::Violation),
+        ]
+    );
+    assert!(message(&drift, CM_TERMINATED_POD_GC).contains("not set"));
+    assert!(
+        message(&drift, CM_PROFILING).contains("the default"),
+        "{drift:#?}"
+    );
+    assert_eq!(cm(&flags(fixture!("kcm-hardened-cmdline.txt"))), Vec::new());
+}
+
+#[test]
+fn controller_manager_flags_last_occurrence_wins() {
+    let hardened = fixture!("kcm-hardened-cmdline.txt");
+    // A flag repeated later overrides the compliant one, and the other way round.
+    assert_eq!(
+        verdicts(&cm(&with_args(hardened, &["--profiling=true"]))),
+        [(CM_PROFILING, DriftReason::Violation)]
+    );
+    assert_eq!(
+        verdicts(&cm(&with_args(
+            hardened,
+            &[
+                "--bind-address=0.0.0.0",
+                "--use-service-account-credentials=false"
+            ]
+        ))),
+        [
+            (CM_SERVICE_ACCOUNT_CREDENTIALS, DriftReason::Violation),
+            (CM_BIND_ADDRESS, DriftReason::Violation),
+        ]
+    );
+    assert_eq!(
+        cm(&with_args(
+            hardened,
+            &["--bind-address=0.0.0.0", "--bind-address=::1"]
+        )),
+        Vec::new()
+    );
+    // A boolean never takes the next argument: `--profiling false` is --profiling=true.
+    assert_eq!(
+        verdicts(&cm(&with_args(hardened, &["--profiling", "false"]))),
+        [(CM_PROFILING, DriftReason::Violation)]
+    );
+}
+
+#[test]
+fn controller_manager_feature_gates_merge_over_occurrences() {
+    let hardened = fixture!("kcm-hardened-cmdline.txt");
+    let off = with_args(
+        hardened,
+        &[
+            "--feature-gates=RotateKubeletServerCertificate=false",
+            "--feature-gates=SomeOtherGate=true",
+        ],
+    );
+    let drift = cm(&off);
+    assert_eq!(
+        verdicts(&drift),
+        [(CM_ROTATE_KUBELET_SERVER_CERT, DriftReason::Violation)]
+    );
+    let on_again = with_args(
+        hardened,
+        &[
+            "--feature-gates=RotateKubeletServerCertificate=false,A=true",
+            "--feature-gates=RotateKubeletServerCertificate=true",
+        ],
+    );
+    assert_eq!(cm(&on_again), Vec::new());
+    let invalid = with_args(
+        hardened,
+        &["--feature-gates=RotateKubeletServerCertificate=maybe"],
+    );
+    assert_eq!(
+        verdicts(&cm(&invalid)),
+        [(CM_ROTATE_KUBELET_SERVER_CERT, DriftReason::Unknown)]
+    );
+}
+
+#[test]
+fn terminated_pod_gc_threshold_bounds() {
+    let hardened = fixture!("kcm-hardened-cmdline.txt");
+    for (value, reason) in [
+        ("12501", Some(DriftReason::Violation)),
+        ("0", Some(DriftReason::Violation)),
+        ("-1", Some(DriftReason::Violation)),
+        ("ten", Some(DriftReason::Unknown)),
+        ("12500", None),
+    ] {
+        let flag = format!("--terminated-pod-gc-threshold={value}");
+        let drift = cm(&with_args(hardened, &[&flag]));
+        assert_eq!(
+            verdicts(&drift),
+            reason
+                .map(|r| vec![(CM_TERMINATED_POD_GC, r)])
+                .unwrap_or_default(),
+            "{value}"
+        );
+    }
+    // A lower limit of the baseline's own.
+    let strict: ControllerManagerSettings =
+        serde_saphyr::from_str("maxTerminatedPodGCThreshold: 5\n").unwrap();
+    let drift = evaluate_controller_manager(
+        "cp-1",
+        &observed(controller_manager_settings(&flags(hardened))),
+        &strict,
+    );
+    assert_eq!(
+        verdicts(&drift),
+        [(CM_TERMINATED_POD_GC, DriftReason::Violation)]
+    );
+    assert!(message(&drift, CM_TERMINATED_POD_GC).contains("is 10; the baseline wants at most 5"));
+}
+
+#[test]
+fn scheduler_profiling_comes_from_its_config_file_when_it_has_one() {
+    let kubeadm = flags(fixture!("scheduler-kubeadm-cmdline.txt"));
+    let defaults = SchedulerSettings::default();
+    let drift = evaluate_scheduler(
+        "cp-1",
+        &observed(scheduler_settings(&kubeadm, None).unwrap()),
+        &defaults,
+    );
+    assert_eq!(
+        verdicts(&drift),
+        [(SCHEDULER_PROFILING, DriftReason::Violation)]
+    );
+
+    // With --config the deprecated --profiling flag is ignored: enableProfiling decides.
+    let config = (
+        "/etc/kubernetes/scheduler.yaml",
+        fixture!("scheduler-config.yaml"),
+    );
+    let with_flag = with_args(
+        fixture!("scheduler-kubeadm-cmdline.txt"),
+        &["--profiling=true"],
+    );
+    let settings = scheduler_settings(&with_flag, Some(config)).unwrap();
+    assert_eq!(
+        evaluate_scheduler("cp-1", &observed(settings.clone()), &defaults),
+        Vec::new()
+    );
+    // ... and while that file changed after the start, its passing value is not trusted.
+    let pending = ComponentObservation {
+        pending_restart: true,
+        ..observed(settings)
+    };
+    assert_eq!(
+        verdicts(&evaluate_scheduler("cp-1", &pending, &defaults)),
+        [(SCHEDULER_PROFILING, DriftReason::Unknown)]
+    );
+    // A config file without enableProfiling: the v1 default, true, even with --profiling=false.
+    let no_key = (
+        "/etc/kubernetes/scheduler.yaml",
+        "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n",
+    );
+    let off_flag = with_args(
+        fixture!("scheduler-kubeadm-cmdline.txt"),
+        &["--profiling=false"],
+    );
+    let drift = evaluate_scheduler(
+        "cp-1",
+        &observed(scheduler_settings(&off_flag, Some(no_key)).unwrap()),
+        &defaults,
+    );
+    assert_eq!(
+        verdicts(&drift),
+        [(SCHEDULER_PROFILING, DriftReason::Violation)]
+    );
+    // Without --config, the flag decides.
+    let drift = evaluate_scheduler(
+        "cp-1",
+        &observed(scheduler_settings(&off_flag, None).unwrap()),
+        &defaults,
+    );
+    assert_eq!(drift, Vec::new());
+    // A file the scheduler would not start with is an error, not a default.
+    for bad in [
+        "apiVersion: kubescheduler.config.k8s.io/v1beta3\nkind: KubeSchedulerConfiguration\n",
+        "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nenableProfiling: \"false\"\n",
+        "- not a mapping\n",
+    ] {
+        assert!(
+            scheduler_settings(&off_flag, Some(("/s.yaml", bad))).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn scheduler_bind_address_defaults_to_every_address() {
+    let drift = evaluate_scheduler(
+        "cp-1",
+        &observed(scheduler_settings(&ProcessFlags::parse(&["--profiling=false"]), None).unwrap()),
+        &SchedulerSettings::default(),
+    );
+    assert_eq!(
+        verdicts(&drift),
+        [(SCHEDULER_BIND_ADDRESS, DriftReason::Violation)]
+    );
+    assert!(message(&drift, SCHEDULER_BIND_ADDRESS).contains("0.0.0.0"));
+}
+
+fn etcd_observed(
+    settings: Vec<crate::api::ComponentSetting>,
+    shared: Option<bool>,
+) -> EtcdObservation {
+    EtcdObservation {
+        header: Observation::observed(String::new()),
+        settings,
+        trusted_ca_is_kubernetes_ca: shared,
+        trusted_ca_message: if shared.is_none() {
+            "kube-apiserver --client-ca-file: permission denied".to_owned()
+        } else {
+            String::new()
+        },
+        ..EtcdObservation::default()
+    }
+}
+
+#[test]
+fn kubeadm_etcd_is_compliant_with_its_own_ca() {
+    let settings = etcd_settings(&flags(fixture!("etcd-kubeadm-cmdline.txt")), None).unwrap();
+    let defaults = EtcdServerSettings::default();
+    assert_eq!(
+        evaluate_etcd(
+            "cp-1",
+            &etcd_observed(settings.clone(), Some(false)),
+            &defaults
+        ),
+        Vec::new()
+    );
+    let drift = evaluate_etcd(
+        "cp-1",
+        &etcd_observed(settings.clone(), Some(true)),
+        &defaults,
+    );
+    assert_eq!(
+        verdicts(&drift),
+        [(ETCD_DISTINCT_CA, DriftReason::Violation)]
+    );
+    assert!(message(&drift, ETCD_DISTINCT_CA).contains("/etc/kubernetes/pki/etcd/ca.crt"));
+    // Not comparable: Unknown, never a pass.
+    assert_eq!(
+        verdicts(&evaluate_etcd(
+            "cp-1",
+            &etcd_observed(settings, None),
+            &defaults
+        )),
+        [(ETCD_DISTINCT_CA, DriftReason::Unknown)]
+    );
+}
+
+#[test]
+fn etcd_flags_one_at_a_time() {
+    let kubeadm = fixture!("etcd-kubeadm-cmdline.txt");
+    let defaults = EtcdServerSettings::default();
+    for (extra, check) in [
+        (vec!["--client-cert-auth=false"], ETCD_CLIENT_CERT_AUTH),
+        (vec!["--auto-tls"], ETCD_AUTO_TLS),
+        (
+            vec!["--peer-client-cert-auth=false"],
+            ETCD_PEER_CLIENT_CERT_AUTH,
+        ),
+        (vec!["--peer-auto-tls=true"], ETCD_PEER_AUTO_TLS),
+        (vec!["--cert-file="], ETCD_CLIENT_CERT),
+        (vec!["--peer-key-file="], ETCD_PEER_CERT),
+        (vec!["--trusted-ca-file="], ETCD_DISTINCT_CA),
+    ] {
+        let settings = etcd_settings(&with_args(kubeadm, &extra), None).unwrap();
+        let drift = evaluate_etcd("cp-1", &etcd_observed(settings, Some(false)), &defaults);
+        assert_eq!(
+            verdicts(&drift),
+            [(check, DriftReason::Violation)],
+            "{extra:?}"
+        );
+    }
+    // etcd's boolean TLS flags default to false: without them client auth is off.
+    let bare = ProcessFlags::parse(&[
+        "--cert-file=/s.crt",
+        "--key-file=/s.key",
+        "--peer-cert-file=/p.crt",
+        "--peer-key-file=/p.key",
+        "--trusted-ca-file=/ca.crt",
+    ]);
+    let drift = evaluate_etcd(
+        "cp-1",
+        &etcd_observed(etcd_settings(&bare, None).unwrap(), Some(false)),
+        &defaults,
+    );
+    assert_eq!(
+        verdicts(&drift),
+        [
+            (ETCD_CLIENT_CERT_AUTH, DriftReason::Violation),
+            (ETCD_PEER_CLIENT_CERT_AUTH, DriftReason::Violation),
+        ]
+    );
+}
+
+#[test]
+fn etcd_config_file_replaces_its_flags() {
+    // Compliant flags, but --config-file wins: its peer section turns client certs off and
+    // auto TLS on.
+    let args = flags(fixture!("etcd-kubeadm-cmdline.txt"));
+    let config = ("/etc/etcd/etcd.yaml", fixture!("etcd-config.yaml"));
+    let settings = etcd_settings(&args, Some(config)).unwrap();
+    let peer_auth = settings
+        .iter()
+        .find(|s| s.name == "peer-client-cert-auth")
+        .unwrap();
+    assert_eq!(peer_auth.value, "false");
+    assert_eq!(
+        peer_auth.origin,
+        "peer-transport-security.client-cert-auth in --config-file /etc/etcd/etcd.yaml"
+    );
+    let drift = evaluate_etcd(
+        "cp-1",
+        &etcd_observed(settings, Some(false)),
+        &EtcdServerSettings::default(),
+    );
+    assert_eq!(
+        verdicts(&drift),
+        [
+            (ETCD_PEER_CLIENT_CERT_AUTH, DriftReason::Violation),
+            (ETCD_PEER_AUTO_TLS, DriftReason::Violation),
+        ]
+    );
+    assert!(
+        message(&drift, ETCD_PEER_AUTO_TLS)
+            .contains("peer-transport-security.auto-tls in --config-file"),
+        "{drift:#?}"
+    );
+    // An empty file: nothing set, the flags still ignored.
+    let empty = etcd_settings(&args, Some(("/etc/etcd/etcd.yaml", "name: x\n"))).unwrap();
+    assert_eq!(empty, Vec::new());
+    assert!(
+        etcd_settings(
+            &args,
+            Some((
+                "/e.yaml",
+                "client-transport-security:\n  client-cert-auth: [true]\n"
+            ))
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn an_unobserved_component_is_unknown_for_each_requested_check() {
+    let not_found = ComponentObservation {
+        header: Observation::not_found("no kube-scheduler process of this cluster".to_owned()),
+        ..ComponentObservation::default()
+    };
+    let drift = evaluate_scheduler("cp-1", &not_found, &SchedulerSettings::default());
+    assert_eq!(
+        verdicts(&drift),
+        [
+            (SCHEDULER_PROFILING, DriftReason::Unknown),
+            (SCHEDULER_BIND_ADDRESS, DriftReason::Unknown),
+        ]
+    );
+    assert!(
+        drift[0]
+            .message
+            .contains("no kube-scheduler of this cluster found")
+    );
+    let error = EtcdObservation {
+        header: Observation::error("/etc/etcd/etcd.yaml: not a YAML mapping".to_owned()),
+        ..EtcdObservation::default()
+    };
+    let drift = evaluate_etcd("cp-1", &error, &EtcdServerSettings::default());
+    assert_eq!(drift.len(), 7);
+    assert!(drift.iter().all(|d| d.reason == DriftReason::Unknown));
+    // A check turned off is not reported at all.
+    let only_bind: SchedulerSettings =
+        serde_saphyr::from_str("profilingDisabled: false\n").unwrap();
+    assert_eq!(
+        verdicts(&evaluate_scheduler("cp-1", &not_found, &only_bind)),
+        [(SCHEDULER_BIND_ADDRESS, DriftReason::Unknown)]
+    );
+}
+
+const COMPONENTS_BASELINE: &str =
+    "controlPlane:\n  controllerManager: {}\n  scheduler: {}\n  etcd:\n    server: {}\n";
+
+fn baseline(yaml: &str) -> SecurityBaselineSpec {
+    serde_saphyr::from_str(yaml).unwrap()
+}
+
+#[test]
+fn an_empty_section_asks_for_every_cis_check() {
+    let spec = baseline(COMPONENTS_BASELINE);
+    let requested = super::api_server::control_plane_checks(&spec);
+    let registered: Vec<&str> = CHECKS.iter().map(|c| c.id).collect();
+    assert_eq!(requested, registered);
+    for id in requested {
+        assert!(checks::find(id).is_some(), "{id}");
+    }
+    // The existing etcd section alone does not ask for etcd's own flags.
+    let client_only = baseline("controlPlane:\n  etcd: {clientTLS: true}\n");
+    assert_eq!(
+        super::api_server::control_plane_checks(&client_only),
+        ["etcd.client-tls"]
+    );
+}
+
+#[test]
+fn components_are_checked_on_nodes_running_a_kube_apiserver() {
+    let spec = baseline(COMPONENTS_BASELINE);
+    let mut report = NodeReportSpec {
+        node_name: "cp-1".to_owned(),
+        ..NodeReportSpec::default()
+    };
+    // A worker: nothing of the control plane, and the control plane unobserved once.
+    assert_eq!(evaluate_node(&report, &spec, &BTreeMap::new()), Vec::new());
+    assert_eq!(unobserved_control_plane(&spec, [&report]).len(), 16);
+
+    report.api_server.header = Observation::observed(String::new());
+    report.controller_manager = observed(controller_manager_settings(&flags(fixture!(
+        "kcm-hardened-cmdline.txt"
+    ))));
+    report.scheduler = observed(
+        scheduler_settings(
+            &flags(fixture!("scheduler-kubeadm-cmdline.txt")),
+            Some((
+                "/etc/kubernetes/scheduler.yaml",
+                fixture!("scheduler-config.yaml"),
+            )),
+        )
+        .unwrap(),
+    );
+    report.etcd = etcd_observed(
+        etcd_settings(&flags(fixture!("etcd-kubeadm-cmdline.txt")), None).unwrap(),
+        Some(false),
+    );
+    assert_eq!(evaluate_node(&report, &spec, &BTreeMap::new()), Vec::new());
+    // etcd elsewhere (external etcd): its checks are Unknown on this node.
+    report.etcd = EtcdObservation::default();
+    let drift = evaluate_node(&report, &spec, &BTreeMap::new());
+    assert_eq!(drift.len(), 7);
+    assert!(
+        drift
+            .iter()
+            .all(|d| d.check.starts_with("etcd.") && d.reason == DriftReason::Unknown)
+    );
+    assert_eq!(report.etcd.header.state, ObservationState::NotFound);
+}
