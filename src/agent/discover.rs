@@ -229,16 +229,18 @@ fn find_component(
 }
 
 /// The kubeconfig a kube-controller-manager or kube-scheduler talks to the API server with:
-/// --kubeconfig, else (kube-scheduler) clientConnection.kubeconfig of its --config.
+/// --kubeconfig; for a kube-scheduler with --config, that file's clientConnection.kubeconfig
+/// (the scheduler then ignores its deprecated --kubeconfig flag).
 fn component_kubeconfig(host: &Host, process: &Process) -> Option<String> {
     let flags = ProcessFlags::parse(&process.args);
-    non_empty(flags.get("kubeconfig")).or_else(|| {
-        let config = host
-            .read_text(non_empty(flags.get("config"))?.as_str())
-            .ok()?;
-        let doc: Value = serde_saphyr::from_str(&config).ok()?;
-        non_empty(doc.pointer("/clientConnection/kubeconfig")?.as_str())
-    })
+    match non_empty(flags.get("config")) {
+        Some(config) => {
+            let text = host.read_text(&config).ok()?;
+            let doc: Value = serde_saphyr::from_str(&text).ok()?;
+            non_empty(doc.pointer("/clientConnection/kubeconfig")?.as_str())
+        }
+        None => non_empty(flags.get("kubeconfig")),
+    }
 }
 
 /// etcd's client serving certificate: --cert-file, or the one in its --config-file.

@@ -149,6 +149,7 @@ pub const ETCD_FLAGS: &[&str] = &[
     "peer-cert-file",
     "peer-client-cert-auth",
     "peer-key-file",
+    "peer-trusted-ca-file",
     "trusted-ca-file",
 ];
 
@@ -564,13 +565,12 @@ pub fn evaluate_etcd(
         settings: &observed.settings,
         pending_restart: observed.pending_restart,
     };
-    // etcd's boolean TLS flags all default to false.
     let client_tls = |c: &Component<'_>| c.required(&["cert-file", "key-file"]);
-    let client_auth = |c: &Component<'_>| c.boolean("client-cert-auth", false, true);
-    let auto_tls = |c: &Component<'_>| c.boolean("auto-tls", false, false);
+    let client_auth = |c: &Component<'_>| etcd_requires_certificates(c, "");
+    let auto_tls = |c: &Component<'_>| etcd_auto_tls(c, "");
     let peer_tls = |c: &Component<'_>| c.required(&["peer-cert-file", "peer-key-file"]);
-    let peer_auth = |c: &Component<'_>| c.boolean("peer-client-cert-auth", false, true);
-    let peer_auto_tls = |c: &Component<'_>| c.boolean("peer-auto-tls", false, false);
+    let peer_auth = |c: &Component<'_>| etcd_requires_certificates(c, "peer-");
+    let peer_auto_tls = |c: &Component<'_>| etcd_auto_tls(c, "peer-");
     let distinct = |c: &Component<'_>| distinct_ca(c, observed);
     let all: Vec<Check<'_>> = vec![
         (check_ids::ETCD_CLIENT_CERT, &client_tls),
@@ -583,6 +583,55 @@ pub fn evaluate_etcd(
     ];
     let requested = requested_checks(None, None, Some(settings));
     component.evaluate(node, &only(all, &requested))
+}
+
+/// Whether etcd requires client (`prefix` "") or peer (`prefix` "peer-") certificates. etcd
+/// asks for and verifies them when `--client-cert-auth` is true **or** a
+/// `--trusted-ca-file` is given (client/pkg/transport/listener.go, `ServerConfig`), so
+/// `--client-cert-auth=false` beside a trusted CA still requires them. Both default to off.
+fn etcd_requires_certificates(component: &Component<'_>, prefix: &str) -> Verdict {
+    let auth_flag = format!("{prefix}client-cert-auth");
+    let ca_flag = format!("{prefix}trusted-ca-file");
+    let auth = component.setting(&auth_flag);
+    let ca = component.setting(&ca_flag).filter(|s| !s.value.is_empty());
+    match auth.map(|s| (s, parse_go_bool(&s.value))) {
+        Some((s, None)) => Verdict::Unknown(format!(
+            "etcd {auth_flag} is {:?} ({}), not a boolean",
+            s.value, s.origin
+        )),
+        Some((s, Some(true))) => component.pass_unless_pending(Some(s)),
+        _ if ca.is_some() => component.pass_unless_pending(ca),
+        _ => Verdict::Violation(format!(
+            "etcd does not require {} certificates: {auth_flag} is {} and no --{ca_flag} is given; CIS wants --{auth_flag}=true",
+            if prefix.is_empty() { "client" } else { "peer" },
+            auth.map_or("not set (default false)".to_owned(), |s| format!(
+                "{} ({})",
+                s.value, s.origin
+            ))
+        )),
+    }
+}
+
+/// Whether etcd serves clients (`prefix` "") or peers ("peer-") with a self-signed
+/// certificate: `--auto-tls` is true and neither `--cert-file` nor `--key-file` is given
+/// (with them etcd ignores `--auto-tls`, embed/config.go `ClientSelfCert`).
+fn etcd_auto_tls(component: &Component<'_>, prefix: &str) -> Verdict {
+    let flag = format!("{prefix}auto-tls");
+    match component.boolean(&flag, false, false) {
+        Verdict::Violation(message) => {
+            let certs_given = [format!("{prefix}cert-file"), format!("{prefix}key-file")]
+                .iter()
+                .any(|name| component.setting(name).is_some_and(|s| !s.value.is_empty()));
+            if certs_given {
+                Verdict::Pass
+            } else {
+                Verdict::Violation(format!(
+                    "{message}: without --{prefix}cert-file and --{prefix}key-file it uses a self-signed certificate"
+                ))
+            }
+        }
+        other => other,
+    }
 }
 
 fn distinct_ca(component: &Component<'_>, observed: &EtcdObservation) -> Verdict {

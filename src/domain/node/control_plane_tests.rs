@@ -326,27 +326,55 @@ fn kubeadm_etcd_is_compliant_with_its_own_ca() {
 fn etcd_flags_one_at_a_time() {
     let kubeadm = fixture!("etcd-kubeadm-cmdline.txt");
     let defaults = EtcdServerSettings::default();
-    for (extra, check) in [
-        (vec!["--client-cert-auth=false"], ETCD_CLIENT_CERT_AUTH),
-        (vec!["--auto-tls"], ETCD_AUTO_TLS),
+    for (extra, want) in [
+        // etcd asks for client certificates with a trusted CA even when
+        // --client-cert-auth is false: only without both are they not required.
+        (vec!["--client-cert-auth=false"], vec![]),
         (
-            vec!["--peer-client-cert-auth=false"],
-            ETCD_PEER_CLIENT_CERT_AUTH,
+            vec!["--client-cert-auth=false", "--trusted-ca-file="],
+            vec![ETCD_CLIENT_CERT_AUTH, ETCD_DISTINCT_CA],
         ),
-        (vec!["--peer-auto-tls=true"], ETCD_PEER_AUTO_TLS),
-        (vec!["--cert-file="], ETCD_CLIENT_CERT),
-        (vec!["--peer-key-file="], ETCD_PEER_CERT),
-        (vec!["--trusted-ca-file="], ETCD_DISTINCT_CA),
+        (vec!["--peer-client-cert-auth=false"], vec![]),
+        (
+            vec!["--peer-client-cert-auth=false", "--peer-trusted-ca-file="],
+            vec![ETCD_PEER_CLIENT_CERT_AUTH],
+        ),
+        // --auto-tls is ignored while a certificate and key are given.
+        (vec!["--auto-tls"], vec![]),
+        (
+            vec!["--auto-tls", "--cert-file=", "--key-file="],
+            vec![ETCD_CLIENT_CERT, ETCD_AUTO_TLS],
+        ),
+        (
+            vec![
+                "--peer-auto-tls=true",
+                "--peer-cert-file=",
+                "--peer-key-file=",
+            ],
+            vec![ETCD_PEER_CERT, ETCD_PEER_AUTO_TLS],
+        ),
+        (vec!["--cert-file="], vec![ETCD_CLIENT_CERT]),
+        (vec!["--peer-key-file="], vec![ETCD_PEER_CERT]),
+        (vec!["--trusted-ca-file="], vec![ETCD_DISTINCT_CA]),
+        (vec!["--client-cert-auth=yes"], vec![ETCD_CLIENT_CERT_AUTH]),
     ] {
         let settings = etcd_settings(&with_args(kubeadm, &extra), None).unwrap();
         let drift = evaluate_etcd("cp-1", &etcd_observed(settings, Some(false)), &defaults);
-        assert_eq!(
-            verdicts(&drift),
-            [(check, DriftReason::Violation)],
-            "{extra:?}"
-        );
+        let got: Vec<&str> = drift.iter().map(|d| d.check.as_str()).collect();
+        assert_eq!(got, want, "{extra:?}");
     }
-    // etcd's boolean TLS flags default to false: without them client auth is off.
+    // A value etcd would not have parsed is Unknown, not a violation.
+    let settings = etcd_settings(&with_args(kubeadm, &["--client-cert-auth=yes"]), None).unwrap();
+    assert_eq!(
+        verdicts(&evaluate_etcd(
+            "cp-1",
+            &etcd_observed(settings, Some(false)),
+            &defaults
+        )),
+        [(ETCD_CLIENT_CERT_AUTH, DriftReason::Unknown)]
+    );
+    // etcd's boolean TLS flags default to false: without them (and without a peer CA)
+    // peers are not asked for certificates.
     let bare = ProcessFlags::parse(&[
         "--cert-file=/s.crt",
         "--key-file=/s.key",
@@ -361,17 +389,18 @@ fn etcd_flags_one_at_a_time() {
     );
     assert_eq!(
         verdicts(&drift),
-        [
-            (ETCD_CLIENT_CERT_AUTH, DriftReason::Violation),
-            (ETCD_PEER_CLIENT_CERT_AUTH, DriftReason::Violation),
-        ]
+        [(ETCD_PEER_CLIENT_CERT_AUTH, DriftReason::Violation)]
+    );
+    assert!(
+        drift[0].message.contains("not set (default false)"),
+        "{drift:#?}"
     );
 }
 
 #[test]
 fn etcd_config_file_replaces_its_flags() {
-    // Compliant flags, but --config-file wins: its peer section turns client certs off and
-    // auto TLS on.
+    // Compliant flags, but --config-file wins: its peer section has no certificate, no CA
+    // and turns auto TLS on.
     let args = flags(fixture!("etcd-kubeadm-cmdline.txt"));
     let config = ("/etc/etcd/etcd.yaml", fixture!("etcd-config.yaml"));
     let settings = etcd_settings(&args, Some(config)).unwrap();
@@ -392,6 +421,7 @@ fn etcd_config_file_replaces_its_flags() {
     assert_eq!(
         verdicts(&drift),
         [
+            (ETCD_PEER_CERT, DriftReason::Violation),
             (ETCD_PEER_CLIENT_CERT_AUTH, DriftReason::Violation),
             (ETCD_PEER_AUTO_TLS, DriftReason::Violation),
         ]
@@ -401,7 +431,7 @@ fn etcd_config_file_replaces_its_flags() {
             .contains("peer-transport-security.auto-tls in --config-file"),
         "{drift:#?}"
     );
-    // An empty file: nothing set, the flags still ignored.
+    // A file without TLS sections: nothing set, the flags still ignored.
     let empty = etcd_settings(&args, Some(("/etc/etcd/etcd.yaml", "name: x\n"))).unwrap();
     assert_eq!(empty, Vec::new());
     assert!(
