@@ -247,8 +247,12 @@ fn discovers_kubelet_and_apiserver_from_proc_and_reads_their_files() {
     assert_eq!(api.header.state, ObservationState::Observed);
     assert_eq!(api.flag("authorization-mode"), Some("Node,RBAC"));
     assert_eq!(api.flag("audit-log-maxage"), Some("30"));
-    // Only the flags the checks read are reported.
-    assert_eq!(api.flag("tls-private-key-file"), None);
+    // Only the flags the checks read are reported (paths, never a file's content).
+    assert_eq!(api.flag("advertise-address"), None);
+    assert_eq!(
+        api.flag("tls-private-key-file"),
+        Some("/etc/kubernetes/pki/apiserver.key")
+    );
     assert_eq!(api.audit_policy.header.state, ObservationState::Observed);
     assert_eq!(api.audit_policy.rules.len(), 7);
     assert!(!api.audit_policy.managed);

@@ -937,6 +937,64 @@ pub struct ApiServerSettings {
     /// for secrets (CIS 1.2.27-1.2.28).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption_at_rest: Option<bool>,
+    /// The other flag recommendations of CIS 1.2. `{}` checks every one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flags: Option<ApiServerFlagSettings>,
+}
+
+/// kube-apiserver flag recommendations of CIS 1.2 beyond authentication, authorization,
+/// admission, audit and encryption. Each field defaults to the CIS recommendation; `false`
+/// leaves that check out.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiServerFlagSettings {
+    /// No --token-auth-file (static tokens) (CIS 1.2.2).
+    #[serde(default = "default_true")]
+    pub no_token_auth_file: bool,
+    /// --kubelet-client-certificate and --kubelet-client-key set (CIS 1.2.4).
+    #[serde(default = "default_true")]
+    pub kubelet_client_certificate: bool,
+    /// --kubelet-certificate-authority set (CIS 1.2.5).
+    #[serde(default = "default_true")]
+    pub kubelet_certificate_authority: bool,
+    /// --profiling=false (CIS 1.2.15).
+    #[serde(default = "default_true")]
+    pub profiling_disabled: bool,
+    /// --service-account-lookup not false (CIS 1.2.21).
+    #[serde(default = "default_true")]
+    pub service_account_lookup: bool,
+    /// --service-account-key-file set (CIS 1.2.22).
+    #[serde(default = "default_true")]
+    pub service_account_key_file: bool,
+    /// --tls-cert-file and --tls-private-key-file set (CIS 1.2.24).
+    #[serde(default = "default_true", rename = "tlsCertificate")]
+    pub tls_certificate: bool,
+    /// --client-ca-file set (CIS 1.2.25).
+    #[serde(default = "default_true", rename = "clientCAFile")]
+    pub client_ca_file: bool,
+    /// --tls-cipher-suites set, with strong suites only (CIS 1.2.29).
+    #[serde(default = "default_true")]
+    pub strong_cipher_suites: bool,
+    /// --service-account-extend-token-expiration=false (CIS 1.2.30).
+    #[serde(default = "default_true")]
+    pub no_service_account_token_extension: bool,
+}
+
+impl Default for ApiServerFlagSettings {
+    fn default() -> Self {
+        Self {
+            no_token_auth_file: true,
+            kubelet_client_certificate: true,
+            kubelet_certificate_authority: true,
+            profiling_disabled: true,
+            service_account_lookup: true,
+            service_account_key_file: true,
+            tls_certificate: true,
+            client_ca_file: true,
+            strong_cipher_suites: true,
+            no_service_account_token_extension: true,
+        }
+    }
 }
 
 /// Expected etcd hardening: how the kube-apiserver reaches it (clientTLS) and etcd's own

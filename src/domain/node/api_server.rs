@@ -82,6 +82,19 @@ pub const API_SERVER_FLAGS: &[&str] = &[
     "etcd-keyfile",
     "etcd-servers",
     "secure-port",
+    // The flag-only CIS 1.2 checks (`control_plane::evaluate_api_server_flags`).
+    "client-ca-file",
+    "kubelet-certificate-authority",
+    "kubelet-client-certificate",
+    "kubelet-client-key",
+    "profiling",
+    "service-account-extend-token-expiration",
+    "service-account-key-file",
+    "service-account-lookup",
+    "tls-cert-file",
+    "tls-cipher-suites",
+    "tls-private-key-file",
+    "token-auth-file",
 ];
 
 /// Admission plugins the kube-apiserver enables when --enable-admission-plugins does not
@@ -161,6 +174,9 @@ pub fn evaluate_api_server(
         drift.extend(check_authorization(node, api, api_settings));
         drift.extend(check_admission(node, api, api_settings));
         drift.extend(check_encryption(node, api, api_settings));
+        if let Some(flags) = &api_settings.flags {
+            drift.extend(control_plane::evaluate_api_server_flags(node, api, flags));
+        }
     }
     if let Some(etcd) = &settings.etcd {
         drift.extend(check_etcd_tls(node, api, etcd));
@@ -521,6 +537,9 @@ pub fn control_plane_checks(baseline: &SecurityBaselineSpec) -> Vec<&'static str
             checks.push(check_ids::ADMISSION_PLUGINS);
             if api.encryption_at_rest == Some(true) {
                 checks.push(check_ids::ENCRYPTION_AT_REST);
+            }
+            if let Some(flags) = &api.flags {
+                checks.extend(control_plane::requested_api_server_flag_checks(flags));
             }
         }
         if control_plane

@@ -4,15 +4,18 @@
 //! not given, and the evaluation on one node.
 //!
 //! These components are checked on nodes that run a kube-apiserver (a stacked control plane,
-//! as kubeadm lays it out); one not found there is `Unknown`, never passing.
+//! as kubeadm lays it out); one not found there is `Unknown`, never passing. The
+//! kube-apiserver's flag-only CIS 1.2 checks share the same helpers
+//! ([`evaluate_api_server_flags`]).
 
 use std::net::IpAddr;
 
 use serde_json::Value;
 
 use crate::api::{
-    ComponentObservation, ComponentSetting, ControllerManagerSettings, DriftEntry, DriftReason,
-    EtcdObservation, EtcdServerSettings, Observation, ObservationState, SchedulerSettings,
+    ApiServerFlagSettings, ApiServerObservation, ComponentObservation, ComponentSetting,
+    ControllerManagerSettings, DriftEntry, DriftReason, EtcdObservation, EtcdServerSettings,
+    Observation, ObservationState, SchedulerSettings,
 };
 use crate::domain::checks::CheckInfo;
 use crate::domain::node::config_files::ControlPlaneError;
@@ -39,6 +42,17 @@ pub mod check_ids {
     pub const ETCD_PEER_CLIENT_CERT_AUTH: &str = "etcd.peer-client-cert-auth";
     pub const ETCD_PEER_AUTO_TLS: &str = "etcd.peer-auto-tls";
     pub const ETCD_DISTINCT_CA: &str = "etcd.distinct-ca";
+    pub const API_TOKEN_AUTH_FILE: &str = "apiserver.token-auth-file";
+    pub const API_KUBELET_CLIENT_CERT: &str = "apiserver.kubelet-client-certificate";
+    pub const API_KUBELET_CA: &str = "apiserver.kubelet-certificate-authority";
+    pub const API_PROFILING: &str = "apiserver.profiling";
+    pub const API_SERVICE_ACCOUNT_LOOKUP: &str = "apiserver.service-account-lookup";
+    pub const API_SERVICE_ACCOUNT_KEY: &str = "apiserver.service-account-key-file";
+    pub const API_TLS_CERT: &str = "apiserver.tls-cert-file";
+    pub const API_CLIENT_CA: &str = "apiserver.client-ca-file";
+    pub const API_CIPHER_SUITES: &str = "apiserver.tls-cipher-suites";
+    pub const API_EXTEND_TOKEN_EXPIRATION: &str =
+        "apiserver.service-account-extend-token-expiration";
 }
 
 /// The kube-controller-manager, kube-scheduler and etcd checks, for the registry.
@@ -123,6 +137,71 @@ pub const CHECKS: &[CheckInfo] = &[
         description: "etcd's --trusted-ca-file does not trust the Kubernetes CA (the kube-apiserver's --client-ca-file)",
         cis: &["2.7"],
     },
+    CheckInfo {
+        id: check_ids::API_TOKEN_AUTH_FILE,
+        description: "kube-apiserver accepts no static tokens (--token-auth-file not set)",
+        cis: &["1.2.2"],
+    },
+    CheckInfo {
+        id: check_ids::API_KUBELET_CLIENT_CERT,
+        description: "kube-apiserver authenticates to kubelets with --kubelet-client-certificate and --kubelet-client-key",
+        cis: &["1.2.4"],
+    },
+    CheckInfo {
+        id: check_ids::API_KUBELET_CA,
+        description: "kube-apiserver verifies kubelets' serving certificates (--kubelet-certificate-authority)",
+        cis: &["1.2.5"],
+    },
+    CheckInfo {
+        id: check_ids::API_PROFILING,
+        description: "kube-apiserver runs with --profiling=false",
+        cis: &["1.2.15"],
+    },
+    CheckInfo {
+        id: check_ids::API_SERVICE_ACCOUNT_LOOKUP,
+        description: "kube-apiserver checks that service account tokens' accounts still exist (--service-account-lookup not false)",
+        cis: &["1.2.21"],
+    },
+    CheckInfo {
+        id: check_ids::API_SERVICE_ACCOUNT_KEY,
+        description: "kube-apiserver verifies service account tokens with --service-account-key-file",
+        cis: &["1.2.22"],
+    },
+    CheckInfo {
+        id: check_ids::API_TLS_CERT,
+        description: "kube-apiserver serves with --tls-cert-file and --tls-private-key-file (not a self-signed certificate of its own)",
+        cis: &["1.2.24"],
+    },
+    CheckInfo {
+        id: check_ids::API_CLIENT_CA,
+        description: "kube-apiserver authenticates client certificates against --client-ca-file",
+        cis: &["1.2.25"],
+    },
+    CheckInfo {
+        id: check_ids::API_CIPHER_SUITES,
+        description: "kube-apiserver --tls-cipher-suites is set and lists strong suites only",
+        cis: &["1.2.29"],
+    },
+    CheckInfo {
+        id: check_ids::API_EXTEND_TOKEN_EXPIRATION,
+        description: "kube-apiserver does not extend projected service account tokens (--service-account-extend-token-expiration=false)",
+        cis: &["1.2.30"],
+    },
+];
+
+/// The TLS cipher suites CIS 1.2.29 counts as strong (the list of its remediation).
+pub const STRONG_CIPHER_SUITES: &[&str] = &[
+    "TLS_AES_128_GCM_SHA256",
+    "TLS_AES_256_GCM_SHA384",
+    "TLS_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
 ];
 
 /// The kube-controller-manager flags the checks read (reported, and no others).
@@ -655,6 +734,124 @@ fn distinct_ca(component: &Component<'_>, observed: &EtcdObservation) -> Verdict
             trusted.value, observed.trusted_ca_message
         )),
     }
+}
+
+/// The requested flag-only CIS 1.2 checks of an observed kube-apiserver.
+pub fn evaluate_api_server_flags(
+    node: &str,
+    api: &ApiServerObservation,
+    settings: &ApiServerFlagSettings,
+) -> Vec<DriftEntry> {
+    let settings_given: Vec<ComponentSetting> = api
+        .flags
+        .iter()
+        .map(|f| ComponentSetting {
+            name: f.name.clone(),
+            value: f.value.clone(),
+            origin: format!("flag --{}", f.name),
+        })
+        .collect();
+    let component = Component {
+        name: "kube-apiserver",
+        header: &api.header,
+        settings: &settings_given,
+        // Flags only: always what the running process uses.
+        pending_restart: false,
+    };
+    let token_file = |c: &Component<'_>| match c.setting("token-auth-file") {
+        Some(s) if !s.value.is_empty() => Verdict::Violation(format!(
+            "kube-apiserver accepts the static tokens of --token-auth-file {}; CIS wants it unset",
+            s.value
+        )),
+        _ => Verdict::Pass,
+    };
+    let kubelet_client =
+        |c: &Component<'_>| c.required(&["kubelet-client-certificate", "kubelet-client-key"]);
+    let kubelet_ca = |c: &Component<'_>| c.required(&["kubelet-certificate-authority"]);
+    // --profiling, --service-account-lookup and --service-account-extend-token-expiration
+    // all default to true.
+    let profiling = |c: &Component<'_>| c.boolean("profiling", true, false);
+    let lookup = |c: &Component<'_>| c.boolean("service-account-lookup", true, true);
+    let sa_key = |c: &Component<'_>| c.required(&["service-account-key-file"]);
+    let tls = |c: &Component<'_>| c.required(&["tls-cert-file", "tls-private-key-file"]);
+    let client_ca = |c: &Component<'_>| c.required(&["client-ca-file"]);
+    let ciphers = |c: &Component<'_>| strong_cipher_suites(c);
+    let extend =
+        |c: &Component<'_>| c.boolean("service-account-extend-token-expiration", true, false);
+    let all: Vec<Check<'_>> = vec![
+        (check_ids::API_TOKEN_AUTH_FILE, &token_file),
+        (check_ids::API_KUBELET_CLIENT_CERT, &kubelet_client),
+        (check_ids::API_KUBELET_CA, &kubelet_ca),
+        (check_ids::API_PROFILING, &profiling),
+        (check_ids::API_SERVICE_ACCOUNT_LOOKUP, &lookup),
+        (check_ids::API_SERVICE_ACCOUNT_KEY, &sa_key),
+        (check_ids::API_TLS_CERT, &tls),
+        (check_ids::API_CLIENT_CA, &client_ca),
+        (check_ids::API_CIPHER_SUITES, &ciphers),
+        (check_ids::API_EXTEND_TOKEN_EXPIRATION, &extend),
+    ];
+    component.evaluate(
+        node,
+        &only(all, &requested_api_server_flag_checks(settings)),
+    )
+}
+
+/// Without --tls-cipher-suites Go's defaults apply, which include CBC suites CIS does not
+/// count as strong; with it, every suite must be on CIS's list.
+fn strong_cipher_suites(component: &Component<'_>) -> Verdict {
+    let Some(given) = component.setting("tls-cipher-suites") else {
+        return Verdict::Violation(
+            "kube-apiserver --tls-cipher-suites is not set: Go's default suites (with CBC ones) are offered; CIS wants strong suites only".to_owned(),
+        );
+    };
+    let weak: Vec<&str> = given
+        .value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && !STRONG_CIPHER_SUITES.contains(s))
+        .collect();
+    if weak.is_empty() {
+        Verdict::Pass
+    } else {
+        Verdict::Violation(format!(
+            "kube-apiserver --tls-cipher-suites offers suites CIS does not count as strong: {}",
+            weak.join(", ")
+        ))
+    }
+}
+
+/// IDs of the flag-only CIS 1.2 checks `settings` asks for.
+pub fn requested_api_server_flag_checks(settings: &ApiServerFlagSettings) -> Vec<&'static str> {
+    [
+        (settings.no_token_auth_file, check_ids::API_TOKEN_AUTH_FILE),
+        (
+            settings.kubelet_client_certificate,
+            check_ids::API_KUBELET_CLIENT_CERT,
+        ),
+        (
+            settings.kubelet_certificate_authority,
+            check_ids::API_KUBELET_CA,
+        ),
+        (settings.profiling_disabled, check_ids::API_PROFILING),
+        (
+            settings.service_account_lookup,
+            check_ids::API_SERVICE_ACCOUNT_LOOKUP,
+        ),
+        (
+            settings.service_account_key_file,
+            check_ids::API_SERVICE_ACCOUNT_KEY,
+        ),
+        (settings.tls_certificate, check_ids::API_TLS_CERT),
+        (settings.client_ca_file, check_ids::API_CLIENT_CA),
+        (settings.strong_cipher_suites, check_ids::API_CIPHER_SUITES),
+        (
+            settings.no_service_account_token_extension,
+            check_ids::API_EXTEND_TOKEN_EXPIRATION,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(wanted, id)| wanted.then_some(id))
+    .collect()
 }
 
 /// IDs of the kube-controller-manager, kube-scheduler and etcd checks `settings` asks for.

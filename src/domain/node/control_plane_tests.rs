@@ -492,7 +492,11 @@ fn baseline(yaml: &str) -> SecurityBaselineSpec {
 fn an_empty_section_asks_for_every_cis_check() {
     let spec = baseline(COMPONENTS_BASELINE);
     let requested = super::api_server::control_plane_checks(&spec);
-    let registered: Vec<&str> = CHECKS.iter().map(|c| c.id).collect();
+    let registered: Vec<&str> = CHECKS
+        .iter()
+        .map(|c| c.id)
+        .filter(|id| !id.starts_with("apiserver."))
+        .collect();
     assert_eq!(requested, registered);
     for id in requested {
         assert!(checks::find(id).is_some(), "{id}");
@@ -545,4 +549,124 @@ fn components_are_checked_on_nodes_running_a_kube_apiserver() {
             .all(|d| d.check.starts_with("etcd.") && d.reason == DriftReason::Unknown)
     );
     assert_eq!(report.etcd.header.state, ObservationState::NotFound);
+}
+
+fn api_server(cmdline: &str, more: &[&str]) -> crate::api::ApiServerObservation {
+    let flags = with_args(cmdline, more);
+    crate::api::ApiServerObservation {
+        header: Observation::observed(String::new()),
+        flags: flags
+            .select(super::api_server::API_SERVER_FLAGS)
+            .into_iter()
+            .map(|(name, value)| crate::api::ObservedFlag { name, value })
+            .collect(),
+        ..crate::api::ApiServerObservation::default()
+    }
+}
+
+fn api_flag_checks(more: &[&str]) -> Vec<(String, DriftReason)> {
+    evaluate_api_server_flags(
+        "cp-1",
+        &api_server(
+            include_str!("../../../tests/fixtures/nodes/apiserver/kubeadm-cmdline.txt"),
+            more,
+        ),
+        &crate::api::ApiServerFlagSettings::default(),
+    )
+    .into_iter()
+    .map(|d| (d.check, d.reason))
+    .collect()
+}
+
+const KUBEADM_HARDENING: &[&str] = &[
+    "--kubelet-certificate-authority=/etc/kubernetes/pki/ca.crt",
+    "--profiling=false",
+    "--tls-cipher-suites=TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "--service-account-extend-token-expiration=false",
+];
+
+#[test]
+fn kubeadm_api_server_against_the_other_cis_1_2_flags() {
+    let v = DriftReason::Violation;
+    assert_eq!(
+        api_flag_checks(&[]),
+        [
+            (API_KUBELET_CA.to_owned(), v),
+            (API_PROFILING.to_owned(), v),
+            (API_CIPHER_SUITES.to_owned(), v),
+            (API_EXTEND_TOKEN_EXPIRATION.to_owned(), v),
+        ],
+        "kubeadm's defaults: no kubelet CA, profiling, Go's cipher suites, extended tokens"
+    );
+    assert_eq!(api_flag_checks(KUBEADM_HARDENING), Vec::new());
+    // One setting at a time, given after the compliant one (the last occurrence wins).
+    for (extra, check) in [
+        (
+            "--token-auth-file=/etc/kubernetes/tokens.csv",
+            API_TOKEN_AUTH_FILE,
+        ),
+        ("--profiling=true", API_PROFILING),
+        ("--service-account-lookup=false", API_SERVICE_ACCOUNT_LOOKUP),
+        ("--service-account-key-file=", API_SERVICE_ACCOUNT_KEY),
+        ("--kubelet-client-key=", API_KUBELET_CLIENT_CERT),
+        ("--tls-cert-file=", API_TLS_CERT),
+        ("--client-ca-file=", API_CLIENT_CA),
+        (
+            "--tls-cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+            API_CIPHER_SUITES,
+        ),
+        (
+            "--service-account-extend-token-expiration=true",
+            API_EXTEND_TOKEN_EXPIRATION,
+        ),
+    ] {
+        let mut flags = KUBEADM_HARDENING.to_vec();
+        flags.push(extra);
+        assert_eq!(api_flag_checks(&flags), [(check.to_owned(), v)], "{extra}");
+    }
+    // --tls-cipher-suites accumulates over occurrences, as pflag's string slices do.
+    let mut flags = KUBEADM_HARDENING.to_vec();
+    flags.push("--tls-cipher-suites=TLS_RSA_WITH_AES_128_GCM_SHA256");
+    let drift = evaluate_api_server_flags(
+        "cp-1",
+        &api_server(
+            include_str!("../../../tests/fixtures/nodes/apiserver/kubeadm-cmdline.txt"),
+            &flags,
+        ),
+        &crate::api::ApiServerFlagSettings::default(),
+    );
+    assert_eq!(drift.len(), 1);
+    assert!(
+        drift[0]
+            .message
+            .ends_with(": TLS_RSA_WITH_AES_128_GCM_SHA256"),
+        "{drift:#?}"
+    );
+}
+
+#[test]
+fn api_server_flag_checks_are_requested_through_the_baseline() {
+    let spec = baseline("controlPlane:\n  apiServer:\n    flags: {profilingDisabled: false}\n");
+    let requested = super::api_server::control_plane_checks(&spec);
+    assert!(requested.contains(&API_TOKEN_AUTH_FILE));
+    assert!(!requested.contains(&API_PROFILING));
+    assert_eq!(
+        requested
+            .iter()
+            .filter(|id| CHECKS.iter().any(|c| c.id == **id))
+            .count(),
+        9
+    );
+    // A kube-apiserver that could not be observed: each of them Unknown, never passing.
+    let report = NodeReportSpec {
+        node_name: "cp-1".to_owned(),
+        api_server: crate::api::ApiServerObservation {
+            header: Observation::error("cannot read /proc".to_owned()),
+            ..Default::default()
+        },
+        ..NodeReportSpec::default()
+    };
+    let drift = evaluate_node(&report, &spec, &BTreeMap::new());
+    assert!(drift.iter().any(|d| d.check == API_TOKEN_AUTH_FILE));
+    assert!(drift.iter().all(|d| d.reason == DriftReason::Unknown));
 }

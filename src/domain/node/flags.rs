@@ -12,6 +12,7 @@ const LIST_FLAGS: &[&str] = &[
     "etcd-servers",
     // A map flag: every occurrence adds Name=bool pairs (component-base featuregate).
     "feature-gates",
+    "tls-cipher-suites",
 ];
 
 /// Boolean flags of the kubelet, kube-apiserver, kube-controller-manager, kube-scheduler and
