@@ -1,4 +1,5 @@
-//! CIS 1.3 (kube-controller-manager), 1.4 (kube-scheduler) and 2 (etcd) end to end: the node
+//! CIS 1.2 (the kube-apiserver's other flags), 1.3 (kube-controller-manager), 1.4
+//! (kube-scheduler) and 2 (etcd) end to end: the node
 //! agent (`agent --print --once`, host root /) finds the real processes of e2e/cluster in
 //! /proc, and the checks (`evaluate_node`, which the controller and `check` share) judge its
 //! report. The harness is compliant; each scenario restarts one component with one
@@ -18,8 +19,7 @@ use kube_baseline::domain::node::evaluate::evaluate_node;
 use kube_baseline_e2e::faults::{cluster, cluster_with_env};
 use kube_baseline_e2e::*;
 
-const BASELINE: &str =
-    "controlPlane:\n  controllerManager: {}\n  scheduler: {}\n  etcd:\n    server: {}\n";
+const BASELINE: &str = "controlPlane:\n  apiServer:\n    flags: {}\n  controllerManager: {}\n  scheduler: {}\n  etcd:\n    server: {}\n";
 
 /// The node agent's report of this machine, as the cluster's admin kubeconfig (its CA tells
 /// this cluster's processes from any other control plane running here).
@@ -148,6 +148,39 @@ async fn controller_manager_scheduler_and_etcd_one_setting_at_a_time() {
         !etcd_answers_without_client_cert(),
         "etcd with --client-cert-auth refuses a client without a certificate"
     );
+
+    // kube-apiserver: a second --tls-cipher-suites adds a CBC suite (pflag appends it).
+    {
+        let _api = Restarted::with(
+            "kube-apiserver",
+            "KB_APISERVER_EXTRA_FLAGS",
+            "--tls-cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+        );
+        let found = findings(&observe());
+        assert_eq!(
+            verdicts(&found),
+            [("apiserver.tls-cipher-suites", DriftReason::Violation)]
+        );
+        assert!(
+            found[0].2.ends_with(": TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"),
+            "{found:?}"
+        );
+    }
+    // ... and --service-account-extend-token-expiration back to its default, true.
+    {
+        let _api = Restarted::with(
+            "kube-apiserver",
+            "KB_APISERVER_EXTRA_FLAGS",
+            "--service-account-extend-token-expiration=true",
+        );
+        assert_eq!(
+            verdicts(&findings(&observe())),
+            [(
+                "apiserver.service-account-extend-token-expiration",
+                DriftReason::Violation
+            )]
+        );
+    }
 
     // kube-controller-manager: --profiling=true after the harness's --profiling=false.
     {
