@@ -8,10 +8,12 @@ use serde_json::Value;
 use super::host::{Host, Process, apiserver_args_from_file};
 use super::membership::ClusterCa;
 use super::observe::{
-    ApiServerSources, ComponentSources, EtcdSources, Found, KubeletSources, NodeSources, SourceFile,
+    ApiServerSources, ComponentSources, EtcdSources, Found, KubeletSources, NodeSources,
+    SourceFile, StatedFile,
 };
 use super::version::serving_cert_path;
 use crate::domain::node::control_plane::etcd_settings;
+use crate::domain::node::files::{NamedFile, named_files, named_files_of_flags};
 use crate::domain::node::flags::ProcessFlags;
 
 /// Paths that override discovery (all host paths, resolved under the host root).
@@ -158,14 +160,14 @@ pub fn discover(host: &Host, options: &HostOptions) -> Targets {
     let controller_manager = find_component(host, "kube-controller-manager", "", |process| {
         kubeconfig_is_ours(
             host,
-            &component_kubeconfig(host, process),
+            &component_kubeconfig(host, &process.args),
             &options.cluster_ca,
         )
     });
     let scheduler = find_component(host, "kube-scheduler", "config", |process| {
         kubeconfig_is_ours(
             host,
-            &component_kubeconfig(host, process),
+            &component_kubeconfig(host, &process.args),
             &options.cluster_ca,
         )
     });
@@ -231,8 +233,8 @@ fn find_component(
 /// The kubeconfig a kube-controller-manager or kube-scheduler talks to the API server with:
 /// --kubeconfig; for a kube-scheduler with --config, that file's clientConnection.kubeconfig
 /// (the scheduler then ignores its deprecated --kubeconfig flag).
-fn component_kubeconfig(host: &Host, process: &Process) -> Option<String> {
-    let flags = ProcessFlags::parse(&process.args);
+fn component_kubeconfig(host: &Host, args: &[String]) -> Option<String> {
+    let flags = ProcessFlags::parse(args);
     match non_empty(flags.get("config")) {
         Some(config) => {
             let text = host.read_text(&config).ok()?;
@@ -481,7 +483,68 @@ pub fn read_sources(host: &Host, node_name: &str, targets: &Targets) -> NodeSour
         controller_manager: component(&targets.controller_manager),
         scheduler: component(&targets.scheduler),
         etcd,
+        files: stat_named_files(host, targets),
     }
+}
+
+/// Mode and owner of every file the control-plane processes' flags (or config files) name.
+fn stat_named_files(host: &Host, targets: &Targets) -> Vec<StatedFile> {
+    let mut named: Vec<NamedFile> = Vec::new();
+    if let Found::Found(api) = &targets.api_server {
+        named.extend(named_files_of_flags(
+            "kube-apiserver",
+            &ProcessFlags::parse(&api.args),
+        ));
+    }
+    if let Found::Found(cm) = &targets.controller_manager {
+        named.extend(named_files_of_flags(
+            "kube-controller-manager",
+            &ProcessFlags::parse(&cm.args),
+        ));
+    }
+    if let Found::Found(scheduler) = &targets.scheduler {
+        let kubeconfig = component_kubeconfig(host, &scheduler.args);
+        named.extend(named_files("kube-scheduler", |flag| {
+            (flag == "kubeconfig")
+                .then_some(kubeconfig.as_deref())
+                .flatten()
+        }));
+    }
+    if let Found::Found(etcd) = &targets.etcd {
+        let flags = ProcessFlags::parse(&etcd.args);
+        let config = etcd
+            .config
+            .as_deref()
+            .and_then(|path| Some((path.to_owned(), host.read_text(path).ok()?)));
+        let config_ref = config.as_ref().map(|(p, t)| (p.as_str(), t.as_str()));
+        let settings = etcd_settings(&flags, config_ref).unwrap_or_default();
+        // With --config-file etcd reads its data-dir there too.
+        let data_dir = match &config {
+            Some((_, text)) => serde_saphyr::from_str::<Value>(text)
+                .ok()
+                .and_then(|doc| doc.get("data-dir")?.as_str().map(str::to_owned)),
+            None => flags.get("data-dir").map(str::to_owned),
+        };
+        named.extend(named_files("etcd", |flag| {
+            if flag == "data-dir" {
+                data_dir.as_deref()
+            } else {
+                settings
+                    .iter()
+                    .find(|s| s.name == flag)
+                    .map(|s| s.value.as_str())
+            }
+        }));
+    }
+    named.sort();
+    named.dedup();
+    named
+        .into_iter()
+        .map(|file| StatedFile {
+            stat: host.stat(&file.path).map_err(|e| e.to_string()),
+            file,
+        })
+        .collect()
 }
 
 /// etcd's sources plus the two CA files CIS 2.7 compares: its client --trusted-ca-file and

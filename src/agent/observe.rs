@@ -6,12 +6,13 @@
 
 use serde_json::Value;
 
+use super::host::FileStat;
 use super::membership::ClusterCa;
 use crate::api::{
     ApiServerObservation, AuditPolicyObservation, AuthenticationConfigObservation,
     AuthorizationConfigObservation, ComponentObservation, ComponentSetting, EncryptionObservation,
-    EtcdObservation, KubeletObservation, NODE_REPORT_SCHEMA, NodeReportSpec, Observation,
-    ObservationState, ObservedFlag,
+    EtcdObservation, FileModeObservation, KubeletObservation, NODE_REPORT_SCHEMA, NodeReportSpec,
+    Observation, ObservationState, ObservedFlag,
 };
 use crate::domain::node::api_server::API_SERVER_FLAGS;
 use crate::domain::node::config_files::{
@@ -19,6 +20,7 @@ use crate::domain::node::config_files::{
     secrets_providers,
 };
 use crate::domain::node::control_plane;
+use crate::domain::node::files::NamedFile;
 use crate::domain::node::findings::truncate;
 use crate::domain::node::flags::ProcessFlags;
 use crate::domain::node::{audit_policy, kubelet};
@@ -120,6 +122,16 @@ pub struct EtcdSources {
     pub kubernetes_ca: Option<SourceFile>,
 }
 
+/// A file a control-plane process's flag names, with its mode and owner (None: no such
+/// file), or why they could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatedFile {
+    /// Which file, and what it is.
+    pub file: NamedFile,
+    /// Its mode and owner.
+    pub stat: Result<Option<FileStat>, String>,
+}
+
 /// How a component was found on the node.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Found<T> {
@@ -147,6 +159,8 @@ pub struct NodeSources {
     pub scheduler: Found<ComponentSources>,
     /// etcd.
     pub etcd: Found<EtcdSources>,
+    /// The files the control-plane processes' flags name.
+    pub files: Vec<StatedFile>,
 }
 
 /// Builds the observations of one node. Never fails: what cannot be read or parsed becomes
@@ -186,6 +200,13 @@ pub fn observe(sources: &NodeSources) -> NodeReportSpec {
             control_plane::scheduler_settings,
         ),
         etcd: observe_etcd(&sources.etcd),
+        // The schema's bound; a control plane names about 30 files.
+        files: sources
+            .files
+            .iter()
+            .take(64)
+            .map(observe_file_stat)
+            .collect(),
         enforcement: Vec::new(),
     };
     fit_to_schema(&mut report);
@@ -392,6 +413,26 @@ fn observe_etcd(found: &Found<EtcdSources>) -> EtcdObservation {
         Err(message) => etcd.trusted_ca_message = truncate(message, MESSAGE_MAX),
     }
     etcd
+}
+
+fn observe_file_stat(stated: &StatedFile) -> FileModeObservation {
+    let (header, stat) = match &stated.stat {
+        Ok(Some(stat)) => (Observation::observed(String::new()), Some(stat)),
+        Ok(None) => (Observation::not_found("no such file".to_owned()), None),
+        Err(message) => (
+            Observation::error(truncate(message.clone(), MESSAGE_MAX)),
+            None,
+        ),
+    };
+    FileModeObservation {
+        header,
+        role: truncate(stated.file.role.clone(), 128),
+        class: stated.file.class,
+        path: truncate(stated.file.path.clone(), PATH_MAX),
+        mode: stat.map(|s| format!("{:04o}", s.mode)).unwrap_or_default(),
+        uid: stat.map(|s| s.uid),
+        gid: stat.map(|s| s.gid),
+    }
 }
 
 /// The header and path of a file read, with its text when Observed.

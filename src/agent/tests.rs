@@ -1138,3 +1138,39 @@ fn an_invalid_scheduler_config_is_an_error_not_a_default() {
         report.scheduler.header.message
     );
 }
+
+#[test]
+fn modes_and_owners_of_the_files_the_flags_name_are_reported() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let host = control_plane_components("components-files", "/etcd/ca.crt");
+    std::fs::set_permissions(
+        host.path("/ours/cm.conf"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .expect("chmod");
+    let report = observed_by(&host, cert!("ours-ca.crt"));
+    let find = |role: &str| {
+        report
+            .files
+            .iter()
+            .find(|f| f.role == role)
+            .unwrap_or_else(|| panic!("{role} in {:#?}", report.files))
+    };
+    let kubeconfig = find("kube-controller-manager --kubeconfig");
+    assert_eq!(kubeconfig.path, "/ours/cm.conf");
+    assert_eq!(kubeconfig.mode, "0640");
+    let owner = std::fs::metadata(host.path("/ours/cm.conf")).expect("stat");
+    assert_eq!(
+        (kubeconfig.uid, kubeconfig.gid),
+        (Some(owner.uid()), Some(owner.gid()))
+    );
+    // The scheduler's kubeconfig comes from its --config, and etcd's files from its flags.
+    assert_eq!(find("kube-scheduler --kubeconfig").path, "/ours/cm.conf");
+    let key = find("etcd --key-file");
+    assert_eq!(key.header.state, ObservationState::NotFound);
+    assert_eq!(find("etcd --data-dir").path, "/var/lib/etcd");
+    assert_eq!(find("kube-apiserver --client-ca-file").mode.len(), 4);
+    // Not a file the flags of the other cluster's processes name.
+    assert!(report.files.iter().all(|f| f.path != "/other/cm.conf"));
+    assert!(observe::schema_violations(&report).is_empty());
+}

@@ -67,6 +67,11 @@ pub struct NodeReportSpec {
     /// etcd, when one serving this node's kube-apiserver runs on this node.
     #[serde(default)]
     pub etcd: EtcdObservation,
+    /// Mode and owner of the files the control-plane processes' flags name (kubeconfigs,
+    /// certificates, keys, etcd's data directory), for the CIS 1.1 checks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub files: Vec<FileModeObservation>,
     /// What the agent did (or, without --enforce, would do) with files it manages.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 4))]
@@ -312,6 +317,49 @@ impl EtcdObservation {
     pub fn setting(&self, name: &str) -> Option<&ComponentSetting> {
         self.settings.iter().find(|s| s.name == name)
     }
+}
+
+/// What a file named by a process's flag is, for the CIS limits on its mode and owner.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, schemars::JsonSchema,
+)]
+pub enum FileClass {
+    /// A kubeconfig (credentials): 600 or stricter, root:root (CIS 1.1.15-1.1.18).
+    Kubeconfig,
+    /// A certificate or CA bundle: 644 or stricter, root:root (CIS 1.1.19-1.1.20).
+    Certificate,
+    /// A private key: 600 or stricter, root:root (CIS 1.1.19, 1.1.21).
+    PrivateKey,
+    /// etcd's data directory: 700 or stricter (CIS 1.1.11).
+    EtcdDataDir,
+}
+
+/// Mode and owner of one file a control-plane process's flag names.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[schemars(transform = StateDoc("Observed, NotFound (no such file) or Error (cannot be read)."))]
+#[serde(rename_all = "camelCase")]
+pub struct FileModeObservation {
+    /// `state` and `message`, flattened into this object.
+    #[serde(flatten)]
+    pub header: Observation,
+    /// Which process and flag name it, e.g. "kube-controller-manager --kubeconfig".
+    #[schemars(length(max = 128))]
+    pub role: String,
+    /// What it is.
+    pub class: FileClass,
+    /// The host path.
+    #[schemars(length(max = 4096))]
+    pub path: String,
+    /// Its permission bits in octal, e.g. "0600" (set when Observed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 8))]
+    pub mode: String,
+    /// Owner user ID (set when Observed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// Owner group ID (set when Observed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
 }
 
 /// One setting of a control-plane component, by flag name.

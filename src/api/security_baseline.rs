@@ -750,6 +750,33 @@ pub struct ControlPlaneSettings {
     /// kube-apiserver. `{}` checks every CIS recommendation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduler: Option<SchedulerSettings>,
+    /// Mode and owner of the files the control-plane processes' flags name (CIS 1.1),
+    /// checked on every node running a kube-apiserver. `{}` checks every CIS recommendation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<ControlPlaneFileSettings>,
+}
+
+/// Expected modes and owners of control-plane files (CIS 1.1). Each field defaults to true;
+/// `false` leaves those checks out.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlPlaneFileSettings {
+    /// Kubeconfigs and private keys 600, certificates 644, etcd's data directory 700, or
+    /// stricter (CIS 1.1.11, 1.1.15, 1.1.17, 1.1.20, 1.1.21).
+    #[serde(default = "default_true")]
+    pub permissions: bool,
+    /// Kubeconfigs, certificates and keys owned by root:root (CIS 1.1.16, 1.1.18, 1.1.19).
+    #[serde(default = "default_true")]
+    pub ownership: bool,
+}
+
+impl Default for ControlPlaneFileSettings {
+    fn default() -> Self {
+        Self {
+            permissions: true,
+            ownership: true,
+        }
+    }
 }
 
 /// Expected kube-controller-manager hardening (CIS 1.3). Each field defaults to the CIS

@@ -12,6 +12,7 @@ use crate::domain::checks::CheckInfo;
 use crate::domain::node::audit_policy;
 use crate::domain::node::config_files::*;
 use crate::domain::node::control_plane;
+use crate::domain::node::files;
 use crate::domain::node::findings::node_drift;
 use crate::domain::node::flags::*;
 
@@ -207,6 +208,9 @@ pub fn evaluate_components(
     }
     if let Some(server) = settings.etcd.as_ref().and_then(|e| e.server.as_ref()) {
         drift.extend(control_plane::evaluate_etcd(node, &report.etcd, server));
+    }
+    if let Some(files) = &settings.files {
+        drift.extend(files::evaluate_files(node, report, files));
     }
     drift
 }
@@ -554,6 +558,9 @@ pub fn control_plane_checks(baseline: &SecurityBaselineSpec) -> Vec<&'static str
             control_plane.scheduler.as_ref(),
             control_plane.etcd.as_ref().and_then(|e| e.server.as_ref()),
         ));
+        if let Some(settings) = &control_plane.files {
+            checks.extend(files::requested_checks(settings));
+        }
     }
     checks
 }

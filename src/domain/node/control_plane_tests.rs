@@ -670,3 +670,185 @@ fn api_server_flag_checks_are_requested_through_the_baseline() {
     assert!(drift.iter().any(|d| d.check == API_TOKEN_AUTH_FILE));
     assert!(drift.iter().all(|d| d.reason == DriftReason::Unknown));
 }
+
+mod files {
+    use super::*;
+    use crate::api::{ControlPlaneFileSettings, FileClass, FileModeObservation};
+    use crate::domain::node::files::check_ids::*;
+    use crate::domain::node::files::{evaluate_files, named_files_of_flags};
+
+    fn file(role: &str, class: FileClass, mode: &str, owner: (u32, u32)) -> FileModeObservation {
+        FileModeObservation {
+            header: Observation::observed(String::new()),
+            role: role.to_owned(),
+            class,
+            path: format!("/etc/kubernetes/{}", role.replace(' ', "")),
+            mode: mode.to_owned(),
+            uid: Some(owner.0),
+            gid: Some(owner.1),
+        }
+    }
+
+    /// A control-plane node whose processes all run, with kubeadm's modes and owners.
+    fn kubeadm_node() -> NodeReportSpec {
+        let observed = Observation::observed(String::new());
+        let mut report = NodeReportSpec {
+            node_name: "cp-1".to_owned(),
+            ..NodeReportSpec::default()
+        };
+        report.api_server.header = observed.clone();
+        report.controller_manager.header = observed.clone();
+        report.scheduler.header = observed.clone();
+        report.etcd.header = observed;
+        report.files = vec![
+            file(
+                "kube-controller-manager --kubeconfig",
+                FileClass::Kubeconfig,
+                "0600",
+                (0, 0),
+            ),
+            file(
+                "kube-scheduler --kubeconfig",
+                FileClass::Kubeconfig,
+                "0600",
+                (0, 0),
+            ),
+            file(
+                "kube-apiserver --client-ca-file",
+                FileClass::Certificate,
+                "0644",
+                (0, 0),
+            ),
+            file(
+                "kube-apiserver --tls-private-key-file",
+                FileClass::PrivateKey,
+                "0600",
+                (0, 0),
+            ),
+            file("etcd --data-dir", FileClass::EtcdDataDir, "0700", (0, 0)),
+        ];
+        report
+    }
+
+    fn checks(report: &NodeReportSpec) -> Vec<(String, DriftReason)> {
+        evaluate_files("cp-1", report, &ControlPlaneFileSettings::default())
+            .into_iter()
+            .map(|d| (d.check, d.reason))
+            .collect()
+    }
+
+    #[test]
+    fn kubeadm_modes_and_owners_pass() {
+        assert_eq!(checks(&kubeadm_node()), Vec::new());
+    }
+
+    #[test]
+    fn one_file_too_open_or_owned_by_someone_else_at_a_time() {
+        let v = DriftReason::Violation;
+        for (index, mode, owner, want) in [
+            (0, "0644", (0, 0), KUBECONFIG_PERMISSIONS),
+            (1, "0600", (1000, 0), KUBECONFIG_OWNERSHIP),
+            (2, "0664", (0, 0), CERTIFICATE_PERMISSIONS),
+            (2, "0644", (0, 1000), PKI_OWNERSHIP),
+            (3, "0640", (0, 0), PRIVATE_KEY_PERMISSIONS),
+            (4, "0750", (0, 0), ETCD_DATA_DIR_PERMISSIONS),
+            // setuid counts as more permissive.
+            (3, "4600", (0, 0), PRIVATE_KEY_PERMISSIONS),
+        ] {
+            let mut report = kubeadm_node();
+            report.files[index].mode = mode.to_owned();
+            report.files[index].uid = Some(owner.0);
+            report.files[index].gid = Some(owner.1);
+            assert_eq!(checks(&report), [(want.to_owned(), v)], "{mode} {owner:?}");
+        }
+        // Stricter than the limit passes.
+        let mut report = kubeadm_node();
+        report.files[2].mode = "0400".to_owned();
+        report.files[4].mode = "0500".to_owned();
+        assert_eq!(checks(&report), Vec::new());
+    }
+
+    #[test]
+    fn what_cannot_be_seen_is_unknown() {
+        let mut report = kubeadm_node();
+        report.files[3].header = Observation::not_found("no such file".to_owned());
+        report.files[3].mode.clear();
+        assert_eq!(
+            checks(&report),
+            [
+                (PRIVATE_KEY_PERMISSIONS.to_owned(), DriftReason::Unknown),
+                (PKI_OWNERSHIP.to_owned(), DriftReason::Unknown),
+            ]
+        );
+        // No kube-scheduler observed: its kubeconfig is unknown, even if the
+        // kube-controller-manager's passes.
+        let mut report = kubeadm_node();
+        report.scheduler.header = Observation::not_found(String::new());
+        report.files.remove(1);
+        assert_eq!(
+            checks(&report),
+            [
+                (KUBECONFIG_PERMISSIONS.to_owned(), DriftReason::Unknown),
+                (KUBECONFIG_OWNERSHIP.to_owned(), DriftReason::Unknown),
+            ]
+        );
+        // A violation is reported as such even when another file is unknown.
+        report.files[0].mode = "0666".to_owned();
+        assert_eq!(
+            checks(&report)[0],
+            (KUBECONFIG_PERMISSIONS.to_owned(), DriftReason::Violation)
+        );
+    }
+
+    #[test]
+    fn the_files_come_from_the_flags() {
+        let named = named_files_of_flags(
+            "kube-controller-manager",
+            &flags(fixture!("kcm-kubeadm-cmdline.txt")),
+        );
+        let roles: Vec<(&str, FileClass, &str)> = named
+            .iter()
+            .map(|f| (f.role.as_str(), f.class, f.path.as_str()))
+            .collect();
+        assert_eq!(
+            roles,
+            [
+                (
+                    "kube-controller-manager --kubeconfig",
+                    FileClass::Kubeconfig,
+                    "/etc/kubernetes/controller-manager.conf"
+                ),
+                (
+                    "kube-controller-manager --root-ca-file",
+                    FileClass::Certificate,
+                    "/etc/kubernetes/pki/ca.crt"
+                ),
+                (
+                    "kube-controller-manager --service-account-private-key-file",
+                    FileClass::PrivateKey,
+                    "/etc/kubernetes/pki/sa.key"
+                ),
+                (
+                    "kube-controller-manager --cluster-signing-cert-file",
+                    FileClass::Certificate,
+                    "/etc/kubernetes/pki/ca.crt"
+                ),
+                (
+                    "kube-controller-manager --cluster-signing-key-file",
+                    FileClass::PrivateKey,
+                    "/etc/kubernetes/pki/ca.key"
+                ),
+            ]
+        );
+        let spec = baseline("controlPlane:\n  files: {ownership: false}\n");
+        assert_eq!(
+            super::super::api_server::control_plane_checks(&spec),
+            [
+                KUBECONFIG_PERMISSIONS,
+                CERTIFICATE_PERMISSIONS,
+                PRIVATE_KEY_PERMISSIONS,
+                ETCD_DATA_DIR_PERMISSIONS
+            ]
+        );
+    }
+}

@@ -10,6 +10,7 @@ pub mod audit_policy;
 pub mod config_files;
 pub mod control_plane;
 pub mod evaluate;
+pub mod files;
 pub mod findings;
 pub mod flags;
 pub mod kubelet;
