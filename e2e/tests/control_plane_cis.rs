@@ -19,7 +19,7 @@ use kube_baseline::domain::node::evaluate::evaluate_node;
 use kube_baseline_e2e::faults::{cluster, cluster_with_env};
 use kube_baseline_e2e::*;
 
-const BASELINE: &str = "controlPlane:\n  apiServer:\n    flags: {}\n  controllerManager: {}\n  scheduler: {}\n  etcd:\n    server: {}\n";
+const BASELINE: &str = "controlPlane:\n  apiServer:\n    flags: {}\n  controllerManager: {}\n  scheduler: {}\n  etcd:\n    server: {}\n  files: {ownership: OWNERSHIP}\n";
 
 /// The node agent's report of this machine, as the cluster's admin kubeconfig (its CA tells
 /// this cluster's processes from any other control plane running here).
@@ -46,9 +46,14 @@ fn observe() -> NodeReport {
     serde_saphyr::from_str(stdout.trim_start_matches("---\n")).expect("a NodeReport")
 }
 
-/// Every finding of the CIS baseline on this machine: (check, reason, message).
+/// Every finding of the CIS baseline on this machine: (check, reason, message). File owners
+/// are checked when the harness's files are root's (CIS wants root:root): when it runs as
+/// root.
 fn findings(report: &NodeReport) -> Vec<(String, DriftReason, String)> {
-    let spec: SecurityBaselineSpec = serde_saphyr::from_str(BASELINE).expect("baseline");
+    use std::os::unix::fs::MetadataExt;
+    let as_root = std::fs::metadata(cluster_dir()).expect("cluster dir").uid() == 0;
+    let baseline = BASELINE.replace("OWNERSHIP", &as_root.to_string());
+    let spec: SecurityBaselineSpec = serde_saphyr::from_str(&baseline).expect("baseline");
     evaluate_node(&report.spec, &spec, &BTreeMap::new())
         .into_iter()
         .map(|d| (d.check, d.reason, d.message))
@@ -148,6 +153,28 @@ async fn controller_manager_scheduler_and_etcd_one_setting_at_a_time() {
         !etcd_answers_without_client_cert(),
         "etcd with --client-cert-auth refuses a client without a certificate"
     );
+
+    // File modes (CIS 1.1), as the running processes' flags name the files: one file made
+    // too open at a time, then restored.
+    use std::os::unix::fs::PermissionsExt;
+    let kubeconfig = cluster_dir().join("kube-controller-manager.kubeconfig");
+    let data_dir = cluster_dir().join("etcd");
+    let key = pki("apiserver.key");
+    for (path, open, restore, check) in [
+        (&kubeconfig, 0o644, 0o600, "files.kubeconfig-permissions"),
+        (&data_dir, 0o750, 0o700, "files.etcd-data-dir-permissions"),
+        (&key, 0o640, 0o600, "files.private-key-permissions"),
+    ] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(open)).expect("chmod");
+        let found = findings(&observe());
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(restore))
+            .expect("chmod back");
+        assert_eq!(verdicts(&found), [(check, DriftReason::Violation)]);
+        assert!(
+            found[0].2.contains(&path.display().to_string()),
+            "{found:?}"
+        );
+    }
 
     // kube-apiserver: a second --tls-cipher-suites adds a CBC suite (pflag appends it).
     {
