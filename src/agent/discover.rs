@@ -13,8 +13,9 @@ use super::observe::{
 };
 use super::version::serving_cert_path;
 use crate::domain::node::control_plane::etcd_settings;
-use crate::domain::node::files::{NamedFile, named_files, named_files_of_flags};
+use crate::domain::node::files::{NamedFile, kubelet_files, named_files, named_files_of_flags};
 use crate::domain::node::flags::ProcessFlags;
+use crate::domain::node::kubelet::effective_config;
 
 /// Paths that override discovery (all host paths, resolved under the host root).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -487,9 +488,45 @@ pub fn read_sources(host: &Host, node_name: &str, targets: &Targets) -> NodeSour
     }
 }
 
+/// The kubelet's client CA file: --client-ca-file, else authentication.x509.clientCAFile of
+/// its merged configuration (None when that cannot be read: its checks then see no file).
+fn kubelet_client_ca(host: &Host, kubelet: &KubeletTarget, flags: &ProcessFlags) -> Option<String> {
+    if let Some(path) = non_empty(flags.get("client-ca-file")) {
+        return Some(path);
+    }
+    let config = match &kubelet.config {
+        Some(path) => Some(host.read_text(path).ok()?),
+        None => None,
+    };
+    let drop_ins: Vec<(String, String)> = match &kubelet.config_dir {
+        Some(dir) => host
+            .list_drop_ins(dir)
+            .ok()?
+            .into_iter()
+            .filter_map(|(relative, path)| Some((relative, host.read_text(&path).ok()?)))
+            .collect(),
+        None => Vec::new(),
+    };
+    let effective = effective_config(config.as_deref(), &drop_ins, flags).ok()?;
+    non_empty(
+        effective
+            .config
+            .pointer("/authentication/x509/clientCAFile")
+            .and_then(Value::as_str),
+    )
+}
+
 /// Mode and owner of every file the control-plane processes' flags (or config files) name.
 fn stat_named_files(host: &Host, targets: &Targets) -> Vec<StatedFile> {
     let mut named: Vec<NamedFile> = Vec::new();
+    if let Found::Found(kubelet) = &targets.kubelet {
+        let flags = ProcessFlags::parse(&kubelet.args);
+        named.extend(kubelet_files(
+            flags.get("kubeconfig"),
+            kubelet.config.as_deref(),
+            kubelet_client_ca(host, kubelet, &flags).as_deref(),
+        ));
+    }
     if let Found::Found(api) = &targets.api_server {
         named.extend(named_files_of_flags(
             "kube-apiserver",

@@ -1174,3 +1174,68 @@ fn modes_and_owners_of_the_files_the_flags_name_are_reported() {
     assert!(report.files.iter().all(|f| f.path != "/other/cm.conf"));
     assert!(observe::schema_violations(&report).is_empty());
 }
+
+#[test]
+fn the_kubelets_files_are_stat_ed_where_its_flags_and_config_name_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let host = two_clusters("kubelet-files");
+    host.file(
+        "/ours/kubelet-config.yaml",
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nauthentication:\n  x509:\n    clientCAFile: /ours/ca.crt\n",
+    )
+    .process(
+        700,
+        "/usr/bin/kubelet\n--kubeconfig=/ours/kubelet.conf\n--config=/ours/kubelet-config.yaml",
+    );
+    std::fs::set_permissions(
+        host.path("/ours/kubelet-config.yaml"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    let options = HostOptions {
+        cluster_ca: membership::ClusterCa::from_pem(cert!("ours-ca.crt")).expect("CA"),
+        ..HostOptions::default()
+    };
+    // The oldest kubelet of ours is PID 600 (no --config): point at PID 700's files instead.
+    let report = pass(&host.host(), &options, "n", &Desired::default(), false).report;
+    let roles: Vec<(&str, &str)> = report
+        .files
+        .iter()
+        .filter(|f| f.role.starts_with("kubelet "))
+        .map(|f| (f.role.as_str(), f.path.as_str()))
+        .collect();
+    assert_eq!(roles, [("kubelet --kubeconfig", "/ours/kubelet.conf")]);
+
+    let host = FakeHost::new("kubelet-files-config");
+    host.file("/ours/ca.crt", cert!("ours-ca.crt"))
+        .file("/ours/kubelet.conf", &kubeconfig_with_ca_file("/ours/ca.crt"))
+        .file(
+            "/ours/kubelet-config.yaml",
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nauthentication:\n  x509:\n    clientCAFile: /ours/ca.crt\n",
+        )
+        .process(
+            700,
+            "/usr/bin/kubelet\n--kubeconfig=/ours/kubelet.conf\n--config=/ours/kubelet-config.yaml",
+        );
+    std::fs::set_permissions(
+        host.path("/ours/kubelet-config.yaml"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    let report = pass(&host.host(), &options, "n", &Desired::default(), false).report;
+    let files: Vec<(&str, &str, &str)> = report
+        .files
+        .iter()
+        .map(|f| (f.role.as_str(), f.path.as_str(), f.mode.as_str()))
+        .collect();
+    assert!(
+        files.contains(&("kubelet --config", "/ours/kubelet-config.yaml", "0644")),
+        "{files:?}"
+    );
+    assert!(
+        files
+            .iter()
+            .any(|(role, path, _)| *role == "kubelet clientCAFile" && *path == "/ours/ca.crt"),
+        "clientCAFile from the merged configuration: {files:?}"
+    );
+}

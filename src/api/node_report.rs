@@ -67,8 +67,9 @@ pub struct NodeReportSpec {
     /// etcd, when one serving this node's kube-apiserver runs on this node.
     #[serde(default)]
     pub etcd: EtcdObservation,
-    /// Mode and owner of the files the control-plane processes' flags name (kubeconfigs,
-    /// certificates, keys, etcd's data directory), for the CIS 1.1 checks.
+    /// Mode and owner of the files the control-plane processes' and the kubelet's flags name
+    /// (kubeconfigs, certificates, keys, etcd's data directory, the kubelet's config and
+    /// client CA file), for the CIS 1.1 and 4.1 checks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub files: Vec<FileModeObservation>,
@@ -332,6 +333,8 @@ pub enum FileClass {
     PrivateKey,
     /// etcd's data directory: 700 or stricter (CIS 1.1.11).
     EtcdDataDir,
+    /// The kubelet's --config file: 600 or stricter, root:root (CIS 4.1.9-4.1.10).
+    KubeletConfig,
 }
 
 /// Mode and owner of one file a control-plane process's flag names.

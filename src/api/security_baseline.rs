@@ -688,6 +688,10 @@ pub struct KubeletBaseline {
     /// Expected values of the kubelet's effective configuration.
     #[serde(default)]
     pub settings: KubeletSettings,
+    /// Mode and owner of the kubelet's kubeconfig, client CA file and config file (CIS
+    /// 4.1.5-4.1.10). `{}` checks every CIS recommendation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<FileSettings>,
 }
 
 /// Expected kubelet settings (KubeletConfiguration fields). Unset fields are not checked.
@@ -753,14 +757,15 @@ pub struct ControlPlaneSettings {
     /// Mode and owner of the files the control-plane processes' flags name (CIS 1.1),
     /// checked on every node running a kube-apiserver. `{}` checks every CIS recommendation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub files: Option<ControlPlaneFileSettings>,
+    pub files: Option<FileSettings>,
 }
 
-/// Expected modes and owners of control-plane files (CIS 1.1). Each field defaults to true;
-/// `false` leaves those checks out.
+/// Expected modes and owners of the files a component's flags name (CIS 1.1 for the control
+/// plane, 4.1 for the kubelet). Each field defaults to true; `false` leaves those checks
+/// out.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct ControlPlaneFileSettings {
+pub struct FileSettings {
     /// Kubeconfigs and private keys 600, certificates 644, etcd's data directory 700, or
     /// stricter (CIS 1.1.11, 1.1.15, 1.1.17, 1.1.20, 1.1.21).
     #[serde(default = "default_true")]
@@ -770,7 +775,7 @@ pub struct ControlPlaneFileSettings {
     pub ownership: bool,
 }
 
-impl Default for ControlPlaneFileSettings {
+impl Default for FileSettings {
     fn default() -> Self {
         Self {
             permissions: true,

@@ -673,7 +673,7 @@ fn api_server_flag_checks_are_requested_through_the_baseline() {
 
 mod files {
     use super::*;
-    use crate::api::{ControlPlaneFileSettings, FileClass, FileModeObservation};
+    use crate::api::{FileClass, FileModeObservation, FileSettings};
     use crate::domain::node::files::check_ids::*;
     use crate::domain::node::files::{evaluate_files, named_files_of_flags};
 
@@ -731,7 +731,7 @@ mod files {
     }
 
     fn checks(report: &NodeReportSpec) -> Vec<(String, DriftReason)> {
-        evaluate_files("cp-1", report, &ControlPlaneFileSettings::default())
+        evaluate_files("cp-1", report, &FileSettings::default())
             .into_iter()
             .map(|d| (d.check, d.reason))
             .collect()
@@ -849,6 +849,95 @@ mod files {
                 PRIVATE_KEY_PERMISSIONS,
                 ETCD_DATA_DIR_PERMISSIONS
             ]
+        );
+    }
+}
+
+mod kubelet_files {
+    use super::*;
+    use crate::api::{FileClass, FileModeObservation, KubeletObservation};
+    use crate::domain::node::files::check_ids::*;
+    use crate::domain::node::files::*;
+
+    fn worker(files: Vec<FileModeObservation>) -> NodeReportSpec {
+        NodeReportSpec {
+            node_name: "worker-1".to_owned(),
+            kubelet: KubeletObservation {
+                header: Observation::observed(String::new()),
+                ..KubeletObservation::default()
+            },
+            files,
+            ..NodeReportSpec::default()
+        }
+    }
+
+    fn file(role: &str, class: FileClass, mode: &str, uid: u32) -> FileModeObservation {
+        FileModeObservation {
+            header: Observation::observed(String::new()),
+            role: role.to_owned(),
+            class,
+            path: format!("/var/lib/kubelet/{}", role.len()),
+            mode: mode.to_owned(),
+            uid: Some(uid),
+            gid: Some(0),
+        }
+    }
+
+    fn kubeadm_files() -> Vec<FileModeObservation> {
+        vec![
+            file(KUBELET_KUBECONFIG_ROLE, FileClass::Kubeconfig, "0600", 0),
+            file(KUBELET_CONFIG_ROLE, FileClass::KubeletConfig, "0600", 0),
+            file(KUBELET_CLIENT_CA_ROLE, FileClass::Certificate, "0644", 0),
+        ]
+    }
+
+    fn found(report: &NodeReportSpec) -> Vec<(String, DriftReason)> {
+        let spec = baseline("kubelet:\n  files: {}\n");
+        evaluate_node(report, &spec, &BTreeMap::new())
+            .into_iter()
+            .map(|d| (d.check, d.reason))
+            .collect()
+    }
+
+    #[test]
+    fn kubelet_files_one_at_a_time() {
+        assert_eq!(found(&worker(kubeadm_files())), Vec::new());
+        let v = DriftReason::Violation;
+        for (index, mode, uid, want) in [
+            (0, "0644", 0, KUBELET_KUBECONFIG_PERMISSIONS),
+            (0, "0600", 1000, KUBELET_KUBECONFIG_OWNERSHIP),
+            (1, "0640", 0, KUBELET_CONFIG_PERMISSIONS),
+            (1, "0600", 1000, KUBELET_CONFIG_OWNERSHIP),
+            (2, "0666", 0, KUBELET_CLIENT_CA_PERMISSIONS),
+            (2, "0644", 1000, KUBELET_CLIENT_CA_OWNERSHIP),
+        ] {
+            let mut files = kubeadm_files();
+            files[index].mode = mode.to_owned();
+            files[index].uid = Some(uid);
+            assert_eq!(
+                found(&worker(files)),
+                [(want.to_owned(), v)],
+                "{index} {mode} {uid}"
+            );
+        }
+        // No --config: nothing to check for it. A kubelet kubeconfig never counts as a
+        // control-plane kubeconfig.
+        let mut files = kubeadm_files();
+        files.remove(1);
+        assert_eq!(found(&worker(files)), Vec::new());
+    }
+
+    #[test]
+    fn an_unobserved_kubelet_or_node_is_unknown_for_its_files() {
+        let mut report = worker(Vec::new());
+        report.kubelet.header = Observation::not_found("no kubelet process found".to_owned());
+        let drift = found(&report);
+        assert_eq!(drift.len(), 6);
+        assert!(drift.iter().all(|(_, r)| *r == DriftReason::Unknown));
+        let spec = baseline("kubelet:\n  files: {ownership: false}\n");
+        assert_eq!(
+            crate::domain::node::evaluate::unknown_node("worker-9", &spec).len(),
+            3
         );
     }
 }

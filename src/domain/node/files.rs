@@ -4,8 +4,8 @@
 //! default locations.
 
 use crate::api::{
-    ControlPlaneFileSettings, DriftEntry, DriftReason, FileClass, FileModeObservation,
-    NodeObservations, ObservationState,
+    DriftEntry, DriftReason, FileClass, FileModeObservation, FileSettings, NodeObservations,
+    ObservationState,
 };
 use crate::domain::checks::CheckInfo;
 use crate::domain::node::findings::node_drift;
@@ -19,6 +19,12 @@ pub mod check_ids {
     pub const PRIVATE_KEY_PERMISSIONS: &str = "files.private-key-permissions";
     pub const PKI_OWNERSHIP: &str = "files.pki-ownership";
     pub const ETCD_DATA_DIR_PERMISSIONS: &str = "files.etcd-data-dir-permissions";
+    pub const KUBELET_KUBECONFIG_PERMISSIONS: &str = "files.kubelet-kubeconfig-permissions";
+    pub const KUBELET_KUBECONFIG_OWNERSHIP: &str = "files.kubelet-kubeconfig-ownership";
+    pub const KUBELET_CLIENT_CA_PERMISSIONS: &str = "files.kubelet-client-ca-permissions";
+    pub const KUBELET_CLIENT_CA_OWNERSHIP: &str = "files.kubelet-client-ca-ownership";
+    pub const KUBELET_CONFIG_PERMISSIONS: &str = "files.kubelet-config-permissions";
+    pub const KUBELET_CONFIG_OWNERSHIP: &str = "files.kubelet-config-ownership";
 }
 
 /// The file checks, for the registry.
@@ -53,7 +59,154 @@ pub const CHECKS: &[CheckInfo] = &[
         description: "etcd's --data-dir is 700 or stricter",
         cis: &["1.1.11"],
     },
+    CheckInfo {
+        id: check_ids::KUBELET_KUBECONFIG_PERMISSIONS,
+        description: "The kubelet's --kubeconfig is 600 or stricter",
+        cis: &["4.1.5"],
+    },
+    CheckInfo {
+        id: check_ids::KUBELET_KUBECONFIG_OWNERSHIP,
+        description: "The kubelet's --kubeconfig is owned by root:root",
+        cis: &["4.1.6"],
+    },
+    CheckInfo {
+        id: check_ids::KUBELET_CLIENT_CA_PERMISSIONS,
+        description: "The kubelet's client CA file (authentication.x509.clientCAFile) is 644 or stricter",
+        cis: &["4.1.7"],
+    },
+    CheckInfo {
+        id: check_ids::KUBELET_CLIENT_CA_OWNERSHIP,
+        description: "The kubelet's client CA file is owned by root:root",
+        cis: &["4.1.8"],
+    },
+    CheckInfo {
+        id: check_ids::KUBELET_CONFIG_PERMISSIONS,
+        description: "The kubelet's --config file is 600 or stricter",
+        cis: &["4.1.9"],
+    },
+    CheckInfo {
+        id: check_ids::KUBELET_CONFIG_OWNERSHIP,
+        description: "The kubelet's --config file is owned by root:root",
+        cis: &["4.1.10"],
+    },
 ];
+
+/// The kubelet's files and what they are, by the role `named_files` gives them.
+pub const KUBELET_KUBECONFIG_ROLE: &str = "kubelet --kubeconfig";
+/// The kubelet's config file.
+pub const KUBELET_CONFIG_ROLE: &str = "kubelet --config";
+/// The kubelet's client CA file (`--client-ca-file`, else the configuration's
+/// authentication.x509.clientCAFile).
+pub const KUBELET_CLIENT_CA_ROLE: &str = "kubelet clientCAFile";
+
+/// The kubelet's files: its --kubeconfig, --config and client CA file, when it has them.
+pub fn kubelet_files(
+    kubeconfig: Option<&str>,
+    config: Option<&str>,
+    client_ca: Option<&str>,
+) -> Vec<NamedFile> {
+    [
+        (KUBELET_KUBECONFIG_ROLE, FileClass::Kubeconfig, kubeconfig),
+        (KUBELET_CONFIG_ROLE, FileClass::KubeletConfig, config),
+        (KUBELET_CLIENT_CA_ROLE, FileClass::Certificate, client_ca),
+    ]
+    .into_iter()
+    .filter_map(|(role, class, path)| {
+        Some(NamedFile {
+            role: role.to_owned(),
+            class,
+            path: path.filter(|p| !p.is_empty())?.to_owned(),
+        })
+    })
+    .collect()
+}
+
+/// IDs of the kubelet file checks `settings` asks for.
+pub fn requested_kubelet_checks(settings: &FileSettings) -> Vec<&'static str> {
+    let mut checks = Vec::new();
+    if settings.permissions {
+        checks.extend([
+            check_ids::KUBELET_KUBECONFIG_PERMISSIONS,
+            check_ids::KUBELET_CLIENT_CA_PERMISSIONS,
+            check_ids::KUBELET_CONFIG_PERMISSIONS,
+        ]);
+    }
+    if settings.ownership {
+        checks.extend([
+            check_ids::KUBELET_KUBECONFIG_OWNERSHIP,
+            check_ids::KUBELET_CLIENT_CA_OWNERSHIP,
+            check_ids::KUBELET_CONFIG_OWNERSHIP,
+        ]);
+    }
+    checks
+}
+
+/// The requested kubelet file checks on one node. A kubelet not observed makes each
+/// `Unknown`; a file it does not use (no --config, no client CA) is not checked.
+pub fn evaluate_kubelet_files(
+    node: &str,
+    report: &NodeObservations,
+    settings: &FileSettings,
+) -> Vec<DriftEntry> {
+    let checks = [
+        (
+            check_ids::KUBELET_KUBECONFIG_PERMISSIONS,
+            KUBELET_KUBECONFIG_ROLE,
+            Aspect::Mode,
+        ),
+        (
+            check_ids::KUBELET_KUBECONFIG_OWNERSHIP,
+            KUBELET_KUBECONFIG_ROLE,
+            Aspect::Owner,
+        ),
+        (
+            check_ids::KUBELET_CLIENT_CA_PERMISSIONS,
+            KUBELET_CLIENT_CA_ROLE,
+            Aspect::Mode,
+        ),
+        (
+            check_ids::KUBELET_CLIENT_CA_OWNERSHIP,
+            KUBELET_CLIENT_CA_ROLE,
+            Aspect::Owner,
+        ),
+        (
+            check_ids::KUBELET_CONFIG_PERMISSIONS,
+            KUBELET_CONFIG_ROLE,
+            Aspect::Mode,
+        ),
+        (
+            check_ids::KUBELET_CONFIG_OWNERSHIP,
+            KUBELET_CONFIG_ROLE,
+            Aspect::Owner,
+        ),
+    ];
+    let requested = requested_kubelet_checks(settings);
+    let kubelet = &report.kubelet.header;
+    checks
+        .into_iter()
+        .filter(|(id, ..)| requested.contains(id))
+        .filter_map(|(id, role, aspect)| {
+            if kubelet.state != ObservationState::Observed {
+                return Some(node_drift(
+                    node,
+                    id,
+                    DriftReason::Unknown,
+                    format!(
+                        "the kubelet was not observed, so its files are unknown: {}",
+                        kubelet.message
+                    ),
+                ));
+            }
+            let files: Vec<&FileModeObservation> =
+                report.files.iter().filter(|f| f.role == role).collect();
+            if files.is_empty() {
+                // The kubelet uses no such file.
+                return None;
+            }
+            judge(node, id, &files, aspect, &[])
+        })
+        .collect()
+}
 
 /// The flags that name files, per process, and what those files are.
 const FILE_FLAGS: &[(&str, &str, FileClass)] = &[
@@ -182,14 +335,14 @@ pub fn named_files_of_flags(component: &str, flags: &ProcessFlags) -> Vec<NamedF
 /// The most permissive mode CIS allows for a class.
 pub fn mode_limit(class: FileClass) -> u32 {
     match class {
-        FileClass::Kubeconfig | FileClass::PrivateKey => 0o600,
+        FileClass::Kubeconfig | FileClass::PrivateKey | FileClass::KubeletConfig => 0o600,
         FileClass::Certificate => 0o644,
         FileClass::EtcdDataDir => 0o700,
     }
 }
 
 /// IDs of the file checks `settings` asks for.
-pub fn requested_checks(settings: &ControlPlaneFileSettings) -> Vec<&'static str> {
+pub fn requested_checks(settings: &FileSettings) -> Vec<&'static str> {
     let mut checks = Vec::new();
     if settings.permissions {
         checks.extend([
@@ -216,7 +369,7 @@ enum Aspect {
 pub fn evaluate_files(
     node: &str,
     report: &NodeObservations,
-    settings: &ControlPlaneFileSettings,
+    settings: &FileSettings,
 ) -> Vec<DriftEntry> {
     let kubeconfig_owners = [&report.controller_manager.header, &report.scheduler.header];
     let checks: [(&str, &[FileClass], Aspect, Vec<String>); 6] = [
@@ -271,7 +424,7 @@ pub fn evaluate_files(
             let files: Vec<&FileModeObservation> = report
                 .files
                 .iter()
-                .filter(|f| classes.contains(&f.class))
+                .filter(|f| classes.contains(&f.class) && !f.role.starts_with("kubelet "))
                 .collect();
             judge(node, id, &files, aspect, &missing_processes)
         })
