@@ -80,6 +80,8 @@ pub struct ComponentTarget {
     pub started_by: Option<SystemTime>,
     /// Its config file (kube-scheduler --config, etcd --config-file), as a host path.
     pub config: Option<String>,
+    /// The effective user and group it runs as, if /proc says.
+    pub owner: Option<(u32, u32)>,
     /// Other processes of this cluster that run here too, if any.
     pub note: String,
 }
@@ -221,6 +223,7 @@ fn find_component(
             };
             Found::Found(ComponentTarget {
                 config,
+                owner: host.process_owner(process.pid),
                 started_by: process.started_by,
                 args: process.args,
                 note,
@@ -473,7 +476,13 @@ pub fn read_sources(host: &Host, node_name: &str, targets: &Targets) -> NodeSour
         }),
     };
     let etcd = match component(&targets.etcd) {
-        Found::Found(sources) => Found::Found(etcd_sources(host, sources, &targets.api_server)),
+        Found::Found(sources) => Found::Found(EtcdSources {
+            owner: match &targets.etcd {
+                Found::Found(target) => target.owner,
+                _ => None,
+            },
+            ..etcd_sources(host, sources, &targets.api_server)
+        }),
         Found::NotFound => Found::NotFound,
         Found::Error(message) => Found::Error(message),
     };
@@ -610,5 +619,6 @@ fn etcd_sources(
         component,
         trusted_ca,
         kubernetes_ca,
+        owner: None,
     }
 }

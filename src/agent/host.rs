@@ -188,6 +188,22 @@ impl Host {
         }
     }
 
+    /// The effective user and group a process runs as (the second field of the `Uid:` and
+    /// `Gid:` lines of /proc/<pid>/status), if /proc says.
+    pub fn process_owner(&self, pid: u32) -> Option<(u32, u32)> {
+        let status = fs::read_to_string(self.resolve(&format!("/proc/{pid}/status"))).ok()?;
+        let effective = |key: &str| -> Option<u32> {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(key))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        };
+        Some((effective("Uid:")?, effective("Gid:")?))
+    }
+
     /// A host file's modification time.
     pub fn mtime(&self, host_path: &str) -> Option<SystemTime> {
         fs::metadata(self.resolve(host_path))

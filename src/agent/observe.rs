@@ -120,6 +120,8 @@ pub struct EtcdSources {
     pub trusted_ca: Option<SourceFile>,
     /// The kube-apiserver's --client-ca-file: the Kubernetes CA.
     pub kubernetes_ca: Option<SourceFile>,
+    /// The effective user and group etcd runs as, if /proc says.
+    pub owner: Option<(u32, u32)>,
 }
 
 /// A file a control-plane process's flag names, with its mode and owner (None: no such
@@ -390,6 +392,8 @@ fn observe_etcd(found: &Found<EtcdSources>) -> EtcdObservation {
     if etcd.header.state != ObservationState::Observed {
         return etcd;
     }
+    etcd.run_as_uid = sources.owner.map(|(uid, _)| uid);
+    etcd.run_as_gid = sources.owner.map(|(_, gid)| gid);
     let compared = match (&sources.trusted_ca, &sources.kubernetes_ca) {
         (None, _) => Err("etcd has no --trusted-ca-file".to_owned()),
         (_, None) => Err(

@@ -1148,6 +1148,10 @@ fn modes_and_owners_of_the_files_the_flags_name_are_reported() {
         std::fs::Permissions::from_mode(0o640),
     )
     .expect("chmod");
+    host.file(
+        "/proc/510/status",
+        "Name:\tetcd\nUid:\t1000\t0\t0\t0\nGid:\t995\t996\t996\t996\n",
+    );
     let report = observed_by(&host, cert!("ours-ca.crt"));
     let find = |role: &str| {
         report
@@ -1169,6 +1173,11 @@ fn modes_and_owners_of_the_files_the_flags_name_are_reported() {
     let key = find("etcd --key-file");
     assert_eq!(key.header.state, ObservationState::NotFound);
     assert_eq!(find("etcd --data-dir").path, "/var/lib/etcd");
+    assert_eq!(
+        (report.etcd.run_as_uid, report.etcd.run_as_gid),
+        (Some(0), Some(996)),
+        "the effective IDs of /proc/510/status"
+    );
     assert_eq!(find("kube-apiserver --client-ca-file").mode.len(), 4);
     // Not a file the flags of the other cluster's processes name.
     assert!(report.files.iter().all(|f| f.path != "/other/cm.conf"));

@@ -311,6 +311,12 @@ pub struct EtcdObservation {
     /// The --config-file changed after etcd started: it may not use it yet.
     #[serde(default)]
     pub pending_restart: bool,
+    /// The user ID etcd runs as (effective), for the owner of its data directory.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "runAsUID")]
+    pub run_as_uid: Option<u32>,
+    /// The group ID etcd runs as (effective).
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "runAsGID")]
+    pub run_as_gid: Option<u32>,
 }
 
 impl EtcdObservation {

@@ -767,10 +767,12 @@ pub struct ControlPlaneSettings {
 #[serde(rename_all = "camelCase")]
 pub struct FileSettings {
     /// Kubeconfigs and private keys 600, certificates 644, etcd's data directory 700, or
-    /// stricter (CIS 1.1.11, 1.1.15, 1.1.17, 1.1.20, 1.1.21).
+    /// stricter (CIS 1.1.11, 1.1.15, 1.1.17, 1.1.20, 1.1.21; the kubelet's: 4.1.5, 4.1.7, 4.1.9).
     #[serde(default = "default_true")]
     pub permissions: bool,
-    /// Kubeconfigs, certificates and keys owned by root:root (CIS 1.1.16, 1.1.18, 1.1.19).
+    /// Kubeconfigs, certificates and keys owned by root:root, etcd's data directory by the
+    /// user etcd runs as (CIS 1.1.12, 1.1.16, 1.1.18, 1.1.19; the kubelet's: 4.1.6, 4.1.8,
+    /// 4.1.10).
     #[serde(default = "default_true")]
     pub ownership: bool,
 }

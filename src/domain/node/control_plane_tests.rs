@@ -700,6 +700,9 @@ mod files {
         report.controller_manager.header = observed.clone();
         report.scheduler.header = observed.clone();
         report.etcd.header = observed;
+        // kubeadm runs etcd as root.
+        report.etcd.run_as_uid = Some(0);
+        report.etcd.run_as_gid = Some(0);
         report.files = vec![
             file(
                 "kube-controller-manager --kubeconfig",
@@ -761,6 +764,23 @@ mod files {
             report.files[index].gid = Some(owner.1);
             assert_eq!(checks(&report), [(want.to_owned(), v)], "{mode} {owner:?}");
         }
+        // etcd's data directory belongs to the user etcd runs as, whoever that is.
+        let mut report = kubeadm_node();
+        report.etcd.run_as_uid = Some(999);
+        report.etcd.run_as_gid = Some(999);
+        assert_eq!(
+            checks(&report),
+            [(ETCD_DATA_DIR_OWNERSHIP.to_owned(), v)],
+            "root-owned, etcd runs as 999"
+        );
+        report.files[4].uid = Some(999);
+        report.files[4].gid = Some(999);
+        assert_eq!(checks(&report), Vec::new());
+        report.etcd.run_as_uid = None;
+        assert_eq!(
+            checks(&report),
+            [(ETCD_DATA_DIR_OWNERSHIP.to_owned(), DriftReason::Unknown)]
+        );
         // Stricter than the limit passes.
         let mut report = kubeadm_node();
         report.files[2].mode = "0400".to_owned();

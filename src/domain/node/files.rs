@@ -19,6 +19,7 @@ pub mod check_ids {
     pub const PRIVATE_KEY_PERMISSIONS: &str = "files.private-key-permissions";
     pub const PKI_OWNERSHIP: &str = "files.pki-ownership";
     pub const ETCD_DATA_DIR_PERMISSIONS: &str = "files.etcd-data-dir-permissions";
+    pub const ETCD_DATA_DIR_OWNERSHIP: &str = "files.etcd-data-dir-ownership";
     pub const KUBELET_KUBECONFIG_PERMISSIONS: &str = "files.kubelet-kubeconfig-permissions";
     pub const KUBELET_KUBECONFIG_OWNERSHIP: &str = "files.kubelet-kubeconfig-ownership";
     pub const KUBELET_CLIENT_CA_PERMISSIONS: &str = "files.kubelet-client-ca-permissions";
@@ -58,6 +59,11 @@ pub const CHECKS: &[CheckInfo] = &[
         id: check_ids::ETCD_DATA_DIR_PERMISSIONS,
         description: "etcd's --data-dir is 700 or stricter",
         cis: &["1.1.11"],
+    },
+    CheckInfo {
+        id: check_ids::ETCD_DATA_DIR_OWNERSHIP,
+        description: "etcd's --data-dir is owned by the user and group etcd runs as",
+        cis: &["1.1.12"],
     },
     CheckInfo {
         id: check_ids::KUBELET_KUBECONFIG_PERMISSIONS,
@@ -353,7 +359,11 @@ pub fn requested_checks(settings: &FileSettings) -> Vec<&'static str> {
         ]);
     }
     if settings.ownership {
-        checks.extend([check_ids::KUBECONFIG_OWNERSHIP, check_ids::PKI_OWNERSHIP]);
+        checks.extend([
+            check_ids::KUBECONFIG_OWNERSHIP,
+            check_ids::PKI_OWNERSHIP,
+            check_ids::ETCD_DATA_DIR_OWNERSHIP,
+        ]);
     }
     checks
 }
@@ -362,7 +372,10 @@ pub fn requested_checks(settings: &FileSettings) -> Vec<&'static str> {
 #[derive(Clone, Copy)]
 enum Aspect {
     Mode,
+    /// Owned by root:root.
     Owner,
+    /// Owned by the user and group etcd runs as (unknown: None).
+    EtcdOwner(Option<(u32, u32)>),
 }
 
 /// The requested file checks on one control-plane node.
@@ -372,7 +385,8 @@ pub fn evaluate_files(
     settings: &FileSettings,
 ) -> Vec<DriftEntry> {
     let kubeconfig_owners = [&report.controller_manager.header, &report.scheduler.header];
-    let checks: [(&str, &[FileClass], Aspect, Vec<String>); 6] = [
+    let etcd_owner = report.etcd.run_as_uid.zip(report.etcd.run_as_gid);
+    let checks: [(&str, &[FileClass], Aspect, Vec<String>); 7] = [
         (
             check_ids::KUBECONFIG_PERMISSIONS,
             &[FileClass::Kubeconfig],
@@ -413,6 +427,12 @@ pub fn evaluate_files(
             check_ids::ETCD_DATA_DIR_PERMISSIONS,
             &[FileClass::EtcdDataDir],
             Aspect::Mode,
+            unobserved(&[&report.etcd.header], &["etcd"]),
+        ),
+        (
+            check_ids::ETCD_DATA_DIR_OWNERSHIP,
+            &[FileClass::EtcdDataDir],
+            Aspect::EtcdOwner(etcd_owner),
             unobserved(&[&report.etcd.header], &["etcd"]),
         ),
     ];
@@ -477,6 +497,18 @@ fn judge(
                 (Some(0), Some(0)) => {}
                 (Some(uid), Some(gid)) => wrong.push(format!(
                     "{} ({}) is owned by {uid}:{gid}, want root:root (0:0)",
+                    file.path, file.role
+                )),
+                _ => unreadable.push(format!("{} ({}): owner unknown", file.path, file.role)),
+            },
+            Aspect::EtcdOwner(runs_as) => match (runs_as, file.uid, file.gid) {
+                (Some(want), Some(uid), Some(gid)) if want == (uid, gid) => {}
+                (Some((want_uid, want_gid)), Some(uid), Some(gid)) => wrong.push(format!(
+                    "{} ({}) is owned by {uid}:{gid}, but etcd runs as {want_uid}:{want_gid}",
+                    file.path, file.role
+                )),
+                (None, ..) => unreadable.push(format!(
+                    "{} ({}): the user etcd runs as is unknown",
                     file.path, file.role
                 )),
                 _ => unreadable.push(format!("{} ({}): owner unknown", file.path, file.role)),
