@@ -1,4 +1,5 @@
-//! Finding the kubelet and kube-apiserver on the node and reading what their flags point at.
+//! Finding the kubelet, kube-apiserver, kube-controller-manager, kube-scheduler and etcd on
+//! the node and reading what their flags point at.
 
 use std::time::SystemTime;
 
@@ -6,9 +7,15 @@ use serde_json::Value;
 
 use super::host::{Host, Process, apiserver_args_from_file};
 use super::membership::ClusterCa;
-use super::observe::{ApiServerSources, Found, KubeletSources, NodeSources, SourceFile};
+use super::observe::{
+    ApiServerSources, ComponentSources, EtcdSources, Found, KubeletSources, NodeSources,
+    SourceFile, StatedFile,
+};
 use super::version::serving_cert_path;
+use crate::domain::node::control_plane::etcd_settings;
+use crate::domain::node::files::{NamedFile, kubelet_files, named_files, named_files_of_flags};
 use crate::domain::node::flags::ProcessFlags;
+use crate::domain::node::kubelet::effective_config;
 
 /// Paths that override discovery (all host paths, resolved under the host root).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -64,6 +71,21 @@ pub struct ApiServerTarget {
     pub note: String,
 }
 
+/// A kube-controller-manager, kube-scheduler or etcd as found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ComponentTarget {
+    /// Arguments after the program name.
+    pub args: Vec<String>,
+    /// The latest instant the process can have started, for PendingRestart.
+    pub started_by: Option<SystemTime>,
+    /// Its config file (kube-scheduler --config, etcd --config-file), as a host path.
+    pub config: Option<String>,
+    /// The effective user and group it runs as, if /proc says.
+    pub owner: Option<(u32, u32)>,
+    /// Other processes of this cluster that run here too, if any.
+    pub note: String,
+}
+
 /// What runs on the node and where its files are.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Targets {
@@ -71,6 +93,12 @@ pub struct Targets {
     pub kubelet: Found<KubeletTarget>,
     /// The kube-apiserver.
     pub api_server: Found<ApiServerTarget>,
+    /// The kube-controller-manager.
+    pub controller_manager: Found<ComponentTarget>,
+    /// The kube-scheduler.
+    pub scheduler: Found<ComponentTarget>,
+    /// etcd.
+    pub etcd: Found<ComponentTarget>,
     /// Where the audit policy is (the override, else the kube-apiserver's flag).
     pub audit_policy_path: Option<String>,
 }
@@ -132,11 +160,109 @@ pub fn discover(host: &Host, options: &HostOptions) -> Targets {
         Found::Found(target) => target.audit_policy.clone(),
         _ => options.audit_policy_file.clone(),
     };
+    let controller_manager = find_component(host, "kube-controller-manager", "", |process| {
+        kubeconfig_is_ours(
+            host,
+            &component_kubeconfig(host, &process.args),
+            &options.cluster_ca,
+        )
+    });
+    let scheduler = find_component(host, "kube-scheduler", "config", |process| {
+        kubeconfig_is_ours(
+            host,
+            &component_kubeconfig(host, &process.args),
+            &options.cluster_ca,
+        )
+    });
+    // etcd knows nothing of the cluster CA: it is ours when its serving certificate chains
+    // to the CA our kube-apiserver trusts etcd with (--etcd-cafile).
+    let etcd_ca = match &api_server {
+        Found::Found(target) => ProcessFlags::parse(&target.args)
+            .get("etcd-cafile")
+            .and_then(|path| host.read_text(path).ok())
+            .and_then(|pem| ClusterCa::from_pem(&pem)),
+        _ => None,
+    };
+    let etcd = find_component(host, "etcd", "config-file", |process| {
+        if !options.cluster_ca.is_known() {
+            return true;
+        }
+        let Some(ca) = &etcd_ca else {
+            return false;
+        };
+        etcd_serving_cert(host, process)
+            .and_then(|path| host.read_text(&path).ok())
+            .is_some_and(|pem| ca.issued(&pem))
+    });
     Targets {
         kubelet,
         api_server,
+        controller_manager,
+        scheduler,
+        etcd,
         audit_policy_path,
     }
+}
+
+/// The oldest process named `name` of this cluster, with the file its `config_flag` names.
+fn find_component(
+    host: &Host,
+    name: &str,
+    config_flag: &str,
+    is_ours: impl Fn(&Process) -> bool,
+) -> Found<ComponentTarget> {
+    match host
+        .find_processes(&[name])
+        .map(|all| ours_only(all, name, is_ours))
+    {
+        Ok(Some((process, note))) => {
+            let config = if config_flag.is_empty() {
+                None
+            } else {
+                non_empty(ProcessFlags::parse(&process.args).get(config_flag))
+            };
+            Found::Found(ComponentTarget {
+                config,
+                owner: host.process_owner(process.pid),
+                started_by: process.started_by,
+                args: process.args,
+                note,
+            })
+        }
+        Ok(None) => Found::NotFound,
+        Err(err) => Found::Error(err.to_string()),
+    }
+}
+
+/// The kubeconfig a kube-controller-manager or kube-scheduler talks to the API server with:
+/// --kubeconfig; for a kube-scheduler with --config, that file's clientConnection.kubeconfig
+/// (the scheduler then ignores its deprecated --kubeconfig flag).
+fn component_kubeconfig(host: &Host, args: &[String]) -> Option<String> {
+    let flags = ProcessFlags::parse(args);
+    match non_empty(flags.get("config")) {
+        Some(config) => {
+            let text = host.read_text(&config).ok()?;
+            let doc: Value = serde_saphyr::from_str(&text).ok()?;
+            non_empty(doc.pointer("/clientConnection/kubeconfig")?.as_str())
+        }
+        None => non_empty(flags.get("kubeconfig")),
+    }
+}
+
+/// etcd's client serving certificate: --cert-file, or the one in its --config-file.
+fn etcd_serving_cert(host: &Host, process: &Process) -> Option<String> {
+    let flags = ProcessFlags::parse(&process.args);
+    let config_path = non_empty(flags.get("config-file"));
+    let config_text = match &config_path {
+        Some(path) => Some(host.read_text(path).ok()?),
+        None => None,
+    };
+    let settings =
+        etcd_settings(&flags, config_path.as_deref().zip(config_text.as_deref())).ok()?;
+    settings
+        .into_iter()
+        .find(|s| s.name == "cert-file")
+        .and_then(|s| non_empty(Some(&s.value)))
 }
 
 /// The first (oldest) process of this cluster among `all`, with a note naming the others
@@ -184,11 +310,16 @@ fn api_server_is_ours(host: &Host, process: &Process, ca: &ClusterCa) -> bool {
 /// A kubelet is ours when the kubeconfig it talks to the API server with (--kubeconfig)
 /// names our cluster's CA.
 fn kubelet_is_ours(host: &Host, process: &Process, ca: &ClusterCa) -> bool {
+    let flags = ProcessFlags::parse(&process.args);
+    kubeconfig_is_ours(host, &non_empty(flags.get("kubeconfig")), ca)
+}
+
+/// Whether a kubeconfig names our cluster's CA (always, when that CA is unknown).
+fn kubeconfig_is_ours(host: &Host, kubeconfig: &Option<String>, ca: &ClusterCa) -> bool {
     if !ca.is_known() {
         return true;
     }
-    let flags = ProcessFlags::parse(&process.args);
-    let Some(path) = non_empty(flags.get("kubeconfig")) else {
+    let Some(path) = kubeconfig.clone() else {
         return false;
     };
     let Some(kubeconfig) = host
@@ -332,9 +463,162 @@ pub fn read_sources(host: &Host, node_name: &str, targets: &Targets) -> NodeSour
             })
         }
     };
+    let component = |found: &Found<ComponentTarget>| match found {
+        Found::NotFound => Found::NotFound,
+        Found::Error(message) => Found::Error(message.clone()),
+        Found::Found(target) => Found::Found(ComponentSources {
+            args: target.args.clone(),
+            config: target
+                .config
+                .as_deref()
+                .map(|path| source_file(host, path, target.started_by)),
+            note: target.note.clone(),
+        }),
+    };
+    let etcd = match component(&targets.etcd) {
+        Found::Found(sources) => Found::Found(EtcdSources {
+            owner: match &targets.etcd {
+                Found::Found(target) => target.owner,
+                _ => None,
+            },
+            ..etcd_sources(host, sources, &targets.api_server)
+        }),
+        Found::NotFound => Found::NotFound,
+        Found::Error(message) => Found::Error(message),
+    };
     NodeSources {
         node_name: node_name.to_owned(),
         kubelet,
         api_server,
+        controller_manager: component(&targets.controller_manager),
+        scheduler: component(&targets.scheduler),
+        etcd,
+        files: stat_named_files(host, targets),
+    }
+}
+
+/// The kubelet's client CA file: --client-ca-file, else authentication.x509.clientCAFile of
+/// its merged configuration (None when that cannot be read: its checks then see no file).
+fn kubelet_client_ca(host: &Host, kubelet: &KubeletTarget, flags: &ProcessFlags) -> Option<String> {
+    if let Some(path) = non_empty(flags.get("client-ca-file")) {
+        return Some(path);
+    }
+    let config = match &kubelet.config {
+        Some(path) => Some(host.read_text(path).ok()?),
+        None => None,
+    };
+    let drop_ins: Vec<(String, String)> = match &kubelet.config_dir {
+        Some(dir) => host
+            .list_drop_ins(dir)
+            .ok()?
+            .into_iter()
+            .filter_map(|(relative, path)| Some((relative, host.read_text(&path).ok()?)))
+            .collect(),
+        None => Vec::new(),
+    };
+    let effective = effective_config(config.as_deref(), &drop_ins, flags).ok()?;
+    non_empty(
+        effective
+            .config
+            .pointer("/authentication/x509/clientCAFile")
+            .and_then(Value::as_str),
+    )
+}
+
+/// Mode and owner of every file the control-plane processes' flags (or config files) name.
+fn stat_named_files(host: &Host, targets: &Targets) -> Vec<StatedFile> {
+    let mut named: Vec<NamedFile> = Vec::new();
+    if let Found::Found(kubelet) = &targets.kubelet {
+        let flags = ProcessFlags::parse(&kubelet.args);
+        named.extend(kubelet_files(
+            flags.get("kubeconfig"),
+            kubelet.config.as_deref(),
+            kubelet_client_ca(host, kubelet, &flags).as_deref(),
+        ));
+    }
+    if let Found::Found(api) = &targets.api_server {
+        named.extend(named_files_of_flags(
+            "kube-apiserver",
+            &ProcessFlags::parse(&api.args),
+        ));
+    }
+    if let Found::Found(cm) = &targets.controller_manager {
+        named.extend(named_files_of_flags(
+            "kube-controller-manager",
+            &ProcessFlags::parse(&cm.args),
+        ));
+    }
+    if let Found::Found(scheduler) = &targets.scheduler {
+        let kubeconfig = component_kubeconfig(host, &scheduler.args);
+        named.extend(named_files("kube-scheduler", |flag| {
+            (flag == "kubeconfig")
+                .then_some(kubeconfig.as_deref())
+                .flatten()
+        }));
+    }
+    if let Found::Found(etcd) = &targets.etcd {
+        let flags = ProcessFlags::parse(&etcd.args);
+        let config = etcd
+            .config
+            .as_deref()
+            .and_then(|path| Some((path.to_owned(), host.read_text(path).ok()?)));
+        let config_ref = config.as_ref().map(|(p, t)| (p.as_str(), t.as_str()));
+        let settings = etcd_settings(&flags, config_ref).unwrap_or_default();
+        // With --config-file etcd reads its data-dir there too.
+        let data_dir = match &config {
+            Some((_, text)) => serde_saphyr::from_str::<Value>(text)
+                .ok()
+                .and_then(|doc| doc.get("data-dir")?.as_str().map(str::to_owned)),
+            None => flags.get("data-dir").map(str::to_owned),
+        };
+        named.extend(named_files("etcd", |flag| {
+            if flag == "data-dir" {
+                data_dir.as_deref()
+            } else {
+                settings
+                    .iter()
+                    .find(|s| s.name == flag)
+                    .map(|s| s.value.as_str())
+            }
+        }));
+    }
+    named.sort();
+    named.dedup();
+    named
+        .into_iter()
+        .map(|file| StatedFile {
+            stat: host.stat(&file.path).map_err(|e| e.to_string()),
+            file,
+        })
+        .collect()
+}
+
+/// etcd's sources plus the two CA files CIS 2.7 compares: its client --trusted-ca-file and
+/// the kube-apiserver's --client-ca-file (the Kubernetes CA).
+fn etcd_sources(
+    host: &Host,
+    component: ComponentSources,
+    api_server: &Found<ApiServerTarget>,
+) -> EtcdSources {
+    let flags = ProcessFlags::parse(&component.args);
+    let config = component
+        .config
+        .as_ref()
+        .and_then(|file| Some((file.path.as_str(), file.text.as_deref().ok()?)));
+    let trusted_ca = etcd_settings(&flags, config)
+        .ok()
+        .and_then(|settings| settings.into_iter().find(|s| s.name == "trusted-ca-file"))
+        .and_then(|s| non_empty(Some(&s.value)))
+        .map(|path| source_file(host, &path, None));
+    let kubernetes_ca = match api_server {
+        Found::Found(target) => non_empty(ProcessFlags::parse(&target.args).get("client-ca-file"))
+            .map(|path| source_file(host, &path, None)),
+        _ => None,
+    };
+    EtcdSources {
+        component,
+        trusted_ca,
+        kubernetes_ca,
+        owner: None,
     }
 }

@@ -73,6 +73,17 @@ pub enum HostError {
     },
 }
 
+/// A file's permission bits and owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    /// Permission bits (with setuid, setgid and sticky), e.g. 0o600.
+    pub mode: u32,
+    /// Owner user ID.
+    pub uid: u32,
+    /// Owner group ID.
+    pub gid: u32,
+}
+
 /// The node's filesystem and process table, seen from the agent.
 #[derive(Debug, Clone)]
 pub struct Host {
@@ -158,6 +169,39 @@ impl Host {
             path: host_path.to_owned(),
             source,
         })
+    }
+
+    /// A host file's permission bits, owner and group; None when it does not exist.
+    pub fn stat(&self, host_path: &str) -> Result<Option<FileStat>, HostError> {
+        use std::os::unix::fs::MetadataExt;
+        match fs::metadata(self.resolve(host_path)) {
+            Ok(meta) => Ok(Some(FileStat {
+                mode: meta.mode() & 0o7777,
+                uid: meta.uid(),
+                gid: meta.gid(),
+            })),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(HostError::Read {
+                path: host_path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// The effective user and group a process runs as (the second field of the `Uid:` and
+    /// `Gid:` lines of /proc/<pid>/status), if /proc says.
+    pub fn process_owner(&self, pid: u32) -> Option<(u32, u32)> {
+        let status = fs::read_to_string(self.resolve(&format!("/proc/{pid}/status"))).ok()?;
+        let effective = |key: &str| -> Option<u32> {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(key))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        };
+        Some((effective("Uid:")?, effective("Gid:")?))
     }
 
     /// A host file's modification time.

@@ -6,15 +6,21 @@
 
 use serde_json::Value;
 
+use super::host::FileStat;
+use super::membership::ClusterCa;
 use crate::api::{
     ApiServerObservation, AuditPolicyObservation, AuthenticationConfigObservation,
-    AuthorizationConfigObservation, EncryptionObservation, KubeletObservation, NODE_REPORT_SCHEMA,
-    NodeReportSpec, Observation, ObservedFlag,
+    AuthorizationConfigObservation, ComponentObservation, ComponentSetting, EncryptionObservation,
+    EtcdObservation, FileModeObservation, KubeletObservation, NODE_REPORT_SCHEMA, NodeReportSpec,
+    Observation, ObservationState, ObservedFlag,
 };
 use crate::domain::node::api_server::API_SERVER_FLAGS;
 use crate::domain::node::config_files::{
-    authentication_config_anonymous, authorization_config_authorizers, secrets_providers,
+    ControlPlaneError, authentication_config_anonymous, authorization_config_authorizers,
+    secrets_providers,
 };
+use crate::domain::node::control_plane;
+use crate::domain::node::files::NamedFile;
 use crate::domain::node::findings::truncate;
 use crate::domain::node::flags::ProcessFlags;
 use crate::domain::node::{audit_policy, kubelet};
@@ -94,6 +100,40 @@ pub struct ApiServerSources {
     pub note: String,
 }
 
+/// What was read about a kube-controller-manager or kube-scheduler.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ComponentSources {
+    /// Its arguments (after the program name).
+    pub args: Vec<String>,
+    /// Its config file (kube-scheduler --config, etcd --config-file).
+    pub config: Option<SourceFile>,
+    /// Other processes of this cluster running here too (reported in the message).
+    pub note: String,
+}
+
+/// What was read about etcd.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EtcdSources {
+    /// Its arguments and --config-file.
+    pub component: ComponentSources,
+    /// Its client --trusted-ca-file (from the flag or --config-file).
+    pub trusted_ca: Option<SourceFile>,
+    /// The kube-apiserver's --client-ca-file: the Kubernetes CA.
+    pub kubernetes_ca: Option<SourceFile>,
+    /// The effective user and group etcd runs as, if /proc says.
+    pub owner: Option<(u32, u32)>,
+}
+
+/// A file a control-plane process's flag names, with its mode and owner (None: no such
+/// file), or why they could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatedFile {
+    /// Which file, and what it is.
+    pub file: NamedFile,
+    /// Its mode and owner.
+    pub stat: Result<Option<FileStat>, String>,
+}
+
 /// How a component was found on the node.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Found<T> {
@@ -115,6 +155,14 @@ pub struct NodeSources {
     pub kubelet: Found<KubeletSources>,
     /// The kube-apiserver.
     pub api_server: Found<ApiServerSources>,
+    /// The kube-controller-manager.
+    pub controller_manager: Found<ComponentSources>,
+    /// The kube-scheduler.
+    pub scheduler: Found<ComponentSources>,
+    /// etcd.
+    pub etcd: Found<EtcdSources>,
+    /// The files the control-plane processes' flags name.
+    pub files: Vec<StatedFile>,
 }
 
 /// Builds the observations of one node. Never fails: what cannot be read or parsed becomes
@@ -143,6 +191,24 @@ pub fn observe(sources: &NodeSources) -> NodeReportSpec {
             },
             Found::Found(api) => observe_api_server(api),
         },
+        controller_manager: observe_component(
+            &sources.controller_manager,
+            "kube-controller-manager",
+            |flags, _| Ok(control_plane::controller_manager_settings(flags)),
+        ),
+        scheduler: observe_component(
+            &sources.scheduler,
+            "kube-scheduler",
+            control_plane::scheduler_settings,
+        ),
+        etcd: observe_etcd(&sources.etcd),
+        // The schema's bound; a control plane names about 30 files.
+        files: sources
+            .files
+            .iter()
+            .take(64)
+            .map(observe_file_stat)
+            .collect(),
         enforcement: Vec::new(),
     };
     fit_to_schema(&mut report);
@@ -233,6 +299,143 @@ fn observe_api_server(api: &ApiServerSources) -> ApiServerObservation {
         // from files: left empty here.
         version: String::new(),
         version_message: String::new(),
+    }
+}
+
+/// A kube-controller-manager or kube-scheduler: its checked settings from its flags and
+/// config file (`settings_of`), or an Error when the config file is unreadable or invalid
+/// (the component would not start with it).
+fn observe_component(
+    found: &Found<ComponentSources>,
+    name: &str,
+    settings_of: impl FnOnce(
+        &ProcessFlags,
+        Option<(&str, &str)>,
+    ) -> Result<Vec<ComponentSetting>, ControlPlaneError>,
+) -> ComponentObservation {
+    let sources = match found {
+        Found::NotFound => {
+            return ComponentObservation {
+                header: Observation::not_found(format!("no {name} process of this cluster")),
+                ..ComponentObservation::default()
+            };
+        }
+        Found::Error(message) => {
+            return ComponentObservation {
+                header: Observation::error(truncate(message.clone(), MESSAGE_MAX)),
+                ..ComponentObservation::default()
+            };
+        }
+        Found::Found(sources) => sources,
+    };
+    let config_file = sources
+        .config
+        .as_ref()
+        .map(|c| truncate(c.path.clone(), PATH_MAX))
+        .unwrap_or_default();
+    let error = |message: String| ComponentObservation {
+        header: Observation::error(truncate(message, MESSAGE_MAX)),
+        config_file: config_file.clone(),
+        ..ComponentObservation::default()
+    };
+    let config = match &sources.config {
+        None => None,
+        Some(file) => match &file.text {
+            Ok(text) => Some((file.path.as_str(), text.as_str())),
+            Err(message) => return error(format!("{name} --config: {message}")),
+        },
+    };
+    match settings_of(&ProcessFlags::parse(&sources.args), config) {
+        Ok(settings) => ComponentObservation {
+            header: Observation::observed(truncate(sources.note.clone(), MESSAGE_MAX)),
+            config_file: config_file.clone(),
+            settings: bounded(settings),
+            pending_restart: sources
+                .config
+                .as_ref()
+                .is_some_and(|c| c.changed_after_start),
+        },
+        Err(err) => error(err.to_string()),
+    }
+}
+
+fn bounded(settings: Vec<ComponentSetting>) -> Vec<ComponentSetting> {
+    settings
+        .into_iter()
+        .map(|s| ComponentSetting {
+            name: s.name,
+            value: truncate(s.value, PATH_MAX),
+            origin: truncate(s.origin, PATH_MAX + 300),
+        })
+        .collect()
+}
+
+/// etcd: its checked settings, and whether its client --trusted-ca-file holds a
+/// certificate of the Kubernetes CA (CIS 2.7).
+fn observe_etcd(found: &Found<EtcdSources>) -> EtcdObservation {
+    let component_found = match found {
+        Found::NotFound => Found::NotFound,
+        Found::Error(message) => Found::Error(message.clone()),
+        Found::Found(sources) => Found::Found(sources.component.clone()),
+    };
+    let component = observe_component(&component_found, "etcd", control_plane::etcd_settings);
+    let mut etcd = EtcdObservation {
+        header: component.header,
+        config_file: component.config_file,
+        settings: component.settings,
+        pending_restart: component.pending_restart,
+        ..EtcdObservation::default()
+    };
+    let Found::Found(sources) = found else {
+        return etcd;
+    };
+    if etcd.header.state != ObservationState::Observed {
+        return etcd;
+    }
+    etcd.run_as_uid = sources.owner.map(|(uid, _)| uid);
+    etcd.run_as_gid = sources.owner.map(|(_, gid)| gid);
+    let compared = match (&sources.trusted_ca, &sources.kubernetes_ca) {
+        (None, _) => Err("etcd has no --trusted-ca-file".to_owned()),
+        (_, None) => Err(
+            "the kube-apiserver on this node has no --client-ca-file (or none runs here)"
+                .to_owned(),
+        ),
+        (Some(trusted), Some(kubernetes)) => match (&trusted.text, &kubernetes.text) {
+            (Err(message), _) => Err(format!("etcd --trusted-ca-file: {message}")),
+            (_, Err(message)) => Err(format!("kube-apiserver --client-ca-file: {message}")),
+            (Ok(trusted_pem), Ok(kubernetes_pem)) => match ClusterCa::from_pem(kubernetes_pem) {
+                None => Err(format!(
+                    "kube-apiserver --client-ca-file {} holds no certificate",
+                    kubernetes.path
+                )),
+                Some(kubernetes_ca) => Ok(kubernetes_ca.shared_by(trusted_pem)),
+            },
+        },
+    };
+    match compared {
+        Ok(shared) => etcd.trusted_ca_is_kubernetes_ca = Some(shared),
+        Err(message) => etcd.trusted_ca_message = truncate(message, MESSAGE_MAX),
+    }
+    etcd
+}
+
+fn observe_file_stat(stated: &StatedFile) -> FileModeObservation {
+    let (header, stat) = match &stated.stat {
+        Ok(Some(stat)) => (Observation::observed(String::new()), Some(stat)),
+        Ok(None) => (Observation::not_found("no such file".to_owned()), None),
+        Err(message) => (
+            Observation::error(truncate(message.clone(), MESSAGE_MAX)),
+            None,
+        ),
+    };
+    FileModeObservation {
+        header,
+        role: truncate(stated.file.role.clone(), 128),
+        class: stated.file.class,
+        path: truncate(stated.file.path.clone(), PATH_MAX),
+        mode: stat.map(|s| format!("{:04o}", s.mode)).unwrap_or_default(),
+        uid: stat.map(|s| s.uid),
+        gid: stat.map(|s| s.gid),
     }
 }
 
@@ -409,7 +612,7 @@ fn walk_bounds(schema: &Value, value: &Value, path: &str, out: &mut Vec<String>)
 /// Replaces observations that exceed the schema's bounds with Error observations saying so
 /// (e.g. a live audit policy of 300 rules), so the report can always be published.
 pub fn fit_to_schema(report: &mut NodeReportSpec) {
-    for _ in 0..3 {
+    for _ in 0..6 {
         let violations = schema_violations(report);
         let Some(first) = violations.first() else {
             return;
@@ -428,6 +631,21 @@ pub fn fit_to_schema(report: &mut NodeReportSpec) {
             report.api_server = ApiServerObservation {
                 header: Observation::error(message),
                 ..ApiServerObservation::default()
+            };
+        } else if first.starts_with(".controllerManager") {
+            report.controller_manager = ComponentObservation {
+                header: Observation::error(message),
+                ..ComponentObservation::default()
+            };
+        } else if first.starts_with(".scheduler") {
+            report.scheduler = ComponentObservation {
+                header: Observation::error(message),
+                ..ComponentObservation::default()
+            };
+        } else if first.starts_with(".etcd") {
+            report.etcd = EtcdObservation {
+                header: Observation::error(message),
+                ..EtcdObservation::default()
             };
         } else if first.starts_with(".kubelet") {
             report.kubelet = KubeletObservation {

@@ -247,8 +247,12 @@ fn discovers_kubelet_and_apiserver_from_proc_and_reads_their_files() {
     assert_eq!(api.header.state, ObservationState::Observed);
     assert_eq!(api.flag("authorization-mode"), Some("Node,RBAC"));
     assert_eq!(api.flag("audit-log-maxage"), Some("30"));
-    // Only the flags the checks read are reported.
-    assert_eq!(api.flag("tls-private-key-file"), None);
+    // Only the flags the checks read are reported (paths, never a file's content).
+    assert_eq!(api.flag("advertise-address"), None);
+    assert_eq!(
+        api.flag("tls-private-key-file"),
+        Some("/etc/kubernetes/pki/apiserver.key")
+    );
     assert_eq!(api.audit_policy.header.state, ObservationState::Observed);
     assert_eq!(api.audit_policy.rules.len(), 7);
     assert!(!api.audit_policy.managed);
@@ -690,6 +694,7 @@ fn observations_from_texts_for_check() {
             )),
             ..observe::ApiServerSources::default()
         }),
+        ..NodeSources::default()
     };
     let report = observe(&sources);
     let spec: SecurityBaselineSpec = serde_saphyr::from_str(
@@ -1005,4 +1010,241 @@ fn the_clusters_kube_apiserver_is_asked_for_its_version_at_its_address_with_its_
     let host = FakeHost::new("version-worker");
     host.process(1, "/sbin/init\n");
     assert_eq!(run(&host, &Desired::default(), false).version_probe, None);
+}
+
+/// A control-plane node running our kube-apiserver, etcd, kube-controller-manager and
+/// kube-scheduler, with older processes of the same names that are not ours. Our etcd has
+/// a CA of its own (`trusted_ca`: its client --trusted-ca-file).
+fn control_plane_components(name: &str, trusted_ca: &str) -> FakeHost {
+    let host = FakeHost::new(name);
+    host.file("/ours/apiserver.crt", cert!("apiserver-ours.crt"))
+        .file("/ours/ca.crt", cert!("ours-ca.crt"))
+        .file("/other/ca.crt", cert!("theirs-ca.crt"))
+        // etcd's own CA issued its serving certificate.
+        .file("/etcd/ca.crt", cert!("theirs-ca.crt"))
+        .file("/etcd/server.crt", cert!("apiserver-theirs.crt"))
+        .file("/ours/cm.conf", &kubeconfig_with_ca_file("/ours/ca.crt"))
+        .file("/other/cm.conf", &kubeconfig_with_ca_file("/other/ca.crt"))
+        .file(
+            "/ours/scheduler.yaml",
+            "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nclientConnection:\n  kubeconfig: /ours/cm.conf\nenableProfiling: false\n",
+        )
+        // Not ours: an etcd whose certificate our kube-apiserver's --etcd-cafile did not
+        // issue, and components talking to another cluster.
+        .process(
+            40,
+            "/usr/local/bin/etcd\n--cert-file=/ours/apiserver.crt\n--client-cert-auth=false",
+        )
+        .process(
+            45,
+            "kube-controller-manager\n--kubeconfig=/other/cm.conf\n--profiling=true",
+        )
+        .process(46, "kube-scheduler\n--kubeconfig=/other/cm.conf")
+        .process(
+            500,
+            "/usr/bin/kube-apiserver\n--tls-cert-file=/ours/apiserver.crt\n--etcd-cafile=/etcd/ca.crt\n--client-ca-file=/ours/ca.crt",
+        )
+        .process(
+            510,
+            &format!(
+                "etcd\n--cert-file=/etcd/server.crt\n--key-file=/etcd/server.key\n--client-cert-auth=true\n--trusted-ca-file={trusted_ca}\n--data-dir=/var/lib/etcd"
+            ),
+        )
+        .process(
+            520,
+            "kube-controller-manager\n--kubeconfig=/ours/cm.conf\n--profiling=false\n--root-ca-file=/ours/ca.crt",
+        )
+        .process(
+            530,
+            "kube-scheduler\n--config=/ours/scheduler.yaml\n--profiling=true",
+        );
+    host
+}
+
+#[test]
+fn the_clusters_controller_manager_scheduler_and_etcd_are_observed() {
+    let host = control_plane_components("components", "/etcd/ca.crt");
+    let report = observed_by(&host, cert!("ours-ca.crt"));
+    let setting = |component: &crate::api::ComponentObservation, name: &str| {
+        component.setting(name).map(|s| s.value.clone())
+    };
+    assert_eq!(
+        report.controller_manager.header.state,
+        ObservationState::Observed
+    );
+    assert_eq!(
+        setting(&report.controller_manager, "profiling").as_deref(),
+        Some("false"),
+        "PID 520, not the other cluster's 45"
+    );
+    // Only checked flags are reported.
+    assert_eq!(report.controller_manager.settings.len(), 2);
+    let profiling = report.scheduler.setting("profiling").expect("profiling");
+    assert_eq!(
+        (profiling.value.as_str(), profiling.origin.as_str()),
+        ("false", "enableProfiling in --config /ours/scheduler.yaml"),
+        "--config wins over the ignored --profiling flag; membership through clientConnection.kubeconfig"
+    );
+    assert_eq!(report.scheduler.config_file, "/ours/scheduler.yaml");
+    assert_eq!(report.etcd.header.state, ObservationState::Observed);
+    assert_eq!(
+        report
+            .etcd
+            .setting("client-cert-auth")
+            .map(|s| s.value.as_str()),
+        Some("true"),
+        "PID 510, whose certificate chains to the kube-apiserver's --etcd-cafile"
+    );
+    assert!(report.etcd.setting("data-dir").is_none());
+    assert_eq!(report.etcd.trusted_ca_is_kubernetes_ca, Some(false));
+
+    // etcd trusting the Kubernetes CA (the kube-apiserver's --client-ca-file): CIS 2.7.
+    let shared = control_plane_components("components-shared-ca", "/ours/ca.crt");
+    let report = observed_by(&shared, cert!("ours-ca.crt"));
+    assert_eq!(report.etcd.trusted_ca_is_kubernetes_ca, Some(true));
+    // An unreadable CA file: not comparable, said why.
+    let missing = control_plane_components("components-missing-ca", "/etcd/missing.crt");
+    let report = observed_by(&missing, cert!("ours-ca.crt"));
+    assert_eq!(report.etcd.trusted_ca_is_kubernetes_ca, None);
+    assert!(
+        report.etcd.trusted_ca_message.contains("--trusted-ca-file"),
+        "{}",
+        report.etcd.trusted_ca_message
+    );
+    assert!(observe::schema_violations(&report).is_empty());
+
+    // Seen from the other cluster: its own kube-controller-manager; no etcd (no kube-apiserver
+    // of that cluster here to say which etcd is its).
+    let theirs = observed_by(&host, cert!("theirs-ca.crt"));
+    assert_eq!(
+        setting(&theirs.controller_manager, "profiling").as_deref(),
+        Some("true")
+    );
+    assert_eq!(theirs.etcd.header.state, ObservationState::NotFound);
+}
+
+#[test]
+fn an_invalid_scheduler_config_is_an_error_not_a_default() {
+    let host = control_plane_components("components-bad-config", "/etcd/ca.crt");
+    host.file(
+        "/ours/scheduler.yaml",
+        "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nclientConnection:\n  kubeconfig: /ours/cm.conf\nenableProfiling: \"no\"\n",
+    );
+    let report = observed_by(&host, cert!("ours-ca.crt"));
+    assert_eq!(report.scheduler.header.state, ObservationState::Error);
+    assert!(
+        report.scheduler.header.message.contains("enableProfiling"),
+        "{}",
+        report.scheduler.header.message
+    );
+}
+
+#[test]
+fn modes_and_owners_of_the_files_the_flags_name_are_reported() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let host = control_plane_components("components-files", "/etcd/ca.crt");
+    std::fs::set_permissions(
+        host.path("/ours/cm.conf"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .expect("chmod");
+    host.file(
+        "/proc/510/status",
+        "Name:\tetcd\nUid:\t1000\t0\t0\t0\nGid:\t995\t996\t996\t996\n",
+    );
+    let report = observed_by(&host, cert!("ours-ca.crt"));
+    let find = |role: &str| {
+        report
+            .files
+            .iter()
+            .find(|f| f.role == role)
+            .unwrap_or_else(|| panic!("{role} in {:#?}", report.files))
+    };
+    let kubeconfig = find("kube-controller-manager --kubeconfig");
+    assert_eq!(kubeconfig.path, "/ours/cm.conf");
+    assert_eq!(kubeconfig.mode, "0640");
+    let owner = std::fs::metadata(host.path("/ours/cm.conf")).expect("stat");
+    assert_eq!(
+        (kubeconfig.uid, kubeconfig.gid),
+        (Some(owner.uid()), Some(owner.gid()))
+    );
+    // The scheduler's kubeconfig comes from its --config, and etcd's files from its flags.
+    assert_eq!(find("kube-scheduler --kubeconfig").path, "/ours/cm.conf");
+    let key = find("etcd --key-file");
+    assert_eq!(key.header.state, ObservationState::NotFound);
+    assert_eq!(find("etcd --data-dir").path, "/var/lib/etcd");
+    assert_eq!(
+        (report.etcd.run_as_uid, report.etcd.run_as_gid),
+        (Some(0), Some(996)),
+        "the effective IDs of /proc/510/status"
+    );
+    assert_eq!(find("kube-apiserver --client-ca-file").mode.len(), 4);
+    // Not a file the flags of the other cluster's processes name.
+    assert!(report.files.iter().all(|f| f.path != "/other/cm.conf"));
+    assert!(observe::schema_violations(&report).is_empty());
+}
+
+#[test]
+fn the_kubelets_files_are_stat_ed_where_its_flags_and_config_name_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let host = two_clusters("kubelet-files");
+    host.file(
+        "/ours/kubelet-config.yaml",
+        "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nauthentication:\n  x509:\n    clientCAFile: /ours/ca.crt\n",
+    )
+    .process(
+        700,
+        "/usr/bin/kubelet\n--kubeconfig=/ours/kubelet.conf\n--config=/ours/kubelet-config.yaml",
+    );
+    std::fs::set_permissions(
+        host.path("/ours/kubelet-config.yaml"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    let options = HostOptions {
+        cluster_ca: membership::ClusterCa::from_pem(cert!("ours-ca.crt")).expect("CA"),
+        ..HostOptions::default()
+    };
+    // The oldest kubelet of ours is PID 600 (no --config): point at PID 700's files instead.
+    let report = pass(&host.host(), &options, "n", &Desired::default(), false).report;
+    let roles: Vec<(&str, &str)> = report
+        .files
+        .iter()
+        .filter(|f| f.role.starts_with("kubelet "))
+        .map(|f| (f.role.as_str(), f.path.as_str()))
+        .collect();
+    assert_eq!(roles, [("kubelet --kubeconfig", "/ours/kubelet.conf")]);
+
+    let host = FakeHost::new("kubelet-files-config");
+    host.file("/ours/ca.crt", cert!("ours-ca.crt"))
+        .file("/ours/kubelet.conf", &kubeconfig_with_ca_file("/ours/ca.crt"))
+        .file(
+            "/ours/kubelet-config.yaml",
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nauthentication:\n  x509:\n    clientCAFile: /ours/ca.crt\n",
+        )
+        .process(
+            700,
+            "/usr/bin/kubelet\n--kubeconfig=/ours/kubelet.conf\n--config=/ours/kubelet-config.yaml",
+        );
+    std::fs::set_permissions(
+        host.path("/ours/kubelet-config.yaml"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    let report = pass(&host.host(), &options, "n", &Desired::default(), false).report;
+    let files: Vec<(&str, &str, &str)> = report
+        .files
+        .iter()
+        .map(|f| (f.role.as_str(), f.path.as_str(), f.mode.as_str()))
+        .collect();
+    assert!(
+        files.contains(&("kubelet --config", "/ours/kubelet-config.yaml", "0644")),
+        "{files:?}"
+    );
+    assert!(
+        files
+            .iter()
+            .any(|(role, path, _)| *role == "kubelet clientCAFile" && *path == "/ours/ca.crt"),
+        "clientCAFile from the merged configuration: {files:?}"
+    );
 }

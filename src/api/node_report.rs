@@ -58,6 +58,21 @@ pub struct NodeReportSpec {
     /// The kube-apiserver, when one runs on this node (NotFound on worker nodes).
     #[serde(default)]
     pub api_server: ApiServerObservation,
+    /// The kube-controller-manager, when one of this cluster runs on this node.
+    #[serde(default)]
+    pub controller_manager: ComponentObservation,
+    /// The kube-scheduler, when one of this cluster runs on this node.
+    #[serde(default)]
+    pub scheduler: ComponentObservation,
+    /// etcd, when one serving this node's kube-apiserver runs on this node.
+    #[serde(default)]
+    pub etcd: EtcdObservation,
+    /// Mode and owner of the files the control-plane processes' and the kubelet's flags name
+    /// (kubeconfigs, certificates, keys, etcd's data directory, the kubelet's config and
+    /// client CA file), for the CIS 1.1 and 4.1 checks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub files: Vec<FileModeObservation>,
     /// What the agent did (or, without --enforce, would do) with files it manages.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 4))]
@@ -227,6 +242,149 @@ impl ApiServerObservation {
             .find(|f| f.name == name)
             .map(|f| f.value.as_str())
     }
+}
+
+/// A control-plane process other than the kube-apiserver (kube-controller-manager,
+/// kube-scheduler): the settings its checks read.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[schemars(transform = StateDoc("Observed, NotFound (no such process of this cluster on this node) or Error (its\n--config unreadable or invalid)."))]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentObservation {
+    /// `state` and `message`, flattened into this object.
+    #[serde(flatten)]
+    pub header: Observation,
+    /// Its --config file, as a host path, when given.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 4096))]
+    pub config_file: String,
+    /// The checked settings that were given, by flag name, sorted; settings not listed
+    /// were not given (the component's defaults apply).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub settings: Vec<ComponentSetting>,
+    /// The --config file changed after the process started: it may not use it yet.
+    #[serde(default)]
+    pub pending_restart: bool,
+}
+
+impl ComponentObservation {
+    /// A checked setting, if it was given.
+    pub fn setting(&self, name: &str) -> Option<&ComponentSetting> {
+        self.settings.iter().find(|s| s.name == name)
+    }
+}
+
+/// etcd: the settings its checks read, and whether it trusts the Kubernetes CA.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[schemars(transform = StateDoc("Observed, NotFound (no etcd serving this node's kube-apiserver on this node) or\nError (its --config-file unreadable or invalid)."))]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdObservation {
+    /// `state` and `message`, flattened into this object.
+    #[serde(flatten)]
+    pub header: Observation,
+    /// Its --config-file, as a host path, when given (etcd then ignores its other flags).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 4096))]
+    pub config_file: String,
+    /// The checked settings that were given, by flag name (`client-transport-security` and
+    /// `peer-transport-security` keys of --config-file as their flags), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub settings: Vec<ComponentSetting>,
+    /// Whether etcd's client --trusted-ca-file holds a certificate of the kube-apiserver's
+    /// --client-ca-file (the Kubernetes CA). Unset when either could not be read;
+    /// trustedCAMessage then says why.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "trustedCAIsKubernetesCA"
+    )]
+    pub trusted_ca_is_kubernetes_ca: Option<bool>,
+    /// Why trustedCAIsKubernetesCA is unset.
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        rename = "trustedCAMessage"
+    )]
+    #[schemars(length(max = 1024))]
+    pub trusted_ca_message: String,
+    /// The --config-file changed after etcd started: it may not use it yet.
+    #[serde(default)]
+    pub pending_restart: bool,
+    /// The user ID etcd runs as (effective), for the owner of its data directory.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "runAsUID")]
+    pub run_as_uid: Option<u32>,
+    /// The group ID etcd runs as (effective).
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "runAsGID")]
+    pub run_as_gid: Option<u32>,
+}
+
+impl EtcdObservation {
+    /// A checked setting, if it was given.
+    pub fn setting(&self, name: &str) -> Option<&ComponentSetting> {
+        self.settings.iter().find(|s| s.name == name)
+    }
+}
+
+/// What a file named by a process's flag is, for the CIS limits on its mode and owner.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, schemars::JsonSchema,
+)]
+pub enum FileClass {
+    /// A kubeconfig (credentials): 600 or stricter, root:root (CIS 1.1.15-1.1.18).
+    Kubeconfig,
+    /// A certificate or CA bundle: 644 or stricter, root:root (CIS 1.1.19-1.1.20).
+    Certificate,
+    /// A private key: 600 or stricter, root:root (CIS 1.1.19, 1.1.21).
+    PrivateKey,
+    /// etcd's data directory: 700 or stricter (CIS 1.1.11).
+    EtcdDataDir,
+    /// The kubelet's --config file: 600 or stricter, root:root (CIS 4.1.9-4.1.10).
+    KubeletConfig,
+}
+
+/// Mode and owner of one file a control-plane process's flag names.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[schemars(transform = StateDoc("Observed, NotFound (no such file) or Error (cannot be read)."))]
+#[serde(rename_all = "camelCase")]
+pub struct FileModeObservation {
+    /// `state` and `message`, flattened into this object.
+    #[serde(flatten)]
+    pub header: Observation,
+    /// Which process and flag name it, e.g. "kube-controller-manager --kubeconfig".
+    #[schemars(length(max = 128))]
+    pub role: String,
+    /// What it is.
+    pub class: FileClass,
+    /// The host path.
+    #[schemars(length(max = 4096))]
+    pub path: String,
+    /// Its permission bits in octal, e.g. "0600" (set when Observed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 8))]
+    pub mode: String,
+    /// Owner user ID (set when Observed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// Owner group ID (set when Observed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+}
+
+/// One setting of a control-plane component, by flag name.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentSetting {
+    /// Flag name without dashes, e.g. profiling.
+    #[schemars(length(max = 128))]
+    pub name: String,
+    /// Its value ("true" for a boolean flag given without one).
+    #[serde(default)]
+    #[schemars(length(max = 4096))]
+    pub value: String,
+    /// Where it was read: "flag --<name>" or "<key> in --config <path>".
+    #[schemars(length(max = 4400))]
+    pub origin: String,
 }
 
 /// Where one effective kubelet setting came from.

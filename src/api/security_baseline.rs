@@ -710,6 +710,10 @@ pub struct KubeletBaseline {
     /// Expected values of the kubelet's effective configuration.
     #[serde(default)]
     pub settings: KubeletSettings,
+    /// Mode and owner of the kubelet's kubeconfig, client CA file and config file (CIS
+    /// 4.1.5-4.1.10). `{}` checks every CIS recommendation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<FileSettings>,
 }
 
 /// Expected kubelet settings (KubeletConfiguration fields). Unset fields are not checked.
@@ -761,9 +765,159 @@ pub struct ControlPlaneSettings {
     /// kube-apiserver flags.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_server: Option<ApiServerSettings>,
-    /// etcd as the kube-apiserver reaches it.
+    /// etcd as the kube-apiserver reaches it, and etcd's own flags.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etcd: Option<EtcdSettings>,
+    /// kube-controller-manager flags (CIS 1.3), checked on every node running a
+    /// kube-apiserver. `{}` checks every CIS recommendation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller_manager: Option<ControllerManagerSettings>,
+    /// kube-scheduler flags and --config (CIS 1.4), checked on every node running a
+    /// kube-apiserver. `{}` checks every CIS recommendation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<SchedulerSettings>,
+    /// Mode and owner of the files the control-plane processes' flags name (CIS 1.1),
+    /// checked on every node running a kube-apiserver. `{}` checks every CIS recommendation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<FileSettings>,
+}
+
+/// Expected modes and owners of the files a component's flags name (CIS 1.1 for the control
+/// plane, 4.1 for the kubelet). Each field defaults to true; `false` leaves those checks
+/// out.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FileSettings {
+    /// Kubeconfigs and private keys 600, certificates 644, etcd's data directory 700, or
+    /// stricter (CIS 1.1.11, 1.1.15, 1.1.17, 1.1.20, 1.1.21; the kubelet's: 4.1.5, 4.1.7, 4.1.9).
+    #[serde(default = "default_true")]
+    pub permissions: bool,
+    /// Kubeconfigs, certificates and keys owned by root:root, etcd's data directory by the
+    /// user etcd runs as (CIS 1.1.12, 1.1.16, 1.1.18, 1.1.19; the kubelet's: 4.1.6, 4.1.8,
+    /// 4.1.10).
+    #[serde(default = "default_true")]
+    pub ownership: bool,
+}
+
+impl Default for FileSettings {
+    fn default() -> Self {
+        Self {
+            permissions: true,
+            ownership: true,
+        }
+    }
+}
+
+/// Expected kube-controller-manager hardening (CIS 1.3). Each field defaults to the CIS
+/// recommendation; `false` leaves that check out (the threshold is always checked).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ControllerManagerSettings {
+    /// Highest --terminated-pod-gc-threshold allowed; the flag must be set (its default,
+    /// 12500, lets terminated pods pile up) (CIS 1.3.1).
+    #[serde(
+        default = "default_terminated_pod_gc_threshold",
+        rename = "maxTerminatedPodGCThreshold"
+    )]
+    #[schemars(range(min = 1))]
+    pub max_terminated_pod_gc_threshold: i64,
+    /// --profiling=false (CIS 1.3.2).
+    #[serde(default = "default_true")]
+    pub profiling_disabled: bool,
+    /// --use-service-account-credentials=true (CIS 1.3.3).
+    #[serde(default = "default_true")]
+    pub use_service_account_credentials: bool,
+    /// --service-account-private-key-file set (CIS 1.3.4).
+    #[serde(default = "default_true")]
+    pub service_account_private_key_file: bool,
+    /// --root-ca-file set (CIS 1.3.5).
+    #[serde(default = "default_true", rename = "rootCAFile")]
+    pub root_ca_file: bool,
+    /// The RotateKubeletServerCertificate feature gate not turned off (CIS 1.3.6).
+    #[serde(default = "default_true")]
+    pub rotate_kubelet_server_certificate: bool,
+    /// --bind-address a loopback address (CIS 1.3.7).
+    #[serde(default = "default_true")]
+    pub loopback_bind_address: bool,
+}
+
+impl Default for ControllerManagerSettings {
+    fn default() -> Self {
+        Self {
+            max_terminated_pod_gc_threshold: default_terminated_pod_gc_threshold(),
+            profiling_disabled: true,
+            use_service_account_credentials: true,
+            service_account_private_key_file: true,
+            root_ca_file: true,
+            rotate_kubelet_server_certificate: true,
+            loopback_bind_address: true,
+        }
+    }
+}
+
+/// Expected kube-scheduler hardening (CIS 1.4). Each field defaults to the CIS
+/// recommendation; `false` leaves that check out.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SchedulerSettings {
+    /// Profiling off: `enableProfiling: false` in --config, else --profiling=false (CIS 1.4.1).
+    #[serde(default = "default_true")]
+    pub profiling_disabled: bool,
+    /// --bind-address a loopback address (CIS 1.4.2).
+    #[serde(default = "default_true")]
+    pub loopback_bind_address: bool,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        Self {
+            profiling_disabled: true,
+            loopback_bind_address: true,
+        }
+    }
+}
+
+/// Expected hardening of etcd's own flags or --config-file (CIS 2). Each field defaults to
+/// the CIS recommendation; `false` leaves that check out.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdServerSettings {
+    /// --cert-file and --key-file set (CIS 2.1).
+    #[serde(default = "default_true", rename = "clientTLS")]
+    pub client_tls: bool,
+    /// --client-cert-auth=true (CIS 2.2).
+    #[serde(default = "default_true")]
+    pub client_cert_auth: bool,
+    /// --auto-tls not true (CIS 2.3).
+    #[serde(default = "default_true", rename = "noAutoTLS")]
+    pub no_auto_tls: bool,
+    /// --peer-cert-file and --peer-key-file set (CIS 2.4).
+    #[serde(default = "default_true", rename = "peerTLS")]
+    pub peer_tls: bool,
+    /// --peer-client-cert-auth=true (CIS 2.5).
+    #[serde(default = "default_true")]
+    pub peer_client_cert_auth: bool,
+    /// --peer-auto-tls not true (CIS 2.6).
+    #[serde(default = "default_true", rename = "noPeerAutoTLS")]
+    pub no_peer_auto_tls: bool,
+    /// --trusted-ca-file holds no certificate of the Kubernetes CA (the kube-apiserver's
+    /// --client-ca-file), so a Kubernetes client certificate does not open etcd (CIS 2.7).
+    #[serde(default = "default_true", rename = "distinctCA")]
+    pub distinct_ca: bool,
+}
+
+impl Default for EtcdServerSettings {
+    fn default() -> Self {
+        Self {
+            client_tls: true,
+            client_cert_auth: true,
+            no_auto_tls: true,
+            peer_tls: true,
+            peer_client_cert_auth: true,
+            no_peer_auto_tls: true,
+            distinct_ca: true,
+        }
+    }
 }
 
 /// Checks that Kubernetes is kept up to date (report only: never repaired).
@@ -839,15 +993,78 @@ pub struct ApiServerSettings {
     /// for secrets (CIS 1.2.27-1.2.28).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption_at_rest: Option<bool>,
+    /// The other flag recommendations of CIS 1.2. `{}` checks every one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flags: Option<ApiServerFlagSettings>,
 }
 
-/// Expected etcd hardening, as seen from the kube-apiserver's flags.
+/// kube-apiserver flag recommendations of CIS 1.2 beyond authentication, authorization,
+/// admission, audit and encryption. Each field defaults to the CIS recommendation; `false`
+/// leaves that check out.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiServerFlagSettings {
+    /// No --token-auth-file (static tokens) (CIS 1.2.2).
+    #[serde(default = "default_true")]
+    pub no_token_auth_file: bool,
+    /// --kubelet-client-certificate and --kubelet-client-key set (CIS 1.2.4).
+    #[serde(default = "default_true")]
+    pub kubelet_client_certificate: bool,
+    /// --kubelet-certificate-authority set (CIS 1.2.5).
+    #[serde(default = "default_true")]
+    pub kubelet_certificate_authority: bool,
+    /// --profiling=false (CIS 1.2.15).
+    #[serde(default = "default_true")]
+    pub profiling_disabled: bool,
+    /// --service-account-lookup not false (CIS 1.2.21).
+    #[serde(default = "default_true")]
+    pub service_account_lookup: bool,
+    /// --service-account-key-file set (CIS 1.2.22).
+    #[serde(default = "default_true")]
+    pub service_account_key_file: bool,
+    /// --tls-cert-file and --tls-private-key-file set (CIS 1.2.24).
+    #[serde(default = "default_true", rename = "tlsCertificate")]
+    pub tls_certificate: bool,
+    /// --client-ca-file set (CIS 1.2.25).
+    #[serde(default = "default_true", rename = "clientCAFile")]
+    pub client_ca_file: bool,
+    /// --tls-cipher-suites set, with strong suites only (CIS 1.2.29).
+    #[serde(default = "default_true")]
+    pub strong_cipher_suites: bool,
+    /// --service-account-extend-token-expiration=false (CIS 1.2.30).
+    #[serde(default = "default_true")]
+    pub no_service_account_token_extension: bool,
+}
+
+impl Default for ApiServerFlagSettings {
+    fn default() -> Self {
+        Self {
+            no_token_auth_file: true,
+            kubelet_client_certificate: true,
+            kubelet_certificate_authority: true,
+            profiling_disabled: true,
+            service_account_lookup: true,
+            service_account_key_file: true,
+            tls_certificate: true,
+            client_ca_file: true,
+            strong_cipher_suites: true,
+            no_service_account_token_extension: true,
+        }
+    }
+}
+
+/// Expected etcd hardening: how the kube-apiserver reaches it (clientTLS) and etcd's own
+/// flags (server).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct EtcdSettings {
     /// The kube-apiserver talks to etcd over TLS with a client certificate (CIS 1.2.25, 2.x).
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "clientTLS")]
     pub client_tls: Option<bool>,
+    /// etcd's own flags (or --config-file), read from the etcd process on every node running
+    /// a kube-apiserver (CIS 2.1-2.7). `{}` checks every CIS recommendation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<EtcdServerSettings>,
 }
 
 /// Observed state of a SecurityBaseline.
@@ -1006,6 +1223,9 @@ impl DriftReason {
 
 fn default_true() -> bool {
     true
+}
+fn default_terminated_pod_gc_threshold() -> i64 {
+    12500
 }
 fn default_max_age() -> i32 {
     30

@@ -326,6 +326,24 @@ fn node_report_observations_keep_their_wire_field_names() {
             },
             "pendingRestart": false
         },
+        "controllerManager": {
+            "state": "Observed",
+            "settings": [{"name": "profiling", "value": "false", "origin": "flag --profiling"}],
+            "pendingRestart": false
+        },
+        "scheduler": {
+            "state": "Error",
+            "message": "not a mapping",
+            "configFile": "/etc/kubernetes/scheduler.yaml",
+            "pendingRestart": true
+        },
+        "etcd": {
+            "state": "Observed",
+            "configFile": "/etc/etcd.yaml",
+            "settings": [{"name": "client-cert-auth", "value": "true", "origin": "client-transport-security.client-cert-auth in --config-file /etc/etcd.yaml"}],
+            "trustedCAIsKubernetesCA": false,
+            "pendingRestart": false
+        },
         "enforcement": [{"target": "AuditPolicy", "path": "/p", "state": "Failed", "message": "m"}]
     });
     let spec: NodeReportSpec = serde_json::from_value(wire.clone()).expect("reads");
@@ -352,6 +370,14 @@ fn node_report_observations_keep_their_wire_field_names() {
     assert_eq!(
         spec.api_server.authentication_config.header.message,
         "not YAML"
+    );
+    assert_eq!(spec.scheduler.config_file, "/etc/kubernetes/scheduler.yaml");
+    assert_eq!(spec.etcd.trusted_ca_is_kubernetes_ca, Some(false));
+    assert_eq!(
+        spec.controller_manager
+            .setting("profiling")
+            .map(|s| s.value.as_str()),
+        Some("false")
     );
     assert_eq!(serde_json::to_value(&spec).expect("writes"), wire);
     // An empty message is left out, as before.

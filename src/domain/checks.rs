@@ -16,12 +16,14 @@ pub struct CheckInfo {
 
 /// Every check the product runs, in documentation order.
 pub fn all() -> Vec<CheckInfo> {
-    let groups: [&[CheckInfo]; 8] = [
+    let groups: [&[CheckInfo]; 10] = [
         crate::domain::generated::CHECKS,
         crate::domain::rbac_audit::CHECKS,
         crate::domain::node::audit_policy::CHECKS,
         crate::domain::node::kubelet::CHECKS,
         crate::domain::node::api_server::CHECKS,
+        crate::domain::node::control_plane::CHECKS,
+        crate::domain::node::files::CHECKS,
         crate::domain::versions::CHECKS,
         crate::domain::tls::CHECKS,
         crate::domain::tls::gateway::CHECKS,

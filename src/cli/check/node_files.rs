@@ -120,10 +120,13 @@ pub fn observe_files(args: &NodeFileArgs) -> Result<Option<NodeReportSpec>, Node
         Some(file) => Found::Found(api_server_sources(file, args)?),
         None => Found::NotFound,
     };
+    // `check --node` takes no kube-controller-manager, kube-scheduler or etcd files: their
+    // checks are Unknown (not observed), never passing.
     let sources = NodeSources {
         node_name: node.clone(),
         kubelet,
         api_server,
+        ..NodeSources::default()
     };
     Ok(Some(crate::agent::observe(&sources)))
 }

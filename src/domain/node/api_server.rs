@@ -6,11 +6,13 @@ use std::collections::BTreeSet;
 
 use crate::api::{
     ApiServerObservation, ApiServerSettings, ControlPlaneSettings, DriftEntry, DriftReason,
-    EtcdSettings, ObservationState, SecurityBaselineSpec,
+    EtcdSettings, NodeObservations, ObservationState, SecurityBaselineSpec,
 };
 use crate::domain::checks::CheckInfo;
 use crate::domain::node::audit_policy;
 use crate::domain::node::config_files::*;
+use crate::domain::node::control_plane;
+use crate::domain::node::files;
 use crate::domain::node::findings::node_drift;
 use crate::domain::node::flags::*;
 
@@ -81,6 +83,19 @@ pub const API_SERVER_FLAGS: &[&str] = &[
     "etcd-keyfile",
     "etcd-servers",
     "secure-port",
+    // The flag-only CIS 1.2 checks (`control_plane::evaluate_api_server_flags`).
+    "client-ca-file",
+    "kubelet-certificate-authority",
+    "kubelet-client-certificate",
+    "kubelet-client-key",
+    "profiling",
+    "service-account-extend-token-expiration",
+    "service-account-key-file",
+    "service-account-lookup",
+    "tls-cert-file",
+    "tls-cipher-suites",
+    "tls-private-key-file",
+    "token-auth-file",
 ];
 
 /// Admission plugins the kube-apiserver enables when --enable-admission-plugins does not
@@ -114,13 +129,15 @@ pub const DEFAULT_ON_ADMISSION_PLUGINS: &[&str] = &[
 /// Encryption providers that really encrypt (identity stores plaintext).
 pub const REAL_ENCRYPTION_PROVIDERS: &[&str] = &["aescbc", "aesgcm", "kms", "secretbox"];
 
-/// The control-plane and audit checks of `baseline` against one node's kube-apiserver.
-/// Nothing when the node runs none.
+/// The control-plane and audit checks of `baseline` against one node's kube-apiserver, and
+/// the kube-controller-manager, kube-scheduler and etcd beside it. Nothing when the node
+/// runs no kube-apiserver.
 pub fn evaluate_control_plane(
     node: &str,
-    api: &ApiServerObservation,
+    report: &NodeObservations,
     baseline: &SecurityBaselineSpec,
 ) -> Vec<DriftEntry> {
+    let api = &report.api_server;
     let mut drift = Vec::new();
     match api.header.state {
         ObservationState::NotFound => {}
@@ -139,6 +156,7 @@ pub fn evaluate_control_plane(
             }
             if let Some(control_plane) = &baseline.control_plane {
                 drift.extend(evaluate_api_server(node, api, control_plane));
+                drift.extend(evaluate_components(node, report, control_plane));
             }
         }
     }
@@ -157,9 +175,42 @@ pub fn evaluate_api_server(
         drift.extend(check_authorization(node, api, api_settings));
         drift.extend(check_admission(node, api, api_settings));
         drift.extend(check_encryption(node, api, api_settings));
+        if let Some(flags) = &api_settings.flags {
+            drift.extend(control_plane::evaluate_api_server_flags(node, api, flags));
+        }
     }
     if let Some(etcd) = &settings.etcd {
         drift.extend(check_etcd_tls(node, api, etcd));
+    }
+    drift
+}
+
+/// The kube-controller-manager, kube-scheduler and etcd checks of one control-plane node.
+pub fn evaluate_components(
+    node: &str,
+    report: &NodeObservations,
+    settings: &ControlPlaneSettings,
+) -> Vec<DriftEntry> {
+    let mut drift = Vec::new();
+    if let Some(cm) = &settings.controller_manager {
+        drift.extend(control_plane::evaluate_controller_manager(
+            node,
+            &report.controller_manager,
+            cm,
+        ));
+    }
+    if let Some(scheduler) = &settings.scheduler {
+        drift.extend(control_plane::evaluate_scheduler(
+            node,
+            &report.scheduler,
+            scheduler,
+        ));
+    }
+    if let Some(server) = settings.etcd.as_ref().and_then(|e| e.server.as_ref()) {
+        drift.extend(control_plane::evaluate_etcd(node, &report.etcd, server));
+    }
+    if let Some(files) = &settings.files {
+        drift.extend(files::evaluate_files(node, report, files));
     }
     drift
 }
@@ -491,6 +542,9 @@ pub fn control_plane_checks(baseline: &SecurityBaselineSpec) -> Vec<&'static str
             if api.encryption_at_rest == Some(true) {
                 checks.push(check_ids::ENCRYPTION_AT_REST);
             }
+            if let Some(flags) = &api.flags {
+                checks.extend(control_plane::requested_api_server_flag_checks(flags));
+            }
         }
         if control_plane
             .etcd
@@ -498,6 +552,14 @@ pub fn control_plane_checks(baseline: &SecurityBaselineSpec) -> Vec<&'static str
             .is_some_and(|e| e.client_tls == Some(true))
         {
             checks.push(check_ids::ETCD_CLIENT_TLS);
+        }
+        checks.extend(control_plane::requested_checks(
+            control_plane.controller_manager.as_ref(),
+            control_plane.scheduler.as_ref(),
+            control_plane.etcd.as_ref().and_then(|e| e.server.as_ref()),
+        ));
+        if let Some(settings) = &control_plane.files {
+            checks.extend(files::requested_checks(settings));
         }
     }
     checks

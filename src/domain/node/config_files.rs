@@ -25,6 +25,15 @@ pub enum ControlPlaneError {
         /// What is wrong.
         message: String,
     },
+    /// A component's config file (kube-scheduler --config, etcd --config-file) is not
+    /// what the component reads.
+    #[error("{path}: {message}")]
+    ConfigFile {
+        /// The file, as a host path.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A flag's value cannot be parsed.
     #[error("flag --{flag}={value:?} is not a valid {expected}")]
     FlagValue {

@@ -22,6 +22,7 @@ use crate::api::{DriftReason, NodeObservations};
 use crate::domain::node::api_server::{
     CONTROL_PLANE_KIND, CONTROL_PLANE_NAME, control_plane_checks, evaluate_control_plane,
 };
+use crate::domain::node::files;
 use crate::domain::node::findings::node_drift;
 use crate::domain::node::kubelet::{self, kubelet_selects};
 
@@ -155,8 +156,11 @@ pub fn evaluate_node(
             &report.kubelet,
             &kubelet_baseline.settings,
         ));
+        if let Some(files) = &kubelet_baseline.files {
+            drift.extend(files::evaluate_kubelet_files(node, report, files));
+        }
     }
-    drift.extend(evaluate_control_plane(node, &report.api_server, baseline));
+    drift.extend(evaluate_control_plane(node, report, baseline));
     drift.sort();
     drift
 }
@@ -168,7 +172,11 @@ pub fn unknown_node(node_name: &str, baseline: &SecurityBaselineSpec) -> Vec<Dri
     let Some(kubelet_baseline) = &baseline.kubelet else {
         return Vec::new();
     };
-    let mut drift: Vec<DriftEntry> = kubelet::requested_checks(&kubelet_baseline.settings)
+    let mut checks = kubelet::requested_checks(&kubelet_baseline.settings);
+    if let Some(files) = &kubelet_baseline.files {
+        checks.extend(files::requested_kubelet_checks(files));
+    }
+    let mut drift: Vec<DriftEntry> = checks
         .into_iter()
         .map(|check| {
             node_drift(

@@ -10,9 +10,13 @@ const LIST_FLAGS: &[&str] = &[
     "disable-admission-plugins",
     "enable-admission-plugins",
     "etcd-servers",
+    // A map flag: every occurrence adds Name=bool pairs (component-base featuregate).
+    "feature-gates",
+    "tls-cipher-suites",
 ];
 
-/// Boolean flags of the kubelet and kube-apiserver. pflag never takes a boolean's value
+/// Boolean flags of the kubelet, kube-apiserver, kube-controller-manager, kube-scheduler and
+/// etcd. pflag never takes a boolean's value
 /// from the next argument (`--anonymous-auth false` is not `--anonymous-auth=false`), so
 /// the parser must not either.
 const BOOL_FLAGS: &[&str] = &[
@@ -20,7 +24,9 @@ const BOOL_FLAGS: &[&str] = &[
     "alsologtostderr",
     "anonymous-auth",
     "authentication-token-webhook",
+    "auto-tls",
     "cgroups-per-qos",
+    "client-cert-auth",
     "enable-aggregator-routing",
     "enable-bootstrap-token-auth",
     "enable-controller-attach-detach",
@@ -31,6 +37,8 @@ const BOOL_FLAGS: &[&str] = &[
     "fail-swap-on",
     "logtostderr",
     "make-iptables-util-chains",
+    "peer-auto-tls",
+    "peer-client-cert-auth",
     "profiling",
     "protect-kernel-defaults",
     "register-node",
@@ -40,6 +48,7 @@ const BOOL_FLAGS: &[&str] = &[
     "seccomp-default",
     "service-account-lookup",
     "serialize-image-pulls",
+    "use-service-account-credentials",
 ];
 
 /// A process's command-line flags, parsed the way pflag (used by the kubelet and the
