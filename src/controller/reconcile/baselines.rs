@@ -270,9 +270,6 @@ pub(in crate::controller) async fn publish_status(
         &baseline.spec.waivers,
         &waived_by_waiver,
     );
-    if namespace_counts.pending == 0 {
-        publish_waiver_events(ctx, baseline, &status).await;
-    }
     let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     ctx.metrics
         .set_gated(&name, status.summary.namespaces_gated);
@@ -352,6 +349,11 @@ pub(in crate::controller) async fn publish_status(
         }
     }
     debug!(drift = status.drift_total, "status written");
+    // After the write: the next comparison is with this status, so each change is one Event
+    // even when a write is refused and retried.
+    if namespace_counts.pending == 0 {
+        publish_waiver_events(ctx, baseline, &status).await;
+    }
     Ok(await_change_or_time(next_change))
 }
 
@@ -399,6 +401,11 @@ async fn publish_waiver_events(
         .as_ref()
         .map(|s| s.waivers.as_slice())
         .unwrap_or_default();
+    // A stale waiver in a status written while namespaces were pending was not announced.
+    let announced_stale = baseline
+        .status
+        .as_ref()
+        .is_some_and(|s| s.summary.namespaces_pending == 0);
     let reference = kube::Resource::object_ref(baseline, &());
     for waiver in &status.waivers {
         let previous = before.iter().find(|p| p.name == waiver.name);
@@ -412,7 +419,7 @@ async fn publish_waiver_events(
                     waiver.name, waiver.expires
                 ),
             )
-        } else if is_stale(waiver) && previous.is_none_or(|p| !is_stale(p)) {
+        } else if is_stale(waiver) && (!announced_stale || previous.is_none_or(|p| !is_stale(p))) {
             (
                 "WaiverStale",
                 format!(
