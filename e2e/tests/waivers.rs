@@ -158,8 +158,12 @@ async fn admission_bounds_waivers_by_cel() {
 async fn a_waived_finding_is_not_drift_and_a_stale_waiver_is_reported() {
     let env = TestEnv::new("wst").await;
     let ns = env.name("ns");
+    // A label of this test's own: `check --live` below sees every namespace.
     let spec = spec_with_waivers(
-        "mode: Audit\nnamespaceSelector: {matchLabels: {env: prod}}\n",
+        &format!(
+            "mode: Audit\nnamespaceSelector: {{matchLabels: {{waivers: {}}}}}\n",
+            env.id
+        ),
         &[
             waiver(
                 "legacy-network",
@@ -183,7 +187,7 @@ async fn a_waived_finding_is_not_drift_and_a_stale_waiver_is_reported() {
     );
     let baseline = env.apply_baseline("b", &spec);
     let operator = Operator::start(&env, &[]).await;
-    let created = env.create_namespace("ns", &[("env", "prod")]).await;
+    let created = env.create_namespace("ns", &[("waivers", &env.id)]).await;
     assert_eq!(created, ns);
     let status = wait_baseline_status(
         &env.admin,
@@ -285,6 +289,30 @@ async fn a_waived_finding_is_not_drift_and_a_stale_waiver_is_reported() {
         .is_some_and(|at| at > Timestamp::now().as_second() as f64),
         "{metrics}"
     );
+    // `check --live` judges the same with the same domain code.
+    let report = check_live_report(&[]);
+    let checked = baseline_in_report(&report, &baseline);
+    assert_eq!(checked["drift"], serde_json::json!([]));
+    let checked_waived: Vec<kube_baseline::api::WaivedEntry> = checked["waived"]
+        .as_array()
+        .expect("waived in check --live")
+        .iter()
+        .map(|w| {
+            assert_eq!(
+                w["waiverReason"],
+                "accepted for the end-to-end test of waivers"
+            );
+            let mut entry = w.clone();
+            for extra in ["waiverReason", "owner", "expires"] {
+                entry.as_object_mut().unwrap().remove(extra);
+            }
+            serde_json::from_value(entry).expect("a waived entry")
+        })
+        .collect();
+    assert_eq!(checked_waived, status.waived);
+    let checked_waivers: Vec<kube_baseline::api::WaiverStatus> =
+        serde_json::from_value(checked["waivers"].clone()).expect("waivers");
+    assert_eq!(checked_waivers, status.waivers);
     // Printed for the README.
     eprintln!("{}", kubectl(&["get", "sbl", &baseline, "-o", "yaml"]));
     env.cleanup().await;
