@@ -501,3 +501,84 @@ async fn an_enforcement_waiver_keeps_a_teams_edit_until_it_expires() {
     );
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_waived_pod_security_label_is_kept_and_nothing_is_written_while_idle() {
+    let env = TestEnv::new("wps").await;
+    let ns = env.name("ns");
+    let spec = spec_with_waivers(
+        "namespaceSelector: {matchLabels: {env: prod}}\npodSecurity: {enforce: restricted}\n",
+        &[waiver(
+            "batch-baseline-level",
+            &format!("checks: [pod-security.labels]\nnamespaces: [{ns}]\n"),
+            &at(seconds(-60)),
+            &at(seconds(30 * 24 * 3600)),
+        )],
+    );
+    let baseline = env.apply_baseline("b", &spec);
+    let operator = Operator::start(&env, &[]).await;
+    // The team runs the namespace at the baseline level on purpose.
+    env.create_namespace(
+        "ns",
+        &[
+            ("env", "prod"),
+            ("pod-security.kubernetes.io/enforce", "baseline"),
+        ],
+    )
+    .await;
+    let status = wait_baseline_status(&env.admin, &baseline, "the label finding waived", |s| {
+        s.waived
+            .iter()
+            .any(|w| w.check == "pod-security.labels" && w.namespace == ns)
+            && condition_status(s, "Compliant") == "True"
+    })
+    .await;
+    assert_eq!(
+        waiver_state(&status, "batch-baseline-level"),
+        Some((WaiverState::Active, 1))
+    );
+    // The generated objects are there (only the label check is waived) ...
+    let deny = format!("baseline-{baseline}-deny-all");
+    eventually(SETTLE, "the generated deny-all policy", || async {
+        Api::<NetworkPolicy>::namespaced(env.admin.clone(), &ns)
+            .get_opt(&deny)
+            .await
+            .expect("get")
+    })
+    .await;
+    // ... and the team's level is kept: the operator never wrote the namespace.
+    let namespace = Api::<k8s_openapi::api::core::v1::Namespace>::all(env.admin.clone())
+        .get(&ns)
+        .await
+        .expect("namespace");
+    assert_eq!(
+        namespace
+            .labels()
+            .get("pod-security.kubernetes.io/enforce")
+            .map(String::as_str),
+        Some("baseline")
+    );
+    let namespace_writes = || {
+        writes_by(&operator.user)
+            .into_iter()
+            .filter(|e| {
+                e.object_ref
+                    .as_ref()
+                    .is_some_and(|o| o.resource == "namespaces" && o.name == ns)
+            })
+            .count()
+    };
+    assert_eq!(
+        namespace_writes(),
+        0,
+        "the namespace's labels were not written"
+    );
+
+    // Idle: with waivers in status, a quiet cluster costs no write at all.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = writes_by(&operator.user).len();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let idle: Vec<_> = writes_by(&operator.user).into_iter().skip(before).collect();
+    assert!(idle.is_empty(), "writes while idle: {idle:#?}");
+    env.cleanup().await;
+}

@@ -86,6 +86,13 @@ impl<'a> Waivers<'a> {
         split
     }
 
+    /// Whether the waiver named `name` applies now.
+    pub fn is_active(&self, name: &str) -> bool {
+        self.judged
+            .iter()
+            .any(|j| j.waiver.name == name && j.state == WaiverState::Active)
+    }
+
     /// The next instant a waiver starts or stops applying: the findings must be judged
     /// again then (an expired waiver stops applying by itself).
     pub fn next_change(&self) -> Option<Timestamp> {

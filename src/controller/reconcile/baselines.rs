@@ -182,6 +182,8 @@ pub(in crate::controller) async fn publish_status(
     if let Some(status) = &baseline.status {
         ctx.results.seed_repairs(&name, status.summary.repairs);
     }
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let waivers = Waivers::new(&baseline.spec.waivers, now);
     let namespaces = ctx.namespaces.state();
     let mut inputs = ctx.results.read(&name, |results, repairs| {
         let mut inputs = StatusInputs {
@@ -201,7 +203,8 @@ pub(in crate::controller) async fn publish_status(
             inputs.namespaces_selected += 1;
             match results.get(ns_name) {
                 Some(result) if result.selected && result.generation == generation => {
-                    if !result.findings.is_empty() {
+                    let lapsed = result.waived.iter().any(|w| !waivers.is_active(&w.waiver));
+                    if !result.findings.is_empty() || lapsed {
                         inputs.namespaces_drifted += 1;
                     }
                     if result.gated {
@@ -231,8 +234,6 @@ pub(in crate::controller) async fn publish_status(
     let mut elsewhere = nodes.drift;
     inputs.failures.extend(nodes.failures);
     let versions = crate::controller::feeds::versions::version_status(ctx, baseline);
-    let now = k8s_openapi::jiff::Timestamp::now();
-    let waivers = Waivers::new(&baseline.spec.waivers, now);
     // Also when a waiver starts or expires: node findings have no namespace reconcile to
     // requeue, and the waivers' states in status change then.
     let next_change = [
@@ -250,6 +251,15 @@ pub(in crate::controller) async fn publish_status(
     let split = waivers.split(elsewhere, None);
     inputs.drift.extend(split.drift);
     inputs.waived.extend(split.waived);
+    // A namespace result recorded before its waiver expired (or was removed) and not yet
+    // re-planned: its findings are drift from now on.
+    let (waived, lapsed): (Vec<_>, Vec<_>) = std::mem::take(&mut inputs.waived)
+        .into_iter()
+        .partition(|w| waivers.is_active(&w.waiver));
+    inputs.waived = waived;
+    inputs
+        .drift
+        .extend(lapsed.iter().map(crate::api::WaivedEntry::entry));
     inputs.waived.sort();
     inputs.waived.dedup();
     inputs.waivers = waivers.report(&inputs.waived);

@@ -1313,6 +1313,48 @@ mod tests {
     const ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce";
 
     #[test]
+    fn pod_security_findings_recomputed_after_the_label_step_are_waived_too() {
+        use DriftReason::*;
+        let mut planned = planned("Enforce", Vec::new());
+        let mut baseline = (*planned.baseline).clone();
+        baseline.spec.waivers = serde_saphyr::from_str(
+            r#"
+- {name: labels, checks: [pod-security.labels], namespaces: [shop], reason: the team runs baseline here, owner: team, granted: "2026-12-01T00:00:00Z", expires: "2026-12-31T00:00:00Z"}
+"#,
+        )
+        .expect("waivers");
+        planned.baseline = Arc::new(baseline);
+        // What planning waived: an object finding (kept) and the label finding (recomputed).
+        let object = finding("NetworkPolicy", "deny", "network.default-deny", Modified);
+        let label = finding("Namespace", "shop", "pod-security.labels", Modified);
+        planned.plan.waived = vec![
+            WaivedEntry::new(object.clone(), "other"),
+            WaivedEntry::new(label.clone(), "labels"),
+        ];
+        assert!(planned.pod_security_waived());
+        let outcome_labels = labels(&[(ENFORCE_LABEL, "baseline")], false);
+        let mut result = outcome("shop", &planned, None, None, &outcome_labels);
+        assert_eq!(result.remaining.len(), 1, "{:?}", result.remaining);
+        let now = "2026-12-02T00:00:00Z".parse().expect("time");
+        waive_remaining(&mut result, &planned, "shop", &BTreeMap::new(), now);
+        assert!(result.remaining.is_empty(), "{:?}", result.remaining);
+        let waived: Vec<(&str, &str)> = result
+            .waived
+            .iter()
+            .map(|w| (w.kind.as_str(), w.waiver.as_str()))
+            .collect();
+        assert_eq!(
+            waived,
+            [("Namespace", "labels"), ("NetworkPolicy", "other")]
+        );
+        // Expired: the label finding is drift again.
+        let mut later = outcome("shop", &planned, None, None, &outcome_labels);
+        let expired = "2026-12-31T00:00:00Z".parse().expect("time");
+        waive_remaining(&mut later, &planned, "shop", &BTreeMap::new(), expired);
+        assert_eq!(later.remaining.len(), 1);
+    }
+
+    #[test]
     fn written_drift_is_repaired_in_flight_drift_is_neither_and_violations_stay() {
         use DriftReason::*;
         let deny = finding("NetworkPolicy", "deny", "network.default-deny", Missing);
