@@ -640,3 +640,161 @@ fn the_summary_names_the_release_table_or_says_versions_were_not_checked() {
         "{report}"
     );
 }
+
+/// `check` honours spec.waivers offline with the controller's domain code: waived findings
+/// are listed apart with their waiver and its reason and do not make the exit code 1; an
+/// expired waiver no longer applies. Times are relative to now (check judges at now).
+#[test]
+fn waivers_are_honoured_offline_and_expire() {
+    let dir = std::env::temp_dir().join(format!("kb-check-waivers-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("manifests")).expect("temp dir");
+    let compliant = std::fs::read_to_string(fixtures().join("compliant/manifests/all.yaml"))
+        .expect("compliant manifests");
+    // A second selected namespace holding nothing the baseline wants.
+    let manifests = format!(
+        "{compliant}\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: legacy\n  labels: {{env: prod, tier: legacy}}\n"
+    );
+    std::fs::write(dir.join("manifests/all.yaml"), manifests).expect("manifests written");
+    let baseline_text = std::fs::read_to_string(fixtures().join("compliant/baseline.yaml"))
+        .expect("compliant baseline");
+    let now = jiff::Timestamp::now();
+    let day = jiff::SignedDuration::from_hours(24);
+    let write_baseline = |granted: jiff::Timestamp, expires: jiff::Timestamp| {
+        let waivers = format!(
+            r#"  waivers:
+  - name: legacy-apps
+    checks: ["network.*", role.provisioned, pod-security.labels]
+    namespaceSelector: {{matchLabels: {{tier: legacy}}}}
+    reason: legacy is being migrated off this cluster (MIG-4)
+    owner: team-legacy
+    granted: "{granted}"
+    expires: "{expires}"
+  - name: stale-one
+    checks: [rbac.wildcard]
+    namespaces: [shop]
+    reason: shop's wildcard role is gone since the audit
+    owner: team-shop
+    granted: "{granted}"
+    expires: "{expires}"
+  - name: typo
+    checks: [network.default-denied]
+    reason: a check ID that does not exist is reported
+    owner: team-shop
+    granted: "{granted}"
+    expires: "{expires}"
+"#,
+            granted = granted.round(jiff::Unit::Second).expect("round"),
+            expires = expires.round(jiff::Unit::Second).expect("round"),
+        );
+        std::fs::write(
+            dir.join("baseline.yaml"),
+            format!("{baseline_text}{waivers}"),
+        )
+        .expect("baseline written");
+    };
+    write_baseline(now - day, now + day * 30);
+
+    let json = run_in(
+        &dir,
+        &[
+            "check",
+            "--baseline",
+            "baseline.yaml",
+            "manifests",
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(json.status.code(), Some(0), "{}", describe(&json));
+    let report: Value = serde_json::from_slice(&json.stdout).expect("json");
+    let team = &report["baselines"][0];
+    assert_eq!(team["drift"], serde_json::json!([]));
+    assert_eq!(team["summary"]["waived"], 4);
+    let waived: Vec<(&str, &str, &str)> = team["waived"]
+        .as_array()
+        .expect("waived")
+        .iter()
+        .map(|w| {
+            assert_eq!(w["namespace"], "legacy");
+            assert_eq!(
+                w["waiverReason"],
+                "legacy is being migrated off this cluster (MIG-4)"
+            );
+            assert_eq!(w["owner"], "team-legacy");
+            (
+                w["kind"].as_str().expect("kind"),
+                w["check"].as_str().expect("check"),
+                w["waiver"].as_str().expect("waiver"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        waived,
+        [
+            ("Namespace", "pod-security.labels", "legacy-apps"),
+            ("NetworkPolicy", "network.allow-dns", "legacy-apps"),
+            ("NetworkPolicy", "network.default-deny", "legacy-apps"),
+            ("Role", "role.provisioned", "legacy-apps"),
+        ]
+    );
+    let states: Vec<(&str, &str, i64)> = team["waivers"]
+        .as_array()
+        .expect("waivers")
+        .iter()
+        .map(|w| {
+            (
+                w["name"].as_str().expect("name"),
+                w["state"].as_str().expect("state"),
+                w["matched"].as_i64().expect("matched"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("legacy-apps", "Active", 4),
+            ("stale-one", "Active", 0),
+            ("typo", "Invalid", 0),
+        ]
+    );
+
+    let table = run_in(
+        &dir,
+        &["check", "--baseline", "baseline.yaml", "manifests"],
+        None,
+    );
+    assert_eq!(table.status.code(), Some(0), "{}", describe(&table));
+    let printed = text(&table.stdout);
+    for wanted in [
+        "Waived (not drift):",
+        "legacy-apps  legacy is being migrated off this cluster (MIG-4)",
+        "waiver stale-one (Active): stale",
+        "waiver typo (Invalid): no such check: network.default-denied",
+        ", 4 waived",
+    ] {
+        assert!(printed.contains(wanted), "{wanted:?} in\n{printed}");
+    }
+
+    // Expired: the same findings are drift again, exit 1.
+    write_baseline(now - day * 40, now - day);
+    let expired = run_in(
+        &dir,
+        &[
+            "check",
+            "--baseline",
+            "baseline.yaml",
+            "manifests",
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(expired.status.code(), Some(1), "{}", describe(&expired));
+    let report: Value = serde_json::from_slice(&expired.stdout).expect("json");
+    let team = &report["baselines"][0];
+    assert_eq!(team["summary"]["driftTotal"], 4);
+    assert!(team.get("waived").is_none());
+    assert_eq!(team["waivers"][0]["state"], "Expired");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -38,6 +38,11 @@ const LABEL_VALUE_MAX: u32 = 63;
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+// Kubernetes CEL has no now(): how far ahead a waiver reaches is bounded from its granted
+// time; the controller does not apply one granted in the future (see domain::waivers).
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.waivers) || self.waivers.all(w, timestamp(w.expires) - timestamp(w.granted) <= duration(has(self.waiverMaxDuration) ? self.waiverMaxDuration : '2160h'))"
+).message("waivers[]: expires is more than spec.waiverMaxDuration (default 2160h) after granted"))]
 pub struct SecurityBaselineSpec {
     /// Enforce keeps the cluster in line with the baseline; Audit never writes to the
     /// cluster and only reports drift in status, Events and metrics.
@@ -107,6 +112,110 @@ pub struct SecurityBaselineSpec {
     /// Unset: not checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSettings>,
+
+    /// The longest a waiver may last (its expires minus its granted), in hours, minutes and
+    /// seconds (e.g. "2160h", 90 days, the default); at most "8760h" (a year).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 2, max = 16),
+        regex(pattern = r"^([0-9]{1,5}h)?([0-9]{1,6}m)?([0-9]{1,7}s)?$"),
+        extend("default" = DEFAULT_WAIVER_MAX_DURATION)
+    )]
+    #[x_kube(validation = kube::core::Rule::new("duration(self) <= duration('8760h')")
+        .message("waiverMaxDuration: at most 8760h (a year)"))]
+    pub waiver_max_duration: Option<String>,
+
+    /// Accepted deviations: findings of the named checks on the named objects are reported
+    /// as waived, not drift, until the waiver expires (and, in Enforce mode, not repaired).
+    /// Each has an owner, a reason and an expiry at most waiverMaxDuration after it was
+    /// granted. Unlike excludedNamespaces (not selected at all: nothing generated or
+    /// checked), a waived finding is still evaluated and listed in status.waived.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub waivers: Vec<Waiver>,
+}
+
+/// `spec.waiverMaxDuration` when unset (90 days).
+pub const DEFAULT_WAIVER_MAX_DURATION: &str = "2160h";
+
+/// An accepted deviation from the baseline, owned and time-bounded.
+///
+/// It applies to the findings of `checks` on the objects the other fields name: a
+/// namespace in `namespaces`, one `namespaceSelector` selects, an object in `objects`
+/// (every field given must hold; none given: every object the checks flag).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("timestamp(self.expires) > timestamp(self.granted)")
+    .message("waivers[]: expires must be after granted"))]
+pub struct Waiver {
+    /// The waiver's name, unique in the baseline (a DNS label).
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// Check IDs waived (e.g. network.default-deny), or a prefix ending in `.*`
+    /// (network.* waives every network check). An ID no check has is reported, not
+    /// rejected: checks come with releases.
+    #[schemars(
+        length(min = 1, max = 32),
+        inner(
+            length(min = 1, max = 63),
+            regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(\.\*)?$")
+        )
+    )]
+    pub checks: Vec<String>,
+    /// Only findings in these namespaces.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 63)))]
+    pub namespaces: Vec<String>,
+    /// Only findings in namespaces with these labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<NamespaceSelector>,
+    /// Only findings about these objects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub objects: Vec<WaivedObject>,
+    /// Why the deviation is accepted, for the next reader (at least 10 characters).
+    #[schemars(length(min = 10, max = 1024))]
+    pub reason: String,
+    /// Who answers for it (a team, a person, a ticket queue).
+    #[schemars(length(min = 1, max = 253))]
+    pub owner: String,
+    /// When it was granted (RFC 3339, e.g. 2026-12-01T00:00:00Z). A waiver granted more than
+    /// 5 minutes in the future does not apply yet.
+    #[schemars(
+        length(max = 64),
+        regex(
+            pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+        )
+    )]
+    pub granted: String,
+    /// When it stops applying (RFC 3339), at most spec.waiverMaxDuration after granted.
+    #[schemars(
+        length(max = 64),
+        regex(
+            pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+        )
+    )]
+    pub expires: String,
+}
+
+/// An object a waiver names.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WaivedObject {
+    /// The kind as findings name it (NetworkPolicy, Role, Namespace, Node, Ingress, ...).
+    #[schemars(length(min = 1, max = 63))]
+    pub kind: String,
+    /// The object's name (for node checks, the node's).
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The object's namespace; unset = any namespace (and cluster-scoped objects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub namespace: Option<String>,
 }
 
 /// TLS checks of the selected namespaces' Ingresses and Gateways (report only: never
@@ -1096,6 +1205,131 @@ pub struct SecurityBaselineStatus {
     /// What the kubernetesVersion checks judged with; absent when the baseline sets none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes_version: Option<KubernetesVersionStatus>,
+    /// The first 50 waived findings (not drift), sorted like drift, each with its waiver.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub waived: Vec<WaivedEntry>,
+    /// Each waiver of spec.waivers: whether it applies and how many findings it matched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub waivers: Vec<WaiverStatus>,
+}
+
+/// A finding a waiver accepts: a drift entry's fields and the waiver's name.
+#[derive(
+    KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct WaivedEntry {
+    /// Namespace of the object; empty for cluster-scoped objects and nodes.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 63))]
+    pub namespace: String,
+    /// Kind of the object.
+    #[schemars(length(max = 63))]
+    pub kind: String,
+    /// Name of the object.
+    #[schemars(length(max = 253))]
+    pub name: String,
+    /// Check ID.
+    #[schemars(length(max = 63))]
+    pub check: String,
+    /// Why this would be drift.
+    pub reason: DriftReason,
+    /// What differs, for a human.
+    #[serde(default)]
+    #[schemars(length(max = 1024))]
+    pub message: String,
+    /// The waiver (spec.waivers[].name) that accepts it.
+    #[schemars(length(max = 63))]
+    pub waiver: String,
+}
+
+impl WaivedEntry {
+    /// The finding `entry`, waived by `waiver`.
+    pub fn new(entry: DriftEntry, waiver: &str) -> Self {
+        Self {
+            namespace: entry.namespace,
+            kind: entry.kind,
+            name: entry.name,
+            check: entry.check,
+            reason: entry.reason,
+            message: entry.message,
+            waiver: waiver.to_owned(),
+        }
+    }
+
+    /// The finding without its waiver.
+    pub fn entry(&self) -> DriftEntry {
+        DriftEntry {
+            namespace: self.namespace.clone(),
+            kind: self.kind.clone(),
+            name: self.name.clone(),
+            check: self.check.clone(),
+            reason: self.reason,
+            message: self.message.clone(),
+        }
+    }
+}
+
+/// One waiver as the operator applies it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WaiverStatus {
+    /// spec.waivers[].name.
+    #[schemars(length(max = 63))]
+    pub name: String,
+    /// Whether it applies now.
+    pub state: WaiverState,
+    /// Findings it waives now (0 for an Active waiver: stale, it matches nothing).
+    #[serde(default)]
+    pub matched: i64,
+    /// spec.waivers[].expires, as written.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 64))]
+    pub expires: String,
+    /// Why it does not apply, or that it is stale.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 1024))]
+    pub message: String,
+}
+
+/// Whether a waiver applies.
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    schemars::JsonSchema,
+)]
+pub enum WaiverState {
+    /// Granted, not expired: its findings are waived.
+    Active,
+    /// Past its expiry: its findings are drift again.
+    Expired,
+    /// Granted more than 5 minutes in the future: not applied yet.
+    NotYetValid,
+    /// It names a check that does not exist, or a time that cannot be read: not applied.
+    Invalid,
+}
+
+impl WaiverState {
+    /// The state as written in status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "Active",
+            Self::Expired => "Expired",
+            Self::NotYetValid => "NotYetValid",
+            Self::Invalid => "Invalid",
+        }
+    }
 }
 
 /// The control plane version and support window the kubernetesVersion checks used.
@@ -1149,6 +1383,13 @@ pub struct BaselineSummary {
     /// (existing pods would be rejected, or that is unknown).
     #[serde(default)]
     pub namespaces_gated: i64,
+    /// Findings an active waiver accepts (not counted as drift).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub waived: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// One deviation from the baseline.

@@ -386,3 +386,92 @@ fn node_report_observations_keep_their_wire_field_names() {
         json!({"state": "NotFound", "settings": {}, "pendingRestart": false})
     );
 }
+
+fn waiver(granted: &str, expires: &str) -> Value {
+    json!({
+        "name": "payments-egress",
+        "checks": ["network.default-deny", "rbac.*"],
+        "objects": [{"kind": "NetworkPolicy", "name": "baseline-b-deny-all", "namespace": "payments"}],
+        "reason": "payments calls the card network from every pod",
+        "owner": "team-payments",
+        "granted": granted,
+        "expires": expires,
+    })
+}
+
+#[test]
+fn a_waiver_within_the_maximum_is_accepted() {
+    let spec = json!({"waivers": [waiver("2026-12-01T00:00:00Z", "2027-02-28T00:00:00Z")]});
+    assert_eq!(rejection_messages(spec), Vec::<String>::new());
+}
+
+#[test]
+fn a_waiver_must_expire_after_it_was_granted() {
+    assert_rejected_with(
+        json!({"waivers": [waiver("2026-12-01T00:00:00Z", "2026-11-30T00:00:00Z")]}),
+        "expires must be after granted",
+    );
+}
+
+#[test]
+fn a_waiver_longer_than_the_maximum_is_rejected() {
+    // 90 days and one second.
+    assert_rejected_with(
+        json!({"waivers": [waiver("2026-12-01T00:00:00Z", "2027-03-01T00:00:01Z")]}),
+        "waiverMaxDuration",
+    );
+    // A shorter maximum is the baseline's to choose ...
+    assert_rejected_with(
+        json!({
+            "waiverMaxDuration": "720h",
+            "waivers": [waiver("2026-12-01T00:00:00Z", "2027-01-01T00:00:00Z")],
+        }),
+        "waiverMaxDuration",
+    );
+    // ... a longer one too, up to a year.
+    let year = json!({
+        "waiverMaxDuration": "8760h",
+        "waivers": [waiver("2026-12-01T00:00:00Z", "2027-06-01T00:00:00Z")],
+    });
+    assert_eq!(rejection_messages(year), Vec::<String>::new());
+    assert_rejected_with(json!({"waiverMaxDuration": "8761h"}), "at most 8760h");
+}
+
+#[test]
+fn waivers_deserialize_with_their_wire_names() {
+    let spec: SecurityBaselineSpec = serde_json::from_value(json!({
+        "waivers": [{
+            "name": "legacy",
+            "checks": ["rbac.*"],
+            "namespaces": ["a"],
+            "namespaceSelector": {"matchLabels": {"tier": "legacy"}},
+            "reason": "legacy apps until the rewrite",
+            "owner": "platform",
+            "granted": "2026-12-01T00:00:00Z",
+            "expires": "2026-12-31T00:00:00Z",
+        }],
+    }))
+    .expect("spec");
+    let waiver = &spec.waivers[0];
+    assert_eq!(waiver.checks, ["rbac.*"]);
+    assert_eq!(
+        waiver
+            .namespace_selector
+            .as_ref()
+            .map(|s| s.match_labels.len()),
+        Some(1)
+    );
+    // The schema says how the list merges (by name) and the default maximum.
+    let schema = &*SECURITY_BASELINE_SCHEMA;
+    let spec_schema = &schema["properties"]["spec"]["properties"];
+    assert_eq!(spec_schema["waivers"]["x-kubernetes-list-type"], "map");
+    assert_eq!(
+        spec_schema["waivers"]["x-kubernetes-list-map-keys"],
+        json!(["name"])
+    );
+    assert_eq!(spec_schema["waiverMaxDuration"]["default"], "2160h");
+    assert_eq!(
+        spec_schema["waivers"]["items"]["properties"]["reason"]["minLength"],
+        10
+    );
+}

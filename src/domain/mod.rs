@@ -13,6 +13,7 @@ pub mod snapshot;
 pub mod status;
 pub mod tls;
 pub mod versions;
+pub mod waivers;
 
 #[cfg(test)]
 pub(crate) mod fuzz_tests;

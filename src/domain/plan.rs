@@ -10,13 +10,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 
 use crate::api::{
     ADOPT_ANNOTATION, BASELINE_LABEL, DriftEntry, DriftReason, EnforcementMode, OnUnselect,
-    SecurityBaselineSpec,
+    SecurityBaselineSpec, WaivedEntry,
 };
 use crate::domain::generated::{
     BaselineRef, DesiredObject, GeneratedKind, NamespacedObject, check_ids, desired_objects,
     wanted_pod_security,
 };
 use crate::domain::pod_security::pod_security_drift;
+use crate::domain::waivers::Waivers;
 
 /// A write the controller makes to repair drift (Enforce mode only). (Not kube's
 /// controller `Action`, which says when to reconcile again.)
@@ -42,8 +43,53 @@ pub struct NamespacePlan {
     /// Writes that repair it; empty in Audit mode.
     pub changes: Vec<Change>,
     /// The next instant a finding changes by time alone (a certificate entering its
-    /// warning window or expiring): the controller plans the namespace again then.
+    /// warning window or expiring, a waiver starting or expiring): the controller plans the
+    /// namespace again then.
     pub next_change: Option<k8s_openapi::jiff::Timestamp>,
+    /// Findings an active waiver accepts: not drift, and not repaired (see
+    /// [`NamespacePlan::waive`]).
+    pub waived: Vec<WaivedEntry>,
+}
+
+impl NamespacePlan {
+    /// Moves the findings `waivers` accept from `findings` to `waived`, and drops the
+    /// changes to the objects they are about: a waived object is left as it is (how a team
+    /// keeps a deliberate change to a generated object). `labels`: the namespace's.
+    pub fn waive(
+        &mut self,
+        waivers: &Waivers<'_>,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) {
+        let split = waivers.split(
+            std::mem::take(&mut self.findings),
+            Some((namespace, labels)),
+        );
+        self.findings = split.drift;
+        let kept = |kind: &str, ns: &str, name: &str| {
+            !split
+                .waived
+                .iter()
+                .any(|w| w.kind == kind && w.namespace == ns && w.name == name)
+        };
+        self.changes.retain(|change| match change {
+            Change::Apply(object) => {
+                kept(object.kind().as_str(), object.namespace(), object.name())
+            }
+            Change::Delete {
+                kind,
+                namespace,
+                name,
+                ..
+            } => kept(kind.as_str(), namespace, name),
+        });
+        self.waived.extend(split.waived);
+        self.waived.sort();
+        self.next_change = [self.next_change, waivers.next_change()]
+            .into_iter()
+            .flatten()
+            .min();
+    }
 }
 
 /// What the plan needs to know about the namespace and the objects in it.
@@ -602,6 +648,69 @@ resourceQuota:
         assert!(
             matches!(&plan.changes[..], [Change::Apply(o)] if o.name() == "baseline-restricted-deny-all")
         );
+    }
+
+    #[test]
+    fn a_waived_edit_is_kept_and_an_unwaived_one_repaired() {
+        let s = spec(FULL);
+        let waivers: Vec<crate::api::Waiver> = serde_saphyr::from_str(
+            r#"
+- name: shop-ingress
+  checks: [network.default-deny]
+  objects: [{kind: NetworkPolicy, name: baseline-restricted-deny-all, namespace: shop}]
+  reason: the shop front end takes traffic from the load balancer
+  owner: team-shop
+  granted: "2026-12-01T00:00:00Z"
+  expires: "2026-12-31T00:00:00Z"
+"#,
+        )
+        .expect("waivers");
+        let mut stored = as_stored(&desired_objects(&s, BASELINE, "shop"));
+        let edited: k8s_openapi::api::networking::v1::NetworkPolicySpec = serde_saphyr::from_str(
+            "podSelector: {}\npolicyTypes: [Ingress, Egress]\ningress: [{}]",
+        )
+        .expect("spec");
+        for object in &mut stored {
+            if let NamespacedObject::NetworkPolicy(np) = object {
+                // Both policies edited by the team; only deny-all is waived.
+                np.spec = Some(edited.clone());
+            }
+        }
+        let ours: Vec<_> = stored.iter().collect();
+        let labels = restricted_labels();
+        let mut planned = plan(&s, true, &ours, &labels);
+        assert_eq!(planned.changes.len(), 2);
+        let now: k8s_openapi::jiff::Timestamp = "2026-12-02T00:00:00Z".parse().expect("time");
+        planned.waive(&Waivers::new(&waivers, now), "shop", &labels);
+        assert_eq!(
+            summary(&planned),
+            vec![(
+                "NetworkPolicy".into(),
+                "baseline-restricted-allow-dns".into(),
+                DriftReason::Modified
+            )]
+        );
+        assert_eq!(planned.waived.len(), 1);
+        assert_eq!(planned.waived[0].name, "baseline-restricted-deny-all");
+        assert_eq!(planned.waived[0].waiver, "shop-ingress");
+        assert!(
+            matches!(&planned.changes[..], [Change::Apply(o)] if o.name() == "baseline-restricted-allow-dns"),
+            "only the unwaived edit is repaired: {:?}",
+            planned.changes
+        );
+        // The namespace is planned again when the waiver expires.
+        assert_eq!(
+            planned.next_change,
+            Some("2026-12-31T00:00:00Z".parse().expect("time"))
+        );
+
+        // Expired: the edit is drift again, and repaired.
+        let mut later = plan(&s, true, &ours, &labels);
+        let after: k8s_openapi::jiff::Timestamp = "2026-12-31T00:00:00Z".parse().expect("time");
+        later.waive(&Waivers::new(&waivers, after), "shop", &labels);
+        assert!(later.waived.is_empty());
+        assert_eq!(later.changes.len(), 2);
+        assert_eq!(later.next_change, None);
     }
 
     #[test]

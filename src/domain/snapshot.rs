@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::api::{
     BASELINE_LABEL, DriftEntry, KubernetesVersionSettings, NodeReportSpec, SecurityBaseline,
-    SecurityBaselineSpec,
+    SecurityBaselineSpec, WaivedEntry, WaiverStatus,
 };
 use crate::domain::generated::{BaselineRef, GeneratedKind, NamespacedObject};
 use crate::domain::node::evaluate::{NodeInventory, evaluate_nodes, nodes_under_check};
@@ -22,6 +22,7 @@ use crate::domain::rbac_audit::{RbacIndex, audit_namespace};
 use crate::domain::selection::{NamespaceFacts, selects};
 use crate::domain::tls::{GatewayFacts, IngressFacts, NamespaceTls, SecretFacts, SecretsView};
 use crate::domain::versions::{EndOfLife, VersionInputs, VersionVerdict};
+use crate::domain::waivers::Waivers;
 
 pub use crate::domain::node::evaluate::Labels;
 
@@ -171,6 +172,10 @@ pub struct BaselineVerdict {
     pub versions_checked: bool,
     /// The judged control plane's end of life, when the support window was checked.
     pub end_of_life: Option<EndOfLife>,
+    /// Findings an active waiver accepts (not drift), sorted.
+    pub waived: Vec<WaivedEntry>,
+    /// Each waiver's state and how many findings it matched, in spec order.
+    pub waivers: Vec<WaiverStatus>,
 }
 
 impl BaselineVerdict {
@@ -194,6 +199,35 @@ impl BaselineVerdict {
         self.compliance() == crate::domain::status::Compliance::Compliant
     }
 
+    /// Adds a finding made after [`evaluate_baseline`] (`check --live`'s Pod Security
+    /// preview), through the baseline's waivers like every other.
+    pub fn add_finding(
+        &mut self,
+        spec: &SecurityBaselineSpec,
+        snapshot: &ClusterSnapshot,
+        finding: DriftEntry,
+    ) {
+        let waivers = Waivers::new(&spec.waivers, snapshot.observed_at);
+        let labels = snapshot
+            .namespaces
+            .iter()
+            .find(|(name, _)| *name == finding.namespace)
+            .map(|(name, labels)| {
+                (
+                    name.as_str(),
+                    labels as &dyn crate::domain::selection::LabelLookup,
+                )
+            });
+        let split = waivers.split(vec![finding], labels);
+        self.findings.extend(split.drift);
+        self.waived.extend(split.waived);
+        self.findings.sort();
+        self.findings.dedup();
+        self.waived.sort();
+        self.waived.dedup();
+        self.waivers = waivers.report(&self.waived);
+    }
+
     /// Distinct namespaces with findings, selected or not (an unselected namespace may still
     /// hold objects the baseline wants removed).
     pub fn namespaces_with_findings(&self) -> usize {
@@ -212,8 +246,10 @@ pub struct NamespaceVerdict {
     /// Whether the baseline selects the namespace.
     pub selected: bool,
     /// Plan findings (generated objects, Pod Security labels) and, when selected, RBAC audit
-    /// findings; sorted.
+    /// findings, less the waived; sorted.
     pub findings: Vec<DriftEntry>,
+    /// Findings an active waiver accepts.
+    pub waived: Vec<WaivedEntry>,
 }
 
 /// The baseline as its generated objects refer to it; the uid is [`UNKNOWN_UID`] when the
@@ -238,6 +274,7 @@ pub fn evaluate_baseline(
     let ingresses_by_namespace = by_namespace_of(&snapshot.ingresses);
     let secrets_by_namespace = snapshot.secrets.by_namespace();
     let gateways_by_namespace = by_namespace_of(&snapshot.gateways);
+    let waivers = Waivers::new(&spec.waivers, snapshot.observed_at);
     let mut verdict = BaselineVerdict::default();
     for (name, labels) in &snapshot.namespaces {
         let objects = by_namespace
@@ -267,6 +304,7 @@ pub fn evaluate_baseline(
             objects,
             &snapshot.rbac,
             &tls,
+            &waivers,
         );
         if namespace.selected {
             verdict.namespaces_selected += 1;
@@ -275,7 +313,10 @@ pub fn evaluate_baseline(
             }
         }
         verdict.findings.extend(namespace.findings);
+        verdict.waived.extend(namespace.waived);
     }
+    // Node, control-plane and version findings are in no namespace.
+    let mut elsewhere = Vec::new();
     if snapshot.check_nodes {
         let no_labels = Labels::new();
         let nodes = evaluate_nodes(
@@ -290,16 +331,22 @@ pub fn evaluate_baseline(
         verdict.nodes_checked = true;
         verdict.nodes_selected = nodes.selected;
         verdict.nodes_compliant = nodes.compliant;
-        verdict.findings.extend(nodes.findings);
+        elsewhere.extend(nodes.findings);
     }
     if let (Some(settings), Some(facts)) = (&spec.kubernetes_version, &snapshot.versions) {
         let versions = facts.evaluate(settings);
         verdict.versions_checked = true;
         verdict.end_of_life = versions.end_of_life;
-        verdict.findings.extend(versions.findings);
+        elsewhere.extend(versions.findings);
     }
+    let split = waivers.split(elsewhere, None);
+    verdict.findings.extend(split.drift);
+    verdict.waived.extend(split.waived);
     verdict.findings.sort();
     verdict.findings.dedup();
+    verdict.waived.sort();
+    verdict.waived.dedup();
+    verdict.waivers = waivers.report(&verdict.waived);
     verdict
 }
 
@@ -374,6 +421,7 @@ pub fn evaluate_namespace(
     objects: &[&NamespacedObject],
     rbac: &RbacIndex,
     tls: &NamespaceTls<'_>,
+    waivers: &Waivers<'_>,
 ) -> NamespaceVerdict {
     let selected = selects(spec, namespace, operator_namespace);
     let ours = ours(objects, baseline.name);
@@ -389,8 +437,12 @@ pub fn evaluate_namespace(
             .find(|o| o.kind() == kind && o.name() == name)
             .map(|o| o.metadata().clone())
     };
-    let findings = plan_with_audit(spec, baseline, &state, &lookup_any, rbac, tls).findings;
-    NamespaceVerdict { selected, findings }
+    let plan = plan_with_audit(spec, baseline, &state, &lookup_any, rbac, tls, waivers);
+    NamespaceVerdict {
+        selected,
+        findings: plan.findings,
+        waived: plan.waived,
+    }
 }
 
 /// What the controller and `check` both do for one (baseline, namespace): the plan and,
@@ -403,6 +455,7 @@ pub fn plan_with_audit(
     lookup_any: &dyn Fn(GeneratedKind, &str) -> Option<ObjectMeta>,
     rbac: &RbacIndex,
     tls: &NamespaceTls<'_>,
+    waivers: &Waivers<'_>,
 ) -> NamespacePlan {
     let mut plan = plan_namespace(spec, baseline, state, lookup_any);
     if state.selected {
@@ -421,6 +474,7 @@ pub fn plan_with_audit(
     }
     plan.findings.sort();
     plan.findings.dedup();
+    plan.waive(waivers, state.name, state.labels);
     plan
 }
 
@@ -561,6 +615,94 @@ spec:
             }
         );
         assert!(verdict.compliant());
+    }
+
+    #[test]
+    fn waived_findings_are_not_drift_and_each_waiver_is_reported() {
+        let mut b = baseline(AUDIT);
+        b.spec.waivers = yaml(
+            r#"
+- name: shop-network
+  checks: ["network.*"]
+  namespaces: [shop]
+  reason: shop runs its own network policies, reviewed in SEC-7
+  owner: team-shop
+  granted: "2026-12-01T00:00:00Z"
+  expires: "2026-12-31T00:00:00Z"
+- name: node-1-anonymous
+  checks: [kubelet.anonymous-auth]
+  objects: [{kind: Node, name: node-1}]
+  reason: node-1 serves an unauthenticated health probe until the upgrade
+  owner: sre
+  granted: "2026-12-01T00:00:00Z"
+  expires: "2026-12-31T00:00:00Z"
+- name: stale
+  checks: [rbac.wildcard]
+  reason: nothing of this is flagged any more
+  owner: sre
+  granted: "2026-12-01T00:00:00Z"
+  expires: "2026-12-31T00:00:00Z"
+"#,
+        );
+        let mut snapshot = ClusterSnapshot {
+            namespaces: vec![("shop".to_owned(), prod())],
+            nodes: vec![("node-1".to_owned(), Labels::new())],
+            node_reports: vec![report("node-1", true)],
+            check_nodes: true,
+            observed_at: "2026-12-02T00:00:00Z".parse().expect("time"),
+            ..ClusterSnapshot::default()
+        };
+        let verdict = evaluate_baseline(&b, &snapshot, "kube-baseline-system");
+        assert_eq!(verdict.findings, Vec::new());
+        assert!(verdict.compliant(), "waived findings are not drift");
+        assert_eq!(verdict.namespaces_drifted, 0);
+        let waived: Vec<(&str, &str, &str)> = verdict
+            .waived
+            .iter()
+            .map(|w| (w.name.as_str(), w.check.as_str(), w.waiver.as_str()))
+            .collect();
+        assert_eq!(
+            waived,
+            [
+                ("node-1", "kubelet.anonymous-auth", "node-1-anonymous"),
+                (
+                    "baseline-restricted-allow-dns",
+                    "network.allow-dns",
+                    "shop-network"
+                ),
+                (
+                    "baseline-restricted-deny-all",
+                    "network.default-deny",
+                    "shop-network"
+                ),
+            ]
+        );
+        let states: Vec<(&str, crate::api::WaiverState, i64)> = verdict
+            .waivers
+            .iter()
+            .map(|w| (w.name.as_str(), w.state, w.matched))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("shop-network", crate::api::WaiverState::Active, 2),
+                ("node-1-anonymous", crate::api::WaiverState::Active, 1),
+                ("stale", crate::api::WaiverState::Active, 0),
+            ]
+        );
+
+        // At expiry the same cluster has drift again: nothing else changed.
+        snapshot.observed_at = "2026-12-31T00:00:00Z".parse().expect("time");
+        let expired = evaluate_baseline(&b, &snapshot, "kube-baseline-system");
+        assert_eq!(expired.findings.len(), 3);
+        assert!(expired.waived.is_empty());
+        assert!(!expired.compliant());
+        assert!(
+            expired
+                .waivers
+                .iter()
+                .all(|w| w.state == crate::api::WaiverState::Expired)
+        );
     }
 
     #[test]

@@ -5,7 +5,10 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::{BaselineSummary, DriftEntry, KubernetesVersionStatus, SecurityBaselineStatus};
+use crate::api::{
+    BaselineSummary, DriftEntry, KubernetesVersionStatus, SecurityBaselineStatus, WaivedEntry,
+    WaiverStatus,
+};
 
 /// At most this many drift entries are listed; `driftTotal` counts all of them.
 pub const MAX_DRIFT_ENTRIES: usize = 50;
@@ -99,6 +102,10 @@ pub struct StatusInputs {
     pub shared_pod_security_with: BTreeSet<String>,
     /// What the version checks judged with (baselines with kubernetesVersion).
     pub kubernetes_version: Option<KubernetesVersionStatus>,
+    /// Findings an active waiver accepts (not drift).
+    pub waived: Vec<WaivedEntry>,
+    /// Each waiver's state (`waivers::Waivers::report`).
+    pub waivers: Vec<WaiverStatus>,
 }
 
 impl StatusInputs {
@@ -133,9 +140,15 @@ pub fn build_status(
         mut failures,
         shared_pod_security_with,
         kubernetes_version,
+        mut waived,
+        waivers,
     } = inputs;
     drift.sort();
     drift.dedup();
+    waived.sort();
+    waived.dedup();
+    let waived_total = waived.len();
+    waived.truncate(MAX_DRIFT_ENTRIES);
     failures.sort();
     failures.dedup();
     let drift_total = drift.len();
@@ -277,10 +290,13 @@ pub fn build_status(
             nodes_compliant: count(nodes_compliant),
             repairs,
             namespaces_gated: count(namespaces_gated),
+            waived: count(waived_total),
         },
         drift_total: count(drift_total),
         drift,
         kubernetes_version,
+        waived,
+        waivers,
     }
 }
 
@@ -364,6 +380,44 @@ mod tests {
                 .all(|c| c.observed_generation == Some(3))
         );
         assert_eq!(status.summary.namespaces_compliant, 4);
+    }
+
+    #[test]
+    fn waived_findings_are_counted_listed_and_not_drift() {
+        let waived: Vec<WaivedEntry> = (0..60)
+            .rev()
+            .map(|i| WaivedEntry::new(entry(&format!("ns-{i:02}"), "x"), "w"))
+            .collect();
+        let waivers = vec![WaiverStatus {
+            name: "w".into(),
+            state: crate::api::WaiverState::Active,
+            matched: 60,
+            expires: "2026-12-31T00:00:00Z".into(),
+            message: String::new(),
+        }];
+        let status = build_status(
+            StatusInputs {
+                generation: 1,
+                namespaces_selected: 60,
+                waived,
+                waivers: waivers.clone(),
+                ..Default::default()
+            },
+            None,
+            &now(),
+        );
+        assert_eq!(condition(&status, "Compliant").status, "True");
+        assert_eq!(status.drift_total, 0);
+        assert_eq!(status.summary.waived, 60);
+        assert_eq!(status.waived.len(), MAX_DRIFT_ENTRIES);
+        assert_eq!(status.waived[0].namespace, "ns-00");
+        assert_eq!(status.waivers, waivers);
+        // Nothing waived: the fields are left out, so a status written before waivers existed
+        // reads back equal (no write after an upgrade).
+        let plain = build_status(StatusInputs::default(), None, &now());
+        let json = serde_json::to_value(&plain).expect("json");
+        assert!(json.get("waived").is_none() && json.get("waivers").is_none());
+        assert!(json["summary"].get("waived").is_none());
     }
 
     #[test]

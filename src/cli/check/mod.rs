@@ -300,6 +300,7 @@ fn check(args: &CheckArgs) -> Result<(String, bool), Vec<CheckError>> {
                 source,
                 baseline.spec.mode,
                 baseline.spec.kubernetes_version.is_some(),
+                &baseline.spec.waivers,
                 verdict,
             )
         })
@@ -386,10 +387,8 @@ fn add_previews(
                     }
                 }
             }
-            verdict.findings.push(finding);
+            verdict.add_finding(&loaded.baseline.spec, snapshot, finding);
         }
-        verdict.findings.sort();
-        verdict.findings.dedup();
     }
     Ok(())
 }

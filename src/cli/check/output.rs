@@ -3,7 +3,7 @@
 use clap::ValueEnum;
 use serde::Serialize;
 
-use crate::api::{DriftEntry, EnforcementMode};
+use crate::api::{DriftEntry, EnforcementMode, WaivedEntry, Waiver, WaiverStatus};
 use crate::domain::snapshot::BaselineVerdict;
 
 /// Output formats.
@@ -39,6 +39,26 @@ pub struct BaselineReport {
     pub summary: Summary,
     /// Every finding (not bounded like status), sorted by namespace, kind, name, check.
     pub drift: Vec<DriftEntry>,
+    /// Findings a waiver accepts (not drift: they do not make the exit code 1).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waived: Vec<WaivedReport>,
+    /// Each waiver: its state and how many findings it matched (as in status.waivers).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waivers: Vec<WaiverStatus>,
+}
+
+/// A waived finding, with its waiver's reason and owner.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WaivedReport {
+    #[serde(flatten)]
+    pub entry: WaivedEntry,
+    /// spec.waivers[].reason.
+    pub waiver_reason: String,
+    /// spec.waivers[].owner.
+    pub owner: String,
+    /// spec.waivers[].expires.
+    pub expires: String,
 }
 
 /// Counts, named like the SecurityBaseline status summary.
@@ -58,6 +78,13 @@ pub struct Summary {
     /// The kubernetesVersion checks; absent when the baseline sets none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kubernetes_version: Option<VersionSummary>,
+    /// Findings a waiver accepts (not counted in driftTotal).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub waived: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// What the kubernetesVersion checks were judged with.
@@ -80,8 +107,22 @@ impl BaselineReport {
         source: &str,
         mode: EnforcementMode,
         asks_versions: bool,
+        waivers: &[Waiver],
         verdict: BaselineVerdict,
     ) -> Self {
+        let waived: Vec<WaivedReport> = verdict
+            .waived
+            .iter()
+            .map(|entry| {
+                let waiver = waivers.iter().find(|w| w.name == entry.waiver);
+                WaivedReport {
+                    entry: entry.clone(),
+                    waiver_reason: waiver.map(|w| w.reason.clone()).unwrap_or_default(),
+                    owner: waiver.map(|w| w.owner.clone()).unwrap_or_default(),
+                    expires: waiver.map(|w| w.expires.clone()).unwrap_or_default(),
+                }
+            })
+            .collect();
         let kubernetes_version = asks_versions.then(|| VersionSummary {
             checked: verdict.versions_checked,
             release_table: crate::domain::versions::releases::TABLE_DATE,
@@ -105,8 +146,11 @@ impl BaselineReport {
                 nodes_selected: verdict.nodes_selected,
                 nodes_compliant: verdict.nodes_compliant,
                 kubernetes_version,
+                waived: waived.len(),
             },
             drift: verdict.findings,
+            waived,
+            waivers: verdict.waivers,
         }
     }
 }
@@ -150,8 +194,13 @@ pub fn summary_line(summary: &Summary) -> String {
         }
         Some(versions) => format!(", versions: release table of {}", versions.release_table),
     };
+    let waived = if summary.waived > 0 {
+        format!(", {} waived", summary.waived)
+    } else {
+        String::new()
+    };
     format!(
-        "{} drift findings in {} namespaces ({} namespaces selected, {nodes}{versions})",
+        "{} drift findings in {} namespaces ({} namespaces selected, {nodes}{versions}){waived}",
         summary.drift_total, summary.namespaces_with_drift, summary.namespaces_selected
     )
 }
@@ -183,11 +232,7 @@ fn table(report: &Report) -> String {
                 .iter()
                 .map(|d| {
                     [
-                        if d.namespace.is_empty() {
-                            "-"
-                        } else {
-                            d.namespace.as_str()
-                        },
+                        dash(&d.namespace),
                         d.kind.as_str(),
                         d.name.as_str(),
                         d.check.as_str(),
@@ -196,31 +241,76 @@ fn table(report: &Report) -> String {
                     ]
                 })
                 .collect();
-            let mut widths = header.map(str::len);
-            for row in &rows {
-                for (width, cell) in widths.iter_mut().zip(row) {
-                    *width = (*width).max(cell.chars().count());
-                }
-            }
-            for row in std::iter::once(&header).chain(&rows) {
-                let mut line = String::new();
-                for (column, cell) in row.iter().enumerate() {
-                    if column + 1 == row.len() {
-                        line.push_str(cell);
-                    } else {
-                        line.push_str(cell);
-                        let pad = widths[column] - cell.chars().count() + 2;
-                        line.extend(std::iter::repeat_n(' ', pad));
-                    }
-                }
-                out.push_str(line.trim_end());
-                out.push('\n');
+            push_table(&mut out, header, &rows);
+        }
+        if !baseline.waived.is_empty() {
+            out.push_str("Waived (not drift):\n");
+            let header = [
+                "NAMESPACE",
+                "KIND",
+                "NAME",
+                "CHECK",
+                "REASON",
+                "WAIVER",
+                "WHY",
+            ];
+            let rows: Vec<[&str; 7]> = baseline
+                .waived
+                .iter()
+                .map(|w| {
+                    [
+                        dash(&w.entry.namespace),
+                        w.entry.kind.as_str(),
+                        w.entry.name.as_str(),
+                        w.entry.check.as_str(),
+                        w.entry.reason.as_str(),
+                        w.entry.waiver.as_str(),
+                        w.waiver_reason.as_str(),
+                    ]
+                })
+                .collect();
+            push_table(&mut out, header, &rows);
+        }
+        for waiver in &baseline.waivers {
+            if !waiver.message.is_empty() {
+                out.push_str(&format!(
+                    "waiver {} ({}): {}\n",
+                    waiver.name,
+                    waiver.state.as_str(),
+                    waiver.message
+                ));
             }
         }
         out.push_str(&summary_line(&baseline.summary));
         out.push('\n');
     }
     out
+}
+
+fn dash(namespace: &str) -> &str {
+    if namespace.is_empty() { "-" } else { namespace }
+}
+
+/// Appends aligned rows under `header` (the last column is not padded).
+fn push_table<const N: usize>(out: &mut String, header: [&str; N], rows: &[[&str; N]]) {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (column, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if column + 1 < row.len() {
+                let pad = widths[column] - cell.chars().count() + 2;
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
 }
 
 #[cfg(test)]
@@ -249,6 +339,7 @@ mod tests {
                 "b.yaml: document 1",
                 EnforcementMode::Audit,
                 false,
+                &[],
                 verdict,
             )],
         }

@@ -18,6 +18,7 @@ use crate::controller::state::context::Context;
 use crate::controller::state::namespace_store::CachedNamespace;
 use crate::domain::selection::selects_labelled;
 use crate::domain::status::{Compliance, StatusInputs, build_status};
+use crate::domain::waivers::{Waivers, is_stale};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -181,6 +182,8 @@ pub(in crate::controller) async fn publish_status(
     if let Some(status) = &baseline.status {
         ctx.results.seed_repairs(&name, status.summary.repairs);
     }
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let waivers = Waivers::new(&baseline.spec.waivers, now);
     let namespaces = ctx.namespaces.state();
     let mut inputs = ctx.results.read(&name, |results, repairs| {
         let mut inputs = StatusInputs {
@@ -200,7 +203,8 @@ pub(in crate::controller) async fn publish_status(
             inputs.namespaces_selected += 1;
             match results.get(ns_name) {
                 Some(result) if result.selected && result.generation == generation => {
-                    if !result.findings.is_empty() {
+                    let lapsed = result.waived.iter().any(|w| !waivers.is_active(&w.waiver));
+                    if !result.findings.is_empty() || lapsed {
                         inputs.namespaces_drifted += 1;
                     }
                     if result.gated {
@@ -212,6 +216,7 @@ pub(in crate::controller) async fn publish_status(
         }
         for result in results.values() {
             inputs.drift.extend(result.findings.iter().cloned());
+            inputs.waived.extend(result.waived.iter().cloned());
             if let Some(failure) = &result.failure {
                 inputs.failures.push(failure.clone());
             }
@@ -225,25 +230,55 @@ pub(in crate::controller) async fn publish_status(
     let nodes = crate::controller::feeds::nodes::node_status(ctx, baseline);
     inputs.nodes_selected = nodes.selected;
     inputs.nodes_compliant = nodes.compliant;
-    inputs.drift.extend(nodes.drift);
+    // Node, control-plane and version findings are in no namespace.
+    let mut elsewhere = nodes.drift;
     inputs.failures.extend(nodes.failures);
     let versions = crate::controller::feeds::versions::version_status(ctx, baseline);
-    let next_change = versions.as_ref().and_then(|(v, _)| v.next_change);
+    // Also when a waiver starts or expires: node findings have no namespace reconcile to
+    // requeue, and the waivers' states in status change then.
+    let next_change = [
+        versions.as_ref().and_then(|(v, _)| v.next_change),
+        waivers.next_change(),
+    ]
+    .into_iter()
+    .flatten()
+    .min();
     record_end_of_life(ctx, &name, versions.as_ref().map(|(v, _)| v));
     if let Some((verdict, status)) = versions {
-        inputs.drift.extend(verdict.findings);
+        elsewhere.extend(verdict.findings);
         inputs.kubernetes_version = Some(status);
     }
+    let split = waivers.split(elsewhere, None);
+    inputs.drift.extend(split.drift);
+    inputs.waived.extend(split.waived);
+    // A namespace result recorded before its waiver expired (or was removed) and not yet
+    // re-planned: its findings are drift from now on.
+    let (waived, lapsed): (Vec<_>, Vec<_>) = std::mem::take(&mut inputs.waived)
+        .into_iter()
+        .partition(|w| waivers.is_active(&w.waiver));
+    inputs.waived = waived;
+    inputs
+        .drift
+        .extend(lapsed.iter().map(crate::api::WaivedEntry::entry));
+    inputs.waived.sort();
+    inputs.waived.dedup();
+    inputs.waivers = waivers.report(&inputs.waived);
 
     let namespace_counts = inputs.namespace_counts();
     let mut drift_by_check = std::collections::BTreeMap::<String, i64>::new();
     for entry in &inputs.drift {
         *drift_by_check.entry(entry.check.clone()).or_default() += 1;
     }
-    let status = build_status(
-        inputs,
-        baseline.status.as_ref(),
-        &Time(k8s_openapi::jiff::Timestamp::now()),
+    let mut waived_by_waiver = std::collections::BTreeMap::<String, i64>::new();
+    for entry in &inputs.waived {
+        *waived_by_waiver.entry(entry.waiver.clone()).or_default() += 1;
+    }
+    let status = build_status(inputs, baseline.status.as_ref(), &Time(now));
+    ctx.metrics.set_waivers(
+        &name,
+        status.summary.waived,
+        &baseline.spec.waivers,
+        &waived_by_waiver,
     );
     let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     ctx.metrics
@@ -324,6 +359,11 @@ pub(in crate::controller) async fn publish_status(
         }
     }
     debug!(drift = status.drift_total, "status written");
+    // After the write: the next comparison is with this status, so each change is one Event
+    // even when a write is refused and retried.
+    if namespace_counts.pending == 0 {
+        publish_waiver_events(ctx, baseline, &status).await;
+    }
     Ok(await_change_or_time(next_change))
 }
 
@@ -355,4 +395,60 @@ fn record_end_of_life(
         .zip(source.as_deref())
         .map(|((eol, minor), source)| (minor, source, eol.first_unsupported_instant().as_second()));
     ctx.metrics.set_end_of_life(baseline, series);
+}
+
+/// Events about waivers, once per change: compared with the status last written, so an
+/// unchanged status (an idle cluster) emits nothing. `WaiverExpired` when a waiver's
+/// findings return because it expired; `WaiverStale` when an active waiver matches nothing
+/// (only once every namespace is evaluated: a pending one might still match).
+async fn publish_waiver_events(
+    ctx: &Context,
+    baseline: &SecurityBaseline,
+    status: &crate::api::SecurityBaselineStatus,
+) {
+    let before = baseline
+        .status
+        .as_ref()
+        .map(|s| s.waivers.as_slice())
+        .unwrap_or_default();
+    // A stale waiver in a status written while namespaces were pending was not announced.
+    let announced_stale = baseline
+        .status
+        .as_ref()
+        .is_some_and(|s| s.summary.namespaces_pending == 0);
+    let reference = kube::Resource::object_ref(baseline, &());
+    for waiver in &status.waivers {
+        let previous = before.iter().find(|p| p.name == waiver.name);
+        let (reason, note) = if waiver.state == crate::api::WaiverState::Expired
+            && previous.is_none_or(|p| p.state != crate::api::WaiverState::Expired)
+        {
+            (
+                "WaiverExpired",
+                format!(
+                    "waiver {} expired at {}: the findings it accepted are drift again",
+                    waiver.name, waiver.expires
+                ),
+            )
+        } else if is_stale(waiver) && (!announced_stale || previous.is_none_or(|p| !is_stale(p))) {
+            (
+                "WaiverStale",
+                format!(
+                    "waiver {} matches no finding: remove it, or fix its checks and objects",
+                    waiver.name
+                ),
+            )
+        } else {
+            continue;
+        };
+        let event = kube::runtime::events::Event {
+            type_: kube::runtime::events::EventType::Warning,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: "Waive".to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+            warn!(%error, reason, "cannot publish a waiver Event");
+        }
+    }
 }

@@ -11,7 +11,7 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use tracing::{Instrument, debug, info_span, warn};
 
-use crate::api::{DriftEntry, DriftReason, EnforcementMode, SecurityBaseline};
+use crate::api::{DriftEntry, DriftReason, EnforcementMode, SecurityBaseline, WaivedEntry};
 use crate::controller::reconcile::apply::{self, WriteError};
 use crate::controller::state::context::Context;
 use crate::controller::state::namespace_store::CachedNamespace;
@@ -19,7 +19,7 @@ use crate::controller::state::previews::{Lookup, Target};
 use crate::controller::state::repair_budget::{self, WriteTarget};
 use crate::controller::state::results::NamespaceResult;
 use crate::domain::generated::{
-    BaselineRef, GeneratedKind, NamespacedObject, gated_rollout, wanted_pod_security,
+    BaselineRef, GeneratedKind, NamespacedObject, check_ids, gated_rollout, wanted_pod_security,
 };
 use crate::domain::plan::{Change, NamespacePlan, NamespaceState, mark_conflicts, plan_release};
 use crate::domain::pod_security::preview::{
@@ -32,6 +32,7 @@ use crate::domain::pod_security::{
 use crate::domain::selection::{NamespaceFacts, selects};
 use crate::domain::snapshot::plan_with_audit;
 use crate::domain::tls::{GatewayFacts, IngressFacts, NamespaceTls, SecretFacts, SecretsView};
+use crate::domain::waivers::Waivers;
 
 /// Why a namespace reconcile must be retried.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +69,14 @@ struct Planned {
 impl Planned {
     fn enforcing(&self) -> bool {
         self.baseline.spec.mode == EnforcementMode::Enforce
+    }
+
+    /// A waiver accepts this baseline's Pod Security label drift here.
+    fn pod_security_waived(&self) -> bool {
+        self.plan
+            .waived
+            .iter()
+            .any(|w| w.kind == "Namespace" && w.check == check_ids::POD_SECURITY)
     }
 }
 
@@ -170,14 +179,24 @@ fn plan_baselines(name: &str, labels: &BTreeMap<String, String>, ctx: &Context) 
                 let tls = NamespaceTlsFacts::read(ctx, name, baseline.spec.tls.is_some());
                 let ingresses: Vec<&_> = tls.ingresses.iter().map(AsRef::as_ref).collect();
                 let gateways: Vec<&_> = tls.gateways.iter().map(AsRef::as_ref).collect();
+                let now = k8s_openapi::jiff::Timestamp::now();
                 let tls = NamespaceTls {
                     ingresses: &ingresses,
                     gateways: &gateways,
                     secrets: tls.secrets_view(),
-                    now: k8s_openapi::jiff::Timestamp::now(),
+                    now,
                 };
+                let waivers = Waivers::new(&baseline.spec.waivers, now);
                 let plan = ctx.rbac.read(|index| {
-                    plan_with_audit(&baseline.spec, reference, &state, &lookup, index, &tls)
+                    plan_with_audit(
+                        &baseline.spec,
+                        reference,
+                        &state,
+                        &lookup,
+                        index,
+                        &tls,
+                        &waivers,
+                    )
                 });
                 (selected, plan)
             };
@@ -470,16 +489,18 @@ fn desired_labels<'a>(
     labels: &BTreeMap<String, String>,
     planned: &'a [Planned],
 ) -> DesiredLabels<'a> {
+    // A baseline whose Pod Security finding here is waived holds its labels like an Audit
+    // baseline: the team's labels are kept, not repaired.
     let wants: Vec<(String, WantedPodSecurity<'_>)> = planned
         .iter()
-        .filter(|p| p.selected && p.enforcing())
+        .filter(|p| p.selected && p.enforcing() && !p.pod_security_waived())
         .map(|p| (p.name.clone(), wanted_pod_security(&p.baseline.spec)))
         .filter(|(_, want)| !want.is_empty())
         .collect();
     let owned = namespace.owned_label_keys();
     let auditing: Vec<WantedPodSecurity<'_>> = planned
         .iter()
-        .filter(|p| p.selected && !p.enforcing())
+        .filter(|p| p.selected && (!p.enforcing() || p.pod_security_waived()))
         .map(|p| wanted_pod_security(&p.baseline.spec))
         .collect();
 
@@ -867,6 +888,33 @@ struct Outcome {
     repairs: usize,
     /// The baseline's Gated rollout holds enforce back here.
     gated: bool,
+    /// Findings a waiver accepts (not drift), sorted.
+    waived: Vec<WaivedEntry>,
+}
+
+/// Applies the baseline's waivers to what remains: the object findings were split when
+/// planning (their repairs dropped); the Namespace findings are recomputed after the label
+/// step, so they are split here, with the same domain code. Pure.
+fn waive_remaining(
+    outcome: &mut Outcome,
+    planned: &Planned,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+    now: k8s_openapi::jiff::Timestamp,
+) {
+    let waivers = Waivers::new(&planned.baseline.spec.waivers, now);
+    let split = waivers.split(std::mem::take(&mut outcome.remaining), Some((name, labels)));
+    outcome.remaining = split.drift;
+    outcome.waived = planned
+        .plan
+        .waived
+        .iter()
+        .filter(|w| w.kind != "Namespace")
+        .cloned()
+        .chain(split.waived)
+        .collect();
+    outcome.waived.sort();
+    outcome.waived.dedup();
 }
 
 /// Splits `planned`'s findings into repaired and remaining, from what was written (`done`),
@@ -935,6 +983,7 @@ fn outcome(
         repaired,
         repairs,
         gated,
+        waived: Vec::new(),
     }
 }
 
@@ -976,22 +1025,26 @@ fn namespace_result(
         .find(|(baseline, _)| baseline == &planned.name)
         .map(|(_, error)| error.to_failure());
     let shares = planned.selected && planned.enforcing() && sharing.contains(&planned.name);
-    (planned.selected || !remaining.is_empty() || failure.is_some()).then(|| NamespaceResult {
-        generation: planned.baseline.metadata.generation.unwrap_or_default(),
-        selected: planned.selected,
-        findings: remaining.to_vec(),
-        failure,
-        shared_pod_security_with: if shares {
-            sharing
-                .iter()
-                .filter(|b| **b != planned.name)
-                .cloned()
-                .collect()
-        } else {
-            BTreeSet::new()
+    let waived = &outcome.waived;
+    (planned.selected || !remaining.is_empty() || !waived.is_empty() || failure.is_some()).then(
+        || NamespaceResult {
+            generation: planned.baseline.metadata.generation.unwrap_or_default(),
+            selected: planned.selected,
+            findings: remaining.to_vec(),
+            waived: waived.clone(),
+            failure,
+            shared_pod_security_with: if shares {
+                sharing
+                    .iter()
+                    .filter(|b| **b != planned.name)
+                    .cloned()
+                    .collect()
+            } else {
+                BTreeSet::new()
+            },
+            gated: outcome.gated,
         },
-        gated: outcome.gated,
-    })
+    )
 }
 
 /// Records what is left of one baseline's drift here, counts repairs, emits Events.
@@ -1003,12 +1056,19 @@ async fn record(
     writes: &ObjectWrites,
     labels: &LabelsOutcome,
 ) {
-    let outcome = outcome(
+    let mut outcome = outcome(
         name,
         planned,
         writes.done.get(&planned.name),
         writes.in_flight.get(&planned.name),
         labels,
+    );
+    waive_remaining(
+        &mut outcome,
+        planned,
+        name,
+        &namespace.labels(),
+        k8s_openapi::jiff::Timestamp::now(),
     );
     let result = namespace_result(planned, &outcome, &writes.failures, &labels.sharing);
     let previous = ctx.results.record(&planned.name, name, result.clone());
@@ -1251,6 +1311,48 @@ mod tests {
     }
 
     const ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce";
+
+    #[test]
+    fn pod_security_findings_recomputed_after_the_label_step_are_waived_too() {
+        use DriftReason::*;
+        let mut planned = planned("Enforce", Vec::new());
+        let mut baseline = (*planned.baseline).clone();
+        baseline.spec.waivers = serde_saphyr::from_str(
+            r#"
+- {name: labels, checks: [pod-security.labels], namespaces: [shop], reason: the team runs baseline here, owner: team, granted: "2026-12-01T00:00:00Z", expires: "2026-12-31T00:00:00Z"}
+"#,
+        )
+        .expect("waivers");
+        planned.baseline = Arc::new(baseline);
+        // What planning waived: an object finding (kept) and the label finding (recomputed).
+        let object = finding("NetworkPolicy", "deny", "network.default-deny", Modified);
+        let label = finding("Namespace", "shop", "pod-security.labels", Modified);
+        planned.plan.waived = vec![
+            WaivedEntry::new(object.clone(), "other"),
+            WaivedEntry::new(label.clone(), "labels"),
+        ];
+        assert!(planned.pod_security_waived());
+        let outcome_labels = labels(&[(ENFORCE_LABEL, "baseline")], false);
+        let mut result = outcome("shop", &planned, None, None, &outcome_labels);
+        assert_eq!(result.remaining.len(), 1, "{:?}", result.remaining);
+        let now = "2026-12-02T00:00:00Z".parse().expect("time");
+        waive_remaining(&mut result, &planned, "shop", &BTreeMap::new(), now);
+        assert!(result.remaining.is_empty(), "{:?}", result.remaining);
+        let waived: Vec<(&str, &str)> = result
+            .waived
+            .iter()
+            .map(|w| (w.kind.as_str(), w.waiver.as_str()))
+            .collect();
+        assert_eq!(
+            waived,
+            [("Namespace", "labels"), ("NetworkPolicy", "other")]
+        );
+        // Expired: the label finding is drift again.
+        let mut later = outcome("shop", &planned, None, None, &outcome_labels);
+        let expired = "2026-12-31T00:00:00Z".parse().expect("time");
+        waive_remaining(&mut later, &planned, "shop", &BTreeMap::new(), expired);
+        assert_eq!(later.remaining.len(), 1);
+    }
 
     #[test]
     fn written_drift_is_repaired_in_flight_drift_is_neither_and_violations_stay() {

@@ -42,6 +42,11 @@ pub struct Metrics {
     gated: Family<Labels, Gauge>,
     previews: Family<Labels, Counter>,
     pod_watches: Gauge,
+    waived: Family<Labels, Gauge>,
+    waiver_expiry: Family<Labels, Gauge>,
+    waiver_matched: Family<Labels, Gauge>,
+    /// Waivers last reported per baseline, so series of removed waivers are removed.
+    waiver_names: Mutex<HashMap<String, BTreeSet<String>>>,
     /// Checks last reported per baseline, so series of fixed drift are removed.
     drift_checks: Mutex<HashMap<String, BTreeSet<String>>>,
     /// The end-of-life series last set per baseline, so a changed minor replaces it.
@@ -68,6 +73,9 @@ impl Default for Metrics {
         let gated = Family::<Labels, Gauge>::default();
         let previews = Family::<Labels, Counter>::default();
         let pod_watches = Gauge::default();
+        let waived = Family::<Labels, Gauge>::default();
+        let waiver_expiry = Family::<Labels, Gauge>::default();
+        let waiver_matched = Family::<Labels, Gauge>::default();
         // prometheus-client appends `_total` to counters.
         registry.register(
             "controller_runtime_reconcile",
@@ -141,6 +149,23 @@ impl Default for Metrics {
              pods' changes trigger a new preview; 0 otherwise)",
             pod_watches.clone(),
         );
+        registry.register(
+            "kube_baseline_waived_findings",
+            "Findings an active waiver accepts (not counted as drift), per baseline",
+            waived.clone(),
+        );
+        registry.register(
+            "kube_baseline_waiver_expiry_timestamp_seconds",
+            "When each waiver stops applying (spec.waivers[].expires, Unix seconds), per \
+             baseline and waiver: alert before it lapses",
+            waiver_expiry.clone(),
+        );
+        registry.register(
+            "kube_baseline_waiver_matched_findings",
+            "Findings each waiver accepts now, per baseline and waiver (0: stale, or not \
+             applying)",
+            waiver_matched.clone(),
+        );
         Self {
             registry,
             reconcile_total,
@@ -156,6 +181,10 @@ impl Default for Metrics {
             gated,
             previews,
             pod_watches,
+            waived,
+            waiver_expiry,
+            waiver_matched,
+            waiver_names: Mutex::default(),
             drift_checks: Mutex::default(),
             end_of_life_series: Mutex::default(),
         }
@@ -253,6 +282,48 @@ impl Metrics {
         }
     }
 
+    /// Sets a baseline's waiver series: the waived findings, and per waiver its expiry
+    /// (when it can be read) and how many findings it matched. Series of waivers no longer
+    /// in the spec are removed.
+    pub fn set_waivers(
+        &self,
+        baseline: &str,
+        waived: i64,
+        waivers: &[crate::api::Waiver],
+        matched: &BTreeMap<String, i64>,
+    ) {
+        self.waived
+            .get_or_create(&labels(&[("baseline", baseline)]))
+            .set(waived);
+        let mut known = self.waiver_names.lock();
+        let previous = known.remove(baseline).unwrap_or_default();
+        let current: BTreeSet<String> = waivers.iter().map(|w| w.name.clone()).collect();
+        for gone in previous.difference(&current) {
+            let series = labels(&[("baseline", baseline), ("waiver", gone)]);
+            self.waiver_expiry.remove(&series);
+            self.waiver_matched.remove(&series);
+        }
+        for waiver in waivers {
+            let series = labels(&[("baseline", baseline), ("waiver", &waiver.name)]);
+            match waiver.expires.parse::<k8s_openapi::jiff::Timestamp>() {
+                Ok(at) => {
+                    self.waiver_expiry
+                        .get_or_create(&series)
+                        .set(at.as_second());
+                }
+                Err(_) => {
+                    self.waiver_expiry.remove(&series);
+                }
+            }
+            self.waiver_matched
+                .get_or_create(&series)
+                .set(matched.get(&waiver.name).copied().unwrap_or_default());
+        }
+        if !current.is_empty() {
+            known.insert(baseline.to_owned(), current);
+        }
+    }
+
     /// Sets how many of a baseline's namespaces a Gated rollout holds back.
     pub fn set_gated(&self, baseline: &str, count: i64) {
         self.gated
@@ -274,6 +345,8 @@ impl Metrics {
 
     pub fn forget_baseline(&self, baseline: &str) {
         self.set_end_of_life(baseline, None);
+        self.set_waivers(baseline, 0, &[], &BTreeMap::new());
+        self.waived.remove(&labels(&[("baseline", baseline)]));
         self.gated.remove(&labels(&[("baseline", baseline)]));
         self.set_baseline(
             baseline,
@@ -308,6 +381,44 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waiver_series_follow_the_spec() {
+        let metrics = Metrics::default();
+        let waivers: Vec<crate::api::Waiver> = serde_saphyr::from_str(
+            r#"
+- {name: a, checks: [network.default-deny], reason: a reason long enough, owner: x, granted: "2026-12-01T00:00:00Z", expires: "2026-12-31T00:00:00Z"}
+- {name: b, checks: [network.allow-dns], reason: a reason long enough, owner: x, granted: "2026-12-01T00:00:00Z", expires: "2026-12-31T00:00:00Z"}
+"#,
+        )
+        .expect("waivers");
+        metrics.set_waivers("base", 3, &waivers, &BTreeMap::from([("a".to_string(), 3)]));
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"kube_baseline_waived_findings{baseline="base"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"kube_baseline_waiver_matched_findings{baseline="base",waiver="a"} 3"#)
+        );
+        assert!(
+            text.contains(r#"kube_baseline_waiver_matched_findings{baseline="base",waiver="b"} 0"#)
+        );
+        assert!(text.contains(
+            r#"kube_baseline_waiver_expiry_timestamp_seconds{baseline="base",waiver="a"} 1798675200"#
+        ), "{text}");
+        // Waiver b removed from the spec: its series go.
+        metrics.set_waivers(
+            "base",
+            3,
+            &waivers[..1],
+            &BTreeMap::from([("a".to_string(), 3)]),
+        );
+        let text = metrics.encode();
+        assert!(!text.contains(r#"waiver="b""#), "{text}");
+        metrics.forget_baseline("base");
+        assert!(!metrics.encode().contains(r#"baseline="base""#));
+    }
 
     #[test]
     fn exposes_controller_runtime_names_and_drops_fixed_drift() {

@@ -17,6 +17,8 @@ pub struct NamespaceResult {
     pub selected: bool,
     /// Drift still outstanding after repairs.
     pub findings: Vec<DriftEntry>,
+    /// Findings a waiver accepts (not drift).
+    pub waived: Vec<crate::api::WaivedEntry>,
     pub failure: Option<Failure>,
     /// Other enforcing baselines whose Pod Security labels are merged with this one's here.
     pub shared_pod_security_with: BTreeSet<String>,
