@@ -202,6 +202,7 @@ fn values_from_kubelet(output: &Value) -> KubeletValues {
             })
             .unwrap_or_default(),
         pod_pids_limit: get(&["podPidsLimit"]).and_then(Value::as_i64).unwrap_or(0),
+        static_pod_path: text(&["staticPodPath"]),
     }
 }
 

@@ -249,6 +249,11 @@ pub struct KubeletValues {
     /// podPidsLimit (--pod-max-pids); -1: unlimited.
     #[serde(default)]
     pub pod_pids_limit: i64,
+    /// staticPodPath (--pod-manifest-path): where the control-plane manifests of CIS
+    /// 1.1.1-1.1.8 are.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 4096))]
+    pub static_pod_path: String,
 }
 
 /// The kube-apiserver's flags and the files they point at.
@@ -402,6 +407,9 @@ pub enum FileClass {
     EtcdDataDir,
     /// The kubelet's --config file: 600 or stricter, root:root (CIS 4.1.9-4.1.10).
     KubeletConfig,
+    /// A static Pod manifest of a control-plane component in the kubelet's staticPodPath:
+    /// 600 or stricter, root:root (CIS 1.1.1-1.1.8).
+    StaticPodManifest,
 }
 
 /// Mode and owner of one file a control-plane process's flag names.

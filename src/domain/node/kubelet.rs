@@ -360,6 +360,16 @@ const FIELDS: &[Field] = &[
         legacy: None,
     },
     Field {
+        setting: "staticPodPath",
+        // Where the manifests of the static Pod file checks are (CIS 1.1.1-1.1.8).
+        check: crate::domain::node::files::check_ids::STATIC_POD_MANIFEST_PERMISSIONS,
+        path: &["staticPodPath"],
+        flag: "pod-manifest-path",
+        kind: FieldKind::Str,
+        default: None,
+        legacy: None,
+    },
+    Field {
         setting: "podPidsLimit",
         check: check_ids::POD_PIDS_LIMIT,
         path: &["podPidsLimit"],
@@ -867,6 +877,7 @@ pub fn values_of(config: &Value, flags: &ProcessFlags) -> KubeletValues {
         pod_pids_limit: get_path(config, &["podPidsLimit"])
             .and_then(Value::as_i64)
             .unwrap_or(-1),
+        static_pod_path: text(&["staticPodPath"]),
     }
 }
 

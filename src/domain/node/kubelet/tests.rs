@@ -675,7 +675,12 @@ fn every_setting_has_a_field_and_a_registered_check() {
     let everything: KubeletSettings = serde_json::from_value(Value::Object(all)).unwrap();
     assert_eq!(requested_checks(&everything).len(), CHECKS.len());
     for field in FIELDS {
-        assert!(CHECKS.iter().any(|c| c.id == field.check));
+        assert!(
+            CHECKS
+                .iter()
+                .chain(crate::domain::node::files::CHECKS)
+                .any(|c| c.id == field.check)
+        );
     }
     for requirement in REQUIREMENTS {
         assert!(CHECKS.iter().any(|c| c.id == requirement.check));
@@ -780,6 +785,7 @@ fn requirement_fields_get_the_kubelets_defaults() {
             streaming_connection_idle_timeout: "4h0m0s".to_owned(),
             rotate_kubelet_server_certificate: true,
             pod_pids_limit: -1,
+            static_pod_path: "/etc/kubernetes/manifests".to_owned(),
             ..KubeletValues::default()
         }
     );
