@@ -972,7 +972,7 @@ const REQUIREMENTS: &[Requirement] = &[
                 Verdict::Pass
             } else {
                 Verdict::Violation(format!(
-                    "kubelet has no {} and serverTLSBootstrap is false: it serves a self-signed certificate",
+                    "kubelet has no {} and serverTLSBootstrap is false: without both files it serves a self-signed certificate (or, with one of them, fails to start)",
                     missing.join(" and no ")
                 ))
             }
