@@ -354,7 +354,13 @@ fn examples_node_files_add_a_control_plane_node() {
             finding("", "Node", "cp-1", "apiserver.anonymous-auth", "Violation"),
             finding("", "Node", "cp-1", "audit.log-maxage", "Violation"),
             finding("", "Node", "cp-1", "audit.policy-matches", "Violation"),
+            // kubeadm's kubelet defaults fail CIS 4.2.13, 4.2.9 and 4.2.12, which the
+            // restricted sample requires: no pod PID limit, a self-signed serving
+            // certificate, Go's default cipher suites.
+            finding("", "Node", "cp-1", "kubelet.pod-pids-limit", "Violation"),
             finding("", "Node", "cp-1", "kubelet.read-only-port", "Violation"),
+            finding("", "Node", "cp-1", "kubelet.tls-cert-file", "Violation"),
+            finding("", "Node", "cp-1", "kubelet.tls-cipher-suites", "Violation"),
         ]
     );
     let report: Value = serde_json::from_slice(&output.stdout).expect("json");

@@ -23,7 +23,7 @@ use kube_baseline::agent::discover::{KubeletTarget, Targets, read_sources};
 use kube_baseline::agent::host::Host;
 use kube_baseline::agent::observe::{Found, observe};
 use kube_baseline::api::{
-    KubeletAuthorizationMode, KubeletObservation, KubeletSettings, ObservationState,
+    KubeletAuthorizationMode, KubeletObservation, KubeletSettings, KubeletValues, ObservationState,
 };
 use kube_baseline::domain::node::flags::ProcessFlags;
 use kube_baseline::domain::node::kubelet;
@@ -164,6 +164,45 @@ fn settings_from_kubelet(output: &Value) -> KubeletSettings {
         // --seccomp-default is ORed with the configuration's (see the loader's Output).
         seccomp_default: Some(output["seccompDefault"].as_bool().unwrap()),
         make_iptables_util_chains: flag(&["makeIPTablesUtilChains"]),
+        ..KubeletSettings::default()
+    }
+}
+
+/// The values of the requirement checks in effect in the kubelet, read from the loader's
+/// output (omitempty: absent is zero; `hostnameOverride` and the feature gate are printed
+/// by the loader from the kubelet's flags and feature gates).
+fn values_from_kubelet(output: &Value) -> KubeletValues {
+    let config = &output["kubeletConfiguration"];
+    let get = |path: &[&str]| path.iter().try_fold(config, |v, k| v.get(*k));
+    let text = |path: &[&str]| {
+        get(path)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    KubeletValues {
+        client_ca_file: text(&["authentication", "x509", "clientCAFile"]),
+        streaming_connection_idle_timeout: text(&["streamingConnectionIdleTimeout"]),
+        hostname_override: output["hostnameOverride"].as_str().unwrap().to_owned(),
+        tls_cert_file: text(&["tlsCertFile"]),
+        tls_private_key_file: text(&["tlsPrivateKeyFile"]),
+        server_tls_bootstrap: get(&["serverTLSBootstrap"])
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        rotate_kubelet_server_certificate: output["rotateKubeletServerCertificate"]
+            .as_bool()
+            .unwrap(),
+        tls_cipher_suites: get(&["tlsCipherSuites"])
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|i| i.as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        pod_pids_limit: get(&["podPidsLimit"]).and_then(Value::as_i64).unwrap_or(0),
+        static_pod_path: text(&["staticPodPath"]),
     }
 }
 
@@ -203,6 +242,13 @@ fn differences(loader: &Path, case: &Path) -> Vec<String> {
                 diffs.push(format!(
                     "settings: kubelet {want:?}, agent {:?}",
                     agent.settings
+                ));
+            }
+            let want_values = values_from_kubelet(output);
+            if agent.values.as_ref() != Some(&want_values) {
+                diffs.push(format!(
+                    "values: kubelet {want_values:?}, agent {:?}",
+                    agent.values
                 ));
             }
             let ours = merged_config(case, &args).unwrap_or(Value::Null);

@@ -286,6 +286,7 @@ fn configz_settings(config: &Value) -> KubeletSettings {
         rotate_certificates: flag("/rotateCertificates"),
         seccomp_default: flag("/seccompDefault"),
         make_iptables_util_chains: flag("/makeIPTablesUtilChains"),
+        ..KubeletSettings::default()
     }
 }
 

@@ -12,10 +12,14 @@ use super::observe::{
     SourceFile, StatedFile,
 };
 use super::version::serving_cert_path;
+use crate::api::FileClass;
 use crate::domain::node::control_plane::etcd_settings;
-use crate::domain::node::files::{NamedFile, kubelet_files, named_files, named_files_of_flags};
+use crate::domain::node::files::{
+    NamedFile, STATIC_POD_PATH_ROLE, STATIC_POD_ROLE_PREFIX, kubelet_files, manifest_component,
+    named_files, named_files_of_flags,
+};
 use crate::domain::node::flags::ProcessFlags;
-use crate::domain::node::kubelet::effective_config;
+use crate::domain::node::kubelet::{EffectiveConfig, effective_config, values_of};
 
 /// Paths that override discovery (all host paths, resolved under the host root).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -499,10 +503,25 @@ pub fn read_sources(host: &Host, node_name: &str, targets: &Targets) -> NodeSour
 
 /// The kubelet's client CA file: --client-ca-file, else authentication.x509.clientCAFile of
 /// its merged configuration (None when that cannot be read: its checks then see no file).
-fn kubelet_client_ca(host: &Host, kubelet: &KubeletTarget, flags: &ProcessFlags) -> Option<String> {
+fn kubelet_client_ca(flags: &ProcessFlags, effective: Option<&EffectiveConfig>) -> Option<String> {
     if let Some(path) = non_empty(flags.get("client-ca-file")) {
         return Some(path);
     }
+    non_empty(
+        effective?
+            .config
+            .pointer("/authentication/x509/clientCAFile")
+            .and_then(Value::as_str),
+    )
+}
+
+/// The kubelet's merged configuration (None when it cannot be read: the kubelet's
+/// observation then says why).
+fn kubelet_effective(
+    host: &Host,
+    kubelet: &KubeletTarget,
+    flags: &ProcessFlags,
+) -> Option<EffectiveConfig> {
     let config = match &kubelet.config {
         Some(path) => Some(host.read_text(path).ok()?),
         None => None,
@@ -516,25 +535,57 @@ fn kubelet_client_ca(host: &Host, kubelet: &KubeletTarget, flags: &ProcessFlags)
             .collect(),
         None => Vec::new(),
     };
-    let effective = effective_config(config.as_deref(), &drop_ins, flags).ok()?;
-    non_empty(
-        effective
-            .config
-            .pointer("/authentication/x509/clientCAFile")
-            .and_then(Value::as_str),
-    )
+    effective_config(config.as_deref(), &drop_ins, flags).ok()
+}
+
+/// The control-plane static Pod manifests in the kubelet's staticPodPath (CIS 1.1.1-1.1.8),
+/// named by the component they run; a path that cannot be listed is one unreadable entry.
+fn static_pod_manifests(
+    host: &Host,
+    static_pod_path: &str,
+    named: &mut Vec<NamedFile>,
+    unlisted: &mut Vec<StatedFile>,
+) {
+    match host.list_static_pod_manifests(static_pod_path) {
+        Ok(paths) => named.extend(paths.into_iter().filter_map(|path| {
+            // An unreadable manifest is still named by its file name, as kubeadm names them.
+            let text = host.read_text(&path).unwrap_or_default();
+            let component = manifest_component(&path, &text)?;
+            Some(NamedFile {
+                role: format!("{STATIC_POD_ROLE_PREFIX}{component}"),
+                class: FileClass::StaticPodManifest,
+                path,
+            })
+        })),
+        Err(err) => unlisted.push(StatedFile {
+            file: NamedFile {
+                role: STATIC_POD_PATH_ROLE.to_owned(),
+                class: FileClass::StaticPodManifest,
+                path: static_pod_path.to_owned(),
+            },
+            stat: Err(err.to_string()),
+        }),
+    }
 }
 
 /// Mode and owner of every file the control-plane processes' flags (or config files) name.
 fn stat_named_files(host: &Host, targets: &Targets) -> Vec<StatedFile> {
     let mut named: Vec<NamedFile> = Vec::new();
+    let mut unlisted: Vec<StatedFile> = Vec::new();
     if let Found::Found(kubelet) = &targets.kubelet {
         let flags = ProcessFlags::parse(&kubelet.args);
+        let effective = kubelet_effective(host, kubelet, &flags);
         named.extend(kubelet_files(
             flags.get("kubeconfig"),
             kubelet.config.as_deref(),
-            kubelet_client_ca(host, kubelet, &flags).as_deref(),
+            kubelet_client_ca(&flags, effective.as_ref()).as_deref(),
         ));
+        if let Some(effective) = &effective {
+            let static_pod_path = values_of(&effective.config, &flags).static_pod_path;
+            if !static_pod_path.is_empty() {
+                static_pod_manifests(host, &static_pod_path, &mut named, &mut unlisted);
+            }
+        }
     }
     if let Found::Found(api) = &targets.api_server {
         named.extend(named_files_of_flags(
@@ -590,6 +641,7 @@ fn stat_named_files(host: &Host, targets: &Targets) -> Vec<StatedFile> {
             stat: host.stat(&file.path).map_err(|e| e.to_string()),
             file,
         })
+        .chain(unlisted)
         .collect()
 }
 

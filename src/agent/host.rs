@@ -49,6 +49,14 @@ pub enum HostError {
         #[source]
         source: std::io::Error,
     },
+    /// The kubelet's staticPodPath could not be listed.
+    #[error("cannot list the kubelet's staticPodPath {dir}: {source}")]
+    ListStaticPods {
+        /// Host path of the directory.
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// An --apiserver-flags-file Pod manifest without the container to read.
     #[error("the Pod manifest has no {missing}")]
     ApiServerManifest {
@@ -273,6 +281,38 @@ impl Host {
             }
         }
         Ok(())
+    }
+
+    /// The static Pod manifests the kubelet reads from its staticPodPath (pkg/kubelet/config
+    /// file.go): the path itself when it is a file; in a directory, every entry whose name
+    /// does not start with a dot and that is a regular file after following symlinks (no
+    /// recursion), sorted. A path that does not exist holds none (the kubelet ignores it).
+    pub fn list_static_pod_manifests(&self, host_path: &str) -> Result<Vec<String>, HostError> {
+        let list_error = |source| HostError::ListStaticPods {
+            dir: host_path.to_owned(),
+            source,
+        };
+        let path = self.resolve(host_path);
+        let meta = match fs::metadata(&path) {
+            Ok(meta) => meta,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(list_error(err)),
+        };
+        if meta.is_file() {
+            return Ok(vec![host_path.to_owned()]);
+        }
+        let mut names: Vec<String> = fs::read_dir(&path)
+            .map_err(list_error)?
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .filter(|name| !name.starts_with('.'))
+            .filter(|name| fs::metadata(path.join(name)).is_ok_and(|m| m.is_file()))
+            .collect();
+        names.sort();
+        Ok(names
+            .into_iter()
+            .map(|name| format!("{}/{name}", host_path.trim_end_matches('/')))
+            .collect())
     }
 
     /// Writes a host file atomically: a temporary file in the same directory, synced, then

@@ -268,6 +268,7 @@ fn observe_kubelet(kubelet: &KubeletSources) -> KubeletObservation {
         config_dir: truncate(kubelet.config_dir.clone().unwrap_or_default(), PATH_MAX),
         drop_ins: names,
         settings: kubelet::settings_of(&effective.config),
+        values: Some(kubelet::values_of(&effective.config, &flags)),
         origins: kubelet::origins_list(&effective.origins),
         pending_restart: kubelet.config.iter().any(|c| c.changed_after_start)
             || kubelet.config_dir_changed_after_start

@@ -1248,3 +1248,96 @@ fn the_kubelets_files_are_stat_ed_where_its_flags_and_config_name_them() {
         "clientCAFile from the merged configuration: {files:?}"
     );
 }
+
+#[test]
+fn static_pod_manifests_in_the_kubelets_static_pod_path_are_stat_ed() {
+    use crate::api::{DriftEntry, FileClass, FileSettings};
+    use crate::domain::node::files;
+    use std::os::unix::fs::PermissionsExt;
+    // kubeadm's kubelet config says staticPodPath: /etc/kubernetes/manifests.
+    let host = FakeHost::control_plane("static-pods");
+    let manifest = |command: &str, image: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: x, namespace: kube-system}}\nspec:\n  containers:\n  - name: c\n    image: {image}\n    command: [{command}, --v=2]\n"
+        )
+    };
+    host.file(
+        "/etc/kubernetes/manifests/kube-apiserver.yaml",
+        &manifest("kube-apiserver", "registry.k8s.io/kube-apiserver:v1.36.3"),
+    )
+    // Named by its container's command, whatever the file's name.
+    .file(
+        "/etc/kubernetes/manifests/sched.yaml",
+        &manifest("/usr/local/bin/kube-scheduler", "example.com/sched:1"),
+    )
+    // By its image when the command is not the program.
+    .file(
+        "/etc/kubernetes/manifests/etcd.json",
+        r#"{"apiVersion":"v1","kind":"Pod","spec":{"containers":[{"name":"etcd","image":"registry.k8s.io/etcd:3.6.5-0@sha256:00","command":["/bin/sh","-c","exec etcd"]}]}}"#,
+    )
+    // Other workloads, hidden files and subdirectories are not control-plane manifests.
+    .file(
+        "/etc/kubernetes/manifests/haproxy.yaml",
+        &manifest("haproxy", "haproxy:3"),
+    )
+    .file(
+        "/etc/kubernetes/manifests/.kube-controller-manager.yaml.swp",
+        &manifest("kube-controller-manager", "k"),
+    )
+    .file(
+        "/etc/kubernetes/manifests/old/kube-controller-manager.yaml",
+        &manifest("kube-controller-manager", "k"),
+    );
+    for (path, mode) in [
+        ("/etc/kubernetes/manifests/kube-apiserver.yaml", 0o644),
+        ("/etc/kubernetes/manifests/sched.yaml", 0o600),
+        ("/etc/kubernetes/manifests/etcd.json", 0o600),
+    ] {
+        fs::set_permissions(host.path(path), fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let report = run(&host, &Desired::default(), false).report;
+    let manifests: Vec<(&str, &str, &str)> = report
+        .files
+        .iter()
+        .filter(|f| f.class == FileClass::StaticPodManifest)
+        .map(|f| (f.role.as_str(), f.path.as_str(), f.mode.as_str()))
+        .collect();
+    assert_eq!(
+        manifests,
+        [
+            (
+                "static pod etcd",
+                "/etc/kubernetes/manifests/etcd.json",
+                "0600"
+            ),
+            (
+                "static pod kube-apiserver",
+                "/etc/kubernetes/manifests/kube-apiserver.yaml",
+                "0644"
+            ),
+            (
+                "static pod kube-scheduler",
+                "/etc/kubernetes/manifests/sched.yaml",
+                "0600"
+            ),
+        ]
+    );
+    let settings = FileSettings {
+        permissions: true,
+        ownership: false,
+    };
+    let drift = files::evaluate_files("cp-1", &report, &settings);
+    let manifest_findings: Vec<&DriftEntry> = drift
+        .iter()
+        .filter(|d| d.check == files::check_ids::STATIC_POD_MANIFEST_PERMISSIONS)
+        .collect();
+    assert_eq!(manifest_findings.len(), 1, "{drift:#?}");
+    assert_eq!(manifest_findings[0].reason, DriftReason::Violation);
+    assert!(
+        manifest_findings[0].message.contains(
+            "/etc/kubernetes/manifests/kube-apiserver.yaml (static pod kube-apiserver) is 0644"
+        ),
+        "{}",
+        manifest_findings[0].message
+    );
+}

@@ -182,12 +182,78 @@ pub struct KubeletObservation {
     /// Where each effective setting came from (a default, the config file, a drop-in or a
     /// flag), so a violation names the file to fix.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = 24))]
     pub origins: Vec<SettingOrigin>,
     /// A config file or drop-in changed after the kubelet started: the running kubelet may
     /// not use what is on disk until it restarts (the agent never restarts it).
     #[serde(default)]
     pub pending_restart: bool,
+    /// Effective values behind the requirement checks of spec.kubelet.settings (CIS 4.2.3,
+    /// 4.2.5, 4.2.7, 4.2.9, 4.2.11-4.2.13); set when Observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<KubeletValues>,
+}
+
+/// The kubelet's effective values that the requirement checks read (file paths, never a
+/// file's content). Empty strings are unset values.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct KubeletValues {
+    /// authentication.x509.clientCAFile (--client-ca-file).
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        rename = "clientCAFile"
+    )]
+    #[schemars(length(max = 4096))]
+    pub client_ca_file: String,
+    /// streamingConnectionIdleTimeout, as Go prints a duration (e.g. 4h0m0s; 0s: none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 64))]
+    pub streaming_connection_idle_timeout: String,
+    /// --hostname-override (a flag only, not configuration).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 253))]
+    pub hostname_override: String,
+    /// tlsCertFile (--tls-cert-file).
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        rename = "tlsCertFile"
+    )]
+    #[schemars(length(max = 4096))]
+    pub tls_cert_file: String,
+    /// tlsPrivateKeyFile (--tls-private-key-file).
+    #[serde(
+        default,
+        skip_serializing_if = "String::is_empty",
+        rename = "tlsPrivateKeyFile"
+    )]
+    #[schemars(length(max = 4096))]
+    pub tls_private_key_file: String,
+    /// serverTLSBootstrap (--rotate-server-certificates).
+    #[serde(default, rename = "serverTLSBootstrap")]
+    pub server_tls_bootstrap: bool,
+    /// The RotateKubeletServerCertificate feature gate (featureGates, --feature-gates;
+    /// on by default).
+    #[serde(default)]
+    pub rotate_kubelet_server_certificate: bool,
+    /// tlsCipherSuites (--tls-cipher-suites); empty: Go's defaults.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        rename = "tlsCipherSuites"
+    )]
+    #[schemars(length(max = 64), inner(length(max = 128)))]
+    pub tls_cipher_suites: Vec<String>,
+    /// podPidsLimit (--pod-max-pids); -1: unlimited.
+    #[serde(default)]
+    pub pod_pids_limit: i64,
+    /// staticPodPath (--pod-manifest-path): where the control-plane manifests of CIS
+    /// 1.1.1-1.1.8 are.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 4096))]
+    pub static_pod_path: String,
 }
 
 /// The kube-apiserver's flags and the files they point at.
@@ -341,6 +407,9 @@ pub enum FileClass {
     EtcdDataDir,
     /// The kubelet's --config file: 600 or stricter, root:root (CIS 4.1.9-4.1.10).
     KubeletConfig,
+    /// A static Pod manifest of a control-plane component in the kubelet's staticPodPath:
+    /// 600 or stricter, root:root (CIS 1.1.1-1.1.8).
+    StaticPodManifest,
 }
 
 /// Mode and owner of one file a control-plane process's flag names.

@@ -858,6 +858,44 @@ pub struct KubeletSettings {
         rename = "makeIPTablesUtilChains"
     )]
     pub make_iptables_util_chains: Option<bool>,
+    /// CIS 4.2.3: a client CA file is set (authentication.x509.clientCAFile or
+    /// --client-ca-file). The requirements below are checked only, never written by
+    /// --enforce (their compliant values are paths or limits only the admin can choose);
+    /// `false` or unset leaves the check out.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "requireClientCAFile"
+    )]
+    pub require_client_ca_file: Option<bool>,
+    /// CIS 4.2.5: streamingConnectionIdleTimeout (--streaming-connection-idle-timeout) is
+    /// not 0 (0 keeps idle exec/attach/port-forward streams open forever).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_streaming_connection_idle_timeout: Option<bool>,
+    /// CIS 4.2.7: the kubelet runs without --hostname-override.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forbid_hostname_override: Option<bool>,
+    /// CIS 4.2.9: tlsCertFile and tlsPrivateKeyFile are set, or serverTLSBootstrap is true
+    /// (otherwise the kubelet serves a self-signed certificate).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "requireTLSCertFile"
+    )]
+    pub require_tls_cert_file: Option<bool>,
+    /// CIS 4.2.11: the RotateKubeletServerCertificate feature gate is not turned off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_server_certificate_rotation: Option<bool>,
+    /// CIS 4.2.12: tlsCipherSuites (--tls-cipher-suites) is set and lists strong suites only.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "requireStrongTLSCipherSuites"
+    )]
+    pub require_strong_tls_cipher_suites: Option<bool>,
+    /// CIS 4.2.13: podPidsLimit (--pod-max-pids) is positive (the default -1 is unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_pod_pids_limit: Option<bool>,
 }
 
 /// Kubelet authorization modes.

@@ -38,7 +38,7 @@ import (
 	"k8s.io/klog/v2"
 	kubeletconfigv1beta1 "k8s.io/kubelet/config/v1beta1"
 	"k8s.io/kubernetes/cmd/kubelet/app/options"
-	_ "k8s.io/kubernetes/pkg/features" // registers the kubelet's feature gates, as cmd/kubelet does
+	"k8s.io/kubernetes/pkg/features" // registers the kubelet's feature gates, as cmd/kubelet does
 	kubeletconfiginternal "k8s.io/kubernetes/pkg/kubelet/apis/config"
 	kubeletconfigv1beta1conversion "k8s.io/kubernetes/pkg/kubelet/apis/config/v1beta1"
 	kubeletconfigvalidation "k8s.io/kubernetes/pkg/kubelet/apis/config/validation"
@@ -200,6 +200,11 @@ type Output struct {
 	// and RunKubelet passes `kubeServer.KubeletFlags.SeccompDefault ||
 	// kubeServer.KubeletConfiguration.SeccompDefault` to the kubelet (cmd/kubelet/app/server.go).
 	SeccompDefault bool `json:"seccompDefault"`
+	// HostnameOverride is --hostname-override, a KubeletFlags field (CIS 4.2.7).
+	HostnameOverride string `json:"hostnameOverride"`
+	// RotateKubeletServerCertificate is the feature gate in effect: RunE sets the kubelet's
+	// feature gates from the configuration's featureGates merged with --feature-gates.
+	RotateKubeletServerCertificate bool `json:"rotateKubeletServerCertificate"`
 }
 
 // printConfig writes the configuration as the versioned KubeletConfiguration, in JSON.
@@ -213,6 +218,9 @@ func printConfig(kubeletFlags *options.KubeletFlags, internal *kubeletconfiginte
 	out, err := json.Marshal(Output{
 		KubeletConfiguration: versioned,
 		SeccompDefault:       kubeletFlags.SeccompDefault || internal.SeccompDefault,
+		HostnameOverride:     kubeletFlags.HostnameOverride,
+		RotateKubeletServerCertificate: utilfeature.DefaultFeatureGate.Enabled(
+			features.RotateKubeletServerCertificate),
 	})
 	if err != nil {
 		return fmt.Errorf("encoding the effective configuration: %w", err)

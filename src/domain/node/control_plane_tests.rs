@@ -789,6 +789,101 @@ mod files {
     }
 
     #[test]
+    fn static_pod_manifests_where_the_kubelet_runs_them() {
+        let v = DriftReason::Violation;
+        let u = DriftReason::Unknown;
+        let manifest = |component: &str| {
+            file(
+                &format!("static pod {component}"),
+                FileClass::StaticPodManifest,
+                "0600",
+                (0, 0),
+            )
+        };
+        // No kubelet on the node (kubeadm_node observes none): no static Pods to check.
+        let mut report = kubeadm_node();
+        assert_eq!(checks(&report), Vec::new());
+        // A kubelet without control-plane manifests: the components are not static Pods.
+        report.kubelet.header = Observation::observed(String::new());
+        assert_eq!(checks(&report), Vec::new());
+        report.files.push(manifest("kube-apiserver"));
+        report.files.push(manifest("etcd"));
+        assert_eq!(checks(&report), Vec::new());
+        report.files[5].mode = "0644".to_owned();
+        assert_eq!(
+            checks(&report),
+            [(STATIC_POD_MANIFEST_PERMISSIONS.to_owned(), v)]
+        );
+        report.files[5].mode = "0600".to_owned();
+        report.files[6].uid = Some(1000);
+        assert_eq!(
+            checks(&report),
+            [(STATIC_POD_MANIFEST_OWNERSHIP.to_owned(), v)]
+        );
+        // A staticPodPath that cannot be listed, or a kubelet whose configuration cannot be
+        // read: Unknown, never a pass.
+        let mut report = kubeadm_node();
+        report.kubelet.header = Observation::observed(String::new());
+        let mut unlisted = manifest("x");
+        unlisted.role = crate::domain::node::files::STATIC_POD_PATH_ROLE.to_owned();
+        unlisted.header = Observation::error("permission denied".to_owned());
+        unlisted.mode.clear();
+        unlisted.uid = None;
+        unlisted.gid = None;
+        report.files.push(unlisted);
+        let unknown = [
+            (STATIC_POD_MANIFEST_PERMISSIONS.to_owned(), u),
+            (STATIC_POD_MANIFEST_OWNERSHIP.to_owned(), u),
+        ];
+        assert_eq!(checks(&report), unknown);
+        let mut report = kubeadm_node();
+        report.kubelet.header = Observation::error("a drop-in without kind".to_owned());
+        assert_eq!(checks(&report), unknown);
+    }
+
+    #[test]
+    fn manifests_are_named_by_the_component_they_run() {
+        use crate::domain::node::files::manifest_component;
+        let pod = |command: &str, image: &str| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: c\n    image: {image}\n    command: [{command}]\n"
+            )
+        };
+        let found = |path: &str, text: &str| manifest_component(path, text);
+        assert_eq!(
+            found("/m/a.yaml", &pod("kube-apiserver", "x")),
+            Some("kube-apiserver")
+        );
+        assert_eq!(
+            found(
+                "/m/a.yaml",
+                &pod("/usr/local/bin/kube-controller-manager", "x")
+            ),
+            Some("kube-controller-manager")
+        );
+        assert_eq!(
+            found("/m/a.yaml", &pod("sh", "registry.k8s.io:5000/etcd:3.6.5-0")),
+            Some("etcd")
+        );
+        assert_eq!(
+            found(
+                "/m/a.yaml",
+                &pod("sh", "example.com/kube-scheduler@sha256:00")
+            ),
+            Some("kube-scheduler")
+        );
+        // The containers decide; the file name only when they cannot be read.
+        assert_eq!(found("/m/haproxy.yaml", &pod("haproxy", "haproxy:3")), None);
+        assert_eq!(found("/m/etcd.yaml", &pod("haproxy", "haproxy:3")), None);
+        assert_eq!(found("/m/etcd.yaml", "not: [yaml"), Some("etcd"));
+        assert_eq!(
+            found("/m/kube-scheduler.manifest", ""),
+            Some("kube-scheduler")
+        );
+        assert_eq!(found("/m/kubelet.yaml", ""), None);
+    }
+
+    #[test]
     fn what_cannot_be_seen_is_unknown() {
         let mut report = kubeadm_node();
         report.files[3].header = Observation::not_found("no such file".to_owned());
@@ -867,7 +962,8 @@ mod files {
                 KUBECONFIG_PERMISSIONS,
                 CERTIFICATE_PERMISSIONS,
                 PRIVATE_KEY_PERMISSIONS,
-                ETCD_DATA_DIR_PERMISSIONS
+                ETCD_DATA_DIR_PERMISSIONS,
+                STATIC_POD_MANIFEST_PERMISSIONS,
             ]
         );
     }

@@ -26,6 +26,8 @@ pub mod check_ids {
     pub const KUBELET_CLIENT_CA_OWNERSHIP: &str = "files.kubelet-client-ca-ownership";
     pub const KUBELET_CONFIG_PERMISSIONS: &str = "files.kubelet-config-permissions";
     pub const KUBELET_CONFIG_OWNERSHIP: &str = "files.kubelet-config-ownership";
+    pub const STATIC_POD_MANIFEST_PERMISSIONS: &str = "files.static-pod-manifest-permissions";
+    pub const STATIC_POD_MANIFEST_OWNERSHIP: &str = "files.static-pod-manifest-ownership";
 }
 
 /// The file checks, for the registry.
@@ -95,7 +97,72 @@ pub const CHECKS: &[CheckInfo] = &[
         description: "The kubelet's --config file is owned by root:root",
         cis: &["4.1.10"],
     },
+    CheckInfo {
+        id: check_ids::STATIC_POD_MANIFEST_PERMISSIONS,
+        description: "The static Pod manifests of the kube-apiserver, kube-controller-manager, kube-scheduler and etcd in the kubelet's staticPodPath are 600 or stricter",
+        cis: &["1.1.1", "1.1.3", "1.1.5", "1.1.7"],
+    },
+    CheckInfo {
+        id: check_ids::STATIC_POD_MANIFEST_OWNERSHIP,
+        description: "The static Pod manifests of the kube-apiserver, kube-controller-manager, kube-scheduler and etcd are owned by root:root",
+        cis: &["1.1.2", "1.1.4", "1.1.6", "1.1.8"],
+    },
 ];
+
+/// The control-plane components whose static Pod manifests CIS 1.1.1-1.1.8 cover.
+pub const STATIC_POD_COMPONENTS: &[&str] = &[
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "etcd",
+];
+
+/// Role of a static Pod manifest: "static pod <component>".
+pub const STATIC_POD_ROLE_PREFIX: &str = "static pod ";
+/// Role of the kubelet's staticPodPath when it cannot be listed.
+pub const STATIC_POD_PATH_ROLE: &str = "kubelet staticPodPath";
+
+/// Which control-plane component a static Pod manifest runs: the first container whose
+/// command (its program's base name), else image (its name without registry, tag or
+/// digest), is one of [`STATIC_POD_COMPONENTS`]. Only a manifest whose containers cannot be
+/// read is named by its file name, as kubeadm writes them (`kube-apiserver.yaml`). None:
+/// the manifest runs something else.
+pub fn manifest_component(path: &str, text: &str) -> Option<&'static str> {
+    let known = |word: &str| STATIC_POD_COMPONENTS.iter().copied().find(|c| *c == word);
+    let doc: Option<serde_json::Value> = serde_saphyr::from_str(text).ok();
+    let containers = doc
+        .as_ref()
+        .and_then(|d| d.pointer("/spec/containers"))
+        .and_then(serde_json::Value::as_array);
+    let containers = containers.filter(|c| !c.is_empty());
+    let read = containers.is_some();
+    for container in containers.into_iter().flatten() {
+        let program = container
+            .get("command")
+            .and_then(serde_json::Value::as_array)
+            .and_then(|c| c.first())
+            .and_then(serde_json::Value::as_str)
+            .map(|c| c.rsplit('/').next().unwrap_or(c));
+        if let Some(found) = program.and_then(known) {
+            return Some(found);
+        }
+        let image = container
+            .get("image")
+            .and_then(serde_json::Value::as_str)
+            .map(|image| {
+                let last = image.rsplit('/').next().unwrap_or(image);
+                last.split(['@', ':']).next().unwrap_or(last)
+            });
+        if let Some(found) = image.and_then(known) {
+            return Some(found);
+        }
+    }
+    if read {
+        return None;
+    }
+    let name = path.rsplit('/').next().unwrap_or(path);
+    known(name.split('.').next().unwrap_or(name))
+}
 
 /// The kubelet's files and what they are, by the role `named_files` gives them.
 pub const KUBELET_KUBECONFIG_ROLE: &str = "kubelet --kubeconfig";
@@ -341,7 +408,10 @@ pub fn named_files_of_flags(component: &str, flags: &ProcessFlags) -> Vec<NamedF
 /// The most permissive mode CIS allows for a class.
 pub fn mode_limit(class: FileClass) -> u32 {
     match class {
-        FileClass::Kubeconfig | FileClass::PrivateKey | FileClass::KubeletConfig => 0o600,
+        FileClass::Kubeconfig
+        | FileClass::PrivateKey
+        | FileClass::KubeletConfig
+        | FileClass::StaticPodManifest => 0o600,
         FileClass::Certificate => 0o644,
         FileClass::EtcdDataDir => 0o700,
     }
@@ -356,6 +426,7 @@ pub fn requested_checks(settings: &FileSettings) -> Vec<&'static str> {
             check_ids::CERTIFICATE_PERMISSIONS,
             check_ids::PRIVATE_KEY_PERMISSIONS,
             check_ids::ETCD_DATA_DIR_PERMISSIONS,
+            check_ids::STATIC_POD_MANIFEST_PERMISSIONS,
         ]);
     }
     if settings.ownership {
@@ -363,6 +434,7 @@ pub fn requested_checks(settings: &FileSettings) -> Vec<&'static str> {
             check_ids::KUBECONFIG_OWNERSHIP,
             check_ids::PKI_OWNERSHIP,
             check_ids::ETCD_DATA_DIR_OWNERSHIP,
+            check_ids::STATIC_POD_MANIFEST_OWNERSHIP,
         ]);
     }
     checks
@@ -437,7 +509,7 @@ pub fn evaluate_files(
         ),
     ];
     let requested = requested_checks(settings);
-    checks
+    let mut drift: Vec<DriftEntry> = checks
         .into_iter()
         .filter(|(id, ..)| requested.contains(id))
         .filter_map(|(id, classes, aspect, missing_processes)| {
@@ -448,7 +520,55 @@ pub fn evaluate_files(
                 .collect();
             judge(node, id, &files, aspect, &missing_processes)
         })
-        .collect()
+        .collect();
+    drift.extend(evaluate_static_pod_manifests(node, report, &requested));
+    drift
+}
+
+/// The requested static Pod manifest checks (CIS 1.1.1-1.1.8) on one control-plane node:
+/// every manifest in the kubelet's staticPodPath that runs a kube-apiserver,
+/// kube-controller-manager, kube-scheduler or etcd. Without a kubelet on the node no static
+/// Pod runs, and a component without a manifest is not one: nothing to check. A kubelet
+/// whose configuration cannot be read, or a staticPodPath that cannot be listed, is
+/// `Unknown`.
+fn evaluate_static_pod_manifests(
+    node: &str,
+    report: &NodeObservations,
+    requested: &[&str],
+) -> Vec<DriftEntry> {
+    [
+        (check_ids::STATIC_POD_MANIFEST_PERMISSIONS, Aspect::Mode),
+        (check_ids::STATIC_POD_MANIFEST_OWNERSHIP, Aspect::Owner),
+    ]
+    .into_iter()
+    .filter(|(id, _)| requested.contains(id))
+    .filter_map(|(id, aspect)| {
+        let kubelet = &report.kubelet.header;
+        match kubelet.state {
+            ObservationState::NotFound => None,
+            ObservationState::Error => Some(node_drift(
+                node,
+                id,
+                DriftReason::Unknown,
+                format!(
+                    "the kubelet's configuration could not be read, so its staticPodPath is unknown: {}",
+                    kubelet.message
+                ),
+            )),
+            ObservationState::Observed => {
+                let files: Vec<&FileModeObservation> = report
+                    .files
+                    .iter()
+                    .filter(|f| f.class == FileClass::StaticPodManifest)
+                    .collect();
+                if files.is_empty() {
+                    return None;
+                }
+                judge(node, id, &files, aspect, &[])
+            }
+        }
+    })
+    .collect()
 }
 
 /// The processes among `names` whose observation is not Observed (their files are unknown).

@@ -197,3 +197,158 @@ pub fn parse_go_bool(value: &str) -> Option<bool> {
         _ => None,
     }
 }
+
+/// Go's time.ParseDuration (`[-+]?([0-9]*(\.[0-9]*)?[a-z]+)+`, or `0`), in nanoseconds,
+/// which the kubelet uses for duration flags and metav1.Duration fields. None where Go
+/// returns an error (no unit, unknown unit, overflow).
+pub fn parse_go_duration(text: &str) -> Option<i64> {
+    const LIMIT: u64 = 1 << 63;
+    let mut s = text.as_bytes();
+    let mut neg = false;
+    if let Some((&c, rest)) = s.split_first()
+        && (c == b'-' || c == b'+')
+    {
+        neg = c == b'-';
+        s = rest;
+    }
+    if s == b"0" {
+        return Some(0);
+    }
+    if s.is_empty() {
+        return None;
+    }
+    let mut total: u64 = 0;
+    while !s.is_empty() {
+        if !(s[0] == b'.' || s[0].is_ascii_digit()) {
+            return None;
+        }
+        // The integer part; overflow is an error.
+        let digits = s.iter().take_while(|c| c.is_ascii_digit()).count();
+        let mut int: u64 = 0;
+        for &c in &s[..digits] {
+            if int > LIMIT / 10 {
+                return None;
+            }
+            int = int * 10 + u64::from(c - b'0');
+            if int > LIMIT {
+                return None;
+            }
+        }
+        let pre = digits > 0;
+        s = &s[digits..];
+        // The fraction: digits beyond what fits are ignored, as Go does.
+        let (mut frac, mut scale, mut post) = (0_u64, 1_f64, false);
+        if s.first() == Some(&b'.') {
+            s = &s[1..];
+            let digits = s.iter().take_while(|c| c.is_ascii_digit()).count();
+            post = digits > 0;
+            let mut overflow = false;
+            for &c in &s[..digits] {
+                if overflow {
+                    continue;
+                }
+                if frac > (LIMIT - 1) / 10 {
+                    overflow = true;
+                    continue;
+                }
+                let next = frac * 10 + u64::from(c - b'0');
+                if next > LIMIT {
+                    overflow = true;
+                    continue;
+                }
+                frac = next;
+                scale *= 10.0;
+            }
+            s = &s[digits..];
+        }
+        if !pre && !post {
+            return None;
+        }
+        let unit_len = s
+            .iter()
+            .take_while(|c| !(**c == b'.' || c.is_ascii_digit()))
+            .count();
+        let unit: u64 = match &s[..unit_len] {
+            b"ns" => 1,
+            // "us", the micro sign U+00B5 and the Greek mu U+03BC.
+            b"us" | b"\xc2\xb5s" | b"\xce\xbcs" => 1_000,
+            b"ms" => 1_000_000,
+            b"s" => 1_000_000_000,
+            b"m" => 60_000_000_000,
+            b"h" => 3_600_000_000_000,
+            _ => return None,
+        };
+        s = &s[unit_len..];
+        if int > LIMIT / unit {
+            return None;
+        }
+        let mut value = int * unit;
+        if frac > 0 {
+            // Go converts the fraction through float64 too.
+            let part = (frac as f64 * (unit as f64 / scale)) as u64;
+            value += part;
+            if value > LIMIT {
+                return None;
+            }
+        }
+        total += value;
+        if total > LIMIT {
+            return None;
+        }
+    }
+    if neg {
+        // -(1<<63) is the one value whose magnitude does not fit i64.
+        return Some(if total == LIMIT {
+            i64::MIN
+        } else {
+            -i64::try_from(total).ok()?
+        });
+    }
+    i64::try_from(total).ok()
+}
+
+/// Go's time.Duration.String: `4h0m0s`, `1m30s`, `1.5s`, `300ms`, `0s`.
+pub fn format_go_duration(nanos: i64) -> String {
+    let mut u = nanos.unsigned_abs();
+    let mut out = String::new();
+    // Fraction of v/10^prec without trailing zeros (and no point when it is 0), and v/10^prec.
+    let frac = |v: u64, prec: u32| -> (String, u64) {
+        let pow = 10_u64.pow(prec);
+        let digits = format!("{:0width$}", v % pow, width = prec as usize);
+        let digits = digits.trim_end_matches('0');
+        let text = if digits.is_empty() {
+            String::new()
+        } else {
+            format!(".{digits}")
+        };
+        (text, v / pow)
+    };
+    if u < 1_000_000_000 {
+        let (prec, unit) = match u {
+            0 => return "0s".to_owned(),
+            1..1_000 => (0, "ns"),
+            1_000..1_000_000 => (3, "\u{b5}s"),
+            _ => (6, "ms"),
+        };
+        let (fraction, whole) = frac(u, prec);
+        out.push_str(&format!("{whole}{fraction}{unit}"));
+    } else {
+        let (fraction, whole) = frac(u, 9);
+        u = whole;
+        let seconds = format!("{}{fraction}s", u % 60);
+        u /= 60;
+        if u > 0 {
+            let minutes = u % 60;
+            u /= 60;
+            if u > 0 {
+                out.push_str(&format!("{u}h"));
+            }
+            out.push_str(&format!("{minutes}m"));
+        }
+        out.push_str(&seconds);
+    }
+    if nanos < 0 {
+        out.insert(0, '-');
+    }
+    out
+}

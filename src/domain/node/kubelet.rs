@@ -37,11 +37,15 @@ use serde_json::{Map, Value, json};
 
 use crate::api::{
     DriftEntry, DriftReason, EnforcementMode, KubeletAuthorizationMode, KubeletBaseline,
-    KubeletObservation, KubeletSettings, ObservationState, SecurityBaselineSpec, SettingOrigin,
+    KubeletObservation, KubeletSettings, KubeletValues, ObservationState, SecurityBaselineSpec,
+    SettingOrigin,
 };
 use crate::domain::checks::CheckInfo;
+use crate::domain::node::control_plane::STRONG_CIPHER_SUITES;
 use crate::domain::node::findings::node_drift;
-use crate::domain::node::flags::{ProcessFlags, parse_go_bool};
+use crate::domain::node::flags::{
+    ProcessFlags, format_go_duration, parse_go_bool, parse_go_duration,
+};
 
 /// Check IDs of the kubelet checks.
 pub mod check_ids {
@@ -53,6 +57,13 @@ pub mod check_ids {
     pub const ROTATE_CERTIFICATES: &str = "kubelet.rotate-certificates";
     pub const SECCOMP_DEFAULT: &str = "kubelet.seccomp-default";
     pub const MAKE_IPTABLES_UTIL_CHAINS: &str = "kubelet.make-iptables-util-chains";
+    pub const CLIENT_CA_FILE: &str = "kubelet.client-ca-file";
+    pub const STREAMING_CONNECTION_IDLE_TIMEOUT: &str = "kubelet.streaming-connection-idle-timeout";
+    pub const HOSTNAME_OVERRIDE: &str = "kubelet.hostname-override";
+    pub const TLS_CERT_FILE: &str = "kubelet.tls-cert-file";
+    pub const ROTATE_SERVER_CERTIFICATES: &str = "kubelet.rotate-server-certificates";
+    pub const TLS_CIPHER_SUITES: &str = "kubelet.tls-cipher-suites";
+    pub const POD_PIDS_LIMIT: &str = "kubelet.pod-pids-limit";
 }
 
 /// The kubelet checks, for the registry.
@@ -97,6 +108,41 @@ pub const CHECKS: &[CheckInfo] = &[
         description: "Effective makeIPTablesUtilChains equals spec.kubelet.settings.makeIPTablesUtilChains",
         cis: &["4.2.6"],
     },
+    CheckInfo {
+        id: check_ids::CLIENT_CA_FILE,
+        description: "The kubelet has a client CA file (authentication.x509.clientCAFile, --client-ca-file)",
+        cis: &["4.2.3"],
+    },
+    CheckInfo {
+        id: check_ids::STREAMING_CONNECTION_IDLE_TIMEOUT,
+        description: "The kubelet's streamingConnectionIdleTimeout is not 0",
+        cis: &["4.2.5"],
+    },
+    CheckInfo {
+        id: check_ids::HOSTNAME_OVERRIDE,
+        description: "The kubelet runs without --hostname-override",
+        cis: &["4.2.7"],
+    },
+    CheckInfo {
+        id: check_ids::TLS_CERT_FILE,
+        description: "The kubelet serves a certificate of its tlsCertFile/tlsPrivateKeyFile or bootstraps one (serverTLSBootstrap), not a self-signed one",
+        cis: &["4.2.9"],
+    },
+    CheckInfo {
+        id: check_ids::ROTATE_SERVER_CERTIFICATES,
+        description: "The kubelet's RotateKubeletServerCertificate feature gate is not turned off",
+        cis: &["4.2.11"],
+    },
+    CheckInfo {
+        id: check_ids::TLS_CIPHER_SUITES,
+        description: "The kubelet's tlsCipherSuites is set and lists strong suites only",
+        cis: &["4.2.12"],
+    },
+    CheckInfo {
+        id: check_ids::POD_PIDS_LIMIT,
+        description: "The kubelet's podPidsLimit is positive",
+        cis: &["4.2.13"],
+    },
 ];
 
 /// File name of the drop-in the agent writes with --enforce. "90-" sorts after the usual
@@ -123,6 +169,16 @@ enum FieldKind {
     Bool,
     Int,
     Str,
+    /// A metav1.Duration: a Go duration string; zero counts as unset (defaulted).
+    Duration,
+    /// An int64; negative counts as unset (podPidsLimit: defaulted to -1).
+    Int64,
+    /// A list of strings; its flag is a string slice (every occurrence appends).
+    StrList,
+    /// One entry of the featureGates map (a boolean); its flag is --feature-gates, a map
+    /// flag whose pairs override the files' per gate. The gate name is a map key, matched
+    /// exactly (only `featureGates` itself is a field name, matched case-insensitively).
+    Gate,
 }
 
 /// One checked setting: where it lives in a KubeletConfiguration, the flag that overrides
@@ -236,7 +292,96 @@ const FIELDS: &[Field] = &[
         default: Some(DefaultValue::Bool(true)),
         legacy: None,
     },
+    // The fields behind the requirement checks ([`REQUIREMENTS`]). Their `setting` is the
+    // key in the report's `values` (KubeletValues), not in spec.kubelet.settings.
+    Field {
+        setting: "clientCAFile",
+        check: check_ids::CLIENT_CA_FILE,
+        path: &["authentication", "x509", "clientCAFile"],
+        flag: "client-ca-file",
+        kind: FieldKind::Str,
+        default: None,
+        legacy: None,
+    },
+    Field {
+        setting: "streamingConnectionIdleTimeout",
+        check: check_ids::STREAMING_CONNECTION_IDLE_TIMEOUT,
+        path: &["streamingConnectionIdleTimeout"],
+        flag: "streaming-connection-idle-timeout",
+        kind: FieldKind::Duration,
+        // A zero duration in a file is defaulted too: only the flag can make it 0.
+        default: Some(DefaultValue::Str("4h0m0s")),
+        legacy: None,
+    },
+    Field {
+        setting: "tlsCertFile",
+        check: check_ids::TLS_CERT_FILE,
+        path: &["tlsCertFile"],
+        flag: "tls-cert-file",
+        kind: FieldKind::Str,
+        default: None,
+        legacy: None,
+    },
+    Field {
+        setting: "tlsPrivateKeyFile",
+        check: check_ids::TLS_CERT_FILE,
+        path: &["tlsPrivateKeyFile"],
+        flag: "tls-private-key-file",
+        kind: FieldKind::Str,
+        default: None,
+        legacy: None,
+    },
+    Field {
+        setting: "serverTLSBootstrap",
+        check: check_ids::TLS_CERT_FILE,
+        path: &["serverTLSBootstrap"],
+        flag: "rotate-server-certificates",
+        kind: FieldKind::Bool,
+        default: None,
+        legacy: None,
+    },
+    Field {
+        setting: "rotateKubeletServerCertificate",
+        check: check_ids::ROTATE_SERVER_CERTIFICATES,
+        path: &["featureGates", ROTATE_SERVER_CERTIFICATE_GATE],
+        flag: "feature-gates",
+        kind: FieldKind::Gate,
+        // The gate's default (on, beta since 1.12) is not written into the map.
+        default: None,
+        legacy: None,
+    },
+    Field {
+        setting: "tlsCipherSuites",
+        check: check_ids::TLS_CIPHER_SUITES,
+        path: &["tlsCipherSuites"],
+        flag: "tls-cipher-suites",
+        kind: FieldKind::StrList,
+        default: None,
+        legacy: None,
+    },
+    Field {
+        setting: "staticPodPath",
+        // Where the manifests of the static Pod file checks are (CIS 1.1.1-1.1.8).
+        check: crate::domain::node::files::check_ids::STATIC_POD_MANIFEST_PERMISSIONS,
+        path: &["staticPodPath"],
+        flag: "pod-manifest-path",
+        kind: FieldKind::Str,
+        default: None,
+        legacy: None,
+    },
+    Field {
+        setting: "podPidsLimit",
+        check: check_ids::POD_PIDS_LIMIT,
+        path: &["podPidsLimit"],
+        flag: "pod-max-pids",
+        kind: FieldKind::Int64,
+        default: Some(DefaultValue::Int(-1)),
+        legacy: None,
+    },
 ];
+
+/// The feature gate of CIS 4.2.11.
+const ROTATE_SERVER_CERTIFICATE_GATE: &str = "RotateKubeletServerCertificate";
 
 /// An error computing the effective configuration or rendering a drop-in.
 #[derive(Debug, thiserror::Error)]
@@ -314,7 +459,7 @@ pub fn effective_config(
             for field in FIELDS {
                 // The config file is decoded case-sensitively: other spellings are unknown
                 // fields, which the kubelet ignores (and drops before merging drop-ins).
-                strip_case_variants(&mut value, field.path);
+                strip_case_variants(&mut value, field.path, field.kind == FieldKind::Gate);
                 if is_unset(field, get_path(&value, field.path)) {
                     if let Some(default) = field.default {
                         set_path(&mut value, field.path, default.to_json());
@@ -350,7 +495,7 @@ pub fn effective_config(
             let what = format!("drop-in {name}");
             let patch = parse_kubelet_yaml(text, &what)?;
             for field in FIELDS {
-                if touches(&patch, field.path) {
+                if touches(&patch, field.path, field.kind == FieldKind::Gate) {
                     origins.insert(field.setting, what.clone());
                 }
             }
@@ -359,20 +504,26 @@ pub fn effective_config(
         // Decoded by encoding/json (case-insensitive keys, the last in key order wins), then
         // defaulted again (SetDefaults_KubeletConfiguration after the merge).
         for field in FIELDS {
-            if let Some(value) = decode_case_insensitive(&merged, field.path) {
+            let exact = field.kind == FieldKind::Gate;
+            if let Some(value) = decode_case_insensitive(&merged, field.path, exact) {
                 set_path(&mut merged, field.path, value);
             }
-            strip_case_variants(&mut merged, field.path);
+            strip_case_variants(&mut merged, field.path, exact);
         }
         check_types(&merged)?;
         for field in FIELDS {
             if let Some(default) = field.default
                 && is_unset(field, get_path(&merged, field.path))
             {
+                // A drop-in deleted it (null), or set a value the defaults replace (a zero
+                // duration, a negative podPidsLimit).
+                let replaced = get_path(&merged, field.path)
+                    .filter(|v| !v.is_null())
+                    .map_or_else(|| "null".to_owned(), Value::to_string);
                 set_path(&mut merged, field.path, default.to_json());
                 let origin = match origins.get(field.setting) {
                     Some(from) if from.starts_with("drop-in ") => {
-                        format!("{ORIGIN_DEFAULT} ({from} set it to null)")
+                        format!("{ORIGIN_DEFAULT} ({from} set it to {replaced})")
                     }
                     _ => ORIGIN_DEFAULT.to_owned(),
                 };
@@ -382,23 +533,17 @@ pub fn effective_config(
     }
 
     for field in FIELDS {
-        let Some(raw) = flags.get(field.flag) else {
+        let value = match field.kind {
+            FieldKind::StrList => string_slice_flag(flags, field.flag),
+            FieldKind::Gate => gate_flag(flags, field.flag, ROTATE_SERVER_CERTIFICATE_GATE)?,
+            _ => flags
+                .get(field.flag)
+                .map(|raw| scalar_flag(field, raw))
+                .transpose()?,
+        };
+        let Some(value) = value else {
             continue;
         };
-        let value = match field.kind {
-            FieldKind::Bool => parse_go_bool(raw).map(Value::Bool),
-            FieldKind::Int => raw.trim().parse::<i32>().ok().map(|i| json!(i)),
-            FieldKind::Str => Some(Value::String(raw.to_owned())),
-        }
-        .ok_or_else(|| KubeletConfigError::Flag {
-            flag: field.flag,
-            value: raw.to_owned(),
-            expected: match field.kind {
-                FieldKind::Bool => "boolean",
-                FieldKind::Int => "32-bit integer",
-                FieldKind::Str => "string",
-            },
-        })?;
         // --seccomp-default is a KubeletFlags field, ORed with the configuration's value.
         if field.flag == SECCOMP_DEFAULT_FLAG && value == Value::Bool(false) {
             continue;
@@ -417,13 +562,90 @@ pub fn effective_config(
 /// The flag the kubelet ORs with the configuration instead of overriding it.
 const SECCOMP_DEFAULT_FLAG: &str = "seccomp-default";
 
+/// A scalar flag's value as the configuration holds it (a duration as Go prints it).
+fn scalar_flag(field: &Field, raw: &str) -> Result<Value, KubeletConfigError> {
+    let value = match field.kind {
+        FieldKind::Bool => parse_go_bool(raw).map(Value::Bool),
+        FieldKind::Int => raw.trim().parse::<i32>().ok().map(|i| json!(i)),
+        FieldKind::Int64 => raw.trim().parse::<i64>().ok().map(|i| json!(i)),
+        FieldKind::Duration => {
+            parse_go_duration(raw).map(|nanos| Value::String(format_go_duration(nanos)))
+        }
+        FieldKind::Str | FieldKind::StrList | FieldKind::Gate => {
+            Some(Value::String(raw.to_owned()))
+        }
+    };
+    value.ok_or_else(|| KubeletConfigError::Flag {
+        flag: field.flag,
+        value: raw.to_owned(),
+        expected: match field.kind {
+            FieldKind::Bool | FieldKind::Gate => "boolean",
+            FieldKind::Int => "32-bit integer",
+            FieldKind::Int64 => "64-bit integer",
+            FieldKind::Duration => "duration",
+            FieldKind::Str | FieldKind::StrList => "string",
+        },
+    })
+}
+
+/// A string-slice flag (pflag's StringSlice): the first occurrence replaces the file's
+/// list, later ones append; each value is split on commas, not trimmed (`--x=` is empty).
+fn string_slice_flag(flags: &ProcessFlags, name: &str) -> Option<Value> {
+    let values: Vec<&str> = flags
+        .iter()
+        .filter(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+        .collect();
+    if values.is_empty() {
+        return None;
+    }
+    let items: Vec<Value> = values
+        .into_iter()
+        .filter(|v| !v.is_empty())
+        .flat_map(|v| v.split(','))
+        .map(|item| Value::String(item.to_owned()))
+        .collect();
+    Some(Value::Array(items))
+}
+
+/// One gate of the map flag --feature-gates (component-base's MapStringBool): every
+/// occurrence adds `Name=bool` pairs, a later pair overriding an earlier one; the gates
+/// the flag names override the files' (kubeletConfigFlagPrecedence keeps the others). A
+/// pair without `=` or with a value that is not a boolean stops the kubelet.
+fn gate_flag(
+    flags: &ProcessFlags,
+    name: &'static str,
+    gate: &str,
+) -> Result<Option<Value>, KubeletConfigError> {
+    let mut found = None;
+    for (_, raw) in flags.iter().filter(|(n, _)| *n == name) {
+        for pair in raw.split(',').filter(|p| !p.is_empty()) {
+            let invalid = || KubeletConfigError::Flag {
+                flag: name,
+                value: raw.to_owned(),
+                expected: "list of Name=bool pairs",
+            };
+            let (key, value) = pair.split_once('=').ok_or_else(invalid)?;
+            let value = parse_go_bool(value.trim()).ok_or_else(invalid)?;
+            if key.trim() == gate {
+                found = Some(Value::Bool(value));
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// Whether SetDefaults_KubeletConfiguration treats the value as not set: absent or null (a
 /// nil pointer), or for the authorization mode the empty string.
 fn is_unset(field: &Field, value: Option<&Value>) -> bool {
-    match value {
-        None | Some(Value::Null) => true,
-        Some(Value::String(s)) => field.kind == FieldKind::Str && s.is_empty(),
-        Some(_) => false,
+    match (field.kind, value) {
+        (_, None | Some(Value::Null)) => true,
+        (FieldKind::Str, Some(Value::String(s))) => s.is_empty(),
+        // `if obj.StreamingConnectionIdleTimeout == zeroDuration`.
+        (FieldKind::Duration, Some(Value::String(s))) => parse_go_duration(s) == Some(0),
+        // `if obj.PodPidsLimit == nil || *obj.PodPidsLimit < int64(0)`.
+        (FieldKind::Int64, Some(value)) => value.as_i64().is_some_and(|i| i < 0),
+        _ => false,
     }
 }
 
@@ -435,12 +657,23 @@ fn check_types(config: &Value) -> Result<(), KubeletConfigError> {
             continue;
         };
         let (ok, expected) = match field.kind {
-            FieldKind::Bool => (value.is_boolean(), "a boolean"),
+            FieldKind::Bool | FieldKind::Gate => (value.is_boolean(), "a boolean"),
             FieldKind::Int => (
                 value.as_i64().is_some_and(|i| i32::try_from(i).is_ok()),
                 "a 32-bit integer",
             ),
             FieldKind::Str => (value.is_string(), "a string"),
+            FieldKind::Duration => (
+                value.as_str().and_then(parse_go_duration).is_some(),
+                "a duration string (e.g. 4h)",
+            ),
+            FieldKind::Int64 => (value.as_i64().is_some(), "a 64-bit integer"),
+            FieldKind::StrList => (
+                value
+                    .as_array()
+                    .is_some_and(|items| items.iter().all(|i| i.is_string() || i.is_null())),
+                "a list of strings",
+            ),
         };
         if !ok {
             return Err(KubeletConfigError::FieldType {
@@ -462,7 +695,22 @@ fn validate(config: &Value) -> Result<(), KubeletConfigError> {
             "readOnlyPort (--read-only-port) {port} must be between 0 and 65535, inclusive"
         )));
     }
+    if get_path(config, &["serverTLSBootstrap"]).and_then(Value::as_bool) == Some(true)
+        && !rotate_server_certificate_gate(config)
+    {
+        return Err(KubeletConfigError::Invalid(
+            "serverTLSBootstrap true requires feature gate RotateKubeletServerCertificate"
+                .to_owned(),
+        ));
+    }
     Ok(())
+}
+
+/// The RotateKubeletServerCertificate gate in effect: on unless featureGates turns it off.
+fn rotate_server_certificate_gate(config: &Value) -> bool {
+    get_path(config, &["featureGates", ROTATE_SERVER_CERTIFICATE_GATE])
+        .and_then(Value::as_bool)
+        .unwrap_or(true)
 }
 
 /// Go's case folding of JSON keys (encoding/json matches a key to a field with
@@ -487,18 +735,30 @@ fn folded_keys<'a>(map: &'a Map<String, Value>, name: &str) -> Vec<&'a String> {
     keys
 }
 
+/// The keys along a path at one level: field names fold, a map key (the last component
+/// when `exact`) matches only itself.
+fn keys_at<'a>(map: &'a Map<String, Value>, name: &str, exact: bool) -> Vec<&'a String> {
+    if exact {
+        map.keys().filter(|k| k.as_str() == name).collect()
+    } else {
+        folded_keys(map, name)
+    }
+}
+
 /// The value encoding/json leaves in the field at `path` after decoding `value` (every key
-/// that folds to the field's name is decoded in turn into the same struct, the last wins).
-fn decode_case_insensitive(value: &Value, path: &[&str]) -> Option<Value> {
+/// that folds to the field's name is decoded in turn into the same struct, the last wins;
+/// into the same map for a map, which keeps its entries: the last value of the key wins
+/// too). `exact_last`: the last component is a map key.
+fn decode_case_insensitive(value: &Value, path: &[&str], exact_last: bool) -> Option<Value> {
     let (first, rest) = path.split_first()?;
     let map = value.as_object()?;
     let mut found = None;
-    for key in folded_keys(map, first) {
+    for key in keys_at(map, first, exact_last && rest.is_empty()) {
         let child = &map[key.as_str()];
         let decoded = if rest.is_empty() {
             Some(child.clone()).filter(|v| !v.is_null())
         } else {
-            decode_case_insensitive(child, rest)
+            decode_case_insensitive(child, rest, exact_last)
         };
         if decoded.is_some() {
             found = decoded;
@@ -508,14 +768,14 @@ fn decode_case_insensitive(value: &Value, path: &[&str]) -> Option<Value> {
 }
 
 /// Removes the other spellings of the keys along `path` (the exact ones stay).
-fn strip_case_variants(value: &mut Value, path: &[&str]) {
+fn strip_case_variants(value: &mut Value, path: &[&str], exact_last: bool) {
     let Some((first, rest)) = path.split_first() else {
         return;
     };
     let Value::Object(map) = value else {
         return;
     };
-    let variants: Vec<String> = folded_keys(map, first)
+    let variants: Vec<String> = keys_at(map, first, exact_last && rest.is_empty())
         .into_iter()
         .filter(|k| k.as_str() != *first)
         .cloned()
@@ -524,22 +784,24 @@ fn strip_case_variants(value: &mut Value, path: &[&str]) {
         map.remove(&key);
     }
     if let Some(child) = map.get_mut(*first) {
-        strip_case_variants(child, rest);
+        strip_case_variants(child, rest, exact_last);
     }
 }
 
 /// Whether a drop-in sets or deletes the field at `path` (in any spelling).
-fn touches(patch: &Value, path: &[&str]) -> bool {
+fn touches(patch: &Value, path: &[&str], exact_last: bool) -> bool {
     let Some((first, rest)) = path.split_first() else {
         return true;
     };
     let Some(map) = patch.as_object() else {
         return false;
     };
-    folded_keys(map, first).into_iter().any(|key| {
-        let child = &map[key.as_str()];
-        rest.is_empty() || child.is_null() || touches(child, rest)
-    })
+    keys_at(map, first, exact_last && rest.is_empty())
+        .into_iter()
+        .any(|key| {
+            let child = &map[key.as_str()];
+            rest.is_empty() || child.is_null() || touches(child, rest, exact_last)
+        })
 }
 
 /// The checked settings of an effective configuration (from [`effective_config`], which
@@ -572,7 +834,221 @@ pub fn settings_of(config: &Value) -> KubeletSettings {
         rotate_certificates: flag("rotateCertificates"),
         seccomp_default: flag("seccompDefault"),
         make_iptables_util_chains: flag("makeIPTablesUtilChains"),
+        ..KubeletSettings::default()
     }
+}
+
+/// The values the requirement checks read, from an effective configuration and the
+/// kubelet's command line (--hostname-override is a flag only, not configuration).
+pub fn values_of(config: &Value, flags: &ProcessFlags) -> KubeletValues {
+    let text = |path: &[&str]| {
+        get_path(config, path)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    KubeletValues {
+        client_ca_file: text(&["authentication", "x509", "clientCAFile"]),
+        streaming_connection_idle_timeout: get_path(config, &["streamingConnectionIdleTimeout"])
+            .and_then(Value::as_str)
+            .and_then(parse_go_duration)
+            .map(format_go_duration)
+            .unwrap_or_default(),
+        hostname_override: flags
+            .get(HOSTNAME_OVERRIDE_FLAG)
+            .unwrap_or_default()
+            .to_owned(),
+        tls_cert_file: text(&["tlsCertFile"]),
+        tls_private_key_file: text(&["tlsPrivateKeyFile"]),
+        server_tls_bootstrap: get_path(config, &["serverTLSBootstrap"])
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        rotate_kubelet_server_certificate: rotate_server_certificate_gate(config),
+        // Go decodes a null item as "".
+        tls_cipher_suites: get_path(config, &["tlsCipherSuites"])
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|i| i.as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        pod_pids_limit: get_path(config, &["podPidsLimit"])
+            .and_then(Value::as_i64)
+            .unwrap_or(-1),
+        static_pod_path: text(&["staticPodPath"]),
+    }
+}
+
+/// The kubelet flag CIS 4.2.7 forbids (a KubeletFlags field, not configuration).
+const HOSTNAME_OVERRIDE_FLAG: &str = "hostname-override";
+
+/// What one requirement check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Verdict {
+    Pass,
+    Violation(String),
+    Unknown(String),
+}
+
+/// A requirement of spec.kubelet.settings (`true` checks it): a CIS recommendation on the
+/// kubelet's effective values that is not one value to compare (a file that must be set,
+/// a timeout that must not be 0).
+struct Requirement {
+    /// Key in spec.kubelet.settings.
+    setting: &'static str,
+    check: &'static str,
+    /// The [`FIELDS`] it reads: their origins are named in messages, and decide whether a
+    /// pass is current (values set by flags always are). Empty: flags only.
+    fields: &'static [&'static str],
+    verdict: fn(&KubeletValues) -> Verdict,
+}
+
+/// The requirement checks (CIS 4.2.3, 4.2.5, 4.2.7, 4.2.9, 4.2.11, 4.2.12, 4.2.13).
+const REQUIREMENTS: &[Requirement] = &[
+    Requirement {
+        setting: "requireClientCAFile",
+        check: check_ids::CLIENT_CA_FILE,
+        fields: &["clientCAFile"],
+        verdict: |v| {
+            if v.client_ca_file.is_empty() {
+                Verdict::Violation(
+                    "kubelet has no client CA file (authentication.x509.clientCAFile, --client-ca-file): it cannot authenticate clients by certificate".to_owned(),
+                )
+            } else {
+                Verdict::Pass
+            }
+        },
+    },
+    Requirement {
+        setting: "requireStreamingConnectionIdleTimeout",
+        check: check_ids::STREAMING_CONNECTION_IDLE_TIMEOUT,
+        fields: &["streamingConnectionIdleTimeout"],
+        verdict: |v| {
+            match parse_go_duration(&v.streaming_connection_idle_timeout) {
+            None => Verdict::Unknown(format!(
+                "kubelet streamingConnectionIdleTimeout {:?} is not a duration",
+                v.streaming_connection_idle_timeout
+            )),
+            Some(0) => Verdict::Violation(
+                "kubelet streamingConnectionIdleTimeout is 0s: idle exec, attach and port-forward streams are never closed".to_owned(),
+            ),
+            Some(_) => Verdict::Pass,
+        }
+        },
+    },
+    Requirement {
+        setting: "forbidHostnameOverride",
+        check: check_ids::HOSTNAME_OVERRIDE,
+        fields: &[],
+        verdict: |v| {
+            if v.hostname_override.is_empty() {
+                Verdict::Pass
+            } else {
+                Verdict::Violation(format!(
+                    "kubelet runs with --hostname-override={}: its node name may not match the name in its certificate",
+                    v.hostname_override
+                ))
+            }
+        },
+    },
+    Requirement {
+        setting: "requireTLSCertFile",
+        check: check_ids::TLS_CERT_FILE,
+        fields: &["tlsCertFile", "tlsPrivateKeyFile", "serverTLSBootstrap"],
+        verdict: |v| {
+            let missing: Vec<&str> = [
+                (v.tls_cert_file.is_empty(), "tlsCertFile (--tls-cert-file)"),
+                (
+                    v.tls_private_key_file.is_empty(),
+                    "tlsPrivateKeyFile (--tls-private-key-file)",
+                ),
+            ]
+            .into_iter()
+            .filter_map(|(missing, name)| missing.then_some(name))
+            .collect();
+            if v.server_tls_bootstrap || missing.is_empty() {
+                Verdict::Pass
+            } else {
+                Verdict::Violation(format!(
+                    "kubelet has no {} and serverTLSBootstrap is false: without both files it serves a self-signed certificate (or, with one of them, fails to start)",
+                    missing.join(" and no ")
+                ))
+            }
+        },
+    },
+    Requirement {
+        setting: "requireServerCertificateRotation",
+        check: check_ids::ROTATE_SERVER_CERTIFICATES,
+        fields: &["rotateKubeletServerCertificate"],
+        verdict: |v| {
+            if v.rotate_kubelet_server_certificate {
+                Verdict::Pass
+            } else {
+                Verdict::Violation(format!(
+                    "kubelet runs with the {ROTATE_SERVER_CERTIFICATE_GATE} feature gate off: its serving certificate is never rotated"
+                ))
+            }
+        },
+    },
+    Requirement {
+        setting: "requireStrongTLSCipherSuites",
+        check: check_ids::TLS_CIPHER_SUITES,
+        fields: &["tlsCipherSuites"],
+        verdict: |v| {
+            if v.tls_cipher_suites.is_empty() {
+                return Verdict::Violation(
+                    "kubelet tlsCipherSuites is not set: Go's default suites (with CBC ones) are offered; CIS wants strong suites only".to_owned(),
+                );
+            }
+            let weak: Vec<&str> = v
+                .tls_cipher_suites
+                .iter()
+                .map(String::as_str)
+                .filter(|suite| !is_strong_kubelet_suite(suite))
+                .collect();
+            if weak.is_empty() {
+                Verdict::Pass
+            } else {
+                Verdict::Violation(format!(
+                    "kubelet tlsCipherSuites offers suites CIS does not count as strong: {}",
+                    weak.join(", ")
+                ))
+            }
+        },
+    },
+    Requirement {
+        setting: "requirePodPidsLimit",
+        check: check_ids::POD_PIDS_LIMIT,
+        fields: &["podPidsLimit"],
+        verdict: |v| {
+            if v.pod_pids_limit > 0 {
+                Verdict::Pass
+            } else {
+                Verdict::Violation(format!(
+                    "kubelet podPidsLimit is {}: a pod can create processes until the node runs out",
+                    v.pod_pids_limit
+                ))
+            }
+        },
+    },
+];
+
+/// CIS 4.2.12's list for the kubelet adds two RSA key-exchange suites to the
+/// kube-apiserver's (1.2.29) list; TLS 1.3 suites (not configurable in Go) and the
+/// `_SHA256` aliases of the ChaCha20 suites count too.
+fn is_strong_kubelet_suite(suite: &str) -> bool {
+    STRONG_CIPHER_SUITES.contains(&suite)
+        || matches!(
+            suite,
+            "TLS_RSA_WITH_AES_256_GCM_SHA384" | "TLS_RSA_WITH_AES_128_GCM_SHA256"
+        )
+}
+
+/// Whether `settings` sets the requirement (to true).
+fn requires(settings: &Map<String, Value>, requirement: &Requirement) -> bool {
+    settings.get(requirement.setting) == Some(&Value::Bool(true))
 }
 
 /// Origins as reported in a NodeReport, sorted by setting.
@@ -704,6 +1180,12 @@ pub fn requested_checks(settings: &KubeletSettings) -> Vec<&'static str> {
         .iter()
         .filter(|field| object.contains_key(field.setting))
         .map(|field| field.check)
+        .chain(
+            REQUIREMENTS
+                .iter()
+                .filter(|r| requires(&object, r))
+                .map(|r| r.check),
+        )
         .collect()
 }
 
@@ -784,6 +1266,60 @@ pub fn evaluate_kubelet(
         };
         drift.extend(entry);
     }
+    for requirement in REQUIREMENTS.iter().filter(|r| requires(&wanted, r)) {
+        let check = requirement.check;
+        let verdict = match (observed.header.state, &observed.values) {
+            (ObservationState::NotFound, _) => {
+                Verdict::Unknown(if observed.header.message.is_empty() {
+                    "no kubelet process found on the node".to_owned()
+                } else {
+                    observed.header.message.clone()
+                })
+            }
+            (ObservationState::Error, _) => Verdict::Unknown(format!(
+                "kubelet configuration could not be read: {}",
+                observed.header.message
+            )),
+            (ObservationState::Observed, None) => Verdict::Unknown(
+                "the node's report has no kubelet values (an older agent?)".to_owned(),
+            ),
+            (ObservationState::Observed, Some(values)) => {
+                let origins: Vec<&SettingOrigin> = requirement
+                    .fields
+                    .iter()
+                    .filter_map(|f| observed.origins.iter().find(|o| o.setting == *f))
+                    .collect();
+                let from = if origins.is_empty() {
+                    String::new()
+                } else {
+                    let list: Vec<String> = origins
+                        .iter()
+                        .map(|o| format!("{} from {}", o.setting, o.origin))
+                        .collect();
+                    format!(" ({})", list.join(", "))
+                };
+                let current = !observed.pending_restart
+                    || origins.iter().all(|o| o.origin.starts_with("flag "));
+                match (requirement.verdict)(values) {
+                    Verdict::Violation(message) => Verdict::Violation(format!("{message}{from}")),
+                    Verdict::Unknown(message) => Verdict::Unknown(format!("{message}{from}")),
+                    Verdict::Pass if !current => Verdict::Unknown(format!(
+                        "kubelet passes {check} on disk{from}, but has not restarted since its configuration changed"
+                    )),
+                    Verdict::Pass => Verdict::Pass,
+                }
+            }
+        };
+        match verdict {
+            Verdict::Pass => {}
+            Verdict::Violation(message) => {
+                drift.push(node_drift(node, check, DriftReason::Violation, message));
+            }
+            Verdict::Unknown(message) => {
+                drift.push(node_drift(node, check, DriftReason::Unknown, message));
+            }
+        }
+    }
     drift
 }
 
@@ -816,7 +1352,11 @@ pub fn desired_kubelet<'a>(
     let mut conflicting: BTreeSet<String> = BTreeSet::new();
     let mut conflicts = Vec::new();
     for (name, kubelet) in selected {
-        for (key, value) in settings_object(&kubelet.settings) {
+        // Requirements are checked, never written: their compliant values are the admin's.
+        let writable = settings_object(&kubelet.settings)
+            .into_iter()
+            .filter(|(key, _)| !REQUIREMENTS.iter().any(|r| r.setting == key));
+        for (key, value) in writable {
             match merged.get(&key) {
                 Some((existing, _)) if *existing == value => {}
                 Some((existing, first)) => {

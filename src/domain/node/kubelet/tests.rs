@@ -45,6 +45,21 @@ fn hardened() -> KubeletSettings {
         rotate_certificates: Some(true),
         seccomp_default: Some(true),
         make_iptables_util_chains: Some(true),
+        ..KubeletSettings::default()
+    }
+}
+
+/// Every requirement check (CIS 4.2.3, 4.2.5, 4.2.7, 4.2.9, 4.2.11-4.2.13).
+fn requirements() -> KubeletSettings {
+    KubeletSettings {
+        require_client_ca_file: Some(true),
+        require_streaming_connection_idle_timeout: Some(true),
+        forbid_hostname_override: Some(true),
+        require_tls_cert_file: Some(true),
+        require_server_certificate_rotation: Some(true),
+        require_strong_tls_cipher_suites: Some(true),
+        require_pod_pids_limit: Some(true),
+        ..KubeletSettings::default()
     }
 }
 
@@ -78,6 +93,7 @@ fn kubeadm_config_gets_v1beta1_defaults() {
             // Defaulted: seccompDefault false, makeIPTablesUtilChains true.
             seccomp_default: Some(false),
             make_iptables_util_chains: Some(true),
+            ..KubeletSettings::default()
         }
     );
     assert_eq!(effective.origins["anonymousAuth"], "config file");
@@ -641,19 +657,48 @@ fn desired_drop_in_unites_enforce_baselines_selecting_the_node() {
 
 #[test]
 fn every_setting_has_a_field_and_a_registered_check() {
-    // A KubeletSettings field added without a FIELDS entry would never be checked.
-    let all = settings_object(&hardened());
-    assert_eq!(all.len(), FIELDS.len());
+    // A KubeletSettings field added without a FIELDS or REQUIREMENTS entry would never be
+    // checked.
+    let mut all = settings_object(&hardened());
+    all.extend(settings_object(&requirements()));
+    assert_eq!(
+        all.len(),
+        settings_object(&hardened()).len() + REQUIREMENTS.len()
+    );
     for key in all.keys() {
         assert!(
-            FIELDS.iter().any(|f| f.setting == key),
-            "{key} has no FIELDS entry"
+            FIELDS.iter().any(|f| f.setting == key)
+                || REQUIREMENTS.iter().any(|r| r.setting == key),
+            "{key} has no FIELDS or REQUIREMENTS entry"
         );
     }
-    assert_eq!(requested_checks(&hardened()).len(), CHECKS.len());
+    let everything: KubeletSettings = serde_json::from_value(Value::Object(all)).unwrap();
+    assert_eq!(requested_checks(&everything).len(), CHECKS.len());
     for field in FIELDS {
-        assert!(CHECKS.iter().any(|c| c.id == field.check));
+        assert!(
+            CHECKS
+                .iter()
+                .chain(crate::domain::node::files::CHECKS)
+                .any(|c| c.id == field.check)
+        );
     }
+    for requirement in REQUIREMENTS {
+        assert!(CHECKS.iter().any(|c| c.id == requirement.check));
+        assert!(
+            requirement
+                .fields
+                .iter()
+                .all(|f| FIELDS.iter().any(|field| field.setting == *f)),
+            "{} reads a field FIELDS does not model",
+            requirement.setting
+        );
+    }
+    // `false` leaves a requirement out.
+    let off = KubeletSettings {
+        require_pod_pids_limit: Some(false),
+        ..KubeletSettings::default()
+    };
+    assert!(requested_checks(&off).is_empty());
 }
 
 #[test]
@@ -669,4 +714,401 @@ fn kubelet_selector_matches_labels() {
         .node_selector
         .insert("zone".to_owned(), "a".to_owned());
     assert!(!kubelet_selects(&kubelet, &labels));
+}
+
+fn values(effective: &EffectiveConfig, flags: &ProcessFlags) -> KubeletValues {
+    values_of(&effective.config, flags)
+}
+
+fn observed_with_values(effective: &EffectiveConfig, flags: &ProcessFlags) -> KubeletObservation {
+    KubeletObservation {
+        values: Some(values(effective, flags)),
+        ..observed(effective)
+    }
+}
+
+#[test]
+fn go_durations_parse_and_print_as_go_does() {
+    let parsed = |s: &str| parse_go_duration(s);
+    const S: i64 = 1_000_000_000;
+    assert_eq!(parsed("0"), Some(0));
+    assert_eq!(parsed("+0"), Some(0));
+    assert_eq!(parsed("0s"), Some(0));
+    assert_eq!(parsed("4h"), Some(4 * 3600 * S));
+    assert_eq!(parsed("1.5h"), Some(5400 * S));
+    assert_eq!(parsed("1h2m3s"), Some(3723 * S));
+    assert_eq!(parsed("300ms"), Some(S * 3 / 10));
+    assert_eq!(parsed(".5s"), Some(S / 2));
+    assert_eq!(parsed("5.s"), Some(5 * S));
+    assert_eq!(parsed("-1m"), Some(-60 * S));
+    assert_eq!(parsed("1us"), Some(1_000));
+    assert_eq!(parsed("1\u{b5}s"), Some(1_000));
+    assert_eq!(parsed("1\u{3bc}s"), Some(1_000));
+    assert_eq!(parsed("9223372036854775807ns"), Some(i64::MAX));
+    assert_eq!(parsed("-9223372036854775808ns"), Some(i64::MIN));
+    for invalid in [
+        "",
+        "5",
+        "1d",
+        ".",
+        ".s",
+        "-",
+        "4 h",
+        "9223372036854775808ns",
+        "3000000h",
+    ] {
+        assert_eq!(parsed(invalid), None, "{invalid:?}");
+    }
+    let printed = |ns: i64| format_go_duration(ns);
+    assert_eq!(printed(0), "0s");
+    assert_eq!(printed(4 * 3600 * S), "4h0m0s");
+    assert_eq!(printed(90 * S), "1m30s");
+    assert_eq!(printed(3601 * S), "1h0m1s");
+    assert_eq!(printed(3 * S / 2), "1.5s");
+    assert_eq!(printed(3600 * S + S / 2), "1h0m0.5s");
+    assert_eq!(printed(S * 3 / 10), "300ms");
+    assert_eq!(printed(1_500), "1.5\u{b5}s");
+    assert_eq!(printed(100), "100ns");
+    assert_eq!(printed(-60 * S), "-1m0s");
+}
+
+#[test]
+fn requirement_fields_get_the_kubelets_defaults() {
+    // kubeadm writes streamingConnectionIdleTimeout: 0s, which the kubelet defaults to 4h
+    // like an absent one (`== zeroDuration`).
+    let flags = flags(KUBEADM_CMDLINE);
+    let effective = effective_config(Some(KUBEADM_CONFIG), &[], &flags).unwrap();
+    assert_eq!(
+        values(&effective, &flags),
+        KubeletValues {
+            client_ca_file: "/etc/kubernetes/pki/ca.crt".to_owned(),
+            streaming_connection_idle_timeout: "4h0m0s".to_owned(),
+            rotate_kubelet_server_certificate: true,
+            pod_pids_limit: -1,
+            static_pod_path: "/etc/kubernetes/manifests".to_owned(),
+            ..KubeletValues::default()
+        }
+    );
+    assert_eq!(
+        effective.origins["streamingConnectionIdleTimeout"],
+        "default"
+    );
+    assert_eq!(effective.origins["clientCAFile"], "config file");
+    let drift = evaluate_kubelet(
+        "n",
+        &observed_with_values(&effective, &flags),
+        &requirements(),
+    );
+    assert_eq!(
+        checks_of(&drift),
+        [
+            (check_ids::TLS_CERT_FILE, DriftReason::Violation),
+            (check_ids::TLS_CIPHER_SUITES, DriftReason::Violation),
+            (check_ids::POD_PIDS_LIMIT, DriftReason::Violation),
+        ]
+    );
+    assert!(
+        drift[0].message.contains("self-signed"),
+        "{}",
+        drift[0].message
+    );
+    assert!(
+        drift[2].message.contains("podPidsLimit is -1")
+            && drift[2].message.contains("from default"),
+        "{}",
+        drift[2].message
+    );
+
+    // Without --config: the same v1beta1 defaults.
+    let effective = effective_config(None, &[], &no_flags()).unwrap();
+    let v = values(&effective, &no_flags());
+    assert_eq!(v.streaming_connection_idle_timeout, "4h0m0s");
+    assert_eq!(v.pod_pids_limit, -1);
+    assert!(v.rotate_kubelet_server_certificate);
+}
+
+const COMPLIANT_REQUIREMENTS: &str = "apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+authentication:
+  x509:
+    clientCAFile: /etc/kubernetes/pki/ca.crt
+streamingConnectionIdleTimeout: 5m
+tlsCertFile: /var/lib/kubelet/pki/kubelet.crt
+tlsPrivateKeyFile: /var/lib/kubelet/pki/kubelet.key
+tlsCipherSuites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_RSA_WITH_AES_256_GCM_SHA384]
+podPidsLimit: 4096
+featureGates:
+  RotateKubeletServerCertificate: true
+";
+
+#[test]
+fn a_compliant_config_passes_every_requirement() {
+    let effective = effective_config(Some(COMPLIANT_REQUIREMENTS), &[], &no_flags()).unwrap();
+    let v = values(&effective, &no_flags());
+    assert_eq!(v.streaming_connection_idle_timeout, "5m0s");
+    assert_eq!(v.pod_pids_limit, 4096);
+    let drift = evaluate_kubelet(
+        "n",
+        &observed_with_values(&effective, &no_flags()),
+        &requirements(),
+    );
+    assert!(drift.is_empty(), "{drift:?}");
+
+    // serverTLSBootstrap instead of files.
+    let bootstrap = COMPLIANT_REQUIREMENTS
+        .replace(
+            "tlsCertFile: /var/lib/kubelet/pki/kubelet.crt\n",
+            "serverTLSBootstrap: true\n",
+        )
+        .replace("tlsPrivateKeyFile: /var/lib/kubelet/pki/kubelet.key\n", "");
+    let effective = effective_config(Some(&bootstrap), &[], &no_flags()).unwrap();
+    let drift = evaluate_kubelet(
+        "n",
+        &observed_with_values(&effective, &no_flags()),
+        &requirements(),
+    );
+    assert!(drift.is_empty(), "{drift:?}");
+}
+
+#[test]
+fn flags_override_the_requirement_fields() {
+    let args = [
+        "--config=/c",
+        "--streaming-connection-idle-timeout=0",
+        "--hostname-override=node-a",
+        "--tls-private-key-file=",
+        "--pod-max-pids",
+        "-1",
+        // A string slice: the first occurrence replaces the file's list, the next append.
+        "--tls-cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        "--tls-cipher-suites=TLS_RSA_WITH_AES_128_CBC_SHA",
+        // A map: pairs override the file's gates one by one.
+        "--feature-gates=RotateKubeletServerCertificate=false,StrictIPCIDRValidation=true",
+    ];
+    let flags = ProcessFlags::parse(&args);
+    let effective = effective_config(Some(COMPLIANT_REQUIREMENTS), &[], &flags).unwrap();
+    let v = values(&effective, &flags);
+    assert_eq!(v.streaming_connection_idle_timeout, "0s");
+    assert_eq!(v.hostname_override, "node-a");
+    assert_eq!(v.tls_private_key_file, "");
+    assert_eq!(v.pod_pids_limit, -1);
+    assert_eq!(
+        v.tls_cipher_suites,
+        [
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+            "TLS_RSA_WITH_AES_128_CBC_SHA"
+        ]
+    );
+    assert!(!v.rotate_kubelet_server_certificate);
+    assert_eq!(
+        effective.origins["streamingConnectionIdleTimeout"],
+        "flag --streaming-connection-idle-timeout"
+    );
+    let drift = evaluate_kubelet(
+        "n",
+        &observed_with_values(&effective, &flags),
+        &requirements(),
+    );
+    assert_eq!(
+        checks_of(&drift),
+        [
+            (
+                check_ids::STREAMING_CONNECTION_IDLE_TIMEOUT,
+                DriftReason::Violation
+            ),
+            (check_ids::HOSTNAME_OVERRIDE, DriftReason::Violation),
+            (check_ids::TLS_CERT_FILE, DriftReason::Violation),
+            (
+                check_ids::ROTATE_SERVER_CERTIFICATES,
+                DriftReason::Violation
+            ),
+            (check_ids::TLS_CIPHER_SUITES, DriftReason::Violation),
+            (check_ids::POD_PIDS_LIMIT, DriftReason::Violation),
+        ]
+    );
+    assert!(
+        drift[4].message.contains("TLS_RSA_WITH_AES_128_CBC_SHA"),
+        "{}",
+        drift[4].message
+    );
+    assert!(!drift[4].message.contains("GCM"), "{}", drift[4].message);
+
+    // The gate a flag does not name keeps the file's value; an empty slice flag empties.
+    let flags = ProcessFlags::parse(&[
+        "--feature-gates=StrictIPCIDRValidation=false",
+        "--tls-cipher-suites=",
+    ]);
+    let config = COMPLIANT_REQUIREMENTS.replace(
+        "RotateKubeletServerCertificate: true",
+        "RotateKubeletServerCertificate: false",
+    );
+    let effective = effective_config(Some(&config), &[], &flags).unwrap();
+    let v = values(&effective, &flags);
+    assert!(!v.rotate_kubelet_server_certificate);
+    assert!(v.tls_cipher_suites.is_empty());
+}
+
+#[test]
+fn drop_ins_merge_and_redefault_the_requirement_fields() {
+    let config = "apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+podPidsLimit: 100
+featureGates:
+  RotateKubeletServerCertificate: false
+  StrictIPCIDRValidation: true
+";
+    let effective = effective_config(
+        Some(config),
+        &drop_ins(&[
+            // A negative limit is defaulted to -1; a zero duration to 4h; the gate map
+            // merges.
+            (
+                "50-a.conf",
+                &with_header(
+                    "podPidsLimit: -7\nstreamingConnectionIdleTimeout: 0s\nfeatureGates:\n  StrictIPCIDRValidation: false\n",
+                ),
+            ),
+            // The field name matches case-insensitively; the gate names (map keys) do not.
+            ("60-b.conf", &with_header("FeatureGates:\n  StrictIPCIDRValidation: true\n")),
+        ]),
+        &no_flags(),
+    )
+    .unwrap();
+    let v = values(&effective, &no_flags());
+    assert_eq!(v.pod_pids_limit, -1);
+    assert_eq!(v.streaming_connection_idle_timeout, "4h0m0s");
+    assert!(!v.rotate_kubelet_server_certificate);
+    assert_eq!(
+        effective.origins["podPidsLimit"],
+        "default (drop-in 50-a.conf set it to -7)"
+    );
+
+    let effective = effective_config(
+        Some(config),
+        &drop_ins(&[(
+            "50-a.conf",
+            &with_header("featureGates:\n  RotateKubeletServerCertificate: true\nstreamingConnectionIdleTimeout: 90s\n"),
+        )]),
+        &no_flags(),
+    )
+    .unwrap();
+    let v = values(&effective, &no_flags());
+    assert!(v.rotate_kubelet_server_certificate);
+    assert_eq!(v.streaming_connection_idle_timeout, "1m30s");
+    assert_eq!(v.pod_pids_limit, 100);
+    assert_eq!(
+        effective.origins["rotateKubeletServerCertificate"],
+        "drop-in 50-a.conf"
+    );
+}
+
+#[test]
+fn requirement_values_the_kubelet_cannot_decode_or_validate_stop_it() {
+    let config = |body: &str| with_header(body);
+    for body in [
+        "streamingConnectionIdleTimeout: 5\n",
+        "streamingConnectionIdleTimeout: 5 minutes\n",
+        "podPidsLimit: \"100\"\n",
+        "podPidsLimit: 1.5\n",
+        "tlsCipherSuites: TLS_RSA_WITH_AES_128_GCM_SHA256\n",
+        "featureGates:\n  RotateKubeletServerCertificate: \"false\"\n",
+        // Validation: serverTLSBootstrap needs the gate.
+        "serverTLSBootstrap: true\nfeatureGates:\n  RotateKubeletServerCertificate: false\n",
+    ] {
+        assert!(
+            effective_config(Some(&config(body)), &[], &no_flags()).is_err(),
+            "{body}"
+        );
+    }
+    for args in [
+        &["--streaming-connection-idle-timeout=5x"][..],
+        &["--pod-max-pids=many"],
+        &["--feature-gates=RotateKubeletServerCertificate"],
+        &["--feature-gates=RotateKubeletServerCertificate=maybe"],
+        &[
+            "--rotate-server-certificates",
+            "--feature-gates=RotateKubeletServerCertificate=false",
+        ],
+    ] {
+        assert!(
+            effective_config(None, &[], &ProcessFlags::parse(args)).is_err(),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn requirements_unknown_when_unobserved_or_pending_restart() {
+    let not_found = KubeletObservation::default();
+    let drift = evaluate_kubelet("n", &not_found, &requirements());
+    assert_eq!(drift.len(), REQUIREMENTS.len());
+    assert!(drift.iter().all(|d| d.reason == DriftReason::Unknown));
+
+    let flags = ProcessFlags::parse(&["--config=/c", "--pod-max-pids=10"]);
+    let effective = effective_config(Some(COMPLIANT_REQUIREMENTS), &[], &flags).unwrap();
+    let mut observation = observed_with_values(&effective, &flags);
+    observation.pending_restart = true;
+    let drift = evaluate_kubelet("n", &observation, &requirements());
+    // Values from the config file are on disk only; --pod-max-pids and the absence of
+    // --hostname-override are the running kubelet's.
+    assert_eq!(
+        checks_of(&drift),
+        [
+            (check_ids::CLIENT_CA_FILE, DriftReason::Unknown),
+            (
+                check_ids::STREAMING_CONNECTION_IDLE_TIMEOUT,
+                DriftReason::Unknown
+            ),
+            (check_ids::TLS_CERT_FILE, DriftReason::Unknown),
+            (check_ids::ROTATE_SERVER_CERTIFICATES, DriftReason::Unknown),
+            (check_ids::TLS_CIPHER_SUITES, DriftReason::Unknown),
+        ]
+    );
+
+    // A report of an older agent, without values.
+    let old = KubeletObservation {
+        values: None,
+        ..observed_with_values(&effective, &flags)
+    };
+    let drift = evaluate_kubelet("n", &old, &requirements());
+    assert!(drift.iter().all(|d| d.reason == DriftReason::Unknown));
+    assert_eq!(drift.len(), REQUIREMENTS.len());
+}
+
+#[test]
+fn requirements_are_never_written_into_the_drop_in() {
+    let spec = baseline(
+        "mode: Enforce
+kubelet:
+  settings:
+    readOnlyPort: 0
+    requirePodPidsLimit: true
+    requireClientCAFile: true
+",
+    );
+    let other = baseline(
+        "mode: Enforce
+kubelet:
+  settings:
+    requirePodPidsLimit: false
+",
+    );
+    let desired = desired_kubelet([("a", &spec), ("b", &other)], &BTreeMap::new());
+    assert!(desired.conflicts.is_empty(), "{:?}", desired.conflicts);
+    assert_eq!(
+        desired.settings,
+        KubeletSettings {
+            read_only_port: Some(0),
+            ..KubeletSettings::default()
+        }
+    );
+    let only_requirements = baseline(
+        "mode: Enforce
+kubelet:
+  settings:
+    requirePodPidsLimit: true
+",
+    );
+    let desired = desired_kubelet([("a", &only_requirements)], &BTreeMap::new());
+    assert_eq!(render_drop_in(&desired.settings).unwrap(), None);
 }
