@@ -539,6 +539,11 @@ impl Operator {
             "--metrics-address",
             "127.0.0.1:0",
         ];
+        // Policy reports only where a test asks for them: the report CRDs stay installed
+        // once e2e/tests/reports.rs installed them, and other tests count writes.
+        if !extra_args.iter().any(|a| a.starts_with("--reports")) {
+            args.extend(["--reports", "none"]);
+        }
         args.extend_from_slice(extra_args);
         let child = Command::new(operator_binary())
             .args(&args)
@@ -894,6 +899,7 @@ pub async fn client_from_kubeconfig(path: &Path) -> Client {
 static KSTATUS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 static SELECTORREF: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 static GATEWAY_CRDS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+static REPORT_CRDS: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
 /// What `e2e/cluster <name>` caches once and prints the path of (a Go program of e2e/, the
 /// Gateway API CRDs).
@@ -957,6 +963,12 @@ pub fn kstatus_binary() -> PathBuf {
 /// config/crd/standard), downloaded once and cached by `e2e/cluster gateway-crds`.
 pub fn gateway_api_crds() -> PathBuf {
     probe_binary("gateway-crds", &GATEWAY_CRDS)
+}
+
+/// The directory of the policy report CRDs (OpenReports' and wgpolicyk8s.io's, from their
+/// Go modules), downloaded once and cached by `e2e/cluster report-crds`.
+pub fn report_crds() -> PathBuf {
+    probe_binary("report-crds", &REPORT_CRDS)
 }
 
 /// The label selector reference (e2e/selectorref: k8s.io/apimachinery's own selector code),

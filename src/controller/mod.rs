@@ -121,6 +121,36 @@ pub struct RunArgs {
     /// the RBAC of config/rbac/tls-secrets). Without it those checks are Unknown.
     #[arg(long)]
     pub tls_secrets: bool,
+
+    /// Which policy reports to write, when their CRDs are installed (never installed by the
+    /// operator): `openreports` (openreports.io Report / ClusterReport), `policyreport`
+    /// (the older wgpolicyk8s.io PolicyReport / ClusterPolicyReport) or `none`.
+    #[arg(long, value_enum, default_value_t = ReportsFlag::Openreports)]
+    pub reports: ReportsFlag,
+
+    /// Results listed per report at most (the summary counts every result).
+    #[arg(long, default_value_t = crate::domain::reports::DEFAULT_MAX_RESULTS,
+          value_parser = clap::value_parser!(u16).range(1..=5000))]
+    pub report_max_results: u16,
+}
+
+/// Values of `--reports`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportsFlag {
+    Openreports,
+    Policyreport,
+    None,
+}
+
+impl ReportsFlag {
+    /// The reports API to write; None for `none`.
+    pub fn api(self) -> Option<crate::domain::reports::ReportApi> {
+        match self {
+            Self::Openreports => Some(crate::domain::reports::ReportApi::OpenReports),
+            Self::Policyreport => Some(crate::domain::reports::ReportApi::PolicyReport),
+            Self::None => None,
+        }
+    }
 }
 
 /// Errors that stop the controller.
@@ -301,6 +331,7 @@ async fn run_with_clients(
         () = caches_synced(ctx.clone(), readiness) => {}
         () = replan_pacer => {}
         () = nodes::run(client.clone(), ctx.clone(), args.node_selector.clone()) => {}
+        () = reconcile::reports::run(client.clone(), ctx.clone()) => {}
         () = versions::run(
             client.clone(),
             ctx.clone(),

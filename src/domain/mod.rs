@@ -8,6 +8,7 @@ pub mod node;
 pub mod plan;
 pub mod pod_security;
 pub mod rbac_audit;
+pub mod reports;
 pub mod selection;
 pub mod snapshot;
 pub mod status;

@@ -16,6 +16,9 @@ use crate::api::{EnforcementMode, FINALIZER, SecurityBaseline};
 use crate::controller::reconcile::apply::apply_params;
 use crate::controller::state::context::Context;
 use crate::controller::state::namespace_store::CachedNamespace;
+use crate::domain::reports::{
+    ClusterScope, build as build_report, cluster_checks, has_cluster_checks,
+};
 use crate::domain::selection::selects_labelled;
 use crate::domain::status::{Compliance, StatusInputs, build_status};
 use crate::domain::waivers::{Waivers, is_stale};
@@ -131,6 +134,7 @@ fn cleanup(baseline: &SecurityBaseline, ctx: &Context) -> Result<RequeueAction, 
     }
     ctx.results.forget(&name);
     ctx.metrics.forget_baseline(&name);
+    ctx.reports.forget_baseline(&name);
     info!(baseline = %name, "released; removing finalizer");
     Ok(RequeueAction::await_change())
 }
@@ -161,6 +165,7 @@ pub async fn prune_deleted(ctx: Arc<Context>) {
             info!(baseline = %gone, "baseline is gone; dropping its results and metrics");
             ctx.results.forget(&gone);
             ctx.metrics.forget_baseline(&gone);
+            ctx.reports.forget_baseline(&gone);
         }
     }
 }
@@ -249,6 +254,19 @@ pub(in crate::controller) async fn publish_status(
         inputs.kubernetes_version = Some(status);
     }
     let split = waivers.split(elsewhere, None);
+    let cluster_report = has_cluster_checks(&baseline.spec).then(|| {
+        let scope = ClusterScope {
+            nodes_selected: nodes.selected,
+            versions_read: inputs.kubernetes_version.is_some(),
+        };
+        build_report(
+            &split.drift,
+            &split.waived,
+            &cluster_checks(&baseline.spec, scope),
+            ctx.reports.max_results(),
+        )
+    });
+    ctx.reports.set_cluster(&name, cluster_report);
     inputs.drift.extend(split.drift);
     inputs.waived.extend(split.waived);
     // A namespace result recorded before its waiver expired (or was removed) and not yet

@@ -6,3 +6,4 @@ pub mod apply;
 pub mod baselines;
 pub mod namespaces;
 pub mod replan;
+pub mod reports;

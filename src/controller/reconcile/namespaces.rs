@@ -1081,6 +1081,7 @@ async fn record(
     }
     if previous != result {
         ctx.refresh_status(&planned.name);
+        ctx.reports.namespace_changed(&planned.name, name);
     }
     publish_news(ctx, name, namespace, planned, previous, &outcome).await;
 }

@@ -41,6 +41,7 @@ pub struct Metrics {
     end_of_life: Family<Labels, Gauge>,
     gated: Family<Labels, Gauge>,
     previews: Family<Labels, Counter>,
+    report_writes: Family<Labels, Counter>,
     pod_watches: Gauge,
     waived: Family<Labels, Gauge>,
     waiver_expiry: Family<Labels, Gauge>,
@@ -72,6 +73,7 @@ impl Default for Metrics {
         let end_of_life = Family::<Labels, Gauge>::default();
         let gated = Family::<Labels, Gauge>::default();
         let previews = Family::<Labels, Counter>::default();
+        let report_writes = Family::<Labels, Counter>::default();
         let pod_watches = Gauge::default();
         let waived = Family::<Labels, Gauge>::default();
         let waiver_expiry = Family::<Labels, Gauge>::default();
@@ -144,6 +146,11 @@ impl Default for Metrics {
             previews.clone(),
         );
         registry.register(
+            "kube_baseline_report_writes",
+            "Policy report writes (apply, delete): made only when a report's content changes",
+            report_writes.clone(),
+        );
+        registry.register(
             "kube_baseline_pod_watches",
             "Pod metadata watches open (1 while some namespace's preview found violations: its \
              pods' changes trigger a new preview; 0 otherwise)",
@@ -180,6 +187,7 @@ impl Default for Metrics {
             end_of_life,
             gated,
             previews,
+            report_writes,
             pod_watches,
             waived,
             waiver_expiry,
@@ -329,6 +337,13 @@ impl Metrics {
         self.gated
             .get_or_create(&labels(&[("baseline", baseline)]))
             .set(count);
+    }
+
+    /// Counts one policy report write (apply or delete).
+    pub fn count_report_write(&self, verb: &str) {
+        self.report_writes
+            .get_or_create(&labels(&[("verb", verb)]))
+            .inc();
     }
 
     /// Counts one Pod Security preview by outcome.

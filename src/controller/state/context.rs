@@ -74,6 +74,8 @@ pub struct Context {
     pub reconcile_clock: crate::controller::reconcile::replan::ReconcileClock,
     /// What the Pod Security previews found, and whether pods changed since.
     pub previews: Arc<crate::controller::state::previews::Previews>,
+    /// Policy reports: what the cluster holds and what is to be written.
+    pub reports: Arc<crate::controller::reconcile::reports::Reports>,
 }
 
 fn object_key(object: &NamespacedObject) -> ObjectKey<'_> {
@@ -138,6 +140,10 @@ impl Context {
             repair_budget,
             reconcile_clock: crate::controller::reconcile::replan::ReconcileClock::default(),
             previews: Arc::default(),
+            reports: Arc::new(crate::controller::reconcile::reports::Reports::new(
+                args.reports.api(),
+                usize::from(args.report_max_results),
+            )),
         }
     }
 

@@ -1,0 +1,533 @@
+//! Policy reports (see `domain::reports`): one per (baseline, selected namespace) and one
+//! per baseline for its cluster-scoped findings, written only when their content changes.
+//!
+//! - The report CRDs are optional and never installed by us: their API group is looked up
+//!   at start and every [`DISCOVERY_EVERY`], so reports start when the CRDs appear and stop
+//!   when they go.
+//! - What the cluster holds is followed by a metadata-only watch of our reports (label
+//!   `app.kubernetes.io/managed-by=kube-baseline`): each report's content hash annotation,
+//!   nothing else is cached. A report is written only when its new content hash differs, so
+//!   an idle cluster and a restart write none.
+//! - Reconciles only mark a (baseline, namespace) dirty; one writer drains the marks a few
+//!   at a time, computing each report from the latest result, so a namespace that changes
+//!   several times before its turn is written once.
+//! - A report whose namespace is no longer selected is deleted; a baseline's reports carry
+//!   its ownerReference, so garbage collection removes them with the baseline.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use parking_lot::Mutex;
+use tracing::{debug, info, warn};
+
+use crate::api::{BASELINE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SecurityBaseline};
+use crate::controller::reconcile::apply::apply_params;
+use crate::controller::state::context::Context;
+use crate::controller::state::namespace_store::CachedNamespace;
+use crate::domain::generated::BaselineRef;
+use crate::domain::reports::{
+    CONTENT_HASH_ANNOTATION, ReportApi, ReportBody, ReportResource, ReportScope, content_hash,
+    namespace_checks, report_name, report_object,
+};
+use crate::domain::selection::selects_labelled;
+
+/// How often the report API group is looked up (it may be installed or removed any time).
+const DISCOVERY_EVERY: Duration = Duration::from_secs(30);
+/// How often reports are compared with the results they come from, for what no event
+/// told: a namespace unselected while the operator was down.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// Reports written at once.
+const WRITERS: usize = 4;
+
+/// One report: a baseline's, in a namespace or (None) for the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReportKey {
+    pub baseline: String,
+    pub namespace: Option<String>,
+}
+
+/// The reports' shared state.
+#[derive(Debug)]
+pub struct Reports {
+    /// None with `--reports none`.
+    api: Option<ReportApi>,
+    max_results: usize,
+    /// Whether the API group serves both report resources now.
+    served: tokio::sync::watch::Sender<bool>,
+    /// The content hash of each of our reports the cluster holds; None until listed.
+    held: Mutex<Option<HashMap<ReportKey, String>>>,
+    /// Reports to compare and write.
+    dirty: Mutex<BTreeSet<ReportKey>>,
+    wake: tokio::sync::Notify,
+    /// The latest cluster-scoped content of each baseline (from its status computation).
+    cluster: Mutex<HashMap<String, ReportBody>>,
+}
+
+impl Reports {
+    pub fn new(api: Option<ReportApi>, max_results: usize) -> Self {
+        Self {
+            api,
+            max_results,
+            served: tokio::sync::watch::Sender::new(false),
+            held: Mutex::new(None),
+            dirty: Mutex::default(),
+            wake: tokio::sync::Notify::new(),
+            cluster: Mutex::default(),
+        }
+    }
+
+    /// The result limit per report.
+    pub fn max_results(&self) -> usize {
+        self.max_results
+    }
+
+    /// Whether reports are written at all (a flag, and the CRDs being served).
+    pub fn enabled(&self) -> bool {
+        self.api.is_some() && *self.served.borrow()
+    }
+
+    /// A (baseline, namespace) result changed: its report is compared (and written) soon.
+    pub fn namespace_changed(&self, baseline: &str, namespace: &str) {
+        if self.api.is_none() {
+            return;
+        }
+        self.mark(ReportKey {
+            baseline: baseline.to_owned(),
+            namespace: Some(namespace.to_owned()),
+        });
+    }
+
+    /// A baseline's cluster-scoped content; None when it has no cluster-scoped checks.
+    pub fn set_cluster(&self, baseline: &str, body: Option<ReportBody>) {
+        if self.api.is_none() {
+            return;
+        }
+        let changed = {
+            let mut cluster = self.cluster.lock();
+            match body {
+                Some(body) => cluster.insert(baseline.to_owned(), body.clone()) != Some(body),
+                None => cluster.remove(baseline).is_some(),
+            }
+        };
+        let key = ReportKey {
+            baseline: baseline.to_owned(),
+            namespace: None,
+        };
+        if changed || !self.holds(&key) {
+            self.mark(key);
+        }
+    }
+
+    /// A baseline is gone: its cluster content is dropped (its reports go by garbage
+    /// collection, through their ownerReference).
+    pub fn forget_baseline(&self, baseline: &str) {
+        self.cluster.lock().remove(baseline);
+    }
+
+    fn holds(&self, key: &ReportKey) -> bool {
+        self.held
+            .lock()
+            .as_ref()
+            .is_some_and(|held| held.contains_key(key))
+    }
+
+    fn mark(&self, key: ReportKey) {
+        self.dirty.lock().insert(key);
+        self.wake.notify_one();
+    }
+
+    fn held_hash(&self, key: &ReportKey) -> Option<String> {
+        self.held.lock().as_ref()?.get(key).cloned()
+    }
+
+    fn set_held(&self, key: ReportKey, hash: Option<String>) {
+        if let Some(held) = self.held.lock().as_mut() {
+            match hash {
+                Some(hash) => held.insert(key, hash),
+                None => held.remove(&key),
+            };
+        }
+    }
+}
+
+/// Runs discovery, the watch of our reports, the writer and the sweep. Never returns.
+pub async fn run(client: Client, ctx: Arc<Context>) {
+    let Some(api) = ctx.reports.api else {
+        return futures::future::pending().await;
+    };
+    ctx.wait_ready().await;
+    let follow = follow_served(client.clone(), ctx.clone(), api);
+    let writer = write_dirty(client, ctx.clone(), api);
+    let sweep = sweep(ctx);
+    futures::future::join3(follow, writer, sweep).await;
+}
+
+/// Looks up the API group every [`DISCOVERY_EVERY`]; while both resources are served,
+/// follows our reports with a metadata watch into `held`.
+async fn follow_served(client: Client, ctx: Arc<Context>, api: ReportApi) {
+    loop {
+        let served = serves(&client, api).await;
+        if served && !*ctx.reports.served.borrow() {
+            info!(
+                group = api.namespaced().group,
+                "the report CRDs are served: writing reports"
+            );
+            ctx.reports.served.send_replace(true);
+            // Stops when the group stops being served (checked by the watch's own loop).
+            follow_reports(&client, &ctx, api).await;
+            info!(
+                group = api.namespaced().group,
+                "the report CRDs are gone: no reports written"
+            );
+            ctx.reports.served.send_replace(false);
+            *ctx.reports.held.lock() = None;
+        }
+        tokio::time::sleep(DISCOVERY_EVERY).await;
+    }
+}
+
+/// Whether the API server serves both report resources of `api`.
+async fn serves(client: &Client, api: ReportApi) -> bool {
+    let namespaced = api.namespaced();
+    match client
+        .list_api_group_resources(&namespaced.api_version())
+        .await
+    {
+        Ok(list) => [namespaced.plural, api.cluster().plural]
+            .iter()
+            .all(|plural| list.resources.iter().any(|r| r.name == *plural)),
+        Err(error) => {
+            debug!(%error, "report API group not served");
+            false
+        }
+    }
+}
+
+fn dynamic_resource(resource: ReportResource) -> ApiResource {
+    ApiResource {
+        group: resource.group.to_owned(),
+        version: resource.version.to_owned(),
+        api_version: resource.api_version(),
+        kind: resource.kind.to_owned(),
+        plural: resource.plural.to_owned(),
+    }
+}
+
+/// Feeds `held` from metadata watches of our namespaced and cluster reports until the API
+/// group is no longer served. A report deleted by someone else is marked dirty (written
+/// again if still wanted).
+async fn follow_reports(client: &Client, ctx: &Context, api: ReportApi) {
+    let config =
+        watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
+    let events = futures::stream::select(
+        watcher(
+            Api::<PartialObjectMeta<DynamicObject>>::all_with(
+                client.clone(),
+                &dynamic_resource(api.namespaced()),
+            ),
+            config.clone(),
+        )
+        .map_ok(|event| (true, event))
+        .boxed(),
+        watcher(
+            Api::<PartialObjectMeta<DynamicObject>>::all_with(
+                client.clone(),
+                &dynamic_resource(api.cluster()),
+            ),
+            config,
+        )
+        .map_ok(|event| (false, event))
+        .boxed(),
+    );
+    let mut events = std::pin::pin!(events);
+    let mut listing: [Option<HashMap<ReportKey, String>>; 2] = [None, None];
+    // Each scope's first list, until both are in.
+    let mut listed: [Option<HashMap<ReportKey, String>>; 2] = [None, None];
+    let mut check = tokio::time::interval(DISCOVERY_EVERY);
+    check.tick().await;
+    loop {
+        tokio::select! {
+            _ = check.tick() => {
+                if !serves(client, api).await {
+                    return;
+                }
+            }
+            event = events.next() => {
+                let Some(event) = event else { return };
+                let (namespaced, event) = match event {
+                    Ok(event) => event,
+                    Err(error) => {
+                        debug!(%error, "report watch failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                on_event(ctx, usize::from(!namespaced), event, &mut listing, &mut listed);
+            }
+        }
+    }
+}
+
+fn on_event(
+    ctx: &Context,
+    which: usize,
+    event: watcher::Event<PartialObjectMeta<DynamicObject>>,
+    listing: &mut [Option<HashMap<ReportKey, String>>; 2],
+    listed: &mut [Option<HashMap<ReportKey, String>>; 2],
+) {
+    match event {
+        watcher::Event::Init => listing[which] = Some(HashMap::new()),
+        watcher::Event::InitApply(object) => {
+            if let (Some(list), Some((key, hash))) = (listing[which].as_mut(), held_entry(&object))
+            {
+                list.insert(key, hash);
+            }
+        }
+        watcher::Event::InitDone => {
+            let list = listing[which].take().unwrap_or_default();
+            let mut held = ctx.reports.held.lock();
+            match held.as_mut() {
+                // A re-list (the watch restarted): it replaces this scope's entries.
+                Some(held) => {
+                    held.retain(|key, _| key.namespace.is_some() != (which == 0));
+                    held.extend(list);
+                }
+                None => {
+                    listed[which] = Some(list);
+                    if listed.iter().all(Option::is_some) {
+                        *held = Some(
+                            listed
+                                .iter_mut()
+                                .flat_map(|l| l.take().unwrap_or_default())
+                                .collect(),
+                        );
+                        drop(held);
+                        // Compare every result with what is there now.
+                        ctx.reports.wake.notify_one();
+                    }
+                }
+            }
+        }
+        watcher::Event::Apply(object) => {
+            if let Some((key, hash)) = held_entry(&object) {
+                ctx.reports.set_held(key, Some(hash));
+            }
+        }
+        watcher::Event::Delete(object) => {
+            if let Some((key, _)) = held_entry(&object) {
+                ctx.reports.set_held(key.clone(), None);
+                ctx.reports.mark(key);
+            }
+        }
+    }
+}
+
+/// The key and content hash of one of our reports; None for a report not named as ours.
+fn held_entry(object: &PartialObjectMeta<DynamicObject>) -> Option<(ReportKey, String)> {
+    let baseline = object.labels().get(BASELINE_LABEL)?.clone();
+    if object.name_any() != report_name(&baseline) {
+        return None;
+    }
+    let hash = object
+        .annotations()
+        .get(CONTENT_HASH_ANNOTATION)
+        .cloned()
+        .unwrap_or_default();
+    Some((
+        ReportKey {
+            baseline,
+            namespace: object.namespace(),
+        },
+        hash,
+    ))
+}
+
+/// Writes the dirty reports, [`WRITERS`] at a time, once the held reports are listed.
+async fn write_dirty(client: Client, ctx: Arc<Context>, api: ReportApi) {
+    loop {
+        ctx.reports.wake.notified().await;
+        if !ctx.reports.enabled() || ctx.reports.held.lock().is_none() {
+            continue;
+        }
+        let batch = std::mem::take(&mut *ctx.reports.dirty.lock());
+        futures::stream::iter(batch)
+            .for_each_concurrent(WRITERS, |key| {
+                let client = client.clone();
+                let ctx = ctx.clone();
+                async move { write_one(&client, &ctx, api, key).await }
+            })
+            .await;
+        // Marks made while this batch was written.
+        if !ctx.reports.dirty.lock().is_empty() {
+            ctx.reports.wake.notify_one();
+        }
+    }
+}
+
+/// What one report should be: Some(body) to hold, None to delete, Err(()) when not known
+/// yet (a selected namespace not evaluated at the current generation: marked again when
+/// its result is recorded).
+fn wanted(
+    ctx: &Context,
+    baseline: &SecurityBaseline,
+    key: &ReportKey,
+) -> Result<Option<ReportBody>, ()> {
+    if baseline.metadata.deletion_timestamp.is_some() {
+        return Ok(None);
+    }
+    let Some(namespace) = &key.namespace else {
+        return Ok(ctx.reports.cluster.lock().get(&key.baseline).cloned());
+    };
+    let generation = baseline.metadata.generation.unwrap_or_default();
+    let max_results = ctx.reports.max_results;
+    let recorded = ctx
+        .results
+        .read(&key.baseline, |results, _| match results.get(namespace) {
+            Some(result) if result.selected && result.generation == generation => {
+                let checks = namespace_checks(&baseline.spec);
+                Some(Ok(Some(crate::domain::reports::build(
+                    &result.findings,
+                    &result.waived,
+                    &checks,
+                    max_results,
+                ))))
+            }
+            Some(result) if result.selected => Some(Err(())),
+            _ => None,
+        });
+    if let Some(recorded) = recorded {
+        return recorded;
+    }
+    // No selected result: deleted only when the baseline does not select the namespace
+    // (after a restart, a namespace the start-up pass has not reached has no result yet).
+    let Some(cached) = ctx.namespaces.get(&ObjectRef::new(namespace)) else {
+        return Ok(None);
+    };
+    let labels: &CachedNamespace = &cached;
+    if selects_labelled(&baseline.spec, namespace, labels, &ctx.operator_namespace) {
+        Err(())
+    } else {
+        Ok(None)
+    }
+}
+
+async fn write_one(client: &Client, ctx: &Context, api: ReportApi, key: ReportKey) {
+    let baseline = ctx
+        .readable_baselines()
+        .into_iter()
+        .find(|b| b.name_any() == key.baseline);
+    let Some(baseline) = baseline else {
+        // Gone: garbage collection removes its reports.
+        return;
+    };
+    let Ok(wanted) = wanted(ctx, &baseline, &key) else {
+        return;
+    };
+    let held = ctx.reports.held_hash(&key);
+    let resource = match key.namespace {
+        Some(_) => api.namespaced(),
+        None => api.cluster(),
+    };
+    let reports: Api<DynamicObject> = match &key.namespace {
+        Some(namespace) => {
+            Api::namespaced_with(client.clone(), namespace, &dynamic_resource(resource))
+        }
+        None => Api::all_with(client.clone(), &dynamic_resource(resource)),
+    };
+    let name = report_name(&key.baseline);
+    match wanted {
+        Some(body) => {
+            let hash = content_hash(&body);
+            if held.as_deref() == Some(hash.as_str()) {
+                return;
+            }
+            let uid = baseline.uid().unwrap_or_default();
+            let scope = key
+                .namespace
+                .as_deref()
+                .map_or(ReportScope::Cluster, ReportScope::Namespace);
+            let object = report_object(
+                api,
+                scope,
+                BaselineRef {
+                    name: &key.baseline,
+                    uid: &uid,
+                },
+                &body,
+                k8s_openapi::jiff::Timestamp::now().as_second(),
+            );
+            match reports
+                .patch(&name, &apply_params(), &Patch::Apply(object))
+                .await
+            {
+                Ok(_) => {
+                    ctx.metrics.count_report_write("apply");
+                    ctx.reports.set_held(key, Some(hash));
+                }
+                Err(error) => retry_later(ctx, key, &error),
+            }
+        }
+        None if held.is_some() => match reports.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {
+                ctx.metrics.count_report_write("delete");
+                ctx.reports.set_held(key, None);
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                ctx.reports.set_held(key, None);
+            }
+            Err(error) => retry_later(ctx, key, &error),
+        },
+        None => {}
+    }
+}
+
+/// A failed write is tried again after a while (the budget's wait when it was the budget).
+fn retry_later(ctx: &Context, key: ReportKey, error: &kube::Error) {
+    let wait = crate::controller::state::repair_budget::budget_spent(error)
+        .map_or(Duration::from_secs(5), |spent| spent.retry_in);
+    warn!(%error, baseline = %key.baseline, namespace = ?key.namespace, ?wait, "cannot write a report; trying again later");
+    let reports = ctx.reports.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(wait).await;
+        reports.mark(key);
+    });
+}
+
+/// Every [`SWEEP_EVERY`], marks the held namespace reports whose baseline no longer has a
+/// selected result there (unselected while no reconcile saw it).
+async fn sweep(ctx: Arc<Context>) {
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        every.tick().await;
+        let keys: Vec<ReportKey> = ctx
+            .reports
+            .held
+            .lock()
+            .as_ref()
+            .map(|held| {
+                held.keys()
+                    .filter(|k| k.namespace.is_some())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for key in keys {
+            let Some(namespace) = &key.namespace else {
+                continue;
+            };
+            let selected = ctx.results.read(&key.baseline, |results, _| {
+                results.get(namespace).is_some_and(|r| r.selected)
+            });
+            if !selected {
+                ctx.reports.mark(key);
+            }
+        }
+    }
+}
