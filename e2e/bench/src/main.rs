@@ -194,6 +194,11 @@ struct Args {
     /// Length of the idle write window, seconds.
     #[arg(long, default_value_t = 60)]
     idle_seconds: u64,
+    /// Install the OpenReports CRDs first (the operator then writes a Report per namespace
+    /// at its default `--reports openreports`), and measure when every report exists and
+    /// how many report writes it took.
+    #[arg(long)]
+    reports: bool,
     /// Stop after the cold converge (raw limit, converge and start-up figures only).
     #[arg(long)]
     converge_only: bool,
@@ -264,6 +269,10 @@ async fn run(args: &Args) -> Value {
         kind.name(),
         pacing(args)
     ));
+
+    if args.reports {
+        install_report_crds();
+    }
 
     // Identities: the operator and the raw client, both bound to config/rbac.
     let op_sa = format!("op-{}", env.id);
@@ -393,7 +402,30 @@ async fn run(args: &Args) -> Value {
         converge_rate / raw.rate
     ));
     let ratio = converge_rate / reference_rate;
+    let reports = if args.reports {
+        let complete = wait_for_reports(&admin, &baseline, n, Duration::from_secs(1800)).await;
+        let complete_s = complete.map(|at| at.duration_since(started).as_secs_f64());
+        let report_writes = writes_of(&audit_requests(&op_user, converge_from, Timestamp::now()))
+            .by_kind
+            .iter()
+            .filter(|(what, _)| what.ends_with(" reports"))
+            .map(|(_, count)| *count)
+            .sum::<usize>();
+        log(format!(
+            "reports: {n} Reports complete {:?} s after the operator started ({:?} s after the objects), {report_writes} report writes",
+            complete_s.map(round),
+            complete_s.map(|s| round(s - converge_s)),
+        ));
+        Some(json!({
+            "complete_s": complete_s.map(round),
+            "after_objects_s": complete_s.map(|s| round(s - converge_s)),
+            "writes": report_writes,
+        }))
+    } else {
+        None
+    };
     let converged = json!({
+        "reports": reports,
         "namespaces": n,
         "concurrency": args.concurrency,
         "sample_gap_ms": args.sample_gap_ms,
@@ -1235,6 +1267,58 @@ impl std::fmt::Display for Stats {
             self.p50, self.p95, self.p99, self.max, self.samples, self.expected
         )
     }
+}
+
+/// Installs the OpenReports CRDs (`e2e/cluster report-crds`) and waits until established.
+fn install_report_crds() {
+    let dir = kube_baseline_e2e::report_crds();
+    for crd in ["reports", "clusterreports"] {
+        let file = dir.join(format!("openreports.io_{crd}.yaml"));
+        let (ok, _, stderr) = kubectl_result(
+            &["apply", "--server-side", "-f", &file.display().to_string()],
+            None,
+        );
+        assert!(ok, "install {}: {stderr}", file.display());
+        let (ok, _, stderr) = kubectl_result(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                &format!("crd/{crd}.openreports.io"),
+            ],
+            None,
+        );
+        assert!(ok, "{crd} CRD established: {stderr}");
+    }
+    log("installed the OpenReports CRDs");
+}
+
+/// Waits until `n` Reports of `baseline` exist (listed every 2 s, metadata only).
+async fn wait_for_reports(
+    admin: &Client,
+    baseline: &str,
+    n: usize,
+    timeout: Duration,
+) -> Option<Instant> {
+    let resource = ApiResource {
+        group: "openreports.io".to_owned(),
+        version: "v1alpha1".to_owned(),
+        api_version: "openreports.io/v1alpha1".to_owned(),
+        kind: "Report".to_owned(),
+        plural: "reports".to_owned(),
+    };
+    let reports: Api<DynamicObject> = Api::all_with(admin.clone(), &resource);
+    let params = ListParams::default().labels(&format!("{BASELINE_LABEL}={baseline}"));
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(list) = reports.list_metadata(&params).await
+            && list.items.len() >= n
+        {
+            return Some(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    None
 }
 
 // ---------------------------------------------------------------------------------------
