@@ -634,6 +634,8 @@ fn every_flag_the_chart_renders_is_accepted_by_the_binary() {
         "agent.enforce=true,agent.interval=5m,logFormat=text",
         "--set",
         "controller.tlsSecrets=true",
+        "--set",
+        "controller.reports=policyreport,controller.reportMaxResults=200",
     ]);
     for (kind, name, subcommand) in [
         ("Deployment", "kube-baseline", "run"),
@@ -664,6 +666,8 @@ fn every_flag_the_chart_renders_is_accepted_by_the_binary() {
                 "--shard=blue",
                 "--version-interval-seconds=600",
                 "--tls-secrets",
+                "--reports=policyreport",
+                "--report-max-results=200",
                 "--log-format=text",
             ]
         } else {
@@ -691,6 +695,10 @@ const INVALID: &[(&[&str], &[&str])] = &[
     (&["--set", "image.digest=sha256:abc"], &["/image/digest"]),
     (&["--set", "metrics.port=0"], &["/metrics/port", "minimum"]),
     (&["--set", "crds.keep=maybe"], &["/crds/keep", "boolean"]),
+    (
+        &["--set", "controller.reports=wgpolicy"],
+        &["/controller/reports", "openreports"],
+    ),
 ];
 
 #[test]
