@@ -114,6 +114,19 @@ async fn admission_bounds_waivers_by_cel() {
             ),
             "waiverMaxDuration",
         ),
+        // null is the default (2160h), not "no bound".
+        (
+            spec_with_waivers(
+                "waiverMaxDuration: null\n",
+                &[waiver(
+                    "null-is-the-default",
+                    body,
+                    "2026-12-01T00:00:00Z",
+                    "2027-11-01T00:00:00Z",
+                )],
+            ),
+            "waiverMaxDuration",
+        ),
         ("waiverMaxDuration: 9000h\n".to_owned(), "at most 8760h"),
         (
             spec_with_waivers(
