@@ -3,7 +3,8 @@
 //! every report: a Report per selected namespace and a ClusterReport per baseline, results
 //! that follow drift and waivers, a report deleted when its namespace is unselected, no
 //! report write in an idle minute or across a restart, the older PolicyReport API started
-//! when its CRDs appear after the operator, and a result limit with an exact summary.
+//! when its CRDs appear after the operator (and again after they were removed and
+//! reinstalled), and a result limit with an exact summary.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -348,5 +349,20 @@ async fn policy_reports_start_when_their_crds_appear_and_keep_the_summary_exact(
     assert_eq!(listed[0]["properties"]["reason"], "Missing");
     // No cluster-scoped checks: no ClusterPolicyReport.
     assert!(report("clusterpolicyreports", None, &name).is_none());
+
+    // The CRDs removed (their reports with them) and installed again: written again.
+    for crd in [
+        "policyreports.wgpolicyk8s.io",
+        "clusterpolicyreports.wgpolicyk8s.io",
+    ] {
+        kubectl(&["delete", "crd", crd, "--wait=true"]);
+    }
+    install_crds("wgpolicyk8s");
+    eventually(
+        DISCOVERY_WAIT,
+        "the PolicyReport written again after the CRDs came back",
+        || async { report("policyreports", Some(&ns), &name) },
+    )
+    .await;
     env.cleanup_with(operator).await;
 }

@@ -180,6 +180,8 @@ async fn follow_served(client: Client, ctx: Arc<Context>, api: ReportApi) {
                 "the report CRDs are served: writing reports"
             );
             ctx.reports.served.send_replace(true);
+            // Reports lost with the CRDs (or never written) are compared again.
+            mark_every_result(&ctx);
             // Stops when the group stops being served (checked by the watch's own loop).
             follow_reports(&client, &ctx, api).await;
             info!(
@@ -190,6 +192,29 @@ async fn follow_served(client: Client, ctx: Arc<Context>, api: ReportApi) {
             *ctx.reports.held.lock() = None;
         }
         tokio::time::sleep(DISCOVERY_EVERY).await;
+    }
+}
+
+/// Marks the report of every selected namespace result and every baseline's cluster content.
+fn mark_every_result(ctx: &Context) {
+    for baseline in ctx.results.baselines() {
+        let namespaces: Vec<String> = ctx.results.read(&baseline, |results, _| {
+            results
+                .iter()
+                .filter(|(_, result)| result.selected)
+                .map(|(namespace, _)| namespace.clone())
+                .collect()
+        });
+        for namespace in namespaces {
+            ctx.reports.namespace_changed(&baseline, &namespace);
+        }
+    }
+    let clusters: Vec<String> = ctx.reports.cluster.lock().keys().cloned().collect();
+    for baseline in clusters {
+        ctx.reports.mark(ReportKey {
+            baseline,
+            namespace: None,
+        });
     }
 }
 
