@@ -89,6 +89,7 @@ pub async fn reconcile(
     ctx.wait_ready().await;
     // Before the baselines are read: a spec change seen later re-plans this namespace.
     ctx.reconcile_clock.starting(&name);
+    let _reconciling = ctx.reports.reconciling();
     let span = info_span!("reconcile_namespace", namespace = %name);
     let started = std::time::Instant::now();
     let result = reconcile_namespace(&name, &namespace, &ctx)

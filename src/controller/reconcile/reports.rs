@@ -68,6 +68,20 @@ pub struct Reports {
     wake: tokio::sync::Notify,
     /// The latest cluster-scoped content of each baseline (from its status computation).
     cluster: Mutex<HashMap<String, ReportBody>>,
+    /// Namespace reconciles running now (reports wait for a lull: see [`write_dirty`]).
+    reconciling: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a namespace reconcile as running while it lives.
+#[derive(Debug)]
+pub struct Reconciling<'a>(&'a Reports);
+
+impl Drop for Reconciling<'_> {
+    fn drop(&mut self) {
+        self.0
+            .reconciling
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Reports {
@@ -80,7 +94,19 @@ impl Reports {
             dirty: Mutex::default(),
             wake: tokio::sync::Notify::new(),
             cluster: Mutex::default(),
+            reconciling: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// Marks a namespace reconcile as running until the guard is dropped.
+    pub fn reconciling(&self) -> Reconciling<'_> {
+        self.reconciling
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Reconciling(self)
+    }
+
+    fn reconciles_running(&self) -> usize {
+        self.reconciling.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The result limit per report.
@@ -374,14 +400,25 @@ fn held_entry(object: &PartialObjectMeta<DynamicObject>) -> Option<(ReportKey, S
     ))
 }
 
-/// Writes the dirty reports, [`WRITERS`] at a time, once the held reports are listed.
+/// Writes the dirty reports, [`WRITERS`] at a time and [`BATCH`] per lull, once the held
+/// reports are listed. Enforcement goes first: a batch waits until no namespace reconcile
+/// runs (the reports of a converge or a re-plan follow it instead of slowing it), or at
+/// most [`MAX_DEFERRAL`] under constant churn.
 async fn write_dirty(client: Client, ctx: Arc<Context>, api: ReportApi) {
     loop {
         ctx.reports.wake.notified().await;
         if !ctx.reports.enabled() || ctx.reports.held.lock().is_none() {
             continue;
         }
-        let batch = std::mem::take(&mut *ctx.reports.dirty.lock());
+        wait_for_lull(&ctx.reports).await;
+        let batch: Vec<ReportKey> = {
+            let mut dirty = ctx.reports.dirty.lock();
+            let batch: Vec<ReportKey> = dirty.iter().take(BATCH).cloned().collect();
+            for key in &batch {
+                dirty.remove(key);
+            }
+            batch
+        };
         futures::stream::iter(batch)
             .for_each_concurrent(WRITERS, |key| {
                 let client = client.clone();
@@ -389,9 +426,32 @@ async fn write_dirty(client: Client, ctx: Arc<Context>, api: ReportApi) {
                 async move { write_one(&client, &ctx, api, key).await }
             })
             .await;
-        // Marks made while this batch was written.
+        // What is left, and marks made while this batch was written.
         if !ctx.reports.dirty.lock().is_empty() {
             ctx.reports.wake.notify_one();
+        }
+    }
+}
+
+/// Reports written per lull between namespace reconciles.
+const BATCH: usize = 64;
+/// The longest reports wait for a lull.
+const MAX_DEFERRAL: Duration = Duration::from_secs(30);
+/// How often a waiting writer looks again.
+const LULL_POLL: Duration = Duration::from_millis(100);
+
+/// Waits until no namespace reconcile has run for one [`LULL_POLL`], or [`MAX_DEFERRAL`].
+async fn wait_for_lull(reports: &Reports) {
+    let deadline = tokio::time::Instant::now() + MAX_DEFERRAL;
+    let mut quiet_polls = 0;
+    while quiet_polls < 2 && tokio::time::Instant::now() < deadline {
+        if reports.reconciles_running() == 0 {
+            quiet_polls += 1;
+        } else {
+            quiet_polls = 0;
+        }
+        if quiet_polls < 2 {
+            tokio::time::sleep(LULL_POLL).await;
         }
     }
 }
@@ -554,5 +614,74 @@ async fn sweep(ctx: Arc<Context>) {
                 ctx.reports.mark(key);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn reports_wait_while_a_namespace_reconcile_runs_and_at_most_the_deferral() {
+        let reports = Reports::new(Some(ReportApi::OpenReports), 10);
+        let started = tokio::time::Instant::now();
+        wait_for_lull(&reports).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "no reconcile: at once"
+        );
+
+        let running = reports.reconciling();
+        let started = tokio::time::Instant::now();
+        wait_for_lull(&reports).await;
+        assert!(
+            started.elapsed() >= MAX_DEFERRAL,
+            "a reconcile runs: the writer waits the whole deferral"
+        );
+        drop(running);
+        assert_eq!(reports.reconciles_running(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reports_go_out_once_the_reconciles_end() {
+        let reports = Arc::new(Reports::new(Some(ReportApi::OpenReports), 10));
+        let guard_owner = reports.clone();
+        let started = tokio::time::Instant::now();
+        tokio::spawn(async move {
+            let _running = guard_owner.reconciling();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        });
+        tokio::task::yield_now().await;
+        wait_for_lull(&reports).await;
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(3) && waited < Duration::from_secs(4),
+            "{waited:?}"
+        );
+    }
+
+    #[test]
+    fn a_report_is_ours_only_by_its_baseline_label_and_name() {
+        let mut object: PartialObjectMeta<DynamicObject> = serde_json::from_value(
+            serde_json::json!({"apiVersion": "openreports.io/v1alpha1", "kind": "Report", "metadata": {}}),
+        )
+        .expect("metadata");
+        object.metadata.name = Some("baseline-restricted-report".to_owned());
+        object.metadata.namespace = Some("team-a".to_owned());
+        object.metadata.labels =
+            Some([(BASELINE_LABEL.to_owned(), "restricted".to_owned())].into());
+        object.metadata.annotations =
+            Some([(CONTENT_HASH_ANNOTATION.to_owned(), "abc".to_owned())].into());
+        let (key, hash) = held_entry(&object).expect("ours");
+        assert_eq!(
+            key,
+            ReportKey {
+                baseline: "restricted".to_owned(),
+                namespace: Some("team-a".to_owned())
+            }
+        );
+        assert_eq!(hash, "abc");
+        object.metadata.name = Some("someone-elses".to_owned());
+        assert!(held_entry(&object).is_none());
     }
 }
