@@ -673,4 +673,125 @@ mod tests {
         );
         assert_eq!(probe.url, format!("http://{address}/version"));
     }
+
+    /// A TLS server on 127.0.0.1 (rustls, `version` only) answering one request 200; with
+    /// `require_client_cert` it demands a certificate of a CA the client does not have.
+    /// Returns its address and its certificate (PEM).
+    async fn tls_server(
+        require_client_cert: bool,
+        version: &'static rustls::SupportedProtocolVersion,
+    ) -> (SocketAddr, String, tokio::task::JoinHandle<()>) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("certificate");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[version])
+            .expect("versions");
+        let builder = if require_client_cert {
+            let ca_key = rcgen::KeyPair::generate().expect("CA key");
+            let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA");
+            ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca.der().clone()).expect("root");
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .expect("client verifier");
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let config = builder
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+            )
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let server = tokio::spawn(async move {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            if let Ok(mut tls) = acceptor.accept(tcp).await {
+                let mut buffer = [0_u8; 1024];
+                let _ = tls.read(&mut buffer).await;
+                let _ = tls
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+                let _ = tls.shutdown().await;
+            }
+        });
+        (address, cert.pem(), server)
+    }
+
+    #[tokio::test]
+    async fn tls_1_3_the_refusal_comes_after_the_handshake_and_is_refused() {
+        let (address, _, server) = tls_server(true, &rustls::version::TLS13).await;
+        let probe = probe_etcd(&EtcdTarget {
+            https: true,
+            address,
+            ca: None,
+        })
+        .await;
+        server.await.expect("server");
+        assert_eq!(probe.outcome, ProbeOutcome::Refused, "{probe:?}");
+        assert!(probe.message.contains("CertificateRequired"), "{probe:?}");
+    }
+
+    #[tokio::test]
+    async fn tls_1_2_the_handshake_itself_is_refused() {
+        let (address, _, server) = tls_server(true, &rustls::version::TLS12).await;
+        let probe = probe_etcd(&EtcdTarget {
+            https: true,
+            address,
+            ca: None,
+        })
+        .await;
+        server.await.expect("server");
+        assert_eq!(probe.outcome, ProbeOutcome::Refused, "{probe:?}");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_does_not_ask_for_a_certificate_answers() {
+        let (address, pem, server) = tls_server(false, &rustls::version::TLS13).await;
+        // Its own certificate as the CA: it chains (self-signed, trusted as such).
+        let probe = probe_etcd(&EtcdTarget {
+            https: true,
+            address,
+            ca: ClusterCa::from_pem(&pem),
+        })
+        .await;
+        server.await.expect("server");
+        assert_eq!(
+            (probe.outcome, probe.status),
+            (ProbeOutcome::Answered, Some(200)),
+            "{probe:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_certificate_of_another_ca_is_not_etcds_answer() {
+        let (address, _, server) = tls_server(false, &rustls::version::TLS13).await;
+        let (_, other, other_server) = tls_server(false, &rustls::version::TLS13).await;
+        other_server.abort();
+        let probe = probe_etcd(&EtcdTarget {
+            https: true,
+            address,
+            ca: ClusterCa::from_pem(&other),
+        })
+        .await;
+        server.abort();
+        assert_eq!(probe.outcome, ProbeOutcome::Failed, "{probe:?}");
+        assert!(probe.message.contains("--etcd-cafile"), "{probe:?}");
+    }
 }
