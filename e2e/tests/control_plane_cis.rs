@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use kube_baseline::api::{
-    DriftReason, NodeReport, ObservationState, ProbeOutcome, SecurityBaselineSpec,
+    DriftReason, FileClass, NodeReport, ObservationState, ProbeOutcome, SecurityBaselineSpec,
 };
 use kube_baseline::domain::node::evaluate::evaluate_node;
 use kube_baseline_e2e::faults::{cluster, cluster_with_env};
@@ -28,6 +28,11 @@ const BASELINE: &str = "controlPlane:\n  apiServer:\n    flags: {}\n  controller
 /// The node agent's report of this machine, as the cluster's admin kubeconfig (its CA tells
 /// this cluster's processes from any other control plane running here).
 fn observe() -> NodeReport {
+    observe_with(&[])
+}
+
+/// [`observe`] with more agent flags.
+fn observe_with(extra: &[&str]) -> NodeReport {
     let output = Command::new(operator_binary())
         .args([
             "agent",
@@ -40,6 +45,7 @@ fn observe() -> NodeReport {
             // --print contacts no cluster: the live probes only with this flag.
             "--live-probes",
         ])
+        .args(extra)
         .env("KUBECONFIG", cluster_dir().join("kubeconfig"))
         .output()
         .expect("agent runs");
@@ -201,6 +207,94 @@ async fn controller_manager_scheduler_and_etcd_one_setting_at_a_time() {
             found[0].2.contains(&path.display().to_string()),
             "{found:?}"
         );
+    }
+
+    // Static Pod manifests (CIS 1.1.1-1.1.8): no kubelet runs this control plane, so a
+    // kubelet configuration given by path (--kubelet-config) names a staticPodPath holding
+    // one manifest per component (the files e2e/kube-bench-compare shows kube-bench).
+    {
+        let dir = cluster_dir().join("cis-static-pods");
+        let manifests = dir.join("manifests");
+        std::fs::create_dir_all(&manifests).expect("mkdir");
+        for component in [
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "etcd",
+        ] {
+            let path = manifests.join(format!("{component}.yaml"));
+            std::fs::write(
+                &path,
+                format!(
+                    "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {component}\n  namespace: kube-system\nspec:\n  containers:\n  - name: {component}\n    image: registry.k8s.io/{component}:v1.36.3\n    command: [{component}]\n"
+                ),
+            )
+            .expect("write manifest");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+        let kubelet_config = dir.join("kubelet-config.yaml");
+        std::fs::write(
+            &kubelet_config,
+            format!(
+                "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: {}\n",
+                manifests.display()
+            ),
+        )
+        .expect("write kubelet config");
+        let flag = kubelet_config.display().to_string();
+        let observe_pods = || observe_with(&["--kubelet-config", &flag]);
+        let report = observe_pods();
+        let seen: Vec<&str> = report
+            .spec
+            .files
+            .iter()
+            .filter(|f| f.class == FileClass::StaticPodManifest)
+            .map(|f| f.role.as_str())
+            .collect();
+        assert_eq!(
+            seen.len(),
+            4,
+            "every manifest found by its container: {seen:?} {:#?}",
+            report.spec.kubelet
+        );
+        assert_eq!(findings(&report), Vec::new());
+        // kube-apiserver's manifest 644.
+        let apiserver = manifests.join("kube-apiserver.yaml");
+        std::fs::set_permissions(&apiserver, std::fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+        let found = findings(&observe_pods());
+        std::fs::set_permissions(&apiserver, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod back");
+        assert_eq!(
+            verdicts(&found),
+            [(
+                "files.static-pod-manifest-permissions",
+                DriftReason::Violation
+            )]
+        );
+        assert!(
+            found[0].2.contains(&apiserver.display().to_string()),
+            "{found:?}"
+        );
+        // etcd's manifest owned by another user (root only can chown).
+        use std::os::unix::fs::MetadataExt;
+        if std::fs::metadata(cluster_dir()).expect("cluster dir").uid() == 0 {
+            let etcd = manifests.join("etcd.yaml");
+            std::os::unix::fs::chown(&etcd, Some(1000), Some(1000)).expect("chown");
+            let found = findings(&observe_pods());
+            std::os::unix::fs::chown(&etcd, Some(0), Some(0)).expect("chown back");
+            assert_eq!(
+                verdicts(&found),
+                [(
+                    "files.static-pod-manifest-ownership",
+                    DriftReason::Violation
+                )]
+            );
+            assert!(
+                found[0].2.contains(&etcd.display().to_string()),
+                "{found:?}"
+            );
+        }
     }
 
     // kube-apiserver: a second --tls-cipher-suites adds a CBC suite (pflag appends it).
