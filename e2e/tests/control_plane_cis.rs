@@ -4,7 +4,9 @@
 //! /proc, and the checks (`evaluate_node`, which the controller and `check` share) judge its
 //! report. The harness is compliant; each scenario restarts one component with one
 //! non-compliant setting given after the compliant one (the last occurrence wins), asserts
-//! the exact finding, and restarts it compliant again (also when the scenario fails).
+//! the exact finding, and restarts it compliant again (also when the scenario fails). The
+//! agent also sends its live probes (`--live-probes`): a request without credentials to the
+//! kube-apiserver and a TLS client without a certificate to etcd.
 //!
 //! The scenarios restart control-plane components of the shared cluster, so they run one
 //! after another inside a single test.
@@ -14,16 +16,23 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 
-use kube_baseline::api::{DriftReason, NodeReport, ObservationState, SecurityBaselineSpec};
+use kube_baseline::api::{
+    DriftReason, FileClass, NodeReport, ObservationState, ProbeOutcome, SecurityBaselineSpec,
+};
 use kube_baseline::domain::node::evaluate::evaluate_node;
 use kube_baseline_e2e::faults::{cluster, cluster_with_env};
 use kube_baseline_e2e::*;
 
-const BASELINE: &str = "controlPlane:\n  apiServer:\n    flags: {}\n  controllerManager: {}\n  scheduler: {}\n  etcd:\n    server: {}\n  files: {ownership: OWNERSHIP}\n";
+const BASELINE: &str = "controlPlane:\n  apiServer:\n    flags: {}\n  controllerManager: {}\n  scheduler: {}\n  etcd:\n    server: {}\n  files: {ownership: OWNERSHIP}\n  liveProbes: {}\n";
 
 /// The node agent's report of this machine, as the cluster's admin kubeconfig (its CA tells
 /// this cluster's processes from any other control plane running here).
 fn observe() -> NodeReport {
+    observe_with(&[])
+}
+
+/// [`observe`] with more agent flags.
+fn observe_with(extra: &[&str]) -> NodeReport {
     let output = Command::new(operator_binary())
         .args([
             "agent",
@@ -33,7 +42,10 @@ fn observe() -> NodeReport {
             "/",
             "--node-name",
             "cis-node",
+            // --print contacts no cluster: the live probes only with this flag.
+            "--live-probes",
         ])
+        .args(extra)
         .env("KUBECONFIG", cluster_dir().join("kubeconfig"))
         .output()
         .expect("agent runs");
@@ -148,6 +160,27 @@ async fn controller_manager_scheduler_and_etcd_one_setting_at_a_time() {
         );
     }
     assert_eq!(report.spec.etcd.trusted_ca_is_kubernetes_ca, Some(false));
+    // The live probes: anonymous rejected (401), etcd refusing the client without a
+    // certificate, at the addresses the flags give.
+    let anonymous = &report.spec.api_server.anonymous_probe;
+    assert_eq!(
+        (anonymous.outcome, anonymous.status),
+        (ProbeOutcome::Answered, Some(401)),
+        "{anonymous:?}"
+    );
+    assert_eq!(
+        anonymous.url,
+        format!(
+            "https://127.0.0.1:{}/api/v1/namespaces",
+            cluster_var("APISERVER_PORT")
+        )
+    );
+    let etcd = &report.spec.api_server.etcd_probe;
+    assert_eq!(etcd.outcome, ProbeOutcome::Refused, "{etcd:?}");
+    assert_eq!(
+        etcd.url,
+        format!("https://127.0.0.1:{}/version", cluster_var("ETCD_PORT"))
+    );
     assert_eq!(findings(&report), Vec::new(), "{:#?}", report.spec);
     assert!(
         !etcd_answers_without_client_cert(),
@@ -176,6 +209,94 @@ async fn controller_manager_scheduler_and_etcd_one_setting_at_a_time() {
         );
     }
 
+    // Static Pod manifests (CIS 1.1.1-1.1.8): no kubelet runs this control plane, so a
+    // kubelet configuration given by path (--kubelet-config) names a staticPodPath holding
+    // one manifest per component (the files e2e/kube-bench-compare shows kube-bench).
+    {
+        let dir = cluster_dir().join("cis-static-pods");
+        let manifests = dir.join("manifests");
+        std::fs::create_dir_all(&manifests).expect("mkdir");
+        for component in [
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "etcd",
+        ] {
+            let path = manifests.join(format!("{component}.yaml"));
+            std::fs::write(
+                &path,
+                format!(
+                    "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {component}\n  namespace: kube-system\nspec:\n  containers:\n  - name: {component}\n    image: registry.k8s.io/{component}:v1.36.3\n    command: [{component}]\n"
+                ),
+            )
+            .expect("write manifest");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+        let kubelet_config = dir.join("kubelet-config.yaml");
+        std::fs::write(
+            &kubelet_config,
+            format!(
+                "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: {}\n",
+                manifests.display()
+            ),
+        )
+        .expect("write kubelet config");
+        let flag = kubelet_config.display().to_string();
+        let observe_pods = || observe_with(&["--kubelet-config", &flag]);
+        let report = observe_pods();
+        let seen: Vec<&str> = report
+            .spec
+            .files
+            .iter()
+            .filter(|f| f.class == FileClass::StaticPodManifest)
+            .map(|f| f.role.as_str())
+            .collect();
+        assert_eq!(
+            seen.len(),
+            4,
+            "every manifest found by its container: {seen:?} {:#?}",
+            report.spec.kubelet
+        );
+        assert_eq!(findings(&report), Vec::new());
+        // kube-apiserver's manifest 644.
+        let apiserver = manifests.join("kube-apiserver.yaml");
+        std::fs::set_permissions(&apiserver, std::fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+        let found = findings(&observe_pods());
+        std::fs::set_permissions(&apiserver, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod back");
+        assert_eq!(
+            verdicts(&found),
+            [(
+                "files.static-pod-manifest-permissions",
+                DriftReason::Violation
+            )]
+        );
+        assert!(
+            found[0].2.contains(&apiserver.display().to_string()),
+            "{found:?}"
+        );
+        // etcd's manifest owned by another user (root only can chown).
+        use std::os::unix::fs::MetadataExt;
+        if std::fs::metadata(cluster_dir()).expect("cluster dir").uid() == 0 {
+            let etcd = manifests.join("etcd.yaml");
+            std::os::unix::fs::chown(&etcd, Some(1000), Some(1000)).expect("chown");
+            let found = findings(&observe_pods());
+            std::os::unix::fs::chown(&etcd, Some(0), Some(0)).expect("chown back");
+            assert_eq!(
+                verdicts(&found),
+                [(
+                    "files.static-pod-manifest-ownership",
+                    DriftReason::Violation
+                )]
+            );
+            assert!(
+                found[0].2.contains(&etcd.display().to_string()),
+                "{found:?}"
+            );
+        }
+    }
+
     // kube-apiserver: a second --tls-cipher-suites adds a CBC suite (pflag appends it).
     {
         let _api = Restarted::with(
@@ -190,6 +311,29 @@ async fn controller_manager_scheduler_and_etcd_one_setting_at_a_time() {
         );
         assert!(
             found[0].2.ends_with(": TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"),
+            "{found:?}"
+        );
+    }
+    // ... --anonymous-auth=true after the harness's false: the flag-only check is not in
+    // this baseline, the live probe finds it (RBAC denies system:anonymous: 403, not 401).
+    {
+        let _api = Restarted::with(
+            "kube-apiserver",
+            "KB_APISERVER_EXTRA_FLAGS",
+            "--anonymous-auth=true",
+        );
+        let report = observe();
+        let found = findings(&report);
+        assert_eq!(
+            verdicts(&found),
+            [("apiserver.anonymous-request-live", DriftReason::Violation)],
+            "{:#?}",
+            report.spec.api_server.anonymous_probe
+        );
+        assert!(
+            found[0]
+                .2
+                .starts_with("anonymous requests are authenticated as system:anonymous"),
             "{found:?}"
         );
     }
@@ -294,7 +438,15 @@ async fn controller_manager_scheduler_and_etcd_one_setting_at_a_time() {
     // on the flag; etcd still asks for and verifies client certificates, so no finding.
     {
         let _etcd = Restarted::with("etcd", "KB_ETCD_EXTRA_FLAGS", "--client-cert-auth=false");
-        assert_eq!(findings(&observe()), Vec::new());
+        let report = observe();
+        assert_eq!(findings(&report), Vec::new());
+        // The live probe agrees: refused.
+        assert_eq!(
+            report.spec.api_server.etcd_probe.outcome,
+            ProbeOutcome::Refused,
+            "{:?}",
+            report.spec.api_server.etcd_probe
+        );
         assert!(
             !etcd_answers_without_client_cert(),
             "etcd still refuses a client without a certificate"
@@ -308,12 +460,20 @@ async fn controller_manager_scheduler_and_etcd_one_setting_at_a_time() {
             "KB_ETCD_EXTRA_FLAGS",
             "--client-cert-auth=false --trusted-ca-file=",
         );
+        let found = findings(&observe());
         assert_eq!(
-            verdicts(&findings(&observe())),
+            verdicts(&found),
             [
                 ("etcd.client-cert-auth", DriftReason::Violation),
+                ("etcd.client-cert-required-live", DriftReason::Violation),
                 ("etcd.distinct-ca", DriftReason::Violation),
             ]
+        );
+        assert!(
+            found[1]
+                .2
+                .starts_with("etcd answered a client without a certificate"),
+            "{found:?}"
         );
         assert!(
             etcd_answers_without_client_cert(),

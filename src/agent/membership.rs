@@ -41,6 +41,11 @@ impl ClusterCa {
             .into_iter()
             .map(CertificateDer::from)
             .collect();
+        self.issued_chain(&chain)
+    }
+
+    /// [`Self::issued`] for a chain already in DER (the leaf first), as a TLS server sends it.
+    pub fn issued_chain(&self, chain: &[CertificateDer<'_>]) -> bool {
         let Some((leaf, intermediates)) = chain.split_first() else {
             return false;
         };

@@ -13,6 +13,7 @@
 pub mod discover;
 pub mod enforce;
 pub mod host;
+pub mod live;
 pub mod membership;
 pub mod observe;
 pub mod version;
@@ -110,6 +111,12 @@ pub struct AgentArgs {
     /// DaemonSet, from the downward API (status.hostIP).
     #[arg(long, env = "KB_HOST_IP", value_name = "IP")]
     pub host_ip: Option<String>,
+
+    /// Send the live probes (the kube-apiserver without credentials, etcd without a client
+    /// certificate) on every pass, also with --print; without it they are sent only while a
+    /// SecurityBaseline has controlPlane.liveProbes.
+    #[arg(long)]
+    pub live_probes: bool,
 }
 
 /// Errors that stop the agent.
@@ -181,6 +188,9 @@ pub struct PassOutcome {
     /// How to ask the observed kube-apiserver for its version (or why it cannot be
     /// asked); None when none was observed. The async caller asks ([`version`]).
     pub version_probe: Option<Result<version::VersionProbe, String>>,
+    /// Where the live probes ask etcd; None when no kube-apiserver was observed. The async
+    /// caller probes ([`live`]) when a baseline asks.
+    pub live_plan: Option<live::LivePlan>,
 }
 
 /// One pass, synchronously: discover, enforce (compare and, with `enforce`, write), then
@@ -207,11 +217,24 @@ pub fn pass(
         )),
         _ => None,
     };
+    let live_plan = match &targets.api_server {
+        observe::Found::Found(target) => {
+            let etcd_args = match &targets.etcd {
+                observe::Found::Found(etcd) => Some(etcd.args.as_slice()),
+                _ => None,
+            };
+            Some(live::LivePlan {
+                etcd: live::etcd_target(host, &target.args, etcd_args, options.host_ip.as_deref()),
+            })
+        }
+        _ => None,
+    };
     PassOutcome {
         report,
         written: enforced.written,
         removed: enforced.removed,
         version_probe,
+        live_plan,
     }
 }
 
@@ -508,6 +531,21 @@ pub async fn run(args: AgentArgs) -> Result<(), AgentError> {
             if let Some(cluster) = &cluster {
                 add_api_server_version(&mut outcome, &cluster.config).await;
             }
+            // The probes cost the servers a rejected request each: only while asked for.
+            let wanted = if args.live_probes {
+                live::Wanted::ALL
+            } else {
+                cluster.as_ref().map_or_else(live::Wanted::default, |c| {
+                    live::Wanted::of(c.baselines.state().iter().map(|b| &b.spec))
+                })
+            };
+            live::probe_all(
+                &mut outcome.report.api_server,
+                wanted,
+                outcome.version_probe.as_ref(),
+                outcome.live_plan.as_ref(),
+            )
+            .await;
             match &cluster {
                 None => {
                     let yaml = serde_saphyr::to_string(&report_object(outcome.report, None))

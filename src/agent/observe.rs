@@ -11,8 +11,8 @@ use super::membership::ClusterCa;
 use crate::api::{
     ApiServerObservation, AuditPolicyObservation, AuthenticationConfigObservation,
     AuthorizationConfigObservation, ComponentObservation, ComponentSetting, EncryptionObservation,
-    EtcdObservation, FileModeObservation, KubeletObservation, NODE_REPORT_SCHEMA, NodeReportSpec,
-    Observation, ObservationState, ObservedFlag,
+    EtcdObservation, FileModeObservation, KubeletObservation, LiveProbe, NODE_REPORT_SCHEMA,
+    NodeReportSpec, Observation, ObservationState, ObservedFlag,
 };
 use crate::domain::node::api_server::API_SERVER_FLAGS;
 use crate::domain::node::config_files::{
@@ -300,6 +300,10 @@ fn observe_api_server(api: &ApiServerSources) -> ApiServerObservation {
         // from files: left empty here.
         version: String::new(),
         version_message: String::new(),
+        // Probed over the network by the agent's I/O shell (`agent::live`), only while a
+        // baseline asks.
+        anonymous_probe: LiveProbe::default(),
+        etcd_probe: LiveProbe::default(),
     }
 }
 

@@ -298,6 +298,63 @@ pub struct ApiServerObservation {
     /// started: the running process may still use the old content.
     #[serde(default)]
     pub pending_restart: bool,
+    /// A real request without credentials (GET /api/v1/namespaces) to this kube-apiserver,
+    /// for apiserver.anonymous-request-live (CIS 1.2.1 observed). Absent when not probed.
+    #[serde(default, skip_serializing_if = "LiveProbe::is_not_probed")]
+    pub anonymous_probe: LiveProbe,
+    /// A TLS connection without a client certificate, then GET /version, to the etcd this
+    /// kube-apiserver uses, for etcd.client-cert-required-live (CIS 2.2 observed). Absent
+    /// when not probed.
+    #[serde(default, skip_serializing_if = "LiveProbe::is_not_probed")]
+    pub etcd_probe: LiveProbe,
+}
+
+/// What a live probe of the node agent found (a request it really sent, not a flag read).
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
+pub enum ProbeOutcome {
+    /// Not probed: no SecurityBaseline asks for controlPlane.liveProbes, or the agent ran
+    /// with --print. Checks that need it are Unknown.
+    #[default]
+    NotProbed,
+    /// The server refused the unauthenticated client before answering it: a TLS alert
+    /// (e.g. certificate required) or a closed connection.
+    Refused,
+    /// The server answered the request over TLS; status is the HTTP status.
+    Answered,
+    /// The endpoint is plain http:// and answered the request; status is the HTTP status.
+    Plaintext,
+    /// The probe could not tell: no endpoint, no connection, no answer in time, another
+    /// server's certificate. Checks that need it are Unknown.
+    Failed,
+}
+
+/// One live probe: where it asked, what happened.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveProbe {
+    /// NotProbed, Refused, Answered, Plaintext or Failed.
+    #[serde(default)]
+    pub outcome: ProbeOutcome,
+    /// The URL asked (scheme, address, port and path).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 512))]
+    pub url: String,
+    /// The HTTP status answered (Answered, Plaintext).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// What happened, in words (the TLS alert, the connection error).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 1024))]
+    pub message: String,
+}
+
+impl LiveProbe {
+    /// Whether the agent did not probe (nothing to report).
+    pub fn is_not_probed(&self) -> bool {
+        self.outcome == ProbeOutcome::NotProbed
+    }
 }
 
 impl ApiServerObservation {

@@ -927,6 +927,36 @@ pub struct ControlPlaneSettings {
     /// checked on every node running a kube-apiserver. `{}` checks every CIS recommendation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<FileSettings>,
+    /// Real requests the node agent sends, without credentials, to the kube-apiserver and
+    /// etcd of every node running a kube-apiserver (CIS 1.2.1 and 2.2 as the servers
+    /// behave, not only as their flags read). `{}` probes both. The agent probes only while
+    /// a baseline asks for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_probes: Option<LiveProbeSettings>,
+}
+
+/// Live probes of the control plane (apiserver.anonymous-request-live,
+/// etcd.client-cert-required-live). Each field defaults to true; `false` leaves that probe
+/// out.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveProbeSettings {
+    /// A request without credentials to the kube-apiserver (GET /api/v1/namespaces) must be
+    /// answered 401 (CIS 1.2.1).
+    #[serde(default = "default_true")]
+    pub anonymous_request: bool,
+    /// etcd must refuse a TLS client without a certificate (CIS 2.2).
+    #[serde(default = "default_true")]
+    pub etcd_client_certificate: bool,
+}
+
+impl Default for LiveProbeSettings {
+    fn default() -> Self {
+        Self {
+            anonymous_request: true,
+            etcd_client_certificate: true,
+        }
+    }
 }
 
 /// Expected modes and owners of the files a component's flags name (CIS 1.1 for the control

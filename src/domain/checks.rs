@@ -16,7 +16,7 @@ pub struct CheckInfo {
 
 /// Every check the product runs, in documentation order.
 pub fn all() -> Vec<CheckInfo> {
-    let groups: [&[CheckInfo]; 10] = [
+    let groups: [&[CheckInfo]; 11] = [
         crate::domain::generated::CHECKS,
         crate::domain::rbac_audit::CHECKS,
         crate::domain::node::audit_policy::CHECKS,
@@ -24,6 +24,7 @@ pub fn all() -> Vec<CheckInfo> {
         crate::domain::node::api_server::CHECKS,
         crate::domain::node::control_plane::CHECKS,
         crate::domain::node::files::CHECKS,
+        crate::domain::node::live::CHECKS,
         crate::domain::versions::CHECKS,
         crate::domain::tls::CHECKS,
         crate::domain::tls::gateway::CHECKS,

@@ -15,6 +15,7 @@ use crate::domain::node::control_plane;
 use crate::domain::node::files;
 use crate::domain::node::findings::node_drift;
 use crate::domain::node::flags::*;
+use crate::domain::node::live;
 
 /// Check IDs of the kube-apiserver and etcd checks.
 pub mod check_ids {
@@ -181,6 +182,9 @@ pub fn evaluate_api_server(
     }
     if let Some(etcd) = &settings.etcd {
         drift.extend(check_etcd_tls(node, api, etcd));
+    }
+    if let Some(live_probes) = &settings.live_probes {
+        drift.extend(live::evaluate_live(node, api, live_probes));
     }
     drift
 }
@@ -560,6 +564,9 @@ pub fn control_plane_checks(baseline: &SecurityBaselineSpec) -> Vec<&'static str
         ));
         if let Some(settings) = &control_plane.files {
             checks.extend(files::requested_checks(settings));
+        }
+        if let Some(settings) = &control_plane.live_probes {
+            checks.extend(live::requested_checks(settings));
         }
     }
     checks

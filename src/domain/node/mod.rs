@@ -14,6 +14,7 @@ pub mod files;
 pub mod findings;
 pub mod flags;
 pub mod kubelet;
+pub mod live;
 
 #[cfg(test)]
 mod control_plane_tests;
