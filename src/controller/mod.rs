@@ -580,7 +580,11 @@ where
         .filter_map(|event| watches::log_and_skip(event, "Namespace"))
         .map(move |namespace| {
             let name = namespace.name_any();
-            let lane = if is_new(&name) { Lane::New } else { Lane::Change };
+            let lane = if is_new(&name) {
+                Lane::New
+            } else {
+                Lane::Change
+            };
             (name, lane)
         });
     let feed = {
@@ -606,11 +610,7 @@ where
         futures::stream::pending::<Result<CachedNamespace, watcher::Error>>(),
         store,
     )
-    .reconcile_on(
-        queue
-            .releases()
-            .map(|namespace| ObjectRef::new(&namespace)),
-    )
+    .reconcile_on(queue.releases().map(|namespace| ObjectRef::new(&namespace)))
     .with_config(ControllerConfig::default().concurrency(concurrency))
     .graceful_shutdown_on(shutdown)
     .run(

@@ -545,8 +545,7 @@ async fn an_immediate_rollout_enforces_and_records_what_the_raise_answered() {
 /// kube-runtime alone takes due triggers in hash order once every slot is busy (its
 /// scheduler's `pending` set), so the new namespace landed anywhere among them.
 #[tokio::test]
-async fn a_new_namespace_is_reconciled_before_triggers_queued_earlier_while_every_slot_is_busy()
-{
+async fn a_new_namespace_is_reconciled_before_triggers_queued_earlier_while_every_slot_is_busy() {
     use kube::runtime::controller::Action;
 
     const OLD: usize = 400;
@@ -581,7 +580,9 @@ async fn a_new_namespace_is_reconciled_before_triggers_queued_earlier_while_ever
             move |namespace: Arc<CachedNamespace>, _: Arc<()>| {
                 let (started, let_go) = (started.clone(), let_go.clone());
                 async move {
-                    started.lock().push(namespace.metadata.name.clone().unwrap_or_default());
+                    started
+                        .lock()
+                        .push(namespace.metadata.name.clone().unwrap_or_default());
                     let _ = let_go.acquire().await.map(|permit| permit.forget());
                     Ok::<_, std::convert::Infallible>(Action::await_change())
                 }
@@ -621,8 +622,10 @@ async fn a_new_namespace_is_reconciled_before_triggers_queued_earlier_while_ever
     wait_for_starts(OLD + 1).await;
     let order = started.lock().clone();
     let position = order.iter().position(|name| name == "new-1");
+    // Both busy slots free at once: the new namespace must be in that first round (kube's
+    // delay queue may start the two released together in either order).
     assert!(
-        position.is_some_and(|p| p <= usize::from(CONCURRENCY)),
+        position.is_some_and(|p| p < 2 * usize::from(CONCURRENCY)),
         "the new namespace started at position {position:?} of {}, after {:?}…",
         order.len(),
         &order[..order.len().min(8)]

@@ -125,7 +125,11 @@ impl Inner {
         if self.released.contains_key(namespace) {
             return; // handed out and not started: it will read this change
         }
-        if self.queued.get(namespace).is_some_and(|queued| *queued <= lane) {
+        if self
+            .queued
+            .get(namespace)
+            .is_some_and(|queued| *queued <= lane)
+        {
             return;
         }
         if let Some(deferred) = self.deferred.get_mut(namespace) {
@@ -234,7 +238,11 @@ mod tests {
         }
         assert_eq!(take_all(&queue, now), ["a", "b"]);
         let a = queue.running("a");
-        assert_eq!(take_all(&queue, now), Vec::<String>::new(), "b not started yet");
+        assert_eq!(
+            take_all(&queue, now),
+            Vec::<String>::new(),
+            "b not started yet"
+        );
         drop(a);
         assert_eq!(take_all(&queue, now), ["c"]);
         // A release that never starts (deleted) frees its slot after a while, or at once
