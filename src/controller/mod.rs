@@ -8,6 +8,8 @@
 //!   aggregated from the namespace results and written only when it changes.
 //! - [`replan`]: after a baseline's spec changes, every namespace is re-planned, released
 //!   into the namespace queue a few at a time so new namespaces do not wait behind them.
+//! - [`queue`]: every namespace trigger waits in our own queue, new namespaces first, and
+//!   goes to kube-runtime only when it has a free slot.
 //! - [`watches`], [`rbac`], [`nodes`]: the watches that feed the in-memory indexes
 //!   ([`cache`]) and say which namespaces a change may re-plan.
 
@@ -19,7 +21,7 @@ mod scenario_tests;
 mod state;
 
 use feeds::{gateways, ingresses, lenient, nodes, pods, rbac, tls_secrets, versions, watches};
-use reconcile::{baselines, namespaces, replan};
+use reconcile::{baselines, namespaces, queue, replan};
 use runtime::{adaptive_limit, http, leader, throttle};
 use state::namespace_store::{CachedNamespace, NamespaceSlimmer};
 use state::repair_budget;
@@ -27,7 +29,7 @@ use state::repair_budget;
 use std::time::Duration;
 
 use clap::Args;
-use futures::{StreamExt, TryStreamExt, future};
+use futures::{FutureExt, StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::client::retry::RetryPolicy;
 use kube::core::PartialObjectMeta;
@@ -492,39 +494,146 @@ fn namespace_controller(
         crate::domain::generated::GeneratedKind::Role,
         crate::domain::generated::NamespacedObject::Role,
     );
-    Controller::for_stream(namespaces, store)
-        .reconcile_on(futures::stream::select(
-            replan_requests.map(|name| ObjectRef::new(&name)),
+    let changes = futures::stream::select(
+        watches::namespace_triggers(client, ctx),
+        futures::stream::select(
+            rbac::namespace_triggers(client, &ctx.rbac, role_feed),
             futures::stream::select(
-                watches::namespace_triggers(client, ctx),
+                ingresses::namespace_triggers(client, ctx.ingresses.clone()),
                 futures::stream::select(
-                    rbac::namespace_triggers(client, &ctx.rbac, role_feed),
+                    gateways::namespace_triggers(client, ctx.gateways.clone()),
                     futures::stream::select(
-                        ingresses::namespace_triggers(client, ctx.ingresses.clone()),
-                        futures::stream::select(
-                            gateways::namespace_triggers(client, ctx.gateways.clone()),
-                            futures::stream::select(
-                                match ctx.tls_secrets.clone() {
-                                    Some(index) => {
-                                        tls_secrets::namespace_triggers(client, index).boxed()
-                                    }
-                                    None => futures::stream::empty().boxed(),
-                                },
-                                pods::namespace_triggers(
-                                    client,
-                                    ctx.previews.clone(),
-                                    ctx.metrics.clone(),
-                                ),
-                            ),
-                        ),
+                        match ctx.tls_secrets.clone() {
+                            Some(index) => tls_secrets::namespace_triggers(client, index).boxed(),
+                            None => futures::stream::empty().boxed(),
+                        },
+                        pods::namespace_triggers(client, ctx.previews.clone(), ctx.metrics.clone()),
                     ),
                 ),
             ),
-        ))
-        .with_config(ControllerConfig::default().concurrency(concurrency))
-        .graceful_shutdown_on(shutdown)
-        .run(namespaces::reconcile, namespaces::error_policy, ctx.clone())
-        .for_each(|_| future::ready(()))
+        ),
+    );
+    let is_new = {
+        let ctx = ctx.clone();
+        move |namespace: &str| ctx.reconcile_clock.never_started(namespace)
+    };
+    queued_controller(
+        NamespaceTriggers {
+            namespaces,
+            changes,
+            replans: replan_requests,
+            is_new,
+        },
+        store,
+        concurrency,
+        shutdown,
+        namespaces::reconcile,
+        namespaces::error_policy,
+        ctx.clone(),
+    )
+}
+
+/// What triggers namespace reconciles, and how to tell a new namespace.
+struct NamespaceTriggers<N, C, R, F> {
+    /// The Namespace watch (already reflected into the store).
+    namespaces: N,
+    /// Changes to the objects a namespace's plan reads, our own writes' echoes included.
+    changes: C,
+    /// The re-plan backlog, as `replan` releases it.
+    replans: R,
+    /// Whether this process has never reconciled a namespace.
+    is_new: F,
+}
+
+/// kube-runtime's controller over namespaces, fed through our own queue (see `queue`):
+/// new namespaces first, then changes, then re-plans, and only as its slots free up.
+fn queued_controller<N, C, R, F, Fut, Ctx>(
+    triggers: NamespaceTriggers<N, C, R, F>,
+    store: reflector::Store<CachedNamespace>,
+    concurrency: u16,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    reconcile: impl Fn(std::sync::Arc<CachedNamespace>, std::sync::Arc<Ctx>) -> Fut,
+    error_policy: impl Fn(
+        std::sync::Arc<CachedNamespace>,
+        &Fut::Error,
+        std::sync::Arc<Ctx>,
+    ) -> kube::runtime::controller::Action,
+    ctx: std::sync::Arc<Ctx>,
+) -> impl std::future::Future<Output = ()>
+where
+    N: futures::Stream<Item = Result<CachedNamespace, watcher::Error>> + Send + 'static,
+    C: futures::Stream<Item = ObjectRef<CachedNamespace>> + Send + 'static,
+    R: futures::Stream<Item = String> + Send + 'static,
+    F: Fn(&str) -> bool + Send + 'static,
+    Fut: futures::TryFuture<Ok = kube::runtime::controller::Action> + Send + 'static,
+    Fut::Error: std::error::Error + Send + 'static,
+{
+    use queue::Lane;
+    let queue = std::sync::Arc::new(queue::WorkQueue::new(usize::from(concurrency)));
+    let NamespaceTriggers {
+        namespaces,
+        changes,
+        replans,
+        is_new,
+    } = triggers;
+    let namespaces = namespaces
+        .filter_map(|event| watches::log_and_skip(event, "Namespace"))
+        .map(move |namespace| {
+            let name = namespace.name_any();
+            let lane = if is_new(&name) {
+                Lane::New
+            } else {
+                Lane::Change
+            };
+            (name, lane)
+        });
+    let feed = {
+        let queue = queue.clone();
+        async move {
+            queue
+                .feed(futures::stream::select(
+                    namespaces,
+                    futures::stream::select(
+                        changes.map(|namespace| (namespace.name, Lane::Change)),
+                        replans.map(|namespace| (namespace, Lane::Replan)),
+                    ),
+                ))
+                .await;
+            future::pending::<()>().await;
+        }
+    };
+    let running = queue.clone();
+    let dropped = queue.clone();
+    // The store is fed by the Namespace watch above, through the queue: kube-runtime's own
+    // trigger stream is empty.
+    let controller = Controller::for_stream(
+        futures::stream::pending::<Result<CachedNamespace, watcher::Error>>(),
+        store,
+    )
+    .reconcile_on(queue.releases().map(|namespace| ObjectRef::new(&namespace)))
+    .with_config(ControllerConfig::default().concurrency(concurrency))
+    .graceful_shutdown_on(shutdown)
+    .run(
+        move |namespace: std::sync::Arc<CachedNamespace>, ctx| {
+            let slot = running.running(&namespace.name_any());
+            futures::TryFutureExt::into_future(reconcile(namespace, ctx)).map(move |result| {
+                drop(slot);
+                result
+            })
+        },
+        error_policy,
+        ctx,
+    )
+    .for_each(move |result| {
+        if let Err(kube::runtime::controller::Error::ObjectNotFound(object)) = result {
+            dropped.dropped(&object.name);
+        }
+        future::ready(())
+    });
+    async move {
+        futures::pin_mut!(feed, controller);
+        future::select(feed, controller).await;
+    }
 }
 
 /// How this instance leads: elected through the Lease, or alone (no leader election).

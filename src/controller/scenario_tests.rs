@@ -539,3 +539,97 @@ async fn an_immediate_rollout_enforces_and_records_what_the_raise_answered() {
         preview.message
     );
 }
+
+/// Issue 24: a new namespace created while every namespace is being re-planned is served
+/// before the re-plan backlog and the echoes of our own writes that were queued before it.
+/// kube-runtime alone takes due triggers in hash order once every slot is busy (its
+/// scheduler's `pending` set), so the new namespace landed anywhere among them.
+#[tokio::test]
+async fn a_new_namespace_is_reconciled_before_triggers_queued_earlier_while_every_slot_is_busy() {
+    use kube::runtime::controller::Action;
+
+    const OLD: usize = 400;
+    const CONCURRENCY: u16 = 2;
+    let (store, mut writer) = reflector::store::<CachedNamespace>();
+    writer.apply_watcher_event(&Event::InitDone);
+    let old = |i: usize| format!("old-{i:03}");
+    for i in 0..OLD {
+        writer.apply_watcher_event(&Event::Apply(namespace(&old(i), &[])));
+    }
+    let (namespace_events, namespaces) = mpsc::unbounded::<Result<CachedNamespace, _>>();
+    let (change_events, changes) = mpsc::unbounded();
+    let (replan_events, replans) = mpsc::unbounded::<String>();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // Each reconcile records that it started, then holds its slot until let go.
+    let started: Arc<Mutex<Vec<String>>> = Arc::default();
+    let let_go = Arc::new(tokio::sync::Semaphore::new(0));
+    let controller = tokio::spawn(super::queued_controller(
+        super::NamespaceTriggers {
+            namespaces,
+            changes,
+            replans,
+            is_new: |name: &str| name.starts_with("new-"),
+        },
+        store,
+        CONCURRENCY,
+        async move {
+            let _ = stopped.await;
+        },
+        {
+            let (started, let_go) = (started.clone(), let_go.clone());
+            move |namespace: Arc<CachedNamespace>, _: Arc<()>| {
+                let (started, let_go) = (started.clone(), let_go.clone());
+                async move {
+                    started
+                        .lock()
+                        .push(namespace.metadata.name.clone().unwrap_or_default());
+                    let _ = let_go.acquire().await.map(|permit| permit.forget());
+                    Ok::<_, std::convert::Infallible>(Action::await_change())
+                }
+            }
+        },
+        |_, _, _| Action::await_change(),
+        Arc::new(()),
+    ));
+    let wait_for_starts = |n: usize| {
+        let started = started.clone();
+        async move {
+            tokio::time::timeout(std::time::Duration::from_secs(10), async {
+                while started.lock().len() < n {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            })
+            .await
+            .expect("reconciles started");
+        }
+    };
+    // The re-plan of half the namespaces and the echoes of writes in the other half.
+    for i in 0..OLD / 2 {
+        replan_events.unbounded_send(old(i)).expect("send");
+    }
+    for i in OLD / 2..OLD {
+        change_events
+            .unbounded_send(kube::runtime::reflector::ObjectRef::new(&old(i)))
+            .expect("send");
+    }
+    wait_for_starts(usize::from(CONCURRENCY)).await;
+    // Every slot is busy, hundreds of triggers wait: a namespace is created.
+    let new = namespace("new-1", &[]);
+    writer.apply_watcher_event(&Event::Apply(new.clone()));
+    namespace_events.unbounded_send(Ok(new)).expect("send");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let_go.add_permits(OLD + 1);
+    wait_for_starts(OLD + 1).await;
+    let order = started.lock().clone();
+    let position = order.iter().position(|name| name == "new-1");
+    // Both busy slots free at once: the new namespace must be in that first round (kube's
+    // delay queue may start the two released together in either order).
+    assert!(
+        position.is_some_and(|p| p < 2 * usize::from(CONCURRENCY)),
+        "the new namespace started at position {position:?} of {}, after {:?}…",
+        order.len(),
+        &order[..order.len().min(8)]
+    );
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), controller).await;
+}

@@ -5,5 +5,6 @@
 pub mod apply;
 pub mod baselines;
 pub mod namespaces;
+pub mod queue;
 pub mod replan;
 pub mod reports;

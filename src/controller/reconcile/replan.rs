@@ -52,6 +52,11 @@ impl ReconcileClock {
             .is_none_or(|started| *started < change)
     }
 
+    /// Whether no reconcile of `namespace` has started in this process (a new namespace).
+    pub fn never_started(&self, namespace: &str) -> bool {
+        !self.started.lock().contains_key(namespace)
+    }
+
     /// Forgets a namespace that is gone.
     pub fn forget(&self, namespace: &str) {
         self.started.lock().remove(namespace);

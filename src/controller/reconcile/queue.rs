@@ -1,0 +1,271 @@
+//! Our own queue of namespace reconciles, in front of kube-runtime's, so that a new
+//! namespace is served first even while every namespace is being re-planned.
+//!
+//! kube-runtime's scheduler is not first come, first served once every `--concurrency`
+//! slot is busy: due triggers then wait in a `HashSet` and the next one is taken in hash
+//! order (kube-runtime 5.0 `scheduler.rs`, `pending`). During a re-plan the slots are
+//! always busy, and the set fills with the watch events of our own writes (each re-planned
+//! namespace's new Role comes back as a trigger), so a new namespace's trigger could lose to
+//! hundreds of later ones (p99 1–9 s). Here every trigger waits in this queue instead, in
+//! three first-in-first-out lanes: new namespaces (never reconciled by this process) always
+//! first; then every other change and the re-plan backlog in turn (neither can starve the
+//! other). kube-runtime is handed a namespace only when it has a free slot, so its hash set
+//! stays empty.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+/// Which lane a trigger waits in; lower lanes are served first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Lane {
+    /// A namespace this process has never reconciled: unprotected until it runs.
+    New = 0,
+    /// Any other change (a namespace's labels, an object of ours, our own writes' echoes).
+    Change = 1,
+    /// The re-plan after a baseline's spec change (already paced by `replan`).
+    Replan = 2,
+}
+
+const LANES: usize = 3;
+
+/// How long a namespace handed to kube-runtime may take to start before its slot is
+/// counted free again (one deleted meanwhile never starts).
+const STALL: Duration = Duration::from_secs(2);
+
+/// The queue; shared by the feeding task, the reconciles (start and end) and the stream
+/// that hands namespaces to kube-runtime.
+#[derive(Debug)]
+pub struct WorkQueue {
+    inner: Mutex<Inner>,
+    /// Raised when something is queued or a reconcile ends.
+    changed: Notify,
+    limit: usize,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    lanes: [VecDeque<Box<str>>; LANES],
+    /// Each queued namespace's lane (an entry in another lane is stale and skipped).
+    queued: HashMap<Box<str>, Lane>,
+    /// Handed to kube-runtime, not started yet.
+    released: HashMap<Box<str>, Instant>,
+    running: HashSet<Box<str>>,
+    /// Taken from a lane while running: queued again when that reconcile ends.
+    deferred: HashMap<Box<str>, Lane>,
+    /// Whether the re-plan lane goes before the change lane at the next release.
+    replan_turn: bool,
+}
+
+impl WorkQueue {
+    /// A queue handing kube-runtime at most `limit` namespaces that are running or about to.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            inner: Mutex::default(),
+            changed: Notify::new(),
+            limit: limit.max(1),
+        }
+    }
+
+    /// Queues `namespace` in `lane`, unless it already waits in that lane or a better one.
+    pub fn push(&self, namespace: &str, lane: Lane) {
+        self.inner.lock().push(namespace, lane);
+        self.changed.notify_one();
+    }
+
+    /// Records that a reconcile of `namespace` starts; it ends when the guard is dropped.
+    pub fn running(self: &std::sync::Arc<Self>, namespace: &str) -> Running {
+        let mut inner = self.inner.lock();
+        inner.released.remove(namespace);
+        inner.running.insert(namespace.into());
+        Running {
+            queue: self.clone(),
+            namespace: namespace.into(),
+        }
+    }
+
+    /// kube-runtime dropped a namespace it was handed (not in its store: deleted).
+    pub fn dropped(&self, namespace: &str) {
+        self.inner.lock().released.remove(namespace);
+        self.changed.notify_one();
+    }
+
+    /// The next namespace to hand to kube-runtime, if it has a free slot.
+    fn next(&self, now: Instant) -> Option<Box<str>> {
+        self.inner.lock().next(self.limit, now)
+    }
+
+    /// The namespaces to hand to kube-runtime, as its slots free up; never ends.
+    pub fn releases(self: std::sync::Arc<Self>) -> impl Stream<Item = Box<str>> + Send + 'static {
+        futures::stream::unfold(self, |queue| async move {
+            loop {
+                if let Some(namespace) = queue.next(Instant::now()) {
+                    return Some((namespace, queue));
+                }
+                // The timeout catches a release that never started (STALL).
+                let _ = tokio::time::timeout(STALL, queue.changed.notified()).await;
+            }
+        })
+    }
+
+    /// Feeds `triggers` into the queue; ends when they do.
+    pub async fn feed(&self, triggers: impl Stream<Item = (String, Lane)>) {
+        let mut triggers = std::pin::pin!(triggers);
+        while let Some((namespace, lane)) = triggers.next().await {
+            self.push(&namespace, lane);
+        }
+    }
+}
+
+impl Inner {
+    fn push(&mut self, namespace: &str, lane: Lane) {
+        if self.released.contains_key(namespace) {
+            return; // handed out and not started: it will read this change
+        }
+        if self
+            .queued
+            .get(namespace)
+            .is_some_and(|queued| *queued <= lane)
+        {
+            return;
+        }
+        if let Some(deferred) = self.deferred.get_mut(namespace) {
+            // It runs again when its current reconcile ends, in the better of the lanes.
+            *deferred = (*deferred).min(lane);
+            return;
+        }
+        self.queued.insert(namespace.into(), lane);
+        self.lanes[lane as usize].push_back(namespace.into());
+    }
+
+    fn next(&mut self, limit: usize, now: Instant) -> Option<Box<str>> {
+        self.released
+            .retain(|_, at| now.saturating_duration_since(*at) < STALL);
+        if self.running.len() + self.released.len() >= limit {
+            return None;
+        }
+        let order = if self.replan_turn {
+            [Lane::New, Lane::Replan, Lane::Change]
+        } else {
+            [Lane::New, Lane::Change, Lane::Replan]
+        };
+        for lane in order {
+            while let Some(namespace) = self.lanes[lane as usize].pop_front() {
+                if self.queued.get(&namespace) != Some(&lane) {
+                    continue; // moved to a better lane since
+                }
+                self.queued.remove(&namespace);
+                if self.running.contains(&namespace) {
+                    // Reconciled again once the current one ends: it must see this change.
+                    self.deferred.insert(namespace, lane);
+                    continue;
+                }
+                self.released.insert(namespace.clone(), now);
+                self.replan_turn = !self.replan_turn;
+                return Some(namespace);
+            }
+        }
+        None
+    }
+
+    fn ended(&mut self, namespace: &str) {
+        self.running.remove(namespace);
+        if let Some(lane) = self.deferred.remove(namespace) {
+            self.push(namespace, lane);
+        }
+    }
+}
+
+/// A running reconcile; dropping it (the reconcile ended or was cancelled) frees its slot.
+#[derive(Debug)]
+pub struct Running {
+    queue: std::sync::Arc<WorkQueue>,
+    namespace: Box<str>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.queue.inner.lock().ended(&self.namespace);
+        self.queue.changed.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn take_all(queue: &std::sync::Arc<WorkQueue>, now: Instant) -> Vec<String> {
+        std::iter::from_fn(|| queue.next(now).map(String::from)).collect()
+    }
+
+    #[test]
+    fn serves_new_namespaces_first_then_changes_and_re_plans_in_turn() {
+        let queue = std::sync::Arc::new(WorkQueue::new(100));
+        let now = Instant::now();
+        queue.push("replan-1", Lane::Replan);
+        queue.push("echo-1", Lane::Change);
+        queue.push("replan-2", Lane::Replan);
+        queue.push("new-1", Lane::New);
+        queue.push("echo-2", Lane::Change);
+        queue.push("new-2", Lane::New);
+        assert_eq!(
+            take_all(&queue, now),
+            ["new-1", "new-2", "echo-1", "replan-1", "echo-2", "replan-2"]
+        );
+    }
+
+    #[test]
+    fn a_namespace_waits_once_in_its_best_lane() {
+        let queue = std::sync::Arc::new(WorkQueue::new(100));
+        let now = Instant::now();
+        queue.push("a", Lane::Replan);
+        queue.push("b", Lane::Change);
+        queue.push("a", Lane::Change);
+        queue.push("a", Lane::Replan);
+        queue.push("b", Lane::Change);
+        assert_eq!(take_all(&queue, now), ["b", "a"]);
+    }
+
+    #[test]
+    fn hands_out_no_more_than_the_free_slots() {
+        let queue = std::sync::Arc::new(WorkQueue::new(2));
+        let now = Instant::now();
+        for name in ["a", "b", "c", "d"] {
+            queue.push(name, Lane::Change);
+        }
+        assert_eq!(take_all(&queue, now), ["a", "b"]);
+        let a = queue.running("a");
+        assert_eq!(
+            take_all(&queue, now),
+            Vec::<String>::new(),
+            "b not started yet"
+        );
+        drop(a);
+        assert_eq!(take_all(&queue, now), ["c"]);
+        // A release that never starts (deleted) frees its slot after a while, or at once
+        // when kube-runtime says it dropped it.
+        queue.dropped("c");
+        assert_eq!(take_all(&queue, now), ["d"]);
+        assert_eq!(take_all(&queue, now + STALL), Vec::<String>::new());
+        queue.push("e", Lane::Change);
+        assert_eq!(take_all(&queue, now + STALL), ["e"]);
+    }
+
+    #[test]
+    fn a_change_to_a_running_namespace_runs_after_it() {
+        let queue = std::sync::Arc::new(WorkQueue::new(4));
+        let now = Instant::now();
+        queue.push("a", Lane::Change);
+        assert_eq!(take_all(&queue, now), ["a"]);
+        let running = queue.running("a");
+        queue.push("a", Lane::Replan);
+        queue.push("b", Lane::Change);
+        assert_eq!(take_all(&queue, now), ["b"], "a is held while it runs");
+        queue.push("a", Lane::Change);
+        drop(running);
+        assert_eq!(take_all(&queue, now), ["a"]);
+    }
+}
