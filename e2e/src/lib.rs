@@ -137,12 +137,7 @@ pub async fn ensure_installed() {
                 "-f",
                 "crds/kube-baseline.yaml",
             ]);
-            kubectl(&[
-                "wait",
-                "--for=condition=Established",
-                "crd/securitybaselines.kube-baseline.dev",
-                "--timeout=60s",
-            ]);
+            wait_crds_established(&["securitybaselines.kube-baseline.dev"]);
             kubectl(&[
                 "apply",
                 "--server-side",
@@ -152,6 +147,35 @@ pub async fn ensure_installed() {
             ]);
         })
         .await;
+}
+
+/// Waits (60 s at most) until each named CRD is Established. Polled rather than `kubectl
+/// wait`, which fails at once ("status.conditions accessor error") when it reads a CRD
+/// created a moment before, whose status is not written yet (a CI run hit it).
+pub fn wait_crds_established(names: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for name in names {
+        loop {
+            let (_, status, _) = kubectl_result(
+                &[
+                    "get",
+                    "crd",
+                    name,
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+                ],
+                None,
+            );
+            if status.trim() == "True" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "CRD {name} not Established within 60 s (status {status:?})"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
 }
 
 static SEQUENCE: AtomicU32 = AtomicU32::new(0);

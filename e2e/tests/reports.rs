@@ -35,19 +35,14 @@ fn install_crds(prefix: &str) {
     for file in crd_files(prefix) {
         kubectl(&["apply", "--server-side", "-f", &file]);
     }
-    let names: Vec<String> = match prefix {
-        "openreports" => vec!["reports.openreports.io", "clusterreports.openreports.io"],
-        _ => vec![
+    let names: &[&str] = match prefix {
+        "openreports" => &["reports.openreports.io", "clusterreports.openreports.io"],
+        _ => &[
             "policyreports.wgpolicyk8s.io",
             "clusterpolicyreports.wgpolicyk8s.io",
         ],
-    }
-    .into_iter()
-    .map(|n| format!("crd/{n}"))
-    .collect();
-    let mut args = vec!["wait", "--for=condition=Established", "--timeout=60s"];
-    args.extend(names.iter().map(String::as_str));
-    kubectl(&args);
+    };
+    wait_crds_established(names);
 }
 
 /// The report `name` of `resource` in `namespace` (None: cluster-scoped), if it exists.

@@ -157,15 +157,7 @@ async fn gateway_findings_follow_the_gateway_api() {
         &["apply", "--server-side", "-f", crds.to_str().expect("path")],
         None,
     );
-    kubectl_ok(
-        &[
-            "wait",
-            "--for=condition=Established",
-            GATEWAY_CRD,
-            "--timeout=60s",
-        ],
-        None,
-    );
+    wait_crds_established(&[GATEWAY_CRD.trim_start_matches("crd/")]);
     let gateway = |name: &str, listeners: &str| {
         format!(
             "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: {name}, namespace: {shop}}}\nspec:\n  gatewayClassName: example\n  listeners: {listeners}\n"
