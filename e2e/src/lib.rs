@@ -853,6 +853,18 @@ impl AuditEvent {
     }
 }
 
+/// (reason, note) of the Events about `baseline` (cluster-scoped: they land in `default`).
+pub async fn events_about(env: &TestEnv, baseline: &str) -> Vec<(String, String)> {
+    Api::<k8s_openapi::api::events::v1::Event>::namespaced(env.admin.clone(), "default")
+        .list(&kube::api::ListParams::default())
+        .await
+        .expect("list Events")
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(baseline))
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
+}
+
 /// The status of a SecurityBaseline, if it has one.
 pub async fn baseline_status(
     client: &Client,

@@ -5,25 +5,12 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Api;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::DeleteParams;
 use kube_baseline_e2e::*;
 
 const SETTLE: Duration = Duration::from_secs(30);
-
-/// (reason, note) of the Events about `baseline` (cluster-scoped: they land in `default`).
-async fn events_about(env: &TestEnv, baseline: &str) -> Vec<(String, String)> {
-    Api::<Event>::namespaced(env.admin.clone(), "default")
-        .list(&ListParams::default())
-        .await
-        .expect("list Events")
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(baseline))
-        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
-        .collect()
-}
 
 #[tokio::test]
 async fn a_repair_and_new_drift_are_events_naming_what_happened() {

@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use k8s_openapi::api::events::v1::Event;
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, PostParams};
 use kube_baseline::api::{DriftEntry, SecurityBaselineStatus};
 use kube_baseline_e2e::*;
 
@@ -163,18 +162,6 @@ fn preview_in(status: &SecurityBaselineStatus, namespace: &str) -> Option<DriftE
         .iter()
         .find(|d| d.namespace == namespace && d.check == "pod-security.preview")
         .cloned()
-}
-
-/// (reason, note) of the Events about `baseline` (cluster-scoped: they land in `default`).
-async fn events_about(env: &TestEnv, baseline: &str) -> Vec<(String, String)> {
-    Api::<Event>::namespaced(env.admin.clone(), "default")
-        .list(&ListParams::default())
-        .await
-        .expect("list Events")
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(baseline))
-        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
-        .collect()
 }
 
 /// The operator's requests to `namespace` (the Namespace object) in the audit log:

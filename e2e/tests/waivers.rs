@@ -6,10 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::jiff::{SignedDuration, Timestamp, Unit};
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use kube_baseline::api::{DriftReason, SecurityBaselineStatus, WaiverState};
 use kube_baseline_e2e::*;
@@ -43,18 +42,6 @@ fn spec_with_waivers(head: &str, waivers: &[String]) -> String {
         spec.push_str(w);
     }
     spec
-}
-
-/// (reason, note) of the Events about `baseline` (cluster-scoped: they land in `default`).
-async fn events_about(env: &TestEnv, baseline: &str) -> Vec<(String, String)> {
-    Api::<Event>::namespaced(env.admin.clone(), "default")
-        .list(&ListParams::default())
-        .await
-        .expect("list Events")
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(baseline))
-        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
-        .collect()
 }
 
 fn waiver_state(status: &SecurityBaselineStatus, name: &str) -> Option<(WaiverState, i64)> {

@@ -18,19 +18,18 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::ServerCertVerifier;
 use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::host::Host;
 use super::membership::ClusterCa;
-use super::version::{PinnedLeaf, VersionProbe};
+use super::server_cert::{Accepts, CheckedServer};
+use super::version::{PinnedLeaf, SameLeaf, VersionProbe};
 use crate::api::{ApiServerObservation, LiveProbe, ObservationState, ProbeOutcome};
 use crate::domain::node::findings::truncate;
 use crate::domain::node::flags::ProcessFlags;
@@ -257,7 +256,7 @@ fn failed(url: String, message: String) -> LiveProbe {
 pub async fn probe_anonymous(target: &VersionProbe) -> LiveProbe {
     let url = format!("https://{}{ANONYMOUS_PATH}", target.address);
     let verifier = Arc::new(PinnedLeaf::new(
-        CertificateDer::from(target.leaf.clone()),
+        SameLeaf(CertificateDer::from(target.leaf.clone())),
         algorithms(),
     ));
     let outcome = request(target.address, Some(verifier.clone()), ANONYMOUS_PATH).await;
@@ -290,7 +289,10 @@ pub async fn probe_etcd(target: &EtcdTarget) -> LiveProbe {
             }
         };
     }
-    let verifier = Arc::new(IssuedBy::new(target.ca.clone(), algorithms()));
+    let verifier = Arc::new(CheckedServer::new(
+        IssuedByCa(target.ca.clone()),
+        algorithms(),
+    ));
     let outcome = request(target.address, Some(verifier.clone()), ETCD_PATH).await;
     if verifier.rejected() {
         return failed(
@@ -462,73 +464,22 @@ fn status_of(answer: &[u8]) -> Option<u16> {
 }
 
 /// Accepts any server certificate when no CA is known (only whether the server demands a
-/// client certificate is tested), else one issued by the CA; names are not judged. Handshake
-/// signatures are always checked. Remembers a rejection.
+/// client certificate is tested), else one issued by the CA.
 #[derive(Debug)]
-struct IssuedBy {
-    ca: Option<ClusterCa>,
-    algorithms: WebPkiSupportedAlgorithms,
-    rejected: AtomicBool,
-}
+struct IssuedByCa(Option<ClusterCa>);
 
-impl IssuedBy {
-    fn new(ca: Option<ClusterCa>, algorithms: WebPkiSupportedAlgorithms) -> Self {
-        Self {
-            ca,
-            algorithms,
-            rejected: AtomicBool::new(false),
-        }
-    }
-
-    fn rejected(&self) -> bool {
-        self.rejected.load(Ordering::Relaxed)
-    }
-}
-
-impl ServerCertVerifier for IssuedBy {
-    fn verify_server_cert(
+impl Accepts for IssuedByCa {
+    fn accepts(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let Some(ca) = &self.ca else {
-            return Ok(ServerCertVerified::assertion());
+    ) -> bool {
+        let Some(ca) = &self.0 else {
+            return true;
         };
         let mut chain = vec![end_entity.clone()];
         chain.extend(intermediates.iter().cloned());
-        if ca.issued_chain(&chain) {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            self.rejected.store(true, Ordering::Relaxed);
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::ApplicationVerificationFailure,
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
+        ca.issued_chain(&chain)
     }
 }
 

@@ -16,6 +16,7 @@ pub mod host;
 pub mod live;
 pub mod membership;
 pub mod observe;
+pub mod server_cert;
 pub mod version;
 
 use std::path::PathBuf;

@@ -22,18 +22,15 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use kube::client::ConfigExt;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::CertificateDer;
 
 use super::host::Host;
+use super::server_cert::{Accepts, CheckedServer};
 use crate::api::{ApiServerObservation, ObservationState};
 use crate::domain::node::findings::truncate;
 use crate::domain::node::flags::ProcessFlags;
@@ -253,7 +250,7 @@ fn client(
     // one), with the server verified against the pin alone.
     let mut tls = config.rustls_client_config()?;
     let verifier = Arc::new(PinnedLeaf::new(
-        CertificateDer::from(probe.leaf.clone()),
+        SameLeaf(CertificateDer::from(probe.leaf.clone())),
         tls.crypto_provider().signature_verification_algorithms,
     ));
     tls.dangerous().set_certificate_verifier(verifier.clone());
@@ -275,73 +272,18 @@ fn client(
     ))
 }
 
-/// Accepts exactly one end-entity certificate (compared byte for byte), and handshake
-/// signatures made with its key; nothing else. Remembers a rejection, so the caller can
-/// say "another certificate" instead of a generic TLS error.
+/// Accepts exactly the leaf certificate the kube-apiserver presented at the first pass.
 #[derive(Debug)]
-pub struct PinnedLeaf {
-    leaf: CertificateDer<'static>,
-    algorithms: WebPkiSupportedAlgorithms,
-    rejected: AtomicBool,
-}
+pub struct SameLeaf(pub CertificateDer<'static>);
 
-impl PinnedLeaf {
-    /// Pins `leaf`, checking handshake signatures with `algorithms` (the TLS config's).
-    pub fn new(leaf: CertificateDer<'static>, algorithms: WebPkiSupportedAlgorithms) -> Self {
-        Self {
-            leaf,
-            algorithms,
-            rejected: AtomicBool::new(false),
-        }
-    }
-
-    /// Whether a server presented another certificate.
-    pub fn rejected(&self) -> bool {
-        self.rejected.load(Ordering::Relaxed)
+impl Accepts for SameLeaf {
+    fn accepts(&self, end_entity: &CertificateDer<'_>, _: &[CertificateDer<'_>]) -> bool {
+        end_entity.as_ref() == self.0.as_ref()
     }
 }
 
-impl ServerCertVerifier for PinnedLeaf {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if end_entity.as_ref() == self.leaf.as_ref() {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            self.rejected.store(true, Ordering::Relaxed);
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::ApplicationVerificationFailure,
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
+/// The verifier of the pinned kube-apiserver: another certificate is rejected and remembered.
+pub type PinnedLeaf = CheckedServer<SameLeaf>;
 
 /// Puts what was read into the kube-apiserver observation (only an Observed one: a
 /// kube-apiserver that could not be observed has no version to speak of), within the

@@ -36,14 +36,21 @@ type Request = (String, String, serde_json::Value);
 fn mock_api(
     object: serde_json::Value,
     namespace_warnings: Arc<Mutex<Vec<String>>>,
+    object_writes: Arc<ObjectWriteGate>,
 ) -> (Client, Arc<Mutex<Vec<Request>>>) {
     let requests: Arc<Mutex<Vec<Request>>> = Arc::default();
     let seen = requests.clone();
     let service = tower::service_fn(move |request: http::Request<Body>| {
         let (seen, object) = (seen.clone(), object.clone());
         let namespace_warnings = namespace_warnings.clone();
+        let object_writes = object_writes.clone();
         async move {
             let (parts, body) = request.into_parts();
+            let _held = if parts.uri.path().starts_with("/apis/") {
+                Some(object_writes.arrive().await)
+            } else {
+                None
+            };
             let body = body.collect_bytes().await?;
             let sent: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             let dry_run = parts
@@ -87,6 +94,42 @@ fn mock_api(
     (Client::new(service, "default"), requests)
 }
 
+/// Counts the writes to namespaced objects the mock is answering at once, and can hold
+/// each until that many are in flight (or a while has passed), so that a test sees whether
+/// they were sent together.
+#[derive(Debug, Default)]
+struct ObjectWriteGate {
+    hold_until: std::sync::atomic::AtomicUsize,
+    in_flight: std::sync::atomic::AtomicUsize,
+    most_in_flight: std::sync::atomic::AtomicUsize,
+}
+
+/// One write being answered; its drop ends it.
+struct InFlight(Arc<ObjectWriteGate>);
+
+impl ObjectWriteGate {
+    async fn arrive(self: Arc<Self>) -> InFlight {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.most_in_flight.fetch_max(now, SeqCst);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+            while self.in_flight.load(SeqCst) < self.hold_until.load(SeqCst) {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        InFlight(self)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 #[derive(Parser)]
 struct Flags {
     #[command(flatten)]
@@ -99,6 +142,7 @@ struct Scenario {
     baselines: Writer<SecurityBaseline>,
     /// The Warning headers the mock sends with each namespace PATCH.
     namespace_warnings: Arc<Mutex<Vec<String>>>,
+    object_writes: Arc<ObjectWriteGate>,
 }
 
 impl Scenario {
@@ -110,7 +154,9 @@ impl Scenario {
         )
         .expect("json");
         let namespace_warnings: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (client, requests) = mock_api(object, namespace_warnings.clone());
+        let object_writes: Arc<ObjectWriteGate> = Arc::default();
+        let (client, requests) =
+            mock_api(object, namespace_warnings.clone(), object_writes.clone());
         let flags = Flags::parse_from(["kube-baseline"]);
         let (baselines_store, mut baselines) = reflector::store::<SecurityBaseline>();
         let (namespaces_store, mut namespaces) = reflector::store::<CachedNamespace>();
@@ -130,6 +176,7 @@ impl Scenario {
             requests,
             baselines,
             namespace_warnings,
+            object_writes,
         }
     }
 
@@ -200,7 +247,11 @@ async fn a_new_namespace_gets_its_objects_and_labels_in_one_pass() {
     scenario
         .reconcile(&namespace("shop", &[("env", "prod")]))
         .await;
-    let sent = paths(&scenario.take_requests());
+    let mut sent = paths(&scenario.take_requests());
+    // The policies go out together (in either order), the labels after them.
+    if let Some(policies) = sent.get_mut(..2) {
+        policies.sort();
+    }
     assert_eq!(
         sent,
         [
@@ -212,6 +263,37 @@ async fn a_new_namespace_gets_its_objects_and_labels_in_one_pass() {
     );
     let result = scenario.result("b", "shop").expect("a result");
     assert!(result.selected && result.findings.is_empty(), "{result:?}");
+}
+
+/// Issue 24: the objects of a namespace were written one after another, so a new
+/// namespace's protection took one round trip per object (and longer the busier the API
+/// server). They are independent: all go out at once, the labels after them.
+#[tokio::test]
+async fn a_namespace_s_objects_are_written_together_then_its_labels() {
+    let mut scenario = Scenario::new();
+    scenario.add_baseline(&baseline("b", ENFORCE));
+    scenario
+        .object_writes
+        .hold_until
+        .store(2, std::sync::atomic::Ordering::SeqCst);
+    scenario
+        .reconcile(&namespace("shop", &[("env", "prod")]))
+        .await;
+    assert_eq!(
+        scenario
+            .object_writes
+            .most_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "both policies in flight at once"
+    );
+    let sent = paths(&scenario.take_requests());
+    assert_eq!(
+        sent.last().map(String::as_str),
+        Some("PATCH /api/v1/namespaces/shop"),
+        "labels last: {sent:?}"
+    );
+    assert_eq!(sent.len(), 3, "{sent:?}");
 }
 
 #[tokio::test]
@@ -612,8 +694,9 @@ async fn a_new_namespace_is_reconciled_before_triggers_queued_earlier_while_ever
             .unbounded_send(kube::runtime::reflector::ObjectRef::new(&old(i)))
             .expect("send");
     }
-    wait_for_starts(usize::from(CONCURRENCY)).await;
-    // Every slot is busy, hundreds of triggers wait: a namespace is created.
+    // Every slot but the one kept for new namespaces is busy.
+    wait_for_starts(usize::from(CONCURRENCY) - 1).await;
+    // Hundreds of triggers wait: a namespace is created.
     let new = namespace("new-1", &[]);
     writer.apply_watcher_event(&Event::Apply(new.clone()));
     namespace_events.unbounded_send(Ok(new)).expect("send");

@@ -7,6 +7,8 @@ use std::sync::mpsc;
 
 use super::*;
 use crate::api::Observation;
+use rustls::client::danger::ServerCertVerifier;
+use rustls::pki_types::{ServerName, UnixTime};
 
 macro_rules! cert {
     ($name:literal) => {
@@ -335,7 +337,10 @@ fn the_verifier_accepts_the_pinned_leaf_only() {
     let provider = rustls::crypto::ring::default_provider();
     let pinned = CertificateDer::from(leaf_certificate(cert!("pinned.crt")).expect("cert"));
     let sibling = CertificateDer::from(leaf_certificate(cert!("sibling.crt")).expect("cert"));
-    let verifier = PinnedLeaf::new(pinned.clone(), provider.signature_verification_algorithms);
+    let verifier = PinnedLeaf::new(
+        SameLeaf(pinned.clone()),
+        provider.signature_verification_algorithms,
+    );
     let name = ServerName::try_from("127.0.0.1").expect("name");
     // Name and time do not matter: the pin is the identity.
     let other_name = ServerName::try_from("elsewhere.example").expect("name");

@@ -315,13 +315,26 @@ impl ObjectWrites {
 }
 
 /// Applies each baseline's planned changes, skipping those in flight, paused by the write
-/// budget or refused by the write guard.
+/// budget or refused by the write guard. The writes go out together: they are different
+/// objects, and a new namespace's protection then costs one round trip, not one per object.
 async fn apply_objects(ctx: &Context, planned: &[Planned]) -> ObjectWrites {
     let mut writes = ObjectWrites::default();
+    let mut ready = Vec::new();
     for planned in planned {
         for change in &planned.plan.changes {
-            apply_change(ctx, planned, change, &mut writes).await;
+            if let Some(write) = ready_to_write(ctx, planned, change, &mut writes) {
+                ready.push((planned, change, write));
+            }
         }
+    }
+    let answers = futures::future::join_all(
+        ready
+            .iter()
+            .map(|(_, change, _)| apply::execute(&ctx.client, change)),
+    )
+    .await;
+    for ((planned, change, write), answer) in ready.into_iter().zip(answers) {
+        note_write(ctx, planned, change, write, answer, &mut writes);
     }
     writes
 }
@@ -353,24 +366,43 @@ impl ObjectWrites {
     }
 }
 
-/// One planned change: written, or skipped and recorded why.
-async fn apply_change(
+/// A planned change that goes out now.
+enum ReadyWrite {
+    /// An apply over the cached version the plan was made from, with the body sent.
+    Apply {
+        over: Option<String>,
+        body: serde_json::Value,
+    },
+    Delete,
+}
+
+/// Whether a planned change is written now, or None after noting why not.
+fn ready_to_write(
     ctx: &Context,
     planned: &Planned,
     change: &Change,
     writes: &mut ObjectWrites,
+) -> Option<ReadyWrite> {
+    match change {
+        Change::Apply(object) => ready_to_apply(ctx, planned, object, writes)
+            .map(|(over, body)| ReadyWrite::Apply { over, body }),
+        Change::Delete { .. } => Some(ReadyWrite::Delete),
+    }
+}
+
+/// Records what the API server answered to one planned change.
+fn note_write(
+    ctx: &Context,
+    planned: &Planned,
+    change: &Change,
+    ready: ReadyWrite,
+    answer: Result<(), WriteError>,
+    writes: &mut ObjectWrites,
 ) {
-    let written_over = match change {
-        Change::Apply(object) => match ready_to_apply(ctx, planned, object, writes) {
-            Some(over) => Some(over),
-            None => return,
-        },
-        Change::Delete { .. } => None,
-    };
-    match apply::execute(&ctx.client, change).await {
+    match answer {
         Ok(()) => {
-            if let (Change::Apply(object), Some((version, body))) = (change, written_over) {
-                ctx.applied(object, version, &body);
+            if let (Change::Apply(object), ReadyWrite::Apply { over, body }) = (change, ready) {
+                ctx.applied(object, over, &body);
             }
             note(&mut writes.done, &planned.name, change_key(change));
         }

@@ -10,7 +10,9 @@
 //! three first-in-first-out lanes: new namespaces (never reconciled by this process) always
 //! first; then every other change and the re-plan backlog in turn (neither can starve the
 //! other). kube-runtime is handed a namespace only when it has a free slot, so its hash set
-//! stays empty.
+//! stays empty. One slot is kept for new namespaces: changes and the re-plan never take the
+//! last one, so a namespace created during a re-plan starts at once instead of waiting for
+//! a running reconcile to end.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -144,7 +146,8 @@ impl Inner {
     fn next(&mut self, limit: usize, now: Instant) -> Option<Box<str>> {
         self.released
             .retain(|_, at| now.saturating_duration_since(*at) < STALL);
-        if self.running.len() + self.released.len() >= limit {
+        let busy = self.running.len() + self.released.len();
+        if busy >= limit {
             return None;
         }
         let order = if self.replan_turn {
@@ -152,7 +155,12 @@ impl Inner {
         } else {
             [Lane::New, Lane::Change, Lane::Replan]
         };
+        // The last free slot is only for a new namespace (with one slot in all, none is kept).
+        let last_slot = busy + 1 == limit && limit > 1;
         for lane in order {
+            if last_slot && lane != Lane::New {
+                break;
+            }
             while let Some(namespace) = self.lanes[lane as usize].pop_front() {
                 if self.queued.get(&namespace) != Some(&lane) {
                     continue; // moved to a better lane since
@@ -234,7 +242,7 @@ mod tests {
         let queue = std::sync::Arc::new(WorkQueue::new(2));
         let now = Instant::now();
         for name in ["a", "b", "c", "d"] {
-            queue.push(name, Lane::Change);
+            queue.push(name, Lane::New);
         }
         assert_eq!(take_all(&queue, now), ["a", "b"]);
         let a = queue.running("a");
@@ -250,8 +258,28 @@ mod tests {
         queue.dropped("c");
         assert_eq!(take_all(&queue, now), ["d"]);
         assert_eq!(take_all(&queue, now + STALL), Vec::<String>::new());
-        queue.push("e", Lane::Change);
+        queue.push("e", Lane::New);
         assert_eq!(take_all(&queue, now + STALL), ["e"]);
+    }
+
+    /// Issue 24: during a re-plan every slot used to be busy with it, and a new namespace
+    /// waited for one of them to end.
+    #[test]
+    fn the_last_free_slot_is_kept_for_a_new_namespace() {
+        let queue = std::sync::Arc::new(WorkQueue::new(3));
+        let now = Instant::now();
+        for i in 0..10 {
+            queue.push(&format!("replan-{i}"), Lane::Replan);
+            queue.push(&format!("echo-{i}"), Lane::Change);
+        }
+        assert_eq!(take_all(&queue, now), ["echo-0", "replan-0"]);
+        let _running = [queue.running("echo-0"), queue.running("replan-0")];
+        queue.push("new-1", Lane::New);
+        assert_eq!(take_all(&queue, now), ["new-1"], "the kept slot");
+        // With a single slot nothing can be kept: the queue must go on.
+        let single = std::sync::Arc::new(WorkQueue::new(1));
+        single.push("replan-0", Lane::Replan);
+        assert_eq!(take_all(&single, now), ["replan-0"]);
     }
 
     #[test]

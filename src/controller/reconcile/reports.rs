@@ -164,7 +164,12 @@ impl Reports {
             .is_some_and(|held| held.contains_key(key))
     }
 
+    /// Marks a report to compare; nothing while the CRDs are not served (when they appear,
+    /// every result is marked), so a cluster without them holds no backlog of marks.
     fn mark(&self, key: ReportKey) {
+        if !self.enabled() {
+            return;
+        }
         self.dirty.lock().insert(key);
         self.wake.notify_one();
     }
@@ -216,6 +221,7 @@ async fn follow_served(client: Client, ctx: Arc<Context>, api: ReportApi) {
             );
             ctx.reports.served.send_replace(false);
             *ctx.reports.held.lock() = None;
+            ctx.reports.dirty.lock().clear();
         }
         tokio::time::sleep(DISCOVERY_EVERY).await;
     }
@@ -401,16 +407,16 @@ fn held_entry(object: &PartialObjectMeta<DynamicObject>) -> Option<(ReportKey, S
 }
 
 /// Writes the dirty reports, [`WRITERS`] at a time and [`BATCH`] per lull, once the held
-/// reports are listed. Enforcement goes first: a batch waits until no namespace reconcile
-/// runs (the reports of a converge or a re-plan follow it instead of slowing it), or at
-/// most [`MAX_DEFERRAL`] under constant churn.
+/// reports are listed. Enforcement goes first: a batch waits until the start-up pass is
+/// over and no namespace reconcile runs (the reports of a converge or a re-plan follow it
+/// instead of slowing it), or at most [`MAX_DEFERRAL`] under constant churn.
 async fn write_dirty(client: Client, ctx: Arc<Context>, api: ReportApi) {
     loop {
         ctx.reports.wake.notified().await;
         if !ctx.reports.enabled() || ctx.reports.held.lock().is_none() {
             continue;
         }
-        wait_for_lull(&ctx.reports).await;
+        wait_for_lull(&ctx.reports, || ctx.in_startup_pass()).await;
         let batch: Vec<ReportKey> = {
             let mut dirty = ctx.reports.dirty.lock();
             let batch: Vec<ReportKey> = dirty.iter().take(BATCH).cloned().collect();
@@ -435,26 +441,39 @@ async fn write_dirty(client: Client, ctx: Arc<Context>, api: ReportApi) {
 
 /// Reports written per lull between namespace reconciles.
 const BATCH: usize = 64;
-/// The longest reports wait for a lull: longer than a cold converge of 10,000 namespaces
-/// (about 2 minutes on 2 cores), so the converge carries no report write; a cluster that
-/// never pauses still gets its reports within this.
+/// The longest reports wait for a lull under constant churn: they are written within it.
 const MAX_DEFERRAL: Duration = Duration::from_secs(120);
+/// The longest reports wait for the start-up pass (the cold converge) to end. The pass
+/// ends once every namespace was reconciled, so this only bounds the unforeseen: on a slow
+/// day 10,000 namespaces take over 4 minutes on 2 cores, longer than [`MAX_DEFERRAL`].
+const MAX_STARTUP_DEFERRAL: Duration = Duration::from_secs(15 * 60);
 /// How often a waiting writer looks again.
 const LULL_POLL: Duration = Duration::from_millis(100);
 
-/// Waits until no namespace reconcile has run for one [`LULL_POLL`], or [`MAX_DEFERRAL`].
-async fn wait_for_lull(reports: &Reports) {
-    let deadline = tokio::time::Instant::now() + MAX_DEFERRAL;
+/// Waits until the start-up pass is over and no namespace reconcile has run for one
+/// [`LULL_POLL`]; or [`MAX_STARTUP_DEFERRAL`] while the pass runs, [`MAX_DEFERRAL`] after.
+async fn wait_for_lull(reports: &Reports, in_startup_pass: impl Fn() -> bool) {
+    let started = tokio::time::Instant::now();
     let mut quiet_polls = 0;
-    while quiet_polls < 2 && tokio::time::Instant::now() < deadline {
-        if reports.reconciles_running() == 0 {
+    loop {
+        let starting_up = in_startup_pass();
+        let deferral = if starting_up {
+            MAX_STARTUP_DEFERRAL
+        } else {
+            MAX_DEFERRAL
+        };
+        if started.elapsed() >= deferral {
+            return;
+        }
+        if !starting_up && reports.reconciles_running() == 0 {
             quiet_polls += 1;
+            if quiet_polls >= 2 {
+                return;
+            }
         } else {
             quiet_polls = 0;
         }
-        if quiet_polls < 2 {
-            tokio::time::sleep(LULL_POLL).await;
-        }
+        tokio::time::sleep(LULL_POLL).await;
     }
 }
 
@@ -627,7 +646,7 @@ mod tests {
     async fn reports_wait_while_a_namespace_reconcile_runs_and_at_most_the_deferral() {
         let reports = Reports::new(Some(ReportApi::OpenReports), 10);
         let started = tokio::time::Instant::now();
-        wait_for_lull(&reports).await;
+        wait_for_lull(&reports, || false).await;
         assert!(
             started.elapsed() < Duration::from_secs(1),
             "no reconcile: at once"
@@ -635,10 +654,11 @@ mod tests {
 
         let running = reports.reconciling();
         let started = tokio::time::Instant::now();
-        wait_for_lull(&reports).await;
+        wait_for_lull(&reports, || false).await;
+        let waited = started.elapsed();
         assert!(
-            started.elapsed() >= MAX_DEFERRAL,
-            "a reconcile runs: the writer waits the whole deferral"
+            waited >= MAX_DEFERRAL && waited < MAX_DEFERRAL + Duration::from_secs(1),
+            "a reconcile runs: the writer waits the whole deferral, not more: {waited:?}"
         );
         drop(running);
         assert_eq!(reports.reconciles_running(), 0);
@@ -654,12 +674,45 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(3)).await;
         });
         tokio::task::yield_now().await;
-        wait_for_lull(&reports).await;
+        wait_for_lull(&reports, || false).await;
         let waited = started.elapsed();
         assert!(
             waited >= Duration::from_secs(3) && waited < Duration::from_secs(4),
             "{waited:?}"
         );
+    }
+
+    /// Without the CRDs every recorded result used to leave a mark behind: 10,000 of them
+    /// held for nothing at 10,000 namespaces.
+    #[test]
+    fn results_leave_no_marks_while_the_crds_are_not_served() {
+        let reports = Reports::new(Some(ReportApi::OpenReports), 10);
+        reports.namespace_changed("b", "shop");
+        reports.set_cluster("b", None);
+        assert!(reports.dirty.lock().is_empty());
+        reports.served.send_replace(true);
+        reports.namespace_changed("b", "shop");
+        assert_eq!(reports.dirty.lock().len(), 1);
+    }
+
+    /// A converge of 10,000 namespaces took 263 s on a slow day (d061422): the reports
+    /// waited 120 s, then 127 of them went out in the middle of it.
+    #[tokio::test(start_paused = true)]
+    async fn reports_wait_for_the_start_up_pass_however_long_it_runs() {
+        let reports = Reports::new(Some(ReportApi::OpenReports), 10);
+        let pass_ends = tokio::time::Instant::now() + Duration::from_secs(300);
+        let started = tokio::time::Instant::now();
+        // Between two reconciles of the pass nothing runs: not a lull while it lasts.
+        wait_for_lull(&reports, || tokio::time::Instant::now() < pass_ends).await;
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(300) && waited < Duration::from_secs(301),
+            "until the pass ends: {waited:?}"
+        );
+        // A pass that never ends still lets the reports out, later.
+        let started = tokio::time::Instant::now();
+        wait_for_lull(&reports, || true).await;
+        assert_eq!(started.elapsed(), MAX_STARTUP_DEFERRAL);
     }
 
     #[test]
