@@ -449,6 +449,9 @@ const MAX_DEFERRAL: Duration = Duration::from_secs(120);
 const MAX_STARTUP_DEFERRAL: Duration = Duration::from_secs(15 * 60);
 /// How often a waiting writer looks again.
 const LULL_POLL: Duration = Duration::from_millis(100);
+/// How often it looks while the start-up pass runs: that check walks the namespaces the
+/// pass still waits for (up to all of them), and the pass lasts minutes.
+const STARTUP_POLL: Duration = Duration::from_secs(1);
 
 /// Waits until the start-up pass is over and no namespace reconcile has run for one
 /// [`LULL_POLL`]; or [`MAX_STARTUP_DEFERRAL`] while the pass runs, [`MAX_DEFERRAL`] after.
@@ -473,7 +476,7 @@ async fn wait_for_lull(reports: &Reports, in_startup_pass: impl Fn() -> bool) {
         } else {
             quiet_polls = 0;
         }
-        tokio::time::sleep(LULL_POLL).await;
+        tokio::time::sleep(if starting_up { STARTUP_POLL } else { LULL_POLL }).await;
     }
 }
 
