@@ -259,9 +259,26 @@ impl Context {
         resource_version: Option<&str>,
         labels: BTreeMap<String, String>,
     ) {
-        self.writes_in_flight
-            .lock()
-            .labels_written(namespace, resource_version, labels);
+        let mut writes = self.writes_in_flight.lock();
+        writes.labels_written(namespace, resource_version, labels);
+        self.sweep_writes_if_due(&mut writes);
+    }
+
+    /// Settles every namespace's writes once enough are remembered (see
+    /// [`WritesInFlight::sweep_due`]).
+    fn sweep_writes_if_due(&self, writes: &mut WritesInFlight) {
+        if !writes.sweep_due() {
+            return;
+        }
+        writes.sweep(
+            |namespace| {
+                self.namespaces
+                    .get(&ObjectRef::new(namespace))
+                    .and_then(|cached| cached.metadata.resource_version.clone())
+            },
+            |kind, namespace, name| self.cached_version(kind, namespace, name),
+            Instant::now(),
+        );
     }
 
     /// The resourceVersion of our cached object, if cached.
@@ -296,12 +313,9 @@ impl Context {
         written_over: Option<String>,
         body: &serde_json::Value,
     ) {
-        self.writes_in_flight.lock().applied(
-            object_key(object),
-            written_over,
-            body,
-            Instant::now(),
-        );
+        let mut writes = self.writes_in_flight.lock();
+        writes.applied(object_key(object), written_over, body, Instant::now());
+        self.sweep_writes_if_due(&mut writes);
     }
 
     /// Drops what is remembered of writes in `namespace` that the caches have caught up

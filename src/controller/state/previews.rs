@@ -8,6 +8,7 @@
 //! gated namespace is previewed once.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -43,7 +44,8 @@ pub enum Lookup {
 
 #[derive(Debug)]
 struct Remembered {
-    target: Target,
+    /// Shared by every namespace previewed for the same labels (see [`Inner::targets`]).
+    target: Arc<Target>,
     preview: Preview,
     epoch: u64,
     at: Instant,
@@ -63,6 +65,28 @@ struct PodEpoch {
 struct Inner {
     remembered: HashMap<String, Vec<Remembered>>,
     pods: HashMap<String, PodEpoch>,
+    /// How many namespaces are watched, kept as previews change: counting them on every
+    /// change would walk every namespace, 10,000 times in a 10,000-namespace converge.
+    watched: usize,
+    /// One copy of each target: a rollout previews every namespace for the same labels.
+    targets: Vec<Arc<Target>>,
+}
+
+/// Distinct targets held before the ones no preview uses any more are dropped.
+const TARGETS_SWEEP: usize = 16;
+
+impl Inner {
+    fn shared_target(&mut self, target: Target) -> Arc<Target> {
+        if let Some(shared) = self.targets.iter().find(|t| ***t == target) {
+            return shared.clone();
+        }
+        if self.targets.len() >= TARGETS_SWEEP {
+            self.targets.retain(|t| Arc::strong_count(t) > 1);
+        }
+        let shared = Arc::new(target);
+        self.targets.push(shared.clone());
+        shared
+    }
 }
 
 /// The previews of every namespace, shared by the namespace reconciler and the pod feed.
@@ -89,7 +113,7 @@ impl Previews {
         let Some(remembered) = inner
             .remembered
             .get(namespace)
-            .and_then(|all| all.iter().find(|r| &r.target == target))
+            .and_then(|all| all.iter().find(|r| *r.target == *target))
         else {
             return Lookup::Missing;
         };
@@ -122,7 +146,12 @@ impl Previews {
         now: Instant,
     ) {
         let mut inner = self.inner.lock();
-        let all = inner.remembered.entry(namespace.to_owned()).or_default();
+        let was_watched = is_watched(&inner, namespace);
+        let target = inner.shared_target(target);
+        let all = inner
+            .remembered
+            .entry(namespace.to_owned())
+            .or_insert_with(|| Vec::with_capacity(1));
         let retry = match all.iter().find(|r| r.target == target) {
             Some(previous) if matches!(previous.preview, Preview::Unknown(_)) => {
                 (previous.retry * 2).min(MAX_UNKNOWN_BACKOFF)
@@ -137,7 +166,7 @@ impl Previews {
             at: now,
             retry,
         });
-        self.update_watching(&mut inner);
+        self.watch_changed(&mut inner, namespace, was_watched);
     }
 
     /// The namespace's pod epoch now (read before a dry run).
@@ -152,7 +181,7 @@ impl Previews {
             .remembered
             .get(namespace)?
             .iter()
-            .find(|r| &r.target == target)?;
+            .find(|r| *r.target == *target)?;
         matches!(remembered.preview, Preview::Unknown(_)).then(|| {
             remembered
                 .retry
@@ -164,25 +193,24 @@ impl Previews {
     /// that needs none is no longer watched.
     pub fn keep_only(&self, namespace: &str, targets: &[&Target]) {
         let mut inner = self.inner.lock();
+        let was_watched = is_watched(&inner, namespace);
         let Some(all) = inner.remembered.get_mut(namespace) else {
             return;
         };
-        let before = all.len();
-        all.retain(|r| targets.contains(&&r.target));
+        all.retain(|r| targets.contains(&&*r.target));
         if all.is_empty() {
             inner.remembered.remove(namespace);
         }
-        if inner.remembered.get(namespace).map_or(0, Vec::len) != before {
-            self.update_watching(&mut inner);
-        }
+        self.watch_changed(&mut inner, namespace, was_watched);
     }
 
     /// Forgets a deleted namespace.
     pub fn forget_namespace(&self, namespace: &str) {
         let mut inner = self.inner.lock();
+        let was_watched = is_watched(&inner, namespace);
         inner.remembered.remove(namespace);
+        self.watch_changed(&mut inner, namespace, was_watched);
         inner.pods.remove(namespace);
-        self.update_watching(&mut inner);
     }
 
     /// Whether pod changes in `namespace` matter (its latest preview was not clean).
@@ -192,12 +220,7 @@ impl Previews {
 
     /// How many namespaces are watched.
     pub fn watched_count(&self) -> usize {
-        let inner = self.inner.lock();
-        inner
-            .remembered
-            .keys()
-            .filter(|ns| is_watched(&inner, ns))
-            .count()
+        self.inner.lock().watched
     }
 
     /// Follows whether any namespace is watched (the pod feed waits on it).
@@ -252,11 +275,19 @@ impl Previews {
         }
     }
 
-    fn update_watching(&self, inner: &mut Inner) {
-        let any = inner.remembered.keys().any(|ns| is_watched(inner, ns));
-        inner
-            .pods
-            .retain(|ns, _| is_watched_in(&inner.remembered, ns));
+    /// Keeps the watched count (and whether any namespace is watched) after `namespace`'s
+    /// previews changed; a namespace no longer watched forgets its pods.
+    fn watch_changed(&self, inner: &mut Inner, namespace: &str, was_watched: bool) {
+        let watched = is_watched(inner, namespace);
+        match (was_watched, watched) {
+            (false, true) => inner.watched += 1,
+            (true, false) => {
+                inner.watched = inner.watched.saturating_sub(1);
+                inner.pods.remove(namespace);
+            }
+            _ => {}
+        }
+        let any = inner.watched > 0;
         self.watching.send_if_modified(|watching| {
             let changed = *watching != any;
             *watching = any;
@@ -266,11 +297,8 @@ impl Previews {
 }
 
 fn is_watched(inner: &Inner, namespace: &str) -> bool {
-    is_watched_in(&inner.remembered, namespace)
-}
-
-fn is_watched_in(remembered: &HashMap<String, Vec<Remembered>>, namespace: &str) -> bool {
-    remembered
+    inner
+        .remembered
         .get(namespace)
         .is_some_and(|all| all.iter().any(|r| r.preview != Preview::Clean))
 }
@@ -373,6 +401,34 @@ mod tests {
             previews.lookup("a", &restricted, now + SETTLE),
             Lookup::Stale { .. }
         ));
+    }
+
+    #[test]
+    fn the_watched_count_follows_each_namespace_in_and_out() {
+        let previews = Previews::default();
+        let watching = previews.subscribe();
+        let now = Instant::now();
+        let restricted = target("restricted");
+        previews.remember("a", restricted.clone(), violations(), 0, now);
+        previews.remember("b", restricted.clone(), violations(), 0, now);
+        // Again for the same namespace: still one namespace.
+        previews.remember("b", restricted.clone(), violations(), 0, now);
+        previews.remember("c", restricted.clone(), Preview::Clean, 0, now);
+        assert_eq!(previews.watched_count(), 2);
+        assert!(*watching.borrow());
+        assert!(previews.pod_seen("a", "pod-1", Some(1), now));
+        // "a" turns clean: unwatched, its pods forgotten.
+        previews.remember("a", restricted.clone(), Preview::Clean, 1, now);
+        assert_eq!(previews.watched_count(), 1);
+        assert!(!previews.pod_seen("a", "pod-1", Some(1), now));
+        assert!(!previews.inner.lock().pods.contains_key("a"));
+        previews.keep_only("c", &[]);
+        assert_eq!(previews.watched_count(), 1);
+        previews.forget_namespace("b");
+        assert_eq!(previews.watched_count(), 0);
+        assert!(!*watching.borrow());
+        // Every namespace previewed for the same labels shares one copy of them.
+        assert_eq!(previews.inner.lock().targets.len(), 1);
     }
 
     #[test]

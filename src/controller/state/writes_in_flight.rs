@@ -7,6 +7,13 @@
 //! shows another version the write has arrived (or someone else wrote after it) and it is
 //! forgotten, so this holds at most the writes in flight.
 //!
+//! A namespace's writes are settled when it is next reconciled, and that can be long after
+//! the echo arrived: in a cold start every echo waits behind the namespaces not protected
+//! yet (the work queue serves new namespaces first), so a 10,000-namespace converge would
+//! remember every write it made. [`WritesInFlight::sweep_due`] says when to settle every
+//! namespace at once ([`WritesInFlight::sweep`]): whenever the remembered namespaces have
+//! doubled since the last sweep, amortised O(1) per write.
+//!
 //! Pure: the caller passes the cached versions and the time in.
 
 use std::collections::{BTreeMap, HashMap};
@@ -33,7 +40,12 @@ pub struct WritesInFlight {
     labels: HashMap<String, LabelWrite>,
     /// Applies of generated objects: namespace → the last one per object.
     objects: HashMap<String, Vec<ObjectWrite>>,
+    /// Entries of both maps after the last sweep.
+    swept_at: usize,
 }
+
+/// No sweep below this many remembered namespaces (a sweep's lookups are not worth it).
+const SWEEP_FLOOR: usize = 512;
 
 /// A label write over a namespace version.
 #[derive(Debug, Clone)]
@@ -175,6 +187,33 @@ impl WritesInFlight {
                 self.objects.remove(namespace);
             }
         }
+    }
+
+    /// Whether the remembered namespaces have doubled since the last sweep (see the
+    /// module's comment).
+    pub fn sweep_due(&self) -> bool {
+        self.labels.len() + self.objects.len() >= (self.swept_at * 2).max(SWEEP_FLOOR)
+    }
+
+    /// Settles every namespace at once: `namespace_version(namespace)` is the version the
+    /// namespace cache shows, `cached_version(kind, namespace, name)` an object's.
+    pub fn sweep(
+        &mut self,
+        namespace_version: impl Fn(&str) -> Option<String>,
+        cached_version: impl Fn(GeneratedKind, &str, &str) -> Option<String>,
+        now: Instant,
+    ) {
+        self.labels
+            .retain(|namespace, write| write.written_over == namespace_version(namespace));
+        self.objects.retain(|namespace, writes| {
+            writes.retain(|w| {
+                w.is_fresh(now) && cached_version(w.kind, namespace, &w.name) == w.written_over
+            });
+            !writes.is_empty()
+        });
+        self.labels.shrink_to_fit();
+        self.objects.shrink_to_fit();
+        self.swept_at = self.labels.len() + self.objects.len();
     }
 
     /// Forgets every write in a namespace that is going away.
@@ -333,6 +372,42 @@ mod tests {
         writes.labels_written(SHOP, Some("10"), labels("restricted"));
         writes.labels_written(SHOP, Some("12"), labels("baseline"));
         assert!(writes.labels_in_flight(SHOP, Some("12"), &labels("baseline")));
+    }
+
+    #[test]
+    fn writes_the_caches_caught_up_with_are_swept_without_their_namespaces_reconciling() {
+        let mut writes = WritesInFlight::default();
+        let now = Instant::now();
+        let body = json!({"x": 1});
+        let mut sweeps = 0;
+        for n in 0..10_000 {
+            let namespace = format!("team-{n}");
+            writes.labels_written(&namespace, Some("10"), labels("restricted"));
+            writes.applied(deny_all(&namespace), None, &body, now);
+            if writes.sweep_due() {
+                sweeps += 1;
+                // Every namespace's echo has arrived, but the last one's.
+                let last = namespace.clone();
+                writes.sweep(
+                    |ns| Some(if ns == last { "10" } else { "11" }.to_string()),
+                    |_, ns, _| (ns != last).then(|| "1".to_string()),
+                    now,
+                );
+            }
+        }
+        assert!(sweeps > 0);
+        // Bounded by the floor, not by the 10,000 namespaces written.
+        assert!(writes.labels.len() + writes.objects.len() < 2 * SWEEP_FLOOR);
+        // What the caches have not caught up with is kept.
+        let last = "team-9999";
+        writes.sweep(
+            |ns| Some(if ns == last { "10" } else { "11" }.to_string()),
+            |_, ns, _| (ns != last).then(|| "1".to_string()),
+            now,
+        );
+        assert!(writes.labels_in_flight(last, Some("10"), &labels("restricted")));
+        assert!(writes.apply_in_flight(deny_all(last), None, &body, now));
+        assert_eq!(writes.labels.len() + writes.objects.len(), 2);
     }
 
     #[test]
