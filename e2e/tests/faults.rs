@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 
@@ -438,10 +438,16 @@ async fn s3_field_manager_fight_is_no_hot_loop_and_shows_as_conflict() {
 // -----------------------------------------------------------------------------------------
 
 /// Rejections a second the operator may draw from its priority level at most, in any
-/// second: its adaptive limit halves the requests in flight on the first 429 of a round and
-/// grows again only after the Retry-After, so rejections come in short bursts, not a steady
-/// stream. Measured with the limit: 6 to 11; without its halving: 55.
+/// second after its first 429 could have reached it: its adaptive limit falls to half the
+/// requests in flight on the first 429 of a round and grows again only after the
+/// Retry-After, so rejections come in short bursts, not a steady stream. Without the cut:
+/// 55 a second; with it: 2 to 6 (RELIABILITY.md). The requests already in flight when the
+/// first 429 comes back cannot be recalled, so they are counted apart.
 const MOST_429S_IN_A_SECOND: usize = 20;
+
+/// How long after the first 429 was answered a request may still reach the API server
+/// having been sent before the operator read that answer (a loaded 2-core machine).
+const REACTION_TIME: SignedDuration = SignedDuration::from_millis(250);
 
 /// The share of the operator's requests a full priority level may reject at most.
 const MOST_429_SHARE: f64 = 0.05;
@@ -494,11 +500,8 @@ async fn s4_api_priority_and_fairness_returns_429s() {
     operator_survived(&mut operator);
     let events = events_since(&[&operator.user], scene.since);
     let rejected = responses_with(&events, 429);
-    let busiest_second = most_per_second(
-        events
-            .iter()
-            .filter(|e| e.response_status.as_ref().is_some_and(|s| s.code == 429)),
-    );
+    let bursts = RejectionBursts::of(&events);
+    let busiest_second = bursts.busiest_second_after_first_answer;
     for name in [&scene.env.id] {
         let _ = Api::<FlowSchema>::all(scene.env.admin.clone())
             .delete(name, &DeleteParams::default())
@@ -509,10 +512,13 @@ async fn s4_api_priority_and_fairness_returns_429s() {
     }
     let share = rejected as f64 / events.len().max(1) as f64;
     let figures = format!(
-        "{rejected} 429s of {} requests ({:.1} %), at most {busiest_second} in one second, \
-         converged in {:.1} s",
+        "{rejected} 429s of {} requests ({:.1} %), {} of them sent before the first 429 \
+         reached the operator, then at most {busiest_second} in one second (each second with \
+         any: {:?}), converged in {:.1} s",
         events.len(),
         share * 100.0,
+        bursts.sent_before_first_answer,
+        bursts.per_second,
         converged_in.as_secs_f64()
     );
     eprintln!("scenario 4: {figures}");
@@ -537,7 +543,12 @@ async fn s4_api_priority_and_fairness_returns_429s() {
             details(&[
                 ("429 responses to the operator", rejected.to_string()),
                 ("requests by the operator", events.len().to_string()),
-                ("most 429s in one second", busiest_second.to_string()),
+                (
+                    "429s sent before the first reached it",
+                    bursts.sent_before_first_answer.to_string(),
+                ),
+                ("then most 429s in one second", busiest_second.to_string()),
+                ("429s per second", format!("{:?}", bursts.per_second)),
                 (
                     "converged in, s",
                     format!("{:.1}", converged_in.as_secs_f64()),
@@ -550,15 +561,59 @@ async fn s4_api_priority_and_fairness_returns_429s() {
     scene.env.cleanup().await;
 }
 
-/// The most of `events` received within one wall-clock second.
-fn most_per_second<'a>(events: impl Iterator<Item = &'a AuditEvent>) -> usize {
-    let mut per_second = BTreeMap::<i64, usize>::new();
-    for event in events {
-        if let Ok(at) = event.request_received_timestamp.parse::<Timestamp>() {
-            *per_second.entry(at.as_second()).or_default() += 1;
+/// The operator's 429s, split where its adaptive limit could first act on one.
+#[derive(Debug, PartialEq)]
+struct RejectionBursts {
+    /// Rejected requests that reached the API server before the first 429 was answered
+    /// (plus `REACTION_TIME`): sent before the operator could know, so no limit holds them.
+    sent_before_first_answer: usize,
+    /// The most of the other rejected requests received within one wall-clock second.
+    busiest_second_after_first_answer: usize,
+    /// Every rejected request, by the second it was received in (those with any), in order:
+    /// what a failure shows.
+    per_second: Vec<usize>,
+}
+
+impl RejectionBursts {
+    fn of(events: &[AuditEvent]) -> Self {
+        let rejected: Vec<(Timestamp, Timestamp)> = events
+            .iter()
+            .filter(|e| e.response_status.as_ref().is_some_and(|s| s.code == 429))
+            .filter_map(|e| {
+                let received = e.request_received_timestamp.parse::<Timestamp>().ok()?;
+                let answered = e.stage_timestamp.parse::<Timestamp>().ok()?;
+                Some((received, answered))
+            })
+            .collect();
+        let Some(first_answer) = rejected.iter().map(|(_, answered)| *answered).min() else {
+            return Self {
+                sent_before_first_answer: 0,
+                busiest_second_after_first_answer: 0,
+                per_second: Vec::new(),
+            };
+        };
+        let could_know_from = first_answer + REACTION_TIME;
+        let received = rejected.iter().map(|(received, _)| *received);
+        let (before, after): (Vec<Timestamp>, Vec<Timestamp>) =
+            received.clone().partition(|at| *at < could_know_from);
+        Self {
+            sent_before_first_answer: before.len(),
+            busiest_second_after_first_answer: count_per_second(after)
+                .into_values()
+                .max()
+                .unwrap_or(0),
+            per_second: count_per_second(received).into_values().collect(),
         }
     }
-    per_second.values().copied().max().unwrap_or(0)
+}
+
+/// How many of `instants` fall in each wall-clock second.
+fn count_per_second(instants: impl IntoIterator<Item = Timestamp>) -> BTreeMap<i64, usize> {
+    let mut per_second = BTreeMap::new();
+    for at in instants {
+        *per_second.entry(at.as_second()).or_default() += 1;
+    }
+    per_second
 }
 
 // -----------------------------------------------------------------------------------------
@@ -1985,4 +2040,76 @@ async fn s13_a_leader_whose_renewals_hang_stops_at_its_fence_and_exits() {
     assert!(said_why, "its log says why; log: {}", a.log.display());
     drop((a, b, proxy));
     scene.env.cleanup().await;
+}
+
+#[cfg(test)]
+mod rejection_bursts_tests {
+    use super::*;
+
+    fn rejected(received: &str, answered: &str) -> AuditEvent {
+        serde_json::from_value(serde_json::json!({
+            "stage": "ResponseComplete", "verb": "patch", "user": {"username": "op"},
+            "requestReceivedTimestamp": received, "stageTimestamp": answered,
+            "responseStatus": {"code": 429}
+        }))
+        .expect("audit event")
+    }
+
+    #[test]
+    fn the_burst_in_flight_before_the_first_429_came_back_is_counted_apart() {
+        // 25 requests sent together in second :01 and all rejected: they were in flight
+        // before any answer. Later, 3 in second :02 and 2 in second :03.
+        let mut events: Vec<AuditEvent> = (0..25)
+            .map(|i| {
+                rejected(
+                    &format!("2026-12-03T10:00:01.{i:02}0000Z"),
+                    "2026-12-03T10:00:01.300000Z",
+                )
+            })
+            .collect();
+        events.extend((0..3).map(|i| {
+            rejected(
+                &format!("2026-12-03T10:00:02.{i}00000Z"),
+                "2026-12-03T10:00:02.900000Z",
+            )
+        }));
+        events.extend((0..2).map(|i| {
+            rejected(
+                &format!("2026-12-03T10:00:03.{i}00000Z"),
+                "2026-12-03T10:00:03.900000Z",
+            )
+        }));
+        // One request the server received within the reaction time counts as sent before.
+        events.push(rejected(
+            "2026-12-03T10:00:01.500000Z",
+            "2026-12-03T10:00:01.600000Z",
+        ));
+        assert_eq!(
+            RejectionBursts::of(&events),
+            RejectionBursts {
+                sent_before_first_answer: 26,
+                busiest_second_after_first_answer: 3,
+                per_second: vec![26, 3, 2],
+            }
+        );
+    }
+
+    #[test]
+    fn a_steady_stream_of_429s_is_not_hidden_as_a_first_burst() {
+        let events: Vec<AuditEvent> = (1..=5)
+            .flat_map(|second| {
+                (0..30).map(move |i| {
+                    rejected(
+                        &format!("2026-12-03T10:00:0{second}.{i:02}0000Z"),
+                        &format!("2026-12-03T10:00:0{second}.{i:02}5000Z"),
+                    )
+                })
+            })
+            .collect();
+        let bursts = RejectionBursts::of(&events);
+        assert!(
+            bursts.busiest_second_after_first_answer > MOST_429S_IN_A_SECOND,
+            "{bursts:?}"
+        );
+    }
 }

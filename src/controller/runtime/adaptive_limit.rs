@@ -8,8 +8,11 @@
 //! as its reconciles ask and backs off when the server says so, like TCP's congestion
 //! control (additive increase, multiplicative decrease):
 //!
-//! - an overload answer (429 or 503) halves the limit, once per round: answers to requests
-//!   sent before the last cut do not cut again, so a burst of rejections counts once;
+//! - an overload answer (429 or 503) cuts the limit to half the requests that were in flight
+//!   (not half the limit: TCP's `ssthresh = FlightSize / 2`, RFC 5681 §3.1), once per round:
+//!   answers to requests sent before the last cut do not cut again, so a burst of rejections
+//!   counts once. Halving a limit far above the load instead let every following round fill
+//!   up again and be rejected: 27 429s in one second on a 3-seat priority level;
 //! - the limit does not grow again until the Retry-After of that answer has passed;
 //! - each success then adds `1 / limit`: one more request in flight per round of successes.
 //!
@@ -106,6 +109,7 @@ impl AimdLimit {
     /// Gives back the place of a request sent in `round`, with what became of it; the new
     /// limit if this cut it.
     pub fn release(&mut self, round: u64, outcome: Outcome, now: Instant) -> Option<usize> {
+        let in_flight_with_this_one = self.in_flight;
         self.in_flight = self.in_flight.saturating_sub(1);
         match outcome {
             Outcome::Overloaded(retry_after) => {
@@ -114,7 +118,8 @@ impl AimdLimit {
                 self.grow_after = Some(self.grow_after.map_or(until, |t| t.max(until)));
                 // One cut per round: the others in flight were sent at the old limit.
                 if round == self.round {
-                    self.limit = (self.limit / 2.0).max(MIN_IN_FLIGHT);
+                    let flight = (in_flight_with_this_one as f64).min(self.limit);
+                    self.limit = (flight / 2.0).max(MIN_IN_FLIGHT);
                     self.round += 1;
                     return Some(self.limit());
                 }
@@ -300,18 +305,35 @@ mod tests {
     }
 
     #[test]
-    fn a_burst_of_rejections_halves_the_limit_once() {
+    fn a_burst_of_rejections_cuts_the_limit_once() {
         let mut limit = AimdLimit::default();
         let now = Instant::now();
-        let rounds = admit(&mut limit, 10);
-        for round in rounds {
+        let rounds = admit(&mut limit, 40);
+        for &round in &rounds[..10] {
             limit.release(round, REJECTED, now);
         }
-        assert_eq!(limit.limit(), 32, "ten 429s of one round cut once");
+        assert_eq!(
+            limit.limit(),
+            20,
+            "ten 429s of one round cut once, to half of 40"
+        );
+        for &round in &rounds[10..] {
+            limit.release(round, SERVED, now);
+        }
         // A request sent after the cut is of the next round: its 429 cuts again.
-        let round = admit(&mut limit, 1)[0];
-        limit.release(round, REJECTED, now);
-        assert_eq!(limit.limit(), 16);
+        let rounds = admit(&mut limit, 16);
+        limit.release(rounds[0], REJECTED, now);
+        assert_eq!(limit.limit(), 8);
+    }
+
+    #[test]
+    fn a_429_cuts_to_half_of_what_was_in_flight_not_half_of_the_limit() {
+        // The limit starts at 64 but only 6 requests are out when the level (3 seats) is
+        // full: halving 64 would let 32 out next round, and most of them be rejected.
+        let mut limit = AimdLimit::default();
+        let rounds = admit(&mut limit, 6);
+        limit.release(rounds[0], REJECTED, Instant::now());
+        assert_eq!(limit.limit(), 3);
     }
 
     #[test]
@@ -330,9 +352,10 @@ mod tests {
     fn no_growth_until_retry_after_has_passed_then_one_per_round() {
         let mut limit = AimdLimit::default();
         let start = Instant::now();
-        for _ in 0..4 {
-            let round = admit(&mut limit, 1)[0];
-            limit.release(round, REJECTED, start);
+        let rounds = admit(&mut limit, 8);
+        limit.release(rounds[0], REJECTED, start);
+        for &round in &rounds[1..] {
+            limit.release(round, SERVED, start);
         }
         assert_eq!(limit.limit(), 4);
         // Successes within the Retry-After (1 s) do not grow it.
@@ -369,23 +392,29 @@ mod tests {
     fn no_answer_neither_cuts_nor_grows() {
         let mut limit = AimdLimit::default();
         let now = Instant::now();
-        let round = admit(&mut limit, 1)[0];
-        limit.release(round, REJECTED, now);
+        let rounds = admit(&mut limit, 8);
+        limit.release(rounds[0], REJECTED, now);
+        for &round in &rounds[1..] {
+            limit.release(round, Outcome::NoAnswer, now);
+        }
         let round = admit(&mut limit, 1)[0];
         limit.release(round, Outcome::NoAnswer, now + Duration::from_secs(5));
-        assert_eq!(limit.limit(), 32);
+        assert_eq!(limit.limit(), 4);
     }
 
     #[test]
     fn a_long_retry_after_is_capped() {
         let mut limit = AimdLimit::default();
         let start = Instant::now();
-        let round = admit(&mut limit, 1)[0];
+        let rounds = admit(&mut limit, 6);
         limit.release(
-            round,
+            rounds[0],
             Outcome::Overloaded(Some(Duration::from_secs(3600))),
             start,
         );
+        for &round in &rounds[1..] {
+            limit.release(round, SERVED, start);
+        }
         let round = admit(&mut limit, 1)[0];
         limit.release(
             round,
