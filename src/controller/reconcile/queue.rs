@@ -12,7 +12,10 @@
 //! other). kube-runtime is handed a namespace only when it has a free slot, so its hash set
 //! stays empty. One slot is kept for new namespaces: changes and the re-plan never take the
 //! last one, so a namespace created during a re-plan starts at once instead of waiting for
-//! a running reconcile to end.
+//! a running reconcile to end. And the re-plan backlog runs in at most a quarter of the
+//! slots: a new namespace's writes then wait behind fewer of ours in the API server (at
+//! 1,000 namespaces, a re-plan with 8 at once put a new namespace's p99 at 358 ms, with 2
+//! at 165 ms), and the re-plan takes longer instead, which nobody waits on.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -46,6 +49,8 @@ pub struct WorkQueue {
     /// Raised when something is queued or a reconcile ends.
     changed: Notify,
     limit: usize,
+    /// At most this many re-planned namespaces run or are about to.
+    replan_limit: usize,
 }
 
 #[derive(Debug, Default)]
@@ -60,15 +65,20 @@ struct Inner {
     deferred: HashMap<Box<str>, Lane>,
     /// Whether the re-plan lane goes before the change lane at the next release.
     replan_turn: bool,
+    /// Released from the re-plan lane and not ended yet (released or running).
+    replanning: HashSet<Box<str>>,
 }
 
 impl WorkQueue {
-    /// A queue handing kube-runtime at most `limit` namespaces that are running or about to.
+    /// A queue handing kube-runtime at most `limit` namespaces that are running or about to,
+    /// at most a quarter of them (one at least) from the re-plan backlog.
     pub fn new(limit: usize) -> Self {
+        let limit = limit.max(1);
         Self {
             inner: Mutex::default(),
             changed: Notify::new(),
-            limit: limit.max(1),
+            limit,
+            replan_limit: (limit / 4).max(1),
         }
     }
 
@@ -91,13 +101,16 @@ impl WorkQueue {
 
     /// kube-runtime dropped a namespace it was handed (not in its store: deleted).
     pub fn dropped(&self, namespace: &str) {
-        self.inner.lock().released.remove(namespace);
+        let mut inner = self.inner.lock();
+        inner.released.remove(namespace);
+        inner.replanning.remove(namespace);
+        drop(inner);
         self.changed.notify_one();
     }
 
     /// The next namespace to hand to kube-runtime, if it has a free slot.
     fn next(&self, now: Instant) -> Option<Box<str>> {
-        self.inner.lock().next(self.limit, now)
+        self.inner.lock().next(self.limit, self.replan_limit, now)
     }
 
     /// The namespaces to hand to kube-runtime, as its slots free up; never ends.
@@ -143,9 +156,13 @@ impl Inner {
         self.lanes[lane as usize].push_back(namespace.into());
     }
 
-    fn next(&mut self, limit: usize, now: Instant) -> Option<Box<str>> {
+    fn next(&mut self, limit: usize, replan_limit: usize, now: Instant) -> Option<Box<str>> {
         self.released
             .retain(|_, at| now.saturating_duration_since(*at) < STALL);
+        let (released, running) = (&self.released, &self.running);
+        self.replanning
+            .retain(|namespace| released.contains_key(namespace) || running.contains(namespace));
+        let replan_full = self.replanning.len() >= replan_limit;
         let busy = self.running.len() + self.released.len();
         if busy >= limit {
             return None;
@@ -161,6 +178,9 @@ impl Inner {
             if last_slot && lane != Lane::New {
                 break;
             }
+            if lane == Lane::Replan && replan_full {
+                continue;
+            }
             while let Some(namespace) = self.lanes[lane as usize].pop_front() {
                 if self.queued.get(&namespace) != Some(&lane) {
                     continue; // moved to a better lane since
@@ -172,6 +192,9 @@ impl Inner {
                     continue;
                 }
                 self.released.insert(namespace.clone(), now);
+                if lane == Lane::Replan {
+                    self.replanning.insert(namespace.clone());
+                }
                 self.replan_turn = !self.replan_turn;
                 return Some(namespace);
             }
@@ -181,6 +204,7 @@ impl Inner {
 
     fn ended(&mut self, namespace: &str) {
         self.running.remove(namespace);
+        self.replanning.remove(namespace);
         if let Some(lane) = self.deferred.remove(namespace) {
             self.push(namespace, lane);
         }
@@ -280,6 +304,35 @@ mod tests {
         let single = std::sync::Arc::new(WorkQueue::new(1));
         single.push("replan-0", Lane::Replan);
         assert_eq!(take_all(&single, now), ["replan-0"]);
+    }
+
+    /// Issue 24: with every slot re-planning, a new namespace's writes queued in the API
+    /// server behind 8 namespaces' writes of ours (p99 358 ms at 1,000 namespaces).
+    #[test]
+    fn the_re_plan_backlog_runs_in_at_most_a_quarter_of_the_slots() {
+        let queue = std::sync::Arc::new(WorkQueue::new(8));
+        let now = Instant::now();
+        for i in 0..20 {
+            queue.push(&format!("replan-{i}"), Lane::Replan);
+        }
+        assert_eq!(take_all(&queue, now), ["replan-0", "replan-1"]);
+        // Changes still get the other slots (but the kept one).
+        for i in 0..10 {
+            queue.push(&format!("echo-{i}"), Lane::Change);
+        }
+        assert_eq!(take_all(&queue, now).len(), 5);
+        // A re-plan slot is free again when its reconcile ends, not before.
+        let replan_0 = queue.running("replan-0");
+        let _replan_1 = queue.running("replan-1");
+        assert_eq!(take_all(&queue, now), Vec::<String>::new());
+        let _echo = queue.running("echo-0");
+        drop(replan_0);
+        assert_eq!(take_all(&queue, now), ["replan-2"]);
+        // One that never starts (replan-2) frees its re-plan slot after the stall time.
+        assert_eq!(
+            take_all(&queue, now + STALL),
+            ["echo-5", "replan-3", "echo-6", "echo-7", "echo-8"]
+        );
     }
 
     #[test]
