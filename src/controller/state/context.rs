@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
@@ -53,7 +53,7 @@ pub struct Context {
     pub node_caches: crate::controller::feeds::nodes::NodeCaches,
     /// The API server's version and deprecated-API metrics (version checks).
     pub versions: crate::controller::feeds::versions::VersionCache,
-    pub recorder: Recorder,
+    pub recorder: crate::controller::runtime::events::EventRecorder,
     /// Asks the baseline reconciler to refresh a baseline's status.
     pub status_trigger: UnboundedSender<String>,
     /// When the controller started: drift that appears after it is news (an Event).
@@ -109,7 +109,10 @@ impl Context {
         };
         let metrics: Arc<crate::controller::runtime::metrics::Metrics> = Arc::default();
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: crate::controller::runtime::events::EventRecorder::new(
+                client.clone(),
+                reporter,
+            ),
             client,
             operator_namespace: args.namespace.clone(),
             label_manager: args.label_field_manager(),
