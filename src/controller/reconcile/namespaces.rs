@@ -1105,18 +1105,34 @@ async fn record(
     );
     let result = namespace_result(planned, &outcome, &writes.failures, &labels.sharing);
     let previous = ctx.results.record(&planned.name, name, result.clone());
-    if planned.enforcing() && !planned.deleting && outcome.repairs > 0 {
+    let generation = planned.baseline.metadata.generation.unwrap_or_default();
+    let spec_rollout = is_spec_rollout(previous.as_ref(), generation);
+    if planned.enforcing() && !planned.deleting && outcome.repairs > 0 && !spec_rollout {
         let repairs = outcome.repairs;
         ctx.results
             .add_repairs(&planned.name, i64::try_from(repairs).unwrap_or(i64::MAX));
         ctx.metrics
             .add_repairs(&planned.name, u64::try_from(repairs).unwrap_or_default());
+        // The status counts repairs: one that leaves the result as it was changes it too.
+        ctx.refresh_status(&planned.name);
     }
     if previous != result {
         ctx.refresh_status(&planned.name);
         ctx.reports.namespace_changed(&planned.name, name);
     }
+    if spec_rollout {
+        outcome.repaired.clear();
+    }
     publish_news(ctx, name, namespace, planned, previous, &outcome).await;
+}
+
+/// Whether this is the namespace's first result at a new baseline generation: what is
+/// written then carries out the spec change (a Role the new spec adds, a raised level), it
+/// is not drift repaired. Counted as repairs, a spec change to a baseline over 10,000
+/// namespaces made 10,000 repairs and 10,000 `Repaired` Events, as many writes as the
+/// re-plan itself.
+fn is_spec_rollout(previous: Option<&NamespaceResult>, generation: i64) -> bool {
+    previous.is_some_and(|previous| previous.generation != generation)
 }
 
 /// Events are news: drift that appears while we run, and repairs. A first look at a
