@@ -1107,21 +1107,24 @@ async fn record(
     let previous = ctx.results.record(&planned.name, name, result.clone());
     let generation = planned.baseline.metadata.generation.unwrap_or_default();
     let spec_rollout = is_spec_rollout(previous.as_ref(), generation);
-    if planned.enforcing() && !planned.deleting && outcome.repairs > 0 && !spec_rollout {
+    if spec_rollout {
+        outcome.repaired.clear();
+    }
+    let counts_repairs =
+        planned.enforcing() && !planned.deleting && outcome.repairs > 0 && !spec_rollout;
+    if counts_repairs {
         let repairs = outcome.repairs;
         ctx.results
             .add_repairs(&planned.name, i64::try_from(repairs).unwrap_or(i64::MAX));
         ctx.metrics
             .add_repairs(&planned.name, u64::try_from(repairs).unwrap_or_default());
-        // The status counts repairs: one that leaves the result as it was changes it too.
+    }
+    // The status counts repairs: one that leaves the result as it was changes it too.
+    if counts_repairs || previous != result {
         ctx.refresh_status(&planned.name);
     }
     if previous != result {
-        ctx.refresh_status(&planned.name);
         ctx.reports.namespace_changed(&planned.name, name);
-    }
-    if spec_rollout {
-        outcome.repaired.clear();
     }
     publish_news(ctx, name, namespace, planned, previous, &outcome).await;
 }
