@@ -37,6 +37,7 @@ fn mock_api(
     object: serde_json::Value,
     namespace_warnings: Arc<Mutex<Vec<String>>>,
     object_writes: Arc<ObjectWriteGate>,
+    events_forbidden: Arc<std::sync::atomic::AtomicBool>,
 ) -> (Client, Arc<Mutex<Vec<Request>>>) {
     let requests: Arc<Mutex<Vec<Request>>> = Arc::default();
     let seen = requests.clone();
@@ -44,8 +45,28 @@ fn mock_api(
         let (seen, object) = (seen.clone(), object.clone());
         let namespace_warnings = namespace_warnings.clone();
         let object_writes = object_writes.clone();
+        let events_forbidden = events_forbidden.clone();
         async move {
             let (parts, body) = request.into_parts();
+            if parts.uri.path().starts_with("/apis/events.k8s.io/")
+                && events_forbidden.load(std::sync::atomic::Ordering::SeqCst)
+            {
+                seen.lock().push((
+                    parts.method.to_string(),
+                    format!("{} (forbidden)", parts.uri.path()),
+                    serde_json::Value::Null,
+                ));
+                let status = serde_json::json!({
+                    "apiVersion": "v1", "kind": "Status", "status": "Failure",
+                    "reason": "Forbidden", "code": 403,
+                    "message": "events.events.k8s.io is forbidden: User \"system:serviceaccount:kube-baseline:kube-baseline\" cannot create resource \"events\""
+                });
+                return Ok(http::Response::builder()
+                    .status(403)
+                    .header("content-type", "application/json")
+                    .body(Body::from(serde_json::to_vec(&status)?))
+                    .expect("response"));
+            }
             let _held = if parts.uri.path().starts_with("/apis/") {
                 Some(object_writes.arrive().await)
             } else {
@@ -143,6 +164,8 @@ struct Scenario {
     /// The Warning headers the mock sends with each namespace PATCH.
     namespace_warnings: Arc<Mutex<Vec<String>>>,
     object_writes: Arc<ObjectWriteGate>,
+    /// Whether the mock answers 403 to Event writes (no RBAC for them).
+    events_forbidden: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Scenario {
@@ -155,8 +178,13 @@ impl Scenario {
         .expect("json");
         let namespace_warnings: Arc<Mutex<Vec<String>>> = Arc::default();
         let object_writes: Arc<ObjectWriteGate> = Arc::default();
-        let (client, requests) =
-            mock_api(object, namespace_warnings.clone(), object_writes.clone());
+        let events_forbidden: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+        let (client, requests) = mock_api(
+            object,
+            namespace_warnings.clone(),
+            object_writes.clone(),
+            events_forbidden.clone(),
+        );
         let flags = Flags::parse_from(["kube-baseline"]);
         let (baselines_store, mut baselines) = reflector::store::<SecurityBaseline>();
         let (namespaces_store, mut namespaces) = reflector::store::<CachedNamespace>();
@@ -177,6 +205,7 @@ impl Scenario {
             baselines,
             namespace_warnings,
             object_writes,
+            events_forbidden,
         }
     }
 
@@ -263,6 +292,45 @@ async fn a_new_namespace_gets_its_objects_and_labels_in_one_pass() {
     );
     let result = scenario.result("b", "shop").expect("a result");
     assert!(result.selected && result.findings.is_empty(), "{result:?}");
+}
+
+/// An Event the API server refuses (no RBAC for `events.k8s.io`) neither fails the
+/// reconcile nor goes unseen: it is counted by reason in a metric (the failure was logged
+/// at debug level only before).
+#[tokio::test]
+async fn an_event_the_api_server_refuses_is_counted_and_the_reconcile_goes_on() {
+    let mut scenario = Scenario::new();
+    scenario
+        .events_forbidden
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    scenario.add_baseline(&baseline("b", ENFORCE));
+    // Created after the operator started: its first protection is news (a Repaired Event).
+    let mut watched = watched_namespace("shop", &[("env", "prod")]);
+    watched.metadata.creation_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+    let shop = NamespaceSlimmer::new(crate::api::FIELD_MANAGER).slim(watched);
+    scenario.reconcile(&shop).await;
+    let sent = paths(&scenario.take_requests());
+    assert!(
+        sent.iter().any(
+            |path| path.starts_with("POST /apis/events.k8s.io/v1/namespaces/")
+                && path.ends_with("(forbidden)")
+        ),
+        "a Repaired Event was tried: {sent:?}"
+    );
+    assert!(
+        sent.iter()
+            .any(|path| path == "PATCH /api/v1/namespaces/shop"),
+        "the namespace was still protected: {sent:?}"
+    );
+    let result = scenario
+        .result("b", "shop")
+        .expect("a result despite the refusal");
+    assert!(result.selected && result.findings.is_empty(), "{result:?}");
+    let metrics = scenario.ctx.metrics.encode();
+    assert!(
+        metrics.contains("kube_baseline_event_failures_total{reason=\"Repaired\"} 1"),
+        "{metrics}"
+    );
 }
 
 /// Issue 24: the objects of a namespace were written one after another, so a new

@@ -465,8 +465,6 @@ async fn publish_waiver_events(
             action: "Waive".to_owned(),
             secondary: None,
         };
-        if let Err(error) = ctx.recorder.publish(&event, &reference).await {
-            warn!(%error, reason, "cannot publish a waiver Event");
-        }
+        ctx.recorder.publish(&event, &reference).await;
     }
 }

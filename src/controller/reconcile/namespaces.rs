@@ -1288,9 +1288,7 @@ async fn publish(
         action: "Reconcile".to_string(),
         secondary: None,
     };
-    if let Err(error) = ctx.recorder.publish(&event, reference).await {
-        debug!(%error, "could not publish an Event");
-    }
+    ctx.recorder.publish(&event, reference).await;
 }
 
 #[cfg(test)]

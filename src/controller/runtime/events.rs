@@ -6,8 +6,14 @@
 //! count and kept its note, so Events named the first repair after start and no other.
 //! client-go's events broadcaster keys on the note too; so does this. A repeat of the same
 //! Event within [`REPEAT_WINDOW`] patches its series (`kubectl` shows "x2 over 75s").
+//!
+//! An Event that cannot be published (no RBAC for `events.k8s.io`, an API server refusing
+//! it) does not fail the reconcile that announced it: it is counted in
+//! `kube_baseline_event_failures_total` by reason and logged as a warning at most once a
+//! [`FAILURE_WARNING_EVERY`], with how many failed since the last warning.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -17,16 +23,25 @@ use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Reporter};
 use parking_lot::Mutex;
+use tracing::warn;
+
+use crate::controller::runtime::metrics::Metrics;
 
 /// How long an Event is remembered for its repeats (kube-runtime's and client-go's 6
 /// minutes).
 pub const REPEAT_WINDOW: Duration = Duration::from_secs(6 * 60);
+
+/// At most one warning about Events that could not be published in this long: a missing
+/// RBAC rule fails every Event, thousands in a converge.
+pub const FAILURE_WARNING_EVERY: Duration = Duration::from_secs(60);
 
 /// Publishes Events, counting exact repeats into a series.
 pub struct EventRecorder {
     client: Client,
     reporter: Reporter,
     recent: Mutex<RecentEvents>,
+    metrics: Arc<Metrics>,
+    failures: Mutex<FailureWarnings>,
 }
 
 impl std::fmt::Debug for EventRecorder {
@@ -38,21 +53,36 @@ impl std::fmt::Debug for EventRecorder {
 }
 
 impl EventRecorder {
-    pub fn new(client: Client, reporter: Reporter) -> Self {
+    pub fn new(client: Client, reporter: Reporter, metrics: Arc<Metrics>) -> Self {
         Self {
             client,
             reporter,
             recent: Mutex::default(),
+            metrics,
+            failures: Mutex::default(),
         }
     }
 
     /// Publishes `event` about `regarding`: a new Event, or, when the same one was
-    /// published within [`REPEAT_WINDOW`], one more in its series.
-    pub async fn publish(
-        &self,
-        event: &Event,
-        regarding: &ObjectReference,
-    ) -> Result<(), kube::Error> {
+    /// published within [`REPEAT_WINDOW`], one more in its series. A failure is counted
+    /// and warned of here (see the module's notes), not returned: nothing the caller does
+    /// depends on it.
+    pub async fn publish(&self, event: &Event, regarding: &ObjectReference) {
+        if let Err(error) = self.send(event, regarding).await {
+            self.metrics.count_event_failure(&event.reason);
+            if let Some(failed) = self.failures.lock().failed(Instant::now()) {
+                warn!(
+                    %error,
+                    reason = %event.reason,
+                    failed,
+                    "cannot publish Events (may the operator's ServiceAccount create \
+                     events.k8s.io Events?); `failed` counts them since the last warning"
+                );
+            }
+        }
+    }
+
+    async fn send(&self, event: &Event, regarding: &ObjectReference) -> Result<(), kube::Error> {
         let key = EventKey::new(event, regarding);
         let namespace = regarding.namespace.as_deref().unwrap_or("default");
         let events = Api::<KubeEvent>::namespaced(self.client.clone(), namespace);
@@ -114,6 +144,30 @@ fn type_name(type_: EventType) -> &'static str {
     match type_ {
         EventType::Normal => "Normal",
         EventType::Warning => "Warning",
+    }
+}
+
+/// When to warn of Events that could not be published: the first failure, then at most once
+/// a [`FAILURE_WARNING_EVERY`].
+#[derive(Debug, Default)]
+struct FailureWarnings {
+    last_warned: Option<Instant>,
+    /// Failures since the last warning, this one included.
+    since_warned: u64,
+}
+
+impl FailureWarnings {
+    /// Records one failure at `now`; the failures since the last warning if one is due now.
+    fn failed(&mut self, now: Instant) -> Option<u64> {
+        self.since_warned = self.since_warned.saturating_add(1);
+        let due = self
+            .last_warned
+            .is_none_or(|last| now.saturating_duration_since(last) >= FAILURE_WARNING_EVERY);
+        if !due {
+            return None;
+        }
+        self.last_warned = Some(now);
+        Some(std::mem::take(&mut self.since_warned))
     }
 }
 
@@ -283,6 +337,22 @@ mod tests {
             None
         );
         assert!(recent.by_key.is_empty(), "forgotten after the window");
+    }
+
+    #[test]
+    fn failures_are_warned_of_at_once_then_at_most_once_a_minute_with_their_count() {
+        let mut warnings = FailureWarnings::default();
+        let start = Instant::now();
+        assert_eq!(warnings.failed(start), Some(1), "the first one at once");
+        let later = start + FAILURE_WARNING_EVERY - Duration::from_millis(1);
+        assert_eq!(warnings.failed(start + Duration::from_secs(1)), None);
+        assert_eq!(warnings.failed(later), None);
+        assert_eq!(
+            warnings.failed(start + FAILURE_WARNING_EVERY),
+            Some(3),
+            "the next warning counts the two held back and itself"
+        );
+        assert_eq!(warnings.failed(start + FAILURE_WARNING_EVERY), None);
     }
 
     #[test]

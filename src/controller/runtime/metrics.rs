@@ -42,6 +42,7 @@ pub struct Metrics {
     gated: Family<Labels, Gauge>,
     previews: Family<Labels, Counter>,
     report_writes: Family<Labels, Counter>,
+    event_failures: Family<Labels, Counter>,
     pod_watches: Gauge,
     waived: Family<Labels, Gauge>,
     waiver_expiry: Family<Labels, Gauge>,
@@ -74,6 +75,7 @@ impl Default for Metrics {
         let gated = Family::<Labels, Gauge>::default();
         let previews = Family::<Labels, Counter>::default();
         let report_writes = Family::<Labels, Counter>::default();
+        let event_failures = Family::<Labels, Counter>::default();
         let pod_watches = Gauge::default();
         let waived = Family::<Labels, Gauge>::default();
         let waiver_expiry = Family::<Labels, Gauge>::default();
@@ -151,6 +153,12 @@ impl Default for Metrics {
             report_writes.clone(),
         );
         registry.register(
+            "kube_baseline_event_failures",
+            "Events that could not be published (created, or counted into their series), by \
+             reason: repairs and new drift go unannounced while this rises",
+            event_failures.clone(),
+        );
+        registry.register(
             "kube_baseline_pod_watches",
             "Pod metadata watches open (1 while some namespace's preview found violations: its \
              pods' changes trigger a new preview; 0 otherwise)",
@@ -188,6 +196,7 @@ impl Default for Metrics {
             gated,
             previews,
             report_writes,
+            event_failures,
             pod_watches,
             waived,
             waiver_expiry,
@@ -343,6 +352,13 @@ impl Metrics {
     pub fn count_report_write(&self, verb: &str) {
         self.report_writes
             .get_or_create(&labels(&[("verb", verb)]))
+            .inc();
+    }
+
+    /// Counts one Event that could not be published, by its reason.
+    pub fn count_event_failure(&self, reason: &str) {
+        self.event_failures
+            .get_or_create(&labels(&[("reason", reason)]))
             .inc();
     }
 

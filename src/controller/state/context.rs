@@ -112,6 +112,7 @@ impl Context {
             recorder: crate::controller::runtime::events::EventRecorder::new(
                 client.clone(),
                 reporter,
+                metrics.clone(),
             ),
             client,
             operator_namespace: args.namespace.clone(),
