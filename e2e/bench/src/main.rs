@@ -207,6 +207,13 @@ struct Args {
     /// to plain creates into the write method's share and the rest.
     #[arg(long)]
     raw_apply_too: bool,
+    /// With --converge-only: after the converge, stop the operator and measure the raw
+    /// limit again (same method, N more namespaces), on the API server as the converge
+    /// left it. Its cost per write grows with the objects it holds (more to scan at each
+    /// garbage collection), and the first raw limit is measured on the smallest cluster of
+    /// the run: the two bracket the converge.
+    #[arg(long, requires = "converge_only")]
+    raw_after: bool,
     /// The operator binary (release build).
     #[arg(long, default_value = "target/release/kube-baseline")]
     operator: PathBuf,
@@ -491,6 +498,22 @@ async fn run(args: &Args) -> Value {
     });
     if args.converge_only {
         operator.stop();
+        let mut converged = converged;
+        if args.raw_after {
+            let after =
+                raw_after_converge(args, &env, &raw_client, &raw_baseline, &raw_label).await;
+            let bracketed = (raw.rate + after.raw.rate) / 2.0;
+            converged["raw_after"] = after.to_json();
+            converged["converge"]["ratio_to_raw_after"] =
+                json!(round(converge_rate / after.raw.rate));
+            converged["converge"]["ratio_to_raw_bracketed"] =
+                json!(round(converge_rate / bracketed));
+            log(format!(
+                "converge / raw after it: {:.2}; / the mean of the raw rates before and after it ({bracketed:.0} objects/s): {:.2}",
+                converge_rate / after.raw.rate,
+                converge_rate / bracketed
+            ));
+        }
         return converged;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -660,6 +683,70 @@ async fn run(args: &Args) -> Value {
 }
 
 /// How the operator's client is paced: "defaults" (no flag passed) or the flags passed.
+/// The raw limit measured again after the converge (`--raw-after`).
+struct RawAfter {
+    raw: Raw,
+    control_plane_cpu_s: f64,
+}
+
+impl RawAfter {
+    fn to_json(&self) -> Value {
+        json!({
+            "writes": self.raw.writes,
+            "seconds": round(self.raw.seconds),
+            "objects_per_s": round(self.raw.rate),
+            "errors": self.raw.errors,
+            "control_plane_cpu_s": round(self.control_plane_cpu_s),
+        })
+    }
+}
+
+/// The first raw phase's steps again, on N namespaces created after the converge (the
+/// operator stopped): the same method, workers and observer.
+async fn raw_after_converge(
+    args: &Args,
+    env: &TestEnv,
+    raw_client: &Client,
+    raw_baseline: &str,
+    raw_label: &str,
+) -> RawAfter {
+    let kind = args.baseline;
+    let names_z = names(&format!("{}-z", env.id), args.namespaces);
+    create_namespaces(&env.admin, &names_z, raw_label, 16).await;
+    wait_controllers_done(&env.admin, &names_z).await;
+    let observer = Observer::start(
+        &env.admin,
+        raw_baseline,
+        raw_label,
+        kind.writes_per_namespace(),
+    )
+    .await;
+    let cp_cpu_before = control_plane_cpu_seconds();
+    let raw = raw_limit(
+        raw_client,
+        raw_baseline,
+        &names_z,
+        args.concurrency,
+        kind.raw_mode(),
+        None,
+        &observer,
+    )
+    .await;
+    let control_plane_cpu_s = control_plane_cpu_seconds() - cp_cpu_before;
+    observer.stop();
+    log(format!(
+        "raw after the converge ({}): {} writes in {:.2} s = {:.0} objects/s; API server + etcd {control_plane_cpu_s:.1} CPU s",
+        kind.raw_mode().describe(),
+        raw.writes,
+        raw.seconds,
+        raw.rate
+    ));
+    RawAfter {
+        raw,
+        control_plane_cpu_s,
+    }
+}
+
 fn pacing(args: &Args) -> String {
     match args.operator_qps {
         None => "defaults".to_string(),
@@ -2017,6 +2104,22 @@ fn table_rows() -> Vec<(&'static str, Vec<&'static str>)> {
         (
             "converge / raw by server-side apply",
             vec!["converge", "ratio_to_raw_by_apply"],
+        ),
+        (
+            "raw after the converge (--raw-after), objects/s",
+            vec!["raw_after", "objects_per_s"],
+        ),
+        (
+            "  API server + etcd CPU s, raw after",
+            vec!["raw_after", "control_plane_cpu_s"],
+        ),
+        (
+            "converge / raw after it",
+            vec!["converge", "ratio_to_raw_after"],
+        ),
+        (
+            "converge / mean of raw before and after",
+            vec!["converge", "ratio_to_raw_bracketed"],
         ),
         (
             "  process start -> lease acquired, s",
