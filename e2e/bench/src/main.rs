@@ -209,9 +209,8 @@ struct Args {
     raw_apply_too: bool,
     /// With --converge-only: after the converge, stop the operator and measure the raw
     /// limit again (same method, N more namespaces), on the API server as the converge
-    /// left it. Its cost per write grows with the objects it holds (more to scan at each
-    /// garbage collection), and the first raw limit is measured on the smallest cluster of
-    /// the run: the two bracket the converge.
+    /// left it. The first raw limit is measured on the smallest cluster of the run, this
+    /// one on the largest: the two bracket the converge.
     #[arg(long, requires = "converge_only")]
     raw_after: bool,
     /// The operator binary (release build).
