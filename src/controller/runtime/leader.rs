@@ -13,8 +13,11 @@
 //! is when the last successful renewal was *sent*: a successor observes that renewal no
 //! earlier than it was sent, so it cannot take over before this deadline. The monotonic
 //! clock keeps running while the process is stopped, so a thawed leader finds its fence
-//! closed. (A request that passed the fence just before a freeze still goes out after it;
-//! only server-side fencing could stop that.)
+//! closed. The fence is checked again before every poll of a write until it is answered,
+//! so a write that passed it and then waited (for a connection, for its task to be run)
+//! is dropped rather than sent by a thawed process. (A request already handed to a
+//! connection, in the instant before the freeze, still goes out after it; only
+//! server-side fencing could stop that.)
 //!
 //! The fence is the innermost layer of the client, right above kube's HTTP stack, whose
 //! own retry layer is switched off: retries (429, 503, 504) are made above the fence, so
@@ -200,7 +203,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 impl<S, B> Service<http::Request<B>> for Fenced<S>
 where
     S: Service<http::Request<B>>,
-    S::Error: Into<BoxError>,
+    S::Error: Into<BoxError> + 'static,
     S::Future: Send + 'static,
     S::Response: Send + 'static,
 {
@@ -217,19 +220,18 @@ where
             *request.method(),
             http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
         );
-        // Checked as late as possible: right before the request goes on the wire.
-        if mutating && !self.fence.allows_writes_at(Instant::now()) {
-            let refused = FenceClosed {
-                method: request.method().clone(),
-                path: request.uri().path().to_string(),
-            };
-            warn!(error = %refused, "write refused by the leader fence");
-            return Box::pin(std::future::ready(Err(refused.into())));
-        }
         if !mutating {
             // Reads include watches, which are meant to stay open.
             let call = self.inner.call(request);
             return Box::pin(async move { call.await.map_err(Into::into) });
+        }
+        let refused = FenceClosed {
+            method: request.method().clone(),
+            path: request.uri().path().to_string(),
+        };
+        if !self.fence.allows_writes_at(Instant::now()) {
+            warn!(error = %refused, "write refused by the leader fence");
+            return Box::pin(std::future::ready(Err(refused.into())));
         }
         let timed_out = WriteTimedOut {
             method: request.method().clone(),
@@ -237,15 +239,44 @@ where
             after: self.write_timeout,
         };
         let call = tokio::time::timeout(self.write_timeout, self.inner.call(request));
-        Box::pin(async move {
-            match call.await {
-                Ok(answer) => answer.map_err(Into::into),
-                Err(_) => {
-                    warn!(error = %timed_out, "write attempt timed out");
-                    Err(timed_out.into())
-                }
-            }
-        })
+        Box::pin(fenced_write(self.fence.clone(), refused, timed_out, call))
+    }
+}
+
+/// Drives a write that passed the fence, checking the fence again before every poll: until
+/// the request is handed to a connection, each poll may be the one that sends it, and a
+/// process frozen in between (waiting for a connection, or for its task to run) must drop
+/// it when it thaws past its deadline rather than send it. Dropping it also cancels a
+/// request hyper has queued but not yet written.
+async fn fenced_write<F, R, E>(
+    fence: Arc<WriteFence>,
+    refused: FenceClosed,
+    timed_out: WriteTimedOut,
+    call: F,
+) -> Result<R, BoxError>
+where
+    F: Future<Output = Result<Result<R, E>, tokio::time::error::Elapsed>>,
+    E: Into<BoxError>,
+{
+    let mut call = std::pin::pin!(call);
+    let answer = std::future::poll_fn(|cx| {
+        if fence.allows_writes_at(Instant::now()) {
+            call.as_mut().poll(cx).map(Some)
+        } else {
+            Poll::Ready(None)
+        }
+    })
+    .await;
+    match answer {
+        Some(Ok(answer)) => answer.map_err(Into::into),
+        Some(Err(_)) => {
+            warn!(error = %timed_out, "write attempt timed out");
+            Err(timed_out.into())
+        }
+        None => {
+            warn!(error = %refused, "write dropped by the leader fence before it was answered");
+            Err(refused.into())
+        }
     }
 }
 
@@ -626,6 +657,43 @@ mod tests {
         let outcome = service.oneshot(request(http::Method::PATCH)).await;
         let error = outcome.expect_err("a hung write is given up");
         assert!(error.to_string().contains("no answer"), "{error}");
+    }
+
+    /// A write that passed the fence, then waited (for a connection, for its task to be
+    /// polled) while the process was frozen past its deadline, is dropped, never sent.
+    #[tokio::test]
+    async fn a_write_that_passed_the_fence_is_not_sent_once_the_fence_has_closed() {
+        let connection_ready = Arc::new(tokio::sync::Notify::new());
+        let sent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let inner = tower::service_fn({
+            let (connection_ready, sent) = (connection_ready.clone(), sent.clone());
+            move |_: http::Request<()>| {
+                let (connection_ready, sent) = (connection_ready.clone(), sent.clone());
+                async move {
+                    connection_ready.notified().await;
+                    sent.store(true, std::sync::atomic::Ordering::SeqCst);
+                    Ok::<_, std::convert::Infallible>("sent")
+                }
+            }
+        });
+        let fence = WriteFence::closed();
+        fence.set(Some(Instant::now() + Duration::from_secs(60)));
+        let mut service = FenceLayer::new(fence.clone(), Duration::from_secs(10)).layer(inner);
+        let write = service
+            .ready()
+            .await
+            .expect("ready")
+            .call(request(http::Method::PATCH));
+        // The process is frozen past its deadline after the call, before the send.
+        fence.set(Some(Instant::now()));
+        connection_ready.notify_one();
+        let outcome = write.await;
+        let error = outcome.expect_err("a write after the fence closed");
+        assert!(error.to_string().contains("leader lease"), "{error}");
+        assert!(
+            !sent.load(std::sync::atomic::Ordering::SeqCst),
+            "the write went out after the fence closed"
+        );
     }
 
     #[tokio::test]
