@@ -110,13 +110,27 @@ pub(in crate::controller) async fn reconcile_namespace(
         forget_deleted(name, ctx);
         return Ok(RequeueAction::await_change());
     }
-    let labels = namespace.labels();
-    let mut planned = plan_baselines(name, &labels, ctx);
+    let observed_labels = namespace.labels();
+    let mut planned = plan_baselines(name, &observed_labels, ctx);
     ctx.settle_writes(name, namespace.metadata.resource_version.as_deref());
-    // Objects first, then the namespace's labels.
-    let mut writes = apply_objects(ctx, &planned).await;
+    // The objects and the namespace's labels at once: neither reads the other's answer, and
+    // a new namespace is then protected after one round trip, not two (longer the busier
+    // the API server is).
+    let mut label_writes = ObjectWrites::default();
+    let (mut writes, labels) = futures::future::join(
+        apply_objects(ctx, &planned),
+        apply_labels(
+            ctx,
+            name,
+            namespace,
+            &observed_labels,
+            &planned,
+            &mut label_writes,
+        ),
+    )
+    .await;
+    writes.absorb(label_writes);
     mark_unwritten(&mut planned, &writes);
-    let labels = apply_labels(ctx, name, namespace, &labels, &planned, &mut writes).await;
     for planned in &planned {
         record(ctx, name, namespace, planned, &writes, &labels).await;
     }
@@ -281,6 +295,32 @@ struct ObjectWrites {
 }
 
 impl ObjectWrites {
+    /// Takes in what another step of the same reconcile did (its failures after ours).
+    fn absorb(&mut self, other: ObjectWrites) {
+        let ObjectWrites {
+            failures,
+            done,
+            in_flight,
+            paused,
+            refused,
+            retry_after,
+        } = other;
+        self.failures.extend(failures);
+        for (mine, theirs) in [
+            (&mut self.done, done),
+            (&mut self.in_flight, in_flight),
+            (&mut self.paused, paused),
+            (&mut self.refused, refused),
+        ] {
+            for (baseline, keys) in theirs {
+                mine.entry(baseline).or_default().extend(keys);
+            }
+        }
+        if let Some(wait) = retry_after {
+            self.retry_within(wait);
+        }
+    }
+
     /// When to reconcile again: after a failure (an error), when a budget allows, when a
     /// finding changes by time alone (`findings_change`, e.g. a certificate expiring), or
     /// on the next change.
