@@ -20,7 +20,9 @@ mod runtime;
 mod scenario_tests;
 mod state;
 
-use feeds::{gateways, ingresses, lenient, nodes, pods, rbac, tls_secrets, versions, watches};
+use feeds::{
+    gateways, ingresses, initial_lists, lenient, nodes, pods, rbac, tls_secrets, versions, watches,
+};
 use reconcile::{baselines, namespaces, queue, replan};
 use runtime::{adaptive_limit, http, leader, throttle};
 use state::namespace_store::{CachedNamespace, NamespaceSlimmer};
@@ -272,16 +274,21 @@ async fn run_with_clients(
     warn_if_unsharded(&args);
     let (baseline_store, baseline_writer) = reflector::store::<SecurityBaseline>();
     let (namespace_store, namespace_writer) = reflector::store();
-    let namespace_stream = namespace_watch(&client, &args, namespace_writer);
+    // One watch of one namespace: whether the API server streams initial lists.
+    let initial_lists = initial_lists::probe(&client).await;
+    let namespace_stream = namespace_watch(&client, &args, initial_lists, namespace_writer);
     let (status_trigger, status_requests) = futures::channel::mpsc::unbounded();
-    let ctx = std::sync::Arc::new(Context::new(
-        client.clone(),
-        &args,
-        baseline_store.clone(),
-        namespace_store.clone(),
-        status_trigger,
-        budget,
-    ));
+    let ctx = std::sync::Arc::new(
+        Context::new(
+            client.clone(),
+            &args,
+            baseline_store.clone(),
+            namespace_store.clone(),
+            status_trigger,
+            budget,
+        )
+        .with_initial_lists(initial_lists),
+    );
     let baselines = BaselineFeed::new(&client, &args, &ctx, baseline_writer);
     let (readiness, readiness_rx) = tokio::sync::watch::channel(http::Readiness::Starting);
     tokio::spawn(http::serve(
@@ -289,8 +296,8 @@ async fn run_with_clients(
         ctx.metrics.clone(),
         readiness_rx,
     ));
-    // Nothing above has touched the API server yet: streams start when polled. A standby
-    // waits here, so it neither watches nor writes until it leads.
+    // Nothing above but the probe has touched the API server: streams start when polled. A
+    // standby waits here, so it neither watches nor writes until it leads.
     let Some(leadership) = wait_for_leadership(&args, lease_client, fence, &readiness).await?
     else {
         info!("stopped while waiting for the lease");
@@ -461,14 +468,15 @@ impl Shutdown {
 fn namespace_watch(
     client: &Client,
     args: &RunArgs,
+    initial_lists: initial_lists::InitialLists,
     writer: reflector::store::Writer<CachedNamespace>,
 ) -> impl futures::Stream<Item = Result<CachedNamespace, watcher::Error>> + use<> {
-    let mut config = watches::list_config();
+    let mut config = initial_lists.config();
     if let Some(selector) = &args.namespace_selector {
         config = config.labels(selector);
     }
     let mut slimmer = NamespaceSlimmer::new(args.label_field_manager());
-    watcher(
+    initial_lists::watch(
         Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
         config,
     )
@@ -494,20 +502,28 @@ fn namespace_controller(
         crate::domain::generated::GeneratedKind::Role,
         crate::domain::generated::NamespacedObject::Role,
     );
+    let lists = ctx.initial_lists;
     let changes = futures::stream::select(
-        watches::namespace_triggers(client, ctx),
+        watches::namespace_triggers(client, lists, ctx),
         futures::stream::select(
-            rbac::namespace_triggers(client, &ctx.rbac, role_feed),
+            rbac::namespace_triggers(client, lists, &ctx.rbac, role_feed),
             futures::stream::select(
-                ingresses::namespace_triggers(client, ctx.ingresses.clone()),
+                ingresses::namespace_triggers(client, lists, ctx.ingresses.clone()),
                 futures::stream::select(
-                    gateways::namespace_triggers(client, ctx.gateways.clone()),
+                    gateways::namespace_triggers(client, lists, ctx.gateways.clone()),
                     futures::stream::select(
                         match ctx.tls_secrets.clone() {
-                            Some(index) => tls_secrets::namespace_triggers(client, index).boxed(),
+                            Some(index) => {
+                                tls_secrets::namespace_triggers(client, lists, index).boxed()
+                            }
                             None => futures::stream::empty().boxed(),
                         },
-                        pods::namespace_triggers(client, ctx.previews.clone(), ctx.metrics.clone()),
+                        pods::namespace_triggers(
+                            client,
+                            lists,
+                            ctx.previews.clone(),
+                            ctx.metrics.clone(),
+                        ),
                     ),
                 ),
             ),

@@ -26,7 +26,8 @@ use kube::{Api, Client};
 use parking_lot::RwLock;
 use tracing::info;
 
-use crate::controller::feeds::watches::{list_config, log_and_skip};
+use crate::controller::feeds::initial_lists::{self, InitialLists};
+use crate::controller::feeds::watches::log_and_skip;
 use crate::controller::state::namespace_store::CachedNamespace;
 use crate::domain::tls::GatewayFacts;
 use crate::domain::tls::gateway::GROUP;
@@ -122,6 +123,7 @@ impl GatewayCache {
 /// the checks read.
 pub fn namespace_triggers(
     client: &Client,
+    lists: InitialLists,
     cache: Arc<GatewayCache>,
 ) -> impl Stream<Item = NamespaceRef> + Send + 'static {
     let crds = watcher(
@@ -134,9 +136,9 @@ pub fn namespace_triggers(
     let client = client.clone();
     let start = move || -> GatewayEvents {
         let resource = gateway_resource();
-        watcher(
+        initial_lists::watch(
             Api::<DynamicObject>::all_with(client.clone(), &resource),
-            list_config(),
+            lists.config(),
         )
         .default_backoff()
         .filter_map(|result| log_and_skip(result, "Gateway"))

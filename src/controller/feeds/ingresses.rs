@@ -12,7 +12,8 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
-use crate::controller::feeds::watches::{list_config, log_and_skip};
+use crate::controller::feeds::initial_lists::{self, InitialLists};
+use crate::controller::feeds::watches::log_and_skip;
 use crate::controller::state::cache::NamespacedIndex;
 use crate::controller::state::namespace_store::CachedNamespace;
 use crate::domain::tls::IngressFacts;
@@ -26,9 +27,10 @@ pub type IngressIndex = NamespacedIndex<IngressFacts>;
 /// alters what the checks read (a status update of an Ingress changes nothing).
 pub fn namespace_triggers(
     client: &Client,
+    lists: InitialLists,
     index: Arc<IngressIndex>,
 ) -> impl Stream<Item = NamespaceRef> + Send + 'static {
-    watcher(Api::<Ingress>::all(client.clone()), list_config())
+    initial_lists::watch(Api::<Ingress>::all(client.clone()), lists.config())
         .default_backoff()
         .filter_map(|result| log_and_skip(result, "Ingress"))
         .filter_map(move |event| future::ready(observe(&index, &event)))

@@ -7,6 +7,7 @@
 
 pub mod gateways;
 pub mod ingresses;
+pub mod initial_lists;
 pub mod lenient;
 pub mod nodes;
 pub mod pods;

@@ -16,7 +16,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::debug;
 
-use crate::controller::feeds::watches::{list_config, log_and_skip};
+use crate::controller::feeds::initial_lists::{self, InitialLists};
+use crate::controller::feeds::watches::log_and_skip;
 use crate::controller::runtime::metrics::Metrics;
 use crate::controller::state::namespace_store::CachedNamespace;
 use crate::controller::state::previews::Previews;
@@ -27,6 +28,7 @@ type NamespaceRef = ObjectRef<CachedNamespace>;
 /// watched and closes when the last one is not.
 pub fn namespace_triggers(
     client: &Client,
+    lists: InitialLists,
     previews: Arc<Previews>,
     metrics: Arc<Metrics>,
 ) -> impl Stream<Item = NamespaceRef> + Send + 'static {
@@ -40,9 +42,9 @@ pub fn namespace_triggers(
             }
             debug!("a namespace's Pod Security preview found violations: watching pod metadata");
             metrics.set_pod_watches(1);
-            let events = watcher(
+            let events = initial_lists::watch(
                 Api::<PartialObjectMeta<Pod>>::all(client.clone()),
-                list_config(),
+                lists.config(),
             )
             .default_backoff()
             .filter_map(|result| log_and_skip(result, "Pod"));

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tracing::warn;
 
+use crate::controller::feeds::initial_lists::{self, InitialLists};
 use crate::controller::feeds::watches::KindFeed;
 use crate::controller::state::namespace_store::CachedNamespace;
 use crate::domain::rbac_audit::{RbacIndex, RbacObject, RbacObjectRef};
@@ -63,19 +64,23 @@ impl RbacCache {
 /// each Role change reaches the operator once.
 pub fn namespace_triggers(
     client: &Client,
+    lists: InitialLists,
     cache: &Arc<RbacCache>,
     mut roles: KindFeed<Role>,
 ) -> impl Stream<Item = NamespaceRef> + Send + 'static {
     stream::select_all([
-        watch_kind::<Role>(client, cache.clone(), 0, move |event| roles.observe(event)),
-        watch_kind::<ClusterRole>(client, cache.clone(), 1, |_| None),
-        watch_kind::<RoleBinding>(client, cache.clone(), 2, |_| None),
-        watch_kind::<ClusterRoleBinding>(client, cache.clone(), 3, |_| None),
+        watch_kind::<Role>(client, lists, cache.clone(), 0, move |event| {
+            roles.observe(event)
+        }),
+        watch_kind::<ClusterRole>(client, lists, cache.clone(), 1, |_| None),
+        watch_kind::<RoleBinding>(client, lists, cache.clone(), 2, |_| None),
+        watch_kind::<ClusterRoleBinding>(client, lists, cache.clone(), 3, |_| None),
     ])
 }
 
 fn watch_kind<K>(
     client: &Client,
+    lists: InitialLists,
     cache: Arc<RbacCache>,
     slot: usize,
     mut also: impl FnMut(&watcher::Event<K>) -> Option<NamespaceRef> + Send + 'static,
@@ -97,77 +102,74 @@ where
     // their references: each listed object goes into the index at once, so a re-list never
     // holds the full objects of a whole kind (10,000 Roles, managedFields included).
     let listed: Arc<Mutex<HashSet<RbacObjectRef>>> = Arc::default();
-    watcher(
-        Api::<K>::all(client.clone()),
-        crate::controller::feeds::watches::list_config(),
-    )
-    .default_backoff()
-    .filter_map(|result| {
-        future::ready(match result {
-            Ok(event) => Some(event),
-            Err(error) => {
-                warn!(%error, watch = K::KIND, "watch failed; retrying with backoff");
-                None
-            }
+    initial_lists::watch(Api::<K>::all(client.clone()), lists.config())
+        .default_backoff()
+        .filter_map(|result| {
+            future::ready(match result {
+                Ok(event) => Some(event),
+                Err(error) => {
+                    warn!(%error, watch = K::KIND, "watch failed; retrying with backoff");
+                    None
+                }
+            })
         })
-    })
-    .map(move |event| {
-        let also_affected = also(&event);
-        let affected: BTreeSet<String> = match event {
-            watcher::Event::Apply(object) => {
-                let Some(reference) = RbacObjectRef::of(&object) else {
-                    return Vec::new();
-                };
-                known.lock().insert(reference);
-                cache.write(|index| index.upsert(&object))
-            }
-            watcher::Event::Delete(object) => {
-                let Some(reference) = RbacObjectRef::of(&object) else {
-                    return Vec::new();
-                };
-                known.lock().remove(&reference);
-                cache.write(|index| index.remove(&reference))
-            }
-            watcher::Event::Init => {
-                listed.lock().clear();
-                BTreeSet::new()
-            }
-            watcher::Event::InitApply(object) => {
-                // Upserted as it arrives: a listed object is at least as fresh as the
-                // one the index had. Until the first InitDone nothing reads the index.
-                let Some(reference) = RbacObjectRef::of(&object) else {
-                    return Vec::new();
-                };
-                listed.lock().insert(reference.clone());
-                known.lock().insert(reference);
-                cache.write(|index| index.upsert(&object))
-            }
-            watcher::Event::InitDone => {
-                let listed = std::mem::take(&mut *listed.lock());
-                let gone: Vec<RbacObjectRef> = known
-                    .lock()
-                    .iter()
-                    .filter(|r| !listed.contains(*r))
-                    .cloned()
-                    .collect();
-                let affected = cache.write(|index| {
-                    let mut affected = BTreeSet::new();
-                    for reference in &gone {
-                        affected.extend(index.remove(reference));
-                    }
+        .map(move |event| {
+            let also_affected = also(&event);
+            let affected: BTreeSet<String> = match event {
+                watcher::Event::Apply(object) => {
+                    let Some(reference) = RbacObjectRef::of(&object) else {
+                        return Vec::new();
+                    };
+                    known.lock().insert(reference);
+                    cache.write(|index| index.upsert(&object))
+                }
+                watcher::Event::Delete(object) => {
+                    let Some(reference) = RbacObjectRef::of(&object) else {
+                        return Vec::new();
+                    };
+                    known.lock().remove(&reference);
+                    cache.write(|index| index.remove(&reference))
+                }
+                watcher::Event::Init => {
+                    listed.lock().clear();
+                    BTreeSet::new()
+                }
+                watcher::Event::InitApply(object) => {
+                    // Upserted as it arrives: a listed object is at least as fresh as the
+                    // one the index had. Until the first InitDone nothing reads the index.
+                    let Some(reference) = RbacObjectRef::of(&object) else {
+                        return Vec::new();
+                    };
+                    listed.lock().insert(reference.clone());
+                    known.lock().insert(reference);
+                    cache.write(|index| index.upsert(&object))
+                }
+                watcher::Event::InitDone => {
+                    let listed = std::mem::take(&mut *listed.lock());
+                    let gone: Vec<RbacObjectRef> = known
+                        .lock()
+                        .iter()
+                        .filter(|r| !listed.contains(*r))
+                        .cloned()
+                        .collect();
+                    let affected = cache.write(|index| {
+                        let mut affected = BTreeSet::new();
+                        for reference in &gone {
+                            affected.extend(index.remove(reference));
+                        }
+                        affected
+                    });
+                    *known.lock() = listed;
+                    cache.ready[slot].send_replace(true);
                     affected
-                });
-                *known.lock() = listed;
-                cache.ready[slot].send_replace(true);
-                affected
-            }
-        };
-        affected
-            .into_iter()
-            .map(|ns| NamespaceRef::new(&ns))
-            .chain(also_affected)
-            .collect::<Vec<_>>()
-    })
-    .flat_map(stream::iter)
-    .boxed()
+                }
+            };
+            affected
+                .into_iter()
+                .map(|ns| NamespaceRef::new(&ns))
+                .chain(also_affected)
+                .collect::<Vec<_>>()
+        })
+        .flat_map(stream::iter)
+        .boxed()
 }

@@ -13,7 +13,8 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
-use crate::controller::feeds::watches::{list_config, log_and_skip};
+use crate::controller::feeds::initial_lists::{self, InitialLists};
+use crate::controller::feeds::watches::log_and_skip;
 use crate::controller::state::cache::NamespacedIndex;
 use crate::controller::state::namespace_store::CachedNamespace;
 use crate::domain::tls::SecretFacts;
@@ -33,10 +34,11 @@ pub const NOT_READ: &str = "the operator does not read Secrets; apply the opt-in
 /// each change of what the checks read (a label change or re-annotation changes nothing).
 pub fn namespace_triggers(
     client: &Client,
+    lists: InitialLists,
     index: Arc<TlsSecretIndex>,
 ) -> impl Stream<Item = NamespaceRef> + Send + 'static {
-    let config = list_config().fields(&format!("type={TLS_TYPE}"));
-    watcher(Api::<Secret>::all(client.clone()), config)
+    let config = lists.config().fields(&format!("type={TLS_TYPE}"));
+    initial_lists::watch(Api::<Secret>::all(client.clone()), config)
         .default_backoff()
         .filter_map(|result| log_and_skip(result, "Secret"))
         .filter_map(move |event| future::ready(observe(&index, &event)))

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use tracing::warn;
 
 use crate::api::{BASELINE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SecurityBaseline};
+use crate::controller::feeds::initial_lists::{self, InitialLists};
 use crate::controller::state::cache::{CachedObject, CompactIndex, Interner, Labels, TakenName};
 use crate::controller::state::context::Context;
 use crate::controller::state::namespace_store::CachedNamespace;
@@ -26,11 +27,13 @@ type NamespaceRef = ObjectRef<CachedNamespace>;
 /// is handed the Role feed.
 pub fn namespace_triggers(
     client: &Client,
+    lists: InitialLists,
     ctx: &Context,
 ) -> impl Stream<Item = NamespaceRef> + Send + 'static {
     stream::select_all([
         watch_kind(
             client,
+            lists,
             KindFeed::new(
                 ctx,
                 GeneratedKind::NetworkPolicy,
@@ -39,6 +42,7 @@ pub fn namespace_triggers(
         ),
         watch_kind(
             client,
+            lists,
             KindFeed::new(
                 ctx,
                 GeneratedKind::ResourceQuota,
@@ -47,6 +51,7 @@ pub fn namespace_triggers(
         ),
         watch_kind(
             client,
+            lists,
             KindFeed::new(ctx, GeneratedKind::LimitRange, NamespacedObject::LimitRange),
         ),
     ])
@@ -142,19 +147,6 @@ fn is_ours(object: &impl Resource) -> bool {
     object.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
 }
 
-/// Objects per list page of the watches of many objects (client-go's and kube's default is
-/// 500). A page is deserialized whole and held until its last object has gone into a
-/// cache, and at start-up every watch lists at once: at 500, those pages (managedFields
-/// and all) were most of a restarted operator's heap at 1,000 namespaces. The price is
-/// more list requests, one throttle token each: about 1,500 instead of 300 at 10,000
-/// namespaces.
-pub const LIST_PAGE_SIZE: u32 = 100;
-
-/// The watcher configuration of every watch of a kind with objects in every namespace.
-pub fn list_config() -> watcher::Config {
-    watcher::Config::default().page_size(LIST_PAGE_SIZE)
-}
-
 pub(crate) fn log_and_skip<T>(
     result: Result<T, watcher::Error>,
     what: &'static str,
@@ -168,7 +160,11 @@ pub(crate) fn log_and_skip<T>(
     })
 }
 
-fn watch_kind<K>(client: &Client, mut feed: KindFeed<K>) -> stream::BoxStream<'static, NamespaceRef>
+fn watch_kind<K>(
+    client: &Client,
+    lists: InitialLists,
+    mut feed: KindFeed<K>,
+) -> stream::BoxStream<'static, NamespaceRef>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
         + k8s_openapi::Resource
@@ -179,7 +175,7 @@ where
         + Sync
         + 'static,
 {
-    watcher(Api::<K>::all(client.clone()), list_config())
+    initial_lists::watch(Api::<K>::all(client.clone()), lists.config())
         .default_backoff()
         .filter_map(|result| log_and_skip(result, K::KIND))
         .filter_map(move |event| future::ready(feed.observe(&event)))

@@ -76,6 +76,9 @@ pub struct Context {
     pub previews: Arc<crate::controller::state::previews::Previews>,
     /// Policy reports: what the cluster holds and what is to be written.
     pub reports: Arc<crate::controller::reconcile::reports::Reports>,
+    /// How the watches of many objects take their initial list (asked of the API server
+    /// at start-up; paginated until then).
+    pub initial_lists: crate::controller::feeds::initial_lists::InitialLists,
 }
 
 fn object_key(object: &NamespacedObject) -> ObjectKey<'_> {
@@ -95,6 +98,17 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
+    /// The context with the initial-list strategy the API server was found to serve.
+    pub fn with_initial_lists(
+        self,
+        initial_lists: crate::controller::feeds::initial_lists::InitialLists,
+    ) -> Self {
+        Self {
+            initial_lists,
+            ..self
+        }
+    }
+
     pub fn new(
         client: Client,
         args: &RunArgs,
@@ -148,6 +162,7 @@ impl Context {
                 args.reports.api(),
                 usize::from(args.report_max_results),
             )),
+            initial_lists: crate::controller::feeds::initial_lists::InitialLists::Paginated,
         }
     }
 
