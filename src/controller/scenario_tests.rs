@@ -379,6 +379,45 @@ async fn a_second_pass_before_the_watch_caught_up_writes_nothing_and_reports_not
     assert!(result.findings.is_empty(), "no drift invented: {result:?}");
 }
 
+/// Our object created, then deleted by someone, both before the namespace is reconciled
+/// again: the cache shows it absent, as it was when we created it. That is not our create
+/// still in flight: the deletion is repaired at once (it waited for an unrelated change of
+/// the namespace before, since a skipped write asks for no requeue).
+#[tokio::test]
+async fn our_object_created_and_deleted_before_the_next_pass_is_recreated() {
+    let mut scenario = Scenario::new();
+    scenario.add_baseline(&baseline("b", ENFORCE));
+    let shop = namespace("shop", &[("env", "prod")]);
+    scenario.reconcile(&shop).await;
+    let deny_all_path =
+        "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/baseline-b-deny-all";
+    let (_, _, applied) = scenario
+        .take_requests()
+        .into_iter()
+        .find(|(_, path, _)| path == deny_all_path)
+        .expect("deny-all applied");
+    let mut created: NetworkPolicy = serde_json::from_value(applied).expect("a NetworkPolicy");
+    created.metadata.resource_version = Some("7".to_string());
+    let mut policies = KindFeed::new(
+        &scenario.ctx,
+        GeneratedKind::NetworkPolicy,
+        NamespacedObject::NetworkPolicy,
+    );
+    policies.observe(&Event::Apply(created.clone()));
+    policies.observe(&Event::Delete(created));
+
+    scenario.reconcile(&shop).await;
+    assert_eq!(
+        paths(&scenario.take_requests()),
+        [
+            format!("PATCH {deny_all_path}"),
+            "POST /apis/events.k8s.io/v1/namespaces/default/events".to_string()
+        ],
+        "deny-all recreated (and the repair recorded); allow-dns (its echo not here yet) and \
+         the labels not written again"
+    );
+}
+
 #[tokio::test]
 async fn audit_mode_writes_nothing_and_records_the_drift() {
     let mut scenario = Scenario::new();

@@ -9,6 +9,7 @@ use k8s_openapi::NamespaceResourceScope;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use tracing::warn;
 
@@ -17,6 +18,7 @@ use crate::controller::feeds::initial_lists::{self, InitialLists};
 use crate::controller::state::cache::{CachedObject, CompactIndex, Interner, Labels, TakenName};
 use crate::controller::state::context::Context;
 use crate::controller::state::namespace_store::CachedNamespace;
+use crate::controller::state::writes_in_flight::{ObjectKey, WritesInFlight};
 use crate::domain::generated::{GeneratedKind, NamespacedObject};
 
 type NamespaceRef = ObjectRef<CachedNamespace>;
@@ -70,6 +72,9 @@ pub struct KindFeed<K> {
     interner: Interner,
     /// One copy of each baseline label value (see `TakenName`).
     baselines: Labels,
+    /// Our applies whose watch events have not arrived: each event settles its object's.
+    writes_in_flight: Arc<Mutex<WritesInFlight>>,
+    kind: GeneratedKind,
     wrap: fn(K) -> NamespacedObject,
 }
 
@@ -84,16 +89,21 @@ where
     K: Resource<Scope = NamespaceResourceScope> + Clone,
 {
     pub fn new(ctx: &Context, kind: GeneratedKind, wrap: fn(K) -> NamespacedObject) -> Self {
-        Self::feeding(
-            ctx.generated.get(&kind).cloned().unwrap_or_default(),
-            ctx.names.get(&kind).cloned().unwrap_or_default(),
-            wrap,
-        )
+        Self {
+            writes_in_flight: ctx.writes_in_flight.clone(),
+            ..Self::feeding(
+                ctx.generated.get(&kind).cloned().unwrap_or_default(),
+                ctx.names.get(&kind).cloned().unwrap_or_default(),
+                kind,
+                wrap,
+            )
+        }
     }
 
     fn feeding(
         generated: Arc<CompactIndex<CachedObject>>,
         names: Arc<CompactIndex<TakenName>>,
+        kind: GeneratedKind,
         wrap: fn(K) -> NamespacedObject,
     ) -> Self {
         Self {
@@ -101,6 +111,8 @@ where
             names,
             interner: Interner::default(),
             baselines: Labels::default(),
+            writes_in_flight: Arc::default(),
+            kind,
             wrap,
         }
     }
@@ -114,8 +126,11 @@ where
             names,
             interner,
             baselines,
+            writes_in_flight,
+            kind,
             wrap,
         } = self;
+        settle_writes_in_flight(&mut writes_in_flight.lock(), *kind, event);
         names.apply(event, |object| {
             // Keep only what conflict detection reads: that the name is taken, and for
             // which baseline it is labelled.
@@ -141,6 +156,33 @@ where
             .then(|| object.namespace().map(|ns| NamespaceRef::new(&ns)))
             .flatten()
     }
+}
+
+/// Settles our applies of the object an event is about (see [`WritesInFlight::observed`]).
+fn settle_writes_in_flight<K: Resource>(
+    writes: &mut WritesInFlight,
+    kind: GeneratedKind,
+    event: &watcher::Event<K>,
+) {
+    let (object, version) = match event {
+        watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
+            (object, object.meta().resource_version.as_deref())
+        }
+        watcher::Event::Delete(object) => (object, None),
+        watcher::Event::Init => return writes.relisting(kind),
+        watcher::Event::InitDone => return,
+    };
+    let (Some(namespace), Some(name)) = (&object.meta().namespace, &object.meta().name) else {
+        return;
+    };
+    writes.observed(
+        ObjectKey {
+            kind,
+            namespace,
+            name,
+        },
+        version,
+    );
 }
 
 fn is_ours(object: &impl Resource) -> bool {
@@ -234,6 +276,7 @@ mod tests {
         let mut feed = KindFeed::feeding(
             generated.clone(),
             names.clone(),
+            GeneratedKind::NetworkPolicy,
             NamespacedObject::NetworkPolicy,
         );
         let ns = |name: &str| Some(NamespaceRef::new(name));

@@ -65,8 +65,9 @@ pub struct Context {
     startup_pass: Mutex<Option<HashSet<String>>>,
     /// Pod Security label writes and applies whose watch events have not reached the
     /// caches yet, so that a reconcile triggered by our own earlier write does not write
-    /// again (and report a repair that was none).
-    writes_in_flight: Mutex<WritesInFlight>,
+    /// again (and report a repair that was none). Shared with the generated kinds' feeds,
+    /// which settle each write when its object's next watch event arrives.
+    pub(crate) writes_in_flight: Arc<Mutex<WritesInFlight>>,
     /// Requests per object in the last minute (shared with the client's budget layer,
     /// which records every attempt): no write fight with another field manager.
     pub repair_budget: Arc<crate::controller::state::repair_budget::RepairBudget>,
@@ -154,7 +155,7 @@ impl Context {
             started: k8s_openapi::jiff::Timestamp::now(),
             caches_synced: tokio::sync::watch::Sender::new(false),
             startup_pass: Mutex::new(None),
-            writes_in_flight: Mutex::default(),
+            writes_in_flight: Arc::default(),
             repair_budget,
             reconcile_clock: crate::controller::reconcile::replan::ReconcileClock::default(),
             previews: Arc::default(),

@@ -164,6 +164,36 @@ impl WritesInFlight {
         writes.push(write);
     }
 
+    /// A watch event for `object` reached the caches: it now stands at `version` (None:
+    /// deleted). An apply written over another version, or any apply of an object since
+    /// deleted, has been overtaken and is forgotten. Settling this at the event, not at the
+    /// next reconcile, matters for a create: if the object is added and deleted again before
+    /// that reconcile, the cache shows it absent, just as when we created it, and the
+    /// deletion would pass for our create still in flight.
+    pub fn observed(&mut self, object: ObjectKey<'_>, version: Option<&str>) {
+        let Some(writes) = self.objects.get_mut(object.namespace) else {
+            return;
+        };
+        writes.retain(|w| {
+            w.kind != object.kind
+                || w.name != object.name
+                || (version.is_some() && w.written_over.as_deref() == version)
+        });
+        if writes.is_empty() {
+            self.objects.remove(object.namespace);
+        }
+    }
+
+    /// A watch of `kind` lists again (after an error): the events it missed, deletions
+    /// among them, come as a new list, not one by one, so its applies in flight are
+    /// forgotten. At worst an apply is sent twice.
+    pub fn relisting(&mut self, kind: GeneratedKind) {
+        self.objects.retain(|_, writes| {
+            writes.retain(|w| w.kind != kind);
+            !writes.is_empty()
+        });
+    }
+
     /// Drops the writes in `namespace` the caches have caught up with: the label write if
     /// the namespace is no longer at the version it was written over, each apply whose
     /// object `cached_version(kind, name)` has moved or that is older than the limit.
@@ -297,6 +327,57 @@ mod tests {
         assert!(writes.apply_in_flight(deny_all(SHOP), Some("7"), &body, now));
         // A create: written over nothing cached, in flight while the cache has nothing.
         writes.applied(reader(SHOP), None, &body, now);
+        assert!(writes.apply_in_flight(reader(SHOP), None, &body, now));
+    }
+
+    #[test]
+    fn a_create_whose_object_was_added_and_deleted_is_no_longer_in_flight() {
+        let mut writes = WritesInFlight::default();
+        let now = Instant::now();
+        let body = json!({"spec": {"policyTypes": ["Ingress"]}});
+        writes.applied(deny_all(SHOP), None, &body, now);
+        writes.applied(reader(SHOP), None, &body, now);
+        // The cache had nothing when we created it and has nothing again.
+        writes.observed(deny_all(SHOP), Some("8"));
+        writes.observed(deny_all(SHOP), None);
+        assert!(!writes.apply_in_flight(deny_all(SHOP), None, &body, now));
+        assert!(
+            writes.apply_in_flight(reader(SHOP), None, &body, now),
+            "another object's create is still in flight"
+        );
+        writes.observed(reader(SHOP), None);
+        assert_eq!(
+            remembered_objects(&writes, SHOP),
+            0,
+            "a deletion alone overtakes"
+        );
+    }
+
+    #[test]
+    fn an_event_at_the_version_written_over_keeps_the_write_in_flight() {
+        let mut writes = WritesInFlight::default();
+        let now = Instant::now();
+        let body = json!({"spec": {"policyTypes": ["Ingress"]}});
+        writes.applied(deny_all(SHOP), Some("7".to_string()), &body, now);
+        writes.observed(deny_all(SHOP), Some("7"));
+        assert!(writes.apply_in_flight(deny_all(SHOP), Some("7"), &body, now));
+        writes.observed(deny_all(SHOP), Some("9"));
+        assert_eq!(
+            remembered_objects(&writes, SHOP),
+            0,
+            "our echo (or a later write)"
+        );
+    }
+
+    #[test]
+    fn a_relist_forgets_the_applies_of_its_kind_only() {
+        let mut writes = WritesInFlight::default();
+        let now = Instant::now();
+        let body = json!({"spec": {"policyTypes": ["Ingress"]}});
+        writes.applied(deny_all(SHOP), None, &body, now);
+        writes.applied(reader(SHOP), None, &body, now);
+        writes.relisting(GeneratedKind::NetworkPolicy);
+        assert!(!writes.apply_in_flight(deny_all(SHOP), None, &body, now));
         assert!(writes.apply_in_flight(reader(SHOP), None, &body, now));
     }
 
