@@ -418,6 +418,54 @@ async fn our_object_created_and_deleted_before_the_next_pass_is_recreated() {
     );
 }
 
+/// The plan asks whether a name is taken, and for which baseline: ours are found in the
+/// generated index, others' in the name index (which no longer holds ours too).
+#[tokio::test]
+async fn a_name_is_found_taken_whether_the_object_is_ours_or_not() {
+    use crate::api::{BASELINE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+    let scenario = Scenario::new();
+    let policy = |name: &str, labels: &[(&str, &str)]| NetworkPolicy {
+        metadata: kube::core::ObjectMeta {
+            namespace: Some("shop".to_string()),
+            name: Some(name.to_string()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut policies = KindFeed::new(
+        &scenario.ctx,
+        GeneratedKind::NetworkPolicy,
+        NamespacedObject::NetworkPolicy,
+    );
+    let ours = [(MANAGED_BY_LABEL, MANAGED_BY_VALUE), (BASELINE_LABEL, "b")];
+    policies.observe(&Event::Apply(policy("baseline-b-deny-all", &ours)));
+    policies.observe(&Event::Apply(policy(
+        "baseline-b-allow-dns",
+        &[(BASELINE_LABEL, "x")],
+    )));
+    let baseline_of = |name: &str| {
+        scenario
+            .ctx
+            .lookup_name(GeneratedKind::NetworkPolicy, "shop", name)
+            .map(|meta| meta.labels.unwrap_or_default().get(BASELINE_LABEL).cloned())
+    };
+    assert_eq!(
+        baseline_of("baseline-b-deny-all"),
+        Some(Some("b".to_string()))
+    );
+    assert_eq!(
+        baseline_of("baseline-b-allow-dns"),
+        Some(Some("x".to_string()))
+    );
+    assert_eq!(baseline_of("baseline-b-other"), None);
+}
+
 #[tokio::test]
 async fn audit_mode_writes_nothing_and_records_the_drift() {
     let mut scenario = Scenario::new();

@@ -384,10 +384,20 @@ impl Context {
         namespace: &str,
         name: &str,
     ) -> Option<ObjectMeta> {
-        let taken = self.names.get(&kind)?.get(namespace, name)?;
+        // Others' objects are in the name index, ours in the generated index. An object
+        // moving between them enters one before it leaves the other, so asking the name
+        // index again after the generated index cannot miss it (whichever way it moves).
+        let others = || self.names.get(&kind)?.get(namespace, name);
+        let baseline = match others() {
+            Some(taken) => taken.baseline,
+            None => match self.generated.get(&kind)?.get(namespace, name) {
+                Some(ours) => ours.shared().label(BASELINE_LABEL).map(Arc::from),
+                None => others()?.baseline,
+            },
+        };
         Some(ObjectMeta {
             name: Some(name.to_string()),
-            labels: taken.baseline.as_ref().map(|baseline| {
+            labels: baseline.map(|baseline| {
                 BTreeMap::from([(BASELINE_LABEL.to_string(), baseline.to_string())])
             }),
             ..ObjectMeta::default()
