@@ -1,32 +1,43 @@
 //! A loopback TCP proxy in front of the API server that can stop forwarding: a network
-//! partition between one operator process and the API server (fault scenario 11).
+//! partition between one operator process and the API server (fault scenarios 13 and 15).
 //!
-//! While stalled it keeps accepting and reading what the client sends (the client's writes
-//! are acknowledged, so its requests hang waiting for an answer, as they do when packets
-//! are dropped) but forwards nothing either way. When the partition heals, the bytes held
-//! for connections whose client is still there go on to the API server; a connection its
+//! While stalled it keeps accepting and reading what either side sends (the client's
+//! writes are acknowledged, so its requests hang waiting for an answer, as they do when
+//! packets are dropped) but forwards nothing. When the partition heals, the bytes held for
+//! connections whose client is still there go on to their destination; a connection its
 //! client closed meanwhile is dropped with what it held, as a dead peer's packets never
 //! arrive.
+//!
+//! During a stall the proxy can also cut the one connection that received the most from
+//! the API server (what it held is lost): with every other connection idle, that is the
+//! watch whose kind changed, so one watch of the operator is broken and the others not.
 
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
-/// Whether the proxy forwards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Forward,
-    Stalled,
+/// What every connection is told to do.
+#[derive(Debug, Clone, Default)]
+struct Control {
+    stalled: bool,
+    /// Connections to drop now.
+    cut: HashSet<u64>,
 }
+
+/// Bytes each connection received from the API server since the stall began.
+type ReceivedWhileStalled = Arc<Mutex<HashMap<u64, usize>>>;
 
 /// The proxy; stops (and drops every connection) when dropped.
 #[derive(Debug)]
 pub struct StallingProxy {
     pub address: SocketAddr,
-    mode: watch::Sender<Mode>,
+    control: watch::Sender<Control>,
+    received_while_stalled: ReceivedWhileStalled,
     accepting: JoinHandle<()>,
 }
 
@@ -35,15 +46,25 @@ impl StallingProxy {
     pub async fn start(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let address = listener.local_addr().expect("proxy address");
-        let (mode, watching) = watch::channel(Mode::Forward);
+        let (control, watching) = watch::channel(Control::default());
+        let received_while_stalled = ReceivedWhileStalled::default();
+        let received = received_while_stalled.clone();
         let accepting = tokio::spawn(async move {
             // Owned here, so aborting the accept loop drops every connection too.
             let mut connections = JoinSet::new();
+            let mut next_id = 0_u64;
             loop {
                 tokio::select! {
                     accepted = listener.accept() => {
                         let Ok((client, _)) = accepted else { continue };
-                        connections.spawn(relay(client, upstream, watching.clone()));
+                        next_id += 1;
+                        connections.spawn(relay(Relay {
+                            id: next_id,
+                            client,
+                            upstream,
+                            control: watching.clone(),
+                            received: received.clone(),
+                        }));
                     }
                     Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 }
@@ -51,19 +72,46 @@ impl StallingProxy {
         });
         Self {
             address,
-            mode,
+            control,
+            received_while_stalled,
             accepting,
         }
     }
 
     /// Stops forwarding, on open connections and new ones.
     pub fn stall(&self) {
-        self.mode.send_replace(Mode::Stalled);
+        self.received_while_stalled
+            .lock()
+            .expect("proxy counters")
+            .clear();
+        self.control.send_modify(|control| control.stalled = true);
     }
 
     /// Forwards again (see the module comment for what held bytes become).
     pub fn heal(&self) {
-        self.mode.send_replace(Mode::Forward);
+        self.control.send_modify(|control| control.stalled = false);
+    }
+
+    /// While stalled: drops the connection that received the most bytes from the API server
+    /// since the stall began, with what it held; returns that many bytes (0: none received
+    /// anything, nothing is cut).
+    pub async fn cut_busiest(&self) -> usize {
+        // Let what the API server sent reach the relays first.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let busiest = self
+            .received_while_stalled
+            .lock()
+            .expect("proxy counters")
+            .iter()
+            .max_by_key(|(_, bytes)| **bytes)
+            .map(|(id, bytes)| (*id, *bytes));
+        let Some((id, bytes)) = busiest else {
+            return 0;
+        };
+        self.control.send_modify(|control| {
+            control.cut.insert(id);
+        });
+        bytes
     }
 }
 
@@ -73,16 +121,39 @@ impl Drop for StallingProxy {
     }
 }
 
-/// Relays one connection; returns when either side is done (or the client left while the
-/// proxy was stalled).
-async fn relay(mut client: TcpStream, upstream: SocketAddr, mut mode: watch::Receiver<Mode>) {
-    let mut held: Vec<u8> = Vec::new();
+struct Relay {
+    id: u64,
+    client: TcpStream,
+    upstream: SocketAddr,
+    control: watch::Receiver<Control>,
+    received: ReceivedWhileStalled,
+}
+
+/// Relays one connection; returns when either side is done, when the client left while
+/// the proxy was stalled, or when the connection is cut.
+async fn relay(relay: Relay) {
+    let Relay {
+        id,
+        mut client,
+        upstream,
+        mut control,
+        received,
+    } = relay;
+    let mut held_for_server: Vec<u8> = Vec::new();
+    let mut held_for_client: Vec<u8> = Vec::new();
     let mut server: Option<TcpStream> = None;
     let mut client_done = false;
+    let mut server_done = false;
     let mut from_client = vec![0_u8; 64 * 1024];
     let mut from_server = vec![0_u8; 64 * 1024];
     loop {
-        let forwarding = *mode.borrow_and_update() == Mode::Forward;
+        let (forwarding, cut) = {
+            let control = control.borrow_and_update();
+            (!control.stalled, control.cut.contains(&id))
+        };
+        if cut {
+            return;
+        }
         if forwarding {
             if server.is_none() {
                 let Ok(connected) = TcpStream::connect(upstream).await else {
@@ -91,11 +162,20 @@ async fn relay(mut client: TcpStream, upstream: SocketAddr, mut mode: watch::Rec
                 server = Some(connected);
             }
             let Some(up) = server.as_mut() else { return };
-            if !held.is_empty() {
-                if up.write_all(&held).await.is_err() {
+            if !held_for_server.is_empty() {
+                if up.write_all(&held_for_server).await.is_err() {
                     return;
                 }
-                held.clear();
+                held_for_server.clear();
+            }
+            if !held_for_client.is_empty() {
+                if client.write_all(&held_for_client).await.is_err() {
+                    return;
+                }
+                held_for_client.clear();
+            }
+            if server_done {
+                return;
             }
         }
         tokio::select! {
@@ -114,7 +194,7 @@ async fn relay(mut client: TcpStream, upstream: SocketAddr, mut mode: watch::Rec
                             return;
                         }
                     }
-                    None => held.extend_from_slice(&from_client[..n]),
+                    None => held_for_server.extend_from_slice(&from_client[..n]),
                 },
             },
             read = async {
@@ -122,15 +202,24 @@ async fn relay(mut client: TcpStream, upstream: SocketAddr, mut mode: watch::Rec
                     Some(up) => up.read(&mut from_server).await,
                     None => std::future::pending().await,
                 }
-            }, if forwarding => match read {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
+            }, if !server_done => match read {
+                Ok(0) | Err(_) if forwarding => return,
+                Ok(0) | Err(_) => server_done = true,
+                Ok(n) if forwarding => {
                     if client.write_all(&from_server[..n]).await.is_err() {
                         return;
                     }
                 }
+                Ok(n) => {
+                    held_for_client.extend_from_slice(&from_server[..n]);
+                    *received
+                        .lock()
+                        .expect("proxy counters")
+                        .entry(id)
+                        .or_default() += n;
+                }
             },
-            changed = mode.changed() => {
+            changed = control.changed() => {
                 if changed.is_err() {
                     return;
                 }

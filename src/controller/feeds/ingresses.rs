@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use futures::{Stream, StreamExt, future};
+use futures::{Stream, StreamExt, stream};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -33,11 +33,12 @@ pub fn namespace_triggers(
     initial_lists::watch(Api::<Ingress>::all(client.clone()), lists.config())
         .default_backoff()
         .filter_map(|result| log_and_skip(result, "Ingress"))
-        .filter_map(move |event| future::ready(observe(&index, &event)))
+        .flat_map(move |event| stream::iter(observe(&index, &event)))
 }
 
-/// Applies `event` to `index`; the namespace to re-plan when the cached facts changed.
-fn observe(index: &IngressIndex, event: &watcher::Event<Ingress>) -> Option<NamespaceRef> {
+/// Applies `event` to `index`; the namespaces to re-plan: that of a change to the cached
+/// facts, and at the end of a re-list those it found without an object held there.
+fn observe(index: &IngressIndex, event: &watcher::Event<Ingress>) -> Vec<NamespaceRef> {
     let changed_namespace = match event {
         watcher::Event::Apply(ingress) | watcher::Event::InitApply(ingress) => facts(ingress)
             .and_then(|(namespace, name, facts)| {
@@ -46,8 +47,12 @@ fn observe(index: &IngressIndex, event: &watcher::Event<Ingress>) -> Option<Name
         watcher::Event::Delete(ingress) => ingress.namespace(),
         watcher::Event::Init | watcher::Event::InitDone => None,
     };
-    index.apply(event, facts);
-    changed_namespace.map(|namespace| NamespaceRef::new(&namespace))
+    let vanished = index.apply(event, facts);
+    changed_namespace
+        .into_iter()
+        .chain(vanished)
+        .map(|namespace| NamespaceRef::new(&namespace))
+        .collect()
 }
 
 fn facts(ingress: &Ingress) -> Option<(String, String, IngressFacts)> {
@@ -81,28 +86,48 @@ mod tests {
     fn only_changes_of_what_the_checks_read_re_plan_the_namespace() {
         let index = IngressIndex::default();
         let first = ingress("a.example.com", None);
-        let planned = |event| observe(&index, &event).map(|r| r.name);
-        assert_eq!(
-            planned(watcher::Event::Apply(first.clone())),
-            Some("shop".to_owned())
-        );
-        assert_eq!(planned(watcher::Event::Apply(first.clone())), None);
+        let planned = |event| -> Vec<String> {
+            observe(&index, &event)
+                .into_iter()
+                .map(|r| r.name)
+                .collect()
+        };
+        assert_eq!(planned(watcher::Event::Apply(first.clone())), ["shop"]);
+        assert_eq!(planned(watcher::Event::Apply(first.clone())), [""; 0]);
         // The controller writing the load balancer's address changes nothing we read.
         assert_eq!(
             planned(watcher::Event::Apply(ingress(
                 "a.example.com",
                 Some("10.0.0.7")
             ))),
-            None
+            [""; 0]
         );
         assert_eq!(
             planned(watcher::Event::Apply(ingress("*.example.com", None))),
-            Some("shop".to_owned())
+            ["shop"]
         );
+        assert_eq!(planned(watcher::Event::Delete(first)), ["shop"]);
+        assert!(index.get("shop", "web").is_none());
+    }
+
+    #[test]
+    fn an_ingress_deleted_while_the_watch_was_broken_re_plans_its_namespace_at_the_relist() {
+        let index = IngressIndex::default();
+        let planned = |event| -> Vec<String> {
+            observe(&index, &event)
+                .into_iter()
+                .map(|r| r.name)
+                .collect()
+        };
+        assert_eq!(planned(watcher::Event::Init), [""; 0]);
         assert_eq!(
-            planned(watcher::Event::Delete(first)),
-            Some("shop".to_owned())
+            planned(watcher::Event::InitApply(ingress("a.example.com", None))),
+            ["shop"]
         );
+        assert_eq!(planned(watcher::Event::InitDone), [""; 0]);
+        // The relist after a 410 no longer has it: its deletion was never seen.
+        assert_eq!(planned(watcher::Event::Init), [""; 0]);
+        assert_eq!(planned(watcher::Event::InitDone), ["shop"]);
         assert!(index.get("shop", "web").is_none());
     }
 }

@@ -72,9 +72,9 @@ pub fn namespace_triggers(
         watch_kind::<Role>(client, lists, cache.clone(), 0, move |event| {
             roles.observe(event)
         }),
-        watch_kind::<ClusterRole>(client, lists, cache.clone(), 1, |_| None),
-        watch_kind::<RoleBinding>(client, lists, cache.clone(), 2, |_| None),
-        watch_kind::<ClusterRoleBinding>(client, lists, cache.clone(), 3, |_| None),
+        watch_kind::<ClusterRole>(client, lists, cache.clone(), 1, |_| Vec::new()),
+        watch_kind::<RoleBinding>(client, lists, cache.clone(), 2, |_| Vec::new()),
+        watch_kind::<ClusterRoleBinding>(client, lists, cache.clone(), 3, |_| Vec::new()),
     ])
 }
 
@@ -83,7 +83,7 @@ fn watch_kind<K>(
     lists: InitialLists,
     cache: Arc<RbacCache>,
     slot: usize,
-    mut also: impl FnMut(&watcher::Event<K>) -> Option<NamespaceRef> + Send + 'static,
+    mut also: impl FnMut(&watcher::Event<K>) -> Vec<NamespaceRef> + Send + 'static,
 ) -> stream::BoxStream<'static, NamespaceRef>
 where
     K: Resource<DynamicType = ()>

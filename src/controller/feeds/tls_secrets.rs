@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use futures::{Stream, StreamExt, future};
+use futures::{Stream, StreamExt, stream};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -41,11 +41,12 @@ pub fn namespace_triggers(
     initial_lists::watch(Api::<Secret>::all(client.clone()), config)
         .default_backoff()
         .filter_map(|result| log_and_skip(result, "Secret"))
-        .filter_map(move |event| future::ready(observe(&index, &event)))
+        .flat_map(move |event| stream::iter(observe(&index, &event)))
 }
 
-/// Applies `event` to `index`; the namespace to re-plan when the cached facts changed.
-fn observe(index: &TlsSecretIndex, event: &watcher::Event<Secret>) -> Option<NamespaceRef> {
+/// Applies `event` to `index`; the namespaces to re-plan: that of a change to the cached
+/// facts, and at the end of a re-list those it found without an object held there.
+fn observe(index: &TlsSecretIndex, event: &watcher::Event<Secret>) -> Vec<NamespaceRef> {
     let changed_namespace = match event {
         watcher::Event::Apply(secret) | watcher::Event::InitApply(secret) => facts(secret)
             .and_then(|(namespace, name, facts)| {
@@ -54,8 +55,12 @@ fn observe(index: &TlsSecretIndex, event: &watcher::Event<Secret>) -> Option<Nam
         watcher::Event::Delete(secret) => secret.namespace(),
         watcher::Event::Init | watcher::Event::InitDone => None,
     };
-    index.apply(event, facts);
-    changed_namespace.map(|namespace| NamespaceRef::new(&namespace))
+    let vanished = index.apply(event, facts);
+    changed_namespace
+        .into_iter()
+        .chain(vanished)
+        .map(|namespace| NamespaceRef::new(&namespace))
+        .collect()
 }
 
 fn facts(secret: &Secret) -> Option<(String, String, SecretFacts)> {
@@ -98,19 +103,21 @@ mod tests {
     #[test]
     fn only_changes_of_the_certificate_re_plan_the_namespace_and_the_key_is_not_kept() {
         let index = TlsSecretIndex::default();
-        let planned = |event| observe(&index, &event).map(|r| r.name);
+        let planned = |event| -> Vec<String> {
+            observe(&index, &event)
+                .into_iter()
+                .map(|r| r.name)
+                .collect()
+        };
         let first = secret("not a certificate", &[]);
-        assert_eq!(
-            planned(watcher::Event::Apply(first.clone())),
-            Some("shop".to_owned())
-        );
-        assert_eq!(planned(watcher::Event::Apply(first.clone())), None);
+        assert_eq!(planned(watcher::Event::Apply(first.clone())), ["shop"]);
+        assert_eq!(planned(watcher::Event::Apply(first.clone())), [""; 0]);
         assert_eq!(
             planned(watcher::Event::Apply(secret(
                 "not a certificate",
                 &[("a", "b")]
             ))),
-            None
+            [""; 0]
         );
         // Another unparsable text reads the same: nothing to re-plan.
         assert_eq!(
@@ -118,7 +125,7 @@ mod tests {
                 "another non-certificate",
                 &[]
             ))),
-            None
+            [""; 0]
         );
         let key = rcgen::KeyPair::generate().expect("key");
         let renewed = rcgen::CertificateParams::new(vec!["a.example.com".to_owned()])
@@ -128,15 +135,12 @@ mod tests {
             .pem();
         assert_eq!(
             planned(watcher::Event::Apply(secret(&renewed, &[]))),
-            Some("shop".to_owned())
+            ["shop"]
         );
         let cached = index.get("shop", "web-tls").expect("cached");
         assert!(matches!(cached.as_ref(), SecretFacts::Tls(Ok(_))));
         assert!(!format!("{cached:?}").contains("secret"), "{cached:?}");
-        assert_eq!(
-            planned(watcher::Event::Delete(first)),
-            Some("shop".to_owned())
-        );
+        assert_eq!(planned(watcher::Event::Delete(first)), ["shop"]);
         assert!(index.get("shop", "web-tls").is_none());
     }
 }

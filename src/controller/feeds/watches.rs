@@ -117,10 +117,12 @@ where
         }
     }
 
-    /// Applies one watch event to both indexes; returns the namespace whose plan it may
-    /// change: any change to an object of ours, or to an object with a name we generate
-    /// (a Conflict appearing or going away).
-    pub fn observe(&mut self, event: &watcher::Event<K>) -> Option<NamespaceRef> {
+    /// Applies one watch event to both indexes; returns the namespaces whose plan it may
+    /// change: that of any change to an object of ours, or to an object with a name we
+    /// generate (a Conflict appearing or going away); at the end of a re-list, those it
+    /// found without an object the indexes held (deleted while the watch was broken: no
+    /// event ever says so).
+    pub fn observe(&mut self, event: &watcher::Event<K>) -> Vec<NamespaceRef> {
         let Self {
             generated,
             names,
@@ -142,13 +144,13 @@ where
                         .map(|b| baselines.intern(b)),
                 });
                 Some((object.namespace()?, object.name_any(), taken))
-            });
+            })
         };
         let mut update_generated = || {
             generated.apply_matching(event, |object| {
                 let value = is_ours(object).then(|| interner.intern(wrap(object.clone())));
                 Some((object.namespace()?, object.name_any(), value))
-            });
+            })
         };
         // An object moving between the indexes (our label added or removed) enters the one
         // it moves to before it leaves the other (`Context::lookup_name` relies on it).
@@ -156,22 +158,30 @@ where
             event,
             watcher::Event::Apply(object) | watcher::Event::InitApply(object) if is_ours(object)
         );
-        if becomes_ours {
-            update_generated();
-            update_names();
+        let mut vanished = if becomes_ours {
+            let mut vanished = update_generated();
+            vanished.extend(update_names());
+            vanished
         } else {
-            update_names();
-            update_generated();
-        }
+            let mut vanished = update_names();
+            vanished.extend(update_generated());
+            vanished
+        };
         let object = match event {
             watcher::Event::Apply(object)
             | watcher::Event::Delete(object)
             | watcher::Event::InitApply(object) => object,
-            watcher::Event::Init | watcher::Event::InitDone => return None,
+            watcher::Event::Init | watcher::Event::InitDone => {
+                vanished.sort_unstable();
+                vanished.dedup();
+                return vanished.iter().map(|ns| NamespaceRef::new(ns)).collect();
+            }
         };
         (is_ours(object) || object.name_any().starts_with("baseline-"))
             .then(|| object.namespace().map(|ns| NamespaceRef::new(&ns)))
             .flatten()
+            .into_iter()
+            .collect()
     }
 }
 
@@ -237,7 +247,7 @@ where
     initial_lists::watch(Api::<K>::all(client.clone()), lists.config())
         .default_backoff()
         .filter_map(|result| log_and_skip(result, K::KIND))
-        .filter_map(move |event| future::ready(feed.observe(&event)))
+        .flat_map(move |event| stream::iter(feed.observe(&event)))
         .boxed()
 }
 
@@ -297,7 +307,7 @@ mod tests {
             GeneratedKind::NetworkPolicy,
             NamespacedObject::NetworkPolicy,
         );
-        let ns = |name: &str| Some(NamespaceRef::new(name));
+        let ns = |name: &str| vec![NamespaceRef::new(name)];
         feed.observe(&watcher::Event::Init);
         assert_eq!(
             feed.observe(&watcher::Event::InitApply(policy(
@@ -309,7 +319,7 @@ mod tests {
         );
         assert_eq!(
             feed.observe(&watcher::Event::InitApply(policy("a", "theirs", &[]))),
-            None,
+            [],
             "a foreign object with a name we never generate changes no plan"
         );
         feed.observe(&watcher::Event::InitDone);
@@ -366,5 +376,40 @@ mod tests {
             ns("a")
         );
         assert!(names.get("a", "baseline-b-deny-all").is_none());
+    }
+
+    #[test]
+    fn a_relist_without_our_object_re_plans_its_namespace() {
+        let generated: Arc<CompactIndex<CachedObject>> = Arc::default();
+        let mut feed = KindFeed::feeding(
+            generated.clone(),
+            Arc::default(),
+            Arc::default(),
+            GeneratedKind::NetworkPolicy,
+            NamespacedObject::NetworkPolicy,
+        );
+        let relist = |feed: &mut KindFeed<NetworkPolicy>, objects: &[NetworkPolicy]| {
+            let mut triggered: Vec<String> = Vec::new();
+            for event in std::iter::once(watcher::Event::Init)
+                .chain(objects.iter().cloned().map(watcher::Event::InitApply))
+                .chain([watcher::Event::InitDone])
+            {
+                triggered.extend(feed.observe(&event).into_iter().map(|r| r.name));
+            }
+            triggered.sort();
+            triggered
+        };
+        let deny = |ns: &str| policy(ns, "baseline-b-deny-all", &OURS);
+        assert_eq!(relist(&mut feed, &[deny("a"), deny("b")]), ["a", "b"]);
+        // Deleted while the watch was broken (410 Gone), so no Delete event: the relist
+        // that follows is the only news, and b's plan must be redone to restore it. A
+        // name of theirs going away with it is news too (a Conflict may be over).
+        feed.observe(&watcher::Event::Apply(policy(
+            "c",
+            "baseline-b-deny-all",
+            &[],
+        )));
+        assert_eq!(relist(&mut feed, &[deny("a")]), ["a", "b", "c"]);
+        assert!(generated.get("b", "baseline-b-deny-all").is_none());
     }
 }

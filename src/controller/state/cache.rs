@@ -254,28 +254,49 @@ fn remove<V>(objects: &mut ByNamespace<V>, namespace: &str, name: &str) {
     }
 }
 
+/// The namespaces of `before` with an object `after` does not have.
+fn vanished<V>(before: &ByNamespace<V>, after: &ByNamespace<V>) -> Vec<String> {
+    before
+        .iter()
+        .filter(|(namespace, names)| match after.get(*namespace) {
+            None => true,
+            Some(now) => names
+                .iter()
+                .any(|(name, _)| !now.iter().any(|(kept, _)| kept == name)),
+        })
+        .map(|(namespace, _)| namespace.to_string())
+        .collect()
+}
+
 impl<V: Clone> CompactIndex<V> {
     /// Applies a watch event; `convert` turns the watched object into (namespace, name,
-    /// value), or None to skip it (a malformed object is skipped, never fatal).
+    /// value), or None to skip it (a malformed object is skipped, never fatal). Returns the
+    /// namespaces a completed re-list found without an object held there
+    /// ([`CompactIndex::apply_matching`]).
     pub fn apply<K>(
         &self,
         event: &watcher::Event<K>,
         mut convert: impl FnMut(&K) -> Option<(String, String, V)>,
-    ) {
+    ) -> Vec<String> {
         self.apply_matching(event, |object| {
             convert(object).map(|(namespace, name, value)| (namespace, name, Some(value)))
-        });
+        })
     }
 
     /// Applies a watch event of a watch wider than the index: `convert` turns the watched
     /// object into (namespace, name, value), with None as value for an object the index
     /// does not hold. An object that changes so that it no longer belongs (its label
     /// removed) leaves the index, as a label-filtered watch would have sent its deletion.
+    ///
+    /// Returns, when a re-list completes (InitDone), the namespaces it found without an
+    /// object the index held there: deleted while the watch was broken, their deletion
+    /// never arrives as an event, so the caller must tell their reconcilers. Empty for
+    /// every other event.
     pub fn apply_matching<K>(
         &self,
         event: &watcher::Event<K>,
         mut convert: impl FnMut(&K) -> Option<(String, String, Option<V>)>,
-    ) {
+    ) -> Vec<String> {
         let mut objects = self.objects.write();
         match event {
             watcher::Event::Apply(object) => match convert(object) {
@@ -297,12 +318,15 @@ impl<V: Clone> CompactIndex<V> {
                 }
             }
             watcher::Event::InitDone => {
+                let vanished = vanished(&objects.live, &objects.relist);
                 objects.live = std::mem::take(&mut objects.relist);
                 objects.live.shrink_to_fit();
                 drop(objects);
                 self.ready.send_replace(true);
+                return vanished;
             }
         }
+        Vec::new()
     }
 
     /// The object `name` in `namespace`.
@@ -378,10 +402,10 @@ impl<V> NamespacedIndex<V> {
         &self,
         event: &watcher::Event<K>,
         mut convert: impl FnMut(&K) -> Option<(String, String, V)>,
-    ) {
+    ) -> Vec<String> {
         self.0.apply(event, |object| {
             convert(object).map(|(namespace, name, value)| (namespace, name, Arc::new(value)))
-        });
+        })
     }
 
     /// The object `name` in `namespace`.
@@ -471,6 +495,30 @@ mod tests {
         index.apply(&watcher::Event::InitDone, convert);
         assert!(index.get("a", "y").is_none());
         assert_eq!(index.len(), 1);
+    }
+
+    #[test]
+    fn a_relist_names_the_namespaces_it_found_without_an_object_held_there() {
+        let index = CompactIndex::default();
+        let relist = |items: &[(&'static str, &'static str, u32)]| {
+            let mut vanished = index.apply(&watcher::Event::Init, convert);
+            for item in items {
+                vanished.extend(index.apply(&watcher::Event::InitApply(*item), convert));
+            }
+            vanished.extend(index.apply(&watcher::Event::InitDone, convert));
+            vanished.sort();
+            vanished
+        };
+        assert!(relist(&[("a", "x", 1), ("a", "y", 1), ("b", "z", 1)]).is_empty());
+        // y gone from a (x kept), all of b gone, c new, x changed: only the losses count.
+        assert_eq!(relist(&[("a", "x", 2), ("c", "w", 1)]), ["a", "b"]);
+        assert_eq!(index.len(), 2);
+        // Events other than a re-list's end never name any.
+        assert!(
+            index
+                .apply(&watcher::Event::Delete(("a", "x", 2)), convert)
+                .is_empty()
+        );
     }
 
     /// Held only when its value is odd: a watch wider than the index (every object of a
