@@ -7,6 +7,9 @@
 
 FROM docker.io/library/rust:1.95.0-slim-bookworm AS build
 WORKDIR /src
+# make: the jemalloc allocator (tikv-jemalloc-sys) is built from its C sources.
+RUN apt-get update && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
 # The whole workspace (see .dockerignore): Cargo needs every member's manifest to resolve it.
 COPY . .
 # Cache mounts keep the registry and build artefacts between builds without baking them in.
