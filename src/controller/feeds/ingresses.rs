@@ -39,19 +39,10 @@ pub fn namespace_triggers(
 /// Applies `event` to `index`; the namespaces to re-plan: that of a change to the cached
 /// facts, and at the end of a re-list those it found without an object held there.
 fn observe(index: &IngressIndex, event: &watcher::Event<Ingress>) -> Vec<NamespaceRef> {
-    let changed_namespace = match event {
-        watcher::Event::Apply(ingress) | watcher::Event::InitApply(ingress) => facts(ingress)
-            .and_then(|(namespace, name, facts)| {
-                (index.get(&namespace, &name).as_deref() != Some(&facts)).then_some(namespace)
-            }),
-        watcher::Event::Delete(ingress) => ingress.namespace(),
-        watcher::Event::Init | watcher::Event::InitDone => None,
-    };
-    let vanished = index.apply(event, facts);
-    changed_namespace
-        .into_iter()
-        .chain(vanished)
-        .map(|namespace| NamespaceRef::new(&namespace))
+    index
+        .apply_reporting_changes(event, facts)
+        .iter()
+        .map(|namespace| NamespaceRef::new(namespace))
         .collect()
 }
 

@@ -47,19 +47,10 @@ pub fn namespace_triggers(
 /// Applies `event` to `index`; the namespaces to re-plan: that of a change to the cached
 /// facts, and at the end of a re-list those it found without an object held there.
 fn observe(index: &TlsSecretIndex, event: &watcher::Event<Secret>) -> Vec<NamespaceRef> {
-    let changed_namespace = match event {
-        watcher::Event::Apply(secret) | watcher::Event::InitApply(secret) => facts(secret)
-            .and_then(|(namespace, name, facts)| {
-                (index.get(&namespace, &name).as_deref() != Some(&facts)).then_some(namespace)
-            }),
-        watcher::Event::Delete(secret) => secret.namespace(),
-        watcher::Event::Init | watcher::Event::InitDone => None,
-    };
-    let vanished = index.apply(event, facts);
-    changed_namespace
-        .into_iter()
-        .chain(vanished)
-        .map(|namespace| NamespaceRef::new(&namespace))
+    index
+        .apply_reporting_changes(event, facts)
+        .iter()
+        .map(|namespace| NamespaceRef::new(namespace))
         .collect()
 }
 

@@ -408,6 +408,29 @@ impl<V> NamespacedIndex<V> {
         })
     }
 
+    /// [`NamespacedIndex::apply`], returning the namespaces to re-plan: that of an object
+    /// whose value changed (or that was deleted), and at the end of a re-list those it
+    /// found without an object held there.
+    pub fn apply_reporting_changes<K: kube::Resource>(
+        &self,
+        event: &watcher::Event<K>,
+        mut convert: impl FnMut(&K) -> Option<(String, String, V)>,
+    ) -> Vec<String>
+    where
+        V: PartialEq,
+    {
+        let changed = match event {
+            watcher::Event::Apply(object) | watcher::Event::InitApply(object) => convert(object)
+                .and_then(|(namespace, name, value)| {
+                    (self.get(&namespace, &name).as_deref() != Some(&value)).then_some(namespace)
+                }),
+            watcher::Event::Delete(object) => object.meta().namespace.clone(),
+            watcher::Event::Init | watcher::Event::InitDone => None,
+        };
+        let vanished = self.apply(event, convert);
+        changed.into_iter().chain(vanished).collect()
+    }
+
     /// The object `name` in `namespace`.
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<V>> {
         self.0.get(namespace, name)
