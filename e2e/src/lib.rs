@@ -516,6 +516,21 @@ impl Operator {
         Self::start_with(env, &sa, &kubeconfig, extra_args)
     }
 
+    /// [`Operator::start_named`] reaching the API server only through `proxy` (a loopback
+    /// proxy in front of it, e.g. [`proxy::StallingProxy`]).
+    pub async fn start_named_via(
+        env: &TestEnv,
+        suffix: &str,
+        proxy: std::net::SocketAddr,
+        extra_args: &[&str],
+    ) -> Self {
+        let sa = format!("op-{}-{suffix}", env.id);
+        let direct = env
+            .service_account_kubeconfig(&sa, Some("kube-baseline-manager"))
+            .await;
+        Self::start_with(env, &sa, &kubeconfig_via(&direct, proxy), extra_args)
+    }
+
     /// The base URL of its /metrics, /healthz and /readyz server (waits for it to listen).
     pub async fn http_url(&self) -> String {
         eventually(

@@ -30,8 +30,7 @@ use kube_baseline_e2e::faults::{
 use kube_baseline_e2e::proxy::StallingProxy;
 use kube_baseline_e2e::{
     AuditEvent, Operator, TEST_LABEL, TestEnv, api_server_address, condition_status, eventually,
-    http_get, kubeconfig_via, kubectl, kubectl_result, wait_baseline_status,
-    wait_no_terminating_namespaces,
+    http_get, kubectl, kubectl_result, wait_baseline_status, wait_no_terminating_namespaces,
 };
 
 /// Every scenario's baseline: per namespace two NetworkPolicies and a Role (3 objects) and
@@ -1945,17 +1944,7 @@ async fn s13_a_leader_whose_renewals_hang_stops_at_its_fence_and_exits() {
     let proxy = StallingProxy::start(api_server_address()).await;
     let elect = ["--leader-elect", "--lease-duration-seconds", "10"];
     // The leader reaches the API server only through the proxy; the standby directly.
-    let sa = format!("op-{}-a", scene.env.id);
-    let direct = scene
-        .env
-        .service_account_kubeconfig(&sa, Some("kube-baseline-manager"))
-        .await;
-    let mut a = Operator::start_with(
-        &scene.env,
-        &sa,
-        &kubeconfig_via(&direct, proxy.address),
-        &elect,
-    );
+    let mut a = Operator::start_named_via(&scene.env, "a", proxy.address, &elect).await;
     wait_leading(&a, Duration::from_secs(30)).await;
     let b = Operator::start_named(&scene.env, "b", &elect).await;
     b.http_url().await;
@@ -2251,17 +2240,7 @@ async fn s15_objects_deleted_while_one_watch_relists_are_restored() {
     let scene = Scene::new("f15", 5).await;
     let target = scene.namespaces[4].clone();
     let proxy = StallingProxy::start(api_server_address()).await;
-    let sa = format!("op-{}", scene.env.id);
-    let direct = scene
-        .env
-        .service_account_kubeconfig(&sa, Some("kube-baseline-manager"))
-        .await;
-    let mut operator = Operator::start_with(
-        &scene.env,
-        &sa,
-        &kubeconfig_via(&direct, proxy.address),
-        &[],
-    );
+    let mut operator = Operator::start_named_via(&scene.env, "a", proxy.address, &[]).await;
     scene.wait_converged(Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
