@@ -5,6 +5,7 @@
 //! other namespaces are dropped unstored; a status-only update (no new
 //! `metadata.generation`) changes nothing.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -49,14 +50,15 @@ pub fn namespace_triggers(
             .default_backoff()
             .filter_map(|result| log_and_skip(result, "Pod"));
             let mut events = std::pin::pin!(events);
+            let mut feed = PodFeed::default();
             loop {
                 tokio::select! {
                     event = events.next() => {
                         let Some(event) = event else { break };
-                        if let Some(namespace) = observe(&previews, &event)
-                            && sender.unbounded_send(NamespaceRef::new(&namespace)).is_err()
-                        {
-                            return;
+                        for namespace in feed.observe(&previews, &event) {
+                            if sender.unbounded_send(NamespaceRef::new(&namespace)).is_err() {
+                                return;
+                            }
                         }
                     }
                     closed = watching.wait_for(|any| !*any) => {
@@ -75,22 +77,54 @@ pub fn namespace_triggers(
     receiver
 }
 
-/// Applies a pod event; the namespace to re-plan when its previews became stale.
-fn observe(previews: &Previews, event: &watcher::Event<PartialObjectMeta<Pod>>) -> Option<String> {
-    let now = Instant::now();
-    let (pod, gone) = match event {
-        watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => (pod, false),
-        watcher::Event::Delete(pod) => (pod, true),
-        watcher::Event::Init | watcher::Event::InitDone => return None,
-    };
-    let namespace = pod.namespace()?;
-    let uid = pod.uid()?;
-    let stale = if gone || pod.metadata.deletion_timestamp.is_some() {
-        previews.pod_gone(&namespace, &uid, now)
-    } else {
-        previews.pod_seen(&namespace, &uid, pod.metadata.generation, now)
-    };
-    stale.then_some(namespace)
+/// The pod watch's events, applied to the previews.
+#[derive(Debug, Default)]
+struct PodFeed {
+    /// Pods of watched namespaces a re-list has sent so far (between Init and InitDone),
+    /// by namespace: a pod deleted while the watch was broken sends no event, so at the
+    /// re-list's end every pod held that it did not send is gone.
+    relisted: Option<HashMap<String, HashSet<String>>>,
+}
+
+impl PodFeed {
+    /// Applies a pod event; the namespaces to re-plan because their previews became stale.
+    fn observe(
+        &mut self,
+        previews: &Previews,
+        event: &watcher::Event<PartialObjectMeta<Pod>>,
+    ) -> Vec<String> {
+        let now = Instant::now();
+        let (pod, gone) = match event {
+            watcher::Event::Apply(pod) => (pod, false),
+            watcher::Event::InitApply(pod) => {
+                if let (Some(relisted), Some(namespace), Some(uid)) =
+                    (&mut self.relisted, pod.namespace(), pod.uid())
+                    && previews.watched(&namespace)
+                {
+                    relisted.entry(namespace).or_default().insert(uid);
+                }
+                (pod, false)
+            }
+            watcher::Event::Delete(pod) => (pod, true),
+            watcher::Event::Init => {
+                self.relisted = Some(HashMap::new());
+                return Vec::new();
+            }
+            watcher::Event::InitDone => {
+                let relisted = self.relisted.take().unwrap_or_default();
+                return previews.pods_relisted(&relisted, now);
+            }
+        };
+        let (Some(namespace), Some(uid)) = (pod.namespace(), pod.uid()) else {
+            return Vec::new();
+        };
+        let stale = if gone || pod.metadata.deletion_timestamp.is_some() {
+            previews.pod_gone(&namespace, &uid, now)
+        } else {
+            previews.pod_seen(&namespace, &uid, pod.metadata.generation, now)
+        };
+        if stale { vec![namespace] } else { Vec::new() }
+    }
 }
 
 #[cfg(test)]
@@ -123,7 +157,8 @@ mod tests {
             capped: None,
         };
         previews.remember("gated", target, violations, 0, Instant::now());
-        let seen = |event| observe(&previews, &event);
+        let mut feed = PodFeed::default();
+        let mut seen = |event| feed.observe(&previews, &event).pop();
         assert_eq!(
             seen(watcher::Event::Apply(pod("other", "1", 1))),
             None,
@@ -153,5 +188,48 @@ mod tests {
             Some("gated".to_owned())
         );
         assert_eq!(seen(watcher::Event::InitDone), None);
+    }
+
+    #[test]
+    fn a_pod_deleted_while_the_watch_was_broken_re_plans_its_namespace_at_the_relist() {
+        let previews = Previews::default();
+        let target = BTreeMap::from([(
+            "pod-security.kubernetes.io/enforce".to_owned(),
+            "restricted".to_owned(),
+        )]);
+        let violations = Preview::Violations {
+            level: "restricted:latest".to_owned(),
+            pods_in_violation: 1,
+            pods: Vec::new(),
+            capped: None,
+        };
+        previews.remember(
+            "gated",
+            target.clone(),
+            violations.clone(),
+            0,
+            Instant::now(),
+        );
+        previews.remember("kept", target, violations, 0, Instant::now());
+        let mut feed = PodFeed::default();
+        for (namespace, uid) in [("gated", "bad"), ("gated", "good"), ("kept", "k")] {
+            feed.observe(&previews, &watcher::Event::Apply(pod(namespace, uid, 1)));
+        }
+        let epoch = previews.epoch("gated");
+        // The watch breaks, "bad" is deleted, the relist sends the others.
+        assert!(feed.observe(&previews, &watcher::Event::Init).is_empty());
+        for (namespace, uid) in [("gated", "good"), ("kept", "k")] {
+            let resent = feed.observe(
+                &previews,
+                &watcher::Event::InitApply(pod(namespace, uid, 1)),
+            );
+            assert!(resent.is_empty(), "an unchanged pod changes nothing");
+        }
+        assert_eq!(
+            feed.observe(&previews, &watcher::Event::InitDone),
+            vec!["gated".to_owned()],
+            "the namespace whose pod the relist did not send"
+        );
+        assert!(previews.epoch("gated") > epoch, "its previews are stale");
     }
 }

@@ -7,7 +7,7 @@
 //! No namespace watched, no pod watch. Nothing here is persisted: after a restart each
 //! gated namespace is previewed once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -263,6 +263,30 @@ impl Previews {
         pods.epoch += 1;
         pods.bumped_at = Some(now);
         true
+    }
+
+    /// A pod re-list ended, having sent `relisted` (uids by namespace, of watched
+    /// namespaces): pods held that it did not send were deleted while the watch was broken.
+    /// Forgets them; the namespaces whose previews became stale by it.
+    pub fn pods_relisted(
+        &self,
+        relisted: &HashMap<String, HashSet<String>>,
+        now: Instant,
+    ) -> Vec<String> {
+        let mut inner = self.inner.lock();
+        let mut stale = Vec::new();
+        for (namespace, pods) in &mut inner.pods {
+            let sent = relisted.get(namespace);
+            let before = pods.pods.len();
+            pods.pods
+                .retain(|uid, _| sent.is_some_and(|sent| sent.contains(uid)));
+            if pods.pods.len() != before {
+                pods.epoch += 1;
+                pods.bumped_at = Some(now);
+                stale.push(namespace.clone());
+            }
+        }
+        stale
     }
 
     /// The pod feed stopped (nothing watched): what it knew of pods is gone, so every
