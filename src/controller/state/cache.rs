@@ -72,9 +72,59 @@ impl StringPool {
 /// in every namespace it selects, so 10,000 namespaces hold one copy of each, not 10,000.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CachedObject {
-    uid: Option<Box<str>>,
+    uid: Option<Uid>,
     resource_version: Option<Box<str>>,
     shared: Arc<NamespacedObject>,
+}
+
+/// An object's uid as the cache holds it. The API server's uids are UUIDs, kept as their
+/// 16 bytes: as text each took a 48-byte allocation, 40,000 of them at 10,000 namespaces
+/// with the sample baseline. Anything that does not read back exactly is kept as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Uid {
+    Uuid([u8; 16]),
+    Text(Box<str>),
+}
+
+impl Uid {
+    fn new(text: String) -> Self {
+        match parse_uuid(&text) {
+            Some(bytes) if format_uuid(bytes) == text => Self::Uuid(bytes),
+            _ => Self::Text(text.into_boxed_str()),
+        }
+    }
+
+    fn to_text(&self) -> String {
+        match self {
+            Self::Uuid(bytes) => format_uuid(*bytes),
+            Self::Text(text) => text.to_string(),
+        }
+    }
+}
+
+/// The 16 bytes of a UUID in its 8-4-4-4-12 hex form.
+fn parse_uuid(text: &str) -> Option<[u8; 16]> {
+    let digits: String = text.split('-').collect();
+    if digits.len() != 32 {
+        return None;
+    }
+    u128::from_str_radix(&digits, 16)
+        .ok()
+        .map(u128::to_be_bytes)
+}
+
+/// The 8-4-4-4-12 lowercase hex form of a UUID.
+fn format_uuid(bytes: [u8; 16]) -> String {
+    let hex = format!("{:032x}", u128::from_be_bytes(bytes));
+    let part = |range: std::ops::Range<usize>| hex.get(range).unwrap_or_default();
+    format!(
+        "{}-{}-{}-{}-{}",
+        part(0..8),
+        part(8..12),
+        part(12..16),
+        part(16..20),
+        part(20..32)
+    )
 }
 
 impl CachedObject {
@@ -84,7 +134,7 @@ impl CachedObject {
         let mut object = (*self.shared).clone();
         let meta = meta_mut(&mut object);
         meta.namespace = Some(namespace.to_string());
-        meta.uid = self.uid.as_deref().map(str::to_string);
+        meta.uid = self.uid.as_ref().map(Uid::to_text);
         meta.resource_version = self.resource_version.as_deref().map(str::to_string);
         object
     }
@@ -124,7 +174,7 @@ impl Interner {
     /// The cache form of `object`.
     pub fn intern(&mut self, mut object: NamespacedObject) -> CachedObject {
         let meta = meta_mut(&mut object);
-        let uid = meta.uid.take().map(String::into_boxed_str);
+        let uid = meta.uid.take().map(Uid::new);
         let resource_version = meta.resource_version.take().map(String::into_boxed_str);
         // Per-object and never read by the plan (managedFields alone are most of an
         // object's bytes).
@@ -212,13 +262,17 @@ pub struct CompactIndex<V> {
     ready: watch::Sender<bool>,
 }
 
-type ByNamespace<V> = HashMap<Box<str>, Vec<(Box<str>, V)>>;
+/// Object names are shared ([`StringPool`]): a baseline's objects have the same names in
+/// every namespace it selects (40,000 names at 10,000 namespaces with the sample, four
+/// distinct).
+type ByNamespace<V> = HashMap<Box<str>, Vec<(Arc<str>, V)>>;
 
 #[derive(Debug)]
 struct Objects<V> {
     live: ByNamespace<V>,
     /// Objects of a re-list in progress (between Init and InitDone).
     relist: ByNamespace<V>,
+    names: StringPool,
 }
 
 impl<V> Default for CompactIndex<V> {
@@ -227,18 +281,25 @@ impl<V> Default for CompactIndex<V> {
             objects: RwLock::new(Objects {
                 live: HashMap::new(),
                 relist: HashMap::new(),
+                names: StringPool::default(),
             }),
             ready: watch::Sender::new(false),
         }
     }
 }
 
-fn insert<V>(objects: &mut ByNamespace<V>, namespace: String, name: String, value: V) {
+fn insert<V>(
+    objects: &mut ByNamespace<V>,
+    pool: &mut StringPool,
+    namespace: String,
+    name: &str,
+    value: V,
+) {
     let names = objects.entry(namespace.into_boxed_str()).or_default();
     match names.iter_mut().find(|(n, _)| **n == *name) {
         Some((_, slot)) => *slot = value,
         None => {
-            names.push((name.into_boxed_str(), value));
+            names.push((pool.intern(name), value));
             names.shrink_to_fit();
         }
     }
@@ -297,11 +358,18 @@ impl<V: Clone> CompactIndex<V> {
         event: &watcher::Event<K>,
         mut convert: impl FnMut(&K) -> Option<(String, String, Option<V>)>,
     ) -> Vec<String> {
-        let mut objects = self.objects.write();
+        let mut guard = self.objects.write();
+        let objects = &mut *guard;
         match event {
             watcher::Event::Apply(object) => match convert(object) {
                 Some((namespace, name, Some(value))) => {
-                    insert(&mut objects.live, namespace, name, value);
+                    insert(
+                        &mut objects.live,
+                        &mut objects.names,
+                        namespace,
+                        &name,
+                        value,
+                    );
                 }
                 Some((namespace, name, None)) => remove(&mut objects.live, &namespace, &name),
                 None => {}
@@ -314,14 +382,20 @@ impl<V: Clone> CompactIndex<V> {
             watcher::Event::Init => objects.relist.clear(),
             watcher::Event::InitApply(object) => {
                 if let Some((namespace, name, Some(value))) = convert(object) {
-                    insert(&mut objects.relist, namespace, name, value);
+                    insert(
+                        &mut objects.relist,
+                        &mut objects.names,
+                        namespace,
+                        &name,
+                        value,
+                    );
                 }
             }
             watcher::Event::InitDone => {
                 let vanished = vanished(&objects.live, &objects.relist);
                 objects.live = std::mem::take(&mut objects.relist);
                 objects.live.shrink_to_fit();
-                drop(objects);
+                drop(guard);
                 self.ready.send_replace(true);
                 return vanished;
             }
@@ -471,6 +545,29 @@ mod tests {
     }
 
     #[test]
+    fn uids_read_back_exactly_and_uuids_are_kept_as_bytes() {
+        let uuid = "0f3c2a9e-7b1d-4c55-9e0a-2b8f6d4c1a00";
+        assert!(matches!(Uid::new(uuid.to_owned()), Uid::Uuid(_)));
+        for uid in [
+            uuid,
+            "00000000-0000-0000-0000-000000000000",
+            "ffffffff-ffff-ffff-ffff-ffffffffffff",
+            "0F3C2A9E-7B1D-4C55-9E0A-2B8F6D4C1A00",
+            "0f3c2a9e7b1d4c559e0a2b8f6d4c1a00",
+            "0f3c-2a9e7b1d-4c55-9e0a-2b8f6d4c1a00",
+            "+f3c2a9e-7b1d-4c55-9e0a-2b8f6d4c1a00",
+            "uid-a",
+            "",
+        ] {
+            assert_eq!(Uid::new(uid.to_owned()).to_text(), uid, "{uid}");
+        }
+        assert!(matches!(
+            Uid::new("0F3C2A9E-7B1D-4C55-9E0A-2B8F6D4C1A00".to_owned()),
+            Uid::Text(_)
+        ));
+    }
+
+    #[test]
     fn identical_content_is_shared_and_identity_kept_apart() {
         let mut interner = Interner::default();
         let a = interner.intern(role("ns-a", "1", &["get"]));
@@ -518,6 +615,28 @@ mod tests {
         index.apply(&watcher::Event::InitDone, convert);
         assert!(index.get("a", "y").is_none());
         assert_eq!(index.len(), 1);
+    }
+
+    #[test]
+    fn a_name_repeated_in_many_namespaces_is_held_once() {
+        let index = CompactIndex::default();
+        index.apply(&watcher::Event::Init, convert);
+        index.apply(&watcher::Event::InitApply(("a", "x", 1)), convert);
+        index.apply(&watcher::Event::InitDone, convert);
+        index.apply(&watcher::Event::Apply(("b", "x", 2)), convert);
+        let objects = index.objects.read();
+        let name_in = |namespace: &str| {
+            objects
+                .live
+                .get(namespace)
+                .and_then(|names| names.first())
+                .map(|(n, _)| n.clone())
+        };
+        let (a, b) = (name_in("a").expect("a/x"), name_in("b").expect("b/x"));
+        assert!(
+            Arc::ptr_eq(&a, &b),
+            "one copy of x, across the re-list and after"
+        );
     }
 
     #[test]
