@@ -4,7 +4,8 @@
 //! the operator's memory; this keeps about a quarter of it.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::hash::Hash;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Namespace;
@@ -19,27 +20,49 @@ use crate::controller::state::repair_budget;
 use crate::domain::pod_security::labels_owned_by_us;
 use crate::domain::selection::LabelLookup;
 
-/// A Namespace as the namespace store holds it. Its `metadata` has only name, uid,
-/// resourceVersion, creationTimestamp and deletionTimestamp; labels and what our label
+/// A Namespace as the namespace store holds it. Its `metadata` has only name,
+/// resourceVersion, creationTimestamp and deletionTimestamp (no uid: nothing reads a
+/// namespace's, and the store's key would hold it a second time); labels and what our label
 /// field manager's managedFields entries say are kept apart, read once from the watch.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CachedNamespace {
     pub metadata: ObjectMeta,
-    /// Sorted by key; keys and values shared between namespaces ([`StringPool`]).
-    labels: Box<[(Arc<str>, Arc<str>)]>,
-    /// Label keys our label field manager owns (its Apply entry's `f:metadata.f:labels`).
-    owned_label_keys: Box<[Arc<str>]>,
+    /// Sorted by key, without [`NAME_LABEL`] when it holds the namespace's own name (see
+    /// `name_label`): what is left is the same on many namespaces (a rollout's Pod
+    /// Security labels, a team label), so one copy of each such set is shared
+    /// ([`SlicePool`]), and its keys and values with it ([`StringPool`]).
+    labels: Arc<[(Arc<str>, Arc<str>)]>,
+    /// Whether the namespace has [`NAME_LABEL`] set to its name, as the API server sets it
+    /// on every namespace.
+    name_label: bool,
+    /// Label keys our label field manager owns (its Apply entry's `f:metadata.f:labels`),
+    /// shared like the labels.
+    owned_label_keys: Arc<[Arc<str>]>,
     /// When our label field manager last wrote the namespace (its entries' latest time).
     last_written_by_us: Option<Timestamp>,
 }
 
+/// The label the API server sets on every namespace to its name.
+const NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
 impl CachedNamespace {
     /// The labels, as the planning code reads them.
     pub fn labels(&self) -> BTreeMap<String, String> {
-        self.labels
+        let mut labels: BTreeMap<String, String> = self
+            .labels
             .iter()
             .map(|(key, value)| (key.to_string(), value.to_string()))
-            .collect()
+            .collect();
+        if let Some(name) = self.name_label() {
+            labels.insert(NAME_LABEL.to_owned(), name.to_owned());
+        }
+        labels
+    }
+
+    fn name_label(&self) -> Option<&str> {
+        self.name_label
+            .then_some(self.metadata.name.as_deref())
+            .flatten()
     }
 
     /// Label keys our label field manager owns on the namespace.
@@ -58,6 +81,11 @@ impl CachedNamespace {
 
 impl LabelLookup for CachedNamespace {
     fn label(&self, key: &str) -> Option<&str> {
+        if key == NAME_LABEL
+            && let Some(name) = self.name_label()
+        {
+            return Some(name);
+        }
         let found = self
             .labels
             .binary_search_by(|(k, _)| k.as_ref().cmp(key))
@@ -112,6 +140,8 @@ pub struct NamespaceSlimmer {
     /// Label keys and values: most repeat on thousands of namespaces (Pod Security levels
     /// and versions, team names).
     pool: StringPool,
+    label_sets: SlicePool<(Arc<str>, Arc<str>)>,
+    owned_key_sets: SlicePool<Arc<str>>,
 }
 
 impl NamespaceSlimmer {
@@ -120,16 +150,19 @@ impl NamespaceSlimmer {
         Self {
             label_manager: label_manager.into(),
             pool: StringPool::default(),
+            label_sets: SlicePool::default(),
+            owned_key_sets: SlicePool::default(),
         }
     }
 
     pub fn slim(&mut self, namespace: PartialObjectMeta<Namespace>) -> CachedNamespace {
         let meta = namespace.metadata;
         let fields = meta.managed_fields.unwrap_or_default();
-        let mut labels: Vec<(Arc<str>, Arc<str>)> = meta
-            .labels
-            .unwrap_or_default()
+        let all_labels = meta.labels.unwrap_or_default();
+        let name_label = meta.name.is_some() && all_labels.get(NAME_LABEL) == meta.name.as_ref();
+        let mut labels: Vec<(Arc<str>, Arc<str>)> = all_labels
             .iter()
+            .filter(|(key, _)| !(name_label && key.as_str() == NAME_LABEL))
             .map(|(key, value)| (self.pool.intern(key), self.pool.intern(value)))
             .collect();
         // A BTreeMap's order already; sorted again so lookups never depend on it.
@@ -141,14 +174,14 @@ impl NamespaceSlimmer {
         CachedNamespace {
             metadata: ObjectMeta {
                 name: meta.name,
-                uid: meta.uid,
                 resource_version: meta.resource_version,
                 creation_timestamp: meta.creation_timestamp,
                 deletion_timestamp: meta.deletion_timestamp,
                 ..ObjectMeta::default()
             },
-            labels: labels.into_boxed_slice(),
-            owned_label_keys,
+            labels: self.label_sets.intern(labels),
+            name_label,
+            owned_label_keys: self.owned_key_sets.intern(owned_label_keys),
             last_written_by_us: repair_budget::latest_write(&fields, &self.label_manager, None),
         }
     }
@@ -165,6 +198,39 @@ impl NamespaceSlimmer {
             watcher::Event::InitApply(namespace) => watcher::Event::InitApply(self.slim(namespace)),
             watcher::Event::InitDone => watcher::Event::InitDone,
         }
+    }
+}
+
+/// One shared copy of each distinct slice (a namespace's label set): slices nothing else
+/// holds any more are dropped at the next sweep.
+#[derive(Debug)]
+struct SlicePool<T> {
+    slices: HashSet<Arc<[T]>>,
+    /// Sweep when this many slices are held (twice the live ones after the last sweep).
+    sweep_at: usize,
+}
+
+impl<T> Default for SlicePool<T> {
+    fn default() -> Self {
+        Self {
+            slices: HashSet::new(),
+            sweep_at: 0,
+        }
+    }
+}
+
+impl<T: Hash + Eq> SlicePool<T> {
+    fn intern(&mut self, items: Vec<T>) -> Arc<[T]> {
+        if let Some(shared) = self.slices.get(items.as_slice()) {
+            return shared.clone();
+        }
+        if self.slices.len() >= self.sweep_at.max(1024) {
+            self.slices.retain(|slice| Arc::strong_count(slice) > 1);
+            self.sweep_at = self.slices.len() * 2;
+        }
+        let shared: Arc<[T]> = items.into();
+        self.slices.insert(shared.clone());
+        shared
     }
 }
 
@@ -275,11 +341,46 @@ mod tests {
         assert_eq!(cached.label("a"), Some("1"));
         assert_eq!(cached.label("missing"), None);
         assert_eq!(cached.metadata.name.as_deref(), Some("shop"));
-        assert_eq!(cached.metadata.uid.as_deref(), Some("uid-shop"));
+        assert_eq!(cached.metadata.uid, None);
         assert_eq!(cached.metadata.resource_version.as_deref(), Some("7"));
         assert_eq!(cached.metadata.annotations, None);
         assert_eq!(cached.metadata.managed_fields, None);
         assert_eq!(cached.metadata.labels, None);
+    }
+
+    #[test]
+    fn namespaces_with_the_same_labels_but_their_name_share_one_label_set() {
+        let mut slimmer = NamespaceSlimmer::new(FIELD_MANAGER);
+        let mut slim = |name: &str, name_label: &str| {
+            slimmer.slim(watched(
+                name,
+                &[(NAME_LABEL, name_label), ("env", "prod")],
+                fields(),
+            ))
+        };
+        let (a, b, odd) = (slim("a", "a"), slim("b", "b"), slim("c", "other"));
+        assert!(Arc::ptr_eq(&a.labels, &b.labels), "labels shared");
+        assert!(Arc::ptr_eq(&a.owned_label_keys, &b.owned_label_keys));
+        assert_eq!(a.label(NAME_LABEL), Some("a"));
+        assert_eq!(b.label(NAME_LABEL), Some("b"));
+        assert_eq!(b.label("env"), Some("prod"));
+        assert_eq!(
+            b.labels(),
+            BTreeMap::from([
+                (NAME_LABEL.to_owned(), "b".to_owned()),
+                ("env".to_owned(), "prod".to_owned()),
+            ])
+        );
+        // Not the API server's form: kept as it is.
+        assert_eq!(odd.label(NAME_LABEL), Some("other"));
+        assert_eq!(
+            odd.labels().get(NAME_LABEL).map(String::as_str),
+            Some("other")
+        );
+        let unnamed = slimmer.slim(watched("d", &[("env", "prod")], fields()));
+        assert_eq!(unnamed.label(NAME_LABEL), None);
+        assert!(!unnamed.labels().contains_key(NAME_LABEL));
+        assert!(Arc::ptr_eq(&a.labels, &unnamed.labels), "the same set");
     }
 
     #[test]
