@@ -160,7 +160,14 @@ async fn the_chart_installs_ready_pods_with_the_local_image_and_helm_test_passes
         "--timeout",
         "5m",
     ]);
-    assert!(ok, "helm uninstall: {stderr}\n{out}");
+    // Helm's wait can also report as an error that a namespace it deleted is still
+    // terminating (CI at f18d5b9: "uninstallation completed with 1 error(s): resource
+    // Namespace//kube-baseline-agent still exists. status: Terminating"): the release is
+    // gone then, and the bounded wait below covers the namespace. Any other error fails.
+    assert!(
+        ok || only_still_terminating(&stderr),
+        "helm uninstall: {stderr}\n{out}"
+    );
     // Helm's wait can return while the namespace is still terminating (CI at 24b4541: the
     // agent pod on the real kubelet was still in its grace period), so the namespace gets
     // a bounded wait of its own; the time is printed.
@@ -195,4 +202,31 @@ async fn the_chart_installs_ready_pods_with_the_local_image_and_helm_test_passes
     kubectl(&["get", "namespace", OPERATOR_NAMESPACE]);
     kubectl(&["get", "crd", "securitybaselines.kube-baseline.dev"]);
     kubectl(&["get", "crd", "nodereports.kube-baseline.dev"]);
+}
+
+/// Whether helm uninstall's errors are all "still exists ... Terminating" of a completed
+/// uninstall.
+fn only_still_terminating(stderr: &str) -> bool {
+    let Some((_, errors)) = stderr.trim().split_once("uninstallation completed with ") else {
+        return false;
+    };
+    let Some((_, errors)) = errors.split_once("error(s): ") else {
+        return false;
+    };
+    errors
+        .split("; ")
+        .all(|error| error.contains("still exists") && error.contains("status: Terminating"))
+}
+
+#[test]
+fn only_a_terminating_namespace_excuses_a_failed_uninstall() {
+    assert!(only_still_terminating(
+        "Error: uninstallation completed with 1 error(s): resource Namespace//kube-baseline-agent still exists. status: Terminating, message: Resource scheduled for deletion\n"
+    ));
+    assert!(!only_still_terminating(
+        "Error: uninstallation completed with 2 error(s): resource Namespace//a still exists. status: Terminating; resource Deployment/x/y: forbidden"
+    ));
+    assert!(!only_still_terminating(
+        "Error: uninstall: Release not loaded: kube-baseline: release: not found"
+    ));
 }
