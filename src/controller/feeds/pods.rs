@@ -143,8 +143,8 @@ mod tests {
         pod
     }
 
-    #[test]
-    fn only_new_gone_or_respecced_pods_of_watched_namespaces_re_plan() {
+    /// Previews with a violating preview remembered for each of `namespaces` (watched).
+    fn watching(namespaces: &[&str]) -> Previews {
         let previews = Previews::default();
         let target = BTreeMap::from([(
             "pod-security.kubernetes.io/enforce".to_owned(),
@@ -156,7 +156,21 @@ mod tests {
             pods: Vec::new(),
             capped: None,
         };
-        previews.remember("gated", target, violations, 0, Instant::now());
+        for namespace in namespaces {
+            previews.remember(
+                namespace,
+                target.clone(),
+                violations.clone(),
+                0,
+                Instant::now(),
+            );
+        }
+        previews
+    }
+
+    #[test]
+    fn only_new_gone_or_respecced_pods_of_watched_namespaces_re_plan() {
+        let previews = watching(&["gated"]);
         let mut feed = PodFeed::default();
         let mut seen = |event| feed.observe(&previews, &event).pop();
         assert_eq!(
@@ -192,25 +206,7 @@ mod tests {
 
     #[test]
     fn a_pod_deleted_while_the_watch_was_broken_re_plans_its_namespace_at_the_relist() {
-        let previews = Previews::default();
-        let target = BTreeMap::from([(
-            "pod-security.kubernetes.io/enforce".to_owned(),
-            "restricted".to_owned(),
-        )]);
-        let violations = Preview::Violations {
-            level: "restricted:latest".to_owned(),
-            pods_in_violation: 1,
-            pods: Vec::new(),
-            capped: None,
-        };
-        previews.remember(
-            "gated",
-            target.clone(),
-            violations.clone(),
-            0,
-            Instant::now(),
-        );
-        previews.remember("kept", target, violations, 0, Instant::now());
+        let previews = watching(&["gated", "kept"]);
         let mut feed = PodFeed::default();
         for (namespace, uid) in [("gated", "bad"), ("gated", "good"), ("kept", "k")] {
             feed.observe(&previews, &watcher::Event::Apply(pod(namespace, uid, 1)));
