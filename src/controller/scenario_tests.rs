@@ -285,10 +285,10 @@ async fn a_new_namespace_gets_its_objects_and_labels_in_one_pass() {
         sent,
         [
             "PATCH /api/v1/namespaces/shop",
-            "PATCH /apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/baseline-b-allow-dns",
-            "PATCH /apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/baseline-b-deny-all",
+            "POST /apis/networking.k8s.io/v1/namespaces/shop/networkpolicies",
+            "POST /apis/networking.k8s.io/v1/namespaces/shop/networkpolicies",
         ],
-        "two policies and the labels"
+        "two policies created and the labels applied"
     );
     let result = scenario.result("b", "shop").expect("a result");
     assert!(result.selected && result.findings.is_empty(), "{result:?}");
@@ -389,14 +389,15 @@ async fn our_object_created_and_deleted_before_the_next_pass_is_recreated() {
     scenario.add_baseline(&baseline("b", ENFORCE));
     let shop = namespace("shop", &[("env", "prod")]);
     scenario.reconcile(&shop).await;
-    let deny_all_path =
-        "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/baseline-b-deny-all";
-    let (_, _, applied) = scenario
+    let policies_path = "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies";
+    let (_, _, sent) = scenario
         .take_requests()
         .into_iter()
-        .find(|(_, path, _)| path == deny_all_path)
-        .expect("deny-all applied");
-    let mut created: NetworkPolicy = serde_json::from_value(applied).expect("a NetworkPolicy");
+        .find(|(_, path, body)| {
+            path == policies_path && body["metadata"]["name"] == "baseline-b-deny-all"
+        })
+        .expect("deny-all created");
+    let mut created: NetworkPolicy = serde_json::from_value(sent).expect("a NetworkPolicy");
     created.metadata.resource_version = Some("7".to_string());
     let mut policies = KindFeed::new(
         &scenario.ctx,
@@ -410,7 +411,7 @@ async fn our_object_created_and_deleted_before_the_next_pass_is_recreated() {
     assert_eq!(
         paths(&scenario.take_requests()),
         [
-            format!("PATCH {deny_all_path}"),
+            format!("POST {policies_path}"),
             "POST /apis/events.k8s.io/v1/namespaces/default/events".to_string()
         ],
         "deny-all recreated (and the repair recorded); allow-dns (its echo not here yet) and \

@@ -3,6 +3,7 @@
 //! always agree.
 
 pub mod checks;
+pub mod field_ownership;
 pub mod generated;
 pub mod node;
 pub mod plan;

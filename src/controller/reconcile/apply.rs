@@ -1,14 +1,18 @@
-//! Writes: server-side apply under our field manager, and guarded deletes.
+//! Writes: plain creates and server-side applies under our field manager, and guarded
+//! deletes.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::Role;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
-use kube::{Api, Client};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions,
+};
+use kube::{Api, Client, ResourceExt as _};
 
 use crate::api::{FIELD_MANAGER, WRITE_GUARD};
+use crate::domain::field_ownership::plain_writes_made_applied;
 use crate::domain::generated::GeneratedKind;
 use crate::domain::plan::Change;
 use crate::domain::status::Failure;
@@ -33,6 +37,13 @@ impl WriteError {
     pub fn refused_by_write_guard(&self) -> bool {
         matches!(&self.source, kube::Error::Api(status)
             if status.code == 403 && status.message.contains(WRITE_GUARD))
+    }
+
+    /// Whether a create found the name taken: someone created an object by it after our
+    /// cache was read (or our cache has not seen our own earlier create yet).
+    pub fn name_taken(&self) -> bool {
+        matches!(&self.source, kube::Error::Api(status)
+            if status.code == 409 && status.reason == "AlreadyExists")
     }
 
     /// How long until the write budget of its object allows another request, if that is
@@ -68,28 +79,68 @@ pub fn apply_params() -> PatchParams {
 
 /// Performs one planned change. A delete whose object is already gone or was replaced
 /// (precondition failed) is not an error: the next reconcile sees the new state.
-pub async fn execute(client: &Client, change: &Change) -> Result<(), WriteError> {
+/// `take_over_first`: the cache shows our field manager holding fields of the object by
+/// its create, which an apply must take over before it can drop any of them
+/// (`domain::field_ownership`). Returns the object's version after that take-over, the
+/// one the apply was then written over (None when there was none).
+pub async fn execute(
+    client: &Client,
+    change: &Change,
+    take_over_first: bool,
+) -> Result<Option<String>, WriteError> {
     match change {
+        Change::Create(object) => {
+            let api: Api<DynamicObject> = Api::namespaced_with(
+                client.clone(),
+                object.namespace(),
+                &api_resource(object.kind()),
+            );
+            let failed = |source| WriteError {
+                what: format!(
+                    "create {} {}/{}",
+                    object.kind().as_str(),
+                    object.namespace(),
+                    object.name()
+                ),
+                source,
+            };
+            let body: DynamicObject = serde_json::from_value(object.to_json())
+                .map_err(|e| failed(kube::Error::SerdeError(e)))?;
+            let params = PostParams {
+                field_manager: Some(FIELD_MANAGER.to_string()),
+                ..PostParams::default()
+            };
+            api.create(&params, &body).await.map_err(failed)?;
+            Ok(None)
+        }
         Change::Apply(object) => {
             let kind = object.kind();
             let api: Api<DynamicObject> =
                 Api::namespaced_with(client.clone(), object.namespace(), &api_resource(kind));
+            let failed = |doing: &str, source| WriteError {
+                what: format!(
+                    "{doing} {} {}/{}",
+                    kind.as_str(),
+                    object.namespace(),
+                    object.name()
+                ),
+                source,
+            };
+            let taken_over = if take_over_first {
+                take_over_plain_writes(&api, object.name())
+                    .await
+                    .map_err(|source| failed("take over the fields of our create of", source))?
+            } else {
+                None
+            };
             api.patch(
                 object.name(),
                 &apply_params(),
                 &Patch::Apply(object.to_json()),
             )
             .await
-            .map(|_| ())
-            .map_err(|source| WriteError {
-                what: format!(
-                    "apply {} {}/{}",
-                    kind.as_str(),
-                    object.namespace(),
-                    object.name()
-                ),
-                source,
-            })
+            .map_err(|source| failed("apply", source))?;
+            Ok(taken_over)
         }
         Change::Delete {
             kind,
@@ -108,8 +159,10 @@ pub async fn execute(client: &Client, change: &Change) -> Result<(), WriteError>
                 ..DeleteParams::default()
             };
             match api.delete(name, &params).await {
-                Ok(_) => Ok(()),
-                Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+                Ok(_) => Ok(None),
+                Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {
+                    Ok(None)
+                }
                 Err(source) => Err(WriteError {
                     what: format!("delete {} {namespace}/{name}", kind.as_str()),
                     source,
@@ -117,6 +170,33 @@ pub async fn execute(client: &Client, change: &Change) -> Result<(), WriteError>
             }
         }
     }
+}
+
+/// Moves the fields our field manager holds by a plain write (the object's create) into
+/// its apply entry, so that the apply after it owns them and drops those it leaves out.
+/// Reads the object first (the cache keeps no managedFields) and writes its managedFields
+/// over exactly the version read (409 if it changed). Returns the version after the move,
+/// or None when nothing was to move.
+async fn take_over_plain_writes(
+    api: &Api<DynamicObject>,
+    name: &str,
+) -> Result<Option<String>, kube::Error> {
+    let live = api.get(name).await?;
+    let Some(entries) = plain_writes_made_applied(live.managed_fields(), FIELD_MANAGER) else {
+        return Ok(None);
+    };
+    let patch = serde_json::json!({
+        "metadata": {
+            "resourceVersion": live.resource_version(),
+            "managedFields": entries,
+        }
+    });
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    let moved = api.patch(name, &params, &Patch::Merge(patch)).await?;
+    Ok(moved.resource_version())
 }
 
 /// Applies the Pod Security labels our field manager owns on a namespace. Labels set by

@@ -367,12 +367,11 @@ async fn apply_objects(ctx: &Context, planned: &[Planned]) -> ObjectWrites {
             }
         }
     }
-    let answers = futures::future::join_all(
-        ready
-            .iter()
-            .map(|(_, change, _)| apply::execute(&ctx.client, change)),
-    )
-    .await;
+    let answers =
+        futures::future::join_all(ready.iter().map(|(_, change, write)| {
+            apply::execute(&ctx.client, change, write.take_over_first())
+        }))
+        .await;
     for ((planned, change, write), answer) in ready.into_iter().zip(answers) {
         note_write(ctx, planned, change, write, answer, &mut writes);
     }
@@ -382,7 +381,7 @@ async fn apply_objects(ctx: &Context, planned: &[Planned]) -> ObjectWrites {
 /// (kind, name) of the object a change writes.
 fn change_key(change: &Change) -> (String, String) {
     match change {
-        Change::Apply(object) => (
+        Change::Create(object) | Change::Apply(object) => (
             object.kind().as_str().to_string(),
             object.name().to_string(),
         ),
@@ -408,12 +407,26 @@ impl ObjectWrites {
 
 /// A planned change that goes out now.
 enum ReadyWrite {
-    /// An apply over the cached version the plan was made from, with the body sent.
-    Apply {
+    /// A create or an apply over the cached version the plan was made from, with the body
+    /// sent; an apply to an object we created takes its fields over first.
+    Object {
         over: Option<String>,
         body: serde_json::Value,
+        take_over_first: bool,
     },
     Delete,
+}
+
+impl ReadyWrite {
+    fn take_over_first(&self) -> bool {
+        matches!(
+            self,
+            ReadyWrite::Object {
+                take_over_first: true,
+                ..
+            }
+        )
+    }
 }
 
 /// Whether a planned change is written now, or None after noting why not.
@@ -424,8 +437,20 @@ fn ready_to_write(
     writes: &mut ObjectWrites,
 ) -> Option<ReadyWrite> {
     match change {
-        Change::Apply(object) => ready_to_apply(ctx, planned, object, writes)
-            .map(|(over, body)| ReadyWrite::Apply { over, body }),
+        Change::Create(object) => {
+            ready_to_apply(ctx, planned, object, writes).map(|(over, body)| ReadyWrite::Object {
+                over,
+                body,
+                take_over_first: false,
+            })
+        }
+        Change::Apply(object) => {
+            ready_to_apply(ctx, planned, object, writes).map(|(over, body)| ReadyWrite::Object {
+                over,
+                body,
+                take_over_first: ctx.apply_needs_take_over(object),
+            })
+        }
         Change::Delete { .. } => Some(ReadyWrite::Delete),
     }
 }
@@ -436,21 +461,27 @@ fn note_write(
     planned: &Planned,
     change: &Change,
     ready: ReadyWrite,
-    answer: Result<(), WriteError>,
+    answer: Result<Option<String>, WriteError>,
     writes: &mut ObjectWrites,
 ) {
     match answer {
-        Ok(()) => {
-            if let (Change::Apply(object), ReadyWrite::Apply { over, body }) = (change, ready) {
-                ctx.applied(object, over, &body);
+        Ok(taken_over) => {
+            if let (
+                Change::Create(object) | Change::Apply(object),
+                ReadyWrite::Object { over, body, .. },
+            ) = (change, ready)
+            {
+                // After a take-over the apply went over the version it left.
+                ctx.applied(object, taken_over.or(over), &body);
             }
             note(&mut writes.done, &planned.name, change_key(change));
         }
-        Err(error) if error.refused_by_write_guard() => {
-            // Someone created an object by this name after our cache was read; the
-            // API server refused to let us take it over. Its watch event re-plans.
-            debug!(%error, "not ours: refused by the write guard");
-            if let Change::Apply(_) = change {
+        Err(error) if error.refused_by_write_guard() || error.name_taken() => {
+            // Someone created an object by this name after our cache was read; the API
+            // server refused our create, or to let us take theirs over. Its watch event
+            // re-plans.
+            debug!(%error, "not ours: the name is taken");
+            if let Change::Create(_) | Change::Apply(_) = change {
                 note(&mut writes.refused, &planned.name, change_key(change));
             }
         }

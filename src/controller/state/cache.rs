@@ -9,6 +9,8 @@ use kube::runtime::watcher;
 use parking_lot::RwLock;
 use tokio::sync::watch;
 
+use crate::api::FIELD_MANAGER;
+use crate::domain::field_ownership::{is_plain_write_by, plain_write_marker};
 use crate::domain::generated::NamespacedObject;
 
 /// What the name index keeps of an object of a generated kind, ours or anyone's: that the
@@ -143,6 +145,17 @@ impl CachedObject {
         self.resource_version.as_deref()
     }
 
+    /// Whether our field manager holds fields of the object by a plain write (we created
+    /// it and have not applied to it since): see `domain::field_ownership`.
+    pub fn holds_plain_writes(&self) -> bool {
+        self.shared
+            .metadata()
+            .managed_fields
+            .iter()
+            .flatten()
+            .any(|entry| is_plain_write_by(entry, FIELD_MANAGER))
+    }
+
     /// The content shared with identical objects: kind, name, labels, owner references,
     /// spec. Its namespace, uid and resourceVersion are empty.
     pub fn shared(&self) -> &NamespacedObject {
@@ -177,9 +190,15 @@ impl Interner {
         let uid = meta.uid.take().map(Uid::new);
         let resource_version = meta.resource_version.take().map(String::into_boxed_str);
         // Per-object and never read by the plan (managedFields alone are most of an
-        // object's bytes).
+        // object's bytes). Of managedFields only whether our field manager holds fields by
+        // a plain write (our create) is kept, as one marker entry the same in every such
+        // object: the next apply to it must first take those fields over.
         meta.namespace = None;
-        meta.managed_fields = None;
+        meta.managed_fields = meta
+            .managed_fields
+            .take()
+            .filter(|entries| entries.iter().any(|e| is_plain_write_by(e, FIELD_MANAGER)))
+            .map(|_| vec![plain_write_marker(FIELD_MANAGER)]);
         meta.annotations = None;
         meta.creation_timestamp = None;
         meta.generation = None;
@@ -580,6 +599,36 @@ mod tests {
         assert_eq!(b.object("ns-b"), role("ns-b", "2", &["get"]));
         assert_eq!(b.resource_version(), Some("rv-2"));
         assert_eq!(a.shared().namespace(), "");
+    }
+
+    #[test]
+    fn of_managed_fields_only_our_plain_write_is_kept_and_shared() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+        let with_entries = |namespace: &str, uid: &str, operation: &str, written_at: i64| {
+            let mut object = role(namespace, uid, &["get"]);
+            meta_mut(&mut object).managed_fields = Some(vec![ManagedFieldsEntry {
+                manager: Some(FIELD_MANAGER.to_string()),
+                operation: Some(operation.to_string()),
+                fields_v1: Some(FieldsV1(serde_json::json!({"f:rules": {}}))),
+                time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::from_second(written_at).unwrap_or_default(),
+                )),
+                ..ManagedFieldsEntry::default()
+            }]);
+            object
+        };
+        let mut interner = Interner::default();
+        let created_a = interner.intern(with_entries("ns-a", "1", "Update", 100));
+        let created_b = interner.intern(with_entries("ns-b", "2", "Update", 200));
+        let applied = interner.intern(with_entries("ns-c", "3", "Apply", 300));
+
+        assert!(created_a.holds_plain_writes() && created_b.holds_plain_writes());
+        assert!(!applied.holds_plain_writes());
+        assert!(
+            Arc::ptr_eq(&created_a.shared, &created_b.shared),
+            "entries of different times, one shared marker"
+        );
+        assert_eq!(applied.object("ns-c"), role("ns-c", "3", &["get"]));
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::controller::state::cache::{CachedObject, CompactIndex, TakenName};
 use crate::controller::state::namespace_store::CachedNamespace;
 use crate::controller::state::results::Results;
 use crate::controller::state::writes_in_flight::{ObjectKey, WritesInFlight};
+use crate::domain::field_ownership::apply_removes_fields;
 use crate::domain::generated::{GeneratedKind, NamespacedObject};
 
 /// Shared state of the controller.
@@ -319,6 +320,19 @@ impl Context {
             body,
             Instant::now(),
         )
+    }
+
+    /// Whether applying `desired` must first take over the fields our create recorded:
+    /// the cache shows our field manager holding fields of the object by a plain write, and
+    /// the apply removes something (`field_ownership::apply_removes_fields`).
+    pub fn apply_needs_take_over(&self, desired: &NamespacedObject) -> bool {
+        self.generated
+            .get(&desired.kind())
+            .and_then(|index| index.get(desired.namespace(), desired.name()))
+            .is_some_and(|cached| {
+                cached.holds_plain_writes()
+                    && apply_removes_fields(desired, &cached.object(desired.namespace()))
+            })
     }
 
     /// The cached version an apply is about to be written over (see [`Context::applied`]).
