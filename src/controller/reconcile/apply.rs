@@ -12,8 +12,9 @@ use kube::api::{
 use kube::{Api, Client, ResourceExt as _};
 
 use crate::api::{FIELD_MANAGER, WRITE_GUARD};
+use crate::controller::state::repair_budget::WriteTarget;
 use crate::domain::field_ownership::plain_writes_made_applied;
-use crate::domain::generated::GeneratedKind;
+use crate::domain::generated::{GeneratedKind, NamespacedObject};
 use crate::domain::plan::Change;
 use crate::domain::status::Failure;
 
@@ -90,11 +91,6 @@ pub async fn execute(
 ) -> Result<Option<String>, WriteError> {
     match change {
         Change::Create(object) => {
-            let api: Api<DynamicObject> = Api::namespaced_with(
-                client.clone(),
-                object.namespace(),
-                &api_resource(object.kind()),
-            );
             let failed = |source| WriteError {
                 what: format!(
                     "create {} {}/{}",
@@ -104,13 +100,7 @@ pub async fn execute(
                 ),
                 source,
             };
-            let body: DynamicObject = serde_json::from_value(object.to_json())
-                .map_err(|e| failed(kube::Error::SerdeError(e)))?;
-            let params = PostParams {
-                field_manager: Some(FIELD_MANAGER.to_string()),
-                ..PostParams::default()
-            };
-            api.create(&params, &body).await.map_err(failed)?;
+            create(client, object).await.map_err(failed)?;
             Ok(None)
         }
         Change::Apply(object) => {
@@ -170,6 +160,30 @@ pub async fn execute(
             }
         }
     }
+}
+
+/// A plain create of `object` under our field manager, counted in the write budget of the
+/// object it names (its URL names only the collection).
+async fn create(client: &Client, object: &NamespacedObject) -> Result<(), kube::Error> {
+    use kube::Resource as _;
+    let resource = api_resource(object.kind());
+    let collection = DynamicObject::url_path(&resource, Some(object.namespace()));
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    };
+    let body = serde_json::to_vec(&object.to_json()).map_err(kube::Error::SerdeError)?;
+    let mut request = kube::core::Request::new(collection)
+        .create(&params, body)
+        .map_err(kube::Error::BuildRequest)?;
+    // What Api::create names the request (kube's tracing span).
+    request.extensions_mut().insert("create");
+    request.extensions_mut().insert(WriteTarget::object(
+        &resource,
+        Some(object.namespace()),
+        object.name(),
+    ));
+    client.request::<DynamicObject>(request).await.map(|_| ())
 }
 
 /// Moves the fields our field manager holds by a plain write (the object's create) into

@@ -9,7 +9,8 @@
 //! stack (below the retries) and records each mutating request that goes on the wire, to
 //! the object its URL names — applies, status updates, the audit-policy ConfigMap,
 //! finalizer patches, deletes, retries and requests that failed — and refuses one beyond
-//! the budget ([`BudgetSpent`]). The reconcilers check the same budget before they write,
+//! the budget ([`BudgetSpent`]). A create's URL names only its collection, so our creates
+//! carry their object's [`WriteTarget`] as a request extension. The reconcilers check the same budget before they write,
 //! so the refusal is a backstop for the paths and races no decision foresaw. Events are
 //! not budgeted: each is a new object.
 
@@ -304,7 +305,12 @@ where
         );
         let path = request.uri().path();
         if mutating && resource_of(path) != Some("events") && !is_dry_run(request.uri()) {
-            let target = WriteTarget::at_path(path);
+            // A create's URL names its collection: the request carries the object it creates.
+            let target = request
+                .extensions()
+                .get::<WriteTarget>()
+                .copied()
+                .unwrap_or_else(|| WriteTarget::at_path(path));
             if let Err(retry_in) = self.budget.take(target, Instant::now()) {
                 let refused = BudgetSpent {
                     method: request.method().clone(),
@@ -422,6 +428,38 @@ mod tests {
         *request.method_mut() = method;
         *request.uri_mut() = http::Uri::from_static(path);
         request
+    }
+
+    #[tokio::test]
+    async fn a_create_counts_for_the_object_it_names_not_its_collection() {
+        use tower::ServiceExt;
+        let wire = tower::service_fn(|_: http::Request<()>| async {
+            Ok::<_, std::convert::Infallible>(http::StatusCode::CREATED)
+        });
+        let budget = Arc::new(RepairBudget::default());
+        let service = WriteBudgetLayer::new(budget.clone()).layer(wire);
+        let collection = "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies";
+        let create = |name: &str| {
+            let mut create = request(http::Method::POST, collection);
+            create
+                .extensions_mut()
+                .insert(WriteTarget::at_path(&format!("{collection}/{name}")));
+            create
+        };
+        // Four creates into one collection: four objects, none refused.
+        for name in ["a", "b", "c", "d"] {
+            assert!(
+                service.clone().oneshot(create(name)).await.is_ok(),
+                "{name}"
+            );
+        }
+        let object = WriteTarget::at_path(&format!("{collection}/a"));
+        let now = Instant::now();
+        assert!(budget.take(object, now).is_ok() && budget.take(object, now).is_ok());
+        assert!(
+            budget.check(object, now).is_err(),
+            "the create counted against the object: its third write spends the budget"
+        );
     }
 
     #[tokio::test]
