@@ -59,8 +59,11 @@ pub fn main() -> ExitCode {
 }
 
 /// Runs an async subcommand on a multi-threaded runtime; errors go to the log and exit 2.
-fn run_async<E: std::fmt::Display>(
-    future: impl std::future::Future<Output = Result<(), E>>,
+/// The subcommand runs as a spawned task, on the runtime's workers: under `block_on` it
+/// would run on the main thread, and every wake between it and the tasks it spawns (the
+/// HTTP connections, the reconciles) would cross threads.
+fn run_async<E: std::fmt::Display + Send + 'static>(
+    future: impl std::future::Future<Output = Result<(), E>> + Send + 'static,
 ) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -72,9 +75,15 @@ fn run_async<E: std::fmt::Display>(
             return ExitCode::from(exit::ERROR);
         }
     };
-    match runtime.block_on(future) {
-        Ok(()) => ExitCode::from(exit::OK),
-        Err(err) => {
+    let task = runtime.spawn(future);
+    let outcome = runtime.block_on(task);
+    match outcome {
+        Ok(Ok(())) => ExitCode::from(exit::OK),
+        Err(panicked) => {
+            eprintln!("error: the operator's main task ended abnormally: {panicked}");
+            ExitCode::from(exit::ERROR)
+        }
+        Ok(Err(err)) => {
             tracing::error!("{err}");
             eprintln!("error: {err}");
             ExitCode::from(exit::ERROR)
