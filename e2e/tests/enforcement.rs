@@ -42,21 +42,21 @@ async fn policy_names(env: &TestEnv, namespace: &str) -> Vec<String> {
     names
 }
 
-async fn namespace_labels(env: &TestEnv, namespace: &str) -> BTreeMap<String, String> {
+async fn live_namespace(env: &TestEnv, namespace: &str) -> Namespace {
     Api::<Namespace>::all(env.admin.clone())
         .get(namespace)
         .await
         .expect("namespace")
-        .labels()
-        .clone()
+}
+
+async fn namespace_labels(env: &TestEnv, namespace: &str) -> BTreeMap<String, String> {
+    live_namespace(env, namespace).await.labels().clone()
 }
 
 /// Whether our field manager owns a Pod Security label of the namespace.
 async fn pod_security_labels_of_ours(env: &TestEnv, namespace: &str) -> bool {
-    Api::<Namespace>::all(env.admin.clone())
-        .get(namespace)
+    live_namespace(env, namespace)
         .await
-        .expect("namespace")
         .managed_fields()
         .iter()
         .filter(|entry| entry.manager.as_deref() == Some(FIELD_MANAGER))
