@@ -15,6 +15,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -92,12 +93,38 @@ impl StallingProxy {
         self.control.send_modify(|control| control.stalled = false);
     }
 
+    /// Bytes every connection together received from the API server since the stall began.
+    pub fn received_while_stalled(&self) -> usize {
+        self.received_while_stalled
+            .lock()
+            .expect("proxy counters")
+            .values()
+            .sum()
+    }
+
+    /// Stalls once nothing arrives for `quiet`: a stall that received nothing in that time
+    /// is kept, one that did is healed and tried again, until `timeout`. Returns whether a
+    /// quiet stall was reached (the proxy is then stalled).
+    pub async fn stall_when_quiet(&self, quiet: Duration, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            self.stall();
+            tokio::time::sleep(quiet).await;
+            if self.received_while_stalled() == 0 {
+                return true;
+            }
+            self.heal();
+            tokio::time::sleep(quiet).await;
+        }
+        false
+    }
+
     /// While stalled: drops the connection that received the most bytes from the API server
     /// since the stall began, with what it held; returns that many bytes (0: none received
     /// anything, nothing is cut).
     pub async fn cut_busiest(&self) -> usize {
         // Let what the API server sent reach the relays first.
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let busiest = self
             .received_while_stalled
             .lock()

@@ -2250,7 +2250,17 @@ async fn s15_objects_deleted_while_one_watch_relists_are_restored() {
     // resumes from a compacted revision, is answered 410 Gone and lists again, while the
     // Namespace, Role and other watches go on as they were: nothing but the relist can
     // tell the operator the policies are gone.
-    proxy.stall();
+    // The proxy cuts the connection that received the most: other traffic during the
+    // stall (a Role deleted by the namespace controller in an earlier scenario's namespace
+    // reaches the Role watch) could make it the wrong one. So the stall starts only once
+    // earlier namespaces are gone and a second passes with nothing arriving.
+    wait_no_terminating_namespaces(&scene.env.admin, Duration::from_secs(600)).await;
+    assert!(
+        proxy
+            .stall_when_quiet(Duration::from_secs(1), Duration::from_secs(60))
+            .await,
+        "the operator's connections never went quiet for a second in 60 s"
+    );
     let policies: Api<NetworkPolicy> = Api::namespaced(scene.env.admin.clone(), &target);
     for suffix in ["deny-all", "allow-dns"] {
         policies
