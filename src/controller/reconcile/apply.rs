@@ -78,17 +78,26 @@ pub fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
+/// The versions around a successful write.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// The object's version after a take-over of its fields, the one the apply was then
+    /// written over (None when there was none).
+    pub taken_over: Option<String>,
+    /// The version the API server answered the create or apply with (None for a delete).
+    pub now_at: Option<String>,
+}
+
 /// Performs one planned change. A delete whose object is already gone or was replaced
 /// (precondition failed) is not an error: the next reconcile sees the new state.
 /// `take_over_first`: the cache shows our field manager holding fields of the object by
 /// its create, which an apply must take over before it can drop any of them
-/// (`domain::field_ownership`). Returns the object's version after that take-over, the
-/// one the apply was then written over (None when there was none).
+/// (`domain::field_ownership`).
 pub async fn execute(
     client: &Client,
     change: &Change,
     take_over_first: bool,
-) -> Result<Option<String>, WriteError> {
+) -> Result<Written, WriteError> {
     match change {
         Change::Create(object) => {
             let failed = |source| WriteError {
@@ -100,8 +109,11 @@ pub async fn execute(
                 ),
                 source,
             };
-            create(client, object).await.map_err(failed)?;
-            Ok(None)
+            let created = create(client, object).await.map_err(failed)?;
+            Ok(Written {
+                taken_over: None,
+                now_at: created.resource_version(),
+            })
         }
         Change::Apply(object) => {
             let kind = object.kind();
@@ -123,14 +135,18 @@ pub async fn execute(
             } else {
                 None
             };
-            api.patch(
-                object.name(),
-                &apply_params(),
-                &Patch::Apply(object.to_json()),
-            )
-            .await
-            .map_err(|source| failed("apply", source))?;
-            Ok(taken_over)
+            let applied = api
+                .patch(
+                    object.name(),
+                    &apply_params(),
+                    &Patch::Apply(object.to_json()),
+                )
+                .await
+                .map_err(|source| failed("apply", source))?;
+            Ok(Written {
+                taken_over,
+                now_at: applied.resource_version(),
+            })
         }
         Change::Delete {
             kind,
@@ -149,9 +165,9 @@ pub async fn execute(
                 ..DeleteParams::default()
             };
             match api.delete(name, &params).await {
-                Ok(_) => Ok(None),
+                Ok(_) => Ok(Written::default()),
                 Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {
-                    Ok(None)
+                    Ok(Written::default())
                 }
                 Err(source) => Err(WriteError {
                     what: format!("delete {} {namespace}/{name}", kind.as_str()),
@@ -164,7 +180,7 @@ pub async fn execute(
 
 /// A plain create of `object` under our field manager, counted in the write budget of the
 /// object it names (its URL names only the collection).
-async fn create(client: &Client, object: &NamespacedObject) -> Result<(), kube::Error> {
+async fn create(client: &Client, object: &NamespacedObject) -> Result<DynamicObject, kube::Error> {
     use kube::Resource as _;
     let resource = api_resource(object.kind());
     let collection = DynamicObject::url_path(&resource, Some(object.namespace()));
@@ -183,7 +199,7 @@ async fn create(client: &Client, object: &NamespacedObject) -> Result<(), kube::
         Some(object.namespace()),
         object.name(),
     ));
-    client.request::<DynamicObject>(request).await.map(|_| ())
+    client.request::<DynamicObject>(request).await
 }
 
 /// Moves the fields our field manager holds by a plain write (the object's create) into
