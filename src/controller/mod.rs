@@ -553,8 +553,7 @@ fn namespace_controller(
 struct NamespaceTriggers<N, C, R, F> {
     /// The Namespace watch (already reflected into the store).
     namespaces: N,
-    /// Changes to the objects a namespace's plan reads (not the echoes of our own
-    /// creates and applies: `WritesInFlight::observed`).
+    /// Changes to the objects a namespace's plan reads, our own writes' echoes included.
     changes: C,
     /// The re-plan backlog, as `replan` releases it.
     replans: R,

@@ -132,7 +132,7 @@ where
             kind,
             wrap,
         } = self;
-        let echo = settle_writes_in_flight(&mut writes_in_flight.lock(), *kind, event);
+        settle_writes_in_flight(&mut writes_in_flight.lock(), *kind, event);
         let mut update_names = || {
             names.apply_matching(event, |object| {
                 // Keep only what conflict detection reads: that the name is taken, and for
@@ -177,8 +177,7 @@ where
                 return vanished.iter().map(|ns| NamespaceRef::new(ns)).collect();
             }
         };
-        // The echo of our own write shows what its reconcile already counted as done.
-        (!echo && (is_ours(object) || object.name_any().starts_with("baseline-")))
+        (is_ours(object) || object.name_any().starts_with("baseline-"))
             .then(|| object.namespace().map(|ns| NamespaceRef::new(&ns)))
             .flatten()
             .into_iter()
@@ -187,27 +186,21 @@ where
 }
 
 /// Settles our applies of the object an event is about (see [`WritesInFlight::observed`]).
-/// Settles the write in flight an event reports on; returns whether the event is the echo
-/// of that write (`WritesInFlight::observed`).
 fn settle_writes_in_flight<K: Resource>(
     writes: &mut WritesInFlight,
     kind: GeneratedKind,
     event: &watcher::Event<K>,
-) -> bool {
+) {
     let (object, version) = match event {
-        // A relist's objects are no echoes: its Init forgot the writes of its kind.
         watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
             (object, object.meta().resource_version.as_deref())
         }
         watcher::Event::Delete(object) => (object, None),
-        watcher::Event::Init => {
-            writes.relisting(kind);
-            return false;
-        }
-        watcher::Event::InitDone => return false,
+        watcher::Event::Init => return writes.relisting(kind),
+        watcher::Event::InitDone => return,
     };
     let (Some(namespace), Some(name)) = (&object.meta().namespace, &object.meta().name) else {
-        return false;
+        return;
     };
     writes.observed(
         ObjectKey {
@@ -216,7 +209,7 @@ fn settle_writes_in_flight<K: Resource>(
             name,
         },
         version,
-    )
+    );
 }
 
 fn is_ours(object: &impl Resource) -> bool {
@@ -383,56 +376,6 @@ mod tests {
             ns("a")
         );
         assert!(names.get("a", "baseline-b-deny-all").is_none());
-    }
-
-    #[test]
-    fn the_echo_of_our_own_write_re_plans_nothing_and_any_other_change_does() {
-        let writes_in_flight: Arc<Mutex<WritesInFlight>> = Arc::default();
-        let mut feed = KindFeed::feeding(
-            Arc::default(),
-            Arc::default(),
-            writes_in_flight.clone(),
-            GeneratedKind::NetworkPolicy,
-            NamespacedObject::NetworkPolicy,
-        );
-        let at = |version: &str| {
-            let mut object = policy("a", "baseline-b-deny-all", &OURS);
-            object.metadata.resource_version = Some(version.to_string());
-            object
-        };
-        let created = |writes: &Mutex<WritesInFlight>, version: &str| {
-            let key = ObjectKey {
-                kind: GeneratedKind::NetworkPolicy,
-                namespace: "a",
-                name: "baseline-b-deny-all",
-            };
-            let body = serde_json::json!({});
-            let version = Some(version.to_string());
-            writes
-                .lock()
-                .applied(key, None, version, &body, std::time::Instant::now());
-        };
-        feed.observe(&watcher::Event::Init);
-        feed.observe(&watcher::Event::InitDone);
-        created(&writes_in_flight, "5");
-        assert_eq!(
-            feed.observe(&watcher::Event::Apply(at("5"))),
-            [],
-            "our create's echo: its reconcile already counted it done"
-        );
-        let changed = feed.observe(&watcher::Event::Apply(at("6")));
-        assert_eq!(
-            changed,
-            [NamespaceRef::new("a")],
-            "someone changed it after us"
-        );
-        created(&writes_in_flight, "7");
-        let deleted = feed.observe(&watcher::Event::Delete(at("7")));
-        assert_eq!(
-            deleted,
-            [NamespaceRef::new("a")],
-            "a deletion is never an echo"
-        );
     }
 
     #[test]

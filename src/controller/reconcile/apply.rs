@@ -78,26 +78,17 @@ pub fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
-/// The versions around a successful write.
-#[derive(Debug, Default)]
-pub struct Written {
-    /// The object's version after a take-over of its fields, the one the apply was then
-    /// written over (None when there was none).
-    pub taken_over: Option<String>,
-    /// The version the API server answered the create or apply with (None for a delete).
-    pub now_at: Option<String>,
-}
-
 /// Performs one planned change. A delete whose object is already gone or was replaced
 /// (precondition failed) is not an error: the next reconcile sees the new state.
 /// `take_over_first`: the cache shows our field manager holding fields of the object by
 /// its create, which an apply must take over before it can drop any of them
-/// (`domain::field_ownership`).
+/// (`domain::field_ownership`). Returns the object's version after that take-over, the
+/// one the apply was then written over (None when there was none).
 pub async fn execute(
     client: &Client,
     change: &Change,
     take_over_first: bool,
-) -> Result<Written, WriteError> {
+) -> Result<Option<String>, WriteError> {
     match change {
         Change::Create(object) => {
             let failed = |source| WriteError {
@@ -109,11 +100,8 @@ pub async fn execute(
                 ),
                 source,
             };
-            let created = create(client, object).await.map_err(failed)?;
-            Ok(Written {
-                taken_over: None,
-                now_at: created.resource_version(),
-            })
+            create(client, object).await.map_err(failed)?;
+            Ok(None)
         }
         Change::Apply(object) => {
             let kind = object.kind();
@@ -135,18 +123,14 @@ pub async fn execute(
             } else {
                 None
             };
-            let applied = api
-                .patch(
-                    object.name(),
-                    &apply_params(),
-                    &Patch::Apply(object.to_json()),
-                )
-                .await
-                .map_err(|source| failed("apply", source))?;
-            Ok(Written {
-                taken_over,
-                now_at: applied.resource_version(),
-            })
+            api.patch(
+                object.name(),
+                &apply_params(),
+                &Patch::Apply(object.to_json()),
+            )
+            .await
+            .map_err(|source| failed("apply", source))?;
+            Ok(taken_over)
         }
         Change::Delete {
             kind,
@@ -165,9 +149,9 @@ pub async fn execute(
                 ..DeleteParams::default()
             };
             match api.delete(name, &params).await {
-                Ok(_) => Ok(Written::default()),
+                Ok(_) => Ok(None),
                 Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {
-                    Ok(Written::default())
+                    Ok(None)
                 }
                 Err(source) => Err(WriteError {
                     what: format!("delete {} {namespace}/{name}", kind.as_str()),
@@ -180,7 +164,7 @@ pub async fn execute(
 
 /// A plain create of `object` under our field manager, counted in the write budget of the
 /// object it names (its URL names only the collection).
-async fn create(client: &Client, object: &NamespacedObject) -> Result<DynamicObject, kube::Error> {
+async fn create(client: &Client, object: &NamespacedObject) -> Result<(), kube::Error> {
     use kube::Resource as _;
     let resource = api_resource(object.kind());
     let collection = DynamicObject::url_path(&resource, Some(object.namespace()));
@@ -199,7 +183,7 @@ async fn create(client: &Client, object: &NamespacedObject) -> Result<DynamicObj
         Some(object.namespace()),
         object.name(),
     ));
-    client.request::<DynamicObject>(request).await
+    client.request::<DynamicObject>(request).await.map(|_| ())
 }
 
 /// Moves the fields our field manager holds by a plain write (the object's create) into

@@ -461,18 +461,18 @@ fn note_write(
     planned: &Planned,
     change: &Change,
     ready: ReadyWrite,
-    answer: Result<apply::Written, WriteError>,
+    answer: Result<Option<String>, WriteError>,
     writes: &mut ObjectWrites,
 ) {
     match answer {
-        Ok(written) => {
+        Ok(taken_over) => {
             if let (
                 Change::Create(object) | Change::Apply(object),
                 ReadyWrite::Object { over, body, .. },
             ) = (change, ready)
             {
                 // After a take-over the apply went over the version it left.
-                ctx.applied(object, written.taken_over.or(over), written.now_at, &body);
+                ctx.applied(object, taken_over.or(over), &body);
             }
             note(&mut writes.done, &planned.name, change_key(change));
         }
@@ -516,14 +516,7 @@ fn ready_to_apply(
         object.kind().as_str().to_string(),
         object.name().to_string(),
     );
-    if cache_moved {
-        // The event that moved it queued no reconcile if it was the echo of a write of
-        // ours (`WritesInFlight::observed`): ask for one.
-        note(&mut writes.in_flight, &planned.name, written);
-        writes.retry_within(Duration::ZERO);
-        return None;
-    }
-    if ctx.apply_in_flight(object, &body) {
+    if cache_moved || ctx.apply_in_flight(object, &body) {
         note(&mut writes.in_flight, &planned.name, written);
         return None;
     }

@@ -340,22 +340,15 @@ impl Context {
         self.cached_version(object.kind(), object.namespace(), object.name())
     }
 
-    /// Remembers a successful apply over `written_over`, answered with `written_to`.
+    /// Remembers a successful apply over `written_over`.
     pub fn applied(
         &self,
         object: &NamespacedObject,
         written_over: Option<String>,
-        written_to: Option<String>,
         body: &serde_json::Value,
     ) {
         let mut writes = self.writes_in_flight.lock();
-        writes.applied(
-            object_key(object),
-            written_over,
-            written_to,
-            body,
-            Instant::now(),
-        );
+        writes.applied(object_key(object), written_over, body, Instant::now());
         self.sweep_writes_if_due(&mut writes);
     }
 

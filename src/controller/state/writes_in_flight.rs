@@ -5,9 +5,7 @@
 //! successful write is remembered with the cached resourceVersion it was written over, and
 //! the same write over the version the cache still shows is skipped. As soon as the cache
 //! shows another version the write has arrived (or someone else wrote after it) and it is
-//! forgotten, so this holds at most the writes in flight. The watch event at the version
-//! the write was answered with is its echo ([`WritesInFlight::observed`]): the caller
-//! queues no reconcile for it.
+//! forgotten, so this holds at most the writes in flight.
 //!
 //! A namespace's writes are settled when it is next reconciled, and that can be long after
 //! the echo arrived: in a cold start every echo waits behind the namespaces not protected
@@ -57,15 +55,12 @@ struct LabelWrite {
 }
 
 /// An apply of a generated object: kind, name, the cached resourceVersion it was written
-/// over (None: not cached), the version it made, and a hash of the applied body.
+/// over (None: not cached), and a hash of the applied body.
 #[derive(Debug, Clone)]
 struct ObjectWrite {
     kind: GeneratedKind,
     name: String,
     written_over: Option<String>,
-    /// The version the API server answered the write with: the watch event at it is the
-    /// write's own echo.
-    written_to: Option<String>,
     body: u64,
     /// When it was written: an entry older than [`IN_FLIGHT_LIMIT`] is not trusted (an
     /// add and a delete that both reached the cache would look like "not cached yet").
@@ -145,13 +140,12 @@ impl WritesInFlight {
         })
     }
 
-    /// Remembers a successful apply of `object` over `written_over`, answered with version
-    /// `written_to`, at `now`, replacing the previous apply of the same object.
+    /// Remembers a successful apply of `object` over `written_over` at `now`, replacing
+    /// the previous apply of the same object.
     pub fn applied(
         &mut self,
         object: ObjectKey<'_>,
         written_over: Option<String>,
-        written_to: Option<String>,
         body: &serde_json::Value,
         now: Instant,
     ) {
@@ -159,7 +153,6 @@ impl WritesInFlight {
             kind: object.kind,
             name: object.name.to_string(),
             written_over,
-            written_to,
             body: body_hash(body),
             at: now,
         };
@@ -177,26 +170,18 @@ impl WritesInFlight {
     /// next reconcile, matters for a create: if the object is added and deleted again before
     /// that reconcile, the cache shows it absent, just as when we created it, and the
     /// deletion would pass for our create still in flight.
-    ///
-    /// Returns whether the event is the echo of our last write of the object: it stands at
-    /// the version that write was answered with, so it shows what the reconcile that wrote
-    /// already counted as done, and re-planning for it would find nothing to do.
-    pub fn observed(&mut self, object: ObjectKey<'_>, version: Option<&str>) -> bool {
+    pub fn observed(&mut self, object: ObjectKey<'_>, version: Option<&str>) {
         let Some(writes) = self.objects.get_mut(object.namespace) else {
-            return false;
+            return;
         };
-        let mut echo = false;
         writes.retain(|w| {
-            if w.kind != object.kind || w.name != object.name {
-                return true;
-            }
-            echo |= version.is_some() && w.written_to.as_deref() == version;
-            version.is_some() && w.written_over.as_deref() == version
+            w.kind != object.kind
+                || w.name != object.name
+                || (version.is_some() && w.written_over.as_deref() == version)
         });
         if writes.is_empty() {
             self.objects.remove(object.namespace);
         }
-        echo
     }
 
     /// A watch of `kind` lists again (after an error): the events it missed, deletions
@@ -338,10 +323,10 @@ mod tests {
         let now = Instant::now();
         let body = json!({"spec": {"policyTypes": ["Ingress"]}});
         assert!(!writes.apply_in_flight(deny_all(SHOP), Some("7"), &body, now));
-        writes.applied(deny_all(SHOP), Some("7".to_string()), None, &body, now);
+        writes.applied(deny_all(SHOP), Some("7".to_string()), &body, now);
         assert!(writes.apply_in_flight(deny_all(SHOP), Some("7"), &body, now));
         // A create: written over nothing cached, in flight while the cache has nothing.
-        writes.applied(reader(SHOP), None, None, &body, now);
+        writes.applied(reader(SHOP), None, &body, now);
         assert!(writes.apply_in_flight(reader(SHOP), None, &body, now));
     }
 
@@ -350,8 +335,8 @@ mod tests {
         let mut writes = WritesInFlight::default();
         let now = Instant::now();
         let body = json!({"spec": {"policyTypes": ["Ingress"]}});
-        writes.applied(deny_all(SHOP), None, None, &body, now);
-        writes.applied(reader(SHOP), None, None, &body, now);
+        writes.applied(deny_all(SHOP), None, &body, now);
+        writes.applied(reader(SHOP), None, &body, now);
         // The cache had nothing when we created it and has nothing again.
         writes.observed(deny_all(SHOP), Some("8"));
         writes.observed(deny_all(SHOP), None);
@@ -373,7 +358,7 @@ mod tests {
         let mut writes = WritesInFlight::default();
         let now = Instant::now();
         let body = json!({"spec": {"policyTypes": ["Ingress"]}});
-        writes.applied(deny_all(SHOP), Some("7".to_string()), None, &body, now);
+        writes.applied(deny_all(SHOP), Some("7".to_string()), &body, now);
         writes.observed(deny_all(SHOP), Some("7"));
         assert!(writes.apply_in_flight(deny_all(SHOP), Some("7"), &body, now));
         writes.observed(deny_all(SHOP), Some("9"));
@@ -385,47 +370,12 @@ mod tests {
     }
 
     #[test]
-    fn only_the_event_at_the_version_our_write_made_is_its_echo() {
-        let mut writes = WritesInFlight::default();
-        let now = Instant::now();
-        let body = json!({"spec": {"policyTypes": ["Ingress"]}});
-        writes.applied(
-            deny_all(SHOP),
-            Some("7".to_string()),
-            Some("8".to_string()),
-            &body,
-            now,
-        );
-        writes.applied(reader(SHOP), None, Some("9".to_string()), &body, now);
-        assert!(
-            !writes.observed(deny_all(SHOP), Some("7")),
-            "the version written over is no echo"
-        );
-        assert!(writes.observed(deny_all(SHOP), Some("8")));
-        assert!(
-            !writes.observed(deny_all(SHOP), Some("8")),
-            "an echo settles the write: the same version again is not one"
-        );
-        assert!(
-            !writes.observed(reader(SHOP), Some("10")),
-            "a later write by someone else is no echo"
-        );
-        writes.applied(reader(SHOP), None, Some("11".to_string()), &body, now);
-        assert!(
-            !writes.observed(reader(SHOP), None),
-            "a deletion is never an echo"
-        );
-        assert_eq!(remembered_objects(&writes, SHOP), 0);
-        assert!(!writes.observed(deny_all("elsewhere"), Some("8")));
-    }
-
-    #[test]
     fn a_relist_forgets_the_applies_of_its_kind_only() {
         let mut writes = WritesInFlight::default();
         let now = Instant::now();
         let body = json!({"spec": {"policyTypes": ["Ingress"]}});
-        writes.applied(deny_all(SHOP), None, None, &body, now);
-        writes.applied(reader(SHOP), None, None, &body, now);
+        writes.applied(deny_all(SHOP), None, &body, now);
+        writes.applied(reader(SHOP), None, &body, now);
         writes.relisting(GeneratedKind::NetworkPolicy);
         assert!(!writes.apply_in_flight(deny_all(SHOP), None, &body, now));
         assert!(writes.apply_in_flight(reader(SHOP), None, &body, now));
@@ -436,7 +386,7 @@ mod tests {
         let mut writes = WritesInFlight::default();
         let now = Instant::now();
         let body = json!({"spec": {"policyTypes": ["Ingress"]}});
-        writes.applied(deny_all(SHOP), Some("7".to_string()), None, &body, now);
+        writes.applied(deny_all(SHOP), Some("7".to_string()), &body, now);
         let other_body = json!({"spec": {"policyTypes": ["Ingress", "Egress"]}});
         assert!(!writes.apply_in_flight(deny_all(SHOP), Some("7"), &other_body, now));
         // The cache moved past the write (its event arrived, or someone wrote after it).
@@ -456,7 +406,7 @@ mod tests {
         let mut writes = WritesInFlight::default();
         let at = Instant::now();
         let body = json!({"rules": []});
-        writes.applied(reader(SHOP), None, None, &body, at);
+        writes.applied(reader(SHOP), None, &body, at);
         let just_before = at + IN_FLIGHT_LIMIT - Duration::from_millis(1);
         assert!(writes.apply_in_flight(reader(SHOP), None, &body, just_before));
         assert!(!writes.apply_in_flight(reader(SHOP), None, &body, at + IN_FLIGHT_LIMIT));
@@ -471,8 +421,8 @@ mod tests {
         let now = Instant::now();
         let body = json!({"x": 1});
         writes.labels_written(SHOP, Some("10"), labels("restricted"));
-        writes.applied(deny_all(SHOP), Some("7".to_string()), None, &body, now);
-        writes.applied(reader(SHOP), None, None, &body, now);
+        writes.applied(deny_all(SHOP), Some("7".to_string()), &body, now);
+        writes.applied(reader(SHOP), None, &body, now);
         // The cache has the NetworkPolicy's new version; the Role and the labels not yet.
         let cache = |kind: GeneratedKind, _: &str| {
             (kind == GeneratedKind::NetworkPolicy).then(|| "8".to_string())
@@ -494,8 +444,8 @@ mod tests {
         let now = Instant::now();
         let first = json!({"v": 1});
         let second = json!({"v": 2});
-        writes.applied(deny_all(SHOP), Some("7".to_string()), None, &first, now);
-        writes.applied(deny_all(SHOP), Some("8".to_string()), None, &second, now);
+        writes.applied(deny_all(SHOP), Some("7".to_string()), &first, now);
+        writes.applied(deny_all(SHOP), Some("8".to_string()), &second, now);
         assert!(writes.apply_in_flight(deny_all(SHOP), Some("8"), &second, now));
         assert!(!writes.apply_in_flight(deny_all(SHOP), Some("7"), &first, now));
         assert_eq!(remembered_objects(&writes, SHOP), 1);
@@ -514,7 +464,7 @@ mod tests {
         for n in 0..10_000 {
             let namespace = format!("team-{n}");
             writes.labels_written(&namespace, Some("10"), labels("restricted"));
-            writes.applied(deny_all(&namespace), None, None, &body, now);
+            writes.applied(deny_all(&namespace), None, &body, now);
             if writes.sweep_due() {
                 sweeps += 1;
                 // Every namespace's echo has arrived, but the last one's.
@@ -548,7 +498,7 @@ mod tests {
         let body = json!({"x": 1});
         for namespace in ["shop", "bank"] {
             writes.labels_written(namespace, Some("10"), labels("restricted"));
-            writes.applied(deny_all(namespace), Some("7".to_string()), None, &body, now);
+            writes.applied(deny_all(namespace), Some("7".to_string()), &body, now);
         }
         // The same object and labels in a namespace nothing was written to.
         assert!(!writes.apply_in_flight(deny_all("blog"), Some("7"), &body, now));
