@@ -183,7 +183,9 @@ async fn create(client: &Client, object: &NamespacedObject) -> Result<(), kube::
         Some(object.namespace()),
         object.name(),
     ));
-    client.request::<DynamicObject>(request).await.map(|_| ())
+    // The answer is not read: decoding it (managedFields included) cost about as much as
+    // building the request (BENCHMARKS.md, "Where the operator's instructions go").
+    client.request_text(request).await.map(|_| ())
 }
 
 /// Moves the fields our field manager holds by a plain write (the object's create) into
