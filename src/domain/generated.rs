@@ -155,15 +155,10 @@ impl NamespacedObject {
         self.label(MANAGED_BY_LABEL) == Some(MANAGED_BY_VALUE)
     }
 
-    /// The object as JSON, for server-side apply.
+    /// The object as a JSON value (for comparisons that walk it; a request body is
+    /// serialized straight from the object: see the `Serialize` impl).
     pub fn to_json(&self) -> serde_json::Value {
-        let value = match self {
-            Self::NetworkPolicy(o) => serde_json::to_value(o),
-            Self::Role(o) => serde_json::to_value(o),
-            Self::ResourceQuota(o) => serde_json::to_value(o),
-            Self::LimitRange(o) => serde_json::to_value(o),
-        };
-        value.unwrap_or_default()
+        serde_json::to_value(self).unwrap_or_default()
     }
 
     /// The object with the given metadata replaced.
@@ -176,6 +171,19 @@ impl NamespacedObject {
             Self::LimitRange(o) => o.metadata = metadata,
         }
         object
+    }
+}
+
+/// The object's own JSON form (apiVersion and kind included), written without building a
+/// `serde_json::Value` first: a request body, or bytes to hash.
+impl serde::Serialize for NamespacedObject {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::NetworkPolicy(o) => o.serialize(serializer),
+            Self::Role(o) => o.serialize(serializer),
+            Self::ResourceQuota(o) => o.serialize(serializer),
+            Self::LimitRange(o) => o.serialize(serializer),
+        }
     }
 }
 

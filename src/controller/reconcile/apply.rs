@@ -123,13 +123,9 @@ pub async fn execute(
             } else {
                 None
             };
-            api.patch(
-                object.name(),
-                &apply_params(),
-                &Patch::Apply(object.to_json()),
-            )
-            .await
-            .map_err(|source| failed("apply", source))?;
+            api.patch(object.name(), &apply_params(), &Patch::Apply(object))
+                .await
+                .map_err(|source| failed("apply", source))?;
             Ok(taken_over)
         }
         Change::Delete {
@@ -172,7 +168,7 @@ async fn create(client: &Client, object: &NamespacedObject) -> Result<(), kube::
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..PostParams::default()
     };
-    let body = serde_json::to_vec(&object.to_json()).map_err(kube::Error::SerdeError)?;
+    let body = serde_json::to_vec(object).map_err(kube::Error::SerdeError)?;
     let mut request = kube::core::Request::new(collection)
         .create(&params, body)
         .map_err(kube::Error::BuildRequest)?;

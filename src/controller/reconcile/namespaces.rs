@@ -18,6 +18,7 @@ use crate::controller::state::namespace_store::CachedNamespace;
 use crate::controller::state::previews::{Lookup, Target};
 use crate::controller::state::repair_budget::{self, WriteTarget};
 use crate::controller::state::results::NamespaceResult;
+use crate::controller::state::writes_in_flight::BodyHash;
 use crate::domain::generated::{
     BaselineRef, GeneratedKind, NamespacedObject, check_ids, gated_rollout, wanted_pod_security,
 };
@@ -411,7 +412,7 @@ enum ReadyWrite {
     /// sent; an apply to an object we created takes its fields over first.
     Object {
         over: Option<String>,
-        body: serde_json::Value,
+        body: BodyHash,
         take_over_first: bool,
     },
     Delete,
@@ -472,7 +473,7 @@ fn note_write(
             ) = (change, ready)
             {
                 // After a take-over the apply went over the version it left.
-                ctx.applied(object, taken_over.or(over), &body);
+                ctx.applied(object, taken_over.or(over), body);
             }
             note(&mut writes.done, &planned.name, change_key(change));
         }
@@ -503,8 +504,8 @@ fn ready_to_apply(
     planned: &Planned,
     object: &NamespacedObject,
     writes: &mut ObjectWrites,
-) -> Option<(Option<String>, serde_json::Value)> {
-    let body = object.to_json();
+) -> Option<(Option<String>, BodyHash)> {
+    let body = BodyHash::of(object);
     let key = (object.kind(), object.name().to_string());
     let planned_over = planned.seen.get(&key).cloned().flatten();
     // The object changed in the cache since the plan was made (typically: the watch event
@@ -516,7 +517,7 @@ fn ready_to_apply(
         object.kind().as_str().to_string(),
         object.name().to_string(),
     );
-    if cache_moved || ctx.apply_in_flight(object, &body) {
+    if cache_moved || ctx.apply_in_flight(object, body) {
         note(&mut writes.in_flight, &planned.name, written);
         return None;
     }

@@ -243,30 +243,9 @@ impl Interner {
     }
 }
 
-/// A hash of an object's content: of its JSON form, streamed into the hasher (the
-/// Kubernetes types implement no Hash). Equal objects serialize equally (maps are sorted).
+/// A hash of an object's content (see [`super::json_hash`]).
 fn content_hash(object: &NamespacedObject) -> u64 {
-    use std::hash::Hasher;
-    struct HashWriter(std::collections::hash_map::DefaultHasher);
-    impl std::io::Write for HashWriter {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.write(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut writer = HashWriter(std::collections::hash_map::DefaultHasher::new());
-    // Serializing into a hasher cannot fail; if it did, every object would share one
-    // bucket and still be told apart by equality.
-    let _ = match object {
-        NamespacedObject::NetworkPolicy(o) => serde_json::to_writer(&mut writer, o),
-        NamespacedObject::Role(o) => serde_json::to_writer(&mut writer, o),
-        NamespacedObject::ResourceQuota(o) => serde_json::to_writer(&mut writer, o),
-        NamespacedObject::LimitRange(o) => serde_json::to_writer(&mut writer, o),
-    };
-    writer.0.finish()
+    super::json_hash(object)
 }
 
 /// Objects of one kind, by namespace then name, replaced atomically on each re-list.

@@ -18,7 +18,7 @@ use crate::controller::feeds::lenient::Unreadable;
 use crate::controller::state::cache::{CachedObject, CompactIndex, TakenName};
 use crate::controller::state::namespace_store::CachedNamespace;
 use crate::controller::state::results::Results;
-use crate::controller::state::writes_in_flight::{ObjectKey, WritesInFlight};
+use crate::controller::state::writes_in_flight::{BodyHash, ObjectKey, WritesInFlight};
 use crate::domain::field_ownership::apply_removes_fields;
 use crate::domain::generated::{GeneratedKind, NamespacedObject};
 
@@ -312,7 +312,7 @@ impl Context {
     }
 
     /// Whether exactly this apply was already made over the version the cache still shows.
-    pub fn apply_in_flight(&self, object: &NamespacedObject, body: &serde_json::Value) -> bool {
+    pub fn apply_in_flight(&self, object: &NamespacedObject, body: BodyHash) -> bool {
         let cached = self.cached_version(object.kind(), object.namespace(), object.name());
         self.writes_in_flight.lock().apply_in_flight(
             object_key(object),
@@ -341,12 +341,7 @@ impl Context {
     }
 
     /// Remembers a successful apply over `written_over`.
-    pub fn applied(
-        &self,
-        object: &NamespacedObject,
-        written_over: Option<String>,
-        body: &serde_json::Value,
-    ) {
+    pub fn applied(&self, object: &NamespacedObject, written_over: Option<String>, body: BodyHash) {
         let mut writes = self.writes_in_flight.lock();
         writes.applied(object_key(object), written_over, body, Instant::now());
         self.sweep_writes_if_due(&mut writes);

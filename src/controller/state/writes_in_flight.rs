@@ -61,7 +61,7 @@ struct ObjectWrite {
     kind: GeneratedKind,
     name: String,
     written_over: Option<String>,
-    body: u64,
+    body: BodyHash,
     /// When it was written: an entry older than [`IN_FLIGHT_LIMIT`] is not trusted (an
     /// add and a delete that both reached the cache would look like "not cached yet").
     at: Instant,
@@ -73,11 +73,14 @@ impl ObjectWrite {
     }
 }
 
-fn body_hash(body: &serde_json::Value) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    body.to_string().hash(&mut hasher);
-    hasher.finish()
+/// A hash of a write's body (see [`super::json_hash`]): it runs for every write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyHash(u64);
+
+impl BodyHash {
+    pub fn of(body: &impl serde::Serialize) -> Self {
+        Self(super::json_hash(body))
+    }
 }
 
 impl WritesInFlight {
@@ -125,16 +128,15 @@ impl WritesInFlight {
         &self,
         object: ObjectKey<'_>,
         cached_version: Option<&str>,
-        body: &serde_json::Value,
+        body: BodyHash,
         now: Instant,
     ) -> bool {
-        let hash = body_hash(body);
         self.objects.get(object.namespace).is_some_and(|writes| {
             writes.iter().any(|w| {
                 w.kind == object.kind
                     && w.name == object.name
                     && w.written_over.as_deref() == cached_version
-                    && w.body == hash
+                    && w.body == body
                     && w.is_fresh(now)
             })
         })
@@ -146,14 +148,14 @@ impl WritesInFlight {
         &mut self,
         object: ObjectKey<'_>,
         written_over: Option<String>,
-        body: &serde_json::Value,
+        body: BodyHash,
         now: Instant,
     ) {
         let write = ObjectWrite {
             kind: object.kind,
             name: object.name.to_string(),
             written_over,
-            body: body_hash(body),
+            body,
             at: now,
         };
         let writes = self
@@ -321,28 +323,28 @@ mod tests {
     fn the_same_apply_over_the_version_the_cache_still_shows_is_in_flight() {
         let mut writes = WritesInFlight::default();
         let now = Instant::now();
-        let body = json!({"spec": {"policyTypes": ["Ingress"]}});
-        assert!(!writes.apply_in_flight(deny_all(SHOP), Some("7"), &body, now));
-        writes.applied(deny_all(SHOP), Some("7".to_string()), &body, now);
-        assert!(writes.apply_in_flight(deny_all(SHOP), Some("7"), &body, now));
+        let body = BodyHash::of(&json!({"spec": {"policyTypes": ["Ingress"]}}));
+        assert!(!writes.apply_in_flight(deny_all(SHOP), Some("7"), body, now));
+        writes.applied(deny_all(SHOP), Some("7".to_string()), body, now);
+        assert!(writes.apply_in_flight(deny_all(SHOP), Some("7"), body, now));
         // A create: written over nothing cached, in flight while the cache has nothing.
-        writes.applied(reader(SHOP), None, &body, now);
-        assert!(writes.apply_in_flight(reader(SHOP), None, &body, now));
+        writes.applied(reader(SHOP), None, body, now);
+        assert!(writes.apply_in_flight(reader(SHOP), None, body, now));
     }
 
     #[test]
     fn a_create_whose_object_was_added_and_deleted_is_no_longer_in_flight() {
         let mut writes = WritesInFlight::default();
         let now = Instant::now();
-        let body = json!({"spec": {"policyTypes": ["Ingress"]}});
-        writes.applied(deny_all(SHOP), None, &body, now);
-        writes.applied(reader(SHOP), None, &body, now);
+        let body = BodyHash::of(&json!({"spec": {"policyTypes": ["Ingress"]}}));
+        writes.applied(deny_all(SHOP), None, body, now);
+        writes.applied(reader(SHOP), None, body, now);
         // The cache had nothing when we created it and has nothing again.
         writes.observed(deny_all(SHOP), Some("8"));
         writes.observed(deny_all(SHOP), None);
-        assert!(!writes.apply_in_flight(deny_all(SHOP), None, &body, now));
+        assert!(!writes.apply_in_flight(deny_all(SHOP), None, body, now));
         assert!(
-            writes.apply_in_flight(reader(SHOP), None, &body, now),
+            writes.apply_in_flight(reader(SHOP), None, body, now),
             "another object's create is still in flight"
         );
         writes.observed(reader(SHOP), None);
@@ -357,10 +359,10 @@ mod tests {
     fn an_event_at_the_version_written_over_keeps_the_write_in_flight() {
         let mut writes = WritesInFlight::default();
         let now = Instant::now();
-        let body = json!({"spec": {"policyTypes": ["Ingress"]}});
-        writes.applied(deny_all(SHOP), Some("7".to_string()), &body, now);
+        let body = BodyHash::of(&json!({"spec": {"policyTypes": ["Ingress"]}}));
+        writes.applied(deny_all(SHOP), Some("7".to_string()), body, now);
         writes.observed(deny_all(SHOP), Some("7"));
-        assert!(writes.apply_in_flight(deny_all(SHOP), Some("7"), &body, now));
+        assert!(writes.apply_in_flight(deny_all(SHOP), Some("7"), body, now));
         writes.observed(deny_all(SHOP), Some("9"));
         assert_eq!(
             remembered_objects(&writes, SHOP),
@@ -373,43 +375,43 @@ mod tests {
     fn a_relist_forgets_the_applies_of_its_kind_only() {
         let mut writes = WritesInFlight::default();
         let now = Instant::now();
-        let body = json!({"spec": {"policyTypes": ["Ingress"]}});
-        writes.applied(deny_all(SHOP), None, &body, now);
-        writes.applied(reader(SHOP), None, &body, now);
+        let body = BodyHash::of(&json!({"spec": {"policyTypes": ["Ingress"]}}));
+        writes.applied(deny_all(SHOP), None, body, now);
+        writes.applied(reader(SHOP), None, body, now);
         writes.relisting(GeneratedKind::NetworkPolicy);
-        assert!(!writes.apply_in_flight(deny_all(SHOP), None, &body, now));
-        assert!(writes.apply_in_flight(reader(SHOP), None, &body, now));
+        assert!(!writes.apply_in_flight(deny_all(SHOP), None, body, now));
+        assert!(writes.apply_in_flight(reader(SHOP), None, body, now));
     }
 
     #[test]
     fn another_body_version_or_object_is_not_in_flight() {
         let mut writes = WritesInFlight::default();
         let now = Instant::now();
-        let body = json!({"spec": {"policyTypes": ["Ingress"]}});
-        writes.applied(deny_all(SHOP), Some("7".to_string()), &body, now);
-        let other_body = json!({"spec": {"policyTypes": ["Ingress", "Egress"]}});
-        assert!(!writes.apply_in_flight(deny_all(SHOP), Some("7"), &other_body, now));
+        let body = BodyHash::of(&json!({"spec": {"policyTypes": ["Ingress"]}}));
+        writes.applied(deny_all(SHOP), Some("7".to_string()), body, now);
+        let other_body = BodyHash::of(&json!({"spec": {"policyTypes": ["Ingress", "Egress"]}}));
+        assert!(!writes.apply_in_flight(deny_all(SHOP), Some("7"), other_body, now));
         // The cache moved past the write (its event arrived, or someone wrote after it).
-        assert!(!writes.apply_in_flight(deny_all(SHOP), Some("8"), &body, now));
-        assert!(!writes.apply_in_flight(deny_all(SHOP), None, &body, now));
+        assert!(!writes.apply_in_flight(deny_all(SHOP), Some("8"), body, now));
+        assert!(!writes.apply_in_flight(deny_all(SHOP), None, body, now));
         // Another kind or name is another object.
         let same_name_role = ObjectKey {
             kind: GeneratedKind::Role,
             ..deny_all(SHOP)
         };
-        assert!(!writes.apply_in_flight(same_name_role, Some("7"), &body, now));
-        assert!(!writes.apply_in_flight(reader(SHOP), Some("7"), &body, now));
+        assert!(!writes.apply_in_flight(same_name_role, Some("7"), body, now));
+        assert!(!writes.apply_in_flight(reader(SHOP), Some("7"), body, now));
     }
 
     #[test]
     fn an_apply_older_than_the_limit_is_not_in_flight() {
         let mut writes = WritesInFlight::default();
         let at = Instant::now();
-        let body = json!({"rules": []});
-        writes.applied(reader(SHOP), None, &body, at);
+        let body = BodyHash::of(&json!({"rules": []}));
+        writes.applied(reader(SHOP), None, body, at);
         let just_before = at + IN_FLIGHT_LIMIT - Duration::from_millis(1);
-        assert!(writes.apply_in_flight(reader(SHOP), None, &body, just_before));
-        assert!(!writes.apply_in_flight(reader(SHOP), None, &body, at + IN_FLIGHT_LIMIT));
+        assert!(writes.apply_in_flight(reader(SHOP), None, body, just_before));
+        assert!(!writes.apply_in_flight(reader(SHOP), None, body, at + IN_FLIGHT_LIMIT));
         // And settling then drops it, though the cache still shows the same (nothing).
         writes.settle(SHOP, None, |_, _| None, at + IN_FLIGHT_LIMIT);
         assert_eq!(remembered_objects(&writes, SHOP), 0);
@@ -419,18 +421,18 @@ mod tests {
     fn settling_drops_what_the_cache_caught_up_with_and_keeps_the_rest() {
         let mut writes = WritesInFlight::default();
         let now = Instant::now();
-        let body = json!({"x": 1});
+        let body = BodyHash::of(&json!({"x": 1}));
         writes.labels_written(SHOP, Some("10"), labels("restricted"));
-        writes.applied(deny_all(SHOP), Some("7".to_string()), &body, now);
-        writes.applied(reader(SHOP), None, &body, now);
+        writes.applied(deny_all(SHOP), Some("7".to_string()), body, now);
+        writes.applied(reader(SHOP), None, body, now);
         // The cache has the NetworkPolicy's new version; the Role and the labels not yet.
         let cache = |kind: GeneratedKind, _: &str| {
             (kind == GeneratedKind::NetworkPolicy).then(|| "8".to_string())
         };
         writes.settle(SHOP, Some("10"), cache, now);
         assert_eq!(remembered_objects(&writes, SHOP), 1);
-        assert!(!writes.apply_in_flight(deny_all(SHOP), Some("7"), &body, now));
-        assert!(writes.apply_in_flight(reader(SHOP), None, &body, now));
+        assert!(!writes.apply_in_flight(deny_all(SHOP), Some("7"), body, now));
+        assert!(writes.apply_in_flight(reader(SHOP), None, body, now));
         assert!(writes.labels_in_flight(SHOP, Some("10"), &labels("restricted")));
         // Then the namespace and the Role arrive too: nothing is left of the namespace.
         writes.settle(SHOP, Some("11"), |_, _| Some("9".to_string()), now);
@@ -442,12 +444,12 @@ mod tests {
     fn a_second_apply_of_the_same_object_replaces_the_first() {
         let mut writes = WritesInFlight::default();
         let now = Instant::now();
-        let first = json!({"v": 1});
-        let second = json!({"v": 2});
-        writes.applied(deny_all(SHOP), Some("7".to_string()), &first, now);
-        writes.applied(deny_all(SHOP), Some("8".to_string()), &second, now);
-        assert!(writes.apply_in_flight(deny_all(SHOP), Some("8"), &second, now));
-        assert!(!writes.apply_in_flight(deny_all(SHOP), Some("7"), &first, now));
+        let first = BodyHash::of(&json!({"v": 1}));
+        let second = BodyHash::of(&json!({"v": 2}));
+        writes.applied(deny_all(SHOP), Some("7".to_string()), first, now);
+        writes.applied(deny_all(SHOP), Some("8".to_string()), second, now);
+        assert!(writes.apply_in_flight(deny_all(SHOP), Some("8"), second, now));
+        assert!(!writes.apply_in_flight(deny_all(SHOP), Some("7"), first, now));
         assert_eq!(remembered_objects(&writes, SHOP), 1);
         // Label writes too: the last one counts.
         writes.labels_written(SHOP, Some("10"), labels("restricted"));
@@ -459,12 +461,12 @@ mod tests {
     fn writes_the_caches_caught_up_with_are_swept_without_their_namespaces_reconciling() {
         let mut writes = WritesInFlight::default();
         let now = Instant::now();
-        let body = json!({"x": 1});
+        let body = BodyHash::of(&json!({"x": 1}));
         let mut sweeps = 0;
         for n in 0..10_000 {
             let namespace = format!("team-{n}");
             writes.labels_written(&namespace, Some("10"), labels("restricted"));
-            writes.applied(deny_all(&namespace), None, &body, now);
+            writes.applied(deny_all(&namespace), None, body, now);
             if writes.sweep_due() {
                 sweeps += 1;
                 // Every namespace's echo has arrived, but the last one's.
@@ -487,7 +489,7 @@ mod tests {
             now,
         );
         assert!(writes.labels_in_flight(last, Some("10"), &labels("restricted")));
-        assert!(writes.apply_in_flight(deny_all(last), None, &body, now));
+        assert!(writes.apply_in_flight(deny_all(last), None, body, now));
         assert_eq!(writes.labels.len() + writes.objects.len(), 2);
     }
 
@@ -495,23 +497,23 @@ mod tests {
     fn other_namespaces_are_unaffected() {
         let mut writes = WritesInFlight::default();
         let now = Instant::now();
-        let body = json!({"x": 1});
+        let body = BodyHash::of(&json!({"x": 1}));
         for namespace in ["shop", "bank"] {
             writes.labels_written(namespace, Some("10"), labels("restricted"));
-            writes.applied(deny_all(namespace), Some("7".to_string()), &body, now);
+            writes.applied(deny_all(namespace), Some("7".to_string()), body, now);
         }
         // The same object and labels in a namespace nothing was written to.
-        assert!(!writes.apply_in_flight(deny_all("blog"), Some("7"), &body, now));
+        assert!(!writes.apply_in_flight(deny_all("blog"), Some("7"), body, now));
         assert!(!writes.labels_in_flight("blog", Some("10"), &labels("restricted")));
         // The cache moved in shop: shop's writes go, bank's stay.
         assert!(!writes.labels_in_flight("shop", Some("11"), &labels("restricted")));
         writes.settle("shop", Some("11"), |_, _| Some("8".to_string()), now);
         assert!(writes.labels_in_flight("bank", Some("10"), &labels("restricted")));
-        assert!(writes.apply_in_flight(deny_all("bank"), Some("7"), &body, now));
+        assert!(writes.apply_in_flight(deny_all("bank"), Some("7"), body, now));
         writes.labels_written("shop", Some("11"), labels("restricted"));
         writes.forget_namespace("shop");
         assert!(writes.labels_in_flight("bank", Some("10"), &labels("restricted")));
-        assert!(writes.apply_in_flight(deny_all("bank"), Some("7"), &body, now));
+        assert!(writes.apply_in_flight(deny_all("bank"), Some("7"), body, now));
         assert!(!writes.labels.contains_key("shop"));
         assert!(!writes.objects.contains_key("shop"));
     }
