@@ -10,9 +10,10 @@ use futures::{Stream, StreamExt, stream};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Client, ResourceExt};
 
-use crate::controller::feeds::initial_lists::{self, InitialLists};
+use crate::controller::feeds::initial_lists::InitialLists;
+use crate::controller::feeds::lean;
 use crate::controller::feeds::watches::log_and_skip;
 use crate::controller::state::cache::NamespacedIndex;
 use crate::controller::state::namespace_store::CachedNamespace;
@@ -30,7 +31,7 @@ pub fn namespace_triggers(
     lists: InitialLists,
     index: Arc<IngressIndex>,
 ) -> impl Stream<Item = NamespaceRef> + Send + 'static {
-    initial_lists::watch(Api::<Ingress>::all(client.clone()), lists.config())
+    lean::watch_all::<Ingress>(client, lists.config())
         .default_backoff()
         .filter_map(|result| log_and_skip(result, "Ingress"))
         .flat_map(move |event| stream::iter(observe(&index, &event)))

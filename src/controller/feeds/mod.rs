@@ -8,6 +8,7 @@
 pub mod gateways;
 pub mod ingresses;
 pub mod initial_lists;
+pub mod lean;
 pub mod lenient;
 pub mod nodes;
 pub mod pods;

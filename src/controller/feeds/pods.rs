@@ -14,10 +14,11 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Client, ResourceExt};
 use tracing::debug;
 
-use crate::controller::feeds::initial_lists::{self, InitialLists};
+use crate::controller::feeds::initial_lists::InitialLists;
+use crate::controller::feeds::lean;
 use crate::controller::feeds::watches::log_and_skip;
 use crate::controller::runtime::metrics::Metrics;
 use crate::controller::state::namespace_store::CachedNamespace;
@@ -43,12 +44,9 @@ pub fn namespace_triggers(
             }
             debug!("a namespace's Pod Security preview found violations: watching pod metadata");
             metrics.set_pod_watches(1);
-            let events = initial_lists::watch(
-                Api::<PartialObjectMeta<Pod>>::all(client.clone()),
-                lists.config(),
-            )
-            .default_backoff()
-            .filter_map(|result| log_and_skip(result, "Pod"));
+            let events = lean::watch_all::<PartialObjectMeta<Pod>>(&client, lists.config())
+                .default_backoff()
+                .filter_map(|result| log_and_skip(result, "Pod"));
             let mut events = std::pin::pin!(events);
             let mut feed = PodFeed::default();
             loop {

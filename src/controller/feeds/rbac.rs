@@ -10,13 +10,14 @@ use futures::{Stream, StreamExt, future, stream};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource};
+use kube::{Client, Resource};
 use parking_lot::{Mutex, RwLock};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tracing::warn;
 
-use crate::controller::feeds::initial_lists::{self, InitialLists};
+use crate::controller::feeds::initial_lists::InitialLists;
+use crate::controller::feeds::lean;
 use crate::controller::feeds::watches::KindFeed;
 use crate::controller::state::namespace_store::CachedNamespace;
 use crate::domain::rbac_audit::{RbacIndex, RbacObject, RbacObjectRef};
@@ -102,7 +103,7 @@ where
     // their references: each listed object goes into the index at once, so a re-list never
     // holds the full objects of a whole kind (10,000 Roles, managedFields included).
     let listed: Arc<Mutex<HashSet<RbacObjectRef>>> = Arc::default();
-    initial_lists::watch(Api::<K>::all(client.clone()), lists.config())
+    lean::watch_all::<K>(client, lists.config())
         .default_backoff()
         .filter_map(|result| {
             future::ready(match result {

@@ -11,9 +11,10 @@ use futures::{Stream, StreamExt, stream};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Client, ResourceExt};
 
-use crate::controller::feeds::initial_lists::{self, InitialLists};
+use crate::controller::feeds::initial_lists::InitialLists;
+use crate::controller::feeds::lean;
 use crate::controller::feeds::watches::log_and_skip;
 use crate::controller::state::cache::NamespacedIndex;
 use crate::controller::state::namespace_store::CachedNamespace;
@@ -38,7 +39,7 @@ pub fn namespace_triggers(
     index: Arc<TlsSecretIndex>,
 ) -> impl Stream<Item = NamespaceRef> + Send + 'static {
     let config = lists.config().fields(&format!("type={TLS_TYPE}"));
-    initial_lists::watch(Api::<Secret>::all(client.clone()), config)
+    lean::watch_all::<Secret>(client, config)
         .default_backoff()
         .filter_map(|result| log_and_skip(result, "Secret"))
         .flat_map(move |event| stream::iter(observe(&index, &event)))

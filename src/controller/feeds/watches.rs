@@ -8,13 +8,14 @@ use futures::{Stream, StreamExt, future, stream};
 use k8s_openapi::NamespaceResourceScope;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use tracing::warn;
 
 use crate::api::{BASELINE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SecurityBaseline};
-use crate::controller::feeds::initial_lists::{self, InitialLists};
+use crate::controller::feeds::initial_lists::InitialLists;
+use crate::controller::feeds::lean;
 use crate::controller::state::cache::{CachedObject, CompactIndex, Interner, Labels, TakenName};
 use crate::controller::state::context::Context;
 use crate::controller::state::namespace_store::CachedNamespace;
@@ -244,7 +245,7 @@ where
         + Sync
         + 'static,
 {
-    initial_lists::watch(Api::<K>::all(client.clone()), lists.config())
+    lean::watch_all::<K>(client, lists.config())
         .default_backoff()
         .filter_map(|result| log_and_skip(result, K::KIND))
         .flat_map(move |event| stream::iter(feed.observe(&event)))
