@@ -25,15 +25,14 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::controller::feeds::initial_lists;
+use serde::Deserialize;
 use serde::de::{
     self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
     value::UnitDeserializer,
 };
-use serde::{Deserialize, Serialize};
 
 /// `K`, decoded without the field sets of its managedFields entries.
-#[derive(Debug, Clone, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone)]
 pub struct Lean<K>(pub K);
 
 impl<'de, K: Deserialize<'de>> Deserialize<'de> for Lean<K> {
@@ -116,13 +115,14 @@ enum Path {
 }
 
 impl Path {
-    /// The key of a map at this level that leads on (or is skipped, in an entry).
-    fn key(self) -> &'static str {
+    /// The key of a map at this level that leads on (or is skipped, in an entry); None:
+    /// a map here is not watched (managedFields is a list, not a map).
+    fn key(self) -> Option<&'static str> {
         match self {
-            Self::Object => "metadata",
-            Self::Metadata => "managedFields",
-            Self::ManagedFields => "",
-            Self::Entry => "fieldsV1",
+            Self::Object => Some("metadata"),
+            Self::Metadata => Some("managedFields"),
+            Self::ManagedFields => None,
+            Self::Entry => Some("fieldsV1"),
         }
     }
 
@@ -258,12 +258,13 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for LevelVisitor<V> {
         }
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        if self.level == Path::ManagedFields {
+        let Some(wanted) = self.level.key() else {
             return self.inner.visit_map(map);
-        }
+        };
         self.inner.visit_map(LevelMap {
             inner: map,
             level: self.level,
+            wanted,
             next_is_key: false,
         })
     }
@@ -297,6 +298,8 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for LevelSeq<A> {
 struct LevelMap<A> {
     inner: A,
     level: Path,
+    /// The level's key ([`Path::key`]).
+    wanted: &'static str,
     /// The key just read is the level's key.
     next_is_key: bool,
 }
@@ -311,7 +314,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for LevelMap<A> {
         self.next_is_key = false;
         self.inner.next_key_seed(KeySeed {
             inner: seed,
-            wanted: self.level.key(),
+            wanted: self.wanted,
             found: &mut self.next_is_key,
         })
     }
