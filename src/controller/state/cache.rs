@@ -90,43 +90,26 @@ enum Uid {
 
 impl Uid {
     fn new(text: String) -> Self {
-        match parse_uuid(&text) {
-            Some(bytes) if format_uuid(bytes) == text => Self::Uuid(bytes),
+        match uuid::Uuid::try_parse(&text) {
+            // Only the lowercase hyphenated form is kept as bytes: it is what reads back.
+            Ok(parsed)
+                if parsed
+                    .hyphenated()
+                    .encode_lower(&mut uuid::Uuid::encode_buffer())
+                    == text.as_str() =>
+            {
+                Self::Uuid(parsed.into_bytes())
+            }
             _ => Self::Text(text.into_boxed_str()),
         }
     }
 
     fn to_text(&self) -> String {
         match self {
-            Self::Uuid(bytes) => format_uuid(*bytes),
+            Self::Uuid(bytes) => uuid::Uuid::from_bytes(*bytes).hyphenated().to_string(),
             Self::Text(text) => text.to_string(),
         }
     }
-}
-
-/// The 16 bytes of a UUID in its 8-4-4-4-12 hex form.
-fn parse_uuid(text: &str) -> Option<[u8; 16]> {
-    let digits: String = text.split('-').collect();
-    if digits.len() != 32 {
-        return None;
-    }
-    u128::from_str_radix(&digits, 16)
-        .ok()
-        .map(u128::to_be_bytes)
-}
-
-/// The 8-4-4-4-12 lowercase hex form of a UUID.
-fn format_uuid(bytes: [u8; 16]) -> String {
-    let hex = format!("{:032x}", u128::from_be_bytes(bytes));
-    let part = |range: std::ops::Range<usize>| hex.get(range).unwrap_or_default();
-    format!(
-        "{}-{}-{}-{}-{}",
-        part(0..8),
-        part(8..12),
-        part(12..16),
-        part(16..20),
-        part(20..32)
-    )
 }
 
 impl CachedObject {
@@ -554,6 +537,8 @@ mod tests {
             "0f3c2a9e7b1d4c559e0a2b8f6d4c1a00",
             "0f3c-2a9e7b1d-4c55-9e0a-2b8f6d4c1a00",
             "+f3c2a9e-7b1d-4c55-9e0a-2b8f6d4c1a00",
+            "{0f3c2a9e-7b1d-4c55-9e0a-2b8f6d4c1a00}",
+            "urn:uuid:0f3c2a9e-7b1d-4c55-9e0a-2b8f6d4c1a00",
             "uid-a",
             "",
         ] {
