@@ -249,10 +249,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for LevelVisitor<V> {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
         if self.level == Path::ManagedFields {
-            self.inner.visit_seq(LevelSeq {
-                inner: seq,
-                below: Path::Entry,
-            })
+            self.inner.visit_seq(ManagedFieldsSeq { inner: seq })
         } else {
             self.inner.visit_seq(seq)
         }
@@ -271,12 +268,11 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for LevelVisitor<V> {
 }
 
 /// The elements of `metadata.managedFields`, each an entry.
-struct LevelSeq<A> {
+struct ManagedFieldsSeq<A> {
     inner: A,
-    below: Path,
 }
 
-impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for LevelSeq<A> {
+impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for ManagedFieldsSeq<A> {
     type Error = A::Error;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(
@@ -285,7 +281,7 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for LevelSeq<A> {
     ) -> Result<Option<T::Value>, A::Error> {
         self.inner.next_element_seed(LevelSeed {
             inner: seed,
-            level: self.below,
+            level: Path::Entry,
         })
     }
     fn size_hint(&self) -> Option<usize> {

@@ -185,7 +185,7 @@ impl Interner {
         meta.annotations = None;
         meta.creation_timestamp = None;
         meta.generation = None;
-        let hash = content_hash(&object);
+        let hash = super::json_hash(&object);
         let candidates = self.by_hash.entry(hash).or_default();
         let shared = match candidates
             .iter()
@@ -224,11 +224,6 @@ impl Interner {
     fn len(&self) -> usize {
         self.entries
     }
-}
-
-/// A hash of an object's content (see [`super::json_hash`]).
-fn content_hash(object: &NamespacedObject) -> u64 {
-    super::json_hash(object)
 }
 
 /// Objects of one kind, by namespace then name, replaced atomically on each re-list.
