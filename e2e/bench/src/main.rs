@@ -165,9 +165,13 @@ struct Args {
     /// Namespaces to converge.
     #[arg(long, default_value_t = 1000)]
     namespaces: usize,
-    /// The operator's --concurrency, also used by the raw client.
+    /// Pass --concurrency N to the operator. Absent: its shipped default (no flag passed).
+    #[arg(long)]
+    concurrency: Option<u16>,
+    /// The raw client's workers (each writes one namespace's objects at a time). Issue 24
+    /// defines the raw limit with 8, the operator's default --concurrency.
     #[arg(long, default_value_t = 8)]
-    concurrency: usize,
+    raw_workers: usize,
     /// Which baseline to enforce (and how its raw limit is written).
     #[arg(long, value_enum, default_value_t = BaselineKind::Sample)]
     baseline: BaselineKind,
@@ -325,7 +329,7 @@ async fn run(args: &Args) -> Value {
         &raw_client,
         &raw_baseline,
         &raw_names,
-        args.concurrency,
+        args.raw_workers,
         kind.raw_mode(),
         None,
         &raw_observer,
@@ -349,7 +353,7 @@ async fn run(args: &Args) -> Value {
             &raw_client,
             &raw_baseline,
             &names_q,
-            args.concurrency,
+            args.raw_workers,
             kind.raw_mode(),
             Some(bucket),
             &raw_observer,
@@ -372,7 +376,7 @@ async fn run(args: &Args) -> Value {
             &raw_client,
             &raw_baseline,
             &names_a,
-            args.concurrency,
+            args.raw_workers,
             RawMode::Apply,
             None,
             &raw_observer,
@@ -465,6 +469,7 @@ async fn run(args: &Args) -> Value {
         "reports": reports,
         "namespaces": n,
         "concurrency": args.concurrency,
+        "raw_workers": args.raw_workers,
         "sample_gap_ms": args.sample_gap_ms,
         "baseline": kind.name(),
         "writes_per_namespace": per_namespace,
@@ -732,7 +737,7 @@ async fn raw_after_converge(
         raw_client,
         raw_baseline,
         &names_z,
-        args.concurrency,
+        args.raw_workers,
         kind.raw_mode(),
         None,
         &observer,
@@ -1460,7 +1465,11 @@ impl Operator {
             kube_baseline_e2e::scratch_dir().join(format!("{}-operator-{tag}.log", env.id));
         let file = std::fs::File::create(&log_path).expect("operator log");
         let selector = env.selector();
-        let concurrency = args.concurrency.to_string();
+        // At the shipped default no --concurrency is passed.
+        let concurrency = args
+            .concurrency
+            .map(|n| vec!["--concurrency".to_string(), n.to_string()])
+            .unwrap_or_default();
         // At the shipped defaults no pacing flag is passed.
         let pacing = args
             .operator_qps
@@ -1482,14 +1491,13 @@ impl Operator {
                 &selector,
                 "--namespace-selector",
                 &selector,
-                "--concurrency",
-                &concurrency,
                 "--leader-elect",
                 "--log-level",
                 &args.operator_log_level,
                 "--metrics-address",
                 "127.0.0.1:0",
             ])
+            .args(&concurrency)
             .args(&pacing)
             .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", format!("{sa}-{tag}"))
