@@ -217,6 +217,11 @@ struct Args {
     /// one on the largest: the two bracket the converge.
     #[arg(long, requires = "converge_only")]
     raw_after: bool,
+    /// Delete the raw phases' objects before the operator starts, so that it converges a
+    /// cluster like the one the raw client wrote to (N namespaces without our objects),
+    /// not one that also holds N policies of ours it must list at start-up.
+    #[arg(long)]
+    clean_raw_objects: bool,
     /// The operator binary (release build).
     #[arg(long, default_value = "target/release/kube-baseline")]
     operator: PathBuf,
@@ -392,6 +397,14 @@ async fn run(args: &Args) -> Value {
         None
     };
     raw_observer.stop();
+    if args.clean_raw_objects {
+        let started = Instant::now();
+        let deleted = delete_raw_objects(&admin, &raw_label, &raw_baseline).await;
+        log(format!(
+            "deleted the raw phases' {deleted} objects in {:.1} s",
+            started.elapsed().as_secs_f64()
+        ));
+    }
     let reference_rate = raw_throttled.as_ref().map_or(raw.rate, |r| r.rate);
 
     // Namespaces the operator converges.
@@ -1058,6 +1071,43 @@ async fn raw_limit(
         rate: writes as f64 / seconds,
         errors: results.iter().map(|r| r.1).sum(),
     }
+}
+
+/// Deletes the raw baseline's objects of every generated kind in the namespaces labelled
+/// `raw_label`, 16 namespaces at a time; the count deleted.
+async fn delete_raw_objects(admin: &Client, raw_label: &str, raw_baseline: &str) -> usize {
+    let namespaces = Api::<Namespace>::all(admin.clone())
+        .list_metadata(&ListParams::default().labels(&format!("{TEST_LABEL}={raw_label}")))
+        .await
+        .expect("the raw namespaces");
+    let ours = ListParams::default().labels(&format!("{BASELINE_LABEL}={raw_baseline}"));
+    let resources = [
+        ApiResource::erase::<NetworkPolicy>(&()),
+        ApiResource::erase::<Role>(&()),
+        ApiResource::erase::<k8s_openapi::api::core::v1::ResourceQuota>(&()),
+        ApiResource::erase::<k8s_openapi::api::core::v1::LimitRange>(&()),
+    ];
+    let counts: Vec<usize> = futures::stream::iter(namespaces.items)
+        .map(|namespace| {
+            let (ours, resources) = (&ours, &resources);
+            async move {
+                let name = namespace.name_any();
+                let mut deleted = 0;
+                for resource in resources {
+                    let api = Api::<DynamicObject>::namespaced_with(admin.clone(), &name, resource);
+                    let gone = api
+                        .delete_collection(&DeleteParams::default(), ours)
+                        .await
+                        .expect("delete the raw objects");
+                    deleted += gone.left().map_or(0, |list| list.items.len());
+                }
+                deleted
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    counts.into_iter().sum()
 }
 
 /// The operator's client-side limit (a token bucket: `qps` a second, `burst` saved up).
