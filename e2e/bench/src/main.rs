@@ -985,16 +985,7 @@ async fn raw_limit(
                 let mut errors = 0;
                 for desired in desired_objects(spec, reference, &namespace) {
                     let object = desired.object;
-                    let resource = match object.kind() {
-                        GeneratedKind::NetworkPolicy => ApiResource::erase::<NetworkPolicy>(&()),
-                        GeneratedKind::Role => ApiResource::erase::<Role>(&()),
-                        GeneratedKind::ResourceQuota => {
-                            ApiResource::erase::<k8s_openapi::api::core::v1::ResourceQuota>(&())
-                        }
-                        GeneratedKind::LimitRange => {
-                            ApiResource::erase::<k8s_openapi::api::core::v1::LimitRange>(&())
-                        }
-                    };
+                    let resource = api_resource(object.kind());
                     let api: Api<DynamicObject> =
                         Api::namespaced_with(client.clone(), &namespace, &resource);
                     if let Some(bucket) = &bucket {
@@ -1073,6 +1064,20 @@ async fn raw_limit(
     }
 }
 
+/// The API resource of a generated kind.
+fn api_resource(kind: GeneratedKind) -> ApiResource {
+    match kind {
+        GeneratedKind::NetworkPolicy => ApiResource::erase::<NetworkPolicy>(&()),
+        GeneratedKind::Role => ApiResource::erase::<Role>(&()),
+        GeneratedKind::ResourceQuota => {
+            ApiResource::erase::<k8s_openapi::api::core::v1::ResourceQuota>(&())
+        }
+        GeneratedKind::LimitRange => {
+            ApiResource::erase::<k8s_openapi::api::core::v1::LimitRange>(&())
+        }
+    }
+}
+
 /// Deletes the raw baseline's objects of every generated kind in the namespaces labelled
 /// `raw_label`, 16 namespaces at a time; the count deleted.
 async fn delete_raw_objects(admin: &Client, raw_label: &str, raw_baseline: &str) -> usize {
@@ -1081,12 +1086,7 @@ async fn delete_raw_objects(admin: &Client, raw_label: &str, raw_baseline: &str)
         .await
         .expect("the raw namespaces");
     let ours = ListParams::default().labels(&format!("{BASELINE_LABEL}={raw_baseline}"));
-    let resources = [
-        ApiResource::erase::<NetworkPolicy>(&()),
-        ApiResource::erase::<Role>(&()),
-        ApiResource::erase::<k8s_openapi::api::core::v1::ResourceQuota>(&()),
-        ApiResource::erase::<k8s_openapi::api::core::v1::LimitRange>(&()),
-    ];
+    let resources = GeneratedKind::ALL.map(api_resource);
     let counts: Vec<usize> = futures::stream::iter(namespaces.items)
         .map(|namespace| {
             let (ours, resources) = (&ours, &resources);
