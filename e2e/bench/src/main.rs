@@ -211,6 +211,14 @@ struct Args {
     /// to plain creates into the write method's share and the rest.
     #[arg(long)]
     raw_apply_too: bool,
+    /// One-policy only: what a watch of every NetworkPolicy (the operator's) costs the API
+    /// server. Three more raw phases on N more namespaces each: with one more watch of
+    /// every NetworkPolicy in JSON (full objects, as the operator watches), with the same
+    /// watch in protobuf, and with none (after both, to bound an order effect). Each
+    /// watch starts at the current resourceVersion (no initial list) and its bytes are
+    /// read and dropped.
+    #[arg(long)]
+    raw_watch_cost: bool,
     /// With --converge-only: after the converge, stop the operator and measure the raw
     /// limit again (same method, N more namespaces), on the API server as the converge
     /// left it. The first raw limit is measured on the smallest cluster of the run, this
@@ -396,6 +404,47 @@ async fn run(args: &Args) -> Value {
     } else {
         None
     };
+    let raw_watch_cost = if args.raw_watch_cost && kind.raw_mode() == RawMode::Create {
+        let mut phases = Vec::new();
+        for (suffix, watch) in [
+            ("wj", Some(WatchEncoding::Json)),
+            ("wp", Some(WatchEncoding::Protobuf)),
+            ("wn", None),
+        ] {
+            let names_w = names(&format!("{}-{suffix}", env.id), n);
+            create_namespaces(&admin, &names_w, &raw_label, 16).await;
+            wait_controllers_done(&admin, &names_w).await;
+            let watching = match watch {
+                Some(encoding) => Some(PolicyWatch::start(&admin, encoding).await),
+                None => None,
+            };
+            let cp_cpu_before = control_plane_cpu_seconds();
+            let r = raw_limit(
+                &raw_client,
+                &raw_baseline,
+                &names_w,
+                args.raw_workers,
+                RawMode::Create,
+                None,
+                &raw_observer,
+            )
+            .await;
+            let cp_cpu = control_plane_cpu_seconds() - cp_cpu_before;
+            let watched_bytes = watching.map(PolicyWatch::stop);
+            let label = watch.map_or("none", WatchEncoding::name);
+            log(format!(
+                "raw (plain create) with one more watch of every NetworkPolicy: {label}: {} writes in {:.2} s = {:.0} objects/s; API server + etcd {cp_cpu:.1} CPU s; watch read {} bytes",
+                r.writes,
+                r.seconds,
+                r.rate,
+                watched_bytes.unwrap_or(0)
+            ));
+            phases.push(json!({"watch": label, "writes": r.writes, "seconds": round(r.seconds), "objects_per_s": round(r.rate), "errors": r.errors, "control_plane_cpu_s": round(cp_cpu), "watch_bytes": watched_bytes}));
+        }
+        Some(phases)
+    } else {
+        None
+    };
     raw_observer.stop();
     if args.clean_raw_objects {
         let started = Instant::now();
@@ -495,6 +544,7 @@ async fn run(args: &Args) -> Value {
         "operator_burst": args.operator_qps.map(|_| args.operator_burst),
         "raw": {"method": kind.raw_mode().describe(), "writes": raw.writes, "seconds": round(raw.seconds), "objects_per_s": round(raw.rate), "errors": raw.errors, "control_plane_cpu_s": round(raw_cp_cpu), "client_cpu_s": round(raw_client_cpu)},
         "raw_by_apply": raw_by_apply.as_ref().map(|(r, cp_cpu)| json!({"writes": r.writes, "seconds": round(r.seconds), "objects_per_s": round(r.rate), "errors": r.errors, "control_plane_cpu_s": round(*cp_cpu)})),
+        "raw_with_one_more_policy_watch": raw_watch_cost,
         "raw_at_operator_qps": raw_throttled.as_ref().map(|r| json!({"writes": r.writes, "seconds": round(r.seconds), "objects_per_s": round(r.rate), "errors": r.errors})),
         "converge": {
             "seconds": round(converge_s),
@@ -1108,6 +1158,80 @@ async fn delete_raw_objects(admin: &Client, raw_label: &str, raw_baseline: &str)
         .collect()
         .await;
     counts.into_iter().sum()
+}
+
+/// How an extra watch asks for its events.
+#[derive(Debug, Clone, Copy)]
+enum WatchEncoding {
+    Json,
+    Protobuf,
+}
+
+impl WatchEncoding {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Protobuf => "protobuf",
+        }
+    }
+
+    fn accept(self) -> &'static str {
+        match self {
+            Self::Json => "application/json",
+            Self::Protobuf => "application/vnd.kubernetes.protobuf;stream=watch",
+        }
+    }
+}
+
+/// A watch of every NetworkPolicy whose bytes are read and dropped (what serving it costs
+/// the API server, without what decoding it costs a client).
+struct PolicyWatch {
+    task: tokio::task::JoinHandle<()>,
+    bytes: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl PolicyWatch {
+    async fn start(admin: &Client, encoding: WatchEncoding) -> Self {
+        use futures::AsyncReadExt as _;
+        let api = Api::<NetworkPolicy>::all(admin.clone());
+        let now = api
+            .list_metadata(&ListParams::default().limit(1))
+            .await
+            .expect("the NetworkPolicies' resourceVersion")
+            .metadata
+            .resource_version
+            .expect("a list's resourceVersion");
+        let mut request = kube::core::Request::new("/apis/networking.k8s.io/v1/networkpolicies")
+            .watch(&kube::api::WatchParams::default().timeout(290), &now)
+            .expect("a watch request");
+        request.headers_mut().insert(
+            http::header::ACCEPT,
+            http::HeaderValue::from_static(encoding.accept()),
+        );
+        let stream = admin
+            .request_stream(request)
+            .await
+            .expect("a watch of every NetworkPolicy");
+        let bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = bytes.clone();
+        let task = tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            let mut buffer = vec![0_u8; 64 * 1024];
+            while let Ok(read) = stream.read(&mut buffer).await {
+                if read == 0 {
+                    break;
+                }
+                counted.fetch_add(read as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        Self { task, bytes }
+    }
+
+    /// Stops the watch; the bytes it read.
+    fn stop(self) -> u64 {
+        self.task.abort();
+        self.bytes.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// The operator's client-side limit (a token bucket: `qps` a second, `burst` saved up).
