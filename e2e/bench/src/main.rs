@@ -381,21 +381,16 @@ async fn run(args: &Args) -> Value {
         None
     };
     let raw_by_apply = if args.raw_apply_too && kind.raw_mode() == RawMode::Create {
-        let names_a = names(&format!("{}-a", env.id), n);
-        create_namespaces(&admin, &names_a, &raw_label, 16).await;
-        wait_controllers_done(&admin, &names_a).await;
-        let cp_cpu_before = control_plane_cpu_seconds();
-        let r = raw_limit(
+        let names_a = settled_namespaces(&admin, &format!("{}-a", env.id), n, &raw_label).await;
+        let (r, cp_cpu) = raw_with_control_plane_cpu(
             &raw_client,
             &raw_baseline,
             &names_a,
             args.raw_workers,
             RawMode::Apply,
-            None,
             &raw_observer,
         )
         .await;
-        let cp_cpu = control_plane_cpu_seconds() - cp_cpu_before;
         log(format!(
             "raw (unthrottled, server-side apply): {} writes in {:.2} s = {:.0} objects/s; API server + etcd {cp_cpu:.1} CPU s",
             r.writes, r.seconds, r.rate
@@ -411,25 +406,21 @@ async fn run(args: &Args) -> Value {
             ("wp", Some(WatchEncoding::Protobuf)),
             ("wn", None),
         ] {
-            let names_w = names(&format!("{}-{suffix}", env.id), n);
-            create_namespaces(&admin, &names_w, &raw_label, 16).await;
-            wait_controllers_done(&admin, &names_w).await;
+            let names_w =
+                settled_namespaces(&admin, &format!("{}-{suffix}", env.id), n, &raw_label).await;
             let watching = match watch {
                 Some(encoding) => Some(PolicyWatch::start(&admin, encoding).await),
                 None => None,
             };
-            let cp_cpu_before = control_plane_cpu_seconds();
-            let r = raw_limit(
+            let (r, cp_cpu) = raw_with_control_plane_cpu(
                 &raw_client,
                 &raw_baseline,
                 &names_w,
                 args.raw_workers,
                 RawMode::Create,
-                None,
                 &raw_observer,
             )
             .await;
-            let cp_cpu = control_plane_cpu_seconds() - cp_cpu_before;
             let watched_bytes = watching.map(PolicyWatch::stop);
             let label = watch.map_or("none", WatchEncoding::name);
             log(format!(
@@ -785,9 +776,13 @@ async fn raw_after_converge(
     raw_label: &str,
 ) -> RawAfter {
     let kind = args.baseline;
-    let names_z = names(&format!("{}-z", env.id), args.namespaces);
-    create_namespaces(&env.admin, &names_z, raw_label, 16).await;
-    wait_controllers_done(&env.admin, &names_z).await;
+    let names_z = settled_namespaces(
+        &env.admin,
+        &format!("{}-z", env.id),
+        args.namespaces,
+        raw_label,
+    )
+    .await;
     let observer = Observer::start(
         &env.admin,
         raw_baseline,
@@ -795,18 +790,15 @@ async fn raw_after_converge(
         kind.writes_per_namespace(),
     )
     .await;
-    let cp_cpu_before = control_plane_cpu_seconds();
-    let raw = raw_limit(
+    let (raw, control_plane_cpu_s) = raw_with_control_plane_cpu(
         raw_client,
         raw_baseline,
         &names_z,
         args.raw_workers,
         kind.raw_mode(),
-        None,
         &observer,
     )
     .await;
-    let control_plane_cpu_s = control_plane_cpu_seconds() - cp_cpu_before;
     observer.stop();
     log(format!(
         "raw after the converge ({}): {} writes in {:.2} s = {:.0} objects/s; API server + etcd {control_plane_cpu_s:.1} CPU s",
@@ -819,6 +811,29 @@ async fn raw_after_converge(
         raw,
         control_plane_cpu_s,
     }
+}
+
+/// `n` new namespaces labelled `label` for one more raw phase, once the controller manager
+/// is done with them (so that its writes do not share the phase).
+async fn settled_namespaces(admin: &Client, prefix: &str, n: usize, label: &str) -> Vec<String> {
+    let names = names(prefix, n);
+    create_namespaces(admin, &names, label, 16).await;
+    wait_controllers_done(admin, &names).await;
+    names
+}
+
+/// An unthrottled raw phase, and the CPU seconds the API server and etcd spent during it.
+async fn raw_with_control_plane_cpu(
+    client: &Client,
+    baseline: &str,
+    namespaces: &[String],
+    workers: usize,
+    mode: RawMode,
+    observer: &Observer,
+) -> (Raw, f64) {
+    let before = control_plane_cpu_seconds();
+    let raw = raw_limit(client, baseline, namespaces, workers, mode, None, observer).await;
+    (raw, control_plane_cpu_seconds() - before)
 }
 
 fn pacing(args: &Args) -> String {
@@ -1201,9 +1216,10 @@ impl PolicyWatch {
             .metadata
             .resource_version
             .expect("a list's resourceVersion");
-        let mut request = kube::core::Request::new("/apis/networking.k8s.io/v1/networkpolicies")
-            .watch(&kube::api::WatchParams::default().timeout(290), &now)
-            .expect("a watch request");
+        let mut request =
+            kube::core::Request::new(<NetworkPolicy as kube::Resource>::url_path(&(), None))
+                .watch(&kube::api::WatchParams::default().timeout(290), &now)
+                .expect("a watch request");
         request.headers_mut().insert(
             http::header::ACCEPT,
             http::HeaderValue::from_static(encoding.accept()),
