@@ -146,17 +146,13 @@ fn can_list_config_maps(user: &str, field_selector: Option<&str>) -> (bool, Stri
 
 #[tokio::test]
 async fn default_install_passes_a_server_side_dry_run() {
-    ensure_installed().await;
     // Namespaced objects cannot be dry-run into a namespace that does not exist yet (the
-    // namespace is only dry-run created as well): create the agent's namespace for real.
-    // kube-baseline-system exists already (ensure_installed).
-    kubectl(&[
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "-f",
-        "config/agent/namespace.yaml",
-    ]);
+    // namespace is only dry-run created as well): install config/agent for real first
+    // (kube-baseline-system exists already, ensure_installed). Not only its namespace: the
+    // other tests here install config/agent for real too, and one doing so while the
+    // client-side apply below runs made its create of the agent's default-deny
+    // NetworkPolicy (it had read it as missing) fail with AlreadyExists.
+    ensure_agent_installed().await;
 
     let rendered = render("config/default");
     let names = kinds(&rendered);
